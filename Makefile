@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make run    set up everything, create a demo node in ./.inkless-demo and serve it on :8080
+#   make test   set up everything the tests need and run them
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO   := .inkless-demo
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+PYTEST_ARGS ?=
+
+.PHONY: run test system-deps lint typecheck bench clean
+
+run: $(VENV)/.installed
+	@test -f $(DEMO)/inkless.db -o -f $(DEMO)/inkless.toml || $(BIN)/inkless init --data $(DEMO) --demo
+	$(BIN)/inkless serve --data $(DEMO) --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+system-deps:
+	@scripts/install-system-deps
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-dev
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.installed
+
+clean:
+	rm -rf $(VENV) $(DEMO) build *.egg-info

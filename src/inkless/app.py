@@ -1,0 +1,166 @@
+"""The composition root: builds a node's services from its settings.
+
+Web routes and CLI commands get a :class:`Node` and call its services; nothing
+else constructs services.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from inkless import __version__
+from inkless.audit.log import AuditLog
+from inkless.audit.model import AuditEvent
+from inkless.blobs import BlobStore, LocalBlobStore
+from inkless.clock import Clock, SystemClock
+from inkless.config import Settings, write_config
+from inkless.db import tables as t
+from inkless.db.engine import Database
+from inkless.db.migrate import current_revision, head_revision, upgrade
+from inkless.directory.service import DirectoryService
+from inkless.errors import ConfigurationError, ConflictError
+from inkless.pki.ca import NodeCA, NodeIdentity
+from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, load_master_key
+
+
+@dataclass
+class Node:
+    """One running inkless node: its settings and its services."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    clock: Clock
+    box: SecretBox
+    keystore: KeyStore
+    pki: NodeCA
+    audit: AuditLog
+    directory: DirectoryService
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str:
+        return self.settings.node_id
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: bool = True) -> Node:
+    """Wire the services of an initialised node."""
+    clock = clock or SystemClock()
+    db = Database(settings.database_url)
+    if check_schema:
+        _check_initialised(db, settings)
+    box = SecretBox(load_master_key(settings.master_key_file))
+    keystore = KeyStore(box)
+    identity = NodeIdentity(settings.node_id, settings.organisation, settings.base_url)
+    pki = NodeCA(keystore, identity, clock)
+    audit = AuditLog(clock)
+    directory = DirectoryService(db, settings.node_id, pki, audit, box, clock)
+    return Node(
+        settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir), clock=clock, box=box,
+        keystore=keystore, pki=pki, audit=audit, directory=directory,
+    )
+
+
+def _check_initialised(db: Database, settings: Settings) -> None:
+    try:
+        revision = current_revision(db)
+    except (OperationalError, ProgrammingError) as exc:
+        raise ConfigurationError(f"cannot open the database {settings.backend}: {exc.orig}") from None
+    if revision is None:
+        raise ConfigurationError(
+            f"no inkless node in {settings.data_dir} (database {settings.backend}): run 'inkless init --data DIR'"
+        )
+    head = head_revision(db)
+    if revision != head:
+        raise ConfigurationError(
+            f"the database schema is at {revision}, this inkless {__version__} needs {head}: run 'inkless migrate'"
+        )
+    with db.begin() as conn:
+        stored = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
+    if stored is not None and stored != settings.node_id:
+        raise ConfigurationError(
+            f"the database belongs to node {stored!r} but the settings say node_id = {settings.node_id!r}"
+        )
+
+
+def init_node(settings: Settings, clock: Clock | None = None) -> Node:
+    """Create a node in ``settings.data_dir``: config file, master key, schema, CA, node and TSA keys."""
+    clock = clock or SystemClock()
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+    db = Database(settings.database_url, create=True)
+    try:
+        if current_revision(db) is not None:
+            with db.begin() as conn:
+                existing = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
+            if existing is not None:
+                raise ConflictError(f"the database already holds node {existing!r}; refusing to initialise again")
+    except (OperationalError, ProgrammingError) as exc:
+        raise ConfigurationError(f"cannot open the database: {exc.orig}") from None
+    if not settings.config_path.exists():
+        values: dict[str, object] = {
+            "node_id": settings.node_id,
+            "base_url": settings.base_url,
+            "organisation": settings.organisation,
+        }
+        if settings.backend != "sqlite":
+            # A node on PostgreSQL remembers where its database is (INKLESS_DATABASE_URL still wins).
+            values["database_url"] = settings.database_url
+        write_config(data, values)
+    if not settings.master_key_file.exists() and not os.environ.get("INKLESS_MASTER_KEY"):
+        create_master_key_file(settings.master_key_file)
+    upgrade(db)
+    db.dispose()
+    node = build_node(settings, clock)
+    now = clock.now()
+    with node.db.begin() as conn:
+        ca = node.pki.initialise(conn)
+        conn.execute(
+            insert(t.node_meta),
+            [
+                {"key": "node_id", "value": settings.node_id},
+                {"key": "initialised_at", "value": now.isoformat()},
+                {"key": "ca_fingerprint", "value": ca.fingerprint},
+            ],
+        )
+        node.audit.record(
+            conn,
+            AuditEvent(actor="system", action="node.initialised", object_type="node", object_id=settings.node_id,
+                       digests={"ca": ca.fingerprint}),
+            at=now,
+        )
+    return node
+
+
+def node_facts(node: Node) -> dict[str, object]:
+    """What ``inkless node info`` and ``/healthz`` tell about a node."""
+    with node.db.begin() as conn:
+        meta = {r.key: r.value for r in conn.execute(select(t.node_meta)).all()}
+    return {
+        "node_id": node.settings.node_id,
+        "organisation": node.settings.organisation,
+        "base_url": node.settings.base_url,
+        "ca_fingerprint": meta.get("ca_fingerprint"),
+        "database": node.settings.backend,
+        "data_dir": str(node.settings.data_dir),
+        "initialised_at": meta.get("initialised_at"),
+        "version": __version__,
+    }
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    return settings.data_dir.joinpath(*parts)
+
+
+def utc_iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: an RFC 9162 Merkle tree with signed tree heads."""

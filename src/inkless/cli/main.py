@@ -1,0 +1,278 @@
+"""``inkless``: initialise, run and administer a node.
+
+Exit codes: 0 success; 1 failure; 2 bad input or usage; 3 not found; 4 not
+allowed / wrong credentials; 5 integrity check failed; 6 configuration error;
+7 already exists; 8 storage or key store failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inkless.app import init_node, node_facts
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.config import load_settings
+from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.directory.model import Clearance
+from inkless.errors import InklessError
+
+app = typer.Typer(
+    name="inkless",
+    help="Official documents without fax paper or seal ink.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+node_app = typer.Typer(help="This node.", no_args_is_help=True)
+office_app = typer.Typer(help="Offices (部署).", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their credentials.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(office_app, name="office")
+app.add_typer(user_app, name="user")
+
+
+@app.command()
+def init(
+    data: DataOption = None,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="Short id of this node, e.g. 'moj'.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Base URL where peers and users reach this node.")] = None,
+    organisation: Annotated[str | None, typer.Option("--organisation", help="Organisation name, e.g. 法務省.")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Add sample offices and users (node 'moj').")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a node: database, node CA, TSA key, master key file (0600), and optionally demo data."""
+    overrides: dict[str, object] = {
+        "node_id": node_id or (DEMO_NODE_ID if demo else None),
+        "base_url": url,
+        "organisation": organisation or (DEMO_ORGANISATION if demo else None),
+    }
+    settings = load_settings(data, overrides=overrides)
+    node = init_node(settings)
+    try:
+        accounts = create_demo(node.directory).accounts if demo else []
+        facts = node_facts(node)
+    finally:
+        node.close()
+    listing = [
+        {
+            "login": a.user.login,
+            "name": a.user.display_name,
+            "office": a.user.office_code,
+            "role": a.user.role.value,
+            "clearance": a.user.clearance,
+            "password": a.password,
+            "totp_secret": a.totp_secret,
+        }
+        for a in accounts
+    ]
+    if demo:
+        # The demo's first-login secrets, kept beside the node for the person trying it out.
+        path = settings.data_dir / "demo-accounts.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(listing, fh, ensure_ascii=False, indent=2)
+    if as_json:
+        print_json({"node": facts, "accounts": listing})
+        return
+    typer.echo(f"Initialised node {facts['node_id']} in {facts['data_dir']} ({facts['database']})")
+    typer.echo(f"CA fingerprint: {facts['ca_fingerprint']}")
+    if listing:
+        typer.echo("\nDemo accounts (first-login password and TOTP secret; both shown only now):")
+        print_table(
+            [
+                (a["login"], a["name"], a["office"], a["role"], a["clearance"], a["password"], a["totp_secret"])
+                for a in listing
+            ],
+            ["login", "name", "office", "role", "clearance", "password", "TOTP secret"],
+        )
+        typer.echo(f"\n(also saved, mode 0600, in {settings.data_dir / 'demo-accounts.json'})")
+
+
+@app.command()
+def migrate(data: DataOption = None) -> None:
+    """Upgrade the database schema to this version of inkless."""
+    from inkless.db.engine import Database
+    from inkless.db.migrate import current_revision, head_revision, upgrade
+
+    settings = load_settings(data)
+    db = Database(settings.database_url)
+    try:
+        before = current_revision(db)
+        upgrade(db)
+        typer.echo(f"schema {before or 'empty'} -> {head_revision(db)}")
+    finally:
+        db.dispose()
+
+
+@app.command()
+def serve(
+    data: DataOption = None,
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Run background workers.")] = True,
+) -> None:
+    """Serve the web UI and /api/v1, with the background workers, in one process."""
+    from inkless.web.server import run_server
+
+    settings = load_settings(data, overrides={"host": host, "port": port, "workers": workers})
+    run_server(settings)
+
+
+@node_app.command("info")
+def node_info(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Node id, base URL, CA fingerprint and database backend."""
+    with open_node(data) as node:
+        facts = node_facts(node)
+    if as_json:
+        print_json(facts)
+        return
+    for key in ("node_id", "organisation", "base_url", "ca_fingerprint", "database", "data_dir", "version"):
+        typer.echo(f"{key + ':':16}{facts[key]}")
+
+
+@office_app.command("add")
+def office_add(
+    code: Annotated[str, typer.Argument(help="Office code, e.g. civil-affairs")],
+    name: Annotated[str, typer.Argument(help="Office name, e.g. 民事局")],
+    fax_number: Annotated[str | None, typer.Option("--fax-number", help="The office's fax number.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add an office and issue its encryption and signing certificates."""
+    with open_node(data) as node:
+        office = node.directory.add_office(code, name, fax_number, actor="cli")
+        address = office.address(node.node_id)
+    if as_json:
+        print_json({"code": office.code, "name": office.name, "address": address, "fax_number": office.fax_number})
+    else:
+        typer.echo(f"Added office {address} ({office.name})")
+
+
+@office_app.command("list")
+def office_list(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """List the offices of this node."""
+    with open_node(data) as node:
+        offices = node.directory.offices()
+        node_id = node.node_id
+    rows = [
+        {"code": o.code, "name": o.name, "address": o.address(node_id), "fax_number": o.fax_number}
+        for o in offices
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table([(r["code"], r["name"], r["address"], r["fax_number"]) for r in rows],
+                    ["code", "name", "address", "fax"])
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Argument(help="Login name, e.g. yamada")],
+    office: Annotated[str, typer.Option("--office", help="Office code.")],
+    role: Annotated[str, typer.Option("--role", help="clerk, approver or admin.")],
+    clearance: Annotated[int, typer.Option("--clearance", help="0 公開, 1 内部, 2 秘, 3 極秘.")],
+    name: Annotated[str, typer.Option("--name", help='Full name, e.g. "山田 太郎".')],
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a user; prints the first-login password and TOTP secret (shown only once)."""
+    with open_node(data) as node:
+        account = node.directory.add_user(login, office, role, clearance, name, actor="cli")
+    result = {
+        "login": account.user.login,
+        "name": account.user.display_name,
+        "office": account.user.office_code,
+        "role": account.user.role.value,
+        "clearance": account.user.clearance,
+        "password": account.password,
+        "totp_secret": account.totp_secret,
+        "totp_uri": account.totp_uri,
+    }
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(f"Added user {login} ({account.user.display_name}) to {account.user.office_code}")
+    typer.echo(f"first-login password: {account.password}")
+    typer.echo(f"TOTP secret:          {account.totp_secret}")
+    typer.echo("The user must change the password and confirm the TOTP code at first login.")
+
+
+@user_app.command("list")
+def user_list(
+    office: Annotated[str | None, typer.Option("--office", help="Only this office.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List users."""
+    with open_node(data) as node:
+        users = node.directory.users(office)
+    rows = [
+        {
+            "login": u.login, "name": u.display_name, "office": u.office_code, "role": u.role.value,
+            "clearance": u.clearance, "totp_enrolled": u.totp_confirmed, "active": u.active,
+        }
+        for u in users
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(
+            [(r["login"], r["name"], r["office"], r["role"],
+              f"{r['clearance']} {Clearance.LABELS[int(str(r['clearance']))]}",
+              "yes" if r["totp_enrolled"] else "no") for r in rows],
+            ["login", "name", "office", "role", "clearance", "TOTP"],
+        )
+
+
+@user_app.command("totp")
+def user_totp(
+    login: Annotated[str, typer.Argument(help="Login name.")],
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the user's current TOTP code (for demos and tests on the node itself)."""
+    with open_node(data) as node:
+        code = node.directory.current_totp(login)
+    if as_json:
+        print_json({"login": login, "code": code})
+    else:
+        typer.echo(code)
+
+
+def _register_optional() -> None:
+    """Attach command groups that live beside their feature packages."""
+    from importlib import import_module
+
+    for module, name in (("inkless.cli.audit", "audit"),):
+        try:
+            sub = import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        app.add_typer(sub.app, name=name)
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Entry point: run the command, turning inkless errors into a message and an exit code."""
+    try:
+        app()
+    except InklessError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def data_dir_of(data: Path | None) -> Path:
+    return load_settings(data).data_dir

@@ -1,0 +1,179 @@
+"""Settings, read once from ``DATA/inkless.toml`` and ``INKLESS_*`` environment variables.
+
+Precedence, lowest first: built-in defaults, ``inkless.toml`` in the data folder,
+environment variables. Unknown keys in either place are an error, so that a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from inkless.errors import ConfigurationError
+
+CONFIG_FILE = "inkless.toml"
+ENV_PREFIX = "INKLESS_"
+# Variables that are not settings keys but are read elsewhere (tests, the data folder itself).
+_ENV_NOT_SETTINGS = {"INKLESS_DATA", "INKLESS_TEST_POSTGRES_URL", "INKLESS_MASTER_KEY"}
+
+NODE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+LANGUAGES = ("ja", "en")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a node needs to know before it starts; immutable once read."""
+
+    data_dir: Path
+    node_id: str = "node"
+    organisation: str = ""
+    base_url: str = "http://127.0.0.1:8080"
+    database_url: str = ""
+    blob_dir: Path = field(default=Path())
+    master_key_file: Path = field(default=Path())
+    host: str = "127.0.0.1"
+    port: int = 8080
+    default_language: str = "ja"
+    session_minutes: int = 480
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    tree_head_interval_seconds: int = 60
+    max_message_bytes: int = 100 * 1024 * 1024
+    workers: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``: the kind of database in use."""
+        return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_FILE
+
+
+# Keys that may appear in inkless.toml / INKLESS_* (data_dir is given by --data / INKLESS_DATA).
+_KEYS = {f.name: f for f in fields(Settings) if f.name != "data_dir"}
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    target = _KEYS[name].type
+    try:
+        if target in ("int", int):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if target in ("bool", bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if target in ("Path", Path):
+            return Path(str(value))
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except ValueError:
+        raise ConfigurationError(
+            f"{source}: {name} = {value!r} is not a valid {getattr(target, '__name__', target)}"
+        ) from None
+
+
+def _validate(settings: Settings) -> None:
+    if not NODE_ID_RE.match(settings.node_id):
+        raise ConfigurationError(
+            f"node_id {settings.node_id!r} must be 1-32 lower-case letters, digits or '-' (e.g. 'moj')"
+        )
+    if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", settings.base_url):
+        raise ConfigurationError(f"base_url {settings.base_url!r} must be an http:// or https:// URL")
+    if not (settings.database_url.startswith("sqlite") or settings.database_url.startswith("postgresql")):
+        raise ConfigurationError(
+            f"database_url {settings.database_url!r}: only sqlite:/// and postgresql+psycopg:// are supported"
+        )
+    if not 0 < settings.port < 65536:
+        raise ConfigurationError(f"port {settings.port} is out of range (1-65535)")
+    if settings.default_language not in LANGUAGES:
+        raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
+    for name in ("session_minutes", "login_max_failures", "login_window_seconds",
+                 "tree_head_interval_seconds", "max_message_bytes"):
+        if getattr(settings, name) <= 0:
+            raise ConfigurationError(f"{name} must be positive")
+
+
+def load_settings(
+    data_dir: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the settings of the node whose data folder is ``data_dir`` (default ``$INKLESS_DATA``)."""
+    env = os.environ if env is None else env
+    if data_dir is None:
+        data_dir = env.get("INKLESS_DATA")
+    if not data_dir:
+        raise ConfigurationError("no data folder: pass --data DIR or set INKLESS_DATA")
+    root = Path(data_dir).expanduser().resolve()
+    values: dict[str, Any] = {}
+
+    path = root / CONFIG_FILE
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+        for key, value in raw.items():
+            if key not in _KEYS:
+                raise ConfigurationError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(_KEYS))})")
+            values[key] = _coerce(key, value, str(path))
+
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var in _ENV_NOT_SETTINGS:
+            continue
+        key = var[len(ENV_PREFIX):].lower()
+        if key not in _KEYS:
+            raise ConfigurationError(f"unknown environment variable {var}")
+        values[key] = _coerce(key, value, var)
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value, "command line")
+
+    settings = Settings(data_dir=root, **values)
+    # Paths relative to the data folder, and defaults that depend on it.
+    repl: dict[str, Any] = {}
+    if not settings.database_url:
+        repl["database_url"] = f"sqlite:///{root / 'inkless.db'}"
+    repl["blob_dir"] = root / "blobs" if settings.blob_dir == Path() else root / settings.blob_dir
+    repl["master_key_file"] = (
+        root / "master.key" if settings.master_key_file == Path() else root / settings.master_key_file
+    )
+    settings = dataclasses.replace(settings, **repl)
+    _validate(settings)
+    return settings
+
+
+def write_config(data_dir: Path, values: Mapping[str, Any]) -> Path:
+    """Write ``inkless.toml`` with the given keys (used by ``inkless init``)."""
+    for key in values:
+        if key not in _KEYS:
+            raise ConfigurationError(f"unknown setting {key!r}")
+    path = data_dir / CONFIG_FILE
+    clean = {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+    path.write_text(
+        "# inkless node settings; every key may be overridden by INKLESS_<KEY> in the environment.\n"
+        + tomli_w.dumps(clean),
+        encoding="utf-8",
+    )
+    return path

@@ -1,0 +1,87 @@
+"""The database engine: one place that knows how SQLite and PostgreSQL differ."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+
+from inkless.errors import ConfigurationError, StorageError
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` as a short form of ``postgresql+psycopg://``."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Database:
+    """A node's database: SQLite (WAL) or PostgreSQL behind the same interface."""
+
+    def __init__(self, url: str, *, create: bool = False, echo: bool = False) -> None:
+        self.url = normalise_url(url)
+        try:
+            parsed = make_url(self.url)
+        except exc.ArgumentError as error:
+            raise ConfigurationError(f"database_url is not a valid URL: {error}") from None
+        self.backend = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.backend == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                path = Path(parsed.database)
+                if create:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                elif not path.exists():
+                    # Opening would create an empty database file: a typo in --data must change nothing.
+                    raise ConfigurationError(
+                        f"no inkless node in {path.parent} (no database file {path.name}): "
+                        "run 'inkless init --data DIR'"
+                    )
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        elif self.backend == "postgresql":
+            kwargs["pool_pre_ping"] = True
+        else:
+            raise ConfigurationError(f"unsupported database backend {self.backend!r}")
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.backend == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed when the block ends, rolled back on an exception.
+
+        On SQLite every transaction takes the write lock up front (BEGIN IMMEDIATE),
+        the SQLite equivalent of row locks: two workers never interleave a
+        read-then-write on the same rows.
+        """
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except exc.OperationalError as error:
+            raise StorageError(f"database unavailable: {error.orig}") from error
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions start (see begin()).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

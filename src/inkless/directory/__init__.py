@@ -1,0 +1,1 @@
+"""Offices, users, roles, clearances (and later, peers)."""

@@ -1,0 +1,126 @@
+"""The one error tree of inkless.
+
+Every error a caller may need to tell apart derives from :class:`InklessError`.
+Third-party errors (SQLAlchemy, cryptography, pyHanko, spandsp) are translated
+into these at the boundary that calls them, keeping the detail.
+
+    InklessError                       exit code 1
+    ├── ConfigurationError             exit code 6   bad inkless.toml / INKLESS_* value
+    ├── ValidationError                exit code 2   bad input from a user or a peer
+    ├── NotFoundError                  exit code 3   no such office, user, entry ...
+    ├── ConflictError                  exit code 7   already exists / already initialised
+    ├── AuthenticationError            exit code 4   wrong password, wrong TOTP, bad token
+    │   └── RateLimitedError                         too many failed attempts (has .retry_after)
+    ├── PolicyError                    exit code 4   authenticated, but not allowed
+    ├── StorageError                   exit code 8   database or blob store failure
+    ├── KeyStoreError                  exit code 8   master key missing / wrong, key cannot be opened
+    ├── PKIError                       exit code 1   certificate issuance or validation problem
+    └── IntegrityError                 exit code 5   stored data does not match its proof
+        └── AuditIntegrityError                      the audit log does not recompute (has .entry_index)
+
+Feature issues add their own branches (DeliveryError, SealError, FaxError) here.
+"""
+
+from __future__ import annotations
+
+
+class InklessError(Exception):
+    """Base class of every inkless error."""
+
+    exit_code: int = 1
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(InklessError):
+    """The settings (inkless.toml or INKLESS_* variables) are invalid."""
+
+    exit_code = 6
+    http_status = 500
+
+
+class ValidationError(InklessError):
+    """Input from a user or a peer is malformed or out of range."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class NotFoundError(InklessError):
+    """The requested object does not exist (or the caller may not know it does)."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class ConflictError(InklessError):
+    """The object already exists, or the operation was already done."""
+
+    exit_code = 7
+    http_status = 409
+
+
+class AuthenticationError(InklessError):
+    """Credentials were missing or wrong."""
+
+    exit_code = 4
+    http_status = 401
+
+
+class RateLimitedError(AuthenticationError):
+    """Too many failed attempts; try again after ``retry_after`` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PolicyError(InklessError):
+    """The caller is authenticated but the policy forbids the operation."""
+
+    exit_code = 4
+    http_status = 403
+
+
+class StorageError(InklessError):
+    """The database or the blob store failed."""
+
+    exit_code = 8
+    http_status = 503
+
+
+class KeyStoreError(InklessError):
+    """A private key could not be stored or opened (missing or wrong master key)."""
+
+    exit_code = 8
+    http_status = 500
+
+
+class PKIError(InklessError):
+    """A certificate could not be issued, parsed or validated."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class IntegrityError(InklessError):
+    """Stored data does not match its cryptographic proof."""
+
+    exit_code = 5
+    http_status = 500
+
+
+class AuditIntegrityError(IntegrityError):
+    """The audit log does not recompute; ``entry_index`` names the first bad entry if known."""
+
+    def __init__(self, message: str, entry_index: int | None = None) -> None:
+        super().__init__(message)
+        self.entry_index = entry_index

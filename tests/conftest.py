@@ -1,0 +1,71 @@
+"""Fixtures shared by the three tiers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inkless.app import Node, build_node, init_node
+from inkless.config import Settings, load_settings
+from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, DemoSample, create_demo
+from tests.helpers.db import fresh_database, postgres_url
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if postgres_url():
+        return
+    skip = pytest.mark.skip(reason="set INKLESS_TEST_POSTGRES_URL to run the PostgreSQL tests")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(backend, tmp_path / "node") as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return load_settings(
+        tmp_path / "node",
+        env={},
+        overrides={
+            "node_id": DEMO_NODE_ID,
+            "organisation": DEMO_ORGANISATION,
+            "database_url": database_url,
+            "base_url": "http://127.0.0.1:8080",
+        },
+    )
+
+
+@pytest.fixture
+def node(settings: Settings) -> Iterator[Node]:
+    """A freshly initialised node (CA, node and TSA keys; no offices yet)."""
+    n = init_node(settings)
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+@pytest.fixture
+def demo(node: Node) -> DemoSample:
+    """The demo offices and users, created in ``node``."""
+    return create_demo(node.directory)
+
+
+def reopen(node: Node) -> Node:
+    """A second Node on the same data, as another process would build it."""
+    return build_node(node.settings)

@@ -1,0 +1,47 @@
+"""Databases for tests: a fresh SQLite file, or a fresh schema on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+POSTGRES_ENV = "INKLESS_TEST_POSTGRES_URL"
+
+
+def postgres_url() -> str | None:
+    """The server the PostgreSQL tests use, or None (then those tests are skipped)."""
+    return os.environ.get(POSTGRES_ENV) or None
+
+
+def _pg_driver_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """Yield the URL of an empty database; PostgreSQL gets a private schema, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'inkless.db'}"
+        return
+    base = postgres_url()
+    assert base, f"{POSTGRES_ENV} is not set"
+    base = _pg_driver_url(base)
+    schema = "t_" + secrets.token_hex(6)
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
