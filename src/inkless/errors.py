@@ -15,6 +15,7 @@ into these at the boundary that calls them, keeping the detail.
     ├── StorageError                   exit code 8   database or blob store failure
     ├── KeyStoreError                  exit code 8   master key missing / wrong, key cannot be opened
     ├── PKIError                       exit code 1   certificate issuance or validation problem
+    ├── SealError                      exit code 1   a seal cannot be drawn or applied (no CJK font, missing glyph)
     └── IntegrityError                 exit code 5   stored data does not match its proof
         └── AuditIntegrityError                      the audit log does not recompute (has .entry_index)
 
@@ -109,6 +110,13 @@ class PKIError(InklessError):
 
     exit_code = 1
     http_status = 500
+
+
+class SealError(InklessError):
+    """A seal cannot be drawn or applied (no usable CJK font, a character the font lacks)."""
+
+    exit_code = 1
+    http_status = 422
 
 
 class IntegrityError(InklessError):
