@@ -1,10 +1,63 @@
-"""FastAPI dependencies shared by every router: the node, and who is asking."""
+"""FastAPI dependencies shared by every router: the node, its web services, and who is asking.
+
+A caller is either a browser session (cookie) or an API token (``Authorization:
+Bearer``). Every state-changing request made with a session cookie must carry
+the session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``).
+"""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from dataclasses import dataclass
+from typing import Annotated
+
+from babel.support import Translations
+from fastapi import Depends, HTTPException, Request
 
 from inkless.app import Node
+from inkless.directory.model import Office, Role, User
+from inkless.directory.tokens import ApiTokenService
+from inkless.errors import AuthenticationError
+from inkless.web.render import N_
+from inkless.web.security import LoginThrottle, SessionStore, Stage, WebSession, csrf_matches
+
+SESSION_COOKIE = "inkless_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Where each unfinished login stage continues.
+STAGE_PAGES = {
+    Stage.TOTP: "/login/totp",
+    Stage.ENROL: "/login/enrol",
+    Stage.PASSWORD: "/login/password",
+}
+
+
+@dataclass
+class WebServices:
+    """What the web layer keeps beside the node: sessions, login throttle, tokens, catalogs."""
+
+    sessions: SessionStore
+    throttle: LoginThrottle
+    tokens: ApiTokenService
+    translations: dict[str, Translations]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a user acting for an office, through a browser session or an API token."""
+
+    user: User
+    office: Office
+    session: WebSession | None = None
+    via_token: bool = False
+
+
+class LoginRedirect(Exception):
+    """A page needs a logged-in user: send the browser to ``location`` instead."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
 
 
 def get_node(request: Request) -> Node:
@@ -14,7 +67,108 @@ def get_node(request: Request) -> Node:
     return node
 
 
-def require_admin(request: Request) -> None:
+def get_services(request: Request) -> WebServices:
+    """The web services built by the app factory."""
+    services = request.app.state.web
+    assert isinstance(services, WebServices)
+    return services
+
+
+def client_address(request: Request) -> str:
+    """The client's IP address as seen by this process (used for rate limiting and sessions)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def submitted_csrf(request: Request) -> str | None:
+    """The CSRF token sent with a request: the header, or the hidden field of a submitted form."""
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.method in SAFE_METHODS:
+        return None
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        # Starlette caches the parsed form, so the route's Form() parameters still see it.
+        value = (await request.form()).get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def browser_session(
+    request: Request,
+    services: Annotated[WebServices, Depends(get_services)],
+    csrf: Annotated[str | None, Depends(submitted_csrf)],
+) -> WebSession | None:
+    """The session of the cookie, whatever its stage; 403 for a state change without the right CSRF token."""
+    session = services.sessions.load(request.cookies.get(SESSION_COOKIE))
+    if (
+        session is not None
+        and request.method not in SAFE_METHODS
+        and not csrf_matches(session.csrf_token, csrf)
+    ):
+        # The cookie alone proves nothing: another site can make the browser send it.
+        raise HTTPException(status_code=403, detail=N_("CSRF token missing or wrong"))
+    return session
+
+
+def _caller_of_session(node: Node, session: WebSession) -> Caller:
+    user = node.directory.user_by_id(session.user_id)
+    if not user.active:
+        raise AuthenticationError("this account is disabled")
+    return Caller(user=user, office=node.directory.office(user.office_code), session=session)
+
+
+def page_caller(
+    node: Annotated[Node, Depends(get_node)],
+    session: Annotated[WebSession | None, Depends(browser_session)],
+) -> Caller:
+    """The logged-in user of an HTML page; unfinished or missing logins are redirected."""
+    if session is None:
+        raise LoginRedirect("/login")
+    if session.stage != Stage.ACTIVE:
+        raise LoginRedirect(STAGE_PAGES[session.stage])
+    return _caller_of_session(node, session)
+
+
+def api_caller(
+    request: Request,
+    node: Annotated[Node, Depends(get_node)],
+    services: Annotated[WebServices, Depends(get_services)],
+    csrf: Annotated[str | None, Depends(submitted_csrf)],
+) -> Caller:
+    """The caller of an API route: a bearer token, or else a fully logged-in browser session."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise HTTPException(
+                status_code=401,
+                detail="use 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            user, office = services.tokens.authenticate(secret.strip())
+        except AuthenticationError as exc:
+            raise HTTPException(
+                status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}
+            ) from None
+        return Caller(user=user, office=office, via_token=True)
+    session = browser_session(request, services, csrf)
+    if session is None or session.stage != Stage.ACTIVE:
+        raise HTTPException(
+            status_code=401, detail="authentication required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return _caller_of_session(node, session)
+
+
+def require_admin(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
     """Allow only an authenticated administrator (session or API token)."""
-    # Replaced by the real check when authentication lands; until then nobody passes.
-    raise HTTPException(status_code=401, detail="authentication required")
+    if caller.user.role != Role.ADMIN:
+        raise HTTPException(status_code=403, detail=N_("administrators only"))
+    return caller
+
+
+def require_own_office(caller: Caller, office_code: str) -> None:
+    """403 unless ``office_code`` is the caller's office: nobody reads other offices' mail, admins too."""
+    if caller.office.code != office_code:
+        raise HTTPException(status_code=403, detail=N_("You may only open the pages of your own office."))

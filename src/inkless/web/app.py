@@ -1,0 +1,246 @@
+"""The web application factory: HTML UI, ``/api/v1``, ``/healthz`` and the node's PKI files."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from inkless import __version__
+from inkless.app import Node, node_facts
+from inkless.config import LANGUAGES
+from inkless.directory.tokens import ApiTokenService
+from inkless.errors import InklessError, RateLimitedError
+from inkless.web import api, pages
+from inkless.web.deps import LoginRedirect, WebServices
+from inkless.web.i18n import LANG_COOKIE, load_all
+from inkless.web.render import N_, Renderer
+from inkless.web.security import LoginThrottle, SessionStore
+
+log = logging.getLogger("inkless.web")
+
+STATIC_DIR = Path(__file__).parent / "static"
+API_PREFIX = "/api/v1"
+
+# No inline scripts or styles anywhere in the UI; the QR code is inline SVG markup, not a script.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+# FastAPI's interactive docs page loads Swagger UI from its CDN with an inline bootstrap script;
+# only that page gets this policy (the OpenAPI document itself is always served locally).
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+# Public, cacheable resources; everything else may show personal data and is never stored by caches.
+CACHEABLE_PREFIXES = ("/static/", "/pki/", "/healthz")
+
+ERROR_TITLES = {
+    400: N_("Bad request"),
+    401: N_("Not logged in"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Not allowed"),
+    409: N_("Conflict"),
+    422: N_("Invalid input"),
+    429: N_("Too many attempts"),
+    500: N_("Something went wrong"),
+    503: N_("Temporarily unavailable"),
+}
+
+
+def create_app(node: Node) -> FastAPI:
+    """The ASGI app serving ``node``."""
+    settings = node.settings
+    translations = load_all()
+    app = FastAPI(
+        title="inkless",
+        version=__version__,
+        description=(
+            f"API of the inkless node `{settings.node_id}`. "
+            "Authenticate with `Authorization: Bearer <token>` "
+            "(an API token scoped to one office) or with a browser session plus the `X-CSRF-Token` header "
+            "on state-changing requests."
+        ),
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.node = node
+    app.state.web = WebServices(
+        sessions=SessionStore(node.db, node.clock, settings.session_minutes),
+        throttle=LoginThrottle(node.clock, settings.login_max_failures, settings.login_window_seconds),
+        tokens=ApiTokenService(node.db, node.directory, node.audit, node.clock),
+        translations=translations,
+    )
+    renderer = Renderer(
+        translations,
+        settings.default_language,
+        {"organisation": settings.organisation or settings.node_id, "node_id": settings.node_id},
+    )
+    app.state.renderer = renderer
+
+    _add_node_routes(app, node)
+    app.include_router(pages.router)
+    app.include_router(api.router, prefix=API_PREFIX)
+    audit_router = _optional_router("inkless.web.api_audit")
+    if audit_router is not None:
+        app.include_router(audit_router, prefix=API_PREFIX)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_middleware(app)
+    _add_error_handlers(app, renderer)
+    return app
+
+
+def _optional_router(module: str) -> APIRouter | None:
+    try:
+        router = importlib.import_module(module).router
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+    assert isinstance(router, APIRouter)
+    return router
+
+
+def _add_node_routes(app: FastAPI, node: Node) -> None:
+    @app.get("/healthz", tags=["node"])
+    def healthz() -> JSONResponse:
+        """Liveness and identity: node id, database backend, version."""
+        try:
+            facts = node_facts(node)
+        except InklessError as exc:
+            log.warning("health check failed: %s", exc)
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "node_id": node.node_id,
+                    "database": node.settings.backend,
+                    "version": __version__,
+                },
+                status_code=503,
+            )
+        return JSONResponse(
+            {
+                "status": "ok",
+                "node_id": facts["node_id"],
+                "database": facts["database"],
+                "version": facts["version"],
+            }
+        )
+
+    @app.get(
+        "/pki/ca.pem",
+        tags=["node"],
+        response_class=Response,
+        responses={200: {"content": {"application/x-pem-file": {}}}},
+    )
+    def ca_pem() -> Response:
+        """The node CA certificate (PEM): the trust anchor of every certificate this node issues."""
+        from cryptography import x509
+
+        with node.db.begin() as conn:
+            der = node.pki.ca_certificate(conn).der
+        pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        return Response(pem, media_type="application/x-pem-file")
+
+    @app.get(
+        "/pki/crl",
+        tags=["node"],
+        response_class=Response,
+        responses={200: {"content": {"application/pkix-crl": {}}}},
+    )
+    def crl() -> Response:
+        """The node CA's current certificate revocation list (DER); every certificate points here."""
+        with node.db.begin() as conn:
+            der = node.pki.crl(conn).public_bytes(serialization.Encoding.DER)
+        return Response(der, media_type="application/pkix-crl")
+
+
+def _add_middleware(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        path = request.url.path
+        headers = response.headers
+        headers["Content-Security-Policy"] = DOCS_CSP if path == f"{API_PREFIX}/docs" else CSP
+        headers["X-Frame-Options"] = "DENY"
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"
+        if not path.startswith(CACHEABLE_PREFIXES):
+            headers["Cache-Control"] = "no-store"
+        lang = request.query_params.get("lang")
+        if lang in LANGUAGES:
+            # The language link in the header sets the choice for the following pages too.
+            response.set_cookie(LANG_COOKIE, str(lang), max_age=365 * 24 * 3600, samesite="lax", path="/")
+        return response
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX + "/") or request.url.path == API_PREFIX
+
+
+def _add_error_handlers(app: FastAPI, renderer: Renderer) -> None:
+    def error_page(
+        request: Request, status: int, message: str | None, headers: dict[str, str] | None = None
+    ) -> Response:
+        title = renderer.gettext(request, ERROR_TITLES.get(status, ERROR_TITLES[500]))
+        text = renderer.gettext(request, message) if message else None
+        response = renderer.render(
+            request, "error.html", status_code=status, title=title, message=text, status=status
+        )
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(LoginRedirect)
+    async def login_redirect(request: Request, exc: LoginRedirect) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": "authentication required"}, status_code=401)
+        return RedirectResponse(exc.location, status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        if _is_api(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        return error_page(request, exc.status_code, str(exc.detail) if exc.detail else None, headers)
+
+    @app.exception_handler(InklessError)
+    async def inkless_error(request: Request, exc: InklessError) -> Response:
+        status = exc.http_status
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
+        # Server-side failures get a generic message: details belong in the log, not in the browser.
+        message = exc.message if status < 500 else N_("The server could not complete the request.")
+        if status >= 500:
+            log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        if _is_api(request):
+            return JSONResponse({"detail": message}, status_code=status, headers=headers)
+        return error_page(request, status, message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": _plain_errors(exc)}, status_code=422)
+        return error_page(request, 422, N_("The form was not filled in correctly."))
+
+
+def _plain_errors(exc: RequestValidationError) -> list[dict[str, object]]:
+    # Pydantic's error dicts may hold the rejected input; echo only where and what, never a password.
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]

@@ -1,0 +1,499 @@
+"""The HTML UI: login (password, TOTP or enrolment, password change), inbox, API tokens, logout."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import segno
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from inkless.app import Node
+from inkless.audit.model import AuditEvent
+from inkless.directory.model import User
+from inkless.errors import AuthenticationError, InklessError, RateLimitedError, ValidationError
+from inkless.web.deps import (
+    SESSION_COOKIE,
+    STAGE_PAGES,
+    Caller,
+    LoginRedirect,
+    WebServices,
+    browser_session,
+    client_address,
+    get_node,
+    get_services,
+    page_caller,
+    require_own_office,
+)
+from inkless.web.render import N_, Renderer
+from inkless.web.security import Stage, WebSession
+
+router = APIRouter(include_in_schema=False)
+
+NodeDep = Annotated[Node, Depends(get_node)]
+ServicesDep = Annotated[WebServices, Depends(get_services)]
+SessionDep = Annotated[WebSession | None, Depends(browser_session)]
+CallerDep = Annotated[Caller, Depends(page_caller)]
+
+# Messages shown to users; the catalogs translate them.
+WRONG_CREDENTIALS = N_("Wrong login or password.")
+WRONG_CODE = N_("Wrong or already used one-time code.")
+PASSWORDS_DIFFER = N_("The two passwords are not the same.")
+PASSWORD_TOO_SHORT = N_("The new password must be at least 12 characters long.")
+PASSWORD_TOO_LONG = N_("The new password must be at most 256 characters long.")
+PASSWORD_UNCHANGED = N_("Choose a password different from the first-login password.")
+TOO_MANY_ATTEMPTS = N_("Too many failed attempts. Try again in %(minutes)s minutes.")
+
+
+def renderer(request: Request) -> Renderer:
+    """The app's HTML renderer."""
+    value = request.app.state.renderer
+    assert isinstance(value, Renderer)
+    return value
+
+
+RendererDep = Annotated[Renderer, Depends(renderer)]
+
+
+def _secure_cookies(node: Node) -> bool:
+    return node.settings.base_url.startswith("https://")
+
+
+def set_session_cookie(response: Response, node: Node, token: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure when the node is served over https."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=_secure_cookies(node),
+        path="/",
+        max_age=node.settings.session_minutes * 60,
+    )
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303)
+
+
+def _inbox_url(user: User) -> str:
+    return f"/offices/{user.office_code}/inbox"
+
+
+def _next_stage(user: User) -> Stage:
+    return Stage.PASSWORD if user.must_change_password else Stage.ACTIVE
+
+
+def _stage_url(stage: Stage, user: User) -> str:
+    return _inbox_url(user) if stage == Stage.ACTIVE else STAGE_PAGES[stage]
+
+
+def _wait_message(render: Renderer, request: Request, exc: RateLimitedError) -> str:
+    minutes = max(1, (exc.retry_after + 59) // 60)
+    return render.gettext(request, TOO_MANY_ATTEMPTS) % {"minutes": minutes}
+
+
+def _require_stage(session: WebSession | None, stage: Stage) -> WebSession:
+    if session is None:
+        raise LoginRedirect("/login")
+    if session.stage != stage:
+        raise LoginRedirect(STAGE_PAGES.get(session.stage, "/"))
+    return session
+
+
+# --- entry ------------------------------------------------------------------------------
+
+
+@router.get("/")
+def index(node: NodeDep, session: SessionDep) -> RedirectResponse:
+    """The user's inbox, or the next login step."""
+    if session is None:
+        return _redirect("/login")
+    if session.stage != Stage.ACTIVE:
+        return _redirect(STAGE_PAGES[session.stage])
+    return _redirect(_inbox_url(node.directory.user_by_id(session.user_id)))
+
+
+# --- step 1: login and password --------------------------------------------------------
+
+
+@router.get("/login")
+def login_form(request: Request, node: NodeDep, session: SessionDep, render: RendererDep) -> Response:
+    """The login form (or the inbox, for someone already logged in)."""
+    if session is not None and session.stage == Stage.ACTIVE:
+        return _redirect(_inbox_url(node.directory.user_by_id(session.user_id)))
+    return render.render(request, "login.html", login="")
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    node: NodeDep,
+    services: ServicesDep,
+    render: RendererDep,
+    login: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Check login and password; on success continue with the TOTP (or enrolment) step."""
+    login = login.strip().lower()
+    client = client_address(request)
+    try:
+        with node.db.begin() as conn:
+            services.throttle.check(conn, login, client)
+    except RateLimitedError as exc:
+        # Refused before the password is even looked at: a right guess must not be confirmed either.
+        refused = render.render(
+            request, "login.html", status_code=429, login=login, error=_wait_message(render, request, exc)
+        )
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
+    try:
+        user = node.directory.check_password(login, password)
+    except AuthenticationError:
+        with node.db.begin() as conn:
+            services.throttle.record(conn, login, client, success=False)
+            node.audit.record(
+                conn,
+                AuditEvent(
+                    actor=login[:64] or "-",
+                    action="auth.login_failed",
+                    object_type="user",
+                    object_id=login[:64],
+                    details={"client": client, "step": "password"},
+                ),
+            )
+        return render.render(
+            request,
+            "login.html",
+            status_code=401,
+            login=login,
+            error=render.gettext(request, WRONG_CREDENTIALS),
+        )
+    stage = Stage.TOTP if user.totp_confirmed else Stage.ENROL
+    with node.db.begin() as conn:
+        token, _ = services.sessions.start(conn, user.id, stage, client)
+    response = _redirect(STAGE_PAGES[stage])
+    set_session_cookie(response, node, token)
+    return response
+
+
+# --- step 2: TOTP, or enrolment --------------------------------------------------------
+
+
+@router.get("/login/totp")
+def totp_form(request: Request, session: SessionDep, render: RendererDep) -> Response:
+    """Ask for the one-time code."""
+    current = _require_stage(session, Stage.TOTP)
+    return render.render(request, "totp.html", csrf_token=current.csrf_token)
+
+
+@router.post("/login/totp")
+def totp_submit(
+    request: Request,
+    node: NodeDep,
+    services: ServicesDep,
+    session: SessionDep,
+    render: RendererDep,
+    code: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Accept a one-time code once; finish the login (or continue with the password change)."""
+    current = _require_stage(session, Stage.TOTP)
+    return _second_factor(request, node, services, render, current, code, enrolment=False)
+
+
+@router.get("/login/enrol")
+def enrol_form(request: Request, node: NodeDep, session: SessionDep, render: RendererDep) -> Response:
+    """Show the QR code and secret of the user's TOTP key, and ask for a first code."""
+    current = _require_stage(session, Stage.ENROL)
+    return _enrol_page(request, node, render, current)
+
+
+@router.post("/login/enrol")
+def enrol_submit(
+    request: Request,
+    node: NodeDep,
+    services: ServicesDep,
+    session: SessionDep,
+    render: RendererDep,
+    code: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Confirm the authenticator app with a first code."""
+    current = _require_stage(session, Stage.ENROL)
+    return _second_factor(request, node, services, render, current, code, enrolment=True)
+
+
+def _enrol_page(
+    request: Request,
+    node: Node,
+    render: Renderer,
+    session: WebSession,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    user = node.directory.user_by_id(session.user_id)
+    secret = node.directory.totp_secret(user.login)
+    # Rendered here as inline SVG: no image request, no third-party QR service sees the secret.
+    qr_svg = segno.make(node.directory.totp_uri(user.login), error="m").svg_inline(
+        scale=5, dark="#000", light="#fff", omitsize=False
+    )
+    grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+    return render.render(
+        request,
+        "enrol.html",
+        status_code=status_code,
+        csrf_token=session.csrf_token,
+        qr_svg=qr_svg,
+        secret=grouped,
+        login=user.login,
+        error=error,
+    )
+
+
+def _second_factor(
+    request: Request,
+    node: Node,
+    services: WebServices,
+    render: Renderer,
+    session: WebSession,
+    code: str,
+    *,
+    enrolment: bool,
+) -> Response:
+    client = client_address(request)
+    user = node.directory.user_by_id(session.user_id)
+    template = "enrol.html" if enrolment else "totp.html"
+    try:
+        with node.db.begin() as conn:
+            services.throttle.check(conn, user.login, client)
+    except RateLimitedError as exc:
+        message = _wait_message(render, request, exc)
+        if enrolment:
+            refused = _enrol_page(request, node, render, session, message, 429)
+        else:
+            refused = render.render(
+                request, template, status_code=429, csrf_token=session.csrf_token, error=message
+            )
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
+    try:
+        user = node.directory.verify_totp(user.login, code)
+    except AuthenticationError:
+        with node.db.begin() as conn:
+            # Wrong codes count like wrong passwords: six digits must not be guessable at leisure.
+            services.throttle.record(conn, user.login, client, success=False)
+            node.audit.record(
+                conn,
+                AuditEvent(
+                    actor=user.login,
+                    action="auth.login_failed",
+                    object_type="user",
+                    object_id=user.login,
+                    details={"client": client, "step": "enrol" if enrolment else "totp"},
+                ),
+            )
+        message = render.gettext(request, WRONG_CODE)
+        if enrolment:
+            return _enrol_page(request, node, render, session, message, 401)
+        return render.render(request, template, status_code=401, csrf_token=session.csrf_token, error=message)
+    stage = _next_stage(user)
+    with node.db.begin() as conn:
+        services.throttle.record(conn, user.login, client, success=True)
+        token, _ = services.sessions.advance(conn, session, stage, client)
+        if enrolment:
+            node.audit.record(
+                conn,
+                AuditEvent(
+                    actor=user.login,
+                    action="user.totp_enrolled",
+                    object_type="user",
+                    object_id=user.login,
+                ),
+            )
+        node.audit.record(
+            conn,
+            AuditEvent(
+                actor=user.login,
+                action="auth.login",
+                object_type="user",
+                object_id=user.login,
+                details={"client": client, "must_change_password": user.must_change_password},
+            ),
+        )
+    response = _redirect(_stage_url(stage, user))
+    set_session_cookie(response, node, token)
+    return response
+
+
+# --- step 3: first-login password change -----------------------------------------------
+
+
+@router.get("/login/password")
+def password_form(request: Request, session: SessionDep, render: RendererDep) -> Response:
+    """Ask for a new password (twice)."""
+    current = _require_stage(session, Stage.PASSWORD)
+    return render.render(request, "password.html", csrf_token=current.csrf_token)
+
+
+@router.post("/login/password")
+def password_submit(
+    request: Request,
+    node: NodeDep,
+    services: ServicesDep,
+    session: SessionDep,
+    render: RendererDep,
+    new_password: Annotated[str, Form(max_length=1024)] = "",
+    new_password_again: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    """Set the new password and open the full session."""
+    current = _require_stage(session, Stage.PASSWORD)
+    user = node.directory.user_by_id(current.user_id)
+    error: str | None = None
+    if new_password != new_password_again:
+        error = PASSWORDS_DIFFER
+    elif len(new_password) < 12:
+        error = PASSWORD_TOO_SHORT
+    elif len(new_password) > 256:
+        error = PASSWORD_TOO_LONG
+    else:
+        try:
+            node.directory.check_password(user.login, new_password)
+            error = PASSWORD_UNCHANGED
+        except AuthenticationError:
+            pass
+    if error is None:
+        try:
+            node.directory.set_password(user.login, new_password, actor=user.login)
+        except ValidationError as exc:
+            error = exc.message
+    if error is not None:
+        return render.render(
+            request,
+            "password.html",
+            status_code=422,
+            csrf_token=current.csrf_token,
+            error=render.gettext(request, error),
+        )
+    client = client_address(request)
+    with node.db.begin() as conn:
+        token, _ = services.sessions.advance(conn, current, Stage.ACTIVE, client)
+    response = _redirect(_inbox_url(user))
+    set_session_cookie(response, node, token)
+    return response
+
+
+# --- logout ------------------------------------------------------------------------------
+
+
+@router.post("/logout")
+def logout(request: Request, node: NodeDep, services: ServicesDep, session: SessionDep) -> Response:
+    """End the session (the row is deleted, the cookie cleared)."""
+    if session is not None:
+        with node.db.begin() as conn:
+            services.sessions.end(conn, session.id)
+            login = node.directory.user_by_id(session.user_id, conn).login
+            node.audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="auth.logout",
+                    object_type="user",
+                    object_id=login,
+                    details={"client": client_address(request)},
+                ),
+            )
+    response = _redirect("/login")
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure_cookies(node)
+    )
+    return response
+
+
+# --- the office ----------------------------------------------------------------------------
+
+
+@router.get("/offices/{code}/inbox")
+def inbox(request: Request, code: str, caller: CallerDep, render: RendererDep) -> Response:
+    """The inbox of the caller's office."""
+    require_own_office(caller, code)
+    return render.render(request, "inbox.html", caller=caller, csrf_token=_csrf(caller), documents=[])
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+@router.get("/tokens")
+def tokens_page(request: Request, caller: CallerDep, services: ServicesDep, render: RendererDep) -> Response:
+    """The caller's API tokens, and a form to create one."""
+    return _tokens_page(request, caller, services, render)
+
+
+@router.post("/tokens")
+def tokens_create(
+    request: Request,
+    caller: CallerDep,
+    services: ServicesDep,
+    render: RendererDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    expires_days: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Create a token for the caller's office; its secret is shown on this page only."""
+    try:
+        days = int(expires_days) if expires_days.strip() else None
+    except ValueError:
+        return _tokens_page(
+            request,
+            caller,
+            services,
+            render,
+            status_code=422,
+            error=render.gettext(request, N_("The expiry must be a number of days.")),
+        )
+    try:
+        created = services.tokens.create(
+            caller.user.login, caller.office.code, name, days, actor=caller.user.login
+        )
+    except InklessError as exc:
+        return _tokens_page(
+            request,
+            caller,
+            services,
+            render,
+            status_code=exc.http_status,
+            error=render.gettext(request, exc.message),
+        )
+    return _tokens_page(
+        request, caller, services, render, new_secret=created.secret, new_name=created.token.name
+    )
+
+
+@router.post("/tokens/{token_id}/revoke")
+def tokens_revoke(token_id: int, caller: CallerDep, services: ServicesDep) -> Response:
+    """Revoke one of the caller's tokens."""
+    services.tokens.revoke(token_id, actor=caller.user.login, owner=caller.user.login)
+    return _redirect("/tokens")
+
+
+def _tokens_page(
+    request: Request,
+    caller: Caller,
+    services: WebServices,
+    render: Renderer,
+    status_code: int = 200,
+    **context: object,
+) -> HTMLResponse:
+    tokens = services.tokens.list(caller.user.login)
+    now = request.app.state.node.clock.now()
+    rows = [{"token": tok, "state": tok.state(now)} for tok in tokens]
+    return render.render(
+        request,
+        "tokens.html",
+        status_code=status_code,
+        caller=caller,
+        csrf_token=_csrf(caller),
+        tokens=rows,
+        **context,
+    )
+
+
+def _csrf(caller: Caller) -> str:
+    return caller.session.csrf_token if caller.session else ""

@@ -1,0 +1,250 @@
+"""Browser sessions, CSRF tokens and login rate limiting.
+
+The decisions (is a session expired, is a CSRF token right, how long must a
+client wait) are pure functions, tested with fakes; the services around them
+keep their state in ``web_sessions`` and ``login_attempts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from inkless.clock import Clock
+from inkless.db import tables as t
+from inkless.db.engine import Database
+from inkless.errors import RateLimitedError
+
+# A session that is not used for this long ends, however long its absolute lifetime.
+IDLE_MINUTES = 60
+# The steps between password and a full session must be finished quickly.
+PENDING_MINUTES = 10
+# Touching last_seen_at on every request would turn every page view into a write.
+TOUCH_GRANULARITY = timedelta(seconds=60)
+
+
+class Stage(StrEnum):
+    """How far a browser session has come through the login."""
+
+    TOTP = "totp"  # password accepted, waiting for the one-time code
+    ENROL = "enrol"  # password accepted, TOTP never confirmed: show the QR code
+    PASSWORD = "password"  # noqa: S105 - must choose a new password before anything else
+    ACTIVE = "active"  # logged in
+
+
+def hash_session_token(token: str) -> str:
+    """SHA-256 hex of a cookie value: the session id stored in the database."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def csrf_matches(expected: str, submitted: str | None) -> bool:
+    """True only when a CSRF token was submitted and equals the session's (constant-time)."""
+    if not submitted or not expected:
+        return False
+    return secrets.compare_digest(expected.encode("utf-8"), submitted.encode("utf-8"))
+
+
+def session_expiry(created_at: datetime, now: datetime, stage: Stage, session_minutes: int) -> datetime:
+    """When a session used at ``now`` expires: idle timeout, capped by the absolute lifetime."""
+    absolute = created_at + timedelta(minutes=session_minutes)
+    idle = PENDING_MINUTES if stage != Stage.ACTIVE else min(IDLE_MINUTES, session_minutes)
+    return min(absolute, now + timedelta(minutes=idle))
+
+
+def retry_after(
+    failures: Sequence[datetime], now: datetime, max_failures: int, window_seconds: int
+) -> int | None:
+    """Seconds until another attempt is allowed, or None if allowed now.
+
+    ``failures`` are the times of recent failed attempts. The client is blocked
+    while ``max_failures`` or more of them lie within the window; the block lifts
+    when enough of them have aged out to leave fewer than ``max_failures``.
+    """
+    window = timedelta(seconds=window_seconds)
+    recent = sorted(at for at in failures if at > now - window)
+    if len(recent) < max_failures:
+        return None
+    # The failure whose ageing-out brings the count below the limit.
+    pivot = recent[len(recent) - max_failures]
+    wait = (pivot + window - now).total_seconds()
+    return max(1, int(wait + 0.999))
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A browser session as stored (the id is the hash of the cookie, never the cookie itself)."""
+
+    id: str
+    user_id: int
+    stage: Stage
+    csrf_token: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+
+
+class SessionStore:
+    """Server-side browser sessions in ``web_sessions``."""
+
+    def __init__(self, db: Database, clock: Clock, session_minutes: int) -> None:
+        self._db = db
+        self._clock = clock
+        self._minutes = session_minutes
+
+    def start(
+        self, conn: Connection, user_id: int, stage: Stage, client: str | None
+    ) -> tuple[str, WebSession]:
+        """Open a session; returns the cookie value (shown to the browser only) and the stored record."""
+        token = secrets.token_urlsafe(32)
+        now = self._clock.now()
+        record = WebSession(
+            id=hash_session_token(token),
+            user_id=user_id,
+            stage=stage,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=session_expiry(now, now, stage, self._minutes),
+        )
+        conn.execute(
+            insert(t.web_sessions).values(
+                id=record.id,
+                user_id=user_id,
+                stage=stage.value,
+                csrf_token=record.csrf_token,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=record.expires_at,
+                client=(client or "")[:64],
+            )
+        )
+        return token, record
+
+    def load(self, token: str | None) -> WebSession | None:
+        """The live session for a cookie value, or None; an expired session is deleted on sight."""
+        if not token or len(token) > 200:
+            return None
+        now = self._clock.now()
+        sid = hash_session_token(token)
+        with self._db.begin() as conn:
+            row = conn.execute(select(t.web_sessions).where(t.web_sessions.c.id == sid)).one_or_none()
+            if row is None:
+                return None
+            if row.expires_at <= now:
+                conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == sid))
+                return None
+            session = _session(row)
+            if now - session.last_seen_at >= TOUCH_GRANULARITY:
+                expires = session_expiry(session.created_at, now, session.stage, self._minutes)
+                conn.execute(
+                    update(t.web_sessions)
+                    .where(t.web_sessions.c.id == sid)
+                    .values(last_seen_at=now, expires_at=expires)
+                )
+                session = WebSession(**{**session.__dict__, "last_seen_at": now, "expires_at": expires})
+            return session
+
+    def advance(
+        self, conn: Connection, session: WebSession, stage: Stage, client: str | None
+    ) -> tuple[str, WebSession]:
+        """Move a session to its next stage under a new cookie value (the old one stops working)."""
+        # A fresh token at every privilege change: a cookie seen before login is worthless after it.
+        conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == session.id))
+        token, fresh = self.start(conn, session.user_id, stage, client)
+        if stage == Stage.ACTIVE:
+            return token, fresh
+        # Pending stages keep the original deadline, so the login cannot be stretched step by step.
+        conn.execute(
+            update(t.web_sessions)
+            .where(t.web_sessions.c.id == fresh.id)
+            .values(created_at=session.created_at, expires_at=min(fresh.expires_at, session.expires_at))
+        )
+        return token, WebSession(
+            **{
+                **fresh.__dict__,
+                "created_at": session.created_at,
+                "expires_at": min(fresh.expires_at, session.expires_at),
+            }
+        )
+
+    def end(self, conn: Connection, session_id: str) -> None:
+        """Delete a session (logout)."""
+        conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == session_id))
+
+    def purge_expired(self) -> int:
+        """Delete expired sessions; returns how many."""
+        with self._db.begin() as conn:
+            result = conn.execute(
+                delete(t.web_sessions).where(t.web_sessions.c.expires_at <= self._clock.now())
+            )
+            return int(result.rowcount or 0)
+
+
+class LoginThrottle:
+    """Counts failed logins per login name and per client address in ``login_attempts``."""
+
+    def __init__(self, clock: Clock, max_failures: int, window_seconds: int) -> None:
+        self._clock = clock
+        self.max_failures = max_failures
+        self.window_seconds = window_seconds
+
+    def check(self, conn: Connection, login: str, client: str) -> None:
+        """Raise RateLimitedError if either the login or the client has failed too often recently."""
+        now = self._clock.now()
+        since = now - timedelta(seconds=self.window_seconds)
+        # Failures of a login count only after its last success: a user who got it right starts afresh.
+        last_ok = conn.execute(
+            select(func.max(t.login_attempts.c.at)).where(
+                t.login_attempts.c.login == login, t.login_attempts.c.success.is_(True)
+            )
+        ).scalar()
+        login_since = max(since, last_ok) if last_ok is not None else since
+        by_login = self._failures(conn, t.login_attempts.c.login == login, login_since)
+        # Failures of a client address always count: one good account must not launder guesses at others.
+        by_client = self._failures(conn, t.login_attempts.c.client == client, since)
+        waits = [
+            w
+            for w in (
+                retry_after(by_login, now, self.max_failures, self.window_seconds),
+                retry_after(by_client, now, self.max_failures, self.window_seconds),
+            )
+            if w is not None
+        ]
+        if waits:
+            wait = max(waits)
+            raise RateLimitedError(f"too many failed attempts; try again in {wait} seconds", retry_after=wait)
+
+    def record(self, conn: Connection, login: str, client: str, success: bool) -> None:
+        """Remember one attempt."""
+        conn.execute(
+            insert(t.login_attempts).values(
+                login=login[:64], client=client[:64], at=self._clock.now(), success=success
+            )
+        )
+
+    def _failures(self, conn: Connection, condition: Any, since: datetime) -> list[datetime]:
+        rows = conn.execute(
+            select(t.login_attempts.c.at).where(
+                condition, t.login_attempts.c.success.is_(False), t.login_attempts.c.at > since
+            )
+        ).all()
+        return [r.at for r in rows]
+
+
+def _session(row: Any) -> WebSession:
+    return WebSession(
+        id=row.id,
+        user_id=row.user_id,
+        stage=Stage(row.stage),
+        csrf_token=row.csrf_token,
+        created_at=row.created_at,
+        last_seen_at=row.last_seen_at,
+        expires_at=row.expires_at,
+    )

@@ -1,0 +1,64 @@
+"""``inkless serve``: the web server and the background workers in one process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import uvicorn
+
+from inkless.app import build_node
+from inkless.config import Settings
+from inkless.web.app import create_app
+
+log = logging.getLogger("inkless.server")
+
+# How long shutdown waits for a background task to finish its current step.
+WORKER_JOIN_SECONDS = 30.0
+
+
+def run_server(settings: Settings) -> None:
+    """Serve the node until SIGTERM or SIGINT, then stop the workers and close the database."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    node = build_node(settings)
+    stop = threading.Event()
+    worker: threading.Thread | None = None
+    try:
+        app = create_app(node)
+        if settings.workers:
+            from inkless.workers import run_forever
+
+            worker = threading.Thread(
+                target=run_forever, args=(node, stop), name="inkless-workers", daemon=True
+            )
+            worker.start()
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+            server_header=False,
+            access_log=settings.log_level.upper() == "DEBUG",
+        )
+        server = uvicorn.Server(config)
+        print(
+            f"inkless node {settings.node_id} serving on http://{_host(settings.host)}:{settings.port}/"
+            f" (public URL {settings.base_url})",
+            flush=True,
+        )
+        # uvicorn installs its own SIGTERM/SIGINT handlers and returns from run() after a graceful shutdown.
+        server.run()
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join(WORKER_JOIN_SECONDS)
+            if worker.is_alive():
+                log.warning("background workers did not stop within %.0f s", WORKER_JOIN_SECONDS)
+        node.close()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
