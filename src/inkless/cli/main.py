@@ -125,6 +125,28 @@ def serve(
     run_server(settings)
 
 
+@app.command()
+def worker(data: DataOption = None) -> None:
+    """Run the background workers alone (no web server) until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from inkless.workers import run_forever
+
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    # The tasks finish their current step before the process exits: nothing claimed is left half-done.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with open_node(data) as node:
+        typer.echo(f"inkless node {node.node_id}: workers running (stop with SIGTERM or Ctrl-C)")
+        run_forever(node, stop)
+    typer.echo("workers stopped")
+
+
 @node_app.command("info")
 def node_info(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Node id, base URL, CA fingerprint and database backend."""
@@ -250,7 +272,7 @@ def _register_optional() -> None:
     """Attach command groups that live beside their feature packages."""
     from importlib import import_module
 
-    for module, name in (("inkless.cli.audit", "audit"),):
+    for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:
