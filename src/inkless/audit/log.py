@@ -1,24 +1,72 @@
-"""The audit log service: ``record()`` appends an entry inside the caller's transaction."""
+"""The audit log service: appends, signed tree heads, proofs and a full recomputation.
+
+``record()`` appends an entry inside the caller's transaction in O(log n): it stores
+the entry, its leaf hash and the hash of every perfect subtree the new leaf
+completes (``audit_nodes``), reading only the O(log n) left siblings it needs.
+Every root and proof is then a fold of O(log n) stored subtree hashes; only
+``verify()`` reads every entry, and it recomputes the tree without trusting
+``audit_nodes``.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
-from datetime import datetime
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
+from inkless.audit import merkle
+from inkless.audit.merkle import leaf_hash
 from inkless.audit.model import AuditEvent
 from inkless.clock import Clock
 from inkless.db import tables as t
+from inkless.errors import AuditIntegrityError, NotFoundError, ValidationError
+from inkless.pki.ca import NodeCA, fingerprint
+from inkless.pki.model import CertPurpose
+
+__all__ = [
+    "TREE_HEAD_CONTEXT",
+    "AuditEntry",
+    "AuditLog",
+    "ConsistencyProof",
+    "InclusionProof",
+    "TreeHead",
+    "VerificationReport",
+    "canonical_entry",
+    "leaf_hash",
+    "tree_head_bytes",
+    "verify_tree_head_signature",
+]
+
+# Domain separation: a node key signs other things too (federation, directory documents).
+TREE_HEAD_CONTEXT = b"inkless-audit-tree-head-v1\x00"
+MAX_PAGE = 1000
+_VERIFY_BATCH = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Lengths of the searchable columns (db/tables.py): checked up front for a clear error on every backend.
+_COLUMN_LIMITS = {"actor": 128, "action": 64, "object_type": 32, "object_id": 128}
+
+
+# --- encodings ------------------------------------------------------------------------------
 
 
 def canonical_entry(index: int, at: datetime, event: AuditEvent) -> bytes:
     """The exact bytes of an entry: canonical JSON (sorted keys, no spaces, UTF-8)."""
+    if at.tzinfo is None:
+        raise ValidationError("an audit entry's time must be timezone-aware")
     body: dict[str, Any] = {
         "index": index,
-        "at": at.isoformat(),
+        "at": at.astimezone(UTC).isoformat(),
         "actor": event.actor,
         "action": event.action,
         "object_type": event.object_type,
@@ -26,22 +74,198 @@ def canonical_entry(index: int, at: datetime, event: AuditEvent) -> bytes:
         "digests": dict(sorted(event.digests.items())),
         "details": event.details,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"audit event {event.action!r}: details must be plain JSON values ({exc})"
+        ) from None
+    return text.encode("utf-8")
 
 
-def leaf_hash(entry: bytes) -> bytes:
-    """RFC 9162 §2.1.1: SHA-256(0x00 || entry)."""
-    return hashlib.sha256(b"\x00" + entry).digest()
+def _to_millis(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(milliseconds=1)
+
+
+def tree_head_bytes(node_id: str, tree_size: int, root_hash: bytes, timestamp: datetime) -> bytes:
+    """The bytes a tree head signature covers (documented in docs/audit.md).
+
+    ``context || u8 len(node_id) || node_id (ASCII) || u64 tree_size || u64 timestamp_ms || root_hash``,
+    integers big-endian, timestamp in milliseconds since the Unix epoch (UTC).
+    """
+    node = node_id.encode("ascii")
+    if not 0 < len(node) < 256 or len(root_hash) != merkle.HASH_SIZE or tree_size < 0:
+        raise ValidationError("malformed tree head")
+    return (
+        TREE_HEAD_CONTEXT
+        + len(node).to_bytes(1, "big")
+        + node
+        + tree_size.to_bytes(8, "big")
+        + _to_millis(timestamp).to_bytes(8, "big")
+        + root_hash
+    )
+
+
+# --- what the log hands out -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """A signed tree head: the node vouches that its log had ``tree_size`` entries with ``root_hash``."""
+
+    node_id: str
+    tree_size: int
+    root_hash: bytes
+    timestamp: datetime
+    signature: bytes
+    certificate_der: bytes
+
+    def signed_bytes(self) -> bytes:
+        """The exact bytes the signature covers."""
+        return tree_head_bytes(self.node_id, self.tree_size, self.root_hash, self.timestamp)
+
+    @property
+    def certificate_pem(self) -> str:
+        cert = x509.load_der_x509_certificate(self.certificate_der)
+        return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def to_json(self) -> dict[str, Any]:
+        """The head as the CLI and the API show it."""
+        return {
+            "node_id": self.node_id,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash.hex(),
+            "root_hash_base64": base64.b64encode(self.root_hash).decode("ascii"),
+            "timestamp": self.timestamp.isoformat(),
+            "timestamp_ms": _to_millis(self.timestamp),
+            "signature": base64.b64encode(self.signature).decode("ascii"),
+            "signature_algorithm": "ecdsa-p256-sha256",
+            "certificate": self.certificate_pem,
+            "certificate_fingerprint": fingerprint(self.certificate_der),
+        }
+
+
+def verify_tree_head_signature(head: TreeHead) -> bool:
+    """True if the head's signature verifies with the public key of its certificate."""
+    try:
+        key = x509.load_der_x509_certificate(head.certificate_der).public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            return False
+        key.verify(head.signature, head.signed_bytes(), ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, ValidationError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One stored entry, read back from its hashed bytes (not from the searchable columns)."""
+
+    index: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str | None
+    object_id: str | None
+    digests: dict[str, str]
+    details: dict[str, Any]
+    leaf_hash: bytes
+    entry: bytes = field(repr=False)
+
+    @classmethod
+    def from_bytes(cls, entry: bytes) -> AuditEntry:
+        """Parse canonical entry bytes."""
+        body = json.loads(entry)
+        return cls(
+            index=int(body["index"]), at=datetime.fromisoformat(body["at"]), actor=body["actor"],
+            action=body["action"], object_type=body["object_type"], object_id=body["object_id"],
+            digests=dict(body["digests"]), details=dict(body["details"]), leaf_hash=leaf_hash(entry),
+            entry=entry,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "at": self.at.isoformat(), "actor": self.actor, "action": self.action,
+            "object_type": self.object_type, "object_id": self.object_id, "digests": self.digests,
+            "details": self.details, "leaf_hash": self.leaf_hash.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``tree_size``."""
+
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    path: list[bytes]
+    root_hash: bytes
+
+    def verify(self) -> bool:
+        return merkle.verify_inclusion(self.index, self.tree_size, self.leaf_hash, self.path, self.root_hash)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "leaf_index": self.index, "tree_size": self.tree_size, "leaf_hash": self.leaf_hash.hex(),
+            "audit_path": [h.hex() for h in self.path], "root_hash": self.root_hash.hex(),
+        }
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """RFC 9162 consistency proof between the trees of ``first`` and ``second`` entries."""
+
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    path: list[bytes]
+
+    def verify(self) -> bool:
+        return merkle.verify_consistency(
+            self.first, self.second, self.first_root, self.second_root, self.path
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first": self.first, "second": self.second, "first_root_hash": self.first_root.hex(),
+            "second_root_hash": self.second_root.hex(), "consistency_path": [h.hex() for h in self.path],
+        }
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """What ``verify()`` checked."""
+
+    entries: int
+    tree_heads: int
+    subtrees: int
+    root_hash: bytes
+    latest_head_size: int | None
+
+
+# --- the service -------------------------------------------------------------------------------
 
 
 class AuditLog:
-    """Append-only audit log."""
+    """Append-only audit log: an RFC 9162 Merkle tree with signed tree heads."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
+    # --- appending ---------------------------------------------------------------------
+
     def record(self, conn: Connection, event: AuditEvent, at: datetime | None = None) -> int:
+        """Append ``event`` inside the caller's transaction; returns the entry's index."""
         at = at or self._clock.now()
+        for name, limit in _COLUMN_LIMITS.items():
+            value = getattr(event, name)
+            if value is not None and len(value) > limit:
+                raise ValidationError(f"audit event {name} is longer than {limit} characters")
+        if not event.actor or not event.action:
+            raise ValidationError("an audit event needs an actor and an action")
+        # The row lock serialises appends across processes (PostgreSQL); on SQLite the
+        # transaction already holds the write lock (BEGIN IMMEDIATE).
         state = conn.execute(
             select(t.audit_state.c.tree_size).where(t.audit_state.c.id == 1).with_for_update()
         ).scalar_one_or_none()
@@ -50,12 +274,465 @@ class AuditLog:
             state = 0
         index = int(state)
         entry = canonical_entry(index, at, event)
+        leaf = leaf_hash(entry)
+        wanted = merkle.append_siblings(index)
+        stored = self._subtrees(conn, wanted) if wanted else {}
+        nodes = merkle.append_leaf(index, leaf, [stored[s] for s in wanted])
         conn.execute(
             insert(t.audit_entries).values(
                 idx=index, recorded_at=at, actor=event.actor, action=event.action,
                 object_type=event.object_type, object_id=event.object_id,
-                entry=entry, leaf_hash=leaf_hash(entry),
+                entry=entry, leaf_hash=leaf,
             )
         )
+        conn.execute(insert(t.audit_nodes), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes])
         conn.execute(update(t.audit_state).where(t.audit_state.c.id == 1).values(tree_size=index + 1))
         return index
+
+    # --- reading -----------------------------------------------------------------------
+
+    def tree_size(self, conn: Connection) -> int:
+        """The number of entries in the log."""
+        value = conn.execute(select(t.audit_state.c.tree_size).where(t.audit_state.c.id == 1)).scalar()
+        return int(value or 0)
+
+    def root_hash(self, conn: Connection, tree_size: int | None = None) -> bytes:
+        """MTH of the first ``tree_size`` entries (default: all), from O(log n) stored subtrees."""
+        size = self._check_size(conn, tree_size, "tree_size")
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        wanted = merkle.perfect_subtrees(0, size)
+        return merkle.range_hash_from_subtrees(0, size, self._subtrees(conn, wanted))
+
+    def entries(
+        self,
+        conn: Connection,
+        start: int = 0,
+        limit: int = 100,
+        action: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditEntry]:
+        """Entries from index ``start`` on, oldest first, optionally filtered."""
+        if start < 0:
+            raise ValidationError("start must not be negative")
+        if not 0 < limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
+        query = (
+            select(t.audit_entries.c.entry)
+            .where(t.audit_entries.c.idx >= start, *self._filters(action, object_type, object_id, actor))
+            .order_by(t.audit_entries.c.idx)
+            .limit(limit)
+        )
+        return [AuditEntry.from_bytes(bytes(r.entry)) for r in conn.execute(query)]
+
+    def count(
+        self,
+        conn: Connection,
+        action: str | None = None,
+        object_type: str | None = None,
+        object_id: str | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """How many entries match the filters."""
+        query = select(func.count()).select_from(t.audit_entries).where(
+            *self._filters(action, object_type, object_id, actor)
+        )
+        return int(conn.execute(query).scalar_one())
+
+    def entry(self, conn: Connection, index: int) -> AuditEntry:
+        """The entry at ``index``."""
+        raw = conn.execute(select(t.audit_entries.c.entry).where(t.audit_entries.c.idx == index)).scalar()
+        if raw is None:
+            raise NotFoundError(f"no audit entry {index} (the log has {self.tree_size(conn)} entries)")
+        return AuditEntry.from_bytes(bytes(raw))
+
+    @staticmethod
+    def _filters(
+        action: str | None, object_type: str | None, object_id: str | None, actor: str | None
+    ) -> list[ColumnElement[bool]]:
+        c = t.audit_entries.c
+        conditions: list[ColumnElement[bool]] = []
+        if action is not None:
+            conditions.append(c.action == action)
+        if object_type is not None:
+            conditions.append(c.object_type == object_type)
+        if object_id is not None:
+            conditions.append(c.object_id == object_id)
+        if actor is not None:
+            conditions.append(c.actor == actor)
+        return conditions
+
+    # --- proofs ------------------------------------------------------------------------
+
+    def inclusion_proof(self, conn: Connection, index: int, tree_size: int | None = None) -> InclusionProof:
+        """Proof that entry ``index`` is in the tree of ``tree_size`` entries (default: all)."""
+        size = self._check_size(conn, tree_size, "tree_size")
+        if not 0 <= index < size:
+            raise ValidationError(f"entry index {index} is not in a tree of {size} entries (0 to {size - 1})")
+        ranges = merkle.inclusion_ranges(index, size)
+        wanted = merkle.subtrees_for_ranges([*ranges, (0, size), (index, index + 1)])
+        stored = self._subtrees(conn, wanted)
+        return InclusionProof(
+            index=index,
+            tree_size=size,
+            leaf_hash=stored[(0, index)],
+            path=merkle.inclusion_proof(index, size, merkle.subtree_range_hash(stored)),
+            root_hash=merkle.range_hash_from_subtrees(0, size, stored),
+        )
+
+    def consistency_proof(self, conn: Connection, first: int, second: int | None = None) -> ConsistencyProof:
+        """Proof that the tree of ``first`` entries is a prefix of the tree of ``second`` (default: all)."""
+        size = self._check_size(conn, second, "second")
+        if not 0 < first <= size:
+            raise ValidationError(f"first size {first} must be between 1 and the second size {size}")
+        ranges = merkle.consistency_ranges(first, size)
+        wanted = merkle.subtrees_for_ranges([*ranges, (0, first), (0, size)])
+        stored = self._subtrees(conn, wanted)
+        return ConsistencyProof(
+            first=first,
+            second=size,
+            first_root=merkle.range_hash_from_subtrees(0, first, stored),
+            second_root=merkle.range_hash_from_subtrees(0, size, stored),
+            path=merkle.consistency_proof(first, size, merkle.subtree_range_hash(stored)),
+        )
+
+    def _check_size(self, conn: Connection, size: int | None, name: str) -> int:
+        current = self.tree_size(conn)
+        if size is None:
+            return current
+        if size < 0:
+            raise ValidationError(f"{name} must not be negative")
+        if size > current:
+            raise ValidationError(f"{name} {size} is larger than the log ({current} entries)")
+        return size
+
+    def _subtrees(self, conn: Connection, wanted: Iterable[merkle.Subtree]) -> dict[merkle.Subtree, bytes]:
+        by_level: dict[int, list[int]] = {}
+        for level, index in wanted:
+            by_level.setdefault(level, []).append(index)
+        if not by_level:
+            return {}
+        n = t.audit_nodes.c
+        rows = conn.execute(
+            select(n.level, n.idx, n.hash).where(
+                or_(*(and_(n.level == level, n.idx.in_(idx)) for level, idx in by_level.items()))
+            )
+        )
+        found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+        for level, indices in sorted(by_level.items()):
+            for index in sorted(indices):
+                if (level, index) not in found:
+                    raise AuditIntegrityError(
+                        f"the stored subtree hash (level {level}, index {index}) is missing from the "
+                        "audit log; run 'inkless audit verify'",
+                        entry_index=index << level,
+                    )
+        return found
+
+    # --- tree heads ----------------------------------------------------------------------
+
+    def sign_tree_head(self, conn: Connection, pki: NodeCA) -> TreeHead:
+        """Sign a head for the current size with the node key; returns the latest if it already covers it."""
+        # Same lock as record(): the head's size and root are those of one consistent state.
+        locked = conn.execute(
+            select(t.audit_state.c.tree_size).where(t.audit_state.c.id == 1).with_for_update()
+        ).scalar()
+        size = int(locked or 0)
+        latest = self.latest_tree_head(conn)
+        if latest is not None and latest.tree_size >= size:
+            return latest
+        root = self.root_hash(conn, size)
+        if latest is not None and latest.tree_size > 0:
+            # Never sign a fork: the stored tree must extend what was signed before.
+            proof = self.consistency_proof(conn, latest.tree_size, size)
+            if proof.first_root != latest.root_hash or not proof.verify():
+                raise AuditIntegrityError(
+                    f"the stored tree no longer extends the signed tree head of size {latest.tree_size}; "
+                    "refusing to sign; run 'inkless audit verify'"
+                )
+        node_id = self._node_id(conn)
+        key, cert = pki.key_and_certificate(conn, CertPurpose.NODE, node_id)
+        info = pki.certificate(conn, CertPurpose.NODE, node_id)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise AuditIntegrityError("the node key is not an ECDSA key; cannot sign tree heads")
+        now = self._clock.now().astimezone(UTC)
+        # Milliseconds: what the signed encoding carries, so the stored time round-trips exactly.
+        timestamp = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        signature = key.sign(tree_head_bytes(node_id, size, root, timestamp), ec.ECDSA(hashes.SHA256()))
+        conn.execute(
+            insert(t.audit_tree_heads).values(
+                tree_size=size, root_hash=root, signed_at=timestamp, signature=signature,
+                certificate_id=info.id,
+            )
+        )
+        der = cert.public_bytes(serialization.Encoding.DER)
+        return TreeHead(node_id, size, root, timestamp, signature, der)
+
+    def latest_tree_head(self, conn: Connection) -> TreeHead | None:
+        """The signed head of the largest size, or None before the first is signed."""
+        heads = self._heads(conn, order_desc=True, limit=1)
+        return heads[0] if heads else None
+
+    def tree_head(self, conn: Connection, tree_size: int) -> TreeHead:
+        """The signed head for exactly ``tree_size`` entries."""
+        heads = self._heads(conn, size=tree_size)
+        if not heads:
+            raise NotFoundError(f"no signed tree head for size {tree_size}")
+        return heads[0]
+
+    def tree_heads(self, conn: Connection, after: int = -1, limit: int = 100) -> list[TreeHead]:
+        """Signed heads with ``tree_size > after``, smallest first."""
+        return self._heads(conn, after=after, limit=limit)
+
+    def tree_head_count(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(t.audit_tree_heads)).scalar_one())
+
+    def _heads(
+        self,
+        conn: Connection,
+        *,
+        size: int | None = None,
+        after: int | None = None,
+        order_desc: bool = False,
+        limit: int | None = None,
+    ) -> list[TreeHead]:
+        h, c = t.audit_tree_heads.c, t.certificates.c
+        query = select(h.tree_size, h.root_hash, h.signed_at, h.signature, c.der).join(
+            t.certificates, c.id == h.certificate_id
+        )
+        if size is not None:
+            query = query.where(h.tree_size == size)
+        if after is not None:
+            query = query.where(h.tree_size > after)
+        query = query.order_by(h.tree_size.desc() if order_desc else h.tree_size)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = conn.execute(query).all()
+        if not rows:
+            return []
+        node_id = self._node_id(conn)
+        return [
+            TreeHead(
+                node_id, int(r.tree_size), bytes(r.root_hash), r.signed_at, bytes(r.signature), bytes(r.der)
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _node_id(conn: Connection) -> str:
+        value = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
+        if value is None:
+            raise NotFoundError("this database holds no node (node_meta has no node_id)")
+        return str(value)
+
+    # --- verification --------------------------------------------------------------------
+
+    def verify(self, conn: Connection) -> VerificationReport:
+        """Recompute the whole log from the entry bytes; raise AuditIntegrityError at the first mismatch."""
+        state = self.tree_size(conn)
+        node_id = self._node_id(conn)
+        builder = merkle.TreeBuilder()
+        heads = _HeadChecker(conn, node_id)
+        heads.check_until(builder)
+        subtrees = 0
+        for batch in self._entry_batches(conn, state):
+            stored = self._stored_window(conn, batch[0].idx, batch[-1].idx)
+            for row in batch:
+                index = builder.size
+                if row.idx != index:
+                    raise AuditIntegrityError(
+                        f"audit entry {index} is missing (the next stored entry is {row.idx})",
+                        entry_index=index,
+                    )
+                entry = bytes(row.entry)
+                leaf = leaf_hash(entry)
+                if leaf != bytes(row.leaf_hash):
+                    raise AuditIntegrityError(
+                        f"audit entry {index} was altered: its bytes no longer match its leaf hash",
+                        entry_index=index,
+                    )
+                _check_columns(row, entry)
+                for level, position, value in builder.append(leaf):
+                    got = stored.get((level, position))
+                    if got != value:
+                        what = "is missing" if got is None else "does not match the recomputation"
+                        raise AuditIntegrityError(
+                            f"audit entry {index}: the stored subtree hash (level {level}, index {position}) "
+                            f"{what}",
+                            entry_index=index if level == 0 else position << level,
+                        )
+                    subtrees += 1
+                heads.check_until(builder)
+        if builder.size < state:
+            raise AuditIntegrityError(
+                f"audit entry {builder.size} is missing: the log says it has {state} entries "
+                f"but only {builder.size} are stored",
+                entry_index=builder.size,
+            )
+        self._check_tail(conn, state, heads)
+        return VerificationReport(
+            entries=builder.size, tree_heads=heads.count, subtrees=subtrees, root_hash=builder.root(),
+            latest_head_size=heads.latest_size,
+        )
+
+    def _check_tail(self, conn: Connection, state: int, heads: _HeadChecker) -> None:
+        """Nothing may lie beyond the end of the log: no entry, subtree or tree head.
+
+        On PostgreSQL other processes may append while we verify; what they add past
+        ``state`` is legitimate if the size read *after* these queries covers it.
+        """
+        e, n, h = t.audit_entries.c, t.audit_nodes.c, t.audit_tree_heads.c
+        first_entry = conn.execute(select(func.min(e.idx)).where(e.idx >= state)).scalar()
+        top = max(state.bit_length(), 1)
+        beyond = or_(n.level >= top, *(and_(n.level == lv, n.idx >= state >> lv) for lv in range(top)))
+        query = select(n.level, n.idx).where(beyond).order_by(n.level, n.idx).limit(_VERIFY_BATCH)
+        rows = conn.execute(query)
+        subtrees = [(int(r.level), int(r.idx)) for r in rows]
+        head_size = conn.execute(select(func.max(h.tree_size))).scalar()
+        end = self.tree_size(conn)
+        if first_entry is not None and first_entry >= end:
+            raise AuditIntegrityError(
+                f"audit entry {first_entry} is beyond the recorded size of the log ({end} entries)",
+                entry_index=int(first_entry),
+            )
+        for level, index in subtrees:
+            if (index + 1) << level > end:
+                raise AuditIntegrityError(
+                    f"the stored subtree hash (level {level}, index {index}) covers entries beyond "
+                    f"the end of the log ({end} entries)",
+                    entry_index=end,
+                )
+        if head_size is not None and head_size > end:
+            raise AuditIntegrityError(
+                f"the signed tree head of size {head_size} covers entries the log no longer has "
+                f"(it holds {end}); audit entry {end} is missing",
+                entry_index=end,
+            )
+
+    @staticmethod
+    def _entry_batches(conn: Connection, state: int) -> Iterator[Sequence[Any]]:
+        e = t.audit_entries.c
+        after = -1
+        while True:
+            rows = conn.execute(
+                select(
+                    e.idx, e.recorded_at, e.actor, e.action, e.object_type, e.object_id, e.entry, e.leaf_hash
+                )
+                .where(e.idx > after, e.idx < state)
+                .order_by(e.idx)
+                .limit(_VERIFY_BATCH)
+            ).all()
+            if not rows:
+                return
+            yield rows
+            after = int(rows[-1].idx)
+
+    @staticmethod
+    def _stored_window(conn: Connection, first: int, last: int) -> dict[merkle.Subtree, bytes]:
+        """Stored subtrees completed by leaves ``first..last``: per level, one index range."""
+        n = t.audit_nodes.c
+        ranges = []
+        for level in range((last + 1).bit_length()):
+            lo = math.ceil((first + 1) / (1 << level)) - 1
+            hi = ((last + 1) >> level) - 1
+            if lo <= hi:
+                ranges.append(and_(n.level == level, n.idx >= lo, n.idx <= hi))
+        if not ranges:
+            return {}
+        rows = conn.execute(select(n.level, n.idx, n.hash).where(or_(*ranges)))
+        return {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+
+
+def _check_columns(row: Any, entry: bytes) -> None:
+    """The searchable columns must say what the hashed bytes say, or listings would mislead."""
+    index = int(row.idx)
+    try:
+        parsed = AuditEntry.from_bytes(entry)
+    except (ValueError, KeyError, TypeError):
+        raise AuditIntegrityError(f"audit entry {index} is not valid entry JSON", entry_index=index) from None
+    expected = {
+        "index": (parsed.index, index),
+        "time": (parsed.at, row.recorded_at),
+        "actor": (parsed.actor, row.actor),
+        "action": (parsed.action, row.action),
+        "object_type": (parsed.object_type, row.object_type),
+        "object_id": (parsed.object_id, row.object_id),
+    }
+    for name, (signed, column) in expected.items():
+        if signed != column:
+            raise AuditIntegrityError(
+                f"audit entry {index}: the stored {name} column ({column!r}) differs from the hashed entry "
+                f"({signed!r})",
+                entry_index=index,
+            )
+
+
+class _HeadChecker:
+    """Walks the signed tree heads in size order alongside the recomputation."""
+
+    def __init__(self, conn: Connection, node_id: str) -> None:
+        self._conn = conn
+        self._node_id = node_id
+        self._after = -1
+        self._pending: list[Any] = []
+        self._certs: dict[int, tuple[bytes, str, str]] = {}
+        self.count = 0
+        self.latest_size: int | None = None
+        self._fill()
+
+    def _fill(self) -> None:
+        h = t.audit_tree_heads.c
+        self._pending = list(
+            self._conn.execute(
+                select(h.tree_size, h.root_hash, h.signed_at, h.signature, h.certificate_id)
+                .where(h.tree_size > self._after)
+                .order_by(h.tree_size)
+                .limit(_VERIFY_BATCH)
+            ).all()
+        )
+        self._pending.reverse()
+
+    def _next(self) -> Any | None:
+        if not self._pending:
+            self._fill()
+        return self._pending[-1] if self._pending else None
+
+    def check_until(self, builder: merkle.TreeBuilder) -> None:
+        """Check every head whose size equals the number of leaves appended so far."""
+        while (row := self._next()) is not None and int(row.tree_size) <= builder.size:
+            self._pending.pop()
+            self._after = int(row.tree_size)
+            self._check(row, builder.root())
+
+    def _check(self, row: Any, root: bytes) -> None:
+        size = int(row.tree_size)
+        stored_root = bytes(row.root_hash)
+        if stored_root != root:
+            raise AuditIntegrityError(
+                f"the signed tree head of size {size} does not match the log: its root {stored_root.hex()} "
+                f"differs from {root.hex()} recomputed from entries 0 to {size - 1}"
+            )
+        der, purpose, owner = self._certificate(int(row.certificate_id))
+        if purpose != CertPurpose.NODE.value or owner != self._node_id:
+            raise AuditIntegrityError(
+                f"the signed tree head of size {size} was signed with a certificate that is not "
+                f"this node's ({purpose} {owner!r})"
+            )
+        head = TreeHead(self._node_id, size, stored_root, row.signed_at, bytes(row.signature), der)
+        if not verify_tree_head_signature(head):
+            raise AuditIntegrityError(f"the signature of the tree head of size {size} does not verify")
+        self.count += 1
+        self.latest_size = size
+
+    def _certificate(self, cert_id: int) -> tuple[bytes, str, str]:
+        if cert_id not in self._certs:
+            c = t.certificates.c
+            row = self._conn.execute(select(c.der, c.purpose, c.owner).where(c.id == cert_id)).first()
+            if row is None:
+                raise AuditIntegrityError(
+                    f"a signed tree head names certificate {cert_id}, which does not exist"
+                )
+            self._certs[cert_id] = (bytes(row.der), str(row.purpose), str(row.owner))
+        return self._certs[cert_id]
