@@ -557,12 +557,7 @@ class AuditLog:
                 for level, position, value in builder.append(leaf):
                     got = stored.get((level, position))
                     if got != value:
-                        what = "is missing" if got is None else "does not match the recomputation"
-                        raise AuditIntegrityError(
-                            f"audit entry {index}: the stored subtree hash (level {level}, index {position}) "
-                            f"{what}",
-                            entry_index=index if level == 0 else position << level,
-                        )
+                        raise _subtree_mismatch(index, level, position, missing=got is None)
                     subtrees += 1
                 heads.check_until(builder)
         if builder.size < state:
@@ -643,6 +638,23 @@ class AuditLog:
             return {}
         rows = conn.execute(select(n.level, n.idx, n.hash).where(or_(*ranges)))
         return {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+
+
+def _subtree_mismatch(index: int, level: int, position: int, missing: bool) -> AuditIntegrityError:
+    what = "is missing" if missing else "does not match the recomputation from the entry bytes"
+    if level == 0:
+        # The entry and its leaf hash agree, but not with the tree: both were rewritten together.
+        return AuditIntegrityError(
+            f"audit entry {index} was altered: its leaf in the stored Merkle tree "
+            f"(level 0, index {index}) {what}",
+            entry_index=index,
+        )
+    first, last = position << level, ((position + 1) << level) - 1
+    return AuditIntegrityError(
+        f"the stored subtree hash (level {level}, index {position}) over audit entries {first} to {last} "
+        f"{what}",
+        entry_index=first,
+    )
 
 
 def _check_columns(row: Any, entry: bytes) -> None:
