@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fontTools.pens.basePen import BasePen  # type: ignore[import-untyped]
 from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped]
@@ -46,6 +47,14 @@ class GlyphOutline:
     bounds: tuple[float, float, float, float] | None  # xmin, ymin, xmax, ymax; None for blank glyphs
     advance: float
     units_per_em: int
+
+
+class Glyphs(Protocol):
+    """Where imprints get character outlines from (a font file, or a fake in unit tests)."""
+
+    def outline(self, char: str, vertical: bool = False) -> GlyphOutline:
+        """The outline of ``char``; raises :class:`SealError` naming the character if there is none."""
+        ...
 
 
 def find_cjk_font(explicit: str | Path | None = None) -> FontSource:
@@ -115,9 +124,7 @@ class _CommandPen(BasePen):  # type: ignore[misc]
     def _lineTo(self, pt: tuple[float, float]) -> None:
         self.commands.append(("L", *pt))
 
-    def _curveToOne(
-        self, pt1: tuple[float, float], pt2: tuple[float, float], pt3: tuple[float, float]
-    ) -> None:
+    def _curveToOne(self, pt1: tuple[float, float], pt2: tuple[float, float], pt3: tuple[float, float]) -> None:
         self.commands.append(("C", *pt1, *pt2, *pt3))
 
     def _closePath(self) -> None:
@@ -133,7 +140,9 @@ class GlyphSource:
     def __init__(self, source: FontSource) -> None:
         self.source = source
         try:
-            self._font = TTFont(str(source.path), fontNumber=source.index, lazy=True)
+            # Read the file whole: TTFont leaves a file handle open when the file is not a font.
+            data = io.BytesIO(source.path.read_bytes())
+            self._font = TTFont(data, fontNumber=source.index, lazy=True)
             self._cmap: dict[int, str] = self._font.getBestCmap() or {}
             self._glyph_set = self._font.getGlyphSet()
             self._upm = int(self._font["head"].unitsPerEm)
@@ -154,9 +163,7 @@ class GlyphSource:
     def _load(self, char: str, vertical: bool) -> GlyphOutline:
         name = self._cmap.get(ord(char))
         if name is None:
-            raise SealError(
-                f"the seal font {self.source.path.name} has no glyph for {char!r} (U+{ord(char):04X})"
-            )
+            raise SealError(f"the seal font {self.source.path.name} has no glyph for {char!r} (U+{ord(char):04X})")
         if vertical:
             name = self._vertical.get(name, name)
         glyph = self._glyph_set[name]
@@ -168,9 +175,7 @@ class GlyphSource:
         return GlyphOutline(
             char=char,
             commands=tuple(pen.commands),
-            bounds=None
-            if bounds is None
-            else (float(bounds[0]), float(bounds[1]), float(bounds[2]), float(bounds[3])),
+            bounds=None if bounds is None else (float(bounds[0]), float(bounds[1]), float(bounds[2]), float(bounds[3])),
             advance=float(glyph.width),
             units_per_em=self._upm,
         )

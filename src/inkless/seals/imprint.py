@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from inkless.errors import SealError, ValidationError
-from inkless.seals.fonts import GlyphOutline, GlyphSource, glyph_source
+from inkless.seals.fonts import GlyphOutline, Glyphs, glyph_source
 
 # 朱色 (shu-iro), the vermilion of seal paste.
 VERMILION: tuple[float, float, float] = (0.89, 0.26, 0.20)
@@ -178,9 +178,13 @@ def is_vertical(text: str) -> bool:
     return all(unicodedata.east_asian_width(ch) in ("W", "F") for ch in text)
 
 
-def render_pdf(imprint: SealImprint, font: str | Path | None = None) -> bytes:
-    """The imprint as a one-page vector PDF, page size = seal size, text as outlines, no fonts embedded."""
-    glyphs = glyph_source(font)
+def render_pdf(imprint: SealImprint, font: str | Path | Glyphs | None = None) -> bytes:
+    """The imprint as a one-page vector PDF, page size = seal size, text as outlines, no fonts embedded.
+
+    ``font`` is a font file, a :class:`Glyphs` source, or None for the Japanese font fontconfig
+    finds (IPAex Mincho first).
+    """
+    glyphs = glyph_source(font) if font is None or isinstance(font, str | Path) else font
     size = imprint.size_mm
     drawing = _Drawing(imprint, glyphs)
     drawing.draw()
@@ -192,7 +196,7 @@ def render_pdf(imprint: SealImprint, font: str | Path | None = None) -> bytes:
 _PDFIUM_LOCK = threading.Lock()
 
 
-def render_png(imprint: SealImprint, dpi: int = 300, font: str | Path | None = None) -> bytes:
+def render_png(imprint: SealImprint, dpi: int = 300, font: str | Path | Glyphs | None = None) -> bytes:
     """A PNG preview (RGBA, transparent background) rendered from :func:`render_pdf` at ``dpi``."""
     if not (MIN_DPI <= dpi <= MAX_DPI):
         raise ValidationError(f"preview resolution must be between {MIN_DPI} and {MAX_DPI} dpi, got {dpi}")
@@ -254,9 +258,7 @@ def _check_name(text: str, what: str, max_wide: int) -> None:
 def _check_date_label(text: str) -> None:
     allowed = all(ch.isascii() and (ch.isalnum() or ch in ".-/") for ch in text)
     if not text or len(text) > MAX_DATE_LABEL or not allowed:
-        raise ValidationError(
-            f"date label must be 1 to {MAX_DATE_LABEL} ASCII letters, digits and '.': {text!r}"
-        )
+        raise ValidationError(f"date label must be 1 to {MAX_DATE_LABEL} ASCII letters, digits and '.': {text!r}")
 
 
 def _fills_evenly(n: int) -> bool:
@@ -346,7 +348,7 @@ class _Path:
 class _Drawing:
     """Lays out and draws one imprint into PDF content-stream operators (in mm)."""
 
-    def __init__(self, imprint: SealImprint, glyphs: GlyphSource) -> None:
+    def __init__(self, imprint: SealImprint, glyphs: Glyphs) -> None:
         self.imprint = imprint
         self.glyphs = glyphs
         self.size = imprint.size_mm
@@ -466,21 +468,23 @@ class _Drawing:
             y = c + sign * band_half
             self._bar(y, math.sqrt(max(reach**2 - band_half**2, 0.0)), bar)
         office, label, surname = self.imprint.texts
-        # Middle band: the date fills most of the band's height.
-        inner_half = band_half - bar / 2
-        date_h = 1.28 * inner_half
-        date_w = 2 * math.sqrt(max(inner_r**2 - inner_half**2, 0.0)) * 0.8
-        self._line(label, (c - date_w / 2, c - date_h / 2, c + date_w / 2, c + date_h / 2), max_compress=1.6)
         # Top and bottom segments: pick the box height that gives the glyphs the most room.
+        inner_half = band_half - bar / 2
         pad = 0.035 * s
         y_start = inner_half + bar + pad * 0.5
         limit = inner_r - pad
+        segment: dict[int, Box] = {}
         for text, sign in ((office, 1), (surname, -1)):
             box_h, box_w = _best_segment_box(len(text), y_start, limit, is_vertical(text))
-            lo = y_start
-            hi = y_start + box_h
+            lo, hi = y_start, y_start + box_h
             y0, y1 = (c + lo, c + hi) if sign > 0 else (c - hi, c - lo)
-            self._line(text, (c - box_w / 2, y0, c + box_w / 2, y1), max_compress=2.2)
+            segment[sign] = (c - box_w / 2, y0, c + box_w / 2, y1)
+        # Middle band: the date fills most of the band's height.
+        date_h = 1.28 * inner_half
+        date_w = 2 * math.sqrt(max(inner_r**2 - inner_half**2, 0.0)) * 0.8
+        self._line(office, segment[1], max_compress=2.2)
+        self._line(label, (c - date_w / 2, c - date_h / 2, c + date_w / 2, c + date_h / 2), max_compress=1.6)
+        self._line(surname, segment[-1], max_compress=2.2)
 
     def _office(self) -> None:
         s = self.size
@@ -500,9 +504,7 @@ class _Drawing:
             for j, ch in enumerate(column):
                 y1 = area[3] - j * cell_h
                 outline = self.glyphs.outline(ch, vertical=True)
-                self._glyph(
-                    outline, (x0 + gap / 2, y1 - cell_h + gap / 2, x1 - gap / 2, y1 - gap / 2), max_aspect=2.2
-                )
+                self._glyph(outline, (x0 + gap / 2, y1 - cell_h + gap / 2, x1 - gap / 2, y1 - gap / 2), max_aspect=2.2)
 
     def _square(self, margin: float, border: float) -> None:
         """A square border with slightly rounded, worn corners and faintly uneven sides."""
@@ -674,11 +676,7 @@ def _pdf_document(width_pt: float, height_pt: float, content: bytes) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width_pt:.4f} {height_pt:.4f}] "
             f"/Resources << >> /Contents 4 0 R >>"
         ).encode("ascii"),
-        b"<< /Length "
-        + str(len(stream)).encode()
-        + b" /Filter /FlateDecode >>\nstream\n"
-        + stream
-        + b"\nendstream",
+        b"<< /Length " + str(len(stream)).encode() + b" /Filter /FlateDecode >>\nstream\n" + stream + b"\nendstream",
     ]
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -701,9 +699,4 @@ def _png_rgba(width: int, height: int, rows: Sequence[bytes]) -> bytes:
 
     raw = b"".join(b"\x00" + row for row in rows)
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
