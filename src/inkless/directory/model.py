@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from inkless.errors import ValidationError
 
@@ -25,8 +26,8 @@ class Clearance:
     INTERNAL = 1
     CONFIDENTIAL = 2
     STRICTLY_CONFIDENTIAL = 3
-    LABELS = {0: "公開", 1: "内部", 2: "秘", 3: "極秘"}
-    LABELS_EN = {0: "public", 1: "internal", 2: "confidential", 3: "strictly confidential"}
+    LABELS: ClassVar[dict[int, str]] = {0: "公開", 1: "内部", 2: "秘", 3: "極秘"}
+    LABELS_EN: ClassVar[dict[int, str]] = {0: "public", 1: "internal", 2: "confidential", 3: "strictly confidential"}
 
 
 OFFICE_CODE_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from sqlalchemy import Connection, Row, insert, select, update
 
 from inkless.clock import Clock
@@ -25,8 +25,8 @@ LEAF_LIFETIME = timedelta(days=3 * 365)
 CRL_LIFETIME = timedelta(days=7)
 RSA_BITS = 3072
 
-REVOCATION_REASONS = {r.name: r for r in x509.ReasonFlags if r not in (x509.ReasonFlags.unspecified,)}
-REVOCATION_REASONS["unspecified"] = x509.ReasonFlags.unspecified
+# RFC 5280 reason names, as openssl prints them (removeFromCRL is for delta CRLs, which we do not issue).
+REVOCATION_REASONS = {r.value: r for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl}
 
 
 def fingerprint(der: bytes) -> str:
@@ -138,7 +138,7 @@ class NodeCA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # type: ignore[arg-type]
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                 critical=False,
             )
             .add_extension(
@@ -149,7 +149,7 @@ class NodeCA:
             )
             .add_extension(
                 x509.AuthorityInformationAccess(
-                    [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                    [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
                                             x509.UniformResourceIdentifier(self._id.ca_url))]
                 ),
                 critical=False,
@@ -179,24 +179,19 @@ class NodeCA:
         self, conn: Connection, cert: x509.Certificate, purpose: CertPurpose, owner: str, key_id: int | None
     ) -> CertificateInfo:
         der = cert.public_bytes(serialization.Encoding.DER)
-        values = dict(
-            serial=format(cert.serial_number, "x"),
-            purpose=purpose.value,
-            owner=owner,
-            key_id=key_id,
-            subject=cert.subject.rfc4514_string(),
-            fingerprint=fingerprint(der),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            der=der,
-            created_at=self._clock.now(),
+        info = CertificateInfo(
+            id=0, serial=format(cert.serial_number, "x"), purpose=purpose, owner=owner,
+            subject=cert.subject.rfc4514_string(), fingerprint=fingerprint(der),
+            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc, der=der, revoked_at=None,
         )
-        cert_id = conn.execute(insert(t.certificates).values(**values)).inserted_primary_key[0]  # type: ignore[index]
-        return CertificateInfo(
-            id=cert_id, serial=values["serial"], purpose=purpose, owner=owner, subject=values["subject"],
-            fingerprint=values["fingerprint"], not_before=values["not_before"], not_after=values["not_after"],
-            der=der, revoked_at=None,
+        result = conn.execute(
+            insert(t.certificates).values(
+                serial=info.serial, purpose=purpose.value, owner=owner, key_id=key_id, subject=info.subject,
+                fingerprint=info.fingerprint, not_before=info.not_before, not_after=info.not_after, der=der,
+                created_at=self._clock.now(),
+            )
         )
+        return replace(info, id=result.inserted_primary_key[0])  # type: ignore[index]
 
     # --- lookups ---------------------------------------------------------------------
 
@@ -273,7 +268,7 @@ class NodeCA:
             .last_update(now)
             .next_update(now + CRL_LIFETIME)
             .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),  # type: ignore[arg-type]
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                            critical=False)
         )
         for row in revoked:

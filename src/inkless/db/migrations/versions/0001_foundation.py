@@ -1,13 +1,12 @@
 """foundation: directory, keys, certificates, audit log, web sessions
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-30 16:11:14.273777
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

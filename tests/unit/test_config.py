@@ -1,0 +1,87 @@
+"""Settings: defaults, file, environment, and every way they can be wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inkless.config import load_settings, write_config
+from inkless.errors import ConfigurationError
+
+
+def test_defaults_live_in_the_data_folder(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, env={})
+    assert s.data_dir == tmp_path.resolve()
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'inkless.db'}"
+    assert s.blob_dir == tmp_path.resolve() / "blobs"
+    assert s.master_key_file == tmp_path.resolve() / "master.key"
+    assert s.backend == "sqlite"
+    assert s.default_language == "ja"
+
+
+def test_file_then_environment_then_command_line(tmp_path: Path) -> None:
+    write_config(tmp_path, {"node_id": "moj", "port": 9000, "organisation": "法務省"})
+    s = load_settings(tmp_path, env={"INKLESS_PORT": "9100"}, overrides={"host": "0.0.0.0"})
+    assert (s.node_id, s.port, s.host, s.organisation) == ("moj", 9100, "0.0.0.0", "法務省")
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, env={})
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+
+
+def test_postgres_url_switches_backend(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, env={"INKLESS_DATABASE_URL": "postgresql+psycopg://u@h/db"})
+    assert s.backend == "postgresql"
+
+
+def test_data_folder_from_environment(tmp_path: Path) -> None:
+    assert load_settings(None, env={"INKLESS_DATA": str(tmp_path)}).data_dir == tmp_path.resolve()
+
+
+def test_no_data_folder_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match="--data"):
+        load_settings(None, env={})
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "inkless.toml").write_text('node_id = "moj"\nprot = 8080\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="unknown setting 'prot'"):
+        load_settings(tmp_path, env={})
+
+
+def test_unknown_environment_variable_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="INKLESS_PROT"):
+        load_settings(tmp_path, env={"INKLESS_PROT": "1"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"INKLESS_PORT": "eighty"}, "port"),
+        ({"INKLESS_PORT": "70000"}, "out of range"),
+        ({"INKLESS_NODE_ID": "Bad Node"}, "node_id"),
+        ({"INKLESS_BASE_URL": "ftp://x"}, "base_url"),
+        ({"INKLESS_DATABASE_URL": "mysql://x/y"}, "database_url"),
+        ({"INKLESS_DEFAULT_LANGUAGE": "fr"}, "default_language"),
+        ({"INKLESS_WORKERS": "perhaps"}, "workers"),
+        ({"INKLESS_SESSION_MINUTES": "0"}, "session_minutes"),
+    ],
+)
+def test_bad_values_are_named(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(tmp_path, env=env)
+
+
+def test_broken_toml_is_reported_with_its_path(tmp_path: Path) -> None:
+    (tmp_path / "inkless.toml").write_text("node_id = \n", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        load_settings(tmp_path, env={})
+
+
+def test_wrong_type_in_file(tmp_path: Path) -> None:
+    (tmp_path / "inkless.toml").write_text('port = "8080x"\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="port"):
+        load_settings(tmp_path, env={})
