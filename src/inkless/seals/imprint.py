@@ -435,20 +435,20 @@ class _Drawing:
         if is_vertical(text):
             self._vertical_column(text, c, avail)
         else:
-            h = min(0.62 * avail, 1.6 * avail / max(1, len(text)) ** 0.5)
+            h = 0.8 * avail  # as tall as fits; long names are then set smaller to fit the width
             width = 1.8 * math.sqrt(max(avail**2 - (h / 2) ** 2, 0.0))
-            self._line(text, (c - width / 2, c - h / 2, c + width / 2, c + h / 2), max_compress=2.5)
+            self._line(text, (c - width / 2, c - h / 2, c + width / 2, c + h / 2), max_compress=1.35)
 
     def _vertical_column(self, text: str, c: float, avail: float) -> None:
         n = len(text)
         # Total height of the column as a share of the available diameter, and how far into the
         # corners a glyph box may reach (ink rarely fills a glyph's corners).
         height = {1: 1.34, 2: 1.68, 3: 1.82, 4: 1.88}.get(n, 1.88) * avail
-        gap = 0.02 * avail * (n - 1)
-        cell_h = (height - gap) / n
+        gap = 0.09 * avail  # keeps neighbouring characters from running into each other
+        cell_h = (height - gap * (n - 1)) / n
         top = c + height / 2
         for i, ch in enumerate(text):
-            y1 = top - i * (cell_h + 0.02 * avail)
+            y1 = top - i * (cell_h + gap)
             y0 = y1 - cell_h
             reach = max(abs(y0 - c), abs(y1 - c)) * 0.84
             half_w = math.sqrt(max(avail**2 - reach**2, 0.0))
