@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import pypdfium2  # type: ignore[import-untyped]
-import pypdfium2.raw as pdfium_c  # type: ignore[import-untyped]
+import pypdfium2  # type: ignore[import-untyped, unused-ignore]
+import pypdfium2.raw as pdfium_c  # type: ignore[import-untyped, unused-ignore]
 import pytest
 from pyhanko import stamp
 from pyhanko.pdf_utils import generic, layout

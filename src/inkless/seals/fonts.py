@@ -11,9 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from fontTools.pens.basePen import BasePen  # type: ignore[import-untyped]
-from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped]
-from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+from fontTools.pens.basePen import BasePen  # type: ignore[import-untyped, unused-ignore]
+from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped, unused-ignore]
+from fontTools.ttLib import TTFont  # type: ignore[import-untyped, unused-ignore]
 
 from inkless.errors import SealError
 

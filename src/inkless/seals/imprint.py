@@ -206,7 +206,8 @@ def render_png(imprint: SealImprint, dpi: int = 300, font: str | Path | Glyphs |
 
 def pdf_to_png(pdf: bytes, dpi: int) -> bytes:
     """Rasterise page 1 of ``pdf`` with pdfium into an RGBA PNG with a transparent background."""
-    import pypdfium2  # type: ignore[import-untyped]
+    # Imported here so that drawing the vector imprint never loads pdfium's native library.
+    import pypdfium2  # type: ignore[import-untyped, unused-ignore]
 
     with _PDFIUM_LOCK:
         document = pypdfium2.PdfDocument(pdf)
