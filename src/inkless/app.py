@@ -22,7 +22,7 @@ from inkless.clock import Clock, SystemClock
 from inkless.config import Settings, write_config
 from inkless.db import tables as t
 from inkless.db.engine import Database
-from inkless.db.migrate import current_revision, head_revision, upgrade
+from inkless.db.migrate import current_heads, describe, script_heads, upgrade
 from inkless.directory.service import DirectoryService
 from inkless.errors import ConfigurationError, ConflictError
 from inkless.pki.ca import NodeCA, NodeIdentity
@@ -72,17 +72,18 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
 
 def _check_initialised(db: Database, settings: Settings) -> None:
     try:
-        revision = current_revision(db)
+        revision = current_heads(db)
     except (OperationalError, ProgrammingError) as exc:
         raise ConfigurationError(f"cannot open the database {settings.backend}: {exc.orig}") from None
-    if revision is None:
+    if not revision:
         raise ConfigurationError(
             f"no inkless node in {settings.data_dir} (database {settings.backend}): run 'inkless init --data DIR'"
         )
-    head = head_revision(db)
-    if revision != head:
+    heads = script_heads(db)
+    if revision != heads:
         raise ConfigurationError(
-            f"the database schema is at {revision}, this inkless {__version__} needs {head}: run 'inkless migrate'"
+            f"the database schema is at {describe(revision)}, this inkless {__version__} needs "
+            f"{describe(heads)}: run 'inkless migrate'"
         )
     with db.begin() as conn:
         stored = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
@@ -100,7 +101,7 @@ def init_node(settings: Settings, clock: Clock | None = None) -> Node:
     os.chmod(data, 0o700)
     db = Database(settings.database_url, create=True)
     try:
-        if current_revision(db) is not None:
+        if current_heads(db):
             with db.begin() as conn:
                 existing = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
             if existing is not None:

@@ -99,14 +99,14 @@ def init(
 def migrate(data: DataOption = None) -> None:
     """Upgrade the database schema to this version of inkless."""
     from inkless.db.engine import Database
-    from inkless.db.migrate import current_revision, head_revision, upgrade
+    from inkless.db.migrate import current_heads, describe, script_heads, upgrade
 
     settings = load_settings(data)
     db = Database(settings.database_url)
     try:
-        before = current_revision(db)
+        before = current_heads(db)
         upgrade(db)
-        typer.echo(f"schema {before or 'empty'} -> {head_revision(db)}")
+        typer.echo(f"schema {describe(before)} -> {describe(script_heads(db))}")
     finally:
         db.dispose()
 

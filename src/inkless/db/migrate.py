@@ -1,4 +1,10 @@
-"""Run the Alembic migrations programmatically (``inkless init`` and tests)."""
+"""Run the Alembic migrations programmatically (``inkless init``, ``inkless migrate`` and tests).
+
+Each feature package owns a branch of migrations that starts from the foundation
+revision ``0001`` (branch labels ``delivery``, ``seals``, ``fax`` …), so features
+can grow their tables independently; a node is up to date when its database is at
+every head.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +27,8 @@ def alembic_config(db: Database) -> Config:
     return cfg
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (default: the newest)."""
+def upgrade(db: Database, revision: str = "heads") -> None:
+    """Bring the schema up to ``revision`` (default: every head)."""
     command.upgrade(alembic_config(db), revision)
 
 
@@ -30,10 +36,16 @@ def downgrade(db: Database, revision: str) -> None:
     command.downgrade(alembic_config(db), revision)
 
 
-def current_revision(db: Database) -> str | None:
+def current_heads(db: Database) -> frozenset[str]:
+    """The revisions the database is at (empty for a database inkless never touched)."""
     with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return frozenset(MigrationContext.configure(conn).get_current_heads())
 
 
-def head_revision(db: Database) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(db)).get_current_head()
+def script_heads(db: Database) -> frozenset[str]:
+    """The revisions this version of inkless expects."""
+    return frozenset(ScriptDirectory.from_config(alembic_config(db)).get_heads())
+
+
+def describe(revisions: frozenset[str]) -> str:
+    return ", ".join(sorted(revisions)) or "empty"
