@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 import uvicorn
@@ -49,7 +50,9 @@ def run_server(settings: Settings) -> None:
             f" (public URL {settings.base_url})",
             flush=True,
         )
-        # uvicorn installs its own SIGTERM/SIGINT handlers and returns from run() after a graceful shutdown.
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler that was
+        # installed before it; for SIGTERM that handler must not kill the process before the workers stop.
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
         server.run()
     finally:
         stop.set()
