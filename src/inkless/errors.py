@@ -16,10 +16,16 @@ into these at the boundary that calls them, keeping the detail.
     ├── KeyStoreError                  exit code 8   master key missing / wrong, key cannot be opened
     ├── PKIError                       exit code 1   certificate issuance or validation problem
     ├── SealError                      exit code 1   a seal cannot be drawn or applied (no CJK font, missing glyph)
+    ├── DeliveryError                  exit code 1   a message cannot be sent, delivered or opened
+    │   ├── EnvelopeError              exit code 2   garbage, tampered or misaddressed CMS envelope / receipt
+    │   ├── MessageTooLargeError       exit code 2   over max_message_bytes (has .limit)
+    │   ├── PeerUnreachableError                     a peer did not answer; retry later (has .retry_after)
+    │   └── DeliveryRejectedError                    the peer refused the message for good (has .reason)
+    ├── FaxError                       exit code 1   a fax cannot be rendered, sent or received (has .t30_code)
     └── IntegrityError                 exit code 5   stored data does not match its proof
         └── AuditIntegrityError                      the audit log does not recompute (has .entry_index)
 
-Feature issues add their own branches (DeliveryError, SealError, FaxError) here.
+Feature packages add their branches here, not in their own modules.
 """
 
 from __future__ import annotations
@@ -132,3 +138,59 @@ class AuditIntegrityError(IntegrityError):
     def __init__(self, message: str, entry_index: int | None = None) -> None:
         super().__init__(message)
         self.entry_index = entry_index
+
+
+class DeliveryError(InklessError):
+    """A message cannot be sent, delivered or opened."""
+
+    exit_code = 1
+    http_status = 502
+
+
+class EnvelopeError(DeliveryError):
+    """A CMS envelope or receipt is malformed, tampered with, or not for us."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class MessageTooLargeError(DeliveryError):
+    """The message is larger than the configured limit."""
+
+    exit_code = 2
+    http_status = 413
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class PeerUnreachableError(DeliveryError):
+    """A peer node did not answer; the delivery will be retried."""
+
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryRejectedError(DeliveryError):
+    """The receiving node refused the message permanently (``reason`` says why)."""
+
+    http_status = 422
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FaxError(InklessError):
+    """A fax cannot be rendered, sent or received; ``t30_code`` holds the T.30 result if any."""
+
+    exit_code = 1
+    http_status = 422
+
+    def __init__(self, message: str, t30_code: int | None = None) -> None:
+        super().__init__(message)
+        self.t30_code = t30_code

@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from inkless.db.engine import Database
 from inkless.db.migrate import current_heads, downgrade, script_heads, upgrade
-from inkless.db.tables import metadata
+from inkless.db.schema import metadata
 
 
 def test_migrations_match_the_tables_and_downgrade_cleanly(database_url: str) -> None:

@@ -13,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
 from inkless.app import Node
+from inkless.db import schema
 from inkless.db import tables as t
 from inkless.directory.demo import DemoSample
 from inkless.errors import ConflictError, NotFoundError, ValidationError
@@ -149,7 +150,7 @@ def test_no_private_key_or_totp_secret_in_clear_anywhere(node: Node, demo: DemoS
     if node.settings.backend == "postgresql":
         with node.db.begin() as conn:
             dump = b""
-            for table in t.metadata.sorted_tables:
+            for table in schema.metadata.sorted_tables:
                 for row in conn.execute(select(table)).all():
                     for value in row:
                         dump += value if isinstance(value, bytes) else str(value).encode()

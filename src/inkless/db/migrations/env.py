@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from inkless.db.tables import metadata
+from inkless.db.schema import metadata
 
 engine = context.config.attributes["engine"]
 
