@@ -389,3 +389,28 @@ def test_tokens_page_creates_shows_once_and_revokes(
     assert "失効" in page.text
     tokens = ApiTokenService(web_node.db, web_node.directory, web_node.audit, clock).list("sato")
     assert [(tok.name, tok.state(clock.now())) for tok in tokens] == [("scanner", "revoked")]
+
+
+def test_session_cookie_is_secure_on_an_https_node(web_node: Node, clock: FixedClock) -> None:
+    settings = dataclasses.replace(web_node.settings, base_url="https://inkless.example.go.jp")
+    https_node = build_node(settings, clock)
+    try:
+        make_ready(https_node, clock, "sato")
+        with TestClient(create_app(https_node), base_url="https://testserver") as client:
+            response = client.post(
+                "/login", data={"login": "sato", "password": NEW_PASSWORD}, follow_redirects=False
+            )
+        cookie = response.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    finally:
+        https_node.close()
+
+
+def test_abandoned_sessions_are_purged_at_the_next_login(
+    client: TestClient, web_node: Node, clock: FixedClock
+) -> None:
+    make_ready(web_node, clock, "sato")
+    client.post("/login", data={"login": "sato", "password": NEW_PASSWORD})
+    clock.advance(minutes=11)
+    TestClient(client.app).post("/login", data={"login": "sato", "password": NEW_PASSWORD})
+    assert [r["stage"] for r in sessions(web_node)] == ["totp"]

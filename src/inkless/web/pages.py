@@ -171,6 +171,9 @@ def login_submit(
         )
     stage = Stage.TOTP if user.totp_confirmed else Stage.ENROL
     with node.db.begin() as conn:
+        # Housekeeping rides on logins: abandoned sessions and stale attempts are dropped here.
+        services.sessions.purge_expired(conn)
+        services.throttle.prune(conn)
         token, _ = services.sessions.start(conn, user.id, stage, client)
     response = _redirect(STAGE_PAGES[stage])
     set_session_cookie(response, node, token)

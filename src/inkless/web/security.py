@@ -178,13 +178,10 @@ class SessionStore:
         """Delete a session (logout)."""
         conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == session_id))
 
-    def purge_expired(self) -> int:
+    def purge_expired(self, conn: Connection) -> int:
         """Delete expired sessions; returns how many."""
-        with self._db.begin() as conn:
-            result = conn.execute(
-                delete(t.web_sessions).where(t.web_sessions.c.expires_at <= self._clock.now())
-            )
-            return int(result.rowcount or 0)
+        result = conn.execute(delete(t.web_sessions).where(t.web_sessions.c.expires_at <= self._clock.now()))
+        return int(result.rowcount or 0)
 
 
 class LoginThrottle:
@@ -220,6 +217,11 @@ class LoginThrottle:
         if waits:
             wait = max(waits)
             raise RateLimitedError(f"too many failed attempts; try again in {wait} seconds", retry_after=wait)
+
+    def prune(self, conn: Connection) -> None:
+        """Forget attempts older than the window: they no longer decide anything."""
+        since = self._clock.now() - timedelta(seconds=self.window_seconds)
+        conn.execute(delete(t.login_attempts).where(t.login_attempts.c.at < since))
 
     def record(self, conn: Connection, login: str, client: str, success: bool) -> None:
         """Remember one attempt."""
