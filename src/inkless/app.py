@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -28,6 +29,10 @@ from inkless.errors import ConfigurationError, ConflictError
 from inkless.pki.ca import NodeCA, NodeIdentity
 from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, load_master_key
 
+if TYPE_CHECKING:
+    from inkless.delivery.service import DeliveryService
+    from inkless.delivery.transport import PeerLookup, PeerTransport
+
 
 @dataclass
 class Node:
@@ -43,6 +48,10 @@ class Node:
     audit: AuditLog
     directory: DirectoryService
     extras: dict[str, object] = field(default_factory=dict)
+    # Federation fills these in (HTTP transport, pinned peers); delivery adds its service.
+    transport: PeerTransport | None = None
+    peers: PeerLookup | None = None
+    delivery: DeliveryService | None = None
 
     @property
     def node_id(self) -> str:

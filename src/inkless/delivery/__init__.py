@@ -1,0 +1,1 @@
+"""Secure delivery between offices: CMS envelopes, outbox/inbox, receipts, transmission reports."""
