@@ -11,6 +11,7 @@ Every root and proof is then a fold of O(log n) stored subtree hashes; only
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from inkless.audit import merkle
@@ -244,6 +245,26 @@ class VerificationReport:
     latest_head_size: int | None
 
 
+# Statements built once: record() runs in every state change, so it skips rebuilding them.
+_NEXT_INDEX = (
+    update(t.audit_state)
+    .where(t.audit_state.c.id == 1)
+    .values(tree_size=t.audit_state.c.tree_size + 1)
+    .returning(t.audit_state.c.tree_size)
+)
+_INSERT_ENTRY = insert(t.audit_entries)
+_INSERT_NODES = insert(t.audit_nodes)
+
+
+@functools.cache
+def _siblings(count: int) -> Select[Any]:
+    """SELECT of ``count`` subtrees by (level, idx) bound parameters l0, i0, l1, i1, ..."""
+    n = t.audit_nodes.c
+    return select(n.level, n.idx, n.hash).where(
+        or_(*(and_(n.level == bindparam(f"l{j}"), n.idx == bindparam(f"i{j}")) for j in range(count)))
+    )
+
+
 # --- the service -------------------------------------------------------------------------------
 
 
@@ -264,29 +285,34 @@ class AuditLog:
                 raise ValidationError(f"audit event {name} is longer than {limit} characters")
         if not event.actor or not event.action:
             raise ValidationError("an audit event needs an actor and an action")
-        # The row lock serialises appends across processes (PostgreSQL); on SQLite the
+        # Taking the next index is an UPDATE of the one audit_state row: on PostgreSQL its row
+        # lock serialises appends across processes until the caller commits; on SQLite the
         # transaction already holds the write lock (BEGIN IMMEDIATE).
-        state = conn.execute(
-            select(t.audit_state.c.tree_size).where(t.audit_state.c.id == 1).with_for_update()
-        ).scalar_one_or_none()
-        if state is None:
-            conn.execute(insert(t.audit_state).values(id=1, tree_size=0))
-            state = 0
-        index = int(state)
+        new_size = conn.execute(_NEXT_INDEX).scalar()
+        if new_size is None:
+            conn.execute(insert(t.audit_state).values(id=1, tree_size=1))
+            new_size = 1
+        index = int(new_size) - 1
         entry = canonical_entry(index, at, event)
         leaf = leaf_hash(entry)
         wanted = merkle.append_siblings(index)
-        stored = self._subtrees(conn, wanted) if wanted else {}
-        nodes = merkle.append_leaf(index, leaf, [stored[s] for s in wanted])
+        siblings: list[bytes] = []
+        if wanted:
+            params = {f"l{j}": level for j, (level, _) in enumerate(wanted)}
+            params.update({f"i{j}": position for j, (_, position) in enumerate(wanted)})
+            found = {(int(r.level), int(r.idx)): bytes(r.hash) for r in conn.execute(_siblings(len(wanted)), params)}
+            if len(found) != len(wanted):
+                self._subtrees(conn, wanted)  # raises, naming the missing subtree
+            siblings = [found[s] for s in wanted]
+        nodes = merkle.append_leaf(index, leaf, siblings)
         conn.execute(
-            insert(t.audit_entries).values(
-                idx=index, recorded_at=at, actor=event.actor, action=event.action,
-                object_type=event.object_type, object_id=event.object_id,
-                entry=entry, leaf_hash=leaf,
-            )
+            _INSERT_ENTRY,
+            {
+                "idx": index, "recorded_at": at, "actor": event.actor, "action": event.action,
+                "object_type": event.object_type, "object_id": event.object_id, "entry": entry, "leaf_hash": leaf,
+            },
         )
-        conn.execute(insert(t.audit_nodes), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes])
-        conn.execute(update(t.audit_state).where(t.audit_state.c.id == 1).values(tree_size=index + 1))
+        conn.execute(_INSERT_NODES, [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes])
         return index
 
     # --- reading -----------------------------------------------------------------------
