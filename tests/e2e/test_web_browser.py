@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pyotp
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, ServedNode
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, INKLESS, ServedNode
 
 NEW_PASSWORD = "sakura-saku-2026-haru"
 
@@ -107,3 +110,31 @@ def test_serve_publishes_the_crl_named_in_certificates_and_stops_on_sigterm(serv
     assert served_node.stop() == 0
     log = served_node.log.read_text()
     assert f"serving on {served_node.url}/" in log
+
+
+def test_worker_command_runs_beside_the_server_and_stops_on_sigterm(
+    served_node: ServedNode, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [INKLESS, "worker", "--data", str(served_node.data)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=served_node.env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            "workers running" not in log.read_text() and worker.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        assert "workers running" in log.read_text(), log.read_text()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert "workers stopped" in log.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert httpx.get(f"{served_node.url}/healthz", timeout=10).status_code == 200
