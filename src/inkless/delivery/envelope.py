@@ -1,0 +1,344 @@
+"""The message envelope: MIME multipart → CMS SignedData (office seal key) → CMS EnvelopedData (AES-256).
+
+Everything here is pure: bytes and certificates in, bytes or :class:`EnvelopeError` out. The
+layers are the ones ``openssl cms`` understands, so anyone can open an exported envelope with
+standard tools::
+
+    openssl cms -decrypt -inform DER -in envelope.p7m -recip office.pem -inkey office.key \\
+      | openssl cms -verify -inform DER -CAfile sender-ca.pem
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage, Message
+from typing import Any
+
+from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped]
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import ExtensionOID
+
+from inkless.errors import EnvelopeError
+
+METADATA_TYPE = "application/json"
+METADATA_VERSION = 1
+PRIORITIES = ("normal", "urgent")
+OFFICE_URN_PREFIX = "urn:inkless:office:"
+# Clock skew we tolerate between nodes when checking a signing time against the certificate.
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One file carried by a message."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class MessageMetadata:
+    """The JSON metadata part: everything about a message except its documents' bytes."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    subject: str
+    classification: int
+    priority: str
+    created_at: datetime
+    procedure_code: str | None = None
+    reply_to: str | None = None
+    documents: tuple[dict[str, Any], ...] = ()
+    # Set for messages that entered through a bridge (fax): the sender is not authenticated.
+    source: str = "inkless"
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": METADATA_VERSION,
+            "message_id": self.message_id,
+            "from": self.sender,
+            "to": list(self.recipients),
+            "subject": self.subject,
+            "classification": self.classification,
+            "priority": self.priority,
+            "procedure_code": self.procedure_code,
+            "reply_to": self.reply_to,
+            "created_at": self.created_at.isoformat(),
+            "documents": list(self.documents),
+            "source": self.source,
+            "facts": self.facts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MessageMetadata:
+        try:
+            meta = cls(
+                message_id=str(data["message_id"]),
+                sender=str(data["from"]),
+                recipients=tuple(str(a) for a in data["to"]),
+                subject=str(data["subject"]),
+                classification=int(data["classification"]),
+                priority=str(data["priority"]),
+                created_at=datetime.fromisoformat(str(data["created_at"])),
+                procedure_code=data.get("procedure_code"),
+                reply_to=data.get("reply_to"),
+                documents=tuple(dict(d) for d in data.get("documents", [])),
+                source=str(data.get("source", "inkless")),
+                facts=dict(data.get("facts") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"the message metadata is incomplete or malformed ({exc})") from None
+        if not 0 <= meta.classification <= 3 or meta.priority not in PRIORITIES:
+            raise EnvelopeError("the message metadata has an invalid classification or priority")
+        if meta.created_at.tzinfo is None:
+            raise EnvelopeError("the message metadata has a creation time without time zone")
+        return meta
+
+
+# --- MIME -----------------------------------------------------------------------------------
+
+
+def build_mime(meta: MessageMetadata, documents: Sequence[Document]) -> bytes:
+    """The multipart/mixed body: the JSON metadata first, then one base64 part per document."""
+    listed = tuple(
+        {"name": d.name, "content_type": d.content_type, "size": len(d.data), "sha256": d.sha256}
+        for d in documents
+    )
+    meta = dataclasses.replace(meta, documents=listed)
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["MIME-Version"] = "1.0"
+    msg.make_mixed()
+    head = EmailMessage(policy=email.policy.SMTP)
+    # ASCII JSON, one key per line: a 7bit part that no gateway rewraps.
+    body = json.dumps(meta.to_json(), ensure_ascii=True, indent=1, sort_keys=True).encode("ascii")
+    head.set_content(body, maintype="application", subtype="json", cte="7bit")
+    msg.attach(head)
+    for doc in documents:
+        maintype, _, subtype = doc.content_type.partition("/")
+        # EmailMessage writes non-ASCII file names with RFC 2231 (filename*=utf-8''…).
+        part = EmailMessage(policy=email.policy.SMTP)
+        part.set_content(doc.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                         cte="base64", disposition="attachment", filename=doc.name)
+        msg.attach(part)
+    return msg.as_bytes()
+
+
+def parse_mime(data: bytes) -> tuple[MessageMetadata, list[Document]]:
+    """Split the MIME body into metadata and documents; checks every document against its listed digest."""
+    try:
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+    except Exception as exc:  # the email package raises many types on garbage
+        raise EnvelopeError(f"the message body is not valid MIME ({exc})") from None
+    if not msg.is_multipart() or msg.get_content_type() != "multipart/mixed":
+        raise EnvelopeError("the message body is not multipart/mixed")
+    parts: list[Message] = list(msg.iter_parts())  # type: ignore[attr-defined]
+    if not parts or parts[0].get_content_type() != METADATA_TYPE:
+        raise EnvelopeError("the message body does not start with its JSON metadata part")
+    try:
+        raw = parts[0].get_payload(decode=True)
+        assert isinstance(raw, bytes)
+        meta = MessageMetadata.from_json(json.loads(raw))
+    except (AssertionError, ValueError) as exc:
+        raise EnvelopeError(f"the message metadata is not valid JSON ({exc})") from None
+    documents = []
+    for part in parts[1:]:
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            raise EnvelopeError("a document part has no content")
+        documents.append(Document(part.get_filename() or "document", part.get_content_type(), payload))
+    if len(documents) != len(meta.documents):
+        raise EnvelopeError(f"the metadata lists {len(meta.documents)} documents but {len(documents)} are present")
+    for doc, listed in zip(documents, meta.documents, strict=True):
+        if doc.sha256 != listed.get("sha256") or len(doc.data) != listed.get("size"):
+            raise EnvelopeError(f"document {listed.get('name')!r} does not match its listed SHA-256")
+    return meta, documents
+
+
+# --- CMS ------------------------------------------------------------------------------------
+
+
+def sign(content: bytes, key: Any, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> bytes:
+    """CMS SignedData (DER) with the content attached, signing-time attribute, certificates included."""
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(certificate, key, hashes.SHA256())
+    for cert in chain:
+        builder = builder.add_certificate(cert)
+    # Binary: without it the content would be rewritten as text MIME (CRLF) and the bytes would change.
+    return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+
+
+def encrypt(content: bytes, recipients: Sequence[x509.Certificate]) -> bytes:
+    """CMS EnvelopedData (DER, AES-256-CBC) to every recipient certificate."""
+    if not recipients:
+        raise EnvelopeError("an envelope needs at least one recipient certificate")
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(content).set_content_encryption_algorithm(algorithms.AES256)
+    seen: set[bytes] = set()
+    for cert in recipients:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if der not in seen:
+            seen.add(der)
+            builder = builder.add_recipient(cert)
+    return builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+
+
+def decrypt(envelope: bytes, certificate: x509.Certificate, key: Any) -> bytes:
+    """Open a CMS EnvelopedData with an office's encryption key; EnvelopeError if not possible."""
+    try:
+        return pkcs7.pkcs7_decrypt_der(envelope, certificate, key, [])
+    except ValueError as exc:
+        raise EnvelopeError(
+            f"the envelope cannot be opened with this office's key: not addressed to it, damaged or not CMS ({exc})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SignedContent:
+    """What a verified CMS SignedData carried, and who signed it when."""
+
+    content: bytes
+    signer: x509.Certificate
+    signer_address: str
+    signing_time: datetime | None
+
+
+def office_address(certificate: x509.Certificate) -> str | None:
+    """The ``office@node`` address in a certificate's SAN (urn:inkless:office:…), if any."""
+    try:
+        san = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(OFFICE_URN_PREFIX):
+            return uri[len(OFFICE_URN_PREFIX):]
+    return None
+
+
+def verify(
+    signed: bytes,
+    trust_anchor: x509.Certificate,
+    now: datetime,
+    expected_signer: str | None = None,
+    is_revoked: Callable[[x509.Certificate], bool] | None = None,
+) -> SignedContent:
+    """Check a CMS SignedData and return its content.
+
+    Checks: one signer; content-type and message-digest attributes match the content; the signature
+    over the signed attributes is valid; the signer certificate was issued by ``trust_anchor``
+    (the sending node's CA), is valid now and at the signing time, is not revoked, may sign, and
+    names ``expected_signer`` (``office@node``) in its SAN.
+    """
+    try:
+        info = asn1_cms.ContentInfo.load(signed)
+        if info["content_type"].native != "signed_data":
+            raise EnvelopeError(f"expected CMS SignedData, got {info['content_type'].native}")
+        sd = info["content"]
+        content = sd["encap_content_info"]["content"].native
+        signer_infos = list(sd["signer_infos"])
+        certs = [c.chosen.dump() for c in sd["certificates"] or [] if c.name == "certificate"]
+    except EnvelopeError:
+        raise
+    except Exception as exc:  # asn1crypto raises ValueError/TypeError/… lazily on garbage
+        raise EnvelopeError(f"not a valid CMS SignedData ({type(exc).__name__}: {exc})") from None
+    if not isinstance(content, bytes):
+        raise EnvelopeError("the signed data carries no content (detached signatures are not accepted)")
+    if len(signer_infos) != 1:
+        raise EnvelopeError(f"expected exactly one signer, found {len(signer_infos)}")
+    si = signer_infos[0]
+    try:
+        sid = si["sid"]
+        if sid.name != "issuer_and_serial_number":
+            raise EnvelopeError("the signer is not identified by issuer and serial number")
+        serial = sid.chosen["serial_number"].native
+        signer = next(
+            (x509.load_der_x509_certificate(der) for der in certs
+             if x509.load_der_x509_certificate(der).serial_number == serial),
+            None,
+        )
+        if signer is None:
+            raise EnvelopeError("the signer's certificate is not included in the signature")
+        digest_alg = si["digest_algorithm"]["algorithm"].native
+        if digest_alg != "sha256":
+            raise EnvelopeError(f"digest algorithm {digest_alg} is not accepted (SHA-256 only)")
+        attrs = si["signed_attrs"]
+        if not attrs:
+            raise EnvelopeError("the signature has no signed attributes")
+        values = {a["type"].native: a["values"][0].native for a in attrs}
+        signature = si["signature"].native
+        sig_alg = si["signature_algorithm"].signature_algo
+        # The signature covers the DER of the attributes as a SET, not with their [0] tag.
+        signed_bytes = b"\x31" + attrs.dump()[1:]
+    except EnvelopeError:
+        raise
+    except Exception as exc:
+        raise EnvelopeError(f"the signer information is malformed ({type(exc).__name__}: {exc})") from None
+    if values.get("content_type") != "data":
+        raise EnvelopeError("the content-type attribute is missing or not id-data")
+    if values.get("message_digest") != hashlib.sha256(content).digest():
+        raise EnvelopeError("the content does not match the signed message digest: it was altered")
+    public_key = signer.public_key()
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and sig_alg == "ecdsa":
+            public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(public_key, rsa.RSAPublicKey) and sig_alg == "rsassa_pkcs1v15":
+            public_key.verify(signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            raise EnvelopeError(f"signature algorithm {sig_alg} does not fit the signer's key")
+    except InvalidSignature:
+        raise EnvelopeError("the signature is invalid: the signed data was altered") from None
+    try:
+        signer.verify_directly_issued_by(trust_anchor)
+    except (ValueError, TypeError, InvalidSignature):
+        raise EnvelopeError(
+            f"the signer certificate ({signer.subject.rfc4514_string()}) was not issued by the trusted CA "
+            f"of the sending node ({trust_anchor.subject.rfc4514_string()})"
+        ) from None
+    signing_time = values.get("signing_time")
+    if not isinstance(signing_time, datetime):
+        signing_time = None
+    for when, what in ((now, "now"), (signing_time, "at the signing time")):
+        if when is None:
+            continue
+        if not signer.not_valid_before_utc - CLOCK_SKEW <= when <= signer.not_valid_after_utc:
+            raise EnvelopeError(
+                f"the signer certificate is not valid {what} (valid {signer.not_valid_before_utc:%Y-%m-%d} to "
+                f"{signer.not_valid_after_utc:%Y-%m-%d}): expired or not yet valid"
+            )
+    if signing_time is not None and signing_time > now + CLOCK_SKEW:
+        raise EnvelopeError("the signing time lies in the future")
+    try:
+        usage = signer.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.digital_signature:
+            raise EnvelopeError("the signer certificate may not make signatures")
+    except x509.ExtensionNotFound:
+        raise EnvelopeError("the signer certificate has no key usage") from None
+    if is_revoked is not None and is_revoked(signer):
+        raise EnvelopeError(f"the signer certificate (serial {signer.serial_number:x}) is revoked")
+    address = office_address(signer)
+    if address is None:
+        raise EnvelopeError("the signer certificate names no inkless office")
+    if expected_signer is not None and address != expected_signer:
+        raise EnvelopeError(f"signed by {address}, but the sender claims to be {expected_signer}")
+    return SignedContent(content=content, signer=signer, signer_address=address, signing_time=signing_time)
+
+
+def envelope_digest(envelope: bytes) -> str:
+    """Hex SHA-256 of the envelope bytes: what receipts and transmission reports name."""
+    return hashlib.sha256(envelope).hexdigest()
