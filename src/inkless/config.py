@@ -48,6 +48,10 @@ class Settings:
     login_window_seconds: int = 900
     tree_head_interval_seconds: int = 60
     max_message_bytes: int = 100 * 1024 * 1024
+    delivery_expiry_hours: int = 72
+    delivery_backoff_base_seconds: int = 30
+    delivery_backoff_cap_seconds: int = 3600
+    delivery_poll_seconds: int = 2
     workers: bool = True
     log_level: str = "INFO"
 
@@ -108,7 +112,8 @@ def _validate(settings: Settings) -> None:
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",
-                 "tree_head_interval_seconds", "max_message_bytes"):
+                 "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
+                 "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
 
