@@ -217,3 +217,18 @@ def test_structured_field_round_trip() -> None:
     assert ", ".join(f"{k}={httpsig.serialize_member(v)}" for k, v in parsed.items()) == (
         'a=("x" "y";req;key="k");created=1;keyid="n\\"q", b=:AAE=:, d=?0, e=tok/en'
     )
+
+
+def test_covered_headers_are_signed_and_required() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    covered = {"Inkless-Sender": "civil-affairs@moj", "Inkless-Recipient": "records@npa"}
+    headers = sign_request("POST", URI, b"e", key, "moj", NOW, covered=covered)
+    assert headers["Inkless-Sender"] == "civil-affairs@moj"
+    names = list(covered)
+    verify_request(parse_signature(headers), "POST", URI, headers, b"e", key.public_key(), NOW, names)
+    forged = {**headers, "Inkless-Recipient": "secret@npa"}
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_request(parse_signature(forged), "POST", URI, forged, b"e", key.public_key(), NOW, names)
+    plain = _signed(key, b"e")
+    with pytest.raises(SignatureError, match='does not cover "inkless-sender", "inkless-recipient"'):
+        verify_request(parse_signature(plain), "POST", URI, plain, b"e", key.public_key(), NOW, names)

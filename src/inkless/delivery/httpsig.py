@@ -481,12 +481,15 @@ def new_nonce() -> str:
 
 def sign_request(
     method: str, target_uri: str, body: bytes, key: ec.EllipticCurvePrivateKey, keyid: str, created: int,
-    nonce: str | None = None,
+    nonce: str | None = None, covered: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Headers that sign a federation request: Content-Digest, Signature-Input, Signature."""
-    headers = {"Content-Digest": content_digest(body)}
-    params = SignatureParams(REQUEST_COMPONENTS, created=created, keyid=keyid, nonce=nonce or new_nonce(),
-                             alg=ALGORITHM)
+    """Headers that sign a federation request: Content-Digest, Signature-Input, Signature.
+
+    ``covered`` are further headers (name: value) sent with the request and covered by the signature.
+    """
+    headers = {"Content-Digest": content_digest(body), **(covered or {})}
+    components = REQUEST_COMPONENTS + tuple(Component(name.lower()) for name in (covered or {}))
+    params = SignatureParams(components, created=created, keyid=keyid, nonce=nonce or new_nonce(), alg=ALGORITHM)
     message = HttpMessage(headers=headers, method=method, target_uri=target_uri)
     headers.update(signature_headers(LABEL, params, sign_ecdsa(signature_base(message, params), key)))
     return headers
@@ -520,9 +523,14 @@ def verify_request(
     body: bytes,
     public_key: ec.EllipticCurvePublicKey,
     now: int,
+    covered: Sequence[str] = (),
 ) -> None:
-    """Check a federation request's signature: coverage, clock, digest, signature. Nonces are the caller's."""
-    _check_params(received, REQUEST_COMPONENTS, now, need_nonce=True)
+    """Check a federation request's signature: coverage, clock, digest, signature. Nonces are the caller's.
+
+    ``covered`` names further headers the signature must cover.
+    """
+    required = REQUEST_COMPONENTS + tuple(Component(name.lower()) for name in covered)
+    _check_params(received, required, now, need_nonce=True)
     message = HttpMessage(headers=headers, method=method, target_uri=target_uri)
     check_content_digest(message.header("content-digest"), body)
     verify_ecdsa(signature_base(message, received.params), received.value, public_key)
