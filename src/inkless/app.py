@@ -32,6 +32,7 @@ from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, lo
 if TYPE_CHECKING:
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
+    from inkless.seals.sealing import SealingService
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Node:
     transport: PeerTransport | None = None
     peers: PeerLookup | None = None
     delivery: DeliveryService | None = None
+    sealing: SealingService | None = None
 
     @property
     def node_id(self) -> str:
@@ -73,10 +75,14 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     pki = NodeCA(keystore, identity, clock)
     audit = AuditLog(clock)
     directory = DirectoryService(db, settings.node_id, pki, audit, box, clock)
-    return Node(
+    node = Node(
         settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
+    from inkless.seals.sealing import build_sealing
+
+    node.sealing = build_sealing(node)
+    return node
 
 
 def _check_initialised(db: Database, settings: Settings) -> None:

@@ -54,6 +54,7 @@ class Settings:
     delivery_poll_seconds: int = 2
     workers: bool = True
     log_level: str = "INFO"
+    tsa_url: str = ""  # an external RFC 3161 TSA for seals; empty = the node's own TSA
 
     @property
     def backend(self) -> str:
@@ -103,6 +104,8 @@ def _validate(settings: Settings) -> None:
         )
     if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", settings.base_url):
         raise ConfigurationError(f"base_url {settings.base_url!r} must be an http:// or https:// URL")
+    if settings.tsa_url and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", settings.tsa_url):
+        raise ConfigurationError(f"tsa_url {settings.tsa_url!r} must be an http:// or https:// URL (or empty)")
     if not (settings.database_url.startswith("sqlite") or settings.database_url.startswith("postgresql")):
         raise ConfigurationError(
             f"database_url {settings.database_url!r}: only sqlite:/// and postgresql+psycopg:// are supported"

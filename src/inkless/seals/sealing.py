@@ -1,0 +1,413 @@
+"""PAdES sealing: a seal imprint as the visible appearance of a pyHanko signature.
+
+Every seal is one incremental update (earlier seals stay valid), a PAdES signature
+(ETSI.CAdES.detached) made with the signer's key from the node key store, timestamped by the
+node TSA (or the configured external one), with the node CA certificate and its CRL embedded
+in the DSS so that it validates offline (PAdES B-LT). ``extend_to_lta_async`` adds a document
+timestamp on top (B-LTA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import functools
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from asn1crypto import crl as asn1_crl
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.keys import load_private_key_from_pemder_data
+from pyhanko.pdf_utils import content, generic
+from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.layout import BoxConstraints
+from pyhanko.pdf_utils.misc import PdfError
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec, SigSeedSubFilter
+from pyhanko.sign.general import SigningError
+from pyhanko.sign.signers.pdf_signer import PdfTimeStamper
+from pyhanko.sign.timestamps import TimeStamper
+from pyhanko.stamp import StaticStampStyle
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from inkless.audit.model import AuditEvent, AuditRecorder
+from inkless.clock import Clock
+from inkless.db.engine import Database
+from inkless.directory.model import Role, User
+from inkless.errors import InklessError, PolicyError, SealError, ValidationError
+from inkless.pki.ca import NodeCA
+from inkless.pki.model import CertPurpose
+from inkless.seals.imprint import (
+    PT_PER_MM,
+    SealImprint,
+    SealKind,
+    date_seal,
+    office_seal,
+    personal_seal,
+    render_pdf,
+)
+from inkless.seals.model import SealPlacement, VerificationReport
+
+if TYPE_CHECKING:
+    from inkless.app import Node
+    from inkless.directory.service import DirectoryService
+
+__all__ = ["SealKind", "SealPlacement", "SealingService", "SignerMaterial", "imprint_for"]
+
+JST = timezone(timedelta(hours=9))
+MAX_PDF_BYTES = 200 * 1024 * 1024
+# Who may press the office seal (角印) of their own office.
+OFFICE_SEAL_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
+
+TrustSource = Callable[[], list[cx509.Certificate]]
+
+
+class ImprintPage(content.ImportedPdfPage):
+    """A page imported from PDF bytes in memory (pyHanko's ``ImportedPdfPage`` only reads files)."""
+
+    def __init__(self, pdf: bytes) -> None:
+        super().__init__(file_name="<imprint>", page_ix=0)
+        self._pdf = pdf
+
+    def render(self) -> bytes:
+        writer = self._ensure_writer
+        xobj = writer.import_page_as_xobject(PdfFileReader(io.BytesIO(self._pdf)), page_ix=0)
+        resource_name = b"/Import" + binascii.hexlify(uuid.uuid4().bytes)
+        self.resources.xobject[resource_name.decode("ascii")] = xobj
+        x1, y1, x2, y2 = xobj.get_object()["/BBox"]
+        self.box = BoxConstraints(width=abs(x1 - x2), height=abs(y1 - y2))
+        return resource_name + b" Do"
+
+
+@functools.lru_cache(maxsize=256)
+def imprint_pdf(imprint: SealImprint) -> bytes:
+    """The vector imprint, cached: rendering is deterministic, and a clerk seals many documents a day."""
+    return render_pdf(imprint)
+
+
+def imprint_for(user: User, office_name: str, kind: SealKind, on: datetime,
+                size_mm: float | None = None) -> SealImprint:
+    """The imprint a user's seal of ``kind`` leaves on day ``on`` (Japan time)."""
+    if kind == SealKind.PERSONAL:
+        return personal_seal(user.surname, size_mm or 12.0)
+    if kind == SealKind.DATE:
+        return date_seal(office_name, user.surname, on.astimezone(JST).date(), size_mm or 16.5)
+    return office_seal(office_name, size_mm or 21.0)
+
+
+class SignerMaterial:
+    """A key and its chain, as pyHanko wants them (asn1crypto), decrypted only in memory."""
+
+    def __init__(self, key: Any, cert: cx509.Certificate, ca: cx509.Certificate,
+                 crl: cx509.CertificateRevocationList) -> None:
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        self.key: asn1_keys.PrivateKeyInfo = load_private_key_from_pemder_data(pem, passphrase=None)
+        self.cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+        self.ca = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))
+        self.crl = asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))
+        self.subject = cert.subject
+
+    def signer(self) -> signers.SimpleSigner:
+        return signers.SimpleSigner(
+            signing_cert=self.cert, signing_key=self.key,
+            cert_registry=SimpleCertificateStore.from_certs([self.ca]),
+        )
+
+
+def validation_context(trust_roots: list[asn1_x509.Certificate], crls: list[asn1_crl.CertificateList],
+                       at: datetime | None = None) -> ValidationContext:
+    """Offline validation against known node CAs and their CRLs (no fetching: verifiers may be air-gapped)."""
+    return ValidationContext(
+        trust_roots=trust_roots, crls=crls, allow_fetching=False, moment=at,
+    )
+
+
+def run_sync(coro: Coroutine[Any, Any, bytes]) -> bytes:
+    """Run an async sealing call from synchronous code (CLI, tests); refuses inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise SealError("the synchronous sealing API was called inside an event loop: use the *_async method")
+
+
+class SealingService:
+    """Applies seals to PDFs, extends them to B-LTA, and verifies them."""
+
+    def __init__(
+        self, db: Database, pki: NodeCA, directory: DirectoryService, audit: AuditRecorder, clock: Clock,
+        *, node_id: str, organisation: str, timestamper: TimeStamper, trust_source: TrustSource | None = None,
+    ) -> None:
+        self._db = db
+        self._pki = pki
+        self._directory = directory
+        self._audit = audit
+        self._clock = clock
+        self._node_id = node_id
+        self._organisation = organisation
+        self.timestamper = timestamper
+        self._trust_source = trust_source
+
+    # --- sealing ---------------------------------------------------------------------
+
+    def seal(self, pdf: bytes, signer_login: str, kind: SealKind, placement: SealPlacement, *, actor: str,
+             reason: str | None = None, certify: bool = False, size_mm: float | None = None) -> bytes:
+        """Synchronous :meth:`seal_async` for the CLI and tests."""
+        return run_sync(self.seal_async(pdf, signer_login, kind, placement, actor=actor, reason=reason,
+                                        certify=certify, size_mm=size_mm))
+
+    async def seal_async(
+        self, pdf: bytes, signer_login: str, kind: SealKind, placement: SealPlacement, *, actor: str,
+        reason: str | None = None, certify: bool = False, size_mm: float | None = None,
+    ) -> bytes:
+        """Seal ``pdf`` as ``signer_login`` with their ``kind`` of seal at ``placement``; returns the new PDF.
+
+        ``certify=True`` makes a certification signature (DocMDP, form filling allowed) on a
+        document without seals; on a document that already carries seals (where PDF forbids a
+        certification signature) it makes the closing seal, which locks every field and allows
+        form filling only (a PDF 2.0 field lock with /P 2).
+        """
+        kind = SealKind(kind)
+        user, office_code, office_name = self._signer(signer_login, kind)
+        material = self.signer_material(signer_login if kind != SealKind.OFFICE else office_code, kind)
+        imprint = imprint_for(user, office_name, kind, self._clock.now(), size_mm)
+        writer = _open_writer(pdf)
+        field_name, new_field = self._field(writer, placement, kind, signer_login, imprint)
+        already_sealed = _has_signatures(writer)
+        closing_lock = certify and already_sealed
+        if closing_lock and new_field is None:
+            _lock_existing_field(writer, field_name)
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name,
+            md_algorithm="sha256",
+            subfilter=SigSeedSubFilter.PADES,
+            reason=reason,
+            location=self._organisation or None,
+            certify=certify and not already_sealed,
+            docmdp_permissions=MDPPerm.FILL_FORMS,
+            embed_validation_info=True,
+            validation_context=validation_context([material.ca], [material.crl]),
+        )
+        if closing_lock and new_field is not None:
+            new_field = SigFieldSpec(
+                sig_field_name=new_field.sig_field_name, on_page=new_field.on_page, box=new_field.box,
+                field_mdp_spec=FieldMDPSpec(FieldMDPAction.ALL), doc_mdp_update_value=MDPPerm.FILL_FORMS,
+            )
+        style = StaticStampStyle(background=ImprintPage(imprint_pdf(imprint)), border_width=0)
+        pdf_signer = signers.PdfSigner(meta, material.signer(), timestamper=self.timestamper,
+                                       stamp_style=style, new_field_spec=new_field)
+        out = io.BytesIO()
+        try:
+            await pdf_signer.async_sign_pdf(writer, output=out)
+        except (SigningError, PdfError) as exc:
+            raise SealError(f"cannot seal the document: {exc}") from exc
+        except InklessError:
+            raise
+        except (OSError, ValueError) as exc:
+            # The timestamper (an external TSA over HTTP) and pyHanko's validation raise these.
+            raise SealError(f"cannot seal the document: {type(exc).__name__}: {exc}") from exc
+        sealed = out.getvalue()
+        with self._db.begin() as conn:
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="seal.applied", object_type="document", object_id=_sha(sealed),
+                digests={"before": _sha(pdf), "after": _sha(sealed)},
+                details={"signer": signer_login, "kind": kind.value, "field": field_name,
+                         "page": placement.page, "certify": certify,
+                         "certificate": format(material.cert.serial_number, "x")},
+            ))
+        return sealed
+
+    def _signer(self, login: str, kind: SealKind) -> tuple[User, str, str]:
+        user = self._directory.user(login)
+        if not user.active:
+            raise PolicyError(f"user {login!r} is deactivated and cannot seal")
+        office = self._directory.office_by_id(user.office_id)
+        if kind == SealKind.OFFICE and user.role not in OFFICE_SEAL_ROLES:
+            # The 角印 speaks for the whole office: only its approvers and administrators may press it.
+            raise PolicyError(f"user {login!r} ({user.role.value}) may not use the office seal of {office.code!r}; "
+                              "only approvers and administrators may")
+        return user, office.code, office.name
+
+    def signer_material(self, owner: str, kind: SealKind) -> SignerMaterial:
+        """The decrypted key, certificate, CA and current CRL for a user's or an office's seal."""
+        purpose = CertPurpose.OFFICE_SIGNING if kind == SealKind.OFFICE else CertPurpose.USER_SEAL
+        with self._db.begin() as conn:
+            key, cert = self._pki.key_and_certificate(conn, purpose, owner)
+            ca = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+            crl = self._pki.crl(conn)
+        return SignerMaterial(key, cert, ca, crl)
+
+    def _field(self, writer: IncrementalPdfFileWriter, placement: SealPlacement, kind: SealKind, login: str,
+               imprint: SealImprint) -> tuple[str, SigFieldSpec | None]:
+        pages = int(writer.root["/Pages"]["/Count"])
+        if placement.page > pages:
+            raise ValidationError(f"the document has {pages} page(s); there is no page {placement.page}")
+        if placement.field_name is not None:
+            found = list(fields.enumerate_sig_fields(writer, with_name=placement.field_name))
+            if not found:
+                raise ValidationError(f"the document has no signature field named {placement.field_name!r}")
+            if found[0][1] is not None:
+                raise ValidationError(f"the signature field {placement.field_name!r} is already sealed")
+            return placement.field_name, None
+        assert placement.box is not None
+        page = writer.root["/Pages"]
+        media = _page_box(writer, placement.page - 1)
+        x1, y1, x2, y2 = placement.box
+        if x1 < media[0] or y1 < media[1] or x2 > media[2] or y2 > media[3]:
+            raise ValidationError(f"the seal box {placement.box} lies outside page {placement.page} {media}")
+        del page
+        taken = {name for name, _, _ in fields.enumerate_sig_fields(writer)}
+        base = re.sub(r"[^A-Za-z0-9_-]", "_", f"seal-{kind.value}-{login}")
+        n = 1
+        while f"{base}-{n}" in taken:
+            n += 1
+        name = f"{base}-{n}"
+        box = (round(x1), round(y1), round(x2), round(y2))
+        return name, SigFieldSpec(sig_field_name=name, on_page=placement.page - 1, box=box)
+
+    # --- B-LTA -----------------------------------------------------------------------
+
+    def extend_to_lta(self, pdf: bytes, *, actor: str = "system") -> bytes:
+        """Synchronous :meth:`extend_to_lta_async`."""
+        return run_sync(self.extend_to_lta_async(pdf, actor=actor))
+
+    async def extend_to_lta_async(self, pdf: bytes, *, actor: str = "system") -> bytes:
+        """Add validation data for every seal to the DSS and a document timestamp over it all (PAdES B-LTA)."""
+        writer = _open_writer(pdf)
+        if not _has_signatures(writer):
+            raise ValidationError("the document carries no seal to extend")
+        vc = self.validation_context()
+        stamper = PdfTimeStamper(self.timestamper)
+        out = io.BytesIO()
+        try:
+            # Each seal embedded its own validation data when it was applied; this adds the document
+            # timestamp (with the TSA's validation data), or renews the last one's chain.
+            reader = PdfFileReader(io.BytesIO(pdf))
+            await stamper.async_update_archival_timestamp_chain(reader, vc, output=out)
+        except (SigningError, PdfError, ValueError, OSError) as exc:
+            raise SealError(f"cannot extend the document to PAdES B-LTA: {exc}") from exc
+        result = out.getvalue()
+        with self._db.begin() as conn:
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="seal.extended", object_type="document", object_id=_sha(result),
+                digests={"before": _sha(pdf), "after": _sha(result)}, details={"level": "B-LTA"},
+            ))
+        return result
+
+    # --- verification ----------------------------------------------------------------
+
+    def trust_anchors(self) -> list[cx509.Certificate]:
+        """The CAs whose seals count as trusted: this node's CA and the pinned peers' CAs."""
+        with self._db.begin() as conn:
+            own = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+        anchors = [own]
+        if self._trust_source is not None:
+            anchors += [c for c in self._trust_source() if c != own]
+        return anchors
+
+    def validation_context(self, at: datetime | None = None) -> ValidationContext:
+        """Trust roots = known node CAs; revocation data = this node's current CRL; no fetching."""
+        with self._db.begin() as conn:
+            crl = self._pki.crl(conn)
+        roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in self.trust_anchors()]
+        crls = [asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))]
+        return validation_context(roots, crls, at)
+
+    def verify(self, pdf: bytes, *, actor: str = "anonymous", with_imprints: bool = False) -> VerificationReport:
+        """Verify every seal of ``pdf``; see :mod:`inkless.seals.verify`."""
+        from inkless.seals.verify import verify_document
+
+        report = verify_document(pdf, self.validation_context(), self._clock.now(), with_imprints=with_imprints)
+        with self._db.begin() as conn:
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="seal.verified", object_type="document", object_id=report.document_sha256,
+                digests={"document": report.document_sha256},
+                details={"indication": report.indication.value, "seals": len(report.seals)},
+            ))
+        return report
+
+    async def verify_async(self, pdf: bytes, *, actor: str = "anonymous",
+                           with_imprints: bool = False) -> VerificationReport:
+        """:meth:`verify` off the event loop (validation is CPU-bound)."""
+        return await asyncio.to_thread(self.verify, pdf, actor=actor, with_imprints=with_imprints)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _open_writer(pdf: bytes) -> IncrementalPdfFileWriter:
+    if len(pdf) > MAX_PDF_BYTES:
+        raise ValidationError(f"the document is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+    if not pdf.lstrip()[:5] == b"%PDF-":
+        raise ValidationError("the file is not a PDF (it does not start with %PDF-)")
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        writer.root["/Pages"]["/Count"]
+    except (PdfError, KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ValidationError(f"the PDF cannot be read: {exc}") from exc
+    if writer.prev.encrypted:
+        raise ValidationError("encrypted PDFs cannot be sealed; remove the password first")
+    return writer
+
+
+def _has_signatures(writer: IncrementalPdfFileWriter) -> bool:
+    return any(value is not None for _, value, _ in fields.enumerate_sig_fields(writer))
+
+
+def _page_box(writer: IncrementalPdfFileWriter, index: int) -> tuple[float, float, float, float]:
+    page, _ = writer.find_page_for_modification(index)
+    box = page.get_object().get("/MediaBox")
+    if box is None:
+        box = writer.root["/Pages"].get("/MediaBox", [0, 0, 595, 842])
+    return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+
+
+def _lock_existing_field(writer: IncrementalPdfFileWriter, field_name: str) -> None:
+    # pyHanko honours a field's /Lock when it signs: give the closing seal's field one that
+    # locks every field and allows form filling only from now on (PDF 2.0 §12.7.5.5).
+    for _, _, ref in fields.enumerate_sig_fields(writer, with_name=field_name):
+        field = ref.get_object()
+        lock = FieldMDPSpec(FieldMDPAction.ALL).as_sig_field_lock()
+        lock[pdf_name("/P")] = generic.NumberObject(MDPPerm.FILL_FORMS.value)
+        field[pdf_name("/Lock")] = writer.add_object(lock)
+        writer.mark_update(ref)
+
+
+def default_box(page_point: tuple[float, float], imprint: SealImprint) -> tuple[float, float, float, float]:
+    """A box of the imprint's own size with its lower-left corner at ``page_point``."""
+    side = imprint.size_mm * PT_PER_MM
+    x, y = page_point
+    return (x, y, x + side, y + side)
+
+
+def build_sealing(node: Node) -> SealingService:
+    """The sealing service of ``node``: node TSA (or ``tsa_url``), trust in own and pinned peers' CAs."""
+    from inkless.seals.tsa import NodeTimeStampAuthority, choose_timestamper
+
+    tsa = NodeTimeStampAuthority(node.db, node.pki, node.audit, node.clock, node.settings.node_id)
+    node.extras["tsa"] = tsa
+
+    def peer_cas() -> list[cx509.Certificate]:
+        # Federation may offer the pinned peers' CAs; without it only our own CA is a trust anchor.
+        listing = getattr(node.peers, "ca_certificates", None)
+        return list(listing()) if callable(listing) else []
+
+    return SealingService(
+        node.db, node.pki, node.directory, node.audit, node.clock,
+        node_id=node.settings.node_id, organisation=node.settings.organisation,
+        timestamper=choose_timestamper(node.settings.tsa_url, tsa), trust_source=peer_cas,
+    )
