@@ -14,11 +14,13 @@ import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from inkless.errors import FaxError
 from inkless.fax import spandsp as sd
+from inkless.fax.model import CallResult, CallSetup
 
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz: one RTP packet's worth, and the tick of the T.38 timers
@@ -96,6 +98,7 @@ class _T30Terminal:
         self.calling = calling
         self.options = options
         self.outcome: Outcome | None = None
+        self.samples = 0  # line time consumed, in 8 kHz samples
         self._state: int | None = None
         self._t30: int | None = None
         # The CFUNCTYPE object must outlive the spandsp state that holds its address.
@@ -396,3 +399,64 @@ def run_t38_back_to_back(
         if not terminal.done:
             terminal.abandon()
     return samples / SAMPLE_RATE
+
+
+def call_result(
+    outcome: Outcome,
+    *,
+    sending: bool,
+    line_seconds: float,
+    started_at: datetime,
+    local_ident: str,
+    setup: CallSetup,
+    received_tiff: bytes | None = None,
+) -> CallResult:
+    """The CallResult of one terminal's call: success only if phase E said OK and all pages went."""
+    if sending:
+        transferred = outcome.pages_tx
+        expected: int | None = outcome.pages_in_file if outcome.pages_in_file >= 0 else None
+        success = outcome.completion_code == sd.T30_ERR_OK and expected is not None and transferred == expected > 0
+    else:
+        transferred = outcome.pages_rx
+        expected = None
+        success = outcome.completion_code == sd.T30_ERR_OK and transferred > 0
+    return CallResult(
+        success=success,
+        t30_code=outcome.completion_code,
+        t30_text=outcome.completion_text,
+        pages_transferred=transferred,
+        pages_expected=expected,
+        remote_ident=outcome.remote_ident,
+        local_ident=local_ident,
+        calling_number=setup.calling_number,
+        called_number=setup.called_number,
+        sub_address=outcome.sub_address or setup.sub_address,
+        bit_rate=outcome.bit_rate,
+        ecm=outcome.ecm,
+        compression=outcome.compression,
+        bad_rows=outcome.bad_rows,
+        duration_s=round(line_seconds, 3),
+        started_at=started_at,
+        received_tiff=received_tiff if transferred > 0 else None,
+    )
+
+
+def hangup_after_pages(terminal: _T30Terminal, pages: int, *, into_page_s: float = 5.0) -> Callable[[], bool]:
+    """A predicate that drops the call part-way into page ``pages + 1`` (for tests and the simulator).
+
+    It fires ``into_page_s`` of line time after ``pages`` pages went through
+    (the post-page handshake and retraining take about 2-3 s, so the next page
+    is being transferred); for ``pages == 0`` phase B's ~8 s are added.
+    """
+    mark: list[int] = []
+    delay = int((into_page_s + (8.0 if pages == 0 else 0.0)) * SAMPLE_RATE)
+
+    def due() -> bool:
+        if not mark:
+            stats = terminal.stats()
+            if max(stats.pages_tx, stats.pages_rx) >= pages:
+                mark.append(terminal.samples)
+            return False
+        return bool(terminal.samples - mark[0] >= delay)
+
+    return due

@@ -1,0 +1,360 @@
+"""Fax images: PDF → TIFF Class F, TIFF-F → PDF, and validation of what arrives.
+
+A TIFF-F page here is 1-bit, min-is-white, 1728 (or 2048 / 2432) pixels wide at
+204 dpi across and 196 (fine) or 98 (standard) dpi down, CCITT T.6 (MMR, "G4")
+or T.4 1D (MH, "G3") compressed, one strip per page, with NewSubfileType=page,
+PageNumber n/m and CleanFaxData — what RFC 2306 (TIFF-F) and spandsp expect.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections.abc import Iterable, Sequence
+
+from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
+
+from inkless.errors import FaxError
+from inkless.fax.model import FAX_WIDTHS, FaxPage
+
+FAX_WIDTH = 1728  # ISO A4 scan width at 8 pels/mm (215 mm)
+X_DPI = 204
+FINE_Y_DPI = 196
+STANDARD_Y_DPI = 98
+
+# A page taller than MAX_ROWS is refused: 20,000 rows is 2.6 m of paper at fine resolution.
+MAX_ROWS = 20_000
+MAX_PAGES = 500
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+# A rendered page longer than this (B4 length, 364 mm) is cut into A4-length pieces,
+# as a fax machine's page splitter does with long documents.
+SPLIT_ABOVE_MM = 364.0
+A4_LENGTH_MM = 297.0
+# Fraction of a 32×32 tile in mid-tones above which it is treated as a photograph and dithered.
+PHOTO_TILE_FRACTION = 0.5
+TILE = 32
+
+COMPRESSIONS = {"g4": "group4", "g3": "group3"}
+_TIFF_COMPRESSION_TAG = {3: "g3", 4: "g4"}
+
+_PAGE_NUMBER_TAG = 297
+
+
+def _check_size(data: bytes, what: str) -> None:
+    if not data:
+        raise FaxError(f"the {what} is empty")
+    if len(data) > MAX_INPUT_BYTES:
+        raise FaxError(f"the {what} is {len(data)} bytes; at most {MAX_INPUT_BYTES} are accepted")
+
+
+def is_pdf(data: bytes) -> bool:
+    """True if ``data`` starts like a PDF file."""
+    return data[:1024].lstrip().startswith(b"%PDF-")
+
+
+def is_tiff(data: bytes) -> bool:
+    """True if ``data`` starts with a TIFF byte-order mark and magic number."""
+    return data[:4] in (b"II*\x00", b"MM\x00*")
+
+
+# --------------------------------------------------------------------------- PDF → bitmaps
+
+
+def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
+    """Render every page of ``pdf`` to 1-bit fax bitmaps (1728 px wide, 204×196 or 204×98 dpi)."""
+    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+
+    _check_size(pdf, "PDF")
+    y_dpi = FINE_Y_DPI if fine else STANDARD_Y_DPI
+    try:
+        doc = pdfium.PdfDocument(pdf)
+    except pdfium.PdfiumError as exc:
+        raise FaxError(f"the PDF cannot be rendered: {exc}") from None
+    try:
+        count = len(doc)
+        if count == 0:
+            raise FaxError("the PDF has no pages")
+        if count > MAX_PAGES:
+            raise FaxError(f"the PDF has {count} pages; at most {MAX_PAGES} can be faxed")
+        out: list[Image.Image] = []
+        for index in range(count):
+            page = doc[index]
+            try:
+                width_pt, height_pt = page.get_size()
+                if width_pt <= 0 or height_pt <= 0:
+                    raise FaxError(f"page {index + 1} of the PDF has no area")
+                # Fit the page width to the scan line (never enlarge beyond 204 dpi).
+                scale = min(X_DPI / 72.0, FAX_WIDTH / width_pt)
+                rows = height_pt * scale * y_dpi / X_DPI
+                if rows > MAX_ROWS:
+                    raise FaxError(
+                        f"page {index + 1} of the PDF is {height_pt / 72 * 25.4:.0f} mm long;"
+                        f" at most {MAX_ROWS} fax rows can be sent"
+                    )
+                try:
+                    grey = page.render(scale=scale, grayscale=True).to_pil().convert("L")
+                except pdfium.PdfiumError as exc:
+                    raise FaxError(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
+            finally:
+                page.close()
+            out.extend(_to_fax_bitmaps(grey, y_dpi))
+        return out
+    finally:
+        doc.close()
+
+
+def _to_fax_bitmaps(grey: Image.Image, y_dpi: int) -> list[Image.Image]:
+    rows = max(1, round(grey.height * y_dpi / X_DPI))
+    if rows != grey.height:
+        grey = grey.resize((grey.width, rows), Image.Resampling.LANCZOS)
+    if grey.width != FAX_WIDTH:
+        canvas = Image.new("L", (FAX_WIDTH, grey.height), 255)
+        canvas.paste(grey, ((FAX_WIDTH - grey.width) // 2, 0))
+        grey = canvas
+    bilevel = binarize(grey)
+    return split_long_page(bilevel, y_dpi)
+
+
+def binarize(grey: Image.Image) -> Image.Image:
+    """Threshold text and line art; Floyd–Steinberg dither regions that look like photographs."""
+    grey = grey.convert("L")
+    text = grey.point(lambda v: 255 if v >= 128 else 0, mode="1")
+    # Photographs are mostly mid-tones; anti-aliased text edges are only a thin rim.
+    midtones = grey.point(lambda v: 255 if 40 <= v <= 215 else 0)
+    tiles = midtones.resize(
+        (max(1, grey.width // TILE), max(1, grey.height // TILE)), Image.Resampling.BOX
+    )
+    photo_tiles = tiles.point(lambda v: 255 if v >= 255 * PHOTO_TILE_FRACTION else 0)
+    if photo_tiles.getbbox() is None:
+        return text
+    mask = photo_tiles.resize(grey.size, Image.Resampling.NEAREST)
+    dithered = grey.convert("1", dither=Image.Dither.FLOYDSTEINBERG)
+    return Image.composite(dithered, text, mask.convert("1")).convert("1")
+
+
+def split_long_page(page: Image.Image, y_dpi: int) -> list[Image.Image]:
+    """Cut a page longer than B4 into A4-length pieces (fax machines do the same)."""
+    limit = round(SPLIT_ABOVE_MM / 25.4 * y_dpi)
+    if page.height <= limit:
+        return [page]
+    piece = round(A4_LENGTH_MM / 25.4 * y_dpi)
+    return [page.crop((0, top, page.width, min(top + piece, page.height))) for top in range(0, page.height, piece)]
+
+
+# --------------------------------------------------------------------------- bitmaps → TIFF-F
+
+
+def encode_tiff(
+    pages: Sequence[Image.Image], *, y_dpi: int | Sequence[int] = FINE_Y_DPI, compression: str = "g4"
+) -> bytes:
+    """Write 1-bit page images as one multi-page TIFF-F (one strip per page, PageNumber n/m)."""
+    if compression not in COMPRESSIONS:
+        raise FaxError(f"unknown fax compression {compression!r} (use g4 or g3)")
+    if not pages:
+        raise FaxError("a fax needs at least one page")
+    dpis = [y_dpi] * len(pages) if isinstance(y_dpi, int) else list(y_dpi)
+    buf = io.BytesIO()
+    with TiffImagePlugin.AppendingTiffWriter(buf, new=True) as tf:
+        for page, dpi in zip(pages, dpis, strict=True):
+            if page.width not in FAX_WIDTHS:
+                raise FaxError(f"a fax page is {page.width} pixels wide; expected one of {FAX_WIDTHS}")
+            ifd = TiffImagePlugin.ImageFileDirectory_v2()
+            ifd[254] = 2  # NewSubfileType: one page of a multi-page document
+            ifd.tagtype[254] = 4
+            ifd[262] = 0  # min-is-white, as TIFF-F requires (Pillow inverts the bits to match)
+            ifd[_PAGE_NUMBER_TAG] = (0, 0)  # patched below: libtiff cannot take it from Pillow
+            ifd.tagtype[_PAGE_NUMBER_TAG] = 3
+            ifd[327] = 0  # CleanFaxData: clean
+            ifd.tagtype[327] = 3
+            page.convert("1").save(
+                tf,
+                format="TIFF",
+                compression=COMPRESSIONS[compression],
+                dpi=(X_DPI, dpi),
+                tiffinfo=ifd,
+                strip_size=1 << 30,  # one strip per page
+            )
+            tf.newFrame()
+    return _patch_page_numbers(buf.getvalue())
+
+
+def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
+    order = "<" if data[:2] == b"II" else ">"
+    offsets: list[int] = []
+    offset = struct.unpack(order + "I", data[4:8])[0]
+    while offset and len(offsets) <= MAX_PAGES:
+        if offset + 2 > len(data):
+            raise FaxError("the TIFF is truncated (an image directory lies beyond its end)")
+        offsets.append(offset)
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
+        end = offset + 2 + 12 * count
+        if end + 4 > len(data):
+            raise FaxError("the TIFF is truncated (an image directory lies beyond its end)")
+        offset = struct.unpack(order + "I", data[end : end + 4])[0]
+    return order, offsets
+
+
+def _patch_page_numbers(data: bytes) -> bytes:
+    out = bytearray(data)
+    order, offsets = _ifd_offsets(data)
+    for page, offset in enumerate(offsets):
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
+        for k in range(count):
+            entry = offset + 2 + 12 * k
+            tag, kind, n = struct.unpack(order + "HHI", data[entry : entry + 8])
+            if tag == _PAGE_NUMBER_TAG and kind == 3 and n == 2:
+                out[entry + 8 : entry + 12] = struct.pack(order + "HH", page, len(offsets))
+    return bytes(out)
+
+
+def pdf_to_tiff(pdf: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:
+    """Render a PDF into a multi-page TIFF-F ready to send."""
+    pages = render_pdf(pdf, fine=fine)
+    return encode_tiff(pages, y_dpi=FINE_Y_DPI if fine else STANDARD_Y_DPI, compression=compression)
+
+
+def document_to_tiff(data: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:
+    """A PDF or TIFF document as a TIFF-F to send (TIFFs are validated and normalised)."""
+    if is_pdf(data):
+        return pdf_to_tiff(data, fine=fine, compression=compression)
+    if is_tiff(data):
+        pages = read_tiff(data)
+        return encode_tiff([page_image(p) for p in pages], y_dpi=[p.y_dpi for p in pages], compression=compression)
+    raise FaxError("the document is neither a PDF nor a TIFF file")
+
+
+# --------------------------------------------------------------------------- TIFF-F in
+
+
+def _open_tiff(data: bytes) -> Image.Image:
+    _check_size(data, "TIFF")
+    if not is_tiff(data):
+        raise FaxError("not a TIFF file (no TIFF header)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data), formats=["TIFF"])
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise FaxError(f"the TIFF cannot be read: {exc}") from None
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        raise FaxError(f"the TIFF is damaged: {exc}") from None
+
+
+def _frames(image: Image.Image) -> Iterable[int]:
+    count = getattr(image, "n_frames", 1)
+    if count > MAX_PAGES:
+        raise FaxError(f"the TIFF has {count} pages; at most {MAX_PAGES} are accepted")
+    return range(count)
+
+
+def _resolution(image: Image.Image, index: int) -> tuple[int, int]:
+    tags = getattr(image, "tag_v2", {})
+    x = float(tags.get(282, 0) or 0)
+    y = float(tags.get(283, 0) or 0)
+    unit = int(tags.get(296, 2) or 2)
+    if unit == 3:  # per centimetre
+        x, y = x * 2.54, y * 2.54
+    if x <= 0 or y <= 0:
+        raise FaxError(f"page {index + 1} of the TIFF has no resolution; a fax page needs 204×98 or 204×196 dpi")
+    return round(x), round(y)
+
+
+def read_tiff(data: bytes) -> list[FaxPage]:
+    """Validate a received or dropped-in TIFF and split it into single-page TIFF-F pages.
+
+    Refuses what a fax cannot be: non-TIFF data, colour or greyscale images,
+    widths other than 1728/2048/2432, pages taller than MAX_ROWS, too many
+    pages, and data that does not decode — before decompressing anything large.
+    """
+    image = _open_tiff(data)
+    pages: list[FaxPage] = []
+    for index in _frames(image):
+        try:
+            image.seek(index)
+        except (OSError, EOFError, ValueError) as exc:
+            raise FaxError(f"page {index + 1} of the TIFF cannot be read: {exc}") from None
+        width, height = image.size
+        if width not in FAX_WIDTHS:
+            raise FaxError(
+                f"page {index + 1} of the TIFF is {width} pixels wide; a fax page is 1728, 2048 or 2432"
+            )
+        if not 0 < height <= MAX_ROWS:
+            raise FaxError(f"page {index + 1} of the TIFF has {height} rows; at most {MAX_ROWS} are accepted")
+        if image.mode != "1":
+            raise FaxError(f"page {index + 1} of the TIFF is not black and white (mode {image.mode})")
+        x_dpi, y_dpi = _resolution(image, index)
+        try:
+            bitmap = image.copy()  # decodes: bounded by the checks above
+        except (OSError, ValueError, SyntaxError, struct.error) as exc:
+            raise FaxError(f"page {index + 1} of the TIFF does not decode: {exc}") from None
+        single = encode_tiff([bitmap], y_dpi=y_dpi)
+        if x_dpi != X_DPI:
+            single = _set_x_dpi(bitmap, y_dpi, x_dpi)
+        pages.append(FaxPage(image=single, x_dpi=x_dpi, y_dpi=y_dpi, width=width, height=height))
+    return pages
+
+
+def _set_x_dpi(bitmap: Image.Image, y_dpi: int, x_dpi: int) -> bytes:
+    buf = io.BytesIO()
+    bitmap.save(buf, format="TIFF", compression="group4", dpi=(x_dpi, y_dpi), strip_size=1 << 30)
+    return buf.getvalue()
+
+
+def page_image(page: FaxPage) -> Image.Image:
+    """Decode one page to a 1-bit Pillow image (white = 255)."""
+    image = _open_tiff(page.image)
+    try:
+        image.load()
+    except (OSError, ValueError) as exc:
+        raise FaxError(f"the fax page does not decode: {exc}") from None
+    return image.convert("1")
+
+
+def tiff_images(data: bytes) -> list[Image.Image]:
+    """Decode every page of a TIFF-F into 1-bit images (validated like :func:`read_tiff`)."""
+    return [page_image(p) for p in read_tiff(data)]
+
+
+def join_pages(pages: Sequence[FaxPage]) -> bytes:
+    """Assemble single pages into one multi-page TIFF-F."""
+    return encode_tiff([page_image(p) for p in pages], y_dpi=[p.y_dpi for p in pages])
+
+
+# --------------------------------------------------------------------------- TIFF-F → PDF
+
+
+def tiff_to_pdf(data: bytes) -> bytes:
+    """A PDF of the fax whose pages embed the CCITT G4 data as-is, with the page proportions of its dpi."""
+    import img2pdf  # type: ignore[import-untyped, unused-ignore]
+
+    pages = read_tiff(data)
+    streams = [p.image for p in pages]  # each is one strip of G4: img2pdf copies it without re-encoding
+    try:
+        pdf = img2pdf.convert(streams, rotation=img2pdf.Rotation.ifvalid)
+    except Exception as exc:  # img2pdf raises bare Exception subclasses of its own
+        raise FaxError(f"the fax cannot be converted to PDF: {exc}") from None
+    if pdf is None:
+        raise FaxError("the fax cannot be converted to PDF")
+    return bytes(pdf)
+
+
+def thumbnail_png(page: FaxPage, width: int = 240) -> bytes:
+    """A small greyscale PNG of a page for transmission reports, in true proportions."""
+    image = page_image(page).convert("L")
+    height = max(1, round(width * (page.height / page.y_dpi) / (page.width / page.x_dpi)))
+    thumb = ImageOps.autocontrast(image.resize((width, height), Image.Resampling.BOX))
+    buf = io.BytesIO()
+    thumb.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def pixel_difference(a: Image.Image, b: Image.Image) -> float:
+    """Fraction of pixels that differ between two bilevel pages (sizes must agree)."""
+    if a.size != b.size:
+        return 1.0
+    from PIL import ImageChops
+
+    diff = ImageChops.difference(a.convert("L"), b.convert("L")).point(lambda v: 255 if v else 0)
+    histogram = diff.histogram()
+    return histogram[255] / (a.width * a.height)
