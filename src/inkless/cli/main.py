@@ -280,6 +280,9 @@ def _register_optional() -> None:
                 raise
             continue
         app.add_typer(sub.app, name=name)
+    from inkless.cli import seals
+
+    seals.register(app)
 
 
 _register_optional()

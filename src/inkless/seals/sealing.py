@@ -14,6 +14,7 @@ import binascii
 import functools
 import hashlib
 import io
+import logging
 import re
 import uuid
 from collections.abc import Callable, Coroutine
@@ -71,6 +72,16 @@ MAX_PDF_BYTES = 200 * 1024 * 1024
 OFFICE_SEAL_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
 
 TrustSource = Callable[[], list[cx509.Certificate]]
+
+
+class _OfflineEmbeddingNotice(logging.Filter):
+    # We embed validation data without fetching on purpose (the CA and CRL are local), so pyHanko's
+    # warning about it is noise in every CLI run and log.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fetching is not allowed" not in record.getMessage()
+
+
+logging.getLogger("pyhanko.sign.signers.pdf_signer").addFilter(_OfflineEmbeddingNotice())
 
 
 class ImprintPage(content.ImportedPdfPage):

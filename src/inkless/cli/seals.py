@@ -1,0 +1,145 @@
+"""``inkless seal`` (apply a seal, or preview one) and ``inkless verify``.
+
+``inkless verify`` exits 0 when every seal PASSED, 1 when the verdict is INDETERMINATE (or the
+document has no seals) and 5 when a seal FAILED (the same code as other integrity failures).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json
+from inkless.errors import ValidationError
+from inkless.seals.imprint import PT_PER_MM, SealKind, render_png
+from inkless.seals.model import Indication, SealPlacement, VerificationReport
+from inkless.seals.sealing import SealingService, imprint_for
+
+EXIT_CODES = {Indication.PASSED: 0, Indication.INDETERMINATE: 1, Indication.FAILED: 5}
+
+
+def _service(node: object) -> SealingService:
+    service = getattr(node, "sealing", None)
+    if service is None:
+        raise ValidationError("this node has no sealing service")
+    return service
+
+
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValidationError(f"--at wants X,Y in PDF points from the bottom-left corner, got {text!r}") from None
+    return x, y
+
+
+def seal(
+    args: Annotated[list[str], typer.Argument(help="FILE.pdf to seal, or: preview LOGIN", show_default=False)],
+    signer: Annotated[str, typer.Option("--as", help="Login of the person who seals.")] = "",
+    kind: Annotated[SealKind, typer.Option("--kind", help="personal (認印), date (日付印) or office (角印).")] = (
+        SealKind.PERSONAL
+    ),
+    page: Annotated[int, typer.Option("--page", help="Page number, from 1.")] = 1,
+    at: Annotated[str, typer.Option("--at", help="X,Y of the seal's lower-left corner in points.")] = "",
+    field: Annotated[str, typer.Option("--field", help="Fill this existing empty signature field instead.")] = "",
+    size_mm: Annotated[float | None, typer.Option("--size-mm", help="Seal size in millimetres.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Reason recorded in the signature.")] = None,
+    certify: Annotated[bool, typer.Option("--certify", help="Certify (DocMDP, form filling allowed).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the result.")] = None,
+    dpi: Annotated[int, typer.Option("--dpi", help="Preview resolution.")] = 300,
+    data: DataOption = None,
+) -> None:
+    """Seal a PDF (``inkless seal FILE.pdf --as LOGIN --page N --at X,Y --out OUT.pdf``) or preview a seal.
+
+    ``inkless seal preview LOGIN --kind K --out seal.png`` writes the imprint as a PNG.
+    """
+    if args and args[0] == "preview":
+        if len(args) != 2:
+            raise ValidationError("usage: inkless seal preview LOGIN --kind K --out seal.png")
+        _preview(args[1], kind, size_mm, out, dpi, data)
+        return
+    if len(args) != 1:
+        raise ValidationError("usage: inkless seal FILE.pdf --as LOGIN --page N --at X,Y --out OUT.pdf")
+    if not signer:
+        raise ValidationError("--as LOGIN is required: whose seal is it?")
+    if out is None:
+        raise ValidationError("--out OUT.pdf is required")
+    source = Path(args[0])
+    if not source.is_file():
+        raise ValidationError(f"no such file: {source}")
+    if bool(at) == bool(field):
+        raise ValidationError("give either --at X,Y or --field NAME")
+    with open_node(data) as node:
+        service = _service(node)
+        if field:
+            placement = SealPlacement(page=page, field_name=field)
+        else:
+            x, y = _point(at)
+            user = node.directory.user(signer)
+            office = node.directory.office_by_id(user.office_id)
+            side = imprint_for(user, office.name, kind, node.clock.now(), size_mm).size_mm * PT_PER_MM
+            placement = SealPlacement(page=page, box=(x, y, x + side, y + side))
+        sealed = service.seal(source.read_bytes(), signer, kind, placement, actor=signer, reason=reason,
+                              certify=certify, size_mm=size_mm)
+    out.write_bytes(sealed)
+    typer.echo(f"sealed {source.name} as {signer} ({kind.value}) on page {page}: {out}")
+
+
+def _preview(login: str, kind: SealKind, size_mm: float | None, out: Path | None, dpi: int,
+             data: Path | None) -> None:
+    if out is None:
+        raise ValidationError("--out seal.png is required")
+    with open_node(data) as node:
+        user = node.directory.user(login)
+        office = node.directory.office_by_id(user.office_id)
+        imprint = imprint_for(user, office.name, kind, node.clock.now(), size_mm)
+    out.write_bytes(render_png(imprint, dpi=dpi))
+    typer.echo(f"{kind.value} seal of {login}: {out}")
+
+
+def verify(
+    file: Annotated[Path, typer.Argument(help="The sealed PDF.", show_default=False)],
+    json_out: JsonOption = False,
+    data: DataOption = None,
+) -> None:
+    """Verify every seal of a PDF; exit 0 PASSED, 1 INDETERMINATE (or no seals), 5 FAILED."""
+    if not file.is_file():
+        raise ValidationError(f"no such file: {file}")
+    with open_node(data) as node:
+        report = _service(node).verify(file.read_bytes(), actor="cli")
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    raise typer.Exit(EXIT_CODES[report.indication])
+
+
+def _print_report(report: VerificationReport) -> None:
+    for s in report.seals:
+        head = f"#{s.index} {s.field_name}: {s.indication.value}"
+        if s.subindication:
+            head += f" / {s.subindication.value}"
+        typer.echo(head)
+        who = ", ".join(v for v in (s.signer_name, s.office, s.organisation) if v)
+        typer.echo(f"   signer:     {who or '-'}")
+        typer.echo(f"   signed:     {s.signing_time.isoformat() if s.signing_time else '-'}")
+        typer.echo(f"   timestamp:  {s.timestamp_time.isoformat() if s.timestamp_time else '-'}")
+        typer.echo(f"   intact:     {'yes' if s.intact and s.valid else 'NO'}; trusted: "
+                   f"{'yes (' + s.trust_anchor + ')' if s.trusted and s.trust_anchor else 'NO'}; "
+                   f"revocation: {s.revocation}; PAdES {s.pades_level.value}")
+        if s.certification:
+            typer.echo(f"   {s.certification}")
+        if s.change_summary:
+            typer.echo(f"   changes:    {s.change_summary}")
+        if s.reason:
+            typer.echo(f"   reason:     {s.reason}")
+    typer.echo(f"overall: {report.indication.value}" + (f" / {report.subindication.value}" if report.subindication
+                                                        else "") + f" — {report.reason}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``seal`` and ``verify`` to the ``inkless`` command."""
+    app.command("seal", context_settings={"allow_interspersed_args": True})(seal)
+    app.command("verify")(verify)
