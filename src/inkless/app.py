@@ -32,6 +32,7 @@ from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, lo
 if TYPE_CHECKING:
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
+    from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
 
@@ -54,6 +55,7 @@ class Node:
     peers: PeerLookup | None = None
     delivery: DeliveryService | None = None
     sealing: SealingService | None = None
+    routes: RouteService | None = None
 
     @property
     def node_id(self) -> str:
@@ -79,9 +81,18 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
         settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
+    from inkless.directory.peers import build_federation
+
+    build_federation(node)
+    from inkless.delivery.service import build_delivery
+
+    node.delivery = build_delivery(node)
     from inkless.seals.sealing import build_sealing
 
     node.sealing = build_sealing(node)
+    from inkless.seals.route_service import RouteService
+
+    node.routes = RouteService(db, node.blobs, directory, node.sealing, audit, clock)
     return node
 
 

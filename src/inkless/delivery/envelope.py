@@ -21,14 +21,13 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage, Message
 from typing import Any
 
-from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped]
+from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped,unused-ignore]
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import ExtensionOID
 
 from inkless.errors import EnvelopeError
 
@@ -150,7 +149,7 @@ def parse_mime(data: bytes) -> tuple[MessageMetadata, list[Document]]:
         raise EnvelopeError(f"the message body is not valid MIME ({exc})") from None
     if not msg.is_multipart() or msg.get_content_type() != "multipart/mixed":
         raise EnvelopeError("the message body is not multipart/mixed")
-    parts: list[Message] = list(msg.iter_parts())  # type: ignore[attr-defined]
+    parts: list[Message] = list(msg.iter_parts())  # type: ignore[attr-defined,unused-ignore]
     if not parts or parts[0].get_content_type() != METADATA_TYPE:
         raise EnvelopeError("the message body does not start with its JSON metadata part")
     try:
@@ -222,12 +221,12 @@ class SignedContent:
 def office_address(certificate: x509.Certificate) -> str | None:
     """The ``office@node`` address in a certificate's SAN (urn:inkless:office:…), if any."""
     try:
-        san = certificate.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
     for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
         if uri.startswith(OFFICE_URN_PREFIX):
-            return uri[len(OFFICE_URN_PREFIX):]
+            return str(uri[len(OFFICE_URN_PREFIX):])
     return None
 
 
