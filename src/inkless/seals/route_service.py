@@ -1,0 +1,774 @@
+"""The approval route service: start a route, stamp, return (差し戻し), reject, office seal; status and queues.
+
+Every document revision is a blob (content-addressed) listed in ``route_documents``;
+the route's rows say which revision is current. Sealing is slow (a signature and a
+timestamp), so it happens outside any database transaction: the service reads the
+route, seals the current revision, and then stores the result only if the route is
+still at the revision it sealed (two approvers of a parallel step stamping at the
+same moment: the later one is sealed again on top of the earlier one's revision).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.orm import aliased
+
+from inkless.audit.model import AuditEvent, AuditRecorder
+from inkless.blobs import BlobStore
+from inkless.clock import Clock
+from inkless.db import tables as t
+from inkless.db import tables_seals as s
+from inkless.db.engine import Database
+from inkless.directory.model import User
+from inkless.directory.service import DirectoryService
+from inkless.errors import ConflictError, NotFoundError, PolicyError, SealError, ValidationError
+from inkless.seals.imprint import SealKind
+from inkless.seals.model import SealPlacement
+from inkless.seals.routes import (
+    OFFICE_SEAL_FIELD,
+    ApprovalRoute,
+    Approver,
+    RouteState,
+    RouteStep,
+    StepPlan,
+    StepState,
+    check_comment,
+    check_office_sealer,
+    check_plan,
+    new_route,
+)
+from inkless.seals.strip import StripStep, add_approval_strip
+
+MAX_PDF_BYTES = 50 * 1024 * 1024
+# How often a stamp is sealed again when another approver of the same step stored theirs first.
+STAMP_ATTEMPTS = 4
+STAMP_KINDS = (SealKind.PERSONAL, SealKind.DATE)
+
+T = TypeVar("T")
+
+
+class Sealer(Protocol):
+    """What routes need of the sealing service (a fake in unit tests)."""
+
+    async def seal_async(
+        self,
+        pdf: bytes,
+        signer_login: str,
+        kind: SealKind,
+        placement: SealPlacement,
+        *,
+        actor: str,
+        reason: str | None = None,
+        certify: bool = False,
+    ) -> bytes: ...
+
+    async def extend_to_lta_async(self, pdf: bytes, *, actor: str = "system") -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RouteEvent:
+    """One entry of a route's timeline."""
+
+    at: datetime
+    actor: str
+    action: str  # started, stamped, returned, rejected, office_sealed
+    step: int | None = None  # 0-based
+    to_step: int | None = None
+    revision: int | None = None
+    seal_kind: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One stored revision of the route's PDF."""
+
+    revision: int
+    digest: str
+    kind: str  # strip, stamp, restart, office_seal, lta
+    actor: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """A route with its timeline and revisions."""
+
+    route: ApprovalRoute
+    events: tuple[RouteEvent, ...]
+    revisions: tuple[Revision, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of ``inkless route status --json`` and the API."""
+        r = self.route
+        return {
+            "id": r.id,
+            "office": r.office_code,
+            "starter": r.starter,
+            "document_name": r.document_name,
+            "state": r.state.value,
+            "current_step": None if r.current_step is None else r.current_step + 1,
+            "waiting_for": list(r.waiting_for()),
+            "revision": r.revision,
+            "strip_page": r.strip_page,
+            "office_sealed_by": r.office_sealed_by,
+            "deliver_to": r.deliver_to,
+            "created_at": r.created_at.isoformat(),
+            "steps": [
+                {
+                    "step": st.index + 1,
+                    "title": st.title,
+                    "state": st.state.value,
+                    "deadline": st.deadline.isoformat() if st.deadline else None,
+                    "approvers": [
+                        {
+                            "login": a.login,
+                            "field": a.field_name,
+                            "stamped": a.stamped,
+                            "stamped_at": a.stamped_at.isoformat() if a.stamped_at else None,
+                            "seal_kind": a.seal_kind,
+                            "revision": a.stamped_revision,
+                        }
+                        for a in st.approvers
+                    ],
+                }
+                for st in r.steps
+            ],
+            "events": [
+                {
+                    "at": e.at.isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "step": None if e.step is None else e.step + 1,
+                    "to_step": None if e.to_step is None else e.to_step + 1,
+                    "revision": e.revision,
+                    "seal_kind": e.seal_kind,
+                    "comment": e.comment,
+                }
+                for e in self.events
+            ],
+            "revisions": [
+                {"revision": v.revision, "sha256": v.digest, "kind": v.kind, "actor": v.actor, "at": v.at.isoformat()}
+                for v in self.revisions
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A route waiting for someone: their box to stamp, or the office seal to press."""
+
+    route: ApprovalRoute
+    action: str  # "stamp" or "office_seal"
+    step_title: str
+    deadline: date | None
+
+    def overdue(self, today: date) -> bool:
+        return self.deadline is not None and today > self.deadline
+
+
+class RouteService:
+    """Approval routes on top of the sealing service."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        directory: DirectoryService,
+        sealer: Sealer | None,
+        audit: AuditRecorder,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._directory = directory
+        self._sealer = sealer
+        self._audit = audit
+        self._clock = clock
+
+    # --- start ---------------------------------------------------------------------
+
+    def start(
+        self,
+        pdf: bytes,
+        starter: str,
+        steps: Sequence[StepPlan],
+        *,
+        document_name: str,
+        comment: str | None = None,
+        deliver_to: str | None = None,
+    ) -> ApprovalRoute:
+        """Start a route: add the approval strip and empty fields, store revision 0, open step 1."""
+        if len(pdf) > MAX_PDF_BYTES:
+            raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+        plans = check_plan(steps, document_name)
+        comment = check_comment(comment)
+        deliver_to = _check_address(deliver_to)
+        user = self._active_user(starter)
+        approvers = {login: self._active_user(login) for plan in plans for login in plan.approvers}
+        # Field names come from the domain; the strip only needs titles and names in step order.
+        draft = new_route(0, user.office_code, starter, document_name, plans, 0, self._clock.now())
+        stripped = add_approval_strip(
+            pdf, [StripStep(st.title, tuple(a.field_name for a in st.approvers)) for st in draft.steps]
+        )
+        original = self._blobs.put(pdf)
+        digest = self._blobs.put(stripped.pdf)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            office_id = conn.execute(select(t.offices.c.id).where(t.offices.c.code == user.office_code)).scalar_one()
+            route_id = conn.execute(
+                insert(s.routes).values(
+                    office_id=office_id,
+                    starter_id=user.id,
+                    document_name=draft.document_name,
+                    state=RouteState.IN_PROGRESS.value,
+                    current_step=0,
+                    revision=0,
+                    original_digest=original,
+                    strip_page=stripped.page,
+                    deliver_to=deliver_to,
+                    created_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            for st in draft.steps:
+                step_id = conn.execute(
+                    insert(s.route_steps).values(
+                        route_id=route_id,
+                        idx=st.index,
+                        title=st.title,
+                        deadline=st.deadline,
+                        state=st.state.value,
+                        base_revision=st.base_revision,
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                for position, a in enumerate(st.approvers):
+                    conn.execute(
+                        insert(s.step_approvers).values(
+                            step_id=step_id,
+                            user_id=approvers[a.login].id,
+                            position=position,
+                            field_name=a.field_name,
+                        )
+                    )
+            self._add_revision(conn, route_id, 0, digest, "strip", user.id, now)
+            self._add_event(conn, route_id, now, user.id, "started", comment=comment, revision=0)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=starter,
+                    action="route.started",
+                    object_type="route",
+                    object_id=str(route_id),
+                    digests={"original": original, "document": digest},
+                    details={
+                        "office": user.office_code,
+                        "steps": len(plans),
+                        "approvers": [list(p.approvers) for p in plans],
+                        "strip_page": stripped.page,
+                        "new_page": stripped.new_page,
+                        "comment": comment is not None,
+                    },
+                ),
+                at=now,
+            )
+            return self._load(conn, route_id)
+
+    # --- stamping ------------------------------------------------------------------
+
+    def approve(self, route_id: int, login: str, kind: SealKind = SealKind.PERSONAL,
+                comment: str | None = None) -> ApprovalRoute:
+        """Synchronous :meth:`approve_async` (CLI, tests)."""
+        return _run(self.approve_async(route_id, login, kind, comment))
+
+    async def approve_async(
+        self, route_id: int, login: str, kind: SealKind = SealKind.PERSONAL, comment: str | None = None
+    ) -> ApprovalRoute:
+        """``login`` stamps their box of the current step with their personal or date seal."""
+        kind = _stamp_kind(kind)
+        comment = check_comment(comment)
+        sealer = self._require_sealer()
+        for _ in range(STAMP_ATTEMPTS):
+            route = await _thread(self.route, route_id)
+            step = route.check_turn(login)
+            approver = next(a for a in step.approvers if a.login == login)
+            pdf = await _thread(self._document_at, route_id, route.revision)
+            sealed = await sealer.seal_async(
+                pdf,
+                login,
+                kind,
+                SealPlacement(page=route.strip_page, field_name=approver.field_name),
+                actor=login,
+                reason=f"{step.title} (route {route.id}, step {step.index + 1})",
+            )
+            stored = await _thread(self._store_stamp, route, login, kind, sealed, comment)
+            if stored is not None:
+                return stored
+        raise ConflictError(f"route {route_id} kept changing while {login} stamped it; try again")
+
+    def _store_stamp(
+        self, seen: ApprovalRoute, login: str, kind: SealKind, sealed: bytes, comment: str | None
+    ) -> ApprovalRoute | None:
+        digest = self._blobs.put(sealed)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            current = self._load(conn, seen.id, lock=True)
+            if current.revision != seen.revision:
+                return None  # someone else stored a revision meanwhile: seal again on top of it
+            revision = current.revision + 1
+            after = current.stamped(login, revision, now, kind.value)
+            user = self._directory.user(login, conn)
+            step = current.steps[current.current_step or 0]
+            self._add_revision(conn, current.id, revision, digest, "stamp", user.id, now)
+            self._save(conn, after, now)
+            self._add_event(conn, current.id, now, user.id, "stamped", step=step.index, revision=revision,
+                            seal_kind=kind.value, comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.stamped",
+                    object_type="route",
+                    object_id=str(current.id),
+                    digests={"document": digest},
+                    details={
+                        "step": step.index + 1,
+                        "title": step.title,
+                        "kind": kind.value,
+                        "revision": revision,
+                        "step_done": after.current_step != current.current_step,
+                        "comment": comment is not None,
+                    },
+                ),
+                at=now,
+            )
+            return after
+
+    # --- return and reject ------------------------------------------------------------
+
+    def return_route(self, route_id: int, login: str, comment: str | None, to_step: int | None = None) -> ApprovalRoute:
+        """Return the route (差し戻し) to the previous step or ``to_step`` (0-based), with a comment.
+
+        The document restarts from the revision the target step started from, stored as a
+        new revision; every earlier revision stays in the history.
+        """
+        comment = check_comment(comment)
+        if comment is None:
+            raise ValidationError("say why the route is returned: a comment is required")
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id, lock=True)
+            step = route.check_turn(login)
+            target = route.return_target(login, to_step)
+            assert target.base_revision is not None
+            digest = self._revision_digest(conn, route_id, target.base_revision)
+            revision = route.revision + 1
+            after = route.returned(login, target.index, revision)
+            user = self._directory.user(login, conn)
+            self._add_revision(conn, route_id, revision, digest, "restart", user.id, now)
+            self._save(conn, after, now)
+            self._add_event(conn, route_id, now, user.id, "returned", step=step.index, to_step=target.index,
+                            revision=revision, comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.returned",
+                    object_type="route",
+                    object_id=str(route_id),
+                    digests={"document": digest},
+                    details={
+                        "from_step": step.index + 1,
+                        "to_step": target.index + 1,
+                        "restarted_from_revision": target.base_revision,
+                        "revision": revision,
+                    },
+                ),
+                at=now,
+            )
+            return after
+
+    def reject(self, route_id: int, login: str, comment: str | None) -> ApprovalRoute:
+        """Reject the route (却下): it ends, with the reason."""
+        comment = check_comment(comment)
+        if comment is None:
+            raise ValidationError("say why the route is rejected: a comment is required")
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id, lock=True)
+            step = route.check_turn(login)
+            after = route.rejected(login)
+            user = self._directory.user(login, conn)
+            self._save(conn, after, now)
+            self._add_event(conn, route_id, now, user.id, "rejected", step=step.index, revision=route.revision,
+                            comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.rejected",
+                    object_type="route",
+                    object_id=str(route_id),
+                    details={"step": step.index + 1, "revision": route.revision},
+                ),
+                at=now,
+            )
+            return after
+
+    # --- office seal ----------------------------------------------------------------------
+
+    def office_seal(self, route_id: int, login: str) -> ApprovalRoute:
+        """Synchronous :meth:`office_seal_async`."""
+        return _run(self.office_seal_async(route_id, login))
+
+    async def office_seal_async(self, route_id: int, login: str) -> ApprovalRoute:
+        """Press the office seal (角印) that closes the route, then extend the document to PAdES B-LTA.
+
+        PDF allows a certification signature only as the first signature of a document (pyHanko
+        refuses anything else), so the closing office seal certifies the approved document the way
+        PDF 2.0 allows after approvals: the lock its field was created with (see
+        :mod:`inkless.seals.strip`) freezes every field and permits form filling only (DocMDP
+        level 2). pyHanko applies a field's own lock when it signs, so the seal is made as an
+        approval (``certify=False``): asking for certification would add the lock a second time,
+        a change to the field that breaks every approver's seal. Callers check a fresh second
+        factor first (the web UI asks for the TOTP again).
+        """
+        sealer = self._require_sealer()
+        route = await _thread(self.route, route_id)
+        user = await _thread(self._directory.user, login)
+        check_office_sealer(route, login, user.role.value, user.office_code)
+        pdf = await _thread(self._document_at, route_id, route.revision)
+        sealed = await sealer.seal_async(
+            pdf,
+            login,
+            SealKind.OFFICE,
+            SealPlacement(page=route.strip_page, field_name=OFFICE_SEAL_FIELD),
+            actor=login,
+            reason=f"{route.office_code}: route {route.id} approved",
+            certify=False,
+        )
+        final = await sealer.extend_to_lta_async(sealed, actor=login)
+        return await _thread(self._store_office_seal, route, user, sealed, final)
+
+    def _store_office_seal(self, seen: ApprovalRoute, user: User, sealed: bytes, final: bytes) -> ApprovalRoute:
+        sealed_digest = self._blobs.put(sealed)
+        final_digest = self._blobs.put(final)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            current = self._load(conn, seen.id, lock=True)
+            if current.revision != seen.revision or current.state is not RouteState.AWAITING_OFFICE_SEAL:
+                raise ConflictError(f"route {seen.id} changed while the office seal was applied; look at it again")
+            after = current.office_sealed(user.login, current.revision + 2)
+            self._add_revision(conn, current.id, current.revision + 1, sealed_digest, "office_seal", user.id, now)
+            self._add_revision(conn, current.id, current.revision + 2, final_digest, "lta", user.id, now)
+            self._save(conn, after, now, office_sealer=user.id)
+            self._add_event(conn, current.id, now, user.id, "office_sealed", revision=after.revision,
+                            seal_kind=SealKind.OFFICE.value)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=user.login,
+                    action="route.office_sealed",
+                    object_type="route",
+                    object_id=str(current.id),
+                    digests={"sealed": sealed_digest, "document": final_digest},
+                    details={"office": current.office_code, "revision": after.revision, "level": "B-LTA"},
+                ),
+                at=now,
+            )
+            return after
+
+    # --- reading ----------------------------------------------------------------------
+
+    def route(self, route_id: int) -> ApprovalRoute:
+        """The route ``route_id`` as it stands."""
+        with self._db.begin() as conn:
+            return self._load(conn, route_id)
+
+    def status(self, route_id: int, viewer: str | None = None) -> RouteStatus:
+        """The route with its timeline and revisions; ``viewer`` must be involved or in its office."""
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id)
+            if viewer is not None:
+                self._check_viewer(conn, route, viewer)
+            users = aliased(t.users)
+            events = conn.execute(
+                select(s.route_events, users.c.login)
+                .join(users, users.c.id == s.route_events.c.actor_id)
+                .where(s.route_events.c.route_id == route_id)
+                .order_by(s.route_events.c.id)
+            ).all()
+            revisions = conn.execute(
+                select(s.route_documents, users.c.login)
+                .outerjoin(users, users.c.id == s.route_documents.c.actor_id)
+                .where(s.route_documents.c.route_id == route_id)
+                .order_by(s.route_documents.c.revision)
+            ).all()
+        return RouteStatus(
+            route=route,
+            events=tuple(
+                RouteEvent(e.at, e.login, e.action, e.step_idx, e.to_step, e.revision, e.seal_kind, e.comment)
+                for e in events
+            ),
+            revisions=tuple(Revision(v.revision, v.blob_digest, v.kind, v.login, v.created_at) for v in revisions),
+        )
+
+    def document(self, route_id: int, viewer: str | None = None, revision: int | None = None) -> bytes:
+        """The route's PDF: the current revision, or an earlier one of its history."""
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id)
+            if viewer is not None:
+                self._check_viewer(conn, route, viewer)
+            digest = self._revision_digest(conn, route_id, route.revision if revision is None else revision)
+        return self._blobs.get(digest)
+
+    def queue(self, login: str) -> list[QueueItem]:
+        """Routes waiting for ``login``: their box to stamp, or (approvers, admins) the office seal to press."""
+        user = self._directory.user(login)
+        with self._db.begin() as conn:
+            mine = conn.execute(
+                select(s.route_steps.c.route_id)
+                .join(s.step_approvers, s.step_approvers.c.step_id == s.route_steps.c.id)
+                .join(s.routes, s.routes.c.id == s.route_steps.c.route_id)
+                .where(s.step_approvers.c.user_id == user.id)
+                .where(s.routes.c.state.in_([RouteState.IN_PROGRESS.value, RouteState.AWAITING_OFFICE_SEAL.value]))
+            ).scalars().all()
+            ids = set(mine)
+            if user.role.value == "admin":
+                ids |= set(
+                    conn.execute(
+                        select(s.routes.c.id)
+                        .join(t.offices, t.offices.c.id == s.routes.c.office_id)
+                        .where(t.offices.c.code == user.office_code)
+                        .where(s.routes.c.state == RouteState.AWAITING_OFFICE_SEAL.value)
+                    ).scalars().all()
+                )
+            routes = [self._load(conn, rid) for rid in sorted(ids)]
+        items: list[QueueItem] = []
+        for route in routes:
+            step = route.current
+            if step is not None and login in route.waiting_for():
+                items.append(QueueItem(route, "stamp", step.title, step.deadline))
+            elif route.state is RouteState.AWAITING_OFFICE_SEAL:
+                try:
+                    check_office_sealer(route, login, user.role.value, user.office_code)
+                except PolicyError:
+                    continue
+                items.append(QueueItem(route, "office_seal", route.last_step.title, route.last_step.deadline))
+        return items
+
+    def routes_of_office(self, office_code: str, limit: int = 50) -> list[ApprovalRoute]:
+        """The office's latest routes, newest first."""
+        with self._db.begin() as conn:
+            ids = conn.execute(
+                select(s.routes.c.id)
+                .join(t.offices, t.offices.c.id == s.routes.c.office_id)
+                .where(t.offices.c.code == office_code)
+                .order_by(s.routes.c.id.desc())
+                .limit(limit)
+            ).scalars().all()
+            return [self._load(conn, rid) for rid in ids]
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _require_sealer(self) -> Sealer:
+        if self._sealer is None:
+            raise SealError("this node has no sealing service")
+        return self._sealer
+
+    def _active_user(self, login: str) -> User:
+        try:
+            user = self._directory.user(login)
+        except NotFoundError:
+            raise ValidationError(f"no user {login!r} on this node") from None
+        if not user.active:
+            raise ValidationError(f"user {login!r} is deactivated")
+        return user
+
+    def _check_viewer(self, conn: Connection, route: ApprovalRoute, viewer: str) -> None:
+        user = self._directory.user(viewer, conn)
+        involved = viewer == route.starter or route.approver(viewer) is not None
+        if not involved and user.office_code != route.office_code:
+            # Same answer as for a route that does not exist: its existence is not for outsiders.
+            raise NotFoundError(f"no route {route.id}")
+
+    def _document_at(self, route_id: int, revision: int) -> bytes:
+        with self._db.begin() as conn:
+            digest = self._revision_digest(conn, route_id, revision)
+        return self._blobs.get(digest)
+
+    @staticmethod
+    def _revision_digest(conn: Connection, route_id: int, revision: int) -> str:
+        digest = conn.execute(
+            select(s.route_documents.c.blob_digest).where(
+                s.route_documents.c.route_id == route_id, s.route_documents.c.revision == revision
+            )
+        ).scalar()
+        if digest is None:
+            raise NotFoundError(f"route {route_id} has no revision {revision}")
+        return str(digest)
+
+    @staticmethod
+    def _add_revision(
+        conn: Connection, route_id: int, revision: int, digest: str, kind: str, actor_id: int | None, at: datetime
+    ) -> None:
+        conn.execute(
+            insert(s.route_documents).values(
+                route_id=route_id, revision=revision, blob_digest=digest, kind=kind, actor_id=actor_id, created_at=at
+            )
+        )
+
+    @staticmethod
+    def _add_event(
+        conn: Connection,
+        route_id: int,
+        at: datetime,
+        actor_id: int,
+        action: str,
+        *,
+        step: int | None = None,
+        to_step: int | None = None,
+        revision: int | None = None,
+        seal_kind: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        conn.execute(
+            insert(s.route_events).values(
+                route_id=route_id, at=at, actor_id=actor_id, action=action, step_idx=step, to_step=to_step,
+                revision=revision, seal_kind=seal_kind, comment=comment,
+            )
+        )
+
+    def _save(self, conn: Connection, route: ApprovalRoute, now: datetime, office_sealer: int | None = None) -> None:
+        values: dict[str, Any] = {
+            "state": route.state.value,
+            "current_step": route.current_step,
+            "revision": route.revision,
+            "updated_at": now,
+        }
+        if office_sealer is not None:
+            values["office_sealed_by"] = office_sealer
+        conn.execute(update(s.routes).where(s.routes.c.id == route.id).values(**values))
+        for step in route.steps:
+            step_id = conn.execute(
+                update(s.route_steps)
+                .where(s.route_steps.c.route_id == route.id, s.route_steps.c.idx == step.index)
+                .values(state=step.state.value, base_revision=step.base_revision)
+                .returning(s.route_steps.c.id)
+            ).scalar_one()
+            for approver in step.approvers:
+                conn.execute(
+                    update(s.step_approvers)
+                    .where(s.step_approvers.c.step_id == step_id, s.step_approvers.c.field_name == approver.field_name)
+                    .values(
+                        stamped_revision=approver.stamped_revision,
+                        stamped_at=approver.stamped_at,
+                        seal_kind=approver.seal_kind,
+                    )
+                )
+
+    def _load(self, conn: Connection, route_id: int, lock: bool = False) -> ApprovalRoute:
+        starter = aliased(t.users)
+        sealer = aliased(t.users)
+        query = (
+            select(
+                s.routes,
+                t.offices.c.code.label("office_code"),
+                starter.c.login.label("starter_login"),
+                sealer.c.login.label("sealer_login"),
+            )
+            .join(t.offices, t.offices.c.id == s.routes.c.office_id)
+            .join(starter, starter.c.id == s.routes.c.starter_id)
+            .outerjoin(sealer, sealer.c.id == s.routes.c.office_sealed_by)
+            .where(s.routes.c.id == route_id)
+        )
+        if lock:
+            # PostgreSQL: hold the route row until the transaction ends (SQLite: BEGIN IMMEDIATE already does).
+            query = query.with_for_update(of=s.routes)
+        row = conn.execute(query).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no route {route_id}")
+        steps = conn.execute(
+            select(s.route_steps).where(s.route_steps.c.route_id == route_id).order_by(s.route_steps.c.idx)
+        ).all()
+        approvers = conn.execute(
+            select(s.step_approvers, t.users.c.login)
+            .join(t.users, t.users.c.id == s.step_approvers.c.user_id)
+            .join(s.route_steps, s.route_steps.c.id == s.step_approvers.c.step_id)
+            .where(s.route_steps.c.route_id == route_id)
+            .order_by(s.step_approvers.c.step_id, s.step_approvers.c.position)
+        ).all()
+        by_step: dict[int, list[Approver]] = {}
+        for a in approvers:
+            by_step.setdefault(a.step_id, []).append(
+                Approver(a.login, a.field_name, a.stamped_revision, a.stamped_at, a.seal_kind)
+            )
+        return ApprovalRoute(
+            id=row.id,
+            office_code=row.office_code,
+            starter=row.starter_login,
+            document_name=row.document_name,
+            steps=tuple(
+                RouteStep(
+                    index=st.idx,
+                    title=st.title,
+                    approvers=tuple(by_step.get(st.id, [])),
+                    deadline=st.deadline,
+                    state=StepState(st.state),
+                    base_revision=st.base_revision,
+                )
+                for st in steps
+            ),
+            state=RouteState(row.state),
+            current_step=row.current_step,
+            revision=row.revision,
+            created_at=row.created_at,
+            office_sealed_by=row.sealer_login,
+            strip_page=row.strip_page,
+            deliver_to=row.deliver_to,
+        )
+
+
+def _stamp_kind(kind: SealKind | str) -> SealKind:
+    try:
+        value = SealKind(kind)
+    except ValueError:
+        raise ValidationError(f"unknown seal kind {kind!r}: use personal or date") from None
+    if value not in STAMP_KINDS:
+        raise ValidationError("an approver stamps with their personal or date seal; the office seal closes the route")
+    return value
+
+
+def _check_address(address: str | None) -> str | None:
+    if address is None or not address.strip():
+        return None
+    address = address.strip()
+    code, at, node = address.partition("@")
+    if not at or not code or not node or len(address) > 200 or any(ch.isspace() for ch in address):
+        raise ValidationError(f"{address!r} is not an office address like civil-affairs@moj")
+    return address
+
+
+def sha256(data: bytes) -> str:
+    """Hex SHA-256, as blob addresses are."""
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _thread(fn: Callable[..., T], *args: Any) -> T:
+    # Database and blob I/O is blocking: keep it off the event loop of the web server.
+    return await asyncio.to_thread(fn, *args)
+
+
+def _run(coro: Any) -> ApprovalRoute:
+    from inkless.seals.sealing import run_sync
+
+    result = run_sync(coro)
+    assert isinstance(result, ApprovalRoute)
+    return result
