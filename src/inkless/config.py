@@ -55,6 +55,13 @@ class Settings:
     workers: bool = True
     log_level: str = "INFO"
     tsa_url: str = ""  # an external RFC 3161 TSA for seals; empty = the node's own TSA
+    # The fax service: outbound retry schedule defaults (sendfax -t / -I / -k), OCR, disaster fallback.
+    fax_tries: int = 3
+    fax_retry_interval_seconds: int = 300
+    fax_kill_time_minutes: int = 180
+    fax_poll_seconds: int = 2
+    fax_ocr_languages: str = "jpn+eng"
+    fax_fallback_after_minutes: int = 60
 
     @property
     def backend(self) -> str:
@@ -119,6 +126,14 @@ def _validate(settings: Settings) -> None:
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
+    for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds",
+                 "fax_fallback_after_minutes"):
+        if getattr(settings, name) <= 0:
+            raise ConfigurationError(f"{name} must be positive")
+    if not re.match(r"^[a-z_]{3,}(\+[a-z_]{3,})*$", settings.fax_ocr_languages):
+        raise ConfigurationError(
+            f"fax_ocr_languages {settings.fax_ocr_languages!r} must be Tesseract languages joined by '+' (jpn+eng)"
+        )
 
 
 def load_settings(
