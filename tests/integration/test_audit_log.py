@@ -307,6 +307,18 @@ def test_deleting_the_last_entry_and_covering_tracks_is_caught_by_the_signed_hea
         verify(node)
 
 
+def test_an_entry_slipped_in_past_the_end_is_detected(node: Node) -> None:
+    record(node, 3)
+    forged = stored_entries(node)[3].replace(b'"index":3', b'"index":4')
+    with node.db.begin() as conn:
+        conn.execute(t.audit_entries.insert().values(
+            idx=4, recorded_at=node.clock.now(), actor="tester", action="test.event", object_type="thing",
+            object_id="t2", entry=forged, leaf_hash=merkle.leaf_hash(forged),
+        ))
+    with pytest.raises(AuditIntegrityError, match=r"audit entry 4 is beyond the recorded size of the log \(4"):
+        verify(node)
+
+
 def test_a_corrupted_stored_subtree_is_detected_and_never_signed(node: Node) -> None:
     record(node, 8)
     sign(node)
