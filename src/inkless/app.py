@@ -32,6 +32,7 @@ from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, lo
 if TYPE_CHECKING:
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
+    from inkless.fax.service import FaxService
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
@@ -56,6 +57,7 @@ class Node:
     delivery: DeliveryService | None = None
     sealing: SealingService | None = None
     routes: RouteService | None = None
+    fax: FaxService | None = None
 
     @property
     def node_id(self) -> str:
@@ -93,6 +95,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.seals.route_service import RouteService
 
     node.routes = RouteService(db, node.blobs, directory, node.sealing, audit, clock)
+    from inkless.fax.service import build_fax
+
+    node.fax = build_fax(node)
     return node
 
 
