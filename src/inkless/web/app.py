@@ -97,6 +97,12 @@ def create_app(node: Node) -> FastAPI:
     audit_router = _optional_router("inkless.web.api_audit")
     if audit_router is not None:
         app.include_router(audit_router, prefix=API_PREFIX)
+    from inkless.web import api_seals, pages_verify
+
+    app.include_router(api_seals.router, prefix=API_PREFIX)
+    # POST /tsa and the trust bundle are public: no session, no CSRF token.
+    app.include_router(api_seals.public_router)
+    app.include_router(pages_verify.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_middleware(app)
     _add_error_handlers(app, renderer)
