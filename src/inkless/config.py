@@ -52,6 +52,7 @@ class Settings:
     delivery_backoff_base_seconds: int = 30
     delivery_backoff_cap_seconds: int = 3600
     delivery_poll_seconds: int = 2
+    directory_refresh_seconds: int = 3600
     workers: bool = True
     log_level: str = "INFO"
     tsa_url: str = ""  # an external RFC 3161 TSA for seals; empty = the node's own TSA
@@ -123,7 +124,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
-                 "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds"):
+                 "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
+                 "directory_refresh_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
     for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds",

@@ -97,6 +97,10 @@ def create_app(node: Node) -> FastAPI:
     audit_router = _optional_router("inkless.web.api_audit")
     if audit_router is not None:
         app.include_router(audit_router, prefix=API_PREFIX)
+    # Peer nodes authenticate every request by its signature: no session, no CSRF token (see docs/federation.md).
+    federation_router = _optional_router("inkless.web.api_federation")
+    if federation_router is not None:
+        app.include_router(federation_router)
     from inkless.web import api_seals, pages_verify
 
     app.include_router(api_seals.router, prefix=API_PREFIX)

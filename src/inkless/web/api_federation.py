@@ -1,0 +1,193 @@
+"""The federation endpoints other nodes call, under ``/federation/v1``.
+
+- ``GET /node``: who this node is and its CA certificate (how pinning starts; the
+  request need not be signed, the answer is).
+- ``GET /directory``: the signed office directory; only for pinned peers (signed request).
+- ``POST /messages``: an envelope (body, CMS DER) for one of our offices; answers the receipt.
+
+Every answer, errors included, is signed with the node key (RFC 9421, see
+:mod:`inkless.delivery.httpsig`). These routes use neither sessions nor CSRF
+tokens: a peer authenticates every request with its signature.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from inkless.app import Node
+from inkless.delivery import httpsig
+from inkless.delivery.httpsig import HttpMessage, SignatureError
+from inkless.delivery.transport import split_address
+from inkless.delivery.transport_http import (
+    FEDERATION_PREFIX,
+    MESSAGE_HEADERS,
+    MESSAGE_ID_HEADER,
+    RECEIPT_MEDIA_TYPE,
+    RECIPIENT_HEADER,
+    SENDER_HEADER,
+    certificate_header,
+)
+from inkless.directory.peers import PeerService
+from inkless.errors import (
+    ConflictError,
+    EnvelopeError,
+    InklessError,
+    MessageTooLargeError,
+    ValidationError,
+)
+from inkless.web.deps import client_address, get_node
+
+log = logging.getLogger("inkless.federation")
+
+router = APIRouter(prefix=FEDERATION_PREFIX, tags=["federation"])
+# A directory request has no body; anything larger is not a federation client.
+SMALL_BODY_LIMIT = 64 * 1024
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _peers(node: Node) -> PeerService:
+    peers = node.peers
+    if not isinstance(peers, PeerService):
+        raise InklessError("federation is not configured on this node")
+    return peers
+
+
+def target_uri(node: Node, request: Request) -> str:
+    """The URI the peer asked for, rebuilt from our public base_url (a proxy may have changed host and scheme)."""
+    query = request.url.query
+    return str(httpx.URL(node.settings.base_url.rstrip("/") + request.url.path + (f"?{query}" if query else "")))
+
+
+def _answer(request: Request, node: Node, status: int, body: bytes, media_type: str) -> Response:
+    """A response signed with the node key, bound to the request (and to its signature if it had one)."""
+    peers = _peers(node)
+    key, cert = peers.node_key()
+    uri = target_uri(node, request)
+    now = int(node.clock.now().timestamp())
+    headers = dict(request.headers.items())
+    try:
+        signed = httpsig.sign_response(status, body, HttpMessage(headers, request.method, uri), key, node.node_id, now)
+    except SignatureError:
+        # The request's own Signature header is unparseable: answer bound to method and URI only.
+        plain = {k: v for k, v in headers.items() if k.lower() != "signature"}
+        signed = httpsig.sign_response(status, body, HttpMessage(plain, request.method, uri), key, node.node_id, now)
+    signed[httpsig.NODE_CERTIFICATE_HEADER] = certificate_header(cert)
+    return Response(body, status_code=status, media_type=media_type, headers=signed)
+
+
+def _json(request: Request, node: Node, status: int, value: dict[str, Any]) -> Response:
+    body = json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return _answer(request, node, status, body, "application/json")
+
+
+def _error(request: Request, node: Node, status: int, detail: str) -> Response:
+    return _json(request, node, status, {"detail": detail})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, streamed, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.get("/node", summary="This node's identity and CA certificate, signed")
+async def node_document(request: Request) -> Response:
+    """Node id, base URL, CA certificate (PEM) and fingerprint; the ``signed`` JWS is what peers check."""
+    node = get_node(request)
+    document = await run_in_threadpool(_peers(node).node_document)
+    return _json(request, node, 200, document)
+
+
+@router.get("/directory", summary="The signed office directory (pinned peers only)")
+async def directory_document(request: Request) -> Response:
+    """Every office with its encryption and signing certificates, signed by the node; signed request required."""
+    node = get_node(request)
+    peers = _peers(node)
+    try:
+        body = await _read_body(request, SMALL_BODY_LIMIT)
+        await run_in_threadpool(
+            peers.verify_request, "GET", target_uri(node, request), dict(request.headers.items()), body, (),
+            client_address(request),
+        )
+    except _TooLarge:
+        return _error(request, node, 413, "a directory request has no body")
+    except SignatureError as exc:
+        return _error(request, node, 401, str(exc))
+    document = await run_in_threadpool(peers.directory_document)
+    return _json(request, node, 200, document)
+
+
+@router.post("/messages", summary="Deliver an envelope to one of this node's offices; answers the receipt")
+async def receive_message(request: Request) -> Response:
+    """Body: the CMS envelope (DER). Signed headers Inkless-Sender, Inkless-Recipient, Inkless-Message-Id."""
+    node = get_node(request)
+    peers = _peers(node)
+    uri = target_uri(node, request)
+    client = client_address(request)
+    limit = node.settings.max_message_bytes
+    try:
+        body = await _read_body(request, limit)
+    except _TooLarge:
+        reason = f"the message is larger than this node's limit of {limit} bytes (max_message_bytes)"
+        await run_in_threadpool(peers.refuse, reason, None, "POST", uri, client)
+        return _error(request, node, 413, reason)
+    headers = dict(request.headers.items())
+    try:
+        peer = await run_in_threadpool(peers.verify_request, "POST", uri, headers, body, MESSAGE_HEADERS, client)
+    except SignatureError as exc:
+        return _error(request, node, 401, str(exc))
+    message = HttpMessage(headers=headers)
+    sender = message.header(SENDER_HEADER) or ""
+    recipient = message.header(RECIPIENT_HEADER) or ""
+    message_id = message.header(MESSAGE_ID_HEADER) or ""
+    try:
+        _code, sender_node = split_address(sender)
+        _code, recipient_node = split_address(recipient)
+        if sender_node != peer:
+            # A node speaks only for its own offices.
+            raise ValidationError(f"node {peer} may not send for {sender}: the sender must be an office of {peer}")
+        if recipient_node != node.node_id:
+            raise ValidationError(f"{recipient} is not an office of this node ({node.node_id})")
+        if not message_id or len(message_id) > 128:
+            raise ValidationError("the Inkless-Message-Id header is missing or too long")
+    except ValidationError as exc:
+        await run_in_threadpool(peers.refuse, str(exc), peer, "POST", uri, client)
+        return _error(request, node, 422, str(exc))
+    delivery = node.delivery
+    if delivery is None:
+        return _error(request, node, 503, "delivery is not available on this node")
+    try:
+        receipt = await run_in_threadpool(delivery.receive, body, sender, recipient)
+    except MessageTooLargeError as exc:
+        return _error(request, node, 413, str(exc))
+    except EnvelopeError as exc:
+        return _error(request, node, 422, str(exc))
+    except ConflictError as exc:
+        return _error(request, node, 409, str(exc))
+    except InklessError as exc:
+        status = exc.http_status
+        if status >= 500:
+            log.error("receiving %s from %s failed: %s", message_id, peer, exc)
+            return _error(request, node, status, "the node could not store the message; try again later")
+        return _error(request, node, status, str(exc))
+    return _answer(request, node, 200, receipt, RECEIPT_MEDIA_TYPE)

@@ -1,0 +1,189 @@
+"""Running nodes for federation tests: in-process servers (integration) and real processes (e2e).
+
+:class:`NodeProcess` runs the real console script: ``inkless init`` with its own data
+folder (SQLite, or a fresh PostgreSQL schema), then ``inkless serve`` on a free
+loopback port; it can stop the server with SIGTERM, kill it with SIGKILL, and start
+it again on the same port and data. :class:`ThreadedServer` serves an in-process
+:class:`~inkless.app.Node` with uvicorn in a thread, for integration tests that
+need real HTTP between nodes without the cost of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from tests.helpers.db import fresh_database
+
+INKLESS = str(Path(sys.executable).with_name("inkless"))
+STARTUP_LIMIT_SECONDS = 120.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without INKLESS_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}
+    env.update(extra or {})
+    return env
+
+
+def wait_healthy(url: str, alive: Any = None, limit: float = STARTUP_LIMIT_SECONDS, log: Path | None = None) -> None:
+    """Poll ``url``/healthz until it answers 200; ``alive()`` False means the server died."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise AssertionError(f"the server at {url} exited:\n{log.read_text() if log else ''}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server at {url} did not answer /healthz:\n{log.read_text() if log else ''}")
+
+
+@dataclass
+class NodeProcess:
+    """A node with its own data folder, served by a real ``inkless serve`` process."""
+
+    node_id: str
+    data: Path
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    fingerprint: str = ""
+    starts: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``inkless ARGS --data DATA``; with ``check`` a non-zero exit fails with stderr shown."""
+        result = subprocess.run(
+            [INKLESS, *args, "--data", str(self.data)],
+            capture_output=True, text=True, env=self.env, check=False, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"inkless {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def init(self, *offices: tuple[str, str]) -> None:
+        """``inkless init`` with this node's id and URL, then ``inkless office add`` for each (code, name)."""
+        facts = json.loads(
+            self.cli("init", "--node-id", self.node_id, "--url", self.url, "--json", timeout=300).stdout
+        )
+        self.fingerprint = str(facts["node"]["ca_fingerprint"])
+        for code, name in offices:
+            self.cli("office", "add", code, name)
+
+    def start(self, *, workers: bool = True) -> None:
+        """``inkless serve --port P`` in the background; returns once /healthz answers."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n--- start {self.starts} ---\n".encode())
+            out.flush()
+            self.process = subprocess.Popen(
+                [INKLESS, "serve", "--data", str(self.data), "--port", str(self.port),
+                 *([] if workers else ["--no-workers"])],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env,
+            )
+        process = self.process
+        wait_healthy(self.url, alive=lambda: process.poll() is None, log=self.log)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (the server finishes its current work first); returns the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to finish anything."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@contextmanager
+def node_processes(
+    backend: str, folder: Path, node_ids: list[str], settings: dict[str, str] | None = None
+) -> Iterator[dict[str, NodeProcess]]:
+    """Nodes (not yet initialised or started) with separate data folders and databases; stopped at the end.
+
+    ``settings`` become INKLESS_* variables of every node (e.g. a short outbox poll interval).
+    """
+    with ExitStack() as stack:
+        nodes: dict[str, NodeProcess] = {}
+        for node_id in node_ids:
+            home = folder / node_id
+            home.mkdir(parents=True)
+            database_url = stack.enter_context(fresh_database(backend, home))
+            extra = {f"INKLESS_{k.upper()}": v for k, v in (settings or {}).items()}
+            if backend == "postgresql":
+                extra["INKLESS_DATABASE_URL"] = database_url
+            nodes[node_id] = NodeProcess(
+                node_id=node_id, data=home / "data", port=free_port(), env=clean_env(extra), log=home / "serve.log",
+            )
+        try:
+            yield nodes
+        finally:
+            for node in nodes.values():
+                node.stop()
+
+
+class ThreadedServer:
+    """An in-process node served over real HTTP by uvicorn in a thread (no workers)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        wait_healthy(self.url, alive=self.thread.is_alive, limit=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
