@@ -86,9 +86,6 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.directory.peers import build_federation
 
     build_federation(node)
-    from inkless.directory.peers import build_federation
-
-    build_federation(node)
     from inkless.delivery.service import build_delivery
 
     node.delivery = build_delivery(node)
