@@ -272,7 +272,7 @@ def _register_optional() -> None:
     """Attach command groups that live beside their feature packages."""
     from importlib import import_module
 
-    for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token")):
+    for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:
