@@ -53,6 +53,7 @@ class Settings:
     delivery_backoff_cap_seconds: int = 3600
     delivery_poll_seconds: int = 2
     directory_refresh_seconds: int = 3600
+    delivery_lease_seconds: int = 300
     workers: bool = True
     log_level: str = "INFO"
     tsa_url: str = ""  # an external RFC 3161 TSA for seals; empty = the node's own TSA
@@ -125,7 +126,7 @@ def _validate(settings: Settings) -> None:
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
-                 "directory_refresh_seconds"):
+                 "directory_refresh_seconds", "delivery_lease_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
     for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds",

@@ -452,7 +452,7 @@ class DeliveryService:
         """One outbox pass: claim due rows (urgent first) and try each once."""
         now = self._clock.now()
         with self._db.begin() as conn:
-            rows = claim_due(conn, now, limit, CLAIM_LEASE)
+            rows = claim_due(conn, now, limit, self._lease())
         counts = {"delivered": 0, "retrying": 0, "expired": 0, "rejected": 0}
         for row in rows:
             try:
@@ -466,8 +466,12 @@ class DeliveryService:
     def claim(self, limit: int = 20) -> list[tuple[str, str]]:
         """Claim due rows without delivering them (for tests of the claim itself); returns (id, recipient)."""
         with self._db.begin() as conn:
-            rows = claim_due(conn, self._clock.now(), limit, CLAIM_LEASE)
+            rows = claim_due(conn, self._clock.now(), limit, self._lease())
         return [(r.message_id, r.recipient) for r in rows]
+
+    def _lease(self) -> timedelta:
+        # A worker killed mid-pass leaves its claimed rows to the others once the lease runs out.
+        return timedelta(seconds=self._settings.delivery_lease_seconds)
 
     def _attempt(self, row: Row[Any]) -> str:
         now = self._clock.now()
