@@ -27,6 +27,7 @@ _ENV_NOT_SETTINGS = {"INKLESS_DATA", "INKLESS_TEST_POSTGRES_URL", "INKLESS_MASTE
 
 NODE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 LANGUAGES = ("ja", "en")
+FAX_LINES = ("loopback", "spool", "none")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ class Settings:
     fax_poll_seconds: int = 2
     fax_ocr_languages: str = "jpn+eng"
     fax_fallback_after_minutes: int = 60
+    # The fax engine: the line driver that carries calls, and where its socket / spool folder live.
+    fax_line: str = "loopback"  # loopback | spool | none
+    fax_ident: str = ""  # station id (CSI) to answer with; empty = the number that was called
+    fax_loopback_socket: Path = field(default=Path())  # inbound calls; default DATA/fax/loopback.sock
+    fax_loopback_remote: Path = field(default=Path())  # where outbound calls go; default DATA/fax/remote.sock
+    fax_spool_dir: Path = field(default=Path())  # default DATA/fax/spool
+    fax_max_calls: int = 8  # simultaneous calls a line takes; more get "busy"
 
     @property
     def backend(self) -> str:
@@ -121,6 +129,10 @@ def _validate(settings: Settings) -> None:
         )
     if not 0 < settings.port < 65536:
         raise ConfigurationError(f"port {settings.port} is out of range (1-65535)")
+    if settings.fax_line not in FAX_LINES:
+        raise ConfigurationError(f"fax_line {settings.fax_line!r} must be one of {', '.join(FAX_LINES)}")
+    if settings.fax_max_calls <= 0:
+        raise ConfigurationError("fax_max_calls must be positive")
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",
@@ -185,6 +197,13 @@ def load_settings(
     repl["master_key_file"] = (
         root / "master.key" if settings.master_key_file == Path() else root / settings.master_key_file
     )
+    for key, default in (
+        ("fax_loopback_socket", "fax/loopback.sock"),
+        ("fax_loopback_remote", "fax/remote.sock"),
+        ("fax_spool_dir", "fax/spool"),
+    ):
+        value = getattr(settings, key)
+        repl[key] = root / (default if value == Path() else value)
     settings = dataclasses.replace(settings, **repl)
     _validate(settings)
     return settings

@@ -39,6 +39,7 @@ COMPRESSIONS = {"g4": "group4", "g3": "group3"}
 _TIFF_COMPRESSION_TAG = {3: "g3", 4: "g4"}
 
 _PAGE_NUMBER_TAG = 297
+_PHOTOMETRIC_TAG = 262
 
 
 def _check_size(data: bytes, what: str) -> None:
@@ -162,12 +163,13 @@ def encode_tiff(
             ifd = TiffImagePlugin.ImageFileDirectory_v2()
             ifd[254] = 2  # NewSubfileType: one page of a multi-page document
             ifd.tagtype[254] = 4
-            ifd[262] = 0  # min-is-white, as TIFF-F requires (Pillow inverts the bits to match)
             ifd[_PAGE_NUMBER_TAG] = (0, 0)  # patched below: libtiff cannot take it from Pillow
             ifd.tagtype[_PAGE_NUMBER_TAG] = 3
             ifd[327] = 0  # CleanFaxData: clean
             ifd.tagtype[327] = 3
-            page.convert("1").save(
+            # TIFF-F is min-is-white (a 1 bit is black). Pillow would invert pixel by pixel in Python
+            # for that; inverting here and relabelling the Photometric tag afterwards is the same file.
+            ImageOps.invert(page.convert("L")).convert("1").save(
                 tf,
                 format="TIFF",
                 compression=COMPRESSIONS[compression],
@@ -176,7 +178,7 @@ def encode_tiff(
                 strip_size=1 << 30,  # one strip per page
             )
             tf.newFrame()
-    return _patch_page_numbers(buf.getvalue())
+    return _patch_tags(buf.getvalue())
 
 
 def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
@@ -195,7 +197,7 @@ def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
     return order, offsets
 
 
-def _patch_page_numbers(data: bytes) -> bytes:
+def _patch_tags(data: bytes) -> bytes:
     out = bytearray(data)
     order, offsets = _ifd_offsets(data)
     for page, offset in enumerate(offsets):
@@ -205,6 +207,8 @@ def _patch_page_numbers(data: bytes) -> bytes:
             tag, kind, n = struct.unpack(order + "HHI", data[entry : entry + 8])
             if tag == _PAGE_NUMBER_TAG and kind == 3 and n == 2:
                 out[entry + 8 : entry + 12] = struct.pack(order + "HH", page, len(offsets))
+            elif tag == _PHOTOMETRIC_TAG and kind == 3 and n == 1:
+                out[entry + 8 : entry + 10] = struct.pack(order + "H", 0)  # min-is-white
     return bytes(out)
 
 
@@ -288,17 +292,11 @@ def read_tiff(data: bytes) -> list[FaxPage]:
             bitmap = image.copy()  # decodes: bounded by the checks above
         except (OSError, ValueError, SyntaxError, struct.error) as exc:
             raise FaxError(f"page {index + 1} of the TIFF does not decode: {exc}") from None
+        # 200 and 204 dpi are the same 8 pels/mm to a fax; pages are normalised to 204 dpi across.
         single = encode_tiff([bitmap], y_dpi=y_dpi)
-        if x_dpi != X_DPI:
-            single = _set_x_dpi(bitmap, y_dpi, x_dpi)
+        x_dpi = X_DPI if 196 <= x_dpi <= 208 else x_dpi
         pages.append(FaxPage(image=single, x_dpi=x_dpi, y_dpi=y_dpi, width=width, height=height))
     return pages
-
-
-def _set_x_dpi(bitmap: Image.Image, y_dpi: int, x_dpi: int) -> bytes:
-    buf = io.BytesIO()
-    bitmap.save(buf, format="TIFF", compression="group4", dpi=(x_dpi, y_dpi), strip_size=1 << 30)
-    return buf.getvalue()
 
 
 def page_image(page: FaxPage) -> Image.Image:

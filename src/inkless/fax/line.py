@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from inkless.fax.model import CallResult
+
+if TYPE_CHECKING:
+    from inkless.config import Settings
 
 # FaxError messages that dial() raises for call outcomes where no fax session took place;
 # the service retries on these (HylaFAX's tries / interval / kill time).
@@ -51,3 +54,19 @@ class FaxLine(Protocol):
     def close(self) -> None:
         """Stop answering and release the line (waits for calls in progress to finish)."""
         ...
+
+
+def open_line(settings: Settings) -> FaxLine | None:
+    """The line the settings choose (``fax_line``): loopback, spool, or None for "none"."""
+    if settings.fax_line == "loopback":
+        from inkless.fax.loopback import LoopbackLine
+
+        return LoopbackLine(
+            settings.fax_loopback_socket, settings.fax_loopback_remote,
+            ident=settings.fax_ident, max_calls=settings.fax_max_calls,
+        )
+    if settings.fax_line == "spool":
+        from inkless.fax.spool import SpoolLine
+
+        return SpoolLine(settings.fax_spool_dir, ident=settings.fax_ident)
+    return None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from inkless.errors import FaxError
 from inkless.fax import spandsp as sd
@@ -168,7 +168,7 @@ class _T30Terminal:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> _T30Terminal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
