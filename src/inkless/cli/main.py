@@ -272,7 +272,8 @@ def _register_optional() -> None:
     """Attach command groups that live beside their feature packages."""
     from importlib import import_module
 
-    for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer")):
+    for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer"),
+                         ("inkless.cli.fax", "fax")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:
