@@ -227,6 +227,21 @@ def test_the_periodic_task_signs_only_when_there_is_something_new(node: Node) ->
     assert second is not None and second.tree_size == 2
 
 
+def test_verify_pages_through_entries_and_heads(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inkless.audit import log as audit_log
+
+    monkeypatch.setattr(audit_log, "_VERIFY_BATCH", 3)  # many pages from a small log
+    for _ in range(5):
+        record(node, 2)
+        sign(node)
+    report = verify(node)
+    assert (report.entries, report.tree_heads, report.latest_head_size) == (11, 5, 11)
+    tamper(node, update(t.audit_tree_heads).where(t.audit_tree_heads.c.tree_size == 9)
+           .values(root_hash=b"\x33" * 32))
+    with pytest.raises(AuditIntegrityError, match="tree head of size 9 does not match"):
+        verify(node)
+
+
 # --- tampering ------------------------------------------------------------------------------
 
 

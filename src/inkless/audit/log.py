@@ -715,6 +715,7 @@ class _HeadChecker:
         self._node_id = node_id
         self._after = -1
         self._pending: list[Any] = []
+        self._exhausted = False
         self._certs: dict[int, tuple[bytes, str, str]] = {}
         self.count = 0
         self.latest_size: int | None = None
@@ -730,10 +731,12 @@ class _HeadChecker:
                 .limit(_VERIFY_BATCH)
             ).all()
         )
+        # A short page means no more heads: do not ask again for every entry.
+        self._exhausted = len(self._pending) < _VERIFY_BATCH
         self._pending.reverse()
 
     def _next(self) -> Any | None:
-        if not self._pending:
+        if not self._pending and not self._exhausted:
             self._fill()
         return self._pending[-1] if self._pending else None
 
