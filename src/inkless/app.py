@@ -94,7 +94,7 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     node.sealing = build_sealing(node)
     from inkless.seals.route_service import RouteService
 
-    node.routes = RouteService(db, node.blobs, directory, node.sealing, audit, clock)
+    node.routes = RouteService(db, node.blobs, directory, node.sealing, audit, clock, courier=node.delivery)
     from inkless.fax.service import build_fax
 
     node.fax = build_fax(node)

@@ -142,7 +142,10 @@ def _audit_count(node: Node) -> int:
 
 def test_four_step_route_with_a_parallel_step_ends_sealed_certified_and_b_lta(world: World, tmp_path: Path) -> None:
     node, routes = world.node, world.routes
-    route = routes.start(sample_pdf(2), "tanaka", FOUR_STEPS, document_name=DOCUMENT_NAME, comment="ご確認ください")
+    route = routes.start(
+        sample_pdf(2), "tanaka", FOUR_STEPS, document_name=DOCUMENT_NAME, comment="ご確認ください",
+        deliver_to="criminal-affairs@moj",
+    )
     assert route.state is RouteState.IN_PROGRESS and route.current_step == 0 and route.revision == 0
     assert route.strip_page == 2  # the short letter has room at the bottom of its last page
     assert [q.route.id for q in routes.queue("tanaka")] == [route.id]
@@ -188,6 +191,13 @@ def test_four_step_route_with_a_parallel_step_ends_sealed_certified_and_b_lta(wo
     route = routes.office_seal(route.id, "kato")
     assert route.state is RouteState.COMPLETED and route.office_sealed_by == "kato"
     final = routes.document(route.id)
+    # Handed straight to delivery: the 刑事局 receives the sealed document.
+    assert route.delivered_message_id is not None
+    assert node.delivery is not None
+    node.delivery.deliver_due()
+    assert route.delivered_message_id in [m.message_id for m in node.delivery.inbox("criminal-affairs", "ito")]
+    opened = node.delivery.open_message(route.delivered_message_id, "ito")
+    assert [(d.name, d.data) for d in opened.documents] == [(f"route-{route.id}.pdf", final)]
     (tmp_path / "final.pdf").write_bytes(final)
 
     # pyHanko (through the sealing service): every seal valid, the closing seal locks, the file is B-LTA.
@@ -240,7 +250,9 @@ def test_four_step_route_with_a_parallel_step_ends_sealed_certified_and_b_lta(wo
                 t.audit_entries.c.object_type == "route", t.audit_entries.c.object_id == str(route.id)
             )
         ).all()
-    assert [e.action for e in entries] == ["route.started"] + ["route.stamped"] * 5 + ["route.office_sealed"]
+    assert [e.action for e in entries] == (
+        ["route.started"] + ["route.stamped"] * 5 + ["route.office_sealed", "route.delivered"]
+    )
     text = b"".join(e.entry for e in entries).decode()
     assert DOCUMENT_NAME not in text and "ご確認ください" not in text
 

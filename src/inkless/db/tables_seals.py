@@ -22,8 +22,9 @@ routes = Table(
     # The PDF as uploaded, before the approval strip was added.
     Column("original_digest", String(64), nullable=False),
     Column("strip_page", Integer, nullable=False),
-    # Where the finished document should go (an office address); delivery is not wired yet.
+    # Where the finished document goes (an office address), and the message that took it there.
     Column("deliver_to", String(200), nullable=True),
+    Column("delivered_message_id", String(64), nullable=True),
     Column("office_sealed_by", Integer, ForeignKey("users.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -50,6 +50,8 @@ MAX_PDF_BYTES = 50 * 1024 * 1024
 # How often a stamp is sealed again when another approver of the same step stored theirs first.
 STAMP_ATTEMPTS = 4
 STAMP_KINDS = (SealKind.PERSONAL, SealKind.DATE)
+# A finished route's document goes out as 内部 (internal): routes carry no classification of their own.
+DELIVERY_CLASSIFICATION = 1
 
 T = TypeVar("T")
 
@@ -70,6 +72,24 @@ class Sealer(Protocol):
     ) -> bytes: ...
 
     async def extend_to_lta_async(self, pdf: bytes, *, actor: str = "system") -> bytes: ...
+
+
+class Courier(Protocol):
+    """What routes need of the delivery service: hand a finished document to another office."""
+
+    def send(
+        self,
+        sender_login: str | None,
+        from_office: str,
+        to: Sequence[str],
+        list_names: Sequence[str],
+        subject: str,
+        documents: Sequence[Any],
+        classification: int = 0,
+        priority: str = "normal",
+        procedure_code: str | None = None,
+        reply_to: str | None = None,
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,7 @@ class RouteStatus:
             "strip_page": r.strip_page,
             "office_sealed_by": r.office_sealed_by,
             "deliver_to": r.deliver_to,
+            "delivered_message_id": r.delivered_message_id,
             "created_at": r.created_at.isoformat(),
             "steps": [
                 {
@@ -185,7 +206,9 @@ class RouteService:
         sealer: Sealer | None,
         audit: AuditRecorder,
         clock: Clock,
+        courier: Courier | None = None,
     ) -> None:
+        self._courier = courier
         self._db = db
         self._blobs = blobs
         self._directory = directory
@@ -455,7 +478,56 @@ class RouteService:
             certify=False,
         )
         final = await sealer.extend_to_lta_async(sealed, actor=login)
-        return await _thread(self._store_office_seal, route, user, sealed, final)
+        done = await _thread(self._store_office_seal, route, user, sealed, final)
+        if done.deliver_to is not None:
+            done = await _thread(self.deliver, done.id, login)
+        return done
+
+    def deliver(self, route_id: int, login: str) -> ApprovalRoute:
+        """Send the finished document to the route's ``deliver_to`` office as a delivery message (内部).
+
+        Called after the office seal; callable again (``inkless route deliver``) when that failed.
+        """
+        from inkless.delivery.service import NewDocument
+
+        route = self.route(route_id)
+        if route.state is not RouteState.COMPLETED:
+            raise PolicyError(f"route {route_id} is not completed; only a finished document can be delivered")
+        if route.deliver_to is None:
+            raise ValidationError(f"route {route_id} has no delivery address")
+        if route.delivered_message_id is not None:
+            raise ConflictError(f"route {route_id} was already delivered as message {route.delivered_message_id}")
+        if self._courier is None:
+            raise PolicyError("this node has no delivery service")
+        pdf = self.document(route_id)
+        message_id = self._courier.send(
+            login,
+            route.office_code,
+            [route.deliver_to],
+            [],
+            route.document_name,
+            [NewDocument(f"route-{route_id}.pdf", pdf)],
+            classification=DELIVERY_CLASSIFICATION,
+        )
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            conn.execute(
+                update(s.routes)
+                .where(s.routes.c.id == route_id)
+                .values(delivered_message_id=message_id, updated_at=now)
+            )
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.delivered",
+                    object_type="route",
+                    object_id=str(route_id),
+                    details={"message_id": message_id, "to": route.deliver_to},
+                ),
+                at=now,
+            )
+            return self._load(conn, route_id)
 
     def _store_office_seal(self, seen: ApprovalRoute, user: User, sealed: bytes, final: bytes) -> ApprovalRoute:
         sealed_digest = self._blobs.put(sealed)
@@ -733,6 +805,7 @@ class RouteService:
             office_sealed_by=row.sealer_login,
             strip_page=row.strip_page,
             deliver_to=row.deliver_to,
+            delivered_message_id=row.delivered_message_id,
         )
 
 

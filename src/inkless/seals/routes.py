@@ -116,6 +116,7 @@ class ApprovalRoute:
     office_sealed_by: str | None = None
     strip_page: int = 1  # 1-based page of the approval strip
     deliver_to: str | None = None
+    delivered_message_id: str | None = None
 
     # --- reading -------------------------------------------------------------------
 

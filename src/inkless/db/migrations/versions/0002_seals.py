@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('original_digest', sa.String(length=64), nullable=False),
     sa.Column('strip_page', sa.Integer(), nullable=False),
     sa.Column('deliver_to', sa.String(length=200), nullable=True),
+    sa.Column('delivered_message_id', sa.String(length=64), nullable=True),
     sa.Column('office_sealed_by', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
