@@ -54,7 +54,8 @@ def three_page_pdf(*, photo: bool = False) -> bytes:
         c.setFont(font, 14)
         c.drawString(60, height - 80, f"第{page}頁  Page {page} of 3")
         for row in range(30):
-            c.drawString(60, height - 120 - 22 * row, f"{row + 1:02d}  The quick brown fox jumps over the lazy dog. 0123456789")
+            text = f"{row + 1:02d}  The quick brown fox jumps over the lazy dog. 0123456789"
+            c.drawString(60, height - 120 - 22 * row, text)
         c.rect(50, 50, width - 100, height - 100)
         c.showPage()
     c.save()
@@ -73,7 +74,8 @@ def long_pdf(pages: int = 20) -> bytes:
     for page in range(pages):
         c.setFont(font, 12)
         for row in range(45):
-            c.drawString(50, height - 60 - 16 * row, f"{page + 1}-{row + 1:02d} 災害対策本部 The quick brown fox jumps over the lazy dog.")
+            text = f"{page + 1}-{row + 1:02d} 災害対策本部 The quick brown fox jumps over the lazy dog."
+            c.drawString(50, height - 60 - 16 * row, text)
         c.showPage()
     c.save()
     return buf.getvalue()

@@ -237,9 +237,10 @@ def _open_tiff(data: bytes) -> Image.Image:
         raise FaxError("not a TIFF file (no TIFF header)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns (rather than fails) on damaged directories and oversized images.
+            warnings.simplefilter("error")
             return Image.open(io.BytesIO(data), formats=["TIFF"])
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, Warning, Image.DecompressionBombError) as exc:
         raise FaxError(f"the TIFF cannot be read: {exc}") from None
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise FaxError(f"the TIFF is damaged: {exc}") from None
