@@ -34,7 +34,8 @@ def _dark_pixels(pdf: bytes, page: int, box: tuple[float, float, float, float], 
         document.close()
     s = dpi / 72
     x1, y1, x2, y2 = (int(box[0] * s), int(height - box[3] * s), int(box[2] * s), int(height - box[1] * s))
-    return sum(1 for y in range(max(0, y1), min(height, y2)) for v in data[y * stride + x1 : y * stride + x2] if v < 128)
+    rows = range(max(0, y1), min(height, y2))
+    return sum(1 for y in rows for v in data[y * stride + x1 : y * stride + x2] if v < 128)
 
 
 
