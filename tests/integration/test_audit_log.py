@@ -6,6 +6,7 @@ import asyncio
 import base64
 import subprocess
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,14 @@ def test_bad_arguments_are_refused_and_change_nothing(node: Node) -> None:
         node.audit.record(conn, AuditEvent(actor="x", action="a" * 65))
     with pytest.raises(ValidationError, match="plain JSON"), node.db.begin() as conn:
         node.audit.record(conn, AuditEvent(actor="x", action="bad", details={"when": object()}))
+    with node.db.begin() as conn:  # a caller that catches the refusal and commits leaves no gap
+        with pytest.raises(ValidationError, match="timezone-aware"):
+            node.audit.record(conn, AuditEvent(actor="x", action="naive"), at=datetime(2026, 4, 1))
+        with pytest.raises(ValidationError, match="plain JSON"):
+            node.audit.record(conn, AuditEvent(actor="x", action="bad", details={"n": float("nan")}))
     assert stored_entries(node) == before
     assert verify(node).entries == 5
+    assert record(node, 1) == [5]
 
 
 def test_a_rolled_back_transaction_leaves_no_entry_and_no_gap(node: Node) -> None:

@@ -285,6 +285,9 @@ class AuditLog:
                 raise ValidationError(f"audit event {name} is longer than {limit} characters")
         if not event.actor or not event.action:
             raise ValidationError("an audit event needs an actor and an action")
+        # Everything that can refuse the event does so before the index is taken: a caller
+        # that catches the error and commits must not leave a gap in the log.
+        canonical_entry(0, at, event)
         # Taking the next index is an UPDATE of the one audit_state row: on PostgreSQL its row
         # lock serialises appends across processes until the caller commits; on SQLite the
         # transaction already holds the write lock (BEGIN IMMEDIATE).
