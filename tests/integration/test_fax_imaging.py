@@ -1,0 +1,98 @@
+"""PDF → TIFF-F → PDF checked with independent tools: libtiff's tiffinfo and poppler's pdfimages/pdfinfo."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from inkless.errors import FaxError
+from inkless.fax import imaging
+from tests.helpers.faxdocs import three_page_pdf
+
+
+def _run(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+@pytest.fixture(scope="module")
+def pdf() -> bytes:
+    return three_page_pdf(photo=True)
+
+
+def _directories(tiffinfo: str) -> list[str]:
+    return [d for d in tiffinfo.split("=== TIFF directory")[1:]]
+
+
+@pytest.mark.parametrize(("fine", "compression", "rows", "scheme"), [
+    (True, "g4", 2292, "CCITT Group 4"),
+    (False, "g3", 1146, "CCITT Group 3"),
+])
+def test_pdf_renders_to_tiff_f_that_libtiff_accepts(
+    pdf: bytes, tmp_path: Path, fine: bool, compression: str, rows: int, scheme: str
+) -> None:
+    path = tmp_path / "fax.tif"
+    path.write_bytes(imaging.pdf_to_tiff(pdf, fine=fine, compression=compression))
+    directories = _directories(_run("tiffinfo", str(path)))
+    assert len(directories) == 3
+    for number, d in enumerate(directories):
+        assert f"Compression Scheme: {scheme}" in d
+        assert f"Resolution: 204, {196 if fine else 98} pixels/inch" in d
+        assert f"Image Width: 1728 Image Length: {rows}" in d
+        assert f"Rows/Strip: {rows}" in d  # one strip per page
+        assert "Photometric Interpretation: min-is-white" in d
+        assert f"Page Number: {number}-3" in d
+    # Every strip decodes without libtiff complaining.
+    decoded = subprocess.run(["tiffinfo", "-D", str(path)], capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0 and "error" not in decoded.stderr.lower()
+
+
+def test_tiff_to_pdf_embeds_ccitt_as_is_with_true_proportions(pdf: bytes, tmp_path: Path) -> None:
+    for fine in (True, False):
+        tiff = imaging.pdf_to_tiff(pdf, fine=fine)
+        out = tmp_path / f"fax-{fine}.pdf"
+        out.write_bytes(imaging.tiff_to_pdf(tiff))
+        listing = _run("pdfimages", "-list", str(out)).splitlines()[2:]
+        assert len(listing) == 3
+        for row in listing:
+            cols = row.split()
+            # width height ... enc=ccitt, x-ppi 204, y-ppi 196/98: no re-encoding, true dpi
+            assert cols[3:5] == ["1728", "2292" if fine else "1146"]
+            assert cols[8] == "ccitt"
+            assert cols[12:14] == ["204", "196" if fine else "98"]
+        size = re.search(r"Page size:\s+([\d.]+) x ([\d.]+) pts", _run("pdfinfo", str(out)))
+        assert size is not None
+        width_mm = float(size.group(1)) / 72 * 25.4
+        height_mm = float(size.group(2)) / 72 * 25.4
+        # 1728 px at 204 dpi = 215 mm; an A4 page length (297 mm) at either resolution.
+        assert abs(width_mm - 215.1) < 0.5 and abs(height_mm - 297) < 1.0
+        # The embedded CCITT data is the TIFF's strip, byte for byte.
+        extracted = tmp_path / f"img-{fine}"
+        subprocess.run(["pdfimages", "-ccitt", "-f", "1", "-l", "1", str(out), str(extracted)], check=True, timeout=60)
+        first = imaging.read_tiff(tiff)[0].image
+        ccitt = Path(f"{extracted}-000.ccitt").read_bytes()
+        assert ccitt and ccitt in first
+
+
+def test_a_pdf_that_does_not_render_is_a_clear_error(tmp_path: Path) -> None:
+    truncated = three_page_pdf()[:400]
+    encrypted = _encrypted_pdf()
+    for data in (truncated, encrypted, b"%PDF-1.7\n%%EOF\n"):
+        with pytest.raises(FaxError, match="PDF"):
+            imaging.pdf_to_tiff(data)
+
+
+def _encrypted_pdf() -> bytes:
+    import io
+
+    from reportlab.lib import pdfencrypt
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, encrypt=pdfencrypt.StandardEncryption("secret", canPrint=0))
+    c.drawString(100, 700, "sealed")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
