@@ -1,0 +1,753 @@
+"""The fax service: inbound calls to office inboxes, outbound jobs on a schedule, routing and block lists.
+
+Inbound, in this order, so that a fax is never lost: the TIFF is stored as received (blob), the
+call is logged with its facts and a routing decision in one transaction (blocked and unroutable
+calls end there, visible to administrators), and only then is the page image turned into a
+searchable PDF and deposited in the office's inbox, marked as from an unauthenticated sender.
+A process that dies in between leaves the call ``routed``; the worker finishes it later.
+
+Outbound: :meth:`FaxService.send` checks the policy, renders the document to TIFF-F and queues a
+job; :meth:`FaxService.run_due_jobs` dials due jobs on a line and keeps a transmission report
+per attempt.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, or_, select, update
+
+from inkless.audit.model import AuditEvent, AuditRecorder
+from inkless.blobs import BlobStore
+from inkless.clock import Clock
+from inkless.db import tables as t
+from inkless.db.engine import Database
+from inkless.db.tables_fax import fax_block_list, fax_calls, fax_jobs, fax_routing_rules, fax_settings
+from inkless.directory.model import check_fax_number
+from inkless.directory.service import DirectoryService
+from inkless.errors import FaxError, InklessError, NotFoundError, PolicyError, ValidationError
+from inkless.fax import line as fax_line
+from inkless.fax.jobs import CLAIM_SECONDS, JobSchedule, JobState, after_attempt
+from inkless.fax.log import FaxCallEntry, FaxJob, OfficeFaxSettings
+from inkless.fax.model import CallResult
+from inkless.fax.policy import check_fax_allowed
+from inkless.fax.routing import (
+    BLOCK_KINDS,
+    RULE_KINDS,
+    BlockEntry,
+    RoutingRule,
+    blocked_by,
+    check_pattern,
+    route,
+)
+
+log = logging.getLogger("inkless.fax")
+
+MAX_TEXT = 500
+# Received faxes are at most internal (内部): they came over an open telephone line.
+INBOUND_CLASSIFICATION = 1
+UNAUTHENTICATED_LABEL = "送信元未認証（FAX）"
+
+
+@dataclass(frozen=True)
+class ReceivedFax:
+    """What became of one inbound call."""
+
+    call_id: int
+    status: str
+    office_code: str | None
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class RenderedFax:
+    """A document rendered for the line: a multi-page TIFF-F and its page count."""
+
+    tiff: bytes
+    pages: int
+
+
+# The engine's imaging, behind two callables so that the service can be tested without it.
+Renderer = Callable[[Sequence[bytes], "CoverPage | None"], RenderedFax]
+PdfMaker = Callable[[bytes], bytes]
+Ocr = Callable[[bytes], tuple[bytes, bool]]
+
+
+@dataclass(frozen=True)
+class CoverPage:
+    """What a cover page says."""
+
+    sender_office: str
+    sender_number: str | None
+    sender_name: str
+    recipient_number: str
+    pages: int
+    subject: str | None
+    sent_at: datetime
+
+
+class FaxService:
+    """Receives faxes into office inboxes, sends documents as faxes, keeps the call log."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Clock,
+        audit: AuditRecorder,
+        directory: DirectoryService,
+        node_id: str,
+        delivery: Callable[[], Any | None],
+        *,
+        render: Renderer | None = None,
+        to_pdf: PdfMaker | None = None,
+        ocr: Ocr | None = None,
+        schedule: JobSchedule | None = None,
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._clock = clock
+        self._audit = audit
+        self._directory = directory
+        self.node_id = node_id
+        self._delivery = delivery
+        self._render = render or _engine_render
+        self._to_pdf = to_pdf or _engine_tiff_to_pdf
+        self._ocr = ocr or _default_ocr
+        self.default_schedule = schedule or JobSchedule()
+
+    # --- routing rules and block list (administrators) ------------------------------------
+
+    def add_rule(
+        self, kind: str, pattern: str, office_code: str, priority: int = 100, actor: str = "operator"
+    ) -> RoutingRule:
+        """Add an inbound routing rule; ValidationError for a bad pattern, ConflictError if it exists."""
+        pattern = check_pattern(kind, pattern, RULE_KINDS)
+        office = self._directory.office(office_code)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            exists = conn.execute(select(fax_routing_rules.c.id).where(
+                fax_routing_rules.c.kind == kind, fax_routing_rules.c.pattern == pattern)).scalar()
+            if exists is not None:
+                from inkless.errors import ConflictError
+
+                raise ConflictError(f"a {kind} rule for {pattern!r} exists already (rule {exists})")
+            rule_id = _pk(conn.execute(insert(fax_routing_rules).values(
+                kind=kind, pattern=pattern, office_id=office.id, priority=priority, created_by=actor, created_at=now,
+            )))
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="fax.route_added", object_type="fax_rule", object_id=str(rule_id),
+                details={"kind": kind, "pattern": pattern, "office": office.code, "priority": priority}), at=now)
+        return RoutingRule(int(rule_id), kind, pattern, office.code, priority)
+
+    def remove_rule(self, rule_id: int, actor: str = "operator") -> None:
+        """Delete a routing rule; NotFoundError if there is none with this id."""
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            if not conn.execute(delete(fax_routing_rules).where(fax_routing_rules.c.id == rule_id)).rowcount:
+                raise NotFoundError(f"no routing rule {rule_id}")
+            self._audit.record(conn, AuditEvent(actor=actor, action="fax.route_removed", object_type="fax_rule",
+                                                object_id=str(rule_id)), at=now)
+
+    def rules(self, conn: Connection | None = None) -> list[RoutingRule]:
+        """Every routing rule, in the order they are tried."""
+        query = (select(fax_routing_rules, t.offices.c.code)
+                 .join(t.offices, t.offices.c.id == fax_routing_rules.c.office_id)
+                 .order_by(fax_routing_rules.c.priority, fax_routing_rules.c.id))
+        if conn is None:
+            with self._db.begin() as own:
+                rows = own.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
+        return [RoutingRule(r.id, r.kind, r.pattern, r.code, r.priority) for r in rows]
+
+    def add_block(self, kind: str, pattern: str, reason: str | None = None, actor: str = "operator") -> BlockEntry:
+        """Block calls by calling number (cid) or station id (tsi)."""
+        pattern = check_pattern(kind, pattern, BLOCK_KINDS)
+        reason = (reason or "").strip()[:MAX_TEXT] or None
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            exists = conn.execute(select(fax_block_list.c.id).where(
+                fax_block_list.c.kind == kind, fax_block_list.c.pattern == pattern)).scalar()
+            if exists is not None:
+                from inkless.errors import ConflictError
+
+                raise ConflictError(f"{kind} {pattern!r} is blocked already (entry {exists})")
+            entry_id = _pk(conn.execute(insert(fax_block_list).values(
+                kind=kind, pattern=pattern, reason=reason, created_by=actor, created_at=now,
+            )))
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="fax.block_added", object_type="fax_block", object_id=str(entry_id),
+                details={"kind": kind, "pattern": pattern}), at=now)
+        return BlockEntry(int(entry_id), kind, pattern, reason)
+
+    def remove_block(self, entry_id: int, actor: str = "operator") -> None:
+        """Unblock; NotFoundError if there is no such entry."""
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            if not conn.execute(delete(fax_block_list).where(fax_block_list.c.id == entry_id)).rowcount:
+                raise NotFoundError(f"no block-list entry {entry_id}")
+            self._audit.record(conn, AuditEvent(actor=actor, action="fax.block_removed", object_type="fax_block",
+                                                object_id=str(entry_id)), at=now)
+
+    def blocks(self, conn: Connection | None = None) -> list[BlockEntry]:
+        """The block list, oldest entry first."""
+        query = select(fax_block_list).order_by(fax_block_list.c.id)
+        if conn is None:
+            with self._db.begin() as own:
+                rows = own.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
+        return [BlockEntry(r.id, r.kind, r.pattern, r.reason) for r in rows]
+
+    # --- per-office settings ---------------------------------------------------------------
+
+    def office_settings(self, office_code: str) -> OfficeFaxSettings:
+        """An office's fax settings (defaults when never set)."""
+        office = self._directory.office(office_code)
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_settings).where(fax_settings.c.office_id == office.id)).first()
+        if row is None:
+            return OfficeFaxSettings(office.code)
+        return OfficeFaxSettings(office.code, row.fallback_enabled, row.cover_page_default)
+
+    def set_office_settings(
+        self, office_code: str, *, fallback_enabled: bool | None = None, cover_page_default: bool | None = None,
+        actor: str = "operator",
+    ) -> OfficeFaxSettings:
+        """Change an office's fax settings; audited."""
+        current = self.office_settings(office_code)
+        office = self._directory.office(office_code)
+        new = OfficeFaxSettings(
+            office.code,
+            current.fallback_enabled if fallback_enabled is None else fallback_enabled,
+            current.cover_page_default if cover_page_default is None else cover_page_default,
+        )
+        now = self._clock.now()
+        values = {"fallback_enabled": new.fallback_enabled, "cover_page_default": new.cover_page_default,
+                  "updated_by": actor, "updated_at": now}
+        with self._db.begin() as conn:
+            changed = conn.execute(
+                update(fax_settings).where(fax_settings.c.office_id == office.id).values(**values)).rowcount
+            if not changed:
+                conn.execute(insert(fax_settings).values(office_id=office.id, **values))
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="fax.settings_changed", object_type="office", object_id=office.code,
+                details={"fallback_enabled": new.fallback_enabled, "cover_page_default": new.cover_page_default}),
+                at=now)
+        return new
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    def handler(self, line_name: str) -> fax_line.IncomingCallHandler:
+        """The IncomingCallHandler to give to a line: every finished call goes to :meth:`receive`."""
+
+        def handle(result: CallResult) -> None:
+            try:
+                self.receive(result, line_name)
+            except Exception:  # a line thread must survive; the TIFF is in the blob store if we got that far
+                log.exception("could not process an inbound fax on line %s", line_name)
+
+        return handle
+
+    def receive(self, result: CallResult, line_name: str) -> ReceivedFax:
+        """Log an inbound call, apply the block list and routing, and deliver the fax to an inbox."""
+        tiff = result.received_tiff if result.received_tiff and result.pages_transferred > 0 else None
+        # The image first: whatever happens next, the pages are on disk (content-addressed, idempotent).
+        tiff_blob = self._blobs.put(tiff) if tiff is not None else None
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            block = blocked_by(self.blocks(conn), result.calling_number, result.remote_ident)
+            decision = None
+            if block is not None:
+                status = "blocked"
+            elif tiff_blob is None:
+                status = "failed"
+            else:
+                listed = conn.execute(select(t.offices.c.code, t.offices.c.fax_number))
+                offices = [(r.code, r.fax_number) for r in listed]
+                decision = route(offices, self.rules(conn), called_number=result.called_number,
+                                 sub_address=result.sub_address, remote_ident=result.remote_ident,
+                                 calling_number=result.calling_number)
+                status = "routed" if decision.routed else "unroutable"
+            office_id = None
+            if decision is not None and decision.office_code is not None:
+                office_id = self._directory.office(decision.office_code, conn).id
+            call_id = _pk(conn.execute(insert(fax_calls).values(
+                **_call_values(result, "RECV", line_name), status=status, office_id=office_id,
+                tiff_blob=tiff_blob if block is None else None,
+                routed_by=decision.routed_by if decision else None,
+            )))
+            details: dict[str, Any] = {
+                "line": line_name, "cid": result.calling_number, "tsi": (result.remote_ident or "").strip(),
+                "did": result.called_number, "pages": result.pages_transferred, "t30_code": result.t30_code,
+            }
+            action = {"blocked": "fax.blocked", "failed": "fax.receive_failed", "routed": "fax.received",
+                      "unroutable": "fax.unroutable"}[status]
+            if block is not None:
+                details["block_entry"] = block.id
+            if decision is not None and decision.office_code:
+                details["office"] = decision.office_code
+                details["routed_by"] = decision.routed_by
+            self._audit.record(conn, AuditEvent(
+                actor="system", action=action, object_type="fax_call", object_id=str(call_id),
+                digests={"tiff": tiff_blob} if tiff_blob and block is None else {}, details=details), at=now)
+        if status != "routed":
+            return ReceivedFax(int(call_id), status, None, None)
+        return self.deliver_call(int(call_id))
+
+    def deliver_call(self, call_id: int, actor: str = "system") -> ReceivedFax:
+        """Turn a routed call's TIFF into a searchable PDF and deposit it in its office's inbox."""
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
+                t.offices, t.offices.c.id == fax_calls.c.office_id).where(fax_calls.c.id == call_id)).first()
+        if row is None or row.direction != "RECV":
+            raise NotFoundError(f"no received fax {call_id}")
+        if row.status != "routed" or row.code is None or row.tiff_blob is None:
+            return ReceivedFax(call_id, row.status, row.code, row.message_id)
+        delivery = self._delivery()
+        if delivery is None or not hasattr(delivery, "deposit_external"):
+            log.warning("fax %s waits: this node has no delivery service to deposit it", call_id)
+            return ReceivedFax(call_id, "routed", row.code, None)
+        try:
+            pdf = row.pdf_blob and self._blobs.get(row.pdf_blob)
+            if not pdf:
+                pdf, _searchable = self._ocr(self._to_pdf(self._blobs.get(row.tiff_blob)))
+        except InklessError as exc:
+            return self._fail_call(call_id, f"the received image could not be converted: {exc}")
+        pdf_blob = self._blobs.put(pdf)
+        facts = _facts(row)
+        subject = _inbound_subject(row)
+        when = row.started_at.strftime("%Y%m%d-%H%M%S")
+        message_id = delivery.deposit_external(
+            row.code, [(f"fax-{when}.pdf", pdf, "application/pdf")], "fax", facts, subject,
+            classification=INBOUND_CLASSIFICATION,
+        )
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            conn.execute(update(fax_calls).where(fax_calls.c.id == call_id).values(
+                status="delivered", pdf_blob=pdf_blob, message_id=message_id))
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="fax.delivered", object_type="fax_call", object_id=str(call_id),
+                digests={"pdf": pdf_blob}, details={"office": row.code, "message_id": message_id}), at=now)
+        return ReceivedFax(call_id, "delivered", row.code, message_id)
+
+    def _fail_call(self, call_id: int, reason: str) -> ReceivedFax:
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            conn.execute(update(fax_calls).where(fax_calls.c.id == call_id).values(
+                status="failed", t30_text=reason[:MAX_TEXT]))
+            self._audit.record(conn, AuditEvent(
+                actor="system", action="fax.receive_failed", object_type="fax_call", object_id=str(call_id),
+                details={"reason": reason[:MAX_TEXT]}), at=now)
+        return ReceivedFax(call_id, "failed", None, None)
+
+    def deliver_pending(self, older_than_s: float = 60.0) -> int:
+        """Finish calls left ``routed`` (a crash between logging and depositing); returns how many."""
+        cutoff = self._clock.now() - timedelta(seconds=older_than_s)
+        with self._db.begin() as conn:
+            ids = conn.execute(select(fax_calls.c.id).where(
+                fax_calls.c.direction == "RECV", fax_calls.c.status == "routed",
+                fax_calls.c.started_at <= cutoff).order_by(fax_calls.c.id).limit(20)).scalars().all()
+        done = 0
+        for call_id in ids:
+            if self.deliver_call(call_id).status == "delivered":
+                done += 1
+        return done
+
+    def unroutable(self) -> list[FaxCallEntry]:
+        """The administrators' queue: received faxes that no rule or office number matched."""
+        return self.calls(status="unroutable")
+
+    def assign(self, call_id: int, office_code: str, actor: str) -> ReceivedFax:
+        """Route an unroutable fax to an office by hand, then deliver it."""
+        office = self._directory.office(office_code)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            changed = conn.execute(update(fax_calls).where(
+                fax_calls.c.id == call_id, fax_calls.c.direction == "RECV", fax_calls.c.status == "unroutable",
+            ).values(status="routed", office_id=office.id, routed_by=f"admin:{actor}"[:80], resolved_at=now,
+                     resolved_by=actor)).rowcount
+            if not changed:
+                raise NotFoundError(f"no unroutable fax {call_id}")
+            self._audit.record(conn, AuditEvent(
+                actor=actor, action="fax.assigned", object_type="fax_call", object_id=str(call_id),
+                details={"office": office.code}), at=now)
+        return self.deliver_call(call_id, actor)
+
+    def received_image(self, call_id: int) -> bytes:
+        """The page images of a received fax as a PDF (for the administrators' queue)."""
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_calls.c.tiff_blob, fax_calls.c.pdf_blob).where(
+                fax_calls.c.id == call_id, fax_calls.c.direction == "RECV")).first()
+        if row is None or row.tiff_blob is None:
+            raise NotFoundError(f"no received fax image {call_id}")
+        if row.pdf_blob:
+            return self._blobs.get(row.pdf_blob)
+        return self._to_pdf(self._blobs.get(row.tiff_blob))
+
+    # --- the call log ----------------------------------------------------------------------
+
+    def calls(self, *, status: str | None = None, direction: str | None = None, office_code: str | None = None,
+              limit: int = 1000) -> list[FaxCallEntry]:
+        """The call log, oldest first (the last ``limit`` calls)."""
+        query = select(fax_calls, t.offices.c.code).outerjoin(t.offices, t.offices.c.id == fax_calls.c.office_id)
+        if status is not None:
+            query = query.where(fax_calls.c.status == status)
+        if direction is not None:
+            query = query.where(fax_calls.c.direction == direction)
+        if office_code is not None:
+            query = query.where(t.offices.c.code == office_code)
+        query = query.order_by(fax_calls.c.id.desc()).limit(limit)
+        with self._db.begin() as conn:
+            rows = conn.execute(query).all()
+        return [_entry(r) for r in reversed(rows)]
+
+    def call(self, call_id: int) -> FaxCallEntry:
+        """One call of the log."""
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
+                t.offices, t.offices.c.id == fax_calls.c.office_id).where(fax_calls.c.id == call_id)).first()
+        if row is None:
+            raise NotFoundError(f"no fax call {call_id}")
+        return _entry(row)
+
+    def call_report(self, call_id: int) -> bytes:
+        """The transmission report PDF of one outbound attempt."""
+        with self._db.begin() as conn:
+            digest = conn.execute(select(fax_calls.c.report_blob).where(fax_calls.c.id == call_id)).scalar()
+        if not digest:
+            raise NotFoundError(f"no transmission report for call {call_id}")
+        return self._blobs.get(digest)
+
+    # --- outbound --------------------------------------------------------------------------
+
+    def send(
+        self,
+        sender_login: str,
+        from_office: str,
+        number: str,
+        documents: Sequence[bytes],
+        *,
+        cover_page: bool | None = None,
+        classification: int = 0,
+        confirm_internal: bool = False,
+        subject: str | None = None,
+        schedule: JobSchedule | None = None,
+        origin: str = "clerk",
+        outbox_ref: str | None = None,
+    ) -> int:
+        """Queue documents (PDF) to be faxed to ``number``; returns the job id.
+
+        Classification ≥ 2 is refused (PolicyError, audited as ``fax.refused``); classification 1
+        needs ``confirm_internal``. Nothing is queued unless every check passes and the document
+        renders.
+        """
+        office = self._directory.office(from_office)
+        user = self._directory.user(sender_login)
+        try:
+            check_fax_allowed(classification, confirm_internal)
+            if not user.active:
+                raise PolicyError(f"user {sender_login} is deactivated")
+            if user.office_code != office.code and origin == "clerk":
+                raise PolicyError(f"{sender_login} does not belong to office {office.code}")
+            if classification > user.clearance:
+                raise PolicyError(
+                    f"{sender_login} has clearance {user.clearance}; the document is classified {classification}")
+        except PolicyError as exc:
+            with self._db.begin() as conn:
+                self._audit.record(conn, AuditEvent(
+                    actor=sender_login, action="fax.refused", object_type="office", object_id=office.code,
+                    details={"classification": classification, "reason": exc.message[:MAX_TEXT]}))
+            raise
+        checked_number = check_fax_number(number.strip())
+        if checked_number is None:
+            raise ValidationError("a fax number is required")
+        if not documents:
+            raise ValidationError("nothing to send: give at least one PDF")
+        for doc in documents:
+            if not doc.startswith(b"%PDF-"):
+                raise ValidationError("only PDF documents can be faxed")
+        schedule = (schedule or self.default_schedule).checked()
+        if cover_page is None:
+            cover_page = self.office_settings(office.code).cover_page_default
+        subject = (subject or "").strip()[:200] or None
+        now = self._clock.now()
+        cover = CoverPage(office.name, office.fax_number, user.display_name, checked_number, 0, subject, now) \
+            if cover_page else None
+        rendered = self._render(list(documents), cover)
+        document_blob = self._blobs.put(documents[0] if len(documents) == 1 else _join_pdfs(documents))
+        tiff_blob = self._blobs.put(rendered.tiff)
+        with self._db.begin() as conn:
+            job_id = _pk(conn.execute(insert(fax_jobs).values(
+                office_id=office.id, created_by=sender_login, number=checked_number, document_blob=document_blob,
+                tiff_blob=tiff_blob, pages=rendered.pages, cover_page=bool(cover_page), classification=classification,
+                state=JobState.QUEUED.value, tries=0, max_tries=schedule.max_tries, interval_s=schedule.interval_s,
+                kill_at=now + timedelta(seconds=schedule.kill_after_s), next_attempt_at=now, claimed_until=None,
+                origin=origin, outbox_ref=outbox_ref, created_at=now, updated_at=now,
+            )))
+            # No subject in the audit log: only who, to which number, how many pages, and the digests.
+            self._audit.record(conn, AuditEvent(
+                actor=sender_login, action="fax.queued", object_type="fax_job", object_id=str(job_id),
+                digests={"document": document_blob, "tiff": tiff_blob},
+                details={"office": office.code, "number": checked_number, "pages": rendered.pages,
+                         "classification": classification, "origin": origin, "max_tries": schedule.max_tries}),
+                at=now)
+        return int(job_id)
+
+    def job(self, job_id: int) -> FaxJob:
+        """One outbound job."""
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_jobs, t.offices.c.code).join(
+                t.offices, t.offices.c.id == fax_jobs.c.office_id).where(fax_jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFoundError(f"no fax job {job_id}")
+        return _job(row)
+
+    def jobs(self, office_code: str | None = None, limit: int = 200) -> list[FaxJob]:
+        """Outbound jobs, newest first."""
+        query = select(fax_jobs, t.offices.c.code).join(t.offices, t.offices.c.id == fax_jobs.c.office_id)
+        if office_code is not None:
+            query = query.where(t.offices.c.code == office_code)
+        with self._db.begin() as conn:
+            rows = conn.execute(query.order_by(fax_jobs.c.id.desc()).limit(limit)).all()
+        return [_job(r) for r in rows]
+
+    def job_report(self, job_id: int) -> bytes:
+        """The transmission report of a job's last attempt."""
+        job = self.job(job_id)
+        if not job.has_report:
+            raise NotFoundError(f"fax job {job_id} has no transmission report yet")
+        with self._db.begin() as conn:
+            digest = conn.execute(select(fax_jobs.c.report_blob).where(fax_jobs.c.id == job_id)).scalar_one()
+        return self._blobs.get(digest)
+
+    def attempts(self, job_id: int) -> list[FaxCallEntry]:
+        """Every call made for a job, first attempt first."""
+        with self._db.begin() as conn:
+            rows = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
+                t.offices, t.offices.c.id == fax_calls.c.office_id).where(
+                fax_calls.c.job_id == job_id).order_by(fax_calls.c.id)).all()
+        return [_entry(r) for r in rows]
+
+    def claim_due_jobs(self, limit: int = 4) -> list[int]:
+        """Claim due jobs (queued/retrying whose time has come, or abandoned by a dead worker)."""
+        now = self._clock.now()
+        query = (select(fax_jobs.c.id).where(
+            or_(
+                fax_jobs.c.state.in_((JobState.QUEUED.value, JobState.RETRYING.value))
+                & (fax_jobs.c.next_attempt_at <= now),
+                (fax_jobs.c.state == JobState.SENDING.value) & (fax_jobs.c.claimed_until < now),
+            )).order_by(fax_jobs.c.next_attempt_at, fax_jobs.c.id).limit(limit))
+        with self._db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars().all())
+            if ids:
+                conn.execute(update(fax_jobs).where(fax_jobs.c.id.in_(ids)).values(
+                    state=JobState.SENDING.value, claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
+                    tries=fax_jobs.c.tries + 1, updated_at=now))
+        return ids
+
+    def run_due_jobs(self, line: fax_line.FaxLine, limit: int = 4) -> int:
+        """Dial every due job once on ``line``; returns how many attempts were made."""
+        ids = self.claim_due_jobs(limit)
+        for job_id in ids:
+            try:
+                self.attempt(job_id, line)
+            except Exception:  # one job must not stop the others; its claim runs out and it is retried
+                log.exception("fax job %s: attempt failed unexpectedly", job_id)
+        return len(ids)
+
+    def attempt(self, job_id: int, line: fax_line.FaxLine) -> FaxJob:
+        """Make one call for a claimed job and record its outcome, report and next state."""
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_jobs, t.offices.c.code, t.offices.c.name.label("office_name"),
+                                      t.offices.c.fax_number.label("office_number")).join(
+                t.offices, t.offices.c.id == fax_jobs.c.office_id).where(fax_jobs.c.id == job_id)).one()
+        tiff = self._blobs.get(row.tiff_blob)
+        ident = (row.office_number or self.node_id)[:20]
+        header = f"{row.office_name} {row.office_number or ''}".strip()
+        started = self._clock.now()
+        result: CallResult | None = None
+        error_text: str | None = None
+        error_code: int | None = None
+        try:
+            result = line.dial(row.number, tiff, ident=ident, header=header, ecm=True)
+        except FaxError as exc:
+            error_text, error_code = exc.message, exc.t30_code
+        except Exception as exc:  # a line driver bug is a failed attempt, retried, never a lost job
+            log.exception("fax line %s failed", line.name)
+            error_text = f"line failure: {type(exc).__name__}: {exc}"
+        now = self._clock.now()
+        outcome = after_attempt(now=now, tries=row.tries, max_tries=row.max_tries, interval_s=row.interval_s,
+                                kill_at=row.kill_at, pages=row.pages, result=result, error_text=error_text,
+                                error_code=error_code)
+        call_result = result or _no_session(started, ident, row.number, outcome.code, outcome.text)
+        report = _report(row, call_result, outcome.call_status, outcome.text, tiff, now)
+        report_blob = self._blobs.put(report)
+        with self._db.begin() as conn:
+            values = _call_values(call_result, "SEND", line.name)
+            values.update(remote_number=row.number, called_number=None, status=outcome.call_status,
+                          office_id=row.office_id, job_id=job_id, attempt=row.tries, report_blob=report_blob,
+                          t30_code=outcome.code, t30_text=outcome.text[:MAX_TEXT])
+            call_id = _pk(conn.execute(insert(fax_calls).values(**values)))
+            conn.execute(update(fax_jobs).where(fax_jobs.c.id == job_id).values(
+                state=outcome.state.value, claimed_until=None, last_code=outcome.code,
+                last_text=outcome.text[:MAX_TEXT], report_blob=report_blob, updated_at=now,
+                next_attempt_at=outcome.next_attempt_at or row.next_attempt_at))
+            action = {JobState.DONE: "fax.sent", JobState.RETRYING: "fax.attempt_failed",
+                      JobState.FAILED: "fax.failed"}[outcome.state]
+            self._audit.record(conn, AuditEvent(
+                actor="system", action=action, object_type="fax_job", object_id=str(job_id),
+                digests={"report": report_blob},
+                details={"call": int(call_id), "attempt": row.tries, "number": row.number,
+                         "pages": call_result.pages_transferred, "t30_code": outcome.code,
+                         "reason": outcome.text[:MAX_TEXT]}), at=now)
+        if row.outbox_ref and outcome.state in (JobState.DONE, JobState.FAILED):
+            from inkless.fax.fallback import record_fax_outcome
+
+            record_fax_outcome(self._db, self._audit, self._clock, row.outbox_ref, job_id,
+                               outcome.state == JobState.DONE, outcome.text)
+        return self.job(job_id)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _pk(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _call_values(result: CallResult, direction: str, line_name: str) -> dict[str, Any]:
+    return {
+        "direction": direction, "line": line_name[:64], "started_at": result.started_at,
+        "duration_s": float(result.duration_s), "remote_number": (result.calling_number or None),
+        "called_number": result.called_number, "sub_address": result.sub_address,
+        "remote_ident": (result.remote_ident or "").strip()[:64] or None, "local_ident": result.local_ident[:64],
+        "pages": result.pages_transferred, "pages_expected": result.pages_expected, "bit_rate": result.bit_rate,
+        "ecm": result.ecm, "compression": result.compression[:16], "bad_rows": result.bad_rows,
+        "t30_code": result.t30_code, "t30_text": result.t30_text[:MAX_TEXT], "success": result.success,
+    }
+
+
+def _no_session(started: datetime, ident: str, number: str, code: int, text: str) -> CallResult:
+    return CallResult(
+        success=False, t30_code=code, t30_text=text, pages_transferred=0, pages_expected=None,
+        remote_ident=None, local_ident=ident, calling_number=None, called_number=number, sub_address=None,
+        bit_rate=0, ecm=False, compression="", bad_rows=0, duration_s=0.0, started_at=started,
+    )
+
+
+def _facts(row: Row[Any]) -> dict[str, Any]:
+    """The fax facts that travel with the inbox copy (shown beside the document)."""
+    return {
+        "from": row.remote_number or (row.remote_ident or "").strip() or "unknown",
+        "authenticated": False,
+        "sender_status": UNAUTHENTICATED_LABEL,
+        "cid": row.remote_number,
+        "tsi": (row.remote_ident or "").strip() or None,
+        "did": row.called_number,
+        "sub_address": row.sub_address,
+        "pages": row.pages,
+        "received_at": row.started_at.isoformat(),
+        "duration_s": round(row.duration_s, 1),
+        "bad_rows": row.bad_rows,
+        "bit_rate": row.bit_rate,
+        "ecm": row.ecm,
+        "compression": row.compression,
+        "t30_code": row.t30_code,
+        "t30_text": row.t30_text,
+        "fax_call_id": row.id,
+    }
+
+
+def _inbound_subject(row: Row[Any]) -> str:
+    who = row.remote_number or (row.remote_ident or "").strip() or "番号通知なし"
+    return f"FAX受信 {who}（{row.pages}枚）"
+
+
+def _entry(r: Row[Any]) -> FaxCallEntry:
+    return FaxCallEntry(
+        id=r.id, direction=r.direction, line=r.line, started_at=r.started_at, duration_s=r.duration_s,
+        remote_number=r.remote_number, called_number=r.called_number, sub_address=r.sub_address,
+        remote_ident=r.remote_ident, local_ident=r.local_ident, pages=r.pages, pages_expected=r.pages_expected,
+        bit_rate=r.bit_rate, ecm=r.ecm, compression=r.compression, bad_rows=r.bad_rows, t30_code=r.t30_code,
+        t30_text=r.t30_text, success=r.success, status=r.status, office_code=r.code, job_id=r.job_id,
+        attempt=r.attempt, routed_by=r.routed_by, message_id=r.message_id, has_pdf=bool(r.pdf_blob or r.tiff_blob),
+        has_report=bool(r.report_blob), resolved_by=r.resolved_by,
+    )
+
+
+def _job(r: Row[Any]) -> FaxJob:
+    return FaxJob(
+        id=r.id, office_code=r.code, created_by=r.created_by, number=r.number, pages=r.pages,
+        cover_page=r.cover_page, classification=r.classification, state=r.state, tries=r.tries,
+        max_tries=r.max_tries, interval_s=r.interval_s, kill_at=r.kill_at, next_attempt_at=r.next_attempt_at,
+        last_code=r.last_code, last_text=r.last_text, origin=r.origin, outbox_ref=r.outbox_ref,
+        created_at=r.created_at, updated_at=r.updated_at, has_report=bool(r.report_blob),
+    )
+
+
+def _report(row: Row[Any], result: CallResult, status: str, text: str, tiff: bytes, now: datetime) -> bytes:
+    from inkless.fax.report import TransmissionReport, render_report
+
+    return render_report(TransmissionReport(
+        job_id=row.id, attempt=row.tries, office_name=row.office_name, office_number=row.office_number,
+        number=row.number, status=status, pages_sent=result.pages_transferred, pages_total=row.pages,
+        duration_s=result.duration_s, bit_rate=result.bit_rate, ecm=result.ecm, compression=result.compression,
+        remote_ident=(result.remote_ident or "").strip() or None, t30_code=result.t30_code, t30_text=text,
+        started_at=result.started_at, finished_at=now,
+    ), tiff)
+
+
+def _join_pdfs(documents: Sequence[bytes]) -> bytes:
+    import pikepdf
+
+    out = pikepdf.Pdf.new()
+    for doc in documents:
+        with pikepdf.open(io.BytesIO(doc)) as src:
+            out.pages.extend(src.pages)
+    buf = io.BytesIO()
+    out.save(buf)
+    return buf.getvalue()
+
+
+def _engine_render(documents: Sequence[bytes], cover: CoverPage | None) -> RenderedFax:
+    from inkless.fax.render import render_for_fax
+
+    return render_for_fax(documents, cover)
+
+
+def _engine_tiff_to_pdf(tiff: bytes) -> bytes:
+    from inkless.fax.imaging import tiff_to_pdf
+
+    return tiff_to_pdf(tiff)
+
+
+def _default_ocr(pdf: bytes) -> tuple[bytes, bool]:
+    from inkless.fax.ocr import searchable_pdf
+
+    return searchable_pdf(pdf)
+
+
+def build_fax(node: Any) -> FaxService:
+    """The fax service of ``node`` (a :class:`inkless.app.Node`); delivery is read late, when a fax arrives."""
+    from inkless.fax.ocr import searchable_pdf
+
+    settings = node.settings
+    languages = settings.fax_ocr_languages
+    return FaxService(
+        node.db, node.blobs, node.clock, node.audit, node.directory, settings.node_id,
+        delivery=lambda: node.delivery,
+        ocr=lambda pdf: searchable_pdf(pdf, languages),
+        schedule=JobSchedule(settings.fax_tries, settings.fax_retry_interval_seconds,
+                             settings.fax_kill_time_minutes * 60),
+    )
