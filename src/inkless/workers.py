@@ -39,7 +39,8 @@ def _load_tasks() -> None:
     # Feature packages register their tasks when imported.
     import importlib
 
-    for module in ("inkless.directory.tasks", "inkless.audit.tasks", "inkless.delivery.tasks"):
+    for module in ("inkless.directory.tasks", "inkless.audit.tasks", "inkless.delivery.tasks",
+                   "inkless.fax.tasks"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

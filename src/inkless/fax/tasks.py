@@ -1,0 +1,90 @@
+"""Background work of the fax service: dial due outbound jobs, finish interrupted inbound faxes, disaster fallback.
+
+Outbound calls run in a small thread pool per process (at most ``fax_max_calls`` at once), so a
+call that keeps the line for minutes never holds up the other periodic tasks. Jobs are claimed
+in the database (``SKIP LOCKED`` on PostgreSQL), so any number of processes can share the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from inkless.workers import PeriodicTask, register
+
+log = logging.getLogger("inkless.fax.tasks")
+
+_lock = threading.Lock()
+_pools: dict[int, ThreadPoolExecutor] = {}
+_in_flight: dict[int, set[Future[Any]]] = {}
+
+
+def _pool(node: Any) -> tuple[ThreadPoolExecutor, set[Future[Any]]]:
+    with _lock:
+        key = id(node)
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(max_workers=node.settings.fax_max_calls, thread_name_prefix="fax-out")
+            _in_flight[key] = set()
+        return _pools[key], _in_flight[key]
+
+
+def dial_due_jobs(node: Any) -> int:
+    """Claim due outbound jobs for the free call slots and dial each in the pool; returns how many started."""
+    from inkless.fax.station import station_line
+
+    fax = getattr(node, "fax", None)
+    if fax is None:
+        return 0
+    line = station_line(node)
+    if line is None:
+        return 0
+    pool, running = _pool(node)
+    with _lock:
+        for done in [f for f in running if f.done()]:
+            running.discard(done)
+        free = node.settings.fax_max_calls - len(running)
+    if free <= 0:
+        return 0
+    job_ids = fax.claim_due_jobs(limit=free)
+    for job_id in job_ids:
+        future = pool.submit(fax.attempt, job_id, line)
+        future.add_done_callback(_log_failure(job_id))
+        with _lock:
+            running.add(future)
+    return len(job_ids)
+
+
+def _log_failure(job_id: int) -> Any:
+    def check(future: Future[Any]) -> None:
+        exc = future.exception()
+        if exc is not None:  # the claim runs out and the job is tried again
+            log.error("fax job %s: attempt failed unexpectedly: %s", job_id, exc)
+
+    return check
+
+
+def deliver_pending(node: Any) -> int:
+    """Deposit received faxes whose delivery was interrupted (a crash between logging and the inbox)."""
+    fax = getattr(node, "fax", None)
+    return 0 if fax is None else int(fax.deliver_pending())
+
+
+def disaster_fallback(node: Any) -> int:
+    """Send urgent traffic to long-unreachable peers by fax, where the sending office allows it."""
+    from inkless.fax.fallback import DisasterFallback
+
+    if getattr(node, "fax", None) is None or getattr(node, "delivery", None) is None:
+        return 0
+    fallback = DisasterFallback(
+        node.db, node.audit, node.clock, node.node_id, node.settings.fax_fallback_after_minutes, node.fax,
+        delivery=lambda: node.delivery, peers=lambda: node.peers,
+    )
+    return len(fallback.scan())
+
+
+register(PeriodicTask(name="fax.outbound", interval=lambda node: float(node.settings.fax_poll_seconds),
+                      run=dial_due_jobs))
+register(PeriodicTask(name="fax.inbound_pending", interval=lambda _node: 30.0, run=deliver_pending))
+register(PeriodicTask(name="fax.fallback", interval=lambda _node: 60.0, run=disaster_fallback))
