@@ -272,6 +272,16 @@ def read_tiff(data: bytes) -> list[FaxPage]:
     widths other than 1728/2048/2432, pages taller than MAX_ROWS, too many
     pages, and data that does not decode — before decompressing anything large.
     """
+    with warnings.catch_warnings():
+        # Pillow only warns about some damage (truncated directories): treat that as damage too.
+        warnings.simplefilter("error")
+        try:
+            return _read_pages(data)
+        except Warning as exc:
+            raise FaxError(f"the TIFF is damaged: {exc}") from None
+
+
+def _read_pages(data: bytes) -> list[FaxPage]:
     image = _open_tiff(data)
     pages: list[FaxPage] = []
     for index in _frames(image):
