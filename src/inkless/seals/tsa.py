@@ -20,7 +20,7 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pyhanko.sign.general import as_signing_certificate_v2, simple_cms_attribute
-from pyhanko.sign.timestamps import DummyTimeStamper, HTTPTimeStamper, TimeStamper
+from pyhanko.sign.timestamps import DummyTimeStamper, HTTPTimeStamper, TimeStamper, TimestampRequestError
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from inkless.audit.model import AuditEvent, AuditRecorder
@@ -156,7 +156,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         """Answer one parsed request: a granted stamp, or a rejection saying why."""
         problem = _check_request(req)
         if problem is not None:
-            return _rejection(*problem)
+            raise TimestampRequestError(f"{problem[0]}: {problem[1]}")
         with self._lock:
             self._cert_req = bool(req["cert_req"].native)
             self.fixed_dt = self._clock.now().replace(microsecond=0)
@@ -185,6 +185,9 @@ class NodeTimeStampAuthority(DummyTimeStamper):
             _ = req.native  # parse everything now, so garbage is refused here and not half-way
         except (ValueError, TypeError, KeyError) as exc:
             return _rejection("bad_data_format", f"not a DER TimeStampReq: {exc}").dump()
+        problem = _check_request(req)
+        if problem is not None:
+            return _rejection(*problem).dump()
         return self.request_tsa_response(req).dump()
 
 
@@ -204,8 +207,14 @@ def _check_request(req: tsp.TimeStampReq) -> tuple[str, str] | None:
     return None
 
 
-def _rejection(fail_info: str, text: str) -> tsp.TimeStampResp:
-    return tsp.TimeStampResp({
+class _RejectedResp(core.Sequence):
+    # asn1crypto's TimeStampResp marks timeStampToken mandatory, but RFC 3161 §2.4.2 omits it when
+    # the request is refused: this is the same SEQUENCE with the status only.
+    _fields = [("status", tsp.PKIStatusInfo)]  # noqa: RUF012  (asn1crypto reads this class attribute)
+
+
+def _rejection(fail_info: str, text: str) -> _RejectedResp:
+    return _RejectedResp({
         "status": tsp.PKIStatusInfo({
             "status": tsp.PKIStatus("rejection"),
             "status_string": [text],

@@ -1,0 +1,126 @@
+"""The node's RFC 3161 TSA, checked with the openssl ts tool over the HTTP endpoint."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from asn1crypto import tsp
+from sqlalchemy import select
+
+from inkless.app import Node
+from inkless.db import tables as t
+from inkless.pki.model import CertPurpose
+from inkless.seals.tsa import TIMESTAMP_QUERY, TIMESTAMP_REPLY
+from inkless.web.app import create_app
+from tests.helpers.pki import ca_pem
+from tests.helpers.seals import demo_node
+
+with warnings.catch_warnings():
+    # Starlette warns that its test client prefers the httpx2 package; httpx is what we have.
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def tnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    with demo_node("sqlite", tmp_path_factory.mktemp("tsa-node")) as node:
+        yield node
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True)
+
+
+def tsa_pem(node: Node, folder: Path) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    with node.db.begin() as conn:
+        _, cert = node.pki.key_and_certificate(conn, CertPurpose.TSA, node.node_id)
+    path = folder / "tsa.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.mark.parametrize("cert_req", [False, True])
+def test_openssl_query_reply_and_verify(tnode: Node, tmp_path: Path, cert_req: bool) -> None:
+    data = tmp_path / "document.txt"
+    data.write_bytes("稟議書 第42号\n".encode())
+    query = tmp_path / "request.tsq"
+    args = ["ts", "-query", "-data", str(data), "-sha256", "-out", str(query)]
+    assert openssl(*(args + (["-cert"] if cert_req else []))).returncode == 0
+    client = TestClient(create_app(tnode))
+    response = client.post("/tsa", content=query.read_bytes(), headers={"Content-Type": TIMESTAMP_QUERY})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == TIMESTAMP_REPLY
+    reply = tmp_path / "reply.tsr"
+    reply.write_bytes(response.content)
+    text = openssl("ts", "-reply", "-in", str(reply), "-text")
+    assert text.returncode == 0, text.stderr
+    assert "Status: Granted." in text.stdout
+    assert "time-stamping authority" in text.stdout
+    ca = ca_pem(tnode, tmp_path)
+    untrusted = [] if cert_req else ["-untrusted", str(tsa_pem(tnode, tmp_path))]
+    verified = openssl("ts", "-verify", "-data", str(data), "-in", str(reply), "-CAfile", str(ca), *untrusted)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "Verification: OK" in verified.stdout
+    # The reply must stamp exactly this document: another one does not verify.
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"something else")
+    wrong = openssl("ts", "-verify", "-data", str(other), "-in", str(reply), "-CAfile", str(ca), *untrusted)
+    assert wrong.returncode != 0
+
+
+def test_serials_are_unique_and_every_stamp_is_audited(tnode: Node, tmp_path: Path) -> None:
+    client = TestClient(create_app(tnode))
+    data = tmp_path / "d.txt"
+    data.write_bytes(b"x")
+    query = tmp_path / "q.tsq"
+    assert openssl("ts", "-query", "-data", str(data), "-sha256", "-cert", "-out", str(query)).returncode == 0
+    serials = set()
+    for _ in range(3):
+        body = client.post("/tsa", content=query.read_bytes(), headers={"Content-Type": TIMESTAMP_QUERY}).content
+        token = tsp.TimeStampResp.load(body)["time_stamp_token"]
+        serials.add(token["content"]["encap_content_info"]["content"].parsed["serial_number"].native)
+    assert len(serials) == 3
+    with tnode.db.begin() as conn:
+        stamped = {r.object_id for r in conn.execute(
+            select(t.audit_entries.c.object_id).where(t.audit_entries.c.action == "tsa.stamped")).all()}
+    assert {format(s, "x") for s in serials} <= stamped
+
+
+def test_bad_requests_get_a_rejection_not_a_stamp(tnode: Node, tmp_path: Path) -> None:
+    client = TestClient(create_app(tnode))
+    wrong_type = client.post("/tsa", content=b"\x30\x00", headers={"Content-Type": "application/octet-stream"})
+    assert wrong_type.status_code == 415
+    data = tmp_path / "d.txt"
+    data.write_bytes(b"x")
+    sha1 = tmp_path / "sha1.tsq"
+    assert openssl("ts", "-query", "-data", str(data), "-sha1", "-out", str(sha1)).returncode == 0
+    policy = tmp_path / "policy.tsq"
+    assert openssl("ts", "-query", "-data", str(data), "-sha256", "-tspolicy", "1.2.3.4",
+                   "-out", str(policy)).returncode == 0
+    with tnode.db.begin() as conn:
+        before = conn.execute(select(t.audit_entries.c.idx)).all()
+    cases = [
+        (b"garbage", "the data submitted has the wrong format"),
+        (b"\x30\x03\x02\x01\x01", "the data submitted has the wrong format"),
+        (b"\x00" * 20000, "the data submitted has the wrong format"),
+        (sha1.read_bytes(), "unsupported algorithm identifier"),
+        (policy.read_bytes(), "policy is not supported"),
+    ]
+    for body, fail_info in cases:
+        response = client.post("/tsa", content=body, headers={"Content-Type": TIMESTAMP_QUERY})
+        assert response.status_code == 200
+        reply = tmp_path / "reply.tsr"
+        reply.write_bytes(response.content)
+        text = openssl("ts", "-reply", "-in", str(reply), "-text")
+        assert text.returncode == 0, text.stderr
+        assert "Status: Rejected" in text.stdout
+        assert f"Failure info: {fail_info}" in text.stdout or fail_info in text.stdout
+        assert "TST info:\nNot included." in text.stdout
+    with tnode.db.begin() as conn:
+        assert conn.execute(select(t.audit_entries.c.idx)).all() == before
