@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json
 from inkless.errors import ValidationError
 from inkless.seals.imprint import PT_PER_MM, SealKind, render_png
@@ -20,8 +21,8 @@ from inkless.seals.sealing import SealingService, imprint_for
 EXIT_CODES = {Indication.PASSED: 0, Indication.INDETERMINATE: 1, Indication.FAILED: 5}
 
 
-def _service(node: object) -> SealingService:
-    service = getattr(node, "sealing", None)
+def _service(node: Node) -> SealingService:
+    service = node.sealing
     if service is None:
         raise ValidationError("this node has no sealing service")
     return service

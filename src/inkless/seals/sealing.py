@@ -88,7 +88,7 @@ class ImprintPage(content.ImportedPdfPage):
     """A page imported from PDF bytes in memory (pyHanko's ``ImportedPdfPage`` only reads files)."""
 
     def __init__(self, pdf: bytes) -> None:
-        super().__init__(file_name="<imprint>", page_ix=0)
+        super().__init__(file_name="<imprint>", page_ix=0)  # type: ignore[no-untyped-call]
         self._pdf = pdf
 
     def render(self) -> bytes:
@@ -133,7 +133,7 @@ class SignerMaterial:
     def signer(self) -> signers.SimpleSigner:
         return signers.SimpleSigner(
             signing_cert=self.cert, signing_key=self.key,
-            cert_registry=SimpleCertificateStore.from_certs([self.ca]),
+            cert_registry=SimpleCertificateStore.from_certs([self.ca]),  # type: ignore[no-untyped-call]
         )
 
 
@@ -380,7 +380,7 @@ def _has_signatures(writer: IncrementalPdfFileWriter) -> bool:
 
 
 def _page_box(writer: IncrementalPdfFileWriter, index: int) -> tuple[float, float, float, float]:
-    page, _ = writer.find_page_for_modification(index)
+    page, _ = writer.find_page_for_modification(index)  # type: ignore[no-untyped-call]
     box = page.get_object().get("/MediaBox")
     if box is None:
         box = writer.root["/Pages"].get("/MediaBox", [0, 0, 595, 842])
@@ -393,7 +393,7 @@ def _lock_existing_field(writer: IncrementalPdfFileWriter, field_name: str) -> N
     for _, _, ref in fields.enumerate_sig_fields(writer, with_name=field_name):
         field = ref.get_object()
         lock = FieldMDPSpec(FieldMDPAction.ALL).as_sig_field_lock()
-        lock[pdf_name("/P")] = generic.NumberObject(MDPPerm.FILL_FORMS.value)
+        lock[pdf_name("/P")] = generic.NumberObject(MDPPerm.FILL_FORMS.value)  # type: ignore[no-untyped-call]
         field[pdf_name("/Lock")] = writer.add_object(lock)
         writer.mark_update(ref)
 

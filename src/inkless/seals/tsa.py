@@ -64,7 +64,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         self.fixed_dt = None
         self.override_md = None
         # DummyTimeStamper.__init__ wants the certificate now; the node may not have it yet (init).
-        TimeStamper.__init__(self, include_nonce=True)
+        TimeStamper.__init__(self, include_nonce=True)  # type: ignore[no-untyped-call]
 
     def _load(self) -> tuple[x509.Certificate, x509.Certificate]:
         if self._tsa_chain is None:
@@ -74,7 +74,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
             self._tsa_chain = (to_asn1_certificate(cert), x509.Certificate.load(ca.der))
         return self._tsa_chain
 
-    @property  # type: ignore[override]
+    @property
     def tsa_cert(self) -> x509.Certificate:
         """The TSA certificate (asn1crypto)."""
         return self._load()[0]
@@ -105,10 +105,10 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         md = hashes.Hash(get_pyca_cryptography_hash(md_algorithm))
         md.update(tst_info_data)
         signed_attrs = cms.CMSAttributes([
-            simple_cms_attribute("content_type", "tst_info"),
-            simple_cms_attribute("signing_time", cms.Time({"utc_time": core.UTCTime(dt)})),
-            simple_cms_attribute("signing_certificate_v2", as_signing_certificate_v2(self.tsa_cert)),
-            simple_cms_attribute("message_digest", md.finalize()),
+            simple_cms_attribute("content_type", "tst_info"),  # type: ignore[no-untyped-call]
+            simple_cms_attribute("signing_time", cms.Time({"utc_time": core.UTCTime(dt)})),  # type: ignore[no-untyped-call]
+            simple_cms_attribute("signing_certificate_v2", as_signing_certificate_v2(self.tsa_cert)),  # type: ignore[no-untyped-call]
+            simple_cms_attribute("message_digest", md.finalize()),  # type: ignore[no-untyped-call]
         ])
         # The key is decrypted for this one signature and dropped: it never leaves memory.
         with self._db.begin() as conn:
@@ -179,16 +179,16 @@ class NodeTimeStampAuthority(DummyTimeStamper):
     def answer(self, body: bytes) -> bytes:
         """The DER ``TimeStampResp`` for a DER ``TimeStampReq`` received over HTTP (RFC 3161 §3.4)."""
         if len(body) > MAX_REQUEST_BYTES:
-            return _rejection("bad_data_format", "the request is too large").dump()
+            return bytes(_rejection("bad_data_format", "the request is too large").dump())
         try:
             req = tsp.TimeStampReq.load(body, strict=True)
             _ = req.native  # parse everything now, so garbage is refused here and not half-way
         except (ValueError, TypeError, KeyError) as exc:
-            return _rejection("bad_data_format", f"not a DER TimeStampReq: {exc}").dump()
+            return bytes(_rejection("bad_data_format", f"not a DER TimeStampReq: {exc}").dump())
         problem = _check_request(req)
         if problem is not None:
-            return _rejection(*problem).dump()
-        return self.request_tsa_response(req).dump()
+            return bytes(_rejection(*problem).dump())
+        return bytes(self.request_tsa_response(req).dump())
 
 
 def _check_request(req: tsp.TimeStampReq) -> tuple[str, str] | None:
@@ -207,7 +207,7 @@ def _check_request(req: tsp.TimeStampReq) -> tuple[str, str] | None:
     return None
 
 
-class _RejectedResp(core.Sequence):
+class _RejectedResp(core.Sequence):  # type: ignore[misc]
     # asn1crypto's TimeStampResp marks timeStampToken mandatory, but RFC 3161 §2.4.2 omits it when
     # the request is refused: this is the same SEQUENCE with the status only.
     _fields = [("status", tsp.PKIStatusInfo)]  # noqa: RUF012  (asn1crypto reads this class attribute)

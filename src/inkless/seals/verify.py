@@ -293,7 +293,7 @@ def _page_numbers(reader: PdfFileReader) -> dict[int, int]:
     numbers: dict[int, int] = {}
 
     def walk(node: generic.PdfObject) -> None:
-        for kid in node.get_object().get("/Kids", []):
+        for kid in node.get_object().get("/Kids", []):  # type: ignore[no-untyped-call]
             obj = kid.get_object()
             if obj.get("/Type") == "/Pages" or "/Kids" in obj:
                 walk(obj)
