@@ -273,7 +273,7 @@ def _register_optional() -> None:
     from importlib import import_module
 
     for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer"),
-                         ("inkless.cli.fax", "fax")):
+                         ("inkless.cli.fax", "fax"), ("inkless.cli.routes", "route")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:
@@ -284,6 +284,9 @@ def _register_optional() -> None:
     from inkless.cli import seals
 
     seals.register(app)
+    from inkless.cli import delivery
+
+    delivery.register(app)
 
 
 _register_optional()

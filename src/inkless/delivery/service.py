@@ -740,6 +740,21 @@ class DeliveryService:
             ))
         return written
 
+    def report_facts(self, message_id: str, viewer: str | None) -> tuple[SentMessage, OpenedMessage, list[ReceiptInfo]]:
+        """What a transmission report shows (sending office only); audited as ``message.reported``."""
+        actor = self.actor(viewer)
+        sent = self.message(message_id, viewer)
+        if not isinstance(sent, SentMessage):
+            raise NotFoundError(f"no sent message {message_id}: transmission reports are for the sending office")
+        opened = self._open(actor, message_id)
+        receipts = self.receipts(message_id, viewer)
+        with self._db.begin() as conn:
+            self._audit.record(conn, AuditEvent(
+                actor=actor.login, action="message.reported", object_type="message", object_id=message_id,
+                digests={"envelope": opened.envelope_sha256}, details={"office": sent.office},
+            ))
+        return sent, opened, receipts
+
     # --- reply and forward ---------------------------------------------------------------
 
     def reply(self, message_id: str, viewer: str | None, subject: str | None, documents: Sequence[NewDocument],
