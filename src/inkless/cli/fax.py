@@ -9,9 +9,12 @@ from typing import Annotated
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, print_json
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
 from inkless.config import load_settings
-from inkless.errors import FaxError, ValidationError
+from inkless.errors import ConfigurationError, FaxError, NotFoundError, ValidationError
+from inkless.fax.jobs import JobSchedule, parse_duration
+from inkless.fax.log import LOG_COLUMNS, FaxJob, log_line
+from inkless.fax.service import FaxService
 
 app = typer.Typer(help="The fax bridge: send, log, and a software remote fax machine.", no_args_is_help=True)
 
@@ -90,3 +93,266 @@ def simulate(
         )
     if not result.success:
         raise FaxError(f"the fax was not delivered: {result.t30_text}", t30_code=result.t30_code)
+
+
+# --- the fax service: send, log, routing rules, block list, unroutable queue, fallback ---------------
+
+route_app = typer.Typer(help="Inbound routing rules (DID, sub-address, TSI, CID → office).", no_args_is_help=True)
+block_app = typer.Typer(help="The junk-fax block list (by CID or TSI).", no_args_is_help=True)
+fallback_app = typer.Typer(help="Disaster fallback to fax, per office.", no_args_is_help=True)
+app.add_typer(route_app, name="route")
+app.add_typer(block_app, name="block")
+app.add_typer(fallback_app, name="fallback")
+
+
+def _fax(node: object) -> FaxService:
+    service = getattr(node, "fax", None)
+    if service is None:
+        raise ConfigurationError("this node has no fax service")
+    assert isinstance(service, FaxService)
+    return service
+
+
+@app.command("send")
+def send(
+    files: Annotated[list[Path], typer.Argument(help="PDF file(s) to fax, in order.")],
+    from_office: Annotated[str, typer.Option("--from", help="Sending office code.")],
+    to: Annotated[str, typer.Option("--to", help="Fax number to dial.")],
+    login: Annotated[str | None, typer.Option("--as", help="Sending user (default: the office's first clerk).")] = None,
+    cover: Annotated[bool | None, typer.Option("--cover/--no-cover", help="Prepend a cover page.")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Subject for the cover page.")] = None,
+    classification: Annotated[int, typer.Option("--classification", help="0 公開, 1 内部 (2+ are refused).")] = 0,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Confirm faxing a classification-1 document.")] = False,
+    tries: Annotated[int | None, typer.Option("--tries", "-t", help="Maximum attempts (sendfax -t).")] = None,
+    interval: Annotated[str | None, typer.Option("--interval", "-I", help="Retry interval: 90, 90s, 5m.")] = None,
+    kill_time: Annotated[str | None, typer.Option("--kill-time", "-k", help="Give up after: 3h, 1d.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue PDF files as a fax; the workers dial it (retrying on busy / no answer) and keep a report."""
+    documents: list[bytes] = []
+    for file in files:
+        try:
+            documents.append(file.read_bytes())
+        except OSError as exc:
+            raise ValidationError(f"cannot read {file}: {exc.strerror}") from None
+    with open_node(data) as node:
+        fax = _fax(node)
+        sender = login or _default_sender(node, from_office)
+        base = fax.default_schedule
+        schedule = JobSchedule(
+            tries if tries is not None else base.max_tries,
+            parse_duration(interval, "interval") if interval else base.interval_s,
+            parse_duration(kill_time, "kill time") if kill_time else base.kill_after_s,
+        )
+        job_id = fax.send(sender, from_office, to, documents, cover_page=cover, classification=classification,
+                          confirm_internal=confirm, subject=subject, schedule=schedule)
+        job = fax.job(job_id)
+    if as_json:
+        print_json(_job_dict(job))
+        return
+    typer.echo(f"queued fax job {job.id}: {job.pages} page(s) from {job.office_code} to {job.number}, "
+               f"up to {job.max_tries} tries every {job.interval_s} s until {job.kill_at:%Y-%m-%d %H:%M} UTC")
+
+
+def _default_sender(node: object, office_code: str) -> str:
+    users = [u for u in node.directory.users(office_code) if u.active]  # type: ignore[attr-defined]
+    if not users:
+        raise NotFoundError(f"office {office_code} has no active user to send as; pass --as LOGIN")
+    clerks = [u for u in users if u.role.value == "clerk"] or users
+    return str(clerks[0].login)
+
+
+def _job_dict(job: FaxJob) -> dict[str, object]:
+    return {
+        "id": job.id, "office": job.office_code, "created_by": job.created_by, "number": job.number,
+        "pages": job.pages, "cover_page": job.cover_page, "classification": job.classification, "state": job.state,
+        "tries": job.tries, "max_tries": job.max_tries, "interval_s": job.interval_s,
+        "kill_at": job.kill_at.isoformat(), "next_attempt_at": job.next_attempt_at.isoformat(),
+        "last_code": job.last_code, "last_text": job.last_text, "origin": job.origin,
+    }
+
+
+@app.command("jobs")
+def jobs(
+    office: Annotated[str | None, typer.Option("--office", help="Only this office's jobs.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Outbound fax jobs, newest first."""
+    with open_node(data) as node:
+        rows = [_job_dict(j) for j in _fax(node).jobs(office)]
+    if as_json:
+        print_json(rows)
+        return
+    print_table([(r["id"], r["office"], r["number"], r["pages"], r["state"], f"{r['tries']}/{r['max_tries']}",
+                  r["last_text"]) for r in rows], ["id", "office", "number", "pages", "state", "tries", "result"])
+
+
+@app.command("report")
+def report(
+    job_id: Annotated[int, typer.Argument(help="Fax job id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the PDF.")],
+    data: DataOption = None,
+) -> None:
+    """Write the transmission report of a job's last attempt (PDF)."""
+    with open_node(data) as node:
+        pdf = _fax(node).job_report(job_id)
+    out.write_bytes(pdf)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("log")
+def log_command(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show the last N calls.")] = 1000,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every call, one tab-separated line each, like HylaFAX's xferfaxlog (columns: see docs/fax.md)."""
+    if limit <= 0:
+        raise ValidationError("--limit must be positive")
+    with open_node(data) as node:
+        entries = _fax(node).calls(limit=limit)
+    if as_json:
+        print_json([dict(zip(LOG_COLUMNS, log_line(e).split("\t"), strict=True)) for e in entries])
+        return
+    for entry in entries:
+        typer.echo(log_line(entry))
+
+
+@app.command("unroutable")
+def unroutable(
+    assign: Annotated[int | None, typer.Option("--assign", help="Call id to route by hand.")] = None,
+    office: Annotated[str | None, typer.Option("--office", help="With --assign: the office to deliver to.")] = None,
+    image: Annotated[int | None, typer.Option("--image", help="Call id whose pages to write as PDF.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="With --image: where to write the PDF.")] = None,
+    login: Annotated[str, typer.Option("--as", help="Administrator doing it (for the audit log).")] = "cli",
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The administrators' queue of faxes no rule matched; --assign ID --office CODE delivers one."""
+    with open_node(data) as node:
+        fax = _fax(node)
+        if assign is not None:
+            if not office:
+                raise ValidationError("--assign needs --office CODE")
+            done = fax.assign(assign, office, login)
+            typer.echo(f"fax {done.call_id} delivered to {done.office_code} (message {done.message_id})")
+            return
+        if image is not None:
+            if out is None:
+                raise ValidationError("--image needs --out FILE")
+            out.write_bytes(fax.received_image(image))
+            typer.echo(f"wrote {out}")
+            return
+        entries = fax.unroutable()
+    rows = [{"call": e.id, "received": e.started_at.isoformat(timespec="seconds"), "cid": e.remote_number,
+             "tsi": (e.remote_ident or "").strip(), "did": e.called_number, "sub_address": e.sub_address,
+             "pages": e.pages} for e in entries]
+    if as_json:
+        print_json(rows)
+        return
+    print_table([tuple(r.values()) for r in rows], ["call", "received", "cid", "tsi", "did", "subaddr", "pages"])
+
+
+@route_app.command("add")
+def route_add(
+    kind: Annotated[str, typer.Argument(help="did, subaddress, tsi (regex) or cid (number or regex).")],
+    pattern: Annotated[str, typer.Argument(help="What to match.")],
+    office: Annotated[str, typer.Option("--office", help="The office that gets matching faxes.")],
+    priority: Annotated[int, typer.Option("--priority", help="Lower is tried first.")] = 100,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a routing rule."""
+    with open_node(data) as node:
+        rule = _fax(node).add_rule(kind, pattern, office, priority, actor="cli")
+    if as_json:
+        print_json({"id": rule.id, "kind": rule.kind, "pattern": rule.pattern, "office": rule.office_code,
+                    "priority": rule.priority})
+        return
+    typer.echo(f"rule {rule.id}: {rule.kind} {rule.pattern!r} -> {rule.office_code} (priority {rule.priority})")
+
+
+@route_app.command("list")
+def route_list(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """The routing rules, in the order they are tried (then the offices' own fax numbers)."""
+    with open_node(data) as node:
+        rules = _fax(node).rules()
+    rows = [{"id": r.id, "priority": r.priority, "kind": r.kind, "pattern": r.pattern, "office": r.office_code}
+            for r in rules]
+    if as_json:
+        print_json(rows)
+        return
+    print_table([tuple(r.values()) for r in rows], ["id", "priority", "kind", "pattern", "office"])
+
+
+@route_app.command("remove")
+def route_remove(rule_id: Annotated[int, typer.Argument(help="Rule id.")], data: DataOption = None) -> None:
+    """Delete a routing rule."""
+    with open_node(data) as node:
+        _fax(node).remove_rule(rule_id, actor="cli")
+    typer.echo(f"removed rule {rule_id}")
+
+
+@block_app.command("add")
+def block_add(
+    kind: Annotated[str, typer.Argument(help="cid or tsi.")],
+    pattern: Annotated[str, typer.Argument(help="Number or regular expression (matched in full).")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (shown to administrators).")] = None,
+    data: DataOption = None,
+) -> None:
+    """Block calls by calling number or station id; they are logged and dropped."""
+    with open_node(data) as node:
+        entry = _fax(node).add_block(kind, pattern, reason, actor="cli")
+    typer.echo(f"blocked {entry.kind} {entry.pattern!r} (entry {entry.id})")
+
+
+@block_app.command("list")
+def block_list(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """The block list."""
+    with open_node(data) as node:
+        entries = _fax(node).blocks()
+    rows = [{"id": b.id, "kind": b.kind, "pattern": b.pattern, "reason": b.reason} for b in entries]
+    if as_json:
+        print_json(rows)
+        return
+    print_table([tuple(r.values()) for r in rows], ["id", "kind", "pattern", "reason"])
+
+
+@block_app.command("remove")
+def block_remove(entry_id: Annotated[int, typer.Argument(help="Entry id.")], data: DataOption = None) -> None:
+    """Unblock."""
+    with open_node(data) as node:
+        _fax(node).remove_block(entry_id, actor="cli")
+    typer.echo(f"removed block-list entry {entry_id}")
+
+
+@fallback_app.command("enable")
+def fallback_enable(office: Annotated[str, typer.Argument(help="Office code.")], data: DataOption = None) -> None:
+    """Let urgent traffic of OFFICE to long-unreachable peers go out by fax (classification ≤ 1 only)."""
+    with open_node(data) as node:
+        _fax(node).set_office_settings(office, fallback_enabled=True, actor="cli")
+    typer.echo(f"disaster fallback to fax enabled for {office}")
+
+
+@fallback_app.command("disable")
+def fallback_disable(office: Annotated[str, typer.Argument(help="Office code.")], data: DataOption = None) -> None:
+    """Never fall back to fax for OFFICE."""
+    with open_node(data) as node:
+        _fax(node).set_office_settings(office, fallback_enabled=False, actor="cli")
+    typer.echo(f"disaster fallback to fax disabled for {office}")
+
+
+@fallback_app.command("status")
+def fallback_status(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Which offices have the fallback enabled."""
+    with open_node(data) as node:
+        fax = _fax(node)
+        rows = [{"office": o.code, "fax_number": o.fax_number,
+                 "fallback": fax.office_settings(o.code).fallback_enabled,
+                 "after_minutes": node.settings.fax_fallback_after_minutes} for o in node.directory.offices()]
+    if as_json:
+        print_json(rows)
+        return
+    print_table([tuple(r.values()) for r in rows], ["office", "fax number", "fallback", "after (min)"])
