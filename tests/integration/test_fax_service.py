@@ -1,0 +1,276 @@
+"""The fax service on a real node (SQLite and PostgreSQL) with the real modem path over loopback lines.
+
+Inbound: a software remote calls the node's loopback line; the fax lands in the office whose
+number was called, as a PDF with the fax facts, marked as from an unauthenticated sender.
+Junk is blocked, unknown numbers wait in the administrators' queue. Outbound: a remote that is
+busy twice, then answers; a remote that drops the call mid-page; the classification policy.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from inkless.app import Node, init_node
+from inkless.clock import FixedClock
+from inkless.config import load_settings
+from inkless.db.tables import audit_entries
+from inkless.db.tables_fax import fax_calls, fax_jobs
+from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.errors import InklessError, NotFoundError, PolicyError, ValidationError
+from inkless.fax import imaging
+from inkless.fax.jobs import JobSchedule
+from inkless.fax.loopback import LoopbackLine
+from inkless.fax.model import CallResult
+from inkless.fax.service import FaxService
+from inkless.fax.simulate import AnsweringRemote, send_document
+from tests.conftest import BACKENDS
+from tests.helpers.db import fresh_database
+from tests.helpers.faxdocs import three_page_pdf
+
+CIVIL_NUMBER = "03-3580-4111"  # civil-affairs in the demo data
+
+
+@dataclass
+class FaxNode:
+    node: Node
+    clock: FixedClock
+    fax: FaxService
+    sockets: Path
+
+
+def _no_ocr(pdf: bytes) -> tuple[bytes, bool]:
+    # OCR is tested end to end (tests/e2e/test_fax_inbound.py); here it would only cost time.
+    return pdf, False
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def fax_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaxNode]:
+    """One demo node per backend, shared by the tests of this module (each uses its own numbers)."""
+    folder = tmp_path_factory.mktemp("faxnode")
+    # UNIX socket paths must stay under 108 bytes: pytest's tmp paths can be longer.
+    sockets = Path(tempfile.mkdtemp(prefix="inkfax-"))
+    # Start at the real time: envelopes carry the signing time of the CMS library, checked against the clock.
+    clock = FixedClock(datetime.now(UTC))
+    with fresh_database(str(request.param), folder) as url:
+        settings = load_settings(folder, env={}, overrides={
+            "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url})
+        node = init_node(settings, clock)
+        create_demo(node.directory)
+        fax = FaxService(node.db, node.blobs, clock, node.audit, node.directory, node.node_id,
+                         delivery=lambda: node.delivery, ocr=_no_ocr, schedule=JobSchedule(3, 60, 3600))
+        try:
+            yield FaxNode(node, clock, fax, sockets)
+        finally:
+            node.close()
+            shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _audit_count(node: Node, action: str) -> int:
+    with node.db.begin() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit_entries).where(
+            audit_entries.c.action == action)).scalar_one())
+
+
+def _received(pdf: bytes, *, cid: str | None, tsi: str | None, did: str | None, sub: str | None = None) -> CallResult:
+    """A finished inbound call as the line reports it, for the routing cases that need no modem."""
+    tiff = imaging.pdf_to_tiff(pdf, fine=False)
+    return CallResult(
+        success=True, t30_code=0, t30_text="OK", pages_transferred=3, pages_expected=None, remote_ident=tsi,
+        local_ident="NODE", calling_number=cid, called_number=did, sub_address=sub, bit_rate=9600, ecm=False,
+        compression="T.4 1D MH", bad_rows=2, duration_s=61.5, started_at=datetime(2026, 4, 1, 9, 0, tzinfo=UTC),
+        received_tiff=tiff,
+    )
+
+
+def test_a_fax_to_an_office_number_arrives_in_its_inbox_marked_unauthenticated(fax_node: FaxNode) -> None:
+    node, fax = fax_node.node, fax_node.fax
+    assert node.delivery is not None
+    pdf = three_page_pdf()
+    line = LoopbackLine(fax_node.sockets / "in.sock", fax_node.sockets / "nowhere.sock", ident="0335804111")
+    line.listen(fax.handler(line.name))
+    try:
+        sent = send_document(line.socket_path, "0335804111", pdf, from_number="0612345678", tsi="OSAKA SHOKAI")
+    finally:
+        line.close()  # waits for the node's side of the call, and so for the delivery
+    assert sent.success, sent.t30_text
+    [call] = [c for c in fax.calls(direction="RECV") if c.remote_number == "0612345678"]
+    assert (call.status, call.office_code, call.routed_by, call.pages) == ("delivered", "civil-affairs", "did", 3)
+    assert call.remote_ident == "OSAKA SHOKAI" and call.ecm and call.bit_rate > 0
+
+    [item] = [i for i in node.delivery.inbox("civil-affairs", None) if i.message_id == call.message_id]
+    assert item.source == "fax" and item.authenticated is False
+    assert "0612345678" in item.sender
+    opened = node.delivery.open_message(item.message_id, "tanaka")
+    facts = opened.metadata.facts
+    assert facts["cid"] == "0612345678" and facts["tsi"] == "OSAKA SHOKAI" and facts["did"] == "0335804111"
+    assert facts["pages"] == 3 and facts["authenticated"] is False and facts["sender_status"] == "送信元未認証（FAX）"
+    assert {"bit_rate", "ecm", "bad_rows", "received_at"} <= set(facts)
+    [document] = opened.documents
+    assert document.content_type == "application/pdf"
+    # The pages decode to what the remote rendered (same geometry, near-identical pixels).
+    original = imaging.tiff_images(imaging.document_to_tiff(pdf))
+    received = _pdf_pages(document.data, fax_node.sockets)
+    assert len(received) == 3
+    for mine, theirs in zip(original, received, strict=True):
+        assert imaging.pixel_difference(mine, theirs) < 0.01
+    # Nobody outside the office sees it.
+    with pytest.raises(NotFoundError):
+        node.delivery.open_message(item.message_id, "takahashi")
+
+
+def _pdf_text(pdf: bytes) -> str:
+    return subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+def _pdf_pages(pdf: bytes, folder: Path) -> list[object]:
+    """The CCITT images embedded in a PDF, extracted as-is by poppler's pdfimages."""
+    from PIL import Image
+
+    out = folder / "pages"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    (out / "in.pdf").write_bytes(pdf)
+    subprocess.run(["pdfimages", "-tiff", str(out / "in.pdf"), str(out / "p")], check=True)
+    return [Image.open(p).convert("1") for p in sorted(out.glob("p-*.tif"))]
+
+
+def test_received_faxes_keep_their_proportions_at_standard_and_fine_resolution() -> None:
+    source = three_page_pdf()
+    for fine in (False, True):
+        document = imaging.tiff_to_pdf(imaging.pdf_to_tiff(source, fine=fine))
+        info = subprocess.run(["pdfinfo", "-"], input=document, capture_output=True, check=True).stdout.decode()
+        size = next(line for line in info.splitlines() if line.startswith("Page size"))
+        width, height = (float(v) for v in size.split(":")[1].split("pts")[0].split("x"))
+        # The scan line is 1728 px at 204 dpi = 215 mm; an A4 page stays 297 mm long at 98 and 196 lines/inch.
+        assert abs(width / 72 * 25.4 - 215.1) < 1
+        assert abs(height / 72 * 25.4 - 297) < 2
+
+
+def test_blocked_and_unroutable_faxes(fax_node: FaxNode) -> None:
+    node, fax = fax_node.node, fax_node.fax
+    assert node.delivery is not None
+    pdf = three_page_pdf()
+    before = len(node.delivery.inbox("civil-affairs", None))
+    entry = fax.add_block("cid", "0120-444-444", "junk", actor="yamada")
+    fax.add_block("tsi", r".*SALE.*", None, actor="yamada")
+    blocked = fax.receive(_received(pdf, cid="0120444444", tsi="X", did=CIVIL_NUMBER), "loopback")
+    blocked2 = fax.receive(_received(pdf, cid="0311112222", tsi="big sale", did=CIVIL_NUMBER), "loopback")
+    assert blocked.status == blocked2.status == "blocked" and blocked.message_id is None
+    assert len(node.delivery.inbox("civil-affairs", None)) == before
+    assert _audit_count(node, "fax.blocked") >= 2
+    with node.db.begin() as conn:
+        assert conn.execute(select(fax_calls.c.tiff_blob).where(fax_calls.c.id == blocked.call_id)).scalar() is None
+
+    lost = fax.receive(_received(pdf, cid="0455556666", tsi="YOKOHAMA", did="0399990000"), "loopback")
+    assert lost.status == "unroutable"
+    assert [c.id for c in fax.unroutable()] == [lost.call_id]
+    assert fax.received_image(lost.call_id).startswith(b"%PDF-")
+    assignee = fax.assign(lost.call_id, "criminal-affairs", actor="yamada")
+    assert assignee.status == "delivered" and assignee.office_code == "criminal-affairs"
+    assert fax.unroutable() == []
+    assert fax.call(lost.call_id).routed_by == "admin:yamada"
+    assert any(i.message_id == assignee.message_id for i in node.delivery.inbox("criminal-affairs", None))
+
+    # A rule by sub-address beats the office number; an unknown rule office or bad pattern changes nothing.
+    rule = fax.add_rule("subaddress", "77", "criminal-affairs", priority=10, actor="yamada")
+    routed = fax.receive(_received(pdf, cid="0311113333", tsi="T", did=CIVIL_NUMBER, sub="77"), "loopback")
+    assert (routed.status, routed.office_code) == ("delivered", "criminal-affairs")
+    for bad in (("did", "nonsense"), ("tsi", "(")):
+        with pytest.raises(ValidationError):
+            fax.add_rule(bad[0], bad[1], "civil-affairs", actor="yamada")
+    with pytest.raises(NotFoundError):
+        fax.add_rule("cid", "0311.*", "no-such-office", actor="yamada")
+    assert [r.id for r in fax.rules()] == [rule.id]
+    fax.remove_rule(rule.id, actor="yamada")
+    fax.remove_block(entry.id, actor="yamada")
+    assert [b.kind for b in fax.blocks()] == ["tsi"]
+
+
+def test_outbound_busy_twice_then_sent_with_one_success_report(fax_node: FaxNode) -> None:
+    node, fax, clock = fax_node.node, fax_node.fax, fax_node.clock
+    remote_sock = fax_node.sockets / "remote-busy.sock"
+    line = LoopbackLine(fax_node.sockets / "unused1.sock", remote_sock)
+    with AnsweringRemote(remote_sock, fax_node.sockets / "busy-out", busy=2) as remote:
+        job_id = fax.send("tanaka", "civil-affairs", "06-1234-5678", [three_page_pdf()], cover_page=True,
+                          classification=1, confirm_internal=True, subject="避難所の開設",
+                          schedule=JobSchedule(max_tries=3, interval_s=60, kill_after_s=3600))
+        assert fax.job(job_id).pages == 4  # the cover page first
+        assert fax.run_due_jobs(line) == 1
+        assert (fax.job(job_id).state, fax.job(job_id).last_text) == ("retrying", "busy")
+        assert fax.run_due_jobs(line) == 0  # not due before the interval has passed
+        clock.advance(seconds=60)
+        assert fax.run_due_jobs(line) == 1
+        clock.advance(seconds=60)
+        assert fax.run_due_jobs(line) == 1
+        [received] = remote.wait_for_results(1, timeout_s=60)
+    job = fax.job(job_id)
+    assert (job.state, job.tries, job.last_code) == ("done", 3, 0)
+    attempts = fax.attempts(job_id)
+    assert [a.status for a in attempts] == ["retry", "retry", "done"]
+    assert [a.t30_text for a in attempts[:2]] == ["busy", "busy"]
+    assert attempts[2].pages == 4 and attempts[2].bit_rate > 0 and attempts[2].duration_s > 0
+    assert received.pages_transferred == 4
+    # One transmission report per attempt: a one-page PDF each.
+    assert all(a.has_report for a in attempts)
+    texts = [_pdf_text(fax.call_report(a.id)) for a in attempts]
+    assert all("busy" in text and "失敗・再送予定" in text for text in texts[:2])
+    assert "送信成功" in texts[2] and "06-1234-5678" in texts[2], texts[2]
+    assert re.search(r"枚数 / Pages\s+4\s*/\s*4", texts[2]), texts[2]
+    assert _pdf_text(fax.job_report(job_id)) == texts[2]
+    assert sum(1 for a in attempts if a.status == "done") == 1
+    assert _audit_count(node, "fax.sent") >= 1
+
+
+def test_outbound_dropped_mid_page_is_reported_with_the_t30_reason_and_retried(fax_node: FaxNode) -> None:
+    fax, clock = fax_node.fax, fax_node.clock
+    remote_sock = fax_node.sockets / "remote-drop.sock"
+    line = LoopbackLine(fax_node.sockets / "unused2.sock", remote_sock)
+    with AnsweringRemote(remote_sock, fax_node.sockets / "drop-out", hangup_after_page=1):
+        job_id = fax.send("tanaka", "civil-affairs", "06-1234-9999", [three_page_pdf()], cover_page=False,
+                          schedule=JobSchedule(max_tries=2, interval_s=60, kill_after_s=3600))
+        assert fax.run_due_jobs(line) == 1
+        job = fax.job(job_id)
+        assert job.state == "retrying" and job.last_code not in (None, 0)
+        [first] = fax.attempts(job_id)
+        assert first.status == "retry" and first.pages < 3 and first.t30_text and first.t30_code != 0
+        clock.advance(seconds=60)
+        assert fax.run_due_jobs(line) == 1
+    job = fax.job(job_id)
+    assert job.state == "failed" and "gave up after 2 tries" in (job.last_text or "")
+    assert [a.status for a in fax.attempts(job_id)] == ["retry", "failed"]
+
+
+def test_policy_refuses_confidential_and_asks_to_confirm_internal(fax_node: FaxNode) -> None:
+    node, fax = fax_node.node, fax_node.fax
+    pdf = three_page_pdf()
+    with node.db.begin() as conn:
+        jobs_before = conn.execute(select(func.count()).select_from(fax_jobs)).scalar_one()
+    refused_before = _audit_count(node, "fax.refused")
+    with pytest.raises(PolicyError, match="never sent by fax"):
+        fax.send("sato", "civil-affairs", "0311112222", [pdf], classification=2, confirm_internal=True)
+    with pytest.raises(PolicyError, match="never sent by fax"):
+        fax.send("suzuki", "civil-affairs", "0311112222", [pdf], classification=3, confirm_internal=True)
+    with pytest.raises(ValidationError, match="確認"):
+        fax.send("tanaka", "civil-affairs", "0311112222", [pdf], classification=1)
+    bad_inputs = [
+        dict(number="not a number"), dict(number=""), dict(documents=[]), dict(documents=[b"GIF89a"]),
+        dict(documents=[b"%PDF-1.7 garbage"]), dict(from_office="criminal-affairs"),
+    ]
+    for bad in bad_inputs:
+        args = {"number": "0311112222", "documents": [pdf], "from_office": "civil-affairs", **bad}
+        with pytest.raises(InklessError) as caught:
+            fax.send("tanaka", str(args["from_office"]), str(args["number"]), args["documents"])  # type: ignore[arg-type]
+        assert caught.value.message
+    with node.db.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(fax_jobs)).scalar_one() == jobs_before
+    assert _audit_count(node, "fax.refused") == refused_before + 3  # two levels refused, one foreign office
