@@ -41,9 +41,11 @@ from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.stamp import StaticStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from sqlalchemy import Connection, func, select
 
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
+from inkless.db import tables as t
 from inkless.db.engine import Database
 from inkless.directory.model import Role, User
 from inkless.errors import InklessError, PolicyError, SealError, ValidationError
@@ -68,6 +70,7 @@ __all__ = ["SealKind", "SealPlacement", "SealingService", "SignerMaterial", "imp
 
 JST = timezone(timedelta(hours=9))
 MAX_PDF_BYTES = 200 * 1024 * 1024
+CRL_REUSE = timedelta(minutes=10)
 # Who may press the office seal (角印) of their own office.
 OFFICE_SEAL_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
 
@@ -171,6 +174,7 @@ class SealingService:
         self._organisation = organisation
         self.timestamper = timestamper
         self._trust_source = trust_source
+        self._crl_cache: tuple[tuple[Any, ...], datetime, cx509.CertificateRevocationList] | None = None
 
     # --- sealing ---------------------------------------------------------------------
 
@@ -258,8 +262,23 @@ class SealingService:
         with self._db.begin() as conn:
             key, cert = self._pki.key_and_certificate(conn, purpose, owner)
             ca = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
-            crl = self._pki.crl(conn)
+            crl = self._crl(conn)
         return SignerMaterial(key, cert, ca, crl)
+
+    def _crl(self, conn: Connection) -> cx509.CertificateRevocationList:
+        # Signing a CRL costs a key decryption and a signature per seal or verification. Reuse the
+        # last one while no certificate was revoked since (the marker changes with every revocation)
+        # and it is younger than CRL_REUSE, so a revocation still shows at the very next check.
+        marker = tuple(conn.execute(
+            select(func.count(), func.max(t.certificates.c.revoked_at)).where(t.certificates.c.revoked_at.is_not(None))
+        ).one())
+        now = self._clock.now()
+        cached = self._crl_cache
+        if cached is not None and cached[0] == marker and timedelta(0) <= now - cached[1] < CRL_REUSE:
+            return cached[2]
+        crl = self._pki.crl(conn)
+        self._crl_cache = (marker, now, crl)
+        return crl
 
     def _field(self, writer: IncrementalPdfFileWriter, placement: SealPlacement, kind: SealKind, login: str,
                imprint: SealImprint) -> tuple[str, SigFieldSpec | None]:
@@ -320,10 +339,12 @@ class SealingService:
 
     # --- verification ----------------------------------------------------------------
 
-    def trust_anchors(self) -> list[cx509.Certificate]:
+    def trust_anchors(self, conn: Connection | None = None) -> list[cx509.Certificate]:
         """The CAs whose seals count as trusted: this node's CA and the pinned peers' CAs."""
-        with self._db.begin() as conn:
-            own = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+        if conn is None:
+            with self._db.begin() as c:
+                return self.trust_anchors(c)
+        own = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
         anchors = [own]
         if self._trust_source is not None:
             anchors += [c for c in self._trust_source() if c != own]
@@ -332,8 +353,9 @@ class SealingService:
     def validation_context(self, at: datetime | None = None) -> ValidationContext:
         """Trust roots = known node CAs; revocation data = this node's current CRL; no fetching."""
         with self._db.begin() as conn:
-            crl = self._pki.crl(conn)
-        roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in self.trust_anchors()]
+            anchors = self.trust_anchors(conn)
+            crl = self._crl(conn)
+        roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
         crls = [asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))]
         return validation_context(roots, crls, at)
 
