@@ -124,3 +124,52 @@ def test_bad_requests_get_a_rejection_not_a_stamp(tnode: Node, tmp_path: Path) -
         assert "TST info:\nNot included." in text.stdout
     with tnode.db.begin() as conn:
         assert conn.execute(select(t.audit_entries.c.idx)).all() == before
+
+
+def test_seals_can_be_stamped_by_an_external_tsa_over_http(tnode: Node) -> None:
+    # The node's own /tsa endpoint, served by uvicorn, plays the external TSA (tsa_url).
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from inkless.seals.imprint import SealKind
+    from inkless.seals.model import Indication, SealPlacement
+    from inkless.seals.sealing import SealingService
+    from inkless.seals.tsa import choose_timestamper
+    from tests.helpers.seals import sample_pdf
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(tnode), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        with tnode.db.begin() as conn:
+            before = conn.execute(select(t.audit_entries.c.idx).where(t.audit_entries.c.action == "tsa.stamped")).all()
+        external = SealingService(
+            tnode.db, tnode.pki, tnode.directory, tnode.audit, tnode.clock, node_id=tnode.node_id,
+            organisation=tnode.settings.organisation,
+            timestamper=choose_timestamper(f"http://127.0.0.1:{port}/tsa", None),  # type: ignore[arg-type]
+        )
+        first = external.seal(sample_pdf(), "tanaka", SealKind.PERSONAL,
+                              SealPlacement(page=1, box=(400, 100, 434, 134)), actor="tanaka")
+        # A second synchronous call runs in a new event loop: the HTTP client must cope.
+        second = external.seal(first, "sato", SealKind.PERSONAL, SealPlacement(page=1, box=(300, 100, 334, 134)),
+                               actor="sato")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert tnode.sealing is not None
+    report = tnode.sealing.verify(second)
+    assert report.indication == Indication.PASSED
+    assert all(s.timestamp_time is not None for s in report.seals)
+    with tnode.db.begin() as conn:
+        after = conn.execute(select(t.audit_entries.c.idx).where(t.audit_entries.c.action == "tsa.stamped")).all()
+    assert len(after) > len(before)  # the stamps came over HTTP from the endpoint
