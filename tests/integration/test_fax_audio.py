@@ -55,7 +55,10 @@ def sent_pages(pdf: bytes) -> list[object]:
 @pytest.fixture
 def line(tmp_path: Path) -> Iterator[tuple[LoopbackLine, Inbox]]:
     inbox = Inbox()
-    node_line = LoopbackLine(tmp_path / "node.sock", tmp_path / "remote.sock")
+    # Deeper than sockaddr_un's 107 bytes allow: the line must still bind and connect.
+    sockets = tmp_path / ("sockets-" + "x" * 100)
+    sockets.mkdir()
+    node_line = LoopbackLine(sockets / "node.sock", sockets / "remote.sock")
     node_line.listen(inbox)
     yield node_line, inbox
     node_line.close()

@@ -23,7 +23,7 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,36 @@ FRAME_TIMEOUT_S = 30.0
 MAX_SOCKET_PATH = 107
 
 
-def _check_path(path: Path) -> None:
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise FaxError(f"loopback socket path is longer than {MAX_SOCKET_PATH} bytes: {path}")
+@contextlib.contextmanager
+def socket_address(path: Path) -> Iterator[str]:
+    """An address for ``path`` that fits sockaddr_un (long paths go through /proc/self/fd on Linux)."""
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        yield str(path)
+        return
+    try:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise FaxError(f"loopback socket folder {path.parent} cannot be opened: {exc.strerror}") from None
+    try:
+        alias = f"/proc/self/fd/{fd}/{path.name}"
+        if len(os.fsencode(alias)) > MAX_SOCKET_PATH or not os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise FaxError(f"loopback socket path is longer than {MAX_SOCKET_PATH} bytes: {path}")
+        yield alias
+    finally:
+        os.close(fd)
+
+
+def connect(path: Path, timeout_s: float) -> socket.socket:
+    """A stream connection to the UNIX socket at ``path`` (raises OSError like socket.connect)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        with socket_address(path) as address:
+            sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _read_line(sock: socket.socket) -> dict[str, Any] | None:
@@ -150,17 +177,12 @@ def place_call(
     """Call the answerer listening on ``socket_path`` and send the TIFF-F ``tiff`` (already stamped)."""
     from inkless.fax.terminal import hangup_after_pages
 
-    _check_path(socket_path)
     started = datetime.now(UTC)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(FRAME_TIMEOUT_S)
     try:
-        sock.connect(str(socket_path))
+        sock = connect(socket_path, FRAME_TIMEOUT_S)
     except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
         raise FaxError(NO_ANSWER) from None
     except OSError as exc:
-        sock.close()
         raise FaxError(f"loopback line: cannot reach {socket_path}: {exc}") from None
     try:
         _send_line(sock, {
@@ -244,7 +266,6 @@ class Answerer:
         *,
         max_calls: int = 16,
     ) -> None:
-        _check_path(socket_path)
         self.socket_path = socket_path
         self._on_call = on_call
         self._decide = decide
@@ -262,7 +283,8 @@ class Answerer:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(self.socket_path))
+        with socket_address(self.socket_path) as address:
+            server.bind(address)
         os.chmod(self.socket_path, 0o660)  # the line is the node's: not for every local user
         server.listen(16)
         server.settimeout(0.2)

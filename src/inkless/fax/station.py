@@ -8,12 +8,12 @@ that finds another one already answering leaves it be (it still dials out).
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from inkless.fax.line import FaxLine, open_line
+from inkless.fax.loopback import connect
 from inkless.workers import PeriodicTask, register
 
 log = logging.getLogger("inkless.fax.station")
@@ -24,14 +24,11 @@ _listening: set[int] = set()
 
 
 def _someone_answers(path: Path) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
     try:
-        probe.connect(str(path))
+        probe = connect(path, 1.0)
     except OSError:
         return False
-    finally:
-        probe.close()
+    probe.close()
     return True
 
 
