@@ -107,6 +107,10 @@ def create_app(node: Node) -> FastAPI:
     # POST /tsa and the trust bundle are public: no session, no CSRF token.
     app.include_router(api_seals.public_router)
     app.include_router(pages_verify.router)
+    from inkless.web import api_fax, pages_fax
+
+    app.include_router(api_fax.router, prefix=API_PREFIX)
+    app.include_router(pages_fax.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_middleware(app)
     _add_error_handlers(app, renderer)
