@@ -1,0 +1,222 @@
+"""HTML pages of the fax bridge: send a fax (clerks), the fax log, and the administrators' fax settings.
+
+Administrators manage routing rules, the junk-fax block list, the queue of unroutable faxes
+and each office's disaster fallback. Everyone else sees their own office's faxes only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi.responses import RedirectResponse
+
+from inkless.app import Node
+from inkless.directory.model import Role
+from inkless.errors import ConfigurationError, InklessError, ValidationError
+from inkless.fax.service import FaxService
+from inkless.web.deps import Caller, get_node, page_caller
+from inkless.web.pages import RendererDep
+from inkless.web.render import N_, Renderer
+
+router = APIRouter(include_in_schema=False)
+
+NodeDep = Annotated[Node, Depends(get_node)]
+CallerDep = Annotated[Caller, Depends(page_caller)]
+
+QUEUED = N_("Fax job %(id)s queued: %(pages)s pages to %(number)s.")
+ADMINS_ONLY = N_("administrators only")
+NO_FILE = N_("Choose a PDF file to send.")
+UNAUTHENTICATED = N_("Unauthenticated sender (fax)")
+STATE_LABELS = {
+    "queued": N_("queued"),
+    "sending": N_("sending"),
+    "retrying": N_("retrying"),
+    "done": N_("sent"),
+    "failed": N_("failed"),
+}
+CALL_STATUS_LABELS = {
+    "done": N_("sent"),
+    "retry": N_("failed, will retry"),
+    "failed": N_("failed"),
+    "delivered": N_("delivered"),
+    "routed": N_("being delivered"),
+    "unroutable": N_("unroutable"),
+    "blocked": N_("blocked"),
+}
+
+
+def fax_of(node: Node) -> FaxService:
+    """The node's fax service (configuration error if the node has none)."""
+    if node.fax is None:
+        raise ConfigurationError("this node has no fax service")
+    return node.fax
+
+
+def _csrf(caller: Caller) -> str:
+    return caller.session.csrf_token if caller.session else ""
+
+
+def _admin(caller: Caller) -> None:
+    if caller.user.role != Role.ADMIN:
+        raise HTTPException(status_code=403, detail=ADMINS_ONLY)
+
+
+def _send_page(request: Request, node: Node, caller: Caller, render: Renderer, status_code: int = 200,
+               **extra: Any) -> Response:
+    fax = fax_of(node)
+    settings = fax.office_settings(caller.office.code)
+    return render.render(
+        request, "fax_send.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
+        active="fax", jobs=fax.jobs(caller.office.code, limit=50), state_labels=STATE_LABELS,
+        cover_default=settings.cover_page_default, schedule=fax.default_schedule, **extra,
+    )
+
+
+@router.get("/fax")
+def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """Send a fax, and the office's outbound fax jobs."""
+    return _send_page(request, node, caller, render)
+
+
+@router.post("/fax/send")
+async def fax_send(
+    request: Request,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    number: Annotated[str, Form(max_length=40)] = "",
+    subject: Annotated[str, Form(max_length=200)] = "",
+    classification: Annotated[int, Form(ge=0, le=3)] = 0,
+    cover: Annotated[str, Form(max_length=5)] = "",
+    confirm: Annotated[str, Form(max_length=5)] = "",
+    document: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Queue the uploaded PDF as a fax from the caller's office."""
+    fax = fax_of(node)
+    form = {"number": number, "subject": subject, "classification": classification}
+    try:
+        if document is None or not document.filename:
+            raise ValidationError(NO_FILE)
+        limit = node.settings.max_message_bytes
+        data = await document.read(limit + 1)
+        if len(data) > limit:
+            raise ValidationError(f"the file is larger than the limit of {limit} bytes")
+        job_id = fax.send(caller.user.login, caller.office.code, number, [data], cover_page=bool(cover),
+                          classification=classification, confirm_internal=bool(confirm), subject=subject or None)
+    except InklessError as exc:
+        return _send_page(request, node, caller, render, status_code=exc.http_status,
+                          error=render.gettext(request, exc.message), form=form)
+    job = fax.job(job_id)
+    notice = render.gettext(request, QUEUED) % {"id": job.id, "pages": job.pages, "number": job.number}
+    return _send_page(request, node, caller, render, notice=notice)
+
+
+@router.get("/fax/jobs/{job_id}/report")
+def fax_job_report(job_id: int, node: NodeDep, caller: CallerDep) -> Response:
+    """The transmission report PDF of a job of the caller's office."""
+    fax = fax_of(node)
+    job = fax.job(job_id)
+    if job.office_code != caller.office.code and caller.user.role != Role.ADMIN:
+        raise HTTPException(status_code=404, detail=N_("Not found"))
+    return Response(fax.job_report(job_id), media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="fax-report-{job_id}.pdf"'})
+
+
+@router.get("/fax/log")
+def fax_log(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """The call log: every call for administrators, the caller's office's calls for everyone else."""
+    fax = fax_of(node)
+    office = None if caller.user.role == Role.ADMIN else caller.office.code
+    calls = list(reversed(fax.calls(office_code=office, limit=500)))
+    return render.render(request, "fax_log.html", caller=caller, csrf_token=_csrf(caller), active="fax_log",
+                         calls=calls, status_labels=CALL_STATUS_LABELS, unauthenticated=UNAUTHENTICATED)
+
+
+def _admin_page(request: Request, node: Node, caller: Caller, render: Renderer, status_code: int = 200,
+                **extra: Any) -> Response:
+    _admin(caller)
+    fax = fax_of(node)
+    offices = node.directory.offices()
+    return render.render(
+        request, "fax_admin.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
+        active="fax_admin", rules=fax.rules(), blocks=fax.blocks(), unroutable=fax.unroutable(), offices=offices,
+        settings={o.code: fax.office_settings(o.code) for o in offices},
+        fallback_after=node.settings.fax_fallback_after_minutes, **extra,
+    )
+
+
+@router.get("/fax/admin")
+def fax_admin(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """Routing rules, block list, unroutable queue and fallback settings (administrators)."""
+    return _admin_page(request, node, caller, render)
+
+
+def _admin_action(request: Request, node: Node, caller: Caller, render: Renderer, action: Any) -> Response:
+    _admin(caller)
+    try:
+        action(fax_of(node))
+    except InklessError as exc:
+        return _admin_page(request, node, caller, render, status_code=exc.http_status,
+                           error=render.gettext(request, exc.message))
+    return RedirectResponse("/fax/admin", status_code=303)
+
+
+@router.post("/fax/admin/rules")
+def fax_rule_add(
+    request: Request, node: NodeDep, caller: CallerDep, render: RendererDep,
+    kind: Annotated[str, Form(max_length=16)] = "", pattern: Annotated[str, Form(max_length=200)] = "",
+    office: Annotated[str, Form(max_length=64)] = "", priority: Annotated[int, Form(ge=0, le=100000)] = 100,
+) -> Response:
+    """Add a routing rule."""
+    return _admin_action(request, node, caller, render,
+                         lambda fax: fax.add_rule(kind, pattern, office, priority, actor=caller.user.login))
+
+
+@router.post("/fax/admin/rules/{rule_id}/delete")
+def fax_rule_delete(request: Request, rule_id: int, node: NodeDep, caller: CallerDep,
+                    render: RendererDep) -> Response:
+    """Delete a routing rule."""
+    return _admin_action(request, node, caller, render, lambda fax: fax.remove_rule(rule_id, actor=caller.user.login))
+
+
+@router.post("/fax/admin/blocks")
+def fax_block_add(
+    request: Request, node: NodeDep, caller: CallerDep, render: RendererDep,
+    kind: Annotated[str, Form(max_length=8)] = "", pattern: Annotated[str, Form(max_length=200)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Block a calling number or station id."""
+    return _admin_action(request, node, caller, render,
+                         lambda fax: fax.add_block(kind, pattern, reason or None, actor=caller.user.login))
+
+
+@router.post("/fax/admin/blocks/{entry_id}/delete")
+def fax_block_delete(request: Request, entry_id: int, node: NodeDep, caller: CallerDep,
+                     render: RendererDep) -> Response:
+    """Remove a block-list entry."""
+    return _admin_action(request, node, caller, render,
+                         lambda fax: fax.remove_block(entry_id, actor=caller.user.login))
+
+
+@router.post("/fax/admin/unroutable/{call_id}/assign")
+def fax_assign(request: Request, call_id: int, node: NodeDep, caller: CallerDep, render: RendererDep,
+               office: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """Deliver an unroutable fax to the chosen office."""
+    return _admin_action(request, node, caller, render, lambda fax: fax.assign(call_id, office, caller.user.login))
+
+
+@router.get("/fax/admin/calls/{call_id}/image")
+def fax_call_image(call_id: int, node: NodeDep, caller: CallerDep) -> Response:
+    """The pages of a received fax as PDF (administrators: to decide where an unroutable fax belongs)."""
+    _admin(caller)
+    return Response(fax_of(node).received_image(call_id), media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="fax-{call_id}.pdf"'})
+
+
+@router.post("/fax/admin/offices/{code}/fallback")
+def fax_fallback(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep,
+                 enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
+    """Turn an office's disaster fallback to fax on or off."""
+    return _admin_action(request, node, caller, render, lambda fax: fax.set_office_settings(
+        code, fallback_enabled=enabled == "1", actor=caller.user.login))
