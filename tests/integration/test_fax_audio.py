@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -73,7 +74,7 @@ def _same_pages(received: bytes | None, sent: list[object]) -> None:
 
 
 def test_a_three_page_pdf_arrives_with_the_call_facts(
-    line: tuple[LoopbackLine, Inbox], pdf: bytes, sent_pages: list[object]
+    line: tuple[LoopbackLine, Inbox], pdf: bytes, sent_pages: list[object], tmp_path: Path
 ) -> None:
     node_line, inbox = line
     sent = send_document(
@@ -93,6 +94,31 @@ def test_a_three_page_pdf_arrives_with_the_call_facts(
     assert received.ecm and received.bit_rate == 14400 and received.compression == "T.6 MMR"
     assert received.bad_rows == 0 and received.duration_s > 20  # seconds of line time, not of CPU
     _same_pages(received.received_tiff, sent_pages)
+    _pdf_embeds_the_received_strips(received.received_tiff, tmp_path)
+
+
+def _strip(data: bytes, page: int) -> bytes:
+    order, offsets = imaging._ifd_offsets(data)
+    ifd = offsets[page]
+    values: dict[int, int] = {}
+    for k in range(struct.unpack(order + "H", data[ifd : ifd + 2])[0]):
+        tag, kind, _n = struct.unpack(order + "HHI", data[ifd + 2 + 12 * k : ifd + 10 + 12 * k])
+        raw = data[ifd + 10 + 12 * k : ifd + 14 + 12 * k]
+        values[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), raw[: 2 if kind == 3 else 4])[0]
+    strip = data[values[273] : values[273] + values[279]]
+    if values.get(266) == 2:  # FillOrder LSB-to-MSB (spandsp writes that): PDF's CCITTFax is MSB-first
+        strip = strip.translate(bytes(int(f"{b:08b}"[::-1], 2) for b in range(256)))
+    return strip
+
+
+def _pdf_embeds_the_received_strips(tiff: bytes | None, tmp_path: Path) -> None:
+    # The inbox PDF carries the CCITT data as it came down the line (bit order aside): no re-encoding.
+    assert tiff is not None
+    pdf = tmp_path / "received.pdf"
+    pdf.write_bytes(imaging.tiff_to_pdf(tiff))
+    subprocess.run(["pdfimages", "-ccitt", str(pdf), str(tmp_path / "img")], check=True, timeout=60)
+    for page in range(3):
+        assert (tmp_path / f"img-{page:03d}.ccitt").read_bytes() == _strip(tiff, page)
 
 
 def test_a_remote_that_hangs_up_mid_page_is_a_failure_with_the_t30_reason(

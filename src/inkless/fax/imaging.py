@@ -338,15 +338,35 @@ def tiff_to_pdf(data: bytes) -> bytes:
     """A PDF of the fax whose pages embed the CCITT G4 data as-is, with the page proportions of its dpi."""
     import img2pdf  # type: ignore[import-untyped, unused-ignore]
 
-    pages = read_tiff(data)
-    streams = [p.image for p in pages]  # each is one strip of G4: img2pdf copies it without re-encoding
+    pages = read_tiff(data)  # validates every page before img2pdf sees the file
+    # img2pdf copies single-strip G4 pages into the PDF as they are; a fax received that way is
+    # embedded byte for byte. Other encodings (G3, several strips) go through our G4 pages.
+    source: bytes | list[bytes] = data if _all_single_strip_g4(data) else [p.image for p in pages]
     try:
-        pdf = img2pdf.convert(streams, rotation=img2pdf.Rotation.ifvalid)
+        pdf = img2pdf.convert(source, rotation=img2pdf.Rotation.ifvalid)
     except Exception as exc:  # img2pdf raises bare Exception subclasses of its own
         raise FaxError(f"the fax cannot be converted to PDF: {exc}") from None
     if pdf is None:
         raise FaxError("the fax cannot be converted to PDF")
     return bytes(pdf)
+
+
+def _all_single_strip_g4(data: bytes) -> bool:
+    order, offsets = _ifd_offsets(data)
+    for offset in offsets:
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
+        entries = {}
+        for k in range(count):
+            entry = offset + 2 + 12 * k
+            tag, kind, n = struct.unpack(order + "HHI", data[entry : entry + 8])
+            entries[tag] = (kind, n, data[entry + 8 : entry + 12])
+        compression = entries.get(259)
+        strips = entries.get(273)
+        if compression is None or strips is None or strips[1] != 1:
+            return False
+        if struct.unpack(order + "H", compression[2][:2])[0] != 4:
+            return False
+    return bool(offsets)
 
 
 def thumbnail_png(page: FaxPage, width: int = 240) -> bytes:
