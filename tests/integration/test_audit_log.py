@@ -279,6 +279,15 @@ def test_an_entry_rewritten_with_its_leaf_hash_is_still_named(node: Node) -> Non
     assert info.value.entry_index == 6
 
 
+def test_garbage_entry_bytes_are_named_not_a_crash(node: Node) -> None:
+    record(node, 2)
+    tamper(node, update(t.audit_entries).where(t.audit_entries.c.idx == 1).values(entry=b"\xff not json"))
+    with pytest.raises(AuditIntegrityError, match="audit entry 1 is not valid entry JSON"), node.db.begin() as conn:
+        node.audit.entries(conn)
+    with pytest.raises(AuditIntegrityError, match="audit entry 1 was altered"):
+        verify(node)
+
+
 def test_an_altered_search_column_is_named(node: Node) -> None:
     record(node, 3)
     tamper(node, update(t.audit_entries).where(t.audit_entries.c.idx == 2).values(actor="someone"))

@@ -349,12 +349,12 @@ class AuditLog:
         if not 0 < limit <= MAX_PAGE:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE}")
         query = (
-            select(t.audit_entries.c.entry)
+            select(t.audit_entries.c.idx, t.audit_entries.c.entry)
             .where(t.audit_entries.c.idx >= start, *self._filters(action, object_type, object_id, actor))
             .order_by(t.audit_entries.c.idx)
             .limit(limit)
         )
-        return [AuditEntry.from_bytes(bytes(r.entry)) for r in conn.execute(query)]
+        return [_parse(int(r.idx), bytes(r.entry)) for r in conn.execute(query)]
 
     def count(
         self,
@@ -375,7 +375,7 @@ class AuditLog:
         raw = conn.execute(select(t.audit_entries.c.entry).where(t.audit_entries.c.idx == index)).scalar()
         if raw is None:
             raise NotFoundError(f"no audit entry {index} (the log has {self.tree_size(conn)} entries)")
-        return AuditEntry.from_bytes(bytes(raw))
+        return _parse(index, bytes(raw))
 
     @staticmethod
     def _filters(
@@ -686,13 +686,19 @@ def _subtree_mismatch(index: int, level: int, position: int, missing: bool) -> A
     )
 
 
+def _parse(index: int, entry: bytes) -> AuditEntry:
+    try:
+        return AuditEntry.from_bytes(entry)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise AuditIntegrityError(
+            f"audit entry {index} is not valid entry JSON; run 'inkless audit verify'", entry_index=index
+        ) from None
+
+
 def _check_columns(row: Any, entry: bytes) -> None:
     """The searchable columns must say what the hashed bytes say, or listings would mislead."""
     index = int(row.idx)
-    try:
-        parsed = AuditEntry.from_bytes(entry)
-    except (ValueError, KeyError, TypeError):
-        raise AuditIntegrityError(f"audit entry {index} is not valid entry JSON", entry_index=index) from None
+    parsed = _parse(index, entry)
     expected = {
         "index": (parsed.index, index),
         "time": (parsed.at, row.recorded_at),
