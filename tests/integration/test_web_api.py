@@ -176,7 +176,7 @@ def test_token_sees_its_office_only(app_client: TestClient, tokens: ApiTokenServ
     assert me.json()["login"] == "tanaka" and me.json()["office"]["address"] == "civil-affairs@moj"
     assert me.json()["auth"] == "token"
     inbox = app_client.get("/api/v1/offices/civil-affairs/inbox", headers=bearer(created.secret))
-    assert inbox.status_code == 200 and inbox.json() == {"office": "civil-affairs@moj", "documents": []}
+    assert inbox.status_code == 200 and inbox.json() == {"office": "civil-affairs@moj", "messages": []}
     other = app_client.get("/api/v1/offices/criminal-affairs/inbox", headers=bearer(created.secret))
     assert other.status_code == 403
     offices = app_client.get("/api/v1/offices", headers=bearer(created.secret)).json()

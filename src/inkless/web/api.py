@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from inkless.app import Node
 from inkless.directory.model import Clearance, Office
 from inkless.directory.tokens import ApiToken
-from inkless.web.deps import Caller, WebServices, api_caller, get_node, get_services, require_own_office
+from inkless.web.api_delivery import InboxMessageOut, inbox_messages
+from inkless.web.deps import Caller, WebServices, api_caller, get_node, get_services
 
 router = APIRouter()
 
@@ -49,10 +50,10 @@ class MeOut(BaseModel):
 
 
 class InboxOut(BaseModel):
-    """The documents addressed to an office (delivery fills this in a later version)."""
+    """The messages addressed to an office, newest first."""
 
     office: str = Field(description="code@node")
-    documents: list[dict[str, object]] = Field(default_factory=list)
+    messages: list[InboxMessageOut] = Field(default_factory=list)
 
 
 class TokenIn(BaseModel):
@@ -124,9 +125,8 @@ def offices(caller: CallerDep, node: NodeDep) -> list[OfficeOut]:
 
 @router.get("/offices/{code}/inbox", response_model=InboxOut, responses=ERRORS, tags=["delivery"])
 def office_inbox(code: str, caller: CallerDep, node: NodeDep) -> InboxOut:
-    """The inbox of the caller's own office (403 for any other office)."""
-    require_own_office(caller, code)
-    return InboxOut(office=caller.office.address(node.node_id), documents=[])
+    """The inbox of the caller's own office (403 for any other office); subjects only where cleared."""
+    return InboxOut(office=caller.office.address(node.node_id), messages=inbox_messages(node, caller, code))
 
 
 @router.get("/tokens", response_model=list[TokenOut], responses=ERRORS, tags=["tokens"])

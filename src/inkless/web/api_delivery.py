@@ -1,0 +1,337 @@
+"""``/api/v1`` for delivery: send (streamed multipart upload), inbox, message, documents, status, report, lists.
+
+Routes parse input and call :class:`inkless.delivery.service.DeliveryService`; its errors carry their
+HTTP status (PolicyError 403, NotFoundError 404 — also for messages of other offices, so ids cannot be
+probed —, MessageTooLargeError 413, ValidationError 422).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.types import Message
+
+from inkless.app import Node
+from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
+from inkless.delivery.service import DeliveryService, NewDocument
+from inkless.directory.model import Role
+from inkless.errors import ConfigurationError, MessageTooLargeError, ValidationError
+from inkless.web.deps import Caller, api_caller, get_node, require_own_office
+
+router = APIRouter(tags=["delivery"])
+
+CallerDep = Annotated[Caller, Depends(api_caller)]
+NodeDep = Annotated[Node, Depends(get_node)]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, invalid, expired or revoked credentials"},
+    403: {"description": "Not allowed: another office, too low a clearance, or a missing CSRF token"},
+    404: {"description": "No such message (also for messages of other offices)"},
+}
+# Multipart framing and the text fields around the files.
+FORM_OVERHEAD = 1024 * 1024
+
+
+def _svc(node: Node) -> DeliveryService:
+    if node.delivery is None:
+        raise ConfigurationError("this node has no delivery service")
+    return node.delivery
+
+
+class RecipientStatusOut(BaseModel):
+    """Delivery state for one recipient."""
+
+    recipient: str = Field(examples=["criminal-affairs@moj"])
+    state: str = Field(description="queued, retrying, delivered, expired, rejected or fax")
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None = Field(description="why the last attempt failed, or why it was rejected/expired")
+    expires_at: datetime
+    delivered_at: datetime | None
+    received_at: datetime | None = Field(description="when the recipient stored it, from its signed receipt")
+    receipt: bool = Field(description="a signed receipt is stored")
+
+
+class InboxMessageOut(BaseModel):
+    """A message in an office's inbox; ``subject`` is null when the caller is not cleared for it."""
+
+    message_id: str
+    sender: str = Field(examples=["civil-affairs@moj"], description="office@node, or fax:<number> for faxes")
+    subject: str | None
+    classification: int = Field(ge=0, le=3)
+    priority: str
+    received_at: datetime
+    documents: int
+    source: str = Field(description="inkless or fax")
+    authenticated: bool = Field(description="false for faxes: nobody signed them")
+    opened: bool
+    envelope_sha256: str
+
+
+class SentMessageOut(BaseModel):
+    """A message sent by the caller's office, with per-recipient status."""
+
+    message_id: str
+    office: str
+    sender: str
+    subject: str | None
+    classification: int
+    priority: str
+    procedure_code: str | None
+    reply_to: str | None
+    created_at: datetime
+    envelope_sha256: str
+    envelope_size: int
+    documents: int
+    recipients: list[RecipientStatusOut]
+
+
+class DocumentOut(BaseModel):
+    """A document of an opened message."""
+
+    index: int = Field(description="use with /messages/{id}/documents/{index}")
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class MessageOut(BaseModel):
+    """An opened message's metadata (from the verified envelope)."""
+
+    message_id: str
+    sender: str
+    recipients: list[str]
+    subject: str
+    classification: int
+    priority: str
+    procedure_code: str | None
+    reply_to: str | None
+    created_at: datetime
+    signed_by: str
+    authenticated: bool
+    copy_: str = Field(alias="copy", description="sent (the sender's copy) or received")
+    office: str
+    envelope_sha256: str
+    documents: list[DocumentOut]
+    facts: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = {"populate_by_name": True}
+
+
+class SentOut(BaseModel):
+    """The message id of a message just queued."""
+
+    message_id: str
+    recipients: list[RecipientStatusOut]
+
+
+class ListIn(BaseModel):
+    """A distribution list to create or replace."""
+
+    name: str = Field(min_length=1, max_length=100, examples=["all-police"])
+    addresses: list[str] = Field(min_length=1, examples=[["security@npa", "criminal-affairs@moj"]])
+
+
+class ListOut(BaseModel):
+    name: str
+    addresses: list[str]
+
+
+class ForwardIn(BaseModel):
+    """Where to forward a message; the classification can only go up (unless an admin lowers it)."""
+
+    to: list[str] = Field(default_factory=list)
+    lists: list[str] = Field(default_factory=list)
+    classification: int | None = Field(default=None, ge=0, le=3)
+    subject: str | None = None
+
+
+def _status_out(s: RecipientStatus) -> RecipientStatusOut:
+    return RecipientStatusOut(
+        recipient=s.recipient, state=s.state, attempts=s.attempts, next_attempt_at=s.next_attempt_at,
+        last_error=s.last_error, expires_at=s.expires_at, delivered_at=s.delivered_at, received_at=s.received_at,
+        receipt=s.has_receipt,
+    )
+
+
+def inbox_message_out(i: InboxItem) -> InboxMessageOut:
+    return InboxMessageOut(
+        message_id=i.message_id, sender=i.sender, subject=i.subject, classification=i.classification,
+        priority=i.priority, received_at=i.received_at, documents=i.document_count, source=i.source,
+        authenticated=i.authenticated, opened=i.opened, envelope_sha256=i.envelope_sha256,
+    )
+
+
+def _sent_out(m: SentMessage) -> SentMessageOut:
+    return SentMessageOut(
+        message_id=m.message_id, office=m.office, sender=m.sender_login, subject=m.subject,
+        classification=m.classification, priority=m.priority, procedure_code=m.procedure_code,
+        reply_to=m.reply_to, created_at=m.created_at, envelope_sha256=m.envelope_sha256,
+        envelope_size=m.envelope_size, documents=m.document_count,
+        recipients=[_status_out(s) for s in m.recipients],
+    )
+
+
+def inbox_messages(node: Node, caller: Caller, code: str) -> list[InboxMessageOut]:
+    """The caller's own office's inbox (used by GET /offices/{code}/inbox)."""
+    require_own_office(caller, code)
+    return [inbox_message_out(i) for i in _svc(node).inbox(code, caller.user.login)]
+
+
+def upload_guard(request: Request, node: NodeDep) -> None:
+    """Refuse an upload over the limit: at once by Content-Length, else as soon as the stream passes it.
+
+    This runs before authentication reads the form (for its CSRF field), so no oversized body is ever
+    spooled to disk.
+    """
+    limit = node.settings.max_message_bytes + FORM_OVERHEAD
+    documents_limit = node.settings.max_message_bytes
+
+    def too_large() -> MessageTooLargeError:
+        return MessageTooLargeError(
+            f"the upload is larger than this node's limit of {documents_limit:,} bytes of documents "
+            "(max_message_bytes)", limit=documents_limit,
+        )
+
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise too_large()
+    receive = request._receive
+    seen = 0
+
+    async def counting_receive() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise too_large()
+        return message
+
+    # Starlette reads the body through this callable; counting here bounds every reader of the stream.
+    request._receive = counting_receive
+
+
+@router.post("/messages", response_model=SentOut, status_code=201, responses={
+    **ERRORS, 413: {"description": "Larger than max_message_bytes (the limit is named)"}})
+async def send_message(
+    request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep, node: NodeDep
+) -> SentOut:
+    """Send documents from the caller's office: multipart/form-data with ``files`` (one or more), ``to``
+    (comma-separated or repeated office@node), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
+    ``priority`` (normal/urgent), optional ``procedure_code`` and ``reply_to``.
+
+    The body is streamed to temporary files and refused with 413 as soon as it passes the size limit.
+    """
+    svc = _svc(node)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ValidationError("send the message as multipart/form-data")
+    form = await request.form(max_files=1000, max_fields=1000)
+    try:
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        to = [a.strip() for v in form.getlist("to") if isinstance(v, str) for a in v.split(",") if a.strip()]
+        lists = [v for v in form.getlist("list") if isinstance(v, str) and v]
+        try:
+            classification = int(fields.get("classification", "0"))
+        except ValueError:
+            raise ValidationError("classification must be a number 0-3") from None
+        docs = []
+        total = 0
+        for f in files:
+            data = await f.read()
+            total += len(data)
+            svc.check_size(total)
+            docs.append(NewDocument(f.filename or "document", data, f.content_type or "application/octet-stream"))
+    finally:
+        # The spooled upload files are ours to close, whoever parsed the form first.
+        await form.close()
+    message_id = await run_in_threadpool(
+        svc.send, caller.user.login, caller.office.code, to, lists, fields.get("subject", ""), docs,
+        classification, fields.get("priority", "normal"), fields.get("procedure_code") or None,
+        fields.get("reply_to") or None,
+    )
+    statuses = await run_in_threadpool(svc.status, message_id, caller.user.login)
+    return SentOut(message_id=message_id, recipients=[_status_out(s) for s in statuses])
+
+
+@router.get("/offices/{code}/sent", response_model=list[SentMessageOut], responses=ERRORS)
+def sent_messages(code: str, caller: CallerDep, node: NodeDep) -> list[SentMessageOut]:
+    """Messages sent by the caller's own office, newest first, with per-recipient status."""
+    require_own_office(caller, code)
+    return [_sent_out(m) for m in _svc(node).sent(code, caller.user.login)]
+
+
+@router.get("/messages/{message_id}", response_model=MessageOut, responses=ERRORS)
+def get_message(message_id: str, caller: CallerDep, node: NodeDep) -> MessageOut:
+    """Open a message (decrypted in memory, signature re-checked, audited) and return its metadata."""
+    opened = _svc(node).open_message(message_id, caller.user.login)
+    m = opened.metadata
+    return MessageOut(
+        message_id=m.message_id, sender=m.sender, recipients=list(m.recipients), subject=m.subject,
+        classification=m.classification, priority=m.priority, procedure_code=m.procedure_code,
+        reply_to=m.reply_to, created_at=m.created_at, signed_by=opened.signer_address,
+        authenticated=opened.authenticated, copy=opened.copy, office=opened.office,
+        envelope_sha256=opened.envelope_sha256, facts=m.facts,
+        documents=[DocumentOut(index=i, name=d.name, content_type=d.content_type, size=len(d.data), sha256=d.sha256)
+                   for i, d in enumerate(opened.documents)],
+    )
+
+
+@router.get("/messages/{message_id}/documents/{index}", responses=ERRORS,
+            response_class=Response)
+def get_document(message_id: str, index: int, caller: CallerDep, node: NodeDep) -> Response:
+    """Download one document of a message (audited as an opening)."""
+    opened = _svc(node).open_message(message_id, caller.user.login)
+    if not 0 <= index < len(opened.documents):
+        raise HTTPException(status_code=404, detail=f"message has {len(opened.documents)} documents")
+    doc = opened.documents[index]
+    # RFC 6266 / 5987: Japanese file names survive as filename*.
+    disposition = f"attachment; filename=\"document-{index}\"; filename*=UTF-8''{quote(doc.name)}"
+    return Response(doc.data, media_type=doc.content_type, headers={"Content-Disposition": disposition})
+
+
+@router.get("/messages/{message_id}/status", response_model=list[RecipientStatusOut], responses=ERRORS)
+def get_status(message_id: str, caller: CallerDep, node: NodeDep) -> list[RecipientStatusOut]:
+    """Per-recipient delivery state of a message the caller's office sent."""
+    return [_status_out(s) for s in _svc(node).status(message_id, caller.user.login)]
+
+
+@router.get("/messages/{message_id}/report", responses=ERRORS, response_class=Response)
+def get_report(message_id: str, caller: CallerDep, node: NodeDep) -> Response:
+    """The transmission report (送信証明) PDF of a message the caller's office sent."""
+    from inkless.delivery.report import transmission_report
+
+    pdf = transmission_report(_svc(node), message_id, caller.user.login)
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="report-{message_id}.pdf"'})
+
+
+@router.post("/messages/{message_id}/forward", response_model=SentOut, status_code=201, responses=ERRORS)
+def forward_message(message_id: str, body: ForwardIn, caller: CallerDep, node: NodeDep) -> SentOut:
+    """Forward a message the caller may open to other offices, re-encrypted to them."""
+    svc = _svc(node)
+    new_id = svc.forward(message_id, caller.user.login, body.to, body.lists, body.classification, body.subject,
+                         from_office=caller.office.code)
+    return SentOut(message_id=new_id, recipients=[_status_out(s) for s in svc.status(new_id, caller.user.login)])
+
+
+@router.get("/lists", response_model=list[ListOut], responses=ERRORS)
+def get_lists(caller: CallerDep, node: NodeDep) -> list[ListOut]:
+    """Every distribution list of this node."""
+    return [ListOut(name=d.name, addresses=list(d.addresses)) for d in _svc(node).distribution_lists()]
+
+
+@router.post("/lists", response_model=ListOut, status_code=201, responses=ERRORS)
+def post_list(body: ListIn, caller: CallerDep, node: NodeDep) -> ListOut:
+    """Create or replace a distribution list (administrators only)."""
+    if caller.user.role != Role.ADMIN:
+        raise HTTPException(status_code=403, detail="only administrators manage distribution lists")
+    saved = _svc(node).set_list(body.name, body.addresses, actor=caller.user.login)
+    return ListOut(name=saved.name, addresses=list(saved.addresses))
