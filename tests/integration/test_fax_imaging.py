@@ -96,3 +96,29 @@ def _encrypted_pdf() -> bytes:
     c.showPage()
     c.save()
     return buf.getvalue()
+
+
+def test_landscape_and_long_pages_fit_the_fax_page() -> None:
+    import io
+
+    from PIL import ImageOps
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, invariant=True)
+    c.setPageSize(landscape(A4))
+    c.rect(20, 20, landscape(A4)[0] - 40, landscape(A4)[1] - 40, fill=0)
+    c.showPage()
+    c.setPageSize((A4[0], A4[1] * 3))  # a 891 mm roll, e.g. a long table
+    c.drawString(100, 100, "end of the roll")
+    c.showPage()
+    c.save()
+    pages = imaging.render_pdf(buf.getvalue())
+    # The landscape page is turned to portrait: A4 at 204×196 fills 1687 of 1728 px across.
+    assert pages[0].size == (1728, 2292)
+    ink = ImageOps.invert(pages[0].convert("L")).getbbox()  # the box around the black pixels
+    assert ink is not None and ink[2] - ink[0] > 1500 and ink[3] - ink[1] > 2100
+    # The roll is cut into A4 lengths.
+    assert [p.size for p in pages[1:]] == [(1728, 2292)] * 3
+

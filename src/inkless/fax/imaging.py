@@ -85,6 +85,10 @@ def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
                 width_pt, height_pt = page.get_size()
                 if width_pt <= 0 or height_pt <= 0:
                     raise FaxError(f"page {index + 1} of the PDF has no area")
+                # Landscape pages are turned to portrait, as fax software does, to keep them legible.
+                rotation = 90 if width_pt > height_pt else 0
+                if rotation:
+                    width_pt, height_pt = height_pt, width_pt
                 # Fit the page width to the scan line (never enlarge beyond 204 dpi).
                 scale = min(X_DPI / 72.0, FAX_WIDTH / width_pt)
                 rows = height_pt * scale * y_dpi / X_DPI
@@ -94,7 +98,7 @@ def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
                         f" at most {MAX_ROWS} fax rows can be sent"
                     )
                 try:
-                    grey = page.render(scale=scale, grayscale=True).to_pil().convert("L")
+                    grey = page.render(scale=scale, rotation=rotation, grayscale=True).to_pil().convert("L")
                 except pdfium.PdfiumError as exc:
                     raise FaxError(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
             finally:
