@@ -12,11 +12,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 from sqlalchemy import func, select
 
@@ -33,9 +35,15 @@ from inkless.fax.loopback import LoopbackLine
 from inkless.fax.model import CallResult
 from inkless.fax.service import FaxService
 from inkless.fax.simulate import AnsweringRemote, send_document
+from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
 from tests.helpers.faxdocs import three_page_pdf
+
+with warnings.catch_warnings():
+    # Starlette warns that its test client prefers the httpx2 package; httpx is what we have.
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
 
 CIVIL_NUMBER = "03-3580-4111"  # civil-affairs in the demo data
 
@@ -68,6 +76,7 @@ def fax_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         create_demo(node.directory)
         fax = FaxService(node.db, node.blobs, clock, node.audit, node.directory, node.node_id,
                          delivery=lambda: node.delivery, ocr=_no_ocr, schedule=JobSchedule(3, 60, 3600))
+        node.fax = fax  # the web tests below serve this node
         try:
             yield FaxNode(node, clock, fax, sockets)
         finally:
@@ -274,3 +283,82 @@ def test_policy_refuses_confidential_and_asks_to_confirm_internal(fax_node: FaxN
     with node.db.begin() as conn:
         assert conn.execute(select(func.count()).select_from(fax_jobs)).scalar_one() == jobs_before
     assert _audit_count(node, "fax.refused") == refused_before + 3  # two levels refused, one foreign office
+
+
+PASSWORD = "kawa-no-nagare-2026"
+
+
+def _login(client: TestClient, node: Node, clock: FixedClock, login: str) -> str:
+    """Log in through the pages (password, then TOTP); returns the session's CSRF token."""
+    secret = node.directory.totp_secret(login)
+    node.directory.verify_totp(login, pyotp.TOTP(secret).at(clock.now() - timedelta(seconds=30)))
+    node.directory.set_password(login, PASSWORD, actor="test")
+    page = client.post("/login", data={"login": login, "password": PASSWORD})
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf
+    done = client.post("/login/totp", data={"code": pyotp.TOTP(secret).at(clock.now()), "csrf_token": csrf.group(1)})
+    assert done.status_code == 200
+    fresh = re.search(r'name="csrf_token" value="([^"]+)"', done.text)
+    assert fresh
+    return fresh.group(1)
+
+
+def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
+    node, fax, clock = fax_node.node, fax_node.fax, fax_node.clock
+    pdf = three_page_pdf()
+    unroutable = fax.receive(_received(pdf, cid="0798-11-2222", tsi="NISHINOMIYA", did="0355550000"), "loopback")
+    app = create_app(node)
+    with TestClient(app) as clerk, TestClient(app) as admin:
+        csrf = _login(clerk, node, clock, "tanaka")
+        page = clerk.get("/fax")
+        assert page.status_code == 200 and "FAXを送信" in page.text and 'href="/fax/log"' in page.text
+        assert 'href="/fax/admin"' not in page.text  # clerks see no admin link
+        form = {"number": "06-1234-0000", "subject": "", "csrf_token": csrf}
+        files = {"document": ("notice.pdf", pdf, "application/pdf")}
+        jobs_before = len(fax.jobs("civil-affairs"))
+        refused = clerk.post("/fax/send", data={**form, "classification": "2", "confirm": "1"}, files=files)
+        assert refused.status_code == 403 and "FAXで送信できません" in refused.text
+        unconfirmed = clerk.post("/fax/send", data={**form, "classification": "1"}, files=files)
+        assert unconfirmed.status_code == 422 and "確認が必要です" in unconfirmed.text
+        no_file = clerk.post("/fax/send", data={**form, "classification": "0"})
+        assert no_file.status_code == 422 and "送信するPDFファイルを選んでください" in no_file.text
+        assert len(fax.jobs("civil-affairs")) == jobs_before
+        sent = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1"}, files=files)
+        assert sent.status_code == 200 and "を受け付けました" in sent.text
+        [job] = [j for j in fax.jobs("civil-affairs") if j.number == "06-1234-0000"]
+        assert (job.pages, job.classification, job.cover_page, job.created_by) == (4, 1, True, "tanaka")
+        assert clerk.get("/fax/admin").status_code == 403
+        assert clerk.get(f"/fax/admin/calls/{unroutable.call_id}/image").status_code == 403
+        # The clerk's fax log shows the office's calls only, and received faxes carry the badge.
+        log = clerk.get("/fax/log")
+        assert log.status_code == 200 and "NISHINOMIYA" not in log.text
+        api_jobs = clerk.get("/api/v1/fax/jobs")
+        assert api_jobs.status_code == 200 and job.id in [j["id"] for j in api_jobs.json()]
+        assert clerk.get("/api/v1/fax/unroutable").status_code == 403
+
+        admin_csrf = _login(admin, node, clock, "yamada")
+        queue = admin.get("/fax/admin")
+        assert queue.status_code == 200 and "NISHINOMIYA" in queue.text and "送信元未認証（FAX）" in queue.text
+        image = admin.get(f"/fax/admin/calls/{unroutable.call_id}/image")
+        assert image.status_code == 200 and image.content.startswith(b"%PDF-")
+        bad = admin.post("/fax/admin/rules", data={"kind": "tsi", "pattern": "(", "office": "secretariat",
+                                                  "priority": "5", "csrf_token": admin_csrf})
+        assert bad.status_code == 422 and fax.rules() == []
+        assert admin.post("/fax/admin/rules", data={"kind": "cid", "pattern": "0798.*", "office": "secretariat",
+                                                   "priority": "5"}).status_code == 403  # no CSRF token
+        ok = admin.post("/fax/admin/rules", data={"kind": "cid", "pattern": "0798.*", "office": "secretariat",
+                                                 "priority": "5", "csrf_token": admin_csrf}, follow_redirects=False)
+        assert ok.status_code == 303 and [r.pattern for r in fax.rules()] == ["0798.*"]
+        assigned = admin.post(f"/fax/admin/unroutable/{unroutable.call_id}/assign",
+                              data={"office": "secretariat", "csrf_token": admin_csrf}, follow_redirects=False)
+        assert assigned.status_code == 303 and fax.call(unroutable.call_id).status == "delivered"
+        toggled = admin.post("/fax/admin/offices/civil-affairs/fallback",
+                             data={"enabled": "1", "csrf_token": admin_csrf}, follow_redirects=False)
+        assert toggled.status_code == 303 and fax.office_settings("civil-affairs").fallback_enabled
+        log = admin.get("/fax/log")
+        assert "NISHINOMIYA" in log.text and "送信元未認証（FAX）" in log.text
+        calls = admin.get("/api/v1/fax/calls").json()
+        assert any(c["remote_ident"] == "NISHINOMIYA" and c["authenticated"] is False for c in calls)
+        for rule in fax.rules():
+            fax.remove_rule(rule.id, actor="yamada")
+        fax.set_office_settings("civil-affairs", fallback_enabled=False, actor="yamada")
