@@ -1,0 +1,178 @@
+"""Envelopes and receipts without a node: a throw-away PKI, real CMS, every refusal named."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from inkless.delivery import envelope as env
+from inkless.delivery.receipt import ReceiptFacts, make_receipt, verify_receipt
+from inkless.errors import EnvelopeError
+
+# cryptography stamps the signing time from the wall clock, so the checks run at the real time.
+NOW = datetime.now(UTC).replace(microsecond=0)
+FIXED = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class PKI:
+    """A CA with an office signing (EC) and encryption (RSA) key pair per office."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.ca = (
+            x509.CertificateBuilder().subject_name(_name(f"{node} CA")).issuer_name(_name(f"{node} CA"))
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def leaf(self, office: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, signing: bool,
+             days: int = 365) -> x509.Certificate:
+        usage = x509.KeyUsage(signing, signing, not signing, False, False, False, False, False, False)
+        return (
+            x509.CertificateBuilder().subject_name(_name(office)).issuer_name(self.ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"urn:inkless:office:{office}@{self.node}")]), critical=False)
+            .add_extension(usage, critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def office(self, code: str) -> Office:
+        sk = ec.generate_private_key(ec.SECP256R1())
+        ek = rsa.generate_private_key(65537, 2048)
+        return Office(f"{code}@{self.node}", sk, self.leaf(code, sk, True), ek, self.leaf(code, ek, False), self)
+
+
+@dataclasses.dataclass
+class Office:
+    address: str
+    sign_key: ec.EllipticCurvePrivateKey
+    sign_cert: x509.Certificate
+    enc_key: rsa.RSAPrivateKey
+    enc_cert: x509.Certificate
+    pki: PKI
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, Office]:
+    a, b = PKI("a"), PKI("b")
+    return {"sender": a.office("civil"), "recipient": b.office("police"), "other": b.office("fire")}
+
+
+def message(sender: Office, recipient: Office) -> tuple[env.MessageMetadata, list[env.Document]]:
+    meta = env.MessageMetadata("4d1c6a52-7f1e-4a7e-8b7c-2f1d5e6a9b10", sender.address, (recipient.address,),
+                               "至急：照会", 2, "urgent", NOW, procedure_code="K-12", reply_to=None)
+    docs = [env.Document("被害届（写し）.pdf", "application/pdf", b"%PDF-1.7\n" + bytes(range(256)) * 40),
+            env.Document("memo.txt", "text/plain", "メモ\r\n".encode())]
+    return meta, docs
+
+
+def seal(sender: Office, recipient: Office) -> bytes:
+    meta, docs = message(sender, recipient)
+    signed = env.sign(env.build_mime(meta, docs), sender.sign_key, sender.sign_cert, [sender.pki.ca])
+    return env.encrypt(signed, [recipient.enc_cert, sender.enc_cert])
+
+
+def test_round_trip_and_mime_layout(world: dict[str, Office]) -> None:
+    sender, recipient = world["sender"], world["recipient"]
+    meta, docs = message(sender, recipient)
+    mime = env.build_mime(meta, docs)
+    parsed = email.message_from_bytes(mime, policy=email.policy.default)
+    parts = list(parsed.iter_parts())  # type: ignore[attr-defined]
+    assert parsed.get_content_type() == "multipart/mixed"
+    assert [p.get_content_type() for p in parts] == ["application/json", "application/pdf", "text/plain"]
+    assert all(p["Content-Transfer-Encoding"] == "base64" for p in parts[1:])
+    # RFC 2231 for the Japanese file name; ASCII names stay plain.
+    assert b"filename*0*=utf-8''%E8%A2%AB%E5%AE%B3" in mime
+    assert parts[1].get_filename() == "被害届（写し）.pdf"
+    assert parts[2].get_filename() == "memo.txt"
+
+    envelope = seal(sender, recipient)
+    for office in (recipient, sender):  # the sender keeps a copy it can open
+        signed = env.decrypt(envelope, office.enc_cert, office.enc_key)
+        verified = env.verify(signed, sender.pki.ca, NOW, expected_signer=sender.address)
+        assert verified.signer_address == sender.address and verified.signing_time is not None
+        got_meta, got_docs = env.parse_mime(verified.content)
+        assert got_docs == docs
+        assert got_meta.subject == "至急：照会" and got_meta.classification == 2 and got_meta.priority == "urgent"
+        assert [d["sha256"] for d in got_meta.documents] == [d.sha256 for d in docs]
+
+
+def test_refusals_name_their_reason(world: dict[str, Office]) -> None:
+    sender, recipient, other = world["sender"], world["recipient"], world["other"]
+    envelope = seal(sender, recipient)
+    signed = env.decrypt(envelope, recipient.enc_cert, recipient.enc_key)
+    tampered = bytearray(signed)
+    tampered[tampered.index(b"K-12")] = ord("X")
+    expired = dataclasses.replace(sender, sign_cert=sender.pki.leaf("civil", sender.sign_key, True, days=1))
+    old = env.sign(b"x", expired.sign_key, expired.sign_cert, [])
+    cases = [
+        (lambda: env.decrypt(envelope, other.enc_cert, other.enc_key), "cannot be opened"),
+        (lambda: env.decrypt(b"\x30\x03\x02\x01\x00", recipient.enc_cert, recipient.enc_key), "cannot be opened"),
+        (lambda: env.verify(b"not der", sender.pki.ca, NOW), "not a valid CMS SignedData"),
+        (lambda: env.verify(bytes(tampered), sender.pki.ca, NOW), "altered"),
+        (lambda: env.verify(signed, recipient.pki.ca, NOW), "not issued by the trusted CA"),
+        (lambda: env.verify(signed, sender.pki.ca, NOW, expected_signer="fire@a"), "claims to be fire@a"),
+        (lambda: env.verify(old, sender.pki.ca, NOW + timedelta(days=30)), "expired"),
+        (lambda: env.verify(signed, sender.pki.ca, NOW, is_revoked=lambda c: True), "revoked"),
+        (lambda: env.verify(envelope, sender.pki.ca, NOW), "expected CMS SignedData"),
+        (lambda: env.parse_mime(b"Content-Type: text/plain\r\n\r\nhello"), "not multipart/mixed"),
+    ]
+    for call, words in cases:
+        with pytest.raises(EnvelopeError) as caught:
+            call()
+        assert words in str(caught.value), (words, str(caught.value))
+
+
+def test_documents_must_match_their_listed_digest(world: dict[str, Office]) -> None:
+    meta, docs = message(world["sender"], world["recipient"])
+    mime = env.build_mime(meta, docs)
+    swapped = mime.replace(b"memo.txt", b"memo.txx")
+    assert env.parse_mime(swapped)[1][1].name == "memo.txx"  # names are labels; contents are what is checked
+    forged = mime.replace(b"44Oh44OiDQo=", b"QUFBQUFBQUE=")  # memo.txt's content, swapped
+    assert forged != mime
+    with pytest.raises(EnvelopeError, match="does not match its listed SHA-256"):
+        env.parse_mime(forged)
+    with pytest.raises(EnvelopeError, match="invalid classification"):
+        env.MessageMetadata.from_json({**meta.to_json(), "classification": 7})
+
+
+def test_receipt_is_canonical_and_bound_to_the_envelope(world: dict[str, Office]) -> None:
+    recipient = world["recipient"]
+    facts = ReceiptFacts("m-1", "ab" * 32, recipient.address, FIXED)
+    assert facts.canonical_json() == (
+        b'{"envelope_sha256":"' + b"ab" * 32 + b'","message_id":"m-1","received_at":"2026-04-01T09:00:00+00:00",'
+        b'"recipient":"police@b"}'
+    )
+    receipt = make_receipt(facts, recipient.sign_key, recipient.sign_cert, [recipient.pki.ca])
+    checked = verify_receipt(receipt, recipient.pki.ca, NOW, message_id="m-1", envelope_sha256="ab" * 32,
+                             recipient=recipient.address)
+    assert checked.facts == facts and checked.signer_address == recipient.address
+    wrong = [
+        ({"message_id": "m-2"}, "for message m-1, not m-2"),
+        ({"envelope_sha256": "cd" * 32}, "different envelope digest"),
+        ({"recipient": "fire@b"}, "claims to be fire@b"),
+    ]
+    for override, words in wrong:
+        args = {"message_id": "m-1", "envelope_sha256": "ab" * 32, "recipient": recipient.address, **override}
+        with pytest.raises(EnvelopeError, match=words):
+            verify_receipt(receipt, recipient.pki.ca, NOW, **args)
+    with pytest.raises(EnvelopeError, match="canonical"):
+        ReceiptFacts.from_json(b'{"message_id": "m-1", "envelope_sha256": "x", "recipient": "r", '
+                               b'"received_at": "2026-04-01T09:00:00+00:00"}')
