@@ -32,7 +32,8 @@ from inkless.directory.tokens import ApiTokenService
 from inkless.errors import ValidationError
 from inkless.pki.model import CertPurpose
 from inkless.seals.imprint import SealKind
-from inkless.seals.model import Change, Indication, SealPlacement, SubIndication
+from inkless.seals.model import Change, Indication, PadesLevel, SealPlacement, SubIndication
+from inkless.seals.sealing import SealingService
 from inkless.web.app import create_app
 from tests.helpers.seals import demo_node, red_pixels, sample_pdf
 
@@ -137,7 +138,7 @@ def test_a_seal_whose_certificate_was_revoked_is_not_passed(vnode: Node) -> None
     assert "revoked" in seal.reason and "key_compromise" in seal.reason
 
 
-def _foreign_signed(pdf: bytes) -> bytes:
+def _foreign_signed(pdf: bytes) -> tuple[bytes, x509.Certificate]:
     # A signature by a CA no inkless node knows.
     now = datetime.now(UTC)
 
@@ -149,6 +150,10 @@ def _foreign_signed(pdf: bytes) -> bytes:
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
                 .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=not ca, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                    encipher_only=False, decipher_only=False), critical=True)
                 .sign(signing_key, hashes.SHA256()))
 
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -166,11 +171,11 @@ def _foreign_signed(pdf: bytes) -> bytes:
     )
     meta = signers.PdfSignatureMetadata(field_name="Foreign", subfilter=SigSeedSubFilter.PADES)
     out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(pdf)), meta, signer)
-    return bytes(out.getvalue())
+    return bytes(out.getvalue()), ca_cert
 
 
 def test_a_seal_from_an_unknown_ca_is_indeterminate_and_unsealed_files_say_so(vnode: Node) -> None:
-    report = verify(vnode, _foreign_signed(sample_pdf()))
+    report = verify(vnode, _foreign_signed(sample_pdf())[0])
     assert report.indication == Indication.INDETERMINATE
     assert report.seals[0].subindication == SubIndication.NO_CERTIFICATE_CHAIN_FOUND
     assert not report.seals[0].trusted
@@ -180,6 +185,23 @@ def test_a_seal_from_an_unknown_ca_is_indeterminate_and_unsealed_files_say_so(vn
     for bad, message in ((b"", "not a PDF"), (b"GIF89a....", "not a PDF"), (b"%PDF-1.4\n%%EOF", "cannot be read")):
         with pytest.raises(ValidationError, match=message):
             verify(vnode, bad)
+
+
+def test_a_pinned_peers_ca_is_a_trust_anchor(vnode: Node) -> None:
+    assert vnode.sealing is not None
+    pdf, peer_ca = _foreign_signed(sample_pdf())
+    service = SealingService(
+        vnode.db, vnode.pki, vnode.directory, vnode.audit, vnode.clock, node_id=vnode.node_id,
+        organisation=vnode.settings.organisation, timestamper=vnode.sealing.timestamper,
+        trust_source=lambda: [peer_ca],
+    )
+    assert peer_ca in service.trust_anchors()
+    report = service.verify(pdf)
+    seal = report.seals[0]
+    assert report.indication == Indication.PASSED
+    assert seal.trusted and seal.trust_anchor == "Stranger CA"
+    assert seal.revocation == "unknown"  # we hold no CRL of the peer
+    assert seal.pades_level == PadesLevel.B_B  # no timestamp on that one
 
 
 def test_cli_verify_exit_codes_and_json(vnode: Node, sealed: bytes, tmp_path: Path) -> None:

@@ -339,21 +339,18 @@ class SealingService:
 
     # --- verification ----------------------------------------------------------------
 
-    def trust_anchors(self, conn: Connection | None = None) -> list[cx509.Certificate]:
+    def trust_anchors(self) -> list[cx509.Certificate]:
         """The CAs whose seals count as trusted: this node's CA and the pinned peers' CAs."""
-        if conn is None:
-            with self._db.begin() as c:
-                return self.trust_anchors(c)
-        own = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
-        anchors = [own]
-        if self._trust_source is not None:
-            anchors += [c for c in self._trust_source() if c != own]
-        return anchors
+        # The peers' CAs first, in their own transaction: SQLite allows one writer-style transaction at a time.
+        peers = self._trust_source() if self._trust_source is not None else []
+        with self._db.begin() as conn:
+            own = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+        return [own] + [c for c in peers if c != own]
 
     def validation_context(self, at: datetime | None = None) -> ValidationContext:
         """Trust roots = known node CAs; revocation data = this node's current CRL; no fetching."""
+        anchors = self.trust_anchors()
         with self._db.begin() as conn:
-            anchors = self.trust_anchors(conn)
             crl = self._crl(conn)
         roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
         crls = [asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))]
@@ -363,7 +360,12 @@ class SealingService:
         """Verify every seal of ``pdf``; see :mod:`inkless.seals.verify`."""
         from inkless.seals.verify import verify_document
 
-        report = verify_document(pdf, self.validation_context(), self._clock.now(), with_imprints=with_imprints)
+        context = self.validation_context()
+        with self._db.begin() as conn:
+            own_ca = _common_name(cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der))
+        # Only this node's CRL is at hand: revocation is "good" only for seals chaining to our own CA.
+        report = verify_document(pdf, context, self._clock.now(), with_imprints=with_imprints,
+                                 crl_anchors=frozenset({own_ca}))
         with self._db.begin() as conn:
             self._audit.record(conn, AuditEvent(
                 actor=actor, action="seal.verified", object_type="document", object_id=report.document_sha256,
@@ -376,6 +378,11 @@ class SealingService:
                            with_imprints: bool = False) -> VerificationReport:
         """:meth:`verify` off the event loop (validation is CPU-bound)."""
         return await asyncio.to_thread(self.verify, pdf, actor=actor, with_imprints=with_imprints)
+
+
+def _common_name(cert: cx509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(cx509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
 
 
 def _sha(data: bytes) -> str:
@@ -435,9 +442,12 @@ def build_sealing(node: Node) -> SealingService:
     node.extras["tsa"] = tsa
 
     def peer_cas() -> list[cx509.Certificate]:
-        # Federation may offer the pinned peers' CAs; without it only our own CA is a trust anchor.
-        listing = getattr(node.peers, "ca_certificates", None)
-        return list(listing()) if callable(listing) else []
+        # The CAs of pinned peers (federation) are trust anchors too; without federation only our own.
+        from inkless.directory.peers import PeerService
+
+        if isinstance(node.peers, PeerService):
+            return [peer.ca_certificate for peer in node.peers.all()]
+        return []
 
     return SealingService(
         node.db, node.pki, node.directory, node.audit, node.clock,

@@ -56,14 +56,20 @@ CHANGE_SENTENCES = {
 }
 
 
-def verify_document(pdf: bytes, context: ValidationContext, now: datetime, *,
-                    with_imprints: bool = False) -> VerificationReport:
-    """Verify every seal and document timestamp in ``pdf``; overall = the worst single verdict."""
-    return asyncio.run(verify_document_async(pdf, context, now, with_imprints=with_imprints))
+def verify_document(pdf: bytes, context: ValidationContext, now: datetime, *, with_imprints: bool = False,
+                    crl_anchors: frozenset[str] = frozenset()) -> VerificationReport:
+    """Verify every seal and document timestamp in ``pdf``; overall = the worst single verdict.
+
+    ``crl_anchors`` names the trust anchors (CN) whose CRL is in ``context``: only seals chaining
+    to one of them can be reported with revocation status "good" rather than "unknown".
+    """
+    return asyncio.run(verify_document_async(pdf, context, now, with_imprints=with_imprints,
+                                             crl_anchors=crl_anchors))
 
 
 async def verify_document_async(pdf: bytes, context: ValidationContext, now: datetime, *,
-                                with_imprints: bool = False) -> VerificationReport:
+                                with_imprints: bool = False,
+                                crl_anchors: frozenset[str] = frozenset()) -> VerificationReport:
     """The async form of :func:`verify_document`."""
     sha = hashlib.sha256(pdf).hexdigest()
     reader = _open(pdf)
@@ -76,7 +82,7 @@ async def verify_document_async(pdf: bytes, context: ValidationContext, now: dat
     doc_ts_revisions = [e.signed_revision for e in embedded if e.sig_object_type == "/DocTimeStamp"]
     results: list[SealResult] = []
     for index, sig in enumerate(embedded, start=1):
-        results.append(await _verify_one(index, sig, context, pages, has_dss, doc_ts_revisions))
+        results.append(await _verify_one(index, sig, context, pages, has_dss, doc_ts_revisions, crl_anchors))
     if with_imprints:
         results = [_with_imprint(pdf, r) for r in results]
     if not any(r.kind == "seal" for r in results):
@@ -101,8 +107,8 @@ def _open(pdf: bytes) -> PdfFileReader:
     return reader
 
 
-async def _verify_one(index: int, sig: EmbeddedPdfSignature, context: ValidationContext,
-                      pages: dict[int, int], has_dss: bool, doc_ts_revisions: list[int]) -> SealResult:
+async def _verify_one(index: int, sig: EmbeddedPdfSignature, context: ValidationContext, pages: dict[int, int],
+                      has_dss: bool, doc_ts_revisions: list[int], crl_anchors: frozenset[str]) -> SealResult:
     is_doc_ts = sig.sig_object_type == "/DocTimeStamp"
     subfilter = str(sig.sig_object.get("/SubFilter", ""))
     page, rect = _widget_location(sig, pages)
@@ -152,7 +158,12 @@ async def _verify_one(index: int, sig: EmbeddedPdfSignature, context: Validation
     if change and changed_fields:
         base["change_summary"] += " Fields changed: " + ", ".join(changed_fields) + "."
     base["certification"] = _certification(sig)
-    base["revocation"] = "revoked" if status.revoked else ("good" if status.trusted else "unknown")
+    if status.revoked:
+        base["revocation"] = "revoked"
+    elif status.trusted and base["trust_anchor"] in crl_anchors:
+        base["revocation"] = "good"
+    else:
+        base["revocation"] = "unknown"
     base["pades_level"] = _pades_level(sig, subfilter, ts_time is not None and not is_doc_ts, has_dss,
                                        doc_ts_revisions)
     indication, sub, reason = _verdict(status, change, ts_problem, ts_time)
