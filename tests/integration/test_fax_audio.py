@@ -18,6 +18,7 @@ from inkless.fax import imaging
 from inkless.fax.loopback import LoopbackLine
 from inkless.fax.model import CallResult
 from inkless.fax.simulate import AnsweringRemote, send_document
+from inkless.fax.spandsp import T30_SUPPORT_T4_1D_COMPRESSION
 from tests.helpers.faxdocs import three_page_pdf
 
 # Fraction of pixels allowed to differ between the sent and received pages.
@@ -162,6 +163,20 @@ def test_outbound_busy_twice_then_accepted_with_the_header_line(
         assert band.histogram()[0] > 500  # the header line was stamped
         body = (0, 40, got_page.width, got_page.height)
         assert imaging.pixel_difference(got_page.crop(body), sent_page.crop(body)) < MAX_PIXEL_DIFFERENCE  # type: ignore[attr-defined]
+
+
+def test_outbound_falls_back_to_what_an_old_machine_offers(
+    line: tuple[LoopbackLine, Inbox], pdf: bytes, sent_pages: list[object], tmp_path: Path
+) -> None:
+    node_line, _ = line
+    old = AnsweringRemote(node_line.remote_path, tmp_path / "remote", ecm=False,
+                          compressions=T30_SUPPORT_T4_1D_COMPRESSION)
+    with old:
+        result = node_line.dial("0399999999", imaging.pdf_to_tiff(pdf), ident="0312345678", header=None)
+        (got,) = old.wait_for_results(1, 60)
+    assert result.success and not result.ecm and result.compression == "T.4 1D MH"
+    assert got.success and got.pages_transferred == 3
+    _same_pages(got.received_tiff, sent_pages)
 
 
 def test_outbound_to_a_remote_that_drops_mid_page_and_to_nobody(

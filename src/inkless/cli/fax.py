@@ -37,6 +37,7 @@ def simulate(
     header: Annotated[str | None, typer.Option("--header", help="Header line sender text to stamp.")] = None,
     standard: Annotated[bool, typer.Option("--standard", help="Send at 204×98 instead of 204×196.")] = False,
     no_ecm: Annotated[bool, typer.Option("--no-ecm", help="Do not offer error correction mode.")] = False,
+    mh_only: Annotated[bool, typer.Option("--mh-only", help="Offer T.4 1D (MH) only, like an old machine.")] = False,
     answer: Annotated[bool, typer.Option("--answer", help="Answer the node's outbound calls instead.")] = False,
     busy: Annotated[int, typer.Option("--busy", help="With --answer: answer the first N calls busy.")] = 0,
     hangup_after_page: Annotated[
@@ -52,13 +53,16 @@ def simulate(
 ) -> None:
     """A remote fax machine in software: call the node's loopback line and send FILE, or --answer its calls."""
     from inkless.fax.simulate import AnsweringRemote, result_facts, send_document
+    from inkless.fax.spandsp import T30_SUPPORT_T4_1D_COMPRESSION
+    from inkless.fax.terminal import ALL_COMPRESSIONS
 
     if answer:
         if out is None:
             raise ValidationError("--answer needs --out DIR for the received faxes")
         path = _socket(socket_path, data, "fax_loopback_remote")
         remote = AnsweringRemote(path, out, busy=busy, hangup_after_page=hangup_after_page,
-                                 ident=tsi or from_number or "REMOTE")
+                                 ident=tsi or from_number or "REMOTE", ecm=not no_ecm,
+                                 compressions=T30_SUPPORT_T4_1D_COMPRESSION if mh_only else ALL_COMPRESSIONS)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
         signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
@@ -82,6 +86,7 @@ def simulate(
     result = send_document(
         path, to, document, from_number=from_number, tsi=tsi, sub_address=sub_address, header=header,
         ecm=not no_ecm, fine=not standard, hangup_after_page=hangup_after_page,
+        compressions=T30_SUPPORT_T4_1D_COMPRESSION if mh_only else ALL_COMPRESSIONS,
     )
     if as_json:
         print_json(result_facts(result))

@@ -19,7 +19,7 @@ from inkless.fax import imaging
 from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S
 from inkless.fax.loopback import Answerer, answer_call, place_call
 from inkless.fax.model import CallResult, CallSetup
-from inkless.fax.terminal import TerminalOptions
+from inkless.fax.terminal import ALL_COMPRESSIONS, TerminalOptions
 
 
 def result_facts(result: CallResult) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def send_document(
     fine: bool = True,
     hangup_after_page: int | None = None,
     timeout_s: float = DEFAULT_DIAL_TIMEOUT_S,
+    compressions: int = ALL_COMPRESSIONS,
 ) -> CallResult:
     """Call the node on ``socket_path`` as a remote fax machine and send ``document`` (PDF or TIFF)."""
     tiff = imaging.document_to_tiff(document, fine=fine)
@@ -50,7 +51,7 @@ def send_document(
         tiff = fax_header.stamp_tiff(tiff, header, datetime.now().astimezone())
     ident = tsi if tsi is not None else (from_number or "")
     setup = CallSetup(called_number=to_number, calling_number=from_number, sub_address=sub_address)
-    options = TerminalOptions(ident=ident, ecm=ecm, sub_address=sub_address)
+    options = TerminalOptions(ident=ident, ecm=ecm, sub_address=sub_address, compressions=compressions)
     return place_call(
         socket_path, setup, tiff, options=options, timeout_s=timeout_s, hangup_after_page=hangup_after_page
     )
@@ -60,7 +61,8 @@ class AnsweringRemote:
     """A remote fax machine that answers calls on ``socket_path`` and files what it receives in ``out_dir``.
 
     It answers "busy" to the first ``busy`` calls, and with ``hangup_after_page``
-    drops each call part-way into the page after that one. Every call leaves
+    drops each call part-way into the page after that one. ``ecm`` and
+    ``compressions`` say what it offers (an old machine: no ECM, T.4 1D only). Every call leaves
     ``call-NNN.json`` (the facts, or the busy signal) and, when pages came,
     ``call-NNN.tif`` in ``out_dir``.
     """
@@ -73,8 +75,11 @@ class AnsweringRemote:
         busy: int = 0,
         hangup_after_page: int | None = None,
         ident: str = "REMOTE",
+        ecm: bool = True,
+        compressions: int = ALL_COMPRESSIONS,
     ) -> None:
         self.out_dir = out_dir
+        self.options = TerminalOptions(ident=ident, ecm=ecm, compressions=compressions)
         self.busy = busy
         self.hangup_after_page = hangup_after_page
         self.ident = ident
@@ -102,7 +107,7 @@ class AnsweringRemote:
     def _on_call(self, conn: socket.socket, setup: CallSetup) -> None:
         n: int = self._local.n
         result = answer_call(
-            conn, setup, options=TerminalOptions(ident=self.ident), hangup_after_page=self.hangup_after_page
+            conn, setup, options=self.options, hangup_after_page=self.hangup_after_page
         )
         self._write(n, {"answer": "ok", **result_facts(result)}, result.received_tiff)
         with self.finished:
