@@ -113,7 +113,12 @@ class SpoolLine:
                 log.warning("spool line: %s could not be taken in: %s", path.name, exc)
                 self._finish(claimed, claimed_sidecar, "failed", error=str(exc))
                 continue
-            handler(result)
+            try:
+                handler(result)
+            except Exception as exc:  # the service could not take it: keep the file where people look
+                log.exception("spool line: the fax service refused %s", path.name)
+                self._finish(claimed, claimed_sidecar, "failed", error=f"not taken in: {exc}")
+                continue
             self._finish(claimed, claimed_sidecar, "done")
             taken += 1
         return taken
