@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from inkless.app import Node, build_node
+from inkless.config import load_settings
 from tests.helpers.db import fresh_database
 
 INKLESS = str(Path(sys.executable).with_name("inkless"))
@@ -94,16 +96,28 @@ class NodeProcess:
         return json.loads(self.cli(*args, "--json").stdout)
 
     def init(self, *offices: tuple[str, str]) -> None:
-        """``inkless init`` with this node's id and URL, then ``inkless office add`` for each (code, name)."""
+        """``inkless init`` with this node's id and URL, then the offices (code, name).
+
+        The offices are added in-process, as ``inkless office add`` would: every command
+        start costs seconds of imports, and that command has its own tests.
+        """
         facts = json.loads(
             self.cli("init", "--node-id", self.node_id, "--url", self.url, "--json", timeout=300).stdout
         )
         self.fingerprint = str(facts["node"]["ca_fingerprint"])
-        for code, name in offices:
-            self.cli("office", "add", code, name)
+        node = self.control()
+        try:
+            for code, name in offices:
+                node.directory.add_office(code, name, actor="cli")
+        finally:
+            node.close()
 
-    def start(self, *, workers: bool = True) -> None:
-        """``inkless serve --port P`` in the background; returns once /healthz answers."""
+    def control(self) -> Node:
+        """The node's data opened in this process, as a second process (``inkless send``, a worker) would."""
+        return build_node(load_settings(self.data, env=self.env))
+
+    def start(self, *, workers: bool = True, wait: bool = True) -> None:
+        """``inkless serve --port P`` in the background; with ``wait``, returns once /healthz answers."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.starts += 1
         with self.log.open("ab") as out:
@@ -114,7 +128,13 @@ class NodeProcess:
                  *([] if workers else ["--no-workers"])],
                 stdout=out, stderr=subprocess.STDOUT, env=self.env,
             )
+        if wait:
+            self.wait()
+
+    def wait(self) -> None:
+        """Wait until the started server answers /healthz (fails if it exits first)."""
         process = self.process
+        assert process is not None
         wait_healthy(self.url, alive=lambda: process.poll() is None, log=self.log)
 
     def stop(self) -> int | None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -111,20 +111,16 @@ class FederationClient:
         self._clock = clock
         self._http = http
         self._timeout = timeout
-        self._lock = threading.Lock()
 
-    def _client(self) -> httpx.Client:
-        with self._lock:
-            if self._http is None:
-                # No redirects: a signature covers one target URI, and a redirect would change it.
-                self._http = httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False)
-            return self._http
-
-    def close(self) -> None:
-        with self._lock:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+    @contextmanager
+    def _client(self) -> Iterator[httpx.Client]:
+        if self._http is not None:
+            yield self._http
+            return
+        # A client per request: nothing stays open between deliveries, in whatever thread or process.
+        # No redirects: a signature covers one target URI, and a redirect would change it.
+        with httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False) as client:
+            yield client
 
     def request(
         self,
@@ -146,7 +142,22 @@ class FederationClient:
         headers: dict[str, str] = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        request = self._client().build_request(method, url, content=body, headers=headers)
+        with self._client() as client:
+            return self._exchange(client, method, url, peer, ca, body, headers, covered, sign)
+
+    def _exchange(
+        self,
+        client: httpx.Client,
+        method: str,
+        url: str,
+        peer: str,
+        ca: x509.Certificate | None,
+        body: bytes,
+        headers: dict[str, str],
+        covered: Mapping[str, str] | None,
+        sign: bool,
+    ) -> FederationAnswer:
+        request = client.build_request(method, url, content=body, headers=headers)
         target_uri = str(request.url)
         if sign:
             key, own = self._signer()
@@ -158,7 +169,7 @@ class FederationClient:
         elif covered:
             request.headers.update(covered)
         try:
-            response = self._client().send(request)
+            response = client.send(request)
             content = response.read()
         except httpx.TimeoutException as exc:
             raise PeerUnreachableError(f"{peer} did not answer in time ({type(exc).__name__} on {target_uri})") from exc
