@@ -289,3 +289,26 @@ def test_web_seal_api_seals_as_the_caller_and_guards_the_office_seal(vnode: Node
     garbage = client.post("/api/v1/seal", headers=clerk, files={"file": ("a.pdf", b"junk", "application/pdf")},
                           data=form)
     assert garbage.status_code == 422
+
+
+def test_my_seals_page_shows_the_three_previews_of_the_logged_in_user(vnode: Node) -> None:
+    from inkless.web.deps import SESSION_COOKIE
+    from inkless.web.security import SessionStore, Stage
+
+    client = TestClient(create_app(vnode))
+    assert client.get("/seals", follow_redirects=False).status_code in (302, 303, 307)
+    assert client.get("/seals/preview/personal.png", follow_redirects=False).status_code in (302, 303, 307)
+    store = SessionStore(vnode.db, vnode.clock, 60)
+    user = vnode.directory.user("sato")
+    with vnode.db.begin() as conn:
+        cookie, _ = store.start(conn, user.id, Stage.ACTIVE, "test")
+    client.cookies.set(SESSION_COOKIE, cookie)
+    page = client.get("/seals")
+    assert page.status_code == 200 and "私の印鑑" in page.text
+    for kind in ("personal", "date", "office"):
+        assert f'src="/seals/preview/{kind}.png"' in page.text
+        png = client.get(f"/seals/preview/{kind}.png")
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.content.startswith(b"\x89PNG")
+    assert client.get("/seals/preview/stamp.png").status_code == 422
+    assert 'href="/seals" aria-current="page"' in page.text  # the navigation links here
