@@ -84,3 +84,25 @@ def test_fax_policy_by_classification() -> None:
     with pytest.raises(ValidationError):
         check_fax_allowed(4, True)
     assert [fax_allowed(level) for level in range(4)] == [True, True, False, False]
+
+
+def test_disaster_fallback_decision_needs_every_condition() -> None:
+    from inkless.fax.fallback import FallbackCandidate, decide
+
+    after = timedelta(minutes=60)
+    good = FallbackCandidate(1, "m", "hq@mlit", "mlit", 0, 1, 7, "civil-affairs", "tanaka", T0 - timedelta(minutes=61))
+
+    def why(candidate: FallbackCandidate = good, *, enabled: bool = True,
+            number: str | None = "0352538111") -> str | None:
+        return decide(candidate, now=T0, after=after, fallback_enabled=enabled, fax_number=number, local_node="moj")
+
+    from dataclasses import replace
+
+    assert why() is None
+    assert why(replace(good, node_id="moj")) == "local recipient"
+    assert why(replace(good, unreachable_since=None)) == "peer not unreachable long enough"
+    assert why(replace(good, unreachable_since=T0 - timedelta(minutes=59))) == "peer not unreachable long enough"
+    assert why(replace(good, priority=1)) == "not urgent"
+    assert why(replace(good, classification=2)) == "classification too high for fax"
+    assert why(number=None) == "recipient office publishes no fax number"
+    assert why(enabled=False) == "fallback disabled for the sending office"
