@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
@@ -36,6 +38,10 @@ PHOTO_TILE_FRACTION = 0.5
 TILE = 32
 
 COMPRESSIONS = {"g4": "group4", "g3": "group3"}
+
+# pdfium is not thread-safe, not even across documents, and fax documents are rendered from
+# worker, web and line threads at once: every pdfium call of this module holds this lock.
+PDFIUM_LOCK = threading.RLock()
 _TIFF_COMPRESSION_TAG = {3: "g3", 4: "g4"}
 
 _PAGE_NUMBER_TAG = 297
@@ -69,44 +75,59 @@ def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
     _check_size(pdf, "PDF")
     y_dpi = FINE_Y_DPI if fine else STANDARD_Y_DPI
     try:
-        doc = pdfium.PdfDocument(pdf)
+        with PDFIUM_LOCK:
+            doc = pdfium.PdfDocument(pdf)
     except pdfium.PdfiumError as exc:
         raise FaxError(f"the PDF cannot be rendered: {exc}") from None
     try:
-        count = len(doc)
+        with PDFIUM_LOCK:
+            count = len(doc)
         if count == 0:
             raise FaxError("the PDF has no pages")
         if count > MAX_PAGES:
             raise FaxError(f"the PDF has {count} pages; at most {MAX_PAGES} can be faxed")
         out: list[Image.Image] = []
         for index in range(count):
-            page = doc[index]
-            try:
-                width_pt, height_pt = page.get_size()
-                if width_pt <= 0 or height_pt <= 0:
-                    raise FaxError(f"page {index + 1} of the PDF has no area")
-                # Landscape pages are turned to portrait, as fax software does, to keep them legible.
-                rotation = 90 if width_pt > height_pt else 0
-                if rotation:
-                    width_pt, height_pt = height_pt, width_pt
-                # Fit the page width to the scan line (never enlarge beyond 204 dpi).
-                scale = min(X_DPI / 72.0, FAX_WIDTH / width_pt)
-                rows = height_pt * scale * y_dpi / X_DPI
-                if rows > MAX_ROWS:
-                    raise FaxError(
-                        f"page {index + 1} of the PDF is {height_pt / 72 * 25.4:.0f} mm long;"
-                        f" at most {MAX_ROWS} fax rows can be sent"
-                    )
-                try:
-                    grey = page.render(scale=scale, rotation=rotation, grayscale=True).to_pil().convert("L")
-                except pdfium.PdfiumError as exc:
-                    raise FaxError(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
-            finally:
-                page.close()
+            with PDFIUM_LOCK:
+                grey = _render_page(pdfium, doc, index, y_dpi)
+            # Binarising runs outside the lock: other threads may use pdfium meanwhile.
             out.extend(_to_fax_bitmaps(grey, y_dpi))
         return out
     finally:
-        doc.close()
+        with PDFIUM_LOCK:
+            doc.close()
+
+
+def _render_page(pdfium: Any, doc: Any, index: int, y_dpi: int) -> Image.Image:
+    page = doc[index]
+    try:
+        width_pt, height_pt = page.get_size()
+        if width_pt <= 0 or height_pt <= 0:
+            raise FaxError(f"page {index + 1} of the PDF has no area")
+        # Landscape pages are turned to portrait, as fax software does, to keep them legible.
+        rotation = 90 if width_pt > height_pt else 0
+        if rotation:
+            width_pt, height_pt = height_pt, width_pt
+        # Fit the page width to the scan line (never enlarge beyond 204 dpi).
+        scale = min(X_DPI / 72.0, FAX_WIDTH / width_pt)
+        rows = height_pt * scale * y_dpi / X_DPI
+        if rows > MAX_ROWS:
+            raise FaxError(
+                f"page {index + 1} of the PDF is {height_pt / 72 * 25.4:.0f} mm long;"
+                f" at most {MAX_ROWS} fax rows can be sent"
+            )
+        try:
+            bitmap = page.render(scale=scale, rotation=rotation, grayscale=True)
+        except pdfium.PdfiumError as exc:
+            raise FaxError(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
+        try:
+            # A copy that owns its pixels, so the bitmap is freed here, under the lock.
+            grey: Image.Image = bitmap.to_pil().convert("L").copy()
+            return grey
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
 
 
 def _to_fax_bitmaps(grey: Image.Image, y_dpi: int) -> list[Image.Image]:

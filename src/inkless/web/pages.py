@@ -415,10 +415,13 @@ def logout(request: Request, node: NodeDep, services: ServicesDep, session: Sess
 
 
 @router.get("/offices/{code}/inbox")
-def inbox(request: Request, code: str, caller: CallerDep, render: RendererDep) -> Response:
-    """The inbox of the caller's office."""
+def inbox(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """The inbox of the caller's office (faxes are marked: their sender is not authenticated)."""
     require_own_office(caller, code)
-    return render.render(request, "inbox.html", caller=caller, csrf_token=_csrf(caller), documents=[])
+    from inkless.web.api_delivery import inbox_messages
+
+    documents = inbox_messages(node, caller, code) if node.delivery is not None else []
+    return render.render(request, "inbox.html", caller=caller, csrf_token=_csrf(caller), documents=documents)
 
 
 # --- API tokens ----------------------------------------------------------------------------
