@@ -122,3 +122,12 @@ def test_landscape_and_long_pages_fit_the_fax_page() -> None:
     # The roll is cut into A4 lengths.
     assert [p.size for p in pages[1:]] == [(1728, 2292)] * 3
 
+
+
+def test_rendering_from_several_threads_at_once(pdf: bytes) -> None:
+    # Outbound jobs, web requests and inbound lines render in parallel threads; pdfium must not be entered twice.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _n: imaging.pdf_to_tiff(pdf), range(4)))
+    assert all(r == results[0] for r in results)
