@@ -1,0 +1,83 @@
+"""``inkless route`` as an operator runs it: the real console script, exit codes, --json, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.route_docs import sample_pdf
+
+INKLESS = str(Path(sys.executable).with_name("inkless"))
+
+
+def test_route_commands_walk_a_route_to_the_office_seal(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}
+    data = tmp_path / "node"
+
+    def inkless(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [INKLESS, *args, "--data", str(data)], capture_output=True, text=True, env=env, check=False, timeout=120
+        )
+
+    assert inkless("init", "--demo").returncode == 0
+    document = tmp_path / "出張命令.pdf"
+    document.write_bytes(sample_pdf(1))
+
+    # Bad input: a clear message, exit 2, and no route.
+    for args, message in (
+        (["--step", "tanaka", "--title", "担当", "--step", "sato"], "one --title per --step"),
+        (["--step", "tanaka", "--title", "担当", "--deadline", "24.12.2026"], "must be a date like"),
+        (["--step", "tanaka", "--title", "担当", "--step", "tanaka", "--title", "係長"], "steps 1 and 2"),
+        (["--step", "ghost", "--title", "担当"], "no user 'ghost'"),
+    ):
+        bad = inkless("route", "start", str(document), "--as", "tanaka", *args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+    assert inkless("route", "status", "1").returncode == 3
+
+    started = inkless(
+        "route", "start", str(document), "--as", "tanaka", "--step", "tanaka", "--title", "担当",
+        "--step", "sato,suzuki", "--title", "課長", "--deadline", "2026-12-24", "--comment", "至急", "--json",
+    )
+    assert started.returncode == 0, started.stderr
+    route = json.loads(started.stdout)
+    assert route["document_name"] == "出張命令"
+    assert route["waiting_for"] == ["tanaka"] and route["steps"][1]["deadline"] == "2026-12-24"
+    rid = str(route["id"])
+
+    queue = json.loads(inkless("route", "queue", "tanaka", "--json").stdout)
+    assert [(q["id"], q["action"], q["step"]) for q in queue] == [(route["id"], "stamp", "担当")]
+
+    early = inkless("route", "approve", rid, "--as", "sato")
+    assert early.returncode == 4 and "not sato's turn" in early.stderr
+
+    assert inkless("route", "approve", rid, "--as", "tanaka", "--kind", "date").returncode == 0
+    back = inkless("route", "return", rid, "--as", "sato", "--comment", "日程を再確認")
+    assert back.returncode == 0 and "returned route" in back.stdout
+    assert inkless("route", "approve", rid, "--as", "tanaka").returncode == 0
+    assert inkless("route", "approve", rid, "--as", "suzuki").returncode == 0
+    last = inkless("route", "approve", rid, "--as", "sato")
+    assert last.returncode == 0 and "office seal (角印) is next" in last.stdout
+    clerk = inkless("route", "approve", rid, "--as", "tanaka")
+    assert clerk.returncode == 4 and "only approvers and administrators may use the office seal" in clerk.stderr
+    sealed = inkless("route", "approve", rid, "--as", "sato")
+    assert sealed.returncode == 0 and "PAdES B-LTA" in sealed.stdout, sealed.stderr
+
+    status = json.loads(inkless("route", "status", rid, "--json").stdout)
+    assert status["state"] == "completed" and status["office_sealed_by"] == "sato"
+    assert [e["action"] for e in status["events"]] == [
+        "started", "stamped", "returned", "stamped", "stamped", "stamped", "office_sealed"
+    ]
+    text = inkless("route", "status", rid)
+    assert "完了 completed" in text.stdout and "日程を再確認" in text.stdout
+
+    out = tmp_path / "final.pdf"
+    assert inkless("route", "download", rid, "--out", str(out)).returncode == 0
+    checked = subprocess.run(["pdfsig", str(out)], capture_output=True, text=True, check=False).stdout
+    assert checked.count("Signature Validation: Signature is Valid.") == 4  # 担当, two 課長, office seal
+    first = tmp_path / "rev0.pdf"
+    assert inkless("route", "download", rid, "--out", str(first), "--revision", "0").returncode == 0
+    assert first.read_bytes().startswith(document.read_bytes())  # revision 0: the upload plus the strip
+    assert inkless("route", "reject", rid, "--as", "sato", "--comment", "x").returncode == 4
