@@ -307,12 +307,17 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
     node, fax, clock = fax_node.node, fax_node.fax, fax_node.clock
     pdf = three_page_pdf()
     unroutable = fax.receive(_received(pdf, cid="0798-11-2222", tsi="NISHINOMIYA", did="0355550000"), "loopback")
+    delivered = fax.receive(_received(pdf, cid="0798-33-4444", tsi="AMAGASAKI", did=CIVIL_NUMBER), "loopback")
     app = create_app(node)
     with TestClient(app) as clerk, TestClient(app) as admin:
         csrf = _login(clerk, node, clock, "tanaka")
         page = clerk.get("/fax")
         assert page.status_code == 200 and "FAXを送信" in page.text and 'href="/fax/log"' in page.text
         assert 'href="/fax/admin"' not in page.text  # clerks see no admin link
+        # In the inbox a fax is marked wherever it is shown: its sender is not authenticated.
+        inbox = clerk.get("/offices/civil-affairs/inbox")
+        row = re.search(rf'<tr data-message="{delivered.message_id}" data-source="fax">(.*?)</tr>', inbox.text, re.S)
+        assert row and "0798-33-4444" in row.group(1) and "送信元未認証（FAX）" in row.group(1)
         form = {"number": "06-1234-0000", "subject": "", "csrf_token": csrf}
         files = {"document": ("notice.pdf", pdf, "application/pdf")}
         jobs_before = len(fax.jobs("civil-affairs"))
