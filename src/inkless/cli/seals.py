@@ -14,7 +14,7 @@ import typer
 from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json
 from inkless.errors import ValidationError
-from inkless.seals.imprint import PT_PER_MM, SealKind, render_png
+from inkless.seals.imprint import SealKind, render_png
 from inkless.seals.model import Indication, SealPlacement, VerificationReport
 from inkless.seals.sealing import SealingService, imprint_for
 
@@ -78,10 +78,7 @@ def seal(
             placement = SealPlacement(page=page, field_name=field)
         else:
             x, y = _point(at)
-            user = node.directory.user(signer)
-            office = node.directory.office_by_id(user.office_id)
-            side = imprint_for(user, office.name, kind, node.clock.now(), size_mm).size_mm * PT_PER_MM
-            placement = SealPlacement(page=page, box=(x, y, x + side, y + side))
+            placement = service.placement_at(signer, kind, page, x, y, size_mm)
         sealed = service.seal(source.read_bytes(), signer, kind, placement, actor=signer, reason=reason,
                               certify=certify, size_mm=size_mm)
     out.write_bytes(sealed)

@@ -175,6 +175,7 @@ class SealingService:
         self.timestamper = timestamper
         self._trust_source = trust_source
         self._crl_cache: tuple[tuple[Any, ...], datetime, cx509.CertificateRevocationList] | None = None
+        self._ca_cache: cx509.Certificate | None = None
 
     # --- sealing ---------------------------------------------------------------------
 
@@ -256,12 +257,20 @@ class SealingService:
                               "only approvers and administrators may")
         return user, office.code, office.name
 
+    def placement_at(self, login: str, kind: SealKind, page: int, x: float, y: float,
+                     size_mm: float | None = None) -> SealPlacement:
+        """A box of the seal's own size with its lower-left corner at (``x``, ``y``) points on ``page``."""
+        user = self._directory.user(login)
+        office = self._directory.office_by_id(user.office_id)
+        side = imprint_for(user, office.name, SealKind(kind), self._clock.now(), size_mm).size_mm * PT_PER_MM
+        return SealPlacement(page=page, box=(x, y, x + side, y + side))
+
     def signer_material(self, owner: str, kind: SealKind) -> SignerMaterial:
         """The decrypted key, certificate, CA and current CRL for a user's or an office's seal."""
         purpose = CertPurpose.OFFICE_SIGNING if kind == SealKind.OFFICE else CertPurpose.USER_SEAL
         with self._db.begin() as conn:
             key, cert = self._pki.key_and_certificate(conn, purpose, owner)
-            ca = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+            ca = self._own_ca(conn)
             crl = self._crl(conn)
         return SignerMaterial(key, cert, ca, crl)
 
@@ -293,12 +302,10 @@ class SealingService:
                 raise ValidationError(f"the signature field {placement.field_name!r} is already sealed")
             return placement.field_name, None
         assert placement.box is not None
-        page = writer.root["/Pages"]
         media = _page_box(writer, placement.page - 1)
         x1, y1, x2, y2 = placement.box
         if x1 < media[0] or y1 < media[1] or x2 > media[2] or y2 > media[3]:
             raise ValidationError(f"the seal box {placement.box} lies outside page {placement.page} {media}")
-        del page
         taken = {name for name, _, _ in fields.enumerate_sig_fields(writer)}
         base = re.sub(r"[^A-Za-z0-9_-]", "_", f"seal-{kind.value}-{login}")
         n = 1
@@ -339,19 +346,27 @@ class SealingService:
 
     # --- verification ----------------------------------------------------------------
 
+    def _own_ca(self, conn: Connection) -> cx509.Certificate:
+        # The node CA never changes during a node's life: read it once.
+        if self._ca_cache is None:
+            self._ca_cache = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+        return self._ca_cache
+
     def trust_anchors(self) -> list[cx509.Certificate]:
         """The CAs whose seals count as trusted: this node's CA and the pinned peers' CAs."""
         # The peers' CAs first, in their own transaction: SQLite allows one writer-style transaction at a time.
         peers = self._trust_source() if self._trust_source is not None else []
         with self._db.begin() as conn:
-            own = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+            own = self._own_ca(conn)
         return [own] + [c for c in peers if c != own]
 
     def validation_context(self, at: datetime | None = None) -> ValidationContext:
         """Trust roots = known node CAs; revocation data = this node's current CRL; no fetching."""
-        anchors = self.trust_anchors()
+        peers = self._trust_source() if self._trust_source is not None else []
         with self._db.begin() as conn:
+            own = self._own_ca(conn)
             crl = self._crl(conn)
+        anchors = [own] + [c for c in peers if c != own]
         roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
         crls = [asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))]
         return validation_context(roots, crls, at)
@@ -361,11 +376,10 @@ class SealingService:
         from inkless.seals.verify import verify_document
 
         context = self.validation_context()
-        with self._db.begin() as conn:
-            own_ca = _common_name(cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der))
+        assert self._ca_cache is not None
         # Only this node's CRL is at hand: revocation is "good" only for seals chaining to our own CA.
         report = verify_document(pdf, context, self._clock.now(), with_imprints=with_imprints,
-                                 crl_anchors=frozenset({own_ca}))
+                                 crl_anchors=frozenset({_common_name(self._ca_cache)}))
         with self._db.begin() as conn:
             self._audit.record(conn, AuditEvent(
                 actor=actor, action="seal.verified", object_type="document", object_id=report.document_sha256,
@@ -425,13 +439,6 @@ def _lock_existing_field(writer: IncrementalPdfFileWriter, field_name: str) -> N
         lock[pdf_name("/P")] = generic.NumberObject(MDPPerm.FILL_FORMS.value)  # type: ignore[no-untyped-call]
         field[pdf_name("/Lock")] = writer.add_object(lock)
         writer.mark_update(ref)
-
-
-def default_box(page_point: tuple[float, float], imprint: SealImprint) -> tuple[float, float, float, float]:
-    """A box of the imprint's own size with its lower-left corner at ``page_point``."""
-    side = imprint.size_mm * PT_PER_MM
-    x, y = page_point
-    return (x, y, x + side, y + side)
 
 
 def build_sealing(node: Node) -> SealingService:

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 
 from inkless.app import Node
 from inkless.errors import PolicyError, ValidationError
-from inkless.seals.imprint import PT_PER_MM, SealKind
+from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
-from inkless.seals.sealing import MAX_PDF_BYTES, SealingService, imprint_for
+from inkless.seals.sealing import MAX_PDF_BYTES, SealingService
 from inkless.seals.tsa import MAX_REQUEST_BYTES, TIMESTAMP_QUERY, TIMESTAMP_REPLY, NodeTimeStampAuthority
 from inkless.web.deps import Caller, api_caller, get_node
 
@@ -74,9 +74,7 @@ async def seal_document(
     else:
         if x is None or y is None:
             raise ValidationError("give x and y (points from the lower-left corner) or field_name")
-        office = node.directory.office_by_id(caller.user.office_id)
-        side = imprint_for(caller.user, office.name, kind, node.clock.now(), size_mm).size_mm * PT_PER_MM
-        placement = SealPlacement(page=page, box=(x, y, x + side, y + side))
+        placement = service.placement_at(login, kind, page, x, y, size_mm)
     sealed = await service.seal_async(pdf, login, kind, placement, actor=login, reason=reason, size_mm=size_mm)
     return Response(sealed, media_type="application/pdf",
                     headers={"Content-Disposition": 'attachment; filename="sealed.pdf"'})
