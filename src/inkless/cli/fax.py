@@ -78,6 +78,8 @@ def simulate(
         return
     if file is None or to is None:
         raise ValidationError("give --to NUMBER and a FILE to send (or --answer)")
+    if busy or out is not None or calls is not None:
+        raise ValidationError("--busy, --out and --calls go with --answer")
     try:
         document = file.read_bytes()
     except OSError as exc:
