@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from asn1crypto import tsp
 from sqlalchemy import select
@@ -31,6 +32,32 @@ def tnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         yield node
 
 
+@pytest.fixture(scope="module")
+def tsa_url(tnode: Node) -> Iterator[str]:
+    """The node's web app served by uvicorn on a free port: the TSA over real HTTP."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(tnode), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/tsa"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["openssl", *args], capture_output=True, text=True)
 
@@ -46,14 +73,13 @@ def tsa_pem(node: Node, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("cert_req", [False, True])
-def test_openssl_query_reply_and_verify(tnode: Node, tmp_path: Path, cert_req: bool) -> None:
+def test_openssl_query_reply_and_verify(tnode: Node, tsa_url: str, tmp_path: Path, cert_req: bool) -> None:
     data = tmp_path / "document.txt"
     data.write_bytes("稟議書 第42号\n".encode())
     query = tmp_path / "request.tsq"
     args = ["ts", "-query", "-data", str(data), "-sha256", "-out", str(query)]
     assert openssl(*(args + (["-cert"] if cert_req else []))).returncode == 0
-    client = TestClient(create_app(tnode))
-    response = client.post("/tsa", content=query.read_bytes(), headers={"Content-Type": TIMESTAMP_QUERY})
+    response = httpx.post(tsa_url, content=query.read_bytes(), headers={"Content-Type": TIMESTAMP_QUERY})
     assert response.status_code == 200
     assert response.headers["content-type"] == TIMESTAMP_REPLY
     reply = tmp_path / "reply.tsr"
@@ -126,46 +152,26 @@ def test_bad_requests_get_a_rejection_not_a_stamp(tnode: Node, tmp_path: Path) -
         assert conn.execute(select(t.audit_entries.c.idx)).all() == before
 
 
-def test_seals_can_be_stamped_by_an_external_tsa_over_http(tnode: Node) -> None:
+def test_seals_can_be_stamped_by_an_external_tsa_over_http(tnode: Node, tsa_url: str) -> None:
     # The node's own /tsa endpoint, served by uvicorn, plays the external TSA (tsa_url).
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from inkless.seals.imprint import SealKind
     from inkless.seals.model import Indication, SealPlacement
     from inkless.seals.sealing import SealingService
     from inkless.seals.tsa import choose_timestamper
     from tests.helpers.seals import sample_pdf
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(tnode), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        with tnode.db.begin() as conn:
-            before = conn.execute(select(t.audit_entries.c.idx).where(t.audit_entries.c.action == "tsa.stamped")).all()
-        external = SealingService(
-            tnode.db, tnode.pki, tnode.directory, tnode.audit, tnode.clock, node_id=tnode.node_id,
-            organisation=tnode.settings.organisation,
-            timestamper=choose_timestamper(f"http://127.0.0.1:{port}/tsa", None),  # type: ignore[arg-type]
-        )
-        first = external.seal(sample_pdf(), "tanaka", SealKind.PERSONAL,
-                              SealPlacement(page=1, box=(400, 100, 434, 134)), actor="tanaka")
-        # A second synchronous call runs in a new event loop: the HTTP client must cope.
-        second = external.seal(first, "sato", SealKind.PERSONAL, SealPlacement(page=1, box=(300, 100, 334, 134)),
-                               actor="sato")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with tnode.db.begin() as conn:
+        before = conn.execute(select(t.audit_entries.c.idx).where(t.audit_entries.c.action == "tsa.stamped")).all()
+    external = SealingService(
+        tnode.db, tnode.pki, tnode.directory, tnode.audit, tnode.clock, node_id=tnode.node_id,
+        organisation=tnode.settings.organisation,
+        timestamper=choose_timestamper(tsa_url, None),  # type: ignore[arg-type]
+    )
+    first = external.seal(sample_pdf(), "tanaka", SealKind.PERSONAL,
+                          SealPlacement(page=1, box=(400, 100, 434, 134)), actor="tanaka")
+    # A second synchronous call runs in a new event loop: the HTTP client must cope.
+    second = external.seal(first, "sato", SealKind.PERSONAL, SealPlacement(page=1, box=(300, 100, 334, 134)),
+                           actor="sato")
     assert tnode.sealing is not None
     report = tnode.sealing.verify(second)
     assert report.indication == Indication.PASSED
