@@ -1,4 +1,6 @@
-"""A fax sent by ``inkless fax simulate`` to a running ``inkless serve`` lands, searchable, in the right inbox."""
+"""Both directions through a running ``inkless serve``: a fax sent by ``inkless fax simulate`` lands, searchable,
+in the right inbox; a fax queued with ``inkless fax send`` is dialled by the node's workers, retried after a
+busy signal, and received by a simulated remote with the header line on its pages."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 from inkless.config import load_settings
 from inkless.db.tables_fax import fax_calls
 from inkless.fax import imaging
-from tests.e2e.conftest import ServedNode
+from tests.e2e.conftest import INKLESS, ServedNode
 from tests.helpers.faxdocs import JAPANESE_PHRASE, three_page_pdf
 
 ARRIVAL_LIMIT_SECONDS = 240
@@ -87,3 +89,67 @@ def test_simulated_fax_arrives_in_the_office_inbox_as_a_searchable_pdf(served_no
     [line] = [f.split("\t") for f in log.stdout.splitlines() if "\tRECV\t" in f]
     assert (line[1], line[5], line[6], line[9], line[10], line[16]) == (
         "RECV", "civil-affairs", "06-6941-0351", "OSAKA PREF", "3", "delivered")
+
+
+def _answering_remote(node: ServedNode, out: Path, busy: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        remote = subprocess.Popen(
+            [INKLESS, "fax", "simulate", "--answer", "--out", str(out), "--busy", str(busy), "--calls", "1",
+             "--tsi", "OSAKA PREF", "--data", str(node.data)],
+            env=node.env, stdout=sink, stderr=subprocess.STDOUT,
+        )
+    socket_path = node.data / "fax" / "remote.sock"
+    deadline = time.monotonic() + 60
+    while not socket_path.exists():
+        assert remote.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    return remote
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_fax_send_is_dialled_by_the_workers_retried_after_busy_and_stamped(
+    served_node: ServedNode, tmp_path: Path
+) -> None:
+    source = three_page_pdf()
+    document = tmp_path / "notice.pdf"
+    document.write_bytes(source)
+    out = tmp_path / "remote"
+    remote = _answering_remote(served_node, out, busy=1, log=tmp_path / "remote.log")
+    try:
+        queued = served_node.cli("fax", "send", "--from", "civil-affairs", "--to", "06-6941-0351", str(document),
+                                 "--as", "tanaka", "--tries", "3", "--interval", "1s", "--kill-time", "10m")
+        assert queued.returncode == 0, queued.stderr
+        assert remote.wait(timeout=ARRIVAL_LIMIT_SECONDS) == 0
+    finally:
+        if remote.poll() is None:
+            remote.kill()
+            remote.wait()
+    busy = json.loads((out / "call-000.json").read_text())
+    answered = json.loads((out / "call-001.json").read_text())
+    assert busy["answer"] == "busy" and answered["pages_transferred"] == 3 and answered["t30_code"] == 0
+    # The pages arrived as rendered, with the header line (sender, number, page n/m) across the top.
+    received = imaging.tiff_images((out / "call-001.tif").read_bytes())
+    rendered = imaging.tiff_images(imaging.document_to_tiff(source))
+    for theirs, ours in zip(received, rendered, strict=True):
+        band = (0, 0, theirs.width, 30)
+        assert imaging.pixel_difference(theirs.crop(band), ours.crop(band)) > 0.005  # the stamped header
+        body = (0, 40, theirs.width, theirs.height)
+        assert imaging.pixel_difference(theirs.crop(body), ours.crop(body)) < 0.01
+
+    deadline = time.monotonic() + 60
+    while True:  # the worker records the outcome right after the call
+        jobs = served_node.cli("fax", "jobs", "--json")
+        assert jobs.returncode == 0, jobs.stderr
+        [job] = json.loads(jobs.stdout)
+        if job["state"] == "done":
+            break
+        assert time.monotonic() < deadline, served_node.log.read_text()
+        time.sleep(1)
+    assert job["tries"] == 2 and job["last_code"] == 0
+    log = served_node.cli("fax", "log")
+    sends = [f.split("\t") for f in log.stdout.splitlines() if "\tSEND\t" in f]
+    assert [(s[16], s[18]) for s in sends] == [("retry", "busy"), ("done", "OK")]
+    report = tmp_path / "report.pdf"
+    assert served_node.cli("fax", "report", str(job["id"]), "--out", str(report)).returncode == 0
+    text = subprocess.run(["pdftotext", str(report), "-"], capture_output=True, check=True).stdout.decode()
+    assert "送信成功" in text and "06-6941-0351" in text
