@@ -48,6 +48,11 @@ CHANGE_LABELS = {
     Change.OTHER: N_("After this seal the document was changed beyond form filling and annotations "
                      "(page content, pages or images): what you see is not what was sealed."),
 }
+REVOCATION_LABELS = {
+    "good": N_("not revoked (checked against this node's CRL)"),
+    "revoked": N_("revoked"),
+    "unknown": N_("unknown (no revocation data for this CA)"),
+}
 KIND_LABELS = {
     SealKind.PERSONAL: N_("Personal seal (認印)"),
     SealKind.DATE: N_("Date seal (日付印)"),
@@ -64,6 +69,7 @@ def _seal_view(seal: Any) -> dict[str, Any]:
         "verdict": INDICATION_LABELS[seal.indication],
         "why": SUBINDICATION_LABELS.get(seal.subindication) if seal.subindication else None,
         "change": CHANGE_LABELS.get(seal.change) if seal.change else None,
+        "revocation": REVOCATION_LABELS.get(seal.revocation, seal.revocation),
     }
 
 
