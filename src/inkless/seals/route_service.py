@@ -306,16 +306,16 @@ class RouteService:
 
     # --- stamping ------------------------------------------------------------------
 
-    def approve(self, route_id: int, login: str, kind: SealKind = SealKind.PERSONAL,
+    def approve(self, route_id: int, login: str, kind: SealKind | str = SealKind.PERSONAL,
                 comment: str | None = None) -> ApprovalRoute:
         """Synchronous :meth:`approve_async` (CLI, tests)."""
         return _run(self.approve_async(route_id, login, kind, comment))
 
     async def approve_async(
-        self, route_id: int, login: str, kind: SealKind = SealKind.PERSONAL, comment: str | None = None
+        self, route_id: int, login: str, kind: SealKind | str = SealKind.PERSONAL, comment: str | None = None
     ) -> ApprovalRoute:
         """``login`` stamps their box of the current step with their personal or date seal."""
-        kind = _stamp_kind(kind)
+        seal_kind = _stamp_kind(kind)
         comment = check_comment(comment)
         sealer = self._require_sealer()
         for _ in range(STAMP_ATTEMPTS):
@@ -326,12 +326,12 @@ class RouteService:
             sealed = await sealer.seal_async(
                 pdf,
                 login,
-                kind,
+                seal_kind,
                 SealPlacement(page=route.strip_page, field_name=approver.field_name),
                 actor=login,
                 reason=f"{step.title} (route {route.id}, step {step.index + 1})",
             )
-            stored = await _thread(self._store_stamp, route, login, kind, sealed, comment)
+            stored = await _thread(self._store_stamp, route, login, seal_kind, sealed, comment)
             if stored is not None:
                 return stored
         raise ConflictError(f"route {route_id} kept changing while {login} stamped it; try again")

@@ -159,8 +159,13 @@ def add_approval_strip(pdf: bytes, steps: Sequence[StripStep], font: Glyphs | No
     return StrippedDocument(pdf=out.getvalue(), boxes=tuple(boxes), page=page_ix + 1, new_page=not room)
 
 
-def render_page_png(pdf: bytes, page: int, dpi: int = 100) -> bytes:
-    """Page ``page`` (1-based) of ``pdf`` as an RGBA PNG on white paper, with signature appearances."""
+def render_page_png(
+    pdf: bytes, page: int, dpi: int = 100, highlight: tuple[float, float, float, float] | None = None
+) -> bytes:
+    """Page ``page`` (1-based) of ``pdf`` as an RGBA PNG on white paper, with signature appearances.
+
+    ``highlight`` (x1, y1, x2, y2 in points) is outlined in blue: the box where a seal will go.
+    """
     import pypdfium2  # type: ignore[import-untyped, unused-ignore]
 
     if not 36 <= dpi <= 300:
@@ -194,7 +199,38 @@ def render_page_png(pdf: bytes, page: int, dpi: int = 100) -> bytes:
         raise ValidationError(f"unexpected pdfium bitmap with {channels} channels")
     # RGBX: the padding byte becomes an opaque alpha channel.
     rows = [_opaque(buffer[y * stride : y * stride + width * 4]) for y in range(height)]
+    if highlight is not None:
+        origin = page_size(pdf, page)
+        _outline(rows, width, height, highlight, origin, dpi / 72.0)
     return _png_rgba(width, height, rows)
+
+
+HIGHLIGHT = b"\x1f\x5f\xd6\xff"  # opaque blue: no seal ink is blue, so it never hides an imprint
+
+
+def _outline(
+    rows: list[bytes],
+    width: int,
+    height: int,
+    box: tuple[float, float, float, float],
+    origin: tuple[float, float, float, float],
+    scale: float,
+) -> None:
+    x1 = max(0, int((box[0] - origin[0]) * scale))
+    x2 = min(width - 1, int((box[2] - origin[0]) * scale))
+    top = max(0, int((origin[3] - box[3]) * scale))
+    bottom = min(height - 1, int((origin[3] - box[1]) * scale))
+    if x2 <= x1 or bottom <= top:
+        return
+    thickness = 3
+    for y in range(top, bottom + 1):
+        row = bytearray(rows[y])
+        if y < top + thickness or y > bottom - thickness:
+            row[x1 * 4 : (x2 + 1) * 4] = HIGHLIGHT * (x2 + 1 - x1)
+        else:
+            row[x1 * 4 : (x1 + thickness) * 4] = HIGHLIGHT * thickness
+            row[(x2 + 1 - thickness) * 4 : (x2 + 1) * 4] = HIGHLIGHT * thickness
+        rows[y] = bytes(row)
 
 
 def _opaque(row: bytes) -> bytes:
@@ -205,11 +241,17 @@ def _opaque(row: bytes) -> bytes:
 
 def page_size(pdf: bytes, page: int) -> tuple[float, float, float, float]:
     """The media box (x1, y1, x2, y2) of page ``page`` (1-based)."""
-    reader = _open(pdf)
-    return _media_box(_page(reader, page - 1))
+    return _media_box(_page(_read(pdf), page - 1))
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _read(pdf: bytes) -> PdfFileReader:
+    try:
+        return PdfFileReader(io.BytesIO(pdf), strict=False)
+    except (PdfError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValidationError(f"not a readable PDF: {exc}") from None
 
 
 def _open(pdf: bytes) -> PdfFileReader:
@@ -363,3 +405,23 @@ def _blank_bottom(pdf: bytes, page_ix: int) -> float:
         if min(line) < 235:
             return (height - 1 - row) * 72.0 / SCAN_DPI
     return height * 72.0 / SCAN_DPI
+
+
+def field_boxes(pdf: bytes) -> dict[str, tuple[float, float, float, float]]:
+    """The widget rectangle of every signature field (for previews that show where a seal goes)."""
+    from pyhanko.sign.fields import enumerate_sig_fields
+
+    try:
+        reader = PdfFileReader(io.BytesIO(pdf), strict=False)
+        found: dict[str, tuple[float, float, float, float]] = {}
+        for name, _value, ref in enumerate_sig_fields(reader):
+            field: Any = ref.get_object()
+            rect = field.get("/Rect")
+            if rect is None and "/Kids" in field:
+                rect = field["/Kids"][0].get_object().get("/Rect")
+            if rect is not None:
+                x1, y1, x2, y2 = (float(v) for v in rect)
+                found[str(name)] = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+        return found
+    except (PdfError, KeyError, TypeError, ValueError) as exc:
+        raise ValidationError(f"not a readable PDF: {exc}") from None

@@ -114,6 +114,10 @@ def create_app(node: Node) -> FastAPI:
 
     app.include_router(api_fax.router, prefix=API_PREFIX)
     app.include_router(pages_fax.router)
+    from inkless.web import api_routes, pages_routes
+
+    app.include_router(api_routes.router, prefix=API_PREFIX)
+    app.include_router(pages_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_middleware(app)
     _add_error_handlers(app, renderer)

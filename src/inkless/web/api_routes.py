@@ -1,0 +1,161 @@
+"""``/api/v1/routes``: approval routes for programs — start, status, queue, stamp, return, reject, office seal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from inkless.app import Node
+from inkless.errors import SealError
+from inkless.seals.route_service import MAX_PDF_BYTES, RouteService
+from inkless.seals.routes import StepPlan
+from inkless.web.deps import Caller, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.pages_routes import check_fresh_totp
+
+router = APIRouter(tags=["routes"])
+
+CallerDep = Annotated[Caller, Depends(api_caller)]
+NodeDep = Annotated[Node, Depends(get_node)]
+ServicesDep = Annotated[WebServices, Depends(get_services)]
+
+
+class StepIn(BaseModel):
+    """One step of a new route."""
+
+    title: str = Field(examples=["係長"], max_length=10)
+    approvers: list[str] = Field(examples=[["sato"]], description="one login, or several in parallel (合議)")
+    deadline: date | None = None
+
+
+class StampIn(BaseModel):
+    """A stamp: the seal to use and an optional comment."""
+
+    kind: str = Field(default="personal", description="personal (認印) or date (日付印)")
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class ReturnIn(BaseModel):
+    """A return (差し戻し): why, and to which step (default: the previous one)."""
+
+    comment: str = Field(max_length=1000)
+    to_step: int | None = Field(default=None, ge=1, description="1-based step number")
+
+
+class RejectIn(BaseModel):
+    """A rejection (却下), with its reason."""
+
+    comment: str = Field(max_length=1000)
+
+
+class OfficeSealIn(BaseModel):
+    """The office seal needs the caller's one-time code again, even with a live session or a token."""
+
+    totp: str = Field(max_length=20)
+
+
+def _routes(node: Node) -> RouteService:
+    if node.routes is None:
+        raise SealError("this node has no approval route service")
+    return node.routes
+
+
+def _status(node: Node, route_id: int, login: str) -> dict[str, Any]:
+    return _routes(node).status(route_id, viewer=login).to_dict()
+
+
+@router.post("/routes", status_code=201)
+async def start_route(
+    node: NodeDep,
+    caller: CallerDep,
+    document: Annotated[UploadFile, File(description="The PDF to route")],
+    steps: Annotated[str, Form(description='JSON list of steps: [{"title": "担当", "approvers": ["tanaka"]}, …]')],
+    name: Annotated[str, Form(max_length=200)] = "",
+    comment: Annotated[str, Form(max_length=1000)] = "",
+    deliver_to: Annotated[str, Form(max_length=200)] = "",
+) -> dict[str, Any]:
+    """Start a route as the caller: the approval strip is added and step 1's approvers see it in their queue."""
+    try:
+        parsed = [StepIn.model_validate(s) for s in json.loads(steps)]
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(status_code=422, detail=f"steps must be a JSON list of steps: {exc}") from None
+    pdf = await document.read(MAX_PDF_BYTES + 1)
+    if len(pdf) > MAX_PDF_BYTES:
+        raise HTTPException(status_code=413, detail=f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+    plans = [StepPlan(s.title, tuple(s.approvers), s.deadline) for s in parsed]
+    doc_name = name.strip() or (document.filename or "document").rsplit(".", 1)[0]
+    route = await asyncio.to_thread(
+        _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
+        comment=comment or None, deliver_to=deliver_to or None,
+    )
+    return await asyncio.to_thread(_status, node, route.id, caller.user.login)
+
+
+@router.get("/routes/queue")
+def queue(node: NodeDep, caller: CallerDep) -> list[dict[str, Any]]:
+    """Routes waiting for the caller (承認待ち): a box to stamp or the office seal to press."""
+    today = node.clock.now().date()
+    return [
+        {
+            "id": i.route.id,
+            "document_name": i.route.document_name,
+            "starter": i.route.starter,
+            "action": i.action,
+            "step": i.step_title,
+            "deadline": i.deadline.isoformat() if i.deadline else None,
+            "overdue": i.overdue(today),
+        }
+        for i in _routes(node).queue(caller.user.login)
+    ]
+
+
+@router.get("/routes/{route_id}")
+def status(route_id: int, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+    """The route with its steps, timeline and revisions (for its starter, approvers and office)."""
+    return _status(node, route_id, caller.user.login)
+
+
+@router.get("/routes/{route_id}/document", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}})
+def document(route_id: int, node: NodeDep, caller: CallerDep, revision: int | None = None) -> Response:
+    """The route's PDF: the current revision, or ``revision`` from its history."""
+    pdf = _routes(node).document(route_id, viewer=caller.user.login, revision=revision)
+    return Response(pdf, media_type="application/pdf")
+
+
+@router.post("/routes/{route_id}/stamp")
+async def stamp(route_id: int, body: StampIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+    """Stamp the caller's box of the current step."""
+    await _routes(node).approve_async(route_id, caller.user.login, body.kind, body.comment)
+    return await asyncio.to_thread(_status, node, route_id, caller.user.login)
+
+
+@router.post("/routes/{route_id}/return")
+def return_route(route_id: int, body: ReturnIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+    """Return the route (差し戻し) to the previous or a chosen earlier step."""
+    _routes(node).return_route(route_id, caller.user.login, body.comment,
+                               None if body.to_step is None else body.to_step - 1)
+    return _status(node, route_id, caller.user.login)
+
+
+@router.post("/routes/{route_id}/reject")
+def reject(route_id: int, body: RejectIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+    """Reject the route (却下)."""
+    _routes(node).reject(route_id, caller.user.login, body.comment)
+    return _status(node, route_id, caller.user.login)
+
+
+@router.post("/routes/{route_id}/office-seal")
+async def office_seal(
+    request: Request, route_id: int, body: OfficeSealIn, node: NodeDep, caller: CallerDep, services: ServicesDep
+) -> dict[str, Any]:
+    """Press the office seal (角印) that closes the route; extends the document to PAdES B-LTA."""
+    await asyncio.to_thread(
+        check_fresh_totp, node, services, caller.user.login, body.totp, client_address(request)
+    )
+    await _routes(node).office_seal_async(route_id, caller.user.login)
+    return await asyncio.to_thread(_status, node, route_id, caller.user.login)

@@ -1,0 +1,338 @@
+"""The approval route pages: my queue (承認待ち), start a route, the route with its stamp dialog and timeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi.responses import RedirectResponse
+
+from inkless.app import Node
+from inkless.audit.model import AuditEvent
+from inkless.errors import AuthenticationError, InklessError, NotFoundError, PolicyError, RateLimitedError, SealError
+from inkless.seals.route_service import MAX_PDF_BYTES, RouteService, RouteStatus
+from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, RouteState, StepPlan, check_office_sealer
+from inkless.seals.strip import field_boxes, render_page_png
+from inkless.web.deps import Caller, WebServices, client_address, get_node, get_services, page_caller
+from inkless.web.pages import WRONG_CODE, renderer
+from inkless.web.render import N_, Renderer
+
+router = APIRouter(include_in_schema=False)
+
+NodeDep = Annotated[Node, Depends(get_node)]
+CallerDep = Annotated[Caller, Depends(page_caller)]
+RendererDep = Annotated[Renderer, Depends(renderer)]
+ServicesDep = Annotated[WebServices, Depends(get_services)]
+
+PREVIEW_DPI = 80
+FORM_ROWS = 6
+STATE_LABELS = {
+    RouteState.IN_PROGRESS: N_("In progress"),
+    RouteState.AWAITING_OFFICE_SEAL: N_("Awaiting the office seal"),
+    RouteState.COMPLETED: N_("Completed"),
+    RouteState.REJECTED: N_("Rejected"),
+}
+ACTION_LABELS = {
+    "started": N_("Started"),
+    "stamped": N_("Stamped"),
+    "returned": N_("Returned"),
+    "rejected": N_("Rejected"),
+    "office_sealed": N_("Office seal"),
+}
+DONE_MESSAGES = {
+    "started": N_("The route has started."),
+    "stamped": N_("Your seal was applied."),
+    "returned": N_("The route was returned."),
+    "rejected": N_("The route was rejected."),
+    "sealed": N_("The office seal was applied: the document is complete."),
+}
+NO_FILE = N_("Choose a PDF file.")
+TOO_LARGE = N_("The file is too large.")
+
+
+def _routes(node: Node) -> RouteService:
+    if node.routes is None:
+        raise SealError("this node has no approval route service")
+    return node.routes
+
+
+def _csrf(caller: Caller) -> str:
+    return caller.session.csrf_token if caller.session else ""
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303)
+
+
+@router.get("/routes")
+def queue_page(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """The caller's queue (承認待ち) and the latest routes of their office."""
+    routes = _routes(node)
+    today = node.clock.now().date()
+    items = [
+        {"item": item, "overdue": item.overdue(today), "state": STATE_LABELS[item.route.state]}
+        for item in routes.queue(caller.user.login)
+    ]
+    office = [{"route": r, "state": STATE_LABELS[r.state]} for r in routes.routes_of_office(caller.office.code)]
+    return render.render(
+        request, "routes_queue.html", caller=caller, csrf_token=_csrf(caller), active="routes",
+        items=items, office_routes=office,
+    )
+
+
+@router.get("/routes/new")
+def new_page(request: Request, caller: CallerDep, render: RendererDep) -> Response:
+    """The form to start a route: the PDF, its name, and the steps."""
+    return _new_form(request, caller, render)
+
+
+def _new_form(
+    request: Request, caller: Caller, render: Renderer, status_code: int = 200, error: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> Response:
+    values = form or {"titles": ["担当", "係長", "課長", "部長"], "approvers": [caller.user.login]}
+    titles = list(values.get("titles", [])) + [""] * FORM_ROWS
+    approvers = list(values.get("approvers", [])) + [""] * FORM_ROWS
+    deadlines = list(values.get("deadlines", [])) + [""] * FORM_ROWS
+    rows = [{"n": i + 1, "title": titles[i], "approvers": approvers[i], "deadline": deadlines[i]}
+            for i in range(FORM_ROWS)]
+    return render.render(
+        request, "routes_new.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
+        active="routes", rows=rows, error=error, name=values.get("name", ""), comment=values.get("comment", ""),
+        deliver_to=values.get("deliver_to", ""),
+    )
+
+
+@router.post("/routes")
+async def start_route(
+    request: Request,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    document: Annotated[UploadFile | None, File()] = None,
+    name: Annotated[str, Form(max_length=200)] = "",
+    title: Annotated[list[str] | None, Form()] = None,
+    approvers: Annotated[list[str] | None, Form()] = None,
+    deadline: Annotated[list[str] | None, Form()] = None,
+    comment: Annotated[str, Form(max_length=1000)] = "",
+    deliver_to: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Start a route on the uploaded PDF; the caller is its starter."""
+    titles, logins, dates = title or [], approvers or [], deadline or []
+    form: dict[str, Any] = {"titles": titles, "approvers": logins, "deadlines": dates, "name": name, "comment": comment,
+            "deliver_to": deliver_to}
+    if document is None or not document.filename:
+        return _new_form(request, caller, render, 422, render.gettext(request, NO_FILE), form)
+    pdf = await document.read(MAX_PDF_BYTES + 1)
+    if len(pdf) > MAX_PDF_BYTES:
+        return _new_form(request, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+    plans: list[StepPlan] = []
+    try:
+        for i in range(min(MAX_STEPS + 1, max(len(titles), len(logins)))):
+            t = titles[i].strip() if i < len(titles) else ""
+            a = logins[i].strip() if i < len(logins) else ""
+            d = dates[i].strip() if i < len(dates) else ""
+            if not t and not a:
+                continue
+            plans.append(StepPlan(t, tuple(x.strip() for x in a.replace("、", ",").split(",")),
+                                  date.fromisoformat(d) if d else None))
+        doc_name = name.strip() or (document.filename.rsplit(".", 1)[0] if document.filename else "")
+        route = await asyncio.to_thread(
+            _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
+            comment=comment or None, deliver_to=deliver_to or None,
+        )
+    except ValueError:
+        return _new_form(request, caller, render, 422, render.gettext(request, N_("A deadline is not a date.")), form)
+    except InklessError as exc:
+        return _new_form(request, caller, render, exc.http_status, render.gettext(request, exc.message), form)
+    return _redirect(f"/routes/{route.id}?done=started")
+
+
+@router.get("/routes/{route_id}")
+def route_page(request: Request, route_id: int, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """The route: its document's strip page, the steps, the stamp dialog if it is the caller's turn, the timeline."""
+    done = request.query_params.get("done", "")
+    notice = render.gettext(request, DONE_MESSAGES[done]) if done in DONE_MESSAGES else None
+    return _route_page(request, node, caller, render, route_id, notice=notice)
+
+
+def _route_page(
+    request: Request, node: Node, caller: Caller, render: Renderer, route_id: int,
+    status_code: int = 200, error: str | None = None, notice: str | None = None,
+) -> Response:
+    status = _routes(node).status(route_id, viewer=caller.user.login)
+    route = status.route
+    login = caller.user.login
+    my_turn = login in route.waiting_for()
+    can_office_seal = False
+    if route.state is RouteState.AWAITING_OFFICE_SEAL:
+        try:
+            check_office_sealer(route, login, caller.user.role.value, caller.user.office_code)
+            can_office_seal = True
+        except PolicyError:
+            pass
+    step = route.current
+    earlier = [] if step is None else [s for s in route.steps if s.index < step.index]
+    return render.render(
+        request, "routes_detail.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
+        active="routes", route=route, status=status, state_label=STATE_LABELS[route.state],
+        action_labels=ACTION_LABELS, my_turn=my_turn, can_office_seal=can_office_seal, earlier=earlier,
+        error=error, notice=notice, timeline=_timeline(status),
+    )
+
+
+def _timeline(status: RouteStatus) -> list[dict[str, object]]:
+    titles = {s.index: s.title for s in status.route.steps}
+    return [
+        {
+            "at": e.at,
+            "actor": e.actor,
+            "action": ACTION_LABELS.get(e.action, e.action),
+            "step": titles.get(e.step) if e.step is not None else None,
+            "to_step": titles.get(e.to_step) if e.to_step is not None else None,
+            "kind": e.seal_kind,
+            "comment": e.comment,
+        }
+        for e in status.events
+    ]
+
+
+@router.get("/routes/{route_id}/preview.png")
+def preview(route_id: int, node: NodeDep, caller: CallerDep) -> Response:
+    """The strip page of the current revision as PNG; the caller's own empty box outlined in blue."""
+    routes = _routes(node)
+    route = routes.route(route_id)
+    pdf = routes.document(route_id, viewer=caller.user.login)
+    highlight = None
+    field = None
+    if caller.user.login in route.waiting_for():
+        found = route.approver(caller.user.login)
+        field = found[1].field_name if found else None
+    elif route.state is RouteState.AWAITING_OFFICE_SEAL:
+        field = OFFICE_SEAL_FIELD
+    if field is not None:
+        highlight = field_boxes(pdf).get(field)
+    png = render_page_png(pdf, route.strip_page, PREVIEW_DPI, highlight)
+    return Response(png, media_type="image/png")
+
+
+@router.get("/routes/{route_id}/document.pdf")
+def download(route_id: int, node: NodeDep, caller: CallerDep) -> Response:
+    """The current revision of the route's PDF."""
+    pdf = _routes(node).document(route_id, viewer=caller.user.login)
+    return Response(
+        pdf, media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="route-{route_id}.pdf"'},
+    )
+
+
+@router.post("/routes/{route_id}/stamp")
+async def stamp(
+    request: Request,
+    route_id: int,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    kind: Annotated[str, Form(max_length=16)] = "personal",
+    comment: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Stamp the caller's box with their personal or date seal (sealed with pyHanko's async API)."""
+    try:
+        await _routes(node).approve_async(route_id, caller.user.login, kind, comment or None)
+    except InklessError as exc:
+        return await _error_page(request, node, caller, render, route_id, exc)
+    return _redirect(f"/routes/{route_id}?done=stamped")
+
+
+@router.post("/routes/{route_id}/return")
+async def return_route(
+    request: Request,
+    route_id: int,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    comment: Annotated[str, Form(max_length=1000)] = "",
+    to_step: Annotated[str, Form(max_length=4)] = "",
+) -> Response:
+    """Return the route (差し戻し) with a comment, to the previous or a chosen earlier step."""
+    try:
+        target = int(to_step) - 1 if to_step.strip() else None
+        await asyncio.to_thread(_routes(node).return_route, route_id, caller.user.login, comment, target)
+    except ValueError:
+        return await _error_page(request, node, caller, render, route_id, None)
+    except InklessError as exc:
+        return await _error_page(request, node, caller, render, route_id, exc)
+    return _redirect(f"/routes/{route_id}?done=returned")
+
+
+@router.post("/routes/{route_id}/reject")
+async def reject(
+    request: Request,
+    route_id: int,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    comment: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Reject the route (却下) with a comment."""
+    try:
+        await asyncio.to_thread(_routes(node).reject, route_id, caller.user.login, comment)
+    except InklessError as exc:
+        return await _error_page(request, node, caller, render, route_id, exc)
+    return _redirect(f"/routes/{route_id}?done=rejected")
+
+
+@router.post("/routes/{route_id}/office-seal")
+async def office_seal(
+    request: Request,
+    route_id: int,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    services: ServicesDep,
+    code: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Press the office seal (角印) after the last step; asks for the one-time code again."""
+    login = caller.user.login
+    client = client_address(request)
+    try:
+        await asyncio.to_thread(check_fresh_totp, node, services, login, code, client)
+        await _routes(node).office_seal_async(route_id, login)
+    except AuthenticationError as exc:
+        message = WRONG_CODE if not isinstance(exc, RateLimitedError) else exc.message
+        return await asyncio.to_thread(
+            _route_page, request, node, caller, render, route_id, exc.http_status, render.gettext(request, message)
+        )
+    except InklessError as exc:
+        return await _error_page(request, node, caller, render, route_id, exc)
+    return _redirect(f"/routes/{route_id}?done=sealed")
+
+
+def check_fresh_totp(node: Node, services: WebServices, login: str, code: str, client: str) -> None:
+    # The office seal speaks for the whole office: a live session is not enough, the person proves
+    # again that they hold the authenticator. Wrong codes count against the login rate limit.
+    with node.db.begin() as conn:
+        services.throttle.check(conn, login, client)
+    try:
+        node.directory.verify_totp(login, code)
+    except AuthenticationError:
+        with node.db.begin() as conn:
+            services.throttle.record(conn, login, client, success=False)
+            node.audit.record(conn, AuditEvent(actor=login, action="auth.login_failed", object_type="user",
+                                               object_id=login, details={"client": client, "step": "office-seal"}))
+        raise
+
+
+async def _error_page(
+    request: Request, node: Node, caller: Caller, render: Renderer, route_id: int, exc: InklessError | None
+) -> Response:
+    if isinstance(exc, NotFoundError):
+        raise exc
+    message = exc.message if exc is not None else N_("The form was not filled in correctly.")
+    status = exc.http_status if exc is not None else 422
+    return await asyncio.to_thread(
+        _route_page, request, node, caller, render, route_id, status, render.gettext(request, message)
+    )
