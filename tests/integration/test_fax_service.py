@@ -8,6 +8,7 @@ busy twice, then answers; a remote that drops the call mid-page; the classificat
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from inkless.app import Node, init_node
@@ -189,6 +191,24 @@ def test_blocked_and_unroutable_faxes(fax_node: FaxNode) -> None:
     assert fax.unroutable() == []
     assert fax.call(lost.call_id).routed_by == "admin:yamada"
     assert any(i.message_id == assignee.message_id for i in node.delivery.inbox("criminal-affairs", None))
+
+    # Bad input: a damaged image, a decompression bomb, a call that delivered no page. Each is logged
+    # as failed with its reason, the inbox stays as it was, and the next fax is unaffected.
+    import dataclasses
+
+    # 60,000 rows of 1728 pixels: 7.8 m of paper, a few hundred bytes of G4 (a decompression bomb).
+    absurd = io.BytesIO()
+    Image.new("1", (1728, 60_000), 1).save(absurd, format="TIFF", compression="group4", dpi=(204, 196))
+    bomb = absurd.getvalue()
+    for tiff, pages in ((b"II*\x00" + b"\x00" * 64, 3), (bomb, 1), (None, 0)):
+        result = dataclasses.replace(_received(pdf, cid="0311110000", tsi="BAD", did=CIVIL_NUMBER),
+                                     received_tiff=tiff, pages_transferred=pages, success=tiff is not None)
+        failed = fax.receive(result, "loopback")
+        assert failed.status == "failed" and failed.message_id is None
+        assert fax.call(failed.call_id).t30_text
+        if tiff is bomb:
+            assert re.search("rows|decompression bomb", fax.call(failed.call_id).t30_text)
+    assert len(node.delivery.inbox("civil-affairs", None)) == before
 
     # A rule by sub-address beats the office number; an unknown rule office or bad pattern changes nothing.
     rule = fax.add_rule("subaddress", "77", "criminal-affairs", priority=10, actor="yamada")
