@@ -102,6 +102,12 @@ def test_round_trip_and_mime_layout(world: dict[str, Office]) -> None:
     assert b"filename*0*=utf-8''%E8%A2%AB%E5%AE%B3" in mime
     assert parts[1].get_filename() == "被害届（写し）.pdf"
     assert parts[2].get_filename() == "memo.txt"
+    long_name = "令和八年度" * 40 + ".pdf"
+    long_mime = env.build_mime(meta, [env.Document(long_name, "application/pdf", b"%PDF")])
+    assert max(len(line) for line in long_mime.split(b"\r\n")) <= 78
+    assert env.parse_mime(long_mime)[1][0].name == long_name
+    assert list(email.message_from_bytes(long_mime, policy=email.policy.default)  # type: ignore[attr-defined]
+                .iter_parts())[1].get_filename() == long_name
 
     envelope = seal(sender, recipient)
     for office in (recipient, sender):  # the sender keeps a copy it can open
@@ -119,7 +125,7 @@ def test_refusals_name_their_reason(world: dict[str, Office]) -> None:
     envelope = seal(sender, recipient)
     signed = env.decrypt(envelope, recipient.enc_cert, recipient.enc_key)
     tampered = bytearray(signed)
-    tampered[tampered.index(b"K-12")] = ord("X")
+    tampered[tampered.index(b"Content-Transfer-Encoding") + 200] ^= 0x01
     expired = dataclasses.replace(sender, sign_cert=sender.pki.leaf("civil", sender.sign_key, True, days=1))
     old = env.sign(b"x", expired.sign_key, expired.sign_cert, [])
     cases = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,8 @@ class DeliveryService:
         self._transport = transport
         self._peers = peers
         self.node_id = settings.node_id
+        self._key_cache: dict[int, tuple[Any, x509.Certificate]] = {}
+        self._cache_lock = threading.Lock()
 
     # --- actors --------------------------------------------------------------------------
 
@@ -254,7 +257,7 @@ class DeliveryService:
         """MIME → signed by the sending office → encrypted to every recipient and the sender."""
         mime = env.build_mime(meta, docs)
         with self._db.begin() as conn:
-            key, cert = self._pki.key_and_certificate(conn, CertPurpose.OFFICE_SIGNING, from_office)
+            key, cert = self._key(conn, CertPurpose.OFFICE_SIGNING, from_office)
             ca = x509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
             certs = [self._encryption_cert(conn, from_office)]
             certs += [self._encryption_cert(conn, code) for code in local_offices]
@@ -264,6 +267,22 @@ class DeliveryService:
             certs.append(peers.office(r.address).encryption_certificate)
         signed = env.sign(mime, key, cert, [ca])
         return env.encrypt(signed, certs)
+
+    def _key(self, conn: Connection, purpose: CertPurpose, owner: str) -> tuple[Any, x509.Certificate]:
+        """An office key and its certificate, kept in memory per certificate once opened.
+
+        Opening an RSA-3072 key (decrypt under the master key, parse, validate) costs more than the
+        whole CMS work of a message; the cache is keyed by the current certificate's id, so a renewed
+        or revoked certificate is never served from it.
+        """
+        info = self._pki.certificate(conn, purpose, owner)
+        with self._cache_lock:
+            cached = self._key_cache.get(info.id)
+        if cached is None:
+            cached = self._pki.key_and_certificate(conn, purpose, owner)
+            with self._cache_lock:
+                self._key_cache[info.id] = cached
+        return cached
 
     def _encryption_cert(self, conn: Connection, office: str) -> x509.Certificate:
         return x509.load_der_x509_certificate(
@@ -317,7 +336,7 @@ class DeliveryService:
             return bytes(row.receipt)
 
         with self._db.begin() as conn:
-            key, cert = self._pki.key_and_certificate(conn, CertPurpose.OFFICE_ENCRYPTION, office.code)
+            key, cert = self._key(conn, CertPurpose.OFFICE_ENCRYPTION, office.code)
         signed = env.decrypt(envelope, cert, key)
         verified = env.verify(
             signed, self._trust_anchor(sender_node), self._clock.now(), expected_signer=f"{sender_code}@{sender_node}",
@@ -380,7 +399,7 @@ class DeliveryService:
             return b""
         facts = ReceiptFacts(meta.message_id, digest, recipient, row.received_at)
         with self._db.begin() as conn:
-            key, cert = self._pki.key_and_certificate(conn, CertPurpose.OFFICE_SIGNING, office_code)
+            key, cert = self._key(conn, CertPurpose.OFFICE_SIGNING, office_code)
             ca = x509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
         receipt = make_receipt(facts, key, cert, [ca])
         with self._db.begin() as conn:
@@ -660,7 +679,7 @@ class DeliveryService:
             sender = f"{sent.code}@{self.node_id}"
         envelope = self._blobs.get(digest)
         with self._db.begin() as conn:
-            key, cert = self._pki.key_and_certificate(conn, CertPurpose.OFFICE_ENCRYPTION, office)
+            key, cert = self._key(conn, CertPurpose.OFFICE_ENCRYPTION, office)
         signed = env.decrypt(envelope, cert, key)
         if authenticated:
             _, sender_node = split_address(sender)
