@@ -387,3 +387,19 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         for rule in fax.rules():
             fax.remove_rule(rule.id, actor="yamada")
         fax.set_office_settings("civil-affairs", fallback_enabled=False, actor="yamada")
+
+
+def test_a_fax_interrupted_before_its_deposit_is_delivered_once_by_the_worker(fax_node: FaxNode) -> None:
+    node, fax = fax_node.node, fax_node.fax
+    assert node.delivery is not None
+    # A process that logged and routed the call but never got to the inbox (here: no delivery service).
+    interrupted = FaxService(node.db, node.blobs, fax_node.clock, node.audit, node.directory, node.node_id,
+                             delivery=lambda: None, ocr=_no_ocr)
+    waiting = interrupted.receive(_received(three_page_pdf(), cid="0466001122", tsi="FUJISAWA", did=CIVIL_NUMBER),
+                                  "loopback")
+    assert waiting.status == "routed"
+    before = len(node.delivery.inbox("civil-affairs", None))
+    assert fax.deliver_pending(older_than_s=0) == 1
+    assert fax.deliver_pending(older_than_s=0) == 0
+    assert fax.deliver_call(waiting.call_id).status == "delivered"  # idempotent: nothing deposited again
+    assert len(node.delivery.inbox("civil-affairs", None)) == before + 1

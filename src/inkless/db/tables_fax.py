@@ -97,6 +97,8 @@ fax_calls = Table(
     Column("message_id", String(128), nullable=True),
     Column("resolved_at", UTCDateTime, nullable=True),
     Column("resolved_by", String(64), nullable=True),
+    # RECV: whoever converts and deposits the fax holds it until then (a crashed worker's claim runs out).
+    Column("claimed_until", UTCDateTime, nullable=True),
     CheckConstraint("direction IN ('SEND', 'RECV')", name="direction"),
 )
 Index("ix_fax_calls_started_at", fax_calls.c.started_at)

@@ -49,6 +49,8 @@ from inkless.fax.routing import (
 log = logging.getLogger("inkless.fax")
 
 MAX_TEXT = 500
+# Converting, OCRing and depositing a received fax takes seconds to minutes; a claim older than this was abandoned.
+DELIVERY_CLAIM_SECONDS = 15 * 60
 # Received faxes are at most internal (内部): they came over an open telephone line.
 INBOUND_CLASSIFICATION = 1
 UNAUTHENTICATED_LABEL = "送信元未認証（FAX）"
@@ -314,6 +316,15 @@ class FaxService:
         if delivery is None or not hasattr(delivery, "deposit_external"):
             log.warning("fax %s waits: this node has no delivery service to deposit it", call_id)
             return ReceivedFax(call_id, "routed", row.code, None)
+        # Claim the call: the line thread and a worker finishing interrupted calls never deposit it twice.
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            claimed = conn.execute(update(fax_calls).where(
+                fax_calls.c.id == call_id, fax_calls.c.status == "routed",
+                or_(fax_calls.c.claimed_until.is_(None), fax_calls.c.claimed_until < now),
+            ).values(claimed_until=now + timedelta(seconds=DELIVERY_CLAIM_SECONDS))).rowcount
+        if not claimed:
+            return ReceivedFax(call_id, "routed", row.code, None)
         try:
             pdf = row.pdf_blob and self._blobs.get(row.pdf_blob)
             if not pdf:
@@ -331,7 +342,7 @@ class FaxService:
         now = self._clock.now()
         with self._db.begin() as conn:
             conn.execute(update(fax_calls).where(fax_calls.c.id == call_id).values(
-                status="delivered", pdf_blob=pdf_blob, message_id=message_id))
+                status="delivered", pdf_blob=pdf_blob, message_id=message_id, claimed_until=None))
             self._audit.record(conn, AuditEvent(
                 actor=actor, action="fax.delivered", object_type="fax_call", object_id=str(call_id),
                 digests={"pdf": pdf_blob}, details={"office": row.code, "message_id": message_id}), at=now)
@@ -341,7 +352,7 @@ class FaxService:
         now = self._clock.now()
         with self._db.begin() as conn:
             conn.execute(update(fax_calls).where(fax_calls.c.id == call_id).values(
-                status="failed", t30_text=reason[:MAX_TEXT]))
+                status="failed", t30_text=reason[:MAX_TEXT], claimed_until=None))
             self._audit.record(conn, AuditEvent(
                 actor="system", action="fax.receive_failed", object_type="fax_call", object_id=str(call_id),
                 details={"reason": reason[:MAX_TEXT]}), at=now)
@@ -349,11 +360,13 @@ class FaxService:
 
     def deliver_pending(self, older_than_s: float = 60.0) -> int:
         """Finish calls left ``routed`` (a crash between logging and depositing); returns how many."""
-        cutoff = self._clock.now() - timedelta(seconds=older_than_s)
+        now = self._clock.now()
         with self._db.begin() as conn:
             ids = conn.execute(select(fax_calls.c.id).where(
                 fax_calls.c.direction == "RECV", fax_calls.c.status == "routed",
-                fax_calls.c.started_at <= cutoff).order_by(fax_calls.c.id).limit(20)).scalars().all()
+                fax_calls.c.started_at <= now - timedelta(seconds=older_than_s),
+                or_(fax_calls.c.claimed_until.is_(None), fax_calls.c.claimed_until < now),
+            ).order_by(fax_calls.c.id).limit(20)).scalars().all()
         done = 0
         for call_id in ids:
             if self.deliver_call(call_id).status == "delivered":

@@ -111,6 +111,7 @@ def upgrade() -> None:
     sa.Column('message_id', sa.String(length=128), nullable=True),
     sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('resolved_by', sa.String(length=64), nullable=True),
+    sa.Column('claimed_until', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("direction IN ('SEND', 'RECV')", name=op.f('ck_fax_calls_direction')),
     sa.ForeignKeyConstraint(['job_id'], ['fax_jobs.id'], name=op.f('fk_fax_calls_job_id_fax_jobs')),
     sa.ForeignKeyConstraint(['office_id'], ['offices.id'], name=op.f('fk_fax_calls_office_id_offices')),
