@@ -86,7 +86,7 @@ def test_api_token_from_the_cli_works_against_the_server(served_node: ServedNode
     token = json.loads(created.stdout)
     headers = {"Authorization": f"Bearer {token['token']}"}
     inbox = httpx.get(f"{served_node.url}/api/v1/offices/criminal-affairs/inbox", headers=headers, timeout=10)
-    assert inbox.status_code == 200 and inbox.json()["documents"] == []
+    assert inbox.status_code == 200 and inbox.json()["messages"] == []
     other = httpx.get(f"{served_node.url}/api/v1/offices/civil-affairs/inbox", headers=headers, timeout=10)
     assert other.status_code == 403
 
