@@ -65,8 +65,6 @@ log = logging.getLogger("inkless.delivery")
 
 LIST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 PROCEDURE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# How long a claimed outbox row stays invisible to other workers while one delivers it.
-CLAIM_LEASE = timedelta(minutes=5)
 # CMS and base64 add about a third to the documents; refuse envelopes far beyond the limit early.
 ENVELOPE_OVERHEAD = 1.5
 MAX_ERROR_CHARS = 500
