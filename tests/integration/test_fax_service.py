@@ -380,6 +380,10 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         toggled = admin.post("/fax/admin/offices/civil-affairs/fallback",
                              data={"enabled": "1", "csrf_token": admin_csrf}, follow_redirects=False)
         assert toggled.status_code == 303 and fax.office_settings("civil-affairs").fallback_enabled
+        covered = admin.post("/fax/admin/offices/criminal-affairs/cover",
+                             data={"enabled": "1", "csrf_token": admin_csrf}, follow_redirects=False)
+        assert covered.status_code == 303 and fax.office_settings("criminal-affairs").cover_page_default
+        fax.set_office_settings("criminal-affairs", cover_page_default=False, actor="yamada")
         log = admin.get("/fax/log")
         assert "NISHINOMIYA" in log.text and "送信元未認証（FAX）" in log.text
         calls = admin.get("/api/v1/fax/calls").json()

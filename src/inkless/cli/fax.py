@@ -358,8 +358,22 @@ def fallback_status(data: DataOption = None, as_json: JsonOption = False) -> Non
         fax = _fax(node)
         rows = [{"office": o.code, "fax_number": o.fax_number,
                  "fallback": fax.office_settings(o.code).fallback_enabled,
-                 "after_minutes": node.settings.fax_fallback_after_minutes} for o in node.directory.offices()]
+                 "after_minutes": node.settings.fax_fallback_after_minutes,
+                 "cover_page_default": fax.office_settings(o.code).cover_page_default}
+                for o in node.directory.offices()]
     if as_json:
         print_json(rows)
         return
-    print_table([tuple(r.values()) for r in rows], ["office", "fax number", "fallback", "after (min)"])
+    print_table([tuple(r.values()) for r in rows], ["office", "fax number", "fallback", "after (min)", "cover"])
+
+
+@app.command("cover")
+def cover_default(
+    office: Annotated[str, typer.Argument(help="Office code.")],
+    on: Annotated[bool, typer.Option("--on/--off", help="Add a cover page to the office's faxes by default.")],
+    data: DataOption = None,
+) -> None:
+    """Whether OFFICE's faxes get a cover page (送信票) unless the sender says otherwise."""
+    with open_node(data) as node:
+        _fax(node).set_office_settings(office, cover_page_default=on, actor="cli")
+    typer.echo(f"cover page by default {'on' if on else 'off'} for {office}")

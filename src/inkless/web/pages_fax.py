@@ -220,3 +220,11 @@ def fax_fallback(request: Request, code: str, node: NodeDep, caller: CallerDep, 
     """Turn an office's disaster fallback to fax on or off."""
     return _admin_action(request, node, caller, render, lambda fax: fax.set_office_settings(
         code, fallback_enabled=enabled == "1", actor=caller.user.login))
+
+
+@router.post("/fax/admin/offices/{code}/cover")
+def fax_cover_default(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep,
+                      enabled: Annotated[str, Form(max_length=5)] = "") -> Response:
+    """Whether an office's faxes get a cover page unless the sender says otherwise."""
+    return _admin_action(request, node, caller, render, lambda fax: fax.set_office_settings(
+        code, cover_page_default=enabled == "1", actor=caller.user.login))
