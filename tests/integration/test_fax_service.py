@@ -407,3 +407,15 @@ def test_a_fax_interrupted_before_its_deposit_is_delivered_once_by_the_worker(fa
     assert fax.deliver_pending(older_than_s=0) == 0
     assert fax.deliver_call(waiting.call_id).status == "delivered"  # idempotent: nothing deposited again
     assert len(node.delivery.inbox("civil-affairs", None)) == before + 1
+
+
+def test_a_job_that_cannot_be_dialled_fails_at_its_kill_time(fax_node: FaxNode) -> None:
+    fax, clock = fax_node.fax, fax_node.clock
+    job_id = fax.send("tanaka", "civil-affairs", "06-1234-7777", [three_page_pdf()],
+                      schedule=JobSchedule(max_tries=3, interval_s=60, kill_after_s=600))
+    assert job_id not in fax.expire_jobs()
+    clock.advance(seconds=601)
+    assert job_id in fax.expire_jobs()
+    job = fax.job(job_id)
+    assert (job.state, job.tries) == ("failed", 0) and "kill time" in (job.last_text or "")
+    assert job_id not in fax.claim_due_jobs()

@@ -548,6 +548,24 @@ class FaxService:
                 fax_calls.c.job_id == job_id).order_by(fax_calls.c.id)).all()
         return [_entry(r) for r in rows]
 
+    def expire_jobs(self) -> list[int]:
+        """Fail waiting jobs whose kill time has passed (e.g. no line was available); returns their ids."""
+        now = self._clock.now()
+        query = select(fax_jobs.c.id, fax_jobs.c.tries).where(
+            fax_jobs.c.state.in_((JobState.QUEUED.value, JobState.RETRYING.value)), fax_jobs.c.kill_at <= now)
+        reason = "kill time reached before the fax could be sent"
+        with self._db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = conn.execute(query).all()
+            for row in rows:
+                conn.execute(update(fax_jobs).where(fax_jobs.c.id == row.id).values(
+                    state=JobState.FAILED.value, last_text=reason, updated_at=now))
+                self._audit.record(conn, AuditEvent(
+                    actor="system", action="fax.failed", object_type="fax_job", object_id=str(row.id),
+                    details={"reason": reason, "tries": row.tries}), at=now)
+        return [r.id for r in rows]
+
     def claim_due_jobs(self, limit: int = 4) -> list[int]:
         """Claim due jobs (queued/retrying whose time has come, or abandoned by a dead worker)."""
         now = self._clock.now()

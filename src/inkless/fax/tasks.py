@@ -37,6 +37,7 @@ def dial_due_jobs(node: Any) -> int:
     fax = getattr(node, "fax", None)
     if fax is None:
         return 0
+    fax.expire_jobs()  # also when no line is configured: a job never waits past its kill time
     line = station_line(node)
     if line is None:
         return 0
