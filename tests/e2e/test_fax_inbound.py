@@ -22,9 +22,19 @@ from tests.helpers.faxdocs import JAPANESE_PHRASE, three_page_pdf
 ARRIVAL_LIMIT_SECONDS = 240
 
 
-# One backend is enough here: both are covered by tests/integration/test_fax_service.py.
+# One node, one backend for both directions: a node start costs seconds, and both backends are
+# covered by tests/integration/test_fax_service.py.
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_simulated_fax_arrives_in_the_office_inbox_as_a_searchable_pdf(served_node: ServedNode, tmp_path: Path) -> None:
+def test_fax_both_ways_through_a_running_node(served_node: ServedNode, tmp_path: Path) -> None:
+    inbound = tmp_path / "inbound"
+    outbound = tmp_path / "outbound"
+    inbound.mkdir()
+    outbound.mkdir()
+    _simulated_fax_arrives_in_the_office_inbox_as_a_searchable_pdf(served_node, inbound)
+    _fax_send_is_dialled_by_the_workers_retried_after_busy_and_stamped(served_node, outbound)
+
+
+def _simulated_fax_arrives_in_the_office_inbox_as_a_searchable_pdf(served_node: ServedNode, tmp_path: Path) -> None:
     source = three_page_pdf()
     document = tmp_path / "notice.pdf"
     document.write_bytes(source)
@@ -106,8 +116,7 @@ def _answering_remote(node: ServedNode, out: Path, busy: int, log: Path) -> subp
     return remote
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_fax_send_is_dialled_by_the_workers_retried_after_busy_and_stamped(
+def _fax_send_is_dialled_by_the_workers_retried_after_busy_and_stamped(
     served_node: ServedNode, tmp_path: Path
 ) -> None:
     source = three_page_pdf()
