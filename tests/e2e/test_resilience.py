@@ -15,7 +15,7 @@ from inkless.db.tables_delivery import inbox, outbox
 from inkless.delivery.service import NewDocument
 from inkless.directory.peers import PeerService
 from tests.conftest import BACKENDS
-from tests.helpers.nodes import NodeProcess, node_processes
+from tests.helpers.nodes import NodeProcess, init_nodes, node_processes, start_nodes
 
 FAST = {
     "delivery_poll_seconds": "1",
@@ -41,12 +41,8 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     folder = tmp_path_factory.mktemp("resilience")
     with node_processes(str(request.param), folder, ["moj", "npa"], FAST) as nodes:
         moj, npa = nodes["moj"], nodes["npa"]
-        moj.init(("civil-affairs", "民事局"))
-        npa.init(("security", "警備局"))
-        moj.start(wait=False)
-        npa.start(wait=False)
-        moj.wait()
-        npa.wait()
+        init_nodes({moj: (("civil-affairs", "民事局"),), npa: (("security", "警備局"),)})
+        start_nodes(moj, npa)
         moj_ctl, npa_ctl = moj.control(), npa.control()
         try:
             assert isinstance(moj_ctl.peers, PeerService) and isinstance(npa_ctl.peers, PeerService)

@@ -35,7 +35,7 @@ from inkless.delivery.transport_http import (
 from inkless.directory.peers import PeerService
 from inkless.pki.model import CertPurpose
 from tests.conftest import BACKENDS
-from tests.helpers.nodes import NodeProcess, node_processes
+from tests.helpers.nodes import NodeProcess, init_nodes, node_processes, start_nodes
 from tests.helpers.pki import cert_and_key_pem
 
 # Small intervals so that the outbox and its retries move within seconds.
@@ -78,12 +78,8 @@ def federation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     folder = tmp_path_factory.mktemp("two-nodes")
     with node_processes(str(request.param), folder, ["moj", "npa"], FAST) as nodes:
         moj, npa = nodes["moj"], nodes["npa"]
-        moj.init(("civil-affairs", "民事局"), ("criminal-affairs", "刑事局"))
-        npa.init(("security", "警備局"))
-        moj.start(wait=False)
-        npa.start(wait=False)
-        moj.wait()
-        npa.wait()
+        init_nodes({moj: (("civil-affairs", "民事局"), ("criminal-affairs", "刑事局")), npa: (("security", "警備局"),)})
+        start_nodes(moj, npa)
         # A wrong fingerprint first: refused, nothing stored.
         mismatch = moj.cli("peer", "add", npa.url, "--fingerprint", moj.fingerprint, check=False)
         added_on_moj = moj.cli_json("peer", "add", npa.url, "--fingerprint", npa.fingerprint)

@@ -64,7 +64,7 @@ def wait_healthy(url: str, alive: Any = None, limit: float = STARTUP_LIMIT_SECON
     raise AssertionError(f"the server at {url} did not answer /healthz:\n{log.read_text() if log else ''}")
 
 
-@dataclass
+@dataclass(eq=False)
 class NodeProcess:
     """A node with its own data folder, served by a real ``inkless serve`` process."""
 
@@ -96,15 +96,26 @@ class NodeProcess:
         return json.loads(self.cli(*args, "--json").stdout)
 
     def init(self, *offices: tuple[str, str]) -> None:
-        """``inkless init`` with this node's id and URL, then the offices (code, name).
+        """``inkless init`` with this node's id and URL, then the offices (code, name)."""
+        self.finish_init(self.begin_init(), offices)
+
+    def begin_init(self) -> subprocess.Popen[str]:
+        """Start ``inkless init`` in the background (initialise several nodes at once)."""
+        return subprocess.Popen(
+            [INKLESS, "init", "--node-id", self.node_id, "--url", self.url, "--json", "--data", str(self.data)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+        )
+
+    def finish_init(self, process: subprocess.Popen[str], offices: tuple[tuple[str, str], ...]) -> None:
+        """Wait for ``inkless init`` and add the offices.
 
         The offices are added in-process, as ``inkless office add`` would: every command
         start costs seconds of imports, and that command has its own tests.
         """
-        facts = json.loads(
-            self.cli("init", "--node-id", self.node_id, "--url", self.url, "--json", timeout=300).stdout
-        )
-        self.fingerprint = str(facts["node"]["ca_fingerprint"])
+        out, err = process.communicate(timeout=300)
+        if process.returncode != 0:
+            raise AssertionError(f"inkless init exited {process.returncode}:\n{err}")
+        self.fingerprint = str(json.loads(out)["node"]["ca_fingerprint"])
         node = self.control()
         try:
             for code, name in offices:
@@ -188,6 +199,21 @@ def node_processes(
         finally:
             for node in nodes.values():
                 node.stop()
+
+
+def init_nodes(offices: dict[NodeProcess, tuple[tuple[str, str], ...]]) -> None:
+    """Initialise several nodes at once (``inkless init`` in parallel), each with its offices."""
+    started = [(node, node.begin_init()) for node in offices]
+    for node, process in started:
+        node.finish_init(process, offices[node])
+
+
+def start_nodes(*nodes: NodeProcess) -> None:
+    """Start several ``inkless serve`` processes at once and wait until all answer."""
+    for node in nodes:
+        node.start(wait=False)
+    for node in nodes:
+        node.wait()
 
 
 class ThreadedServer:
