@@ -1,4 +1,8 @@
-"""``inkless route`` as an operator runs it: the real console script, exit codes, --json, clear errors."""
+"""``inkless route`` as an operator runs it: exit codes, --json, clear errors; the console script at the end.
+
+Most commands run in-process (Typer's runner, with the exit-code mapping of ``inkless.cli.main.main``)
+to keep the test fast; the last one goes through the real console script.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from inkless.cli.main import app
+from inkless.errors import InklessError
 from tests.helpers.route_docs import sample_pdf
 
 INKLESS = str(Path(sys.executable).with_name("inkless"))
@@ -16,11 +24,16 @@ INKLESS = str(Path(sys.executable).with_name("inkless"))
 def test_route_commands_walk_a_route_to_the_office_seal(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}
     data = tmp_path / "node"
+    runner = CliRunner()
 
     def inkless(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [INKLESS, *args, "--data", str(data)], capture_output=True, text=True, env=env, check=False, timeout=120
-        )
+        result = runner.invoke(app, [*args, "--data", str(data)])
+        code, stderr = result.exit_code, result.stderr
+        if isinstance(result.exception, InklessError):
+            code, stderr = result.exception.exit_code, f"error: {result.exception}"
+        elif result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return subprocess.CompletedProcess(list(args), code, result.stdout, stderr)
 
     assert inkless("init", "--demo").returncode == 0
     document = tmp_path / "出張命令.pdf"
@@ -65,7 +78,12 @@ def test_route_commands_walk_a_route_to_the_office_seal(tmp_path: Path) -> None:
     sealed = inkless("route", "approve", rid, "--as", "sato")
     assert sealed.returncode == 0 and "PAdES B-LTA" in sealed.stdout, sealed.stderr
 
-    status = json.loads(inkless("route", "status", rid, "--json").stdout)
+    script = subprocess.run(
+        [INKLESS, "route", "status", rid, "--json", "--data", str(data)],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )
+    assert script.returncode == 0, script.stderr
+    status = json.loads(script.stdout)
     assert status["state"] == "completed" and status["office_sealed_by"] == "sato"
     assert [e["action"] for e in status["events"]] == [
         "started", "stamped", "returned", "stamped", "stamped", "stamped", "office_sealed"
