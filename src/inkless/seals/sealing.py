@@ -197,8 +197,10 @@ class SealingService:
         form filling only (a PDF 2.0 field lock with /P 2).
         """
         kind = SealKind(kind)
-        user, office_code, office_name = self._signer(signer_login, kind)
-        material = self.signer_material(signer_login if kind != SealKind.OFFICE else office_code, kind)
+        # One transaction for who seals, with what key, under which CA and CRL.
+        with self._db.begin() as conn:
+            user, office_code, office_name = self._signer(conn, signer_login, kind)
+            material = self._material(conn, signer_login if kind != SealKind.OFFICE else office_code, kind)
         imprint = imprint_for(user, office_name, kind, self._clock.now(), size_mm)
         writer = _open_writer(pdf)
         field_name, new_field = self._field(writer, placement, kind, signer_login, imprint)
@@ -236,21 +238,22 @@ class SealingService:
             # The timestamper (an external TSA over HTTP) and pyHanko's validation raise these.
             raise SealError(f"cannot seal the document: {type(exc).__name__}: {exc}") from exc
         sealed = out.getvalue()
+        after = _sha(sealed)
         with self._db.begin() as conn:
             self._audit.record(conn, AuditEvent(
-                actor=actor, action="seal.applied", object_type="document", object_id=_sha(sealed),
-                digests={"before": _sha(pdf), "after": _sha(sealed)},
+                actor=actor, action="seal.applied", object_type="document", object_id=after,
+                digests={"before": _sha(pdf), "after": after},
                 details={"signer": signer_login, "kind": kind.value, "field": field_name,
                          "page": placement.page, "certify": certify,
                          "certificate": format(material.cert.serial_number, "x")},
             ))
         return sealed
 
-    def _signer(self, login: str, kind: SealKind) -> tuple[User, str, str]:
-        user = self._directory.user(login)
+    def _signer(self, conn: Connection, login: str, kind: SealKind) -> tuple[User, str, str]:
+        user = self._directory.user(login, conn)
         if not user.active:
             raise PolicyError(f"user {login!r} is deactivated and cannot seal")
-        office = self._directory.office_by_id(user.office_id)
+        office = self._directory.office(user.office_code, conn)
         if kind == SealKind.OFFICE and user.role not in OFFICE_SEAL_ROLES:
             # The 角印 speaks for the whole office: only its approvers and administrators may press it.
             raise PolicyError(f"user {login!r} ({user.role.value}) may not use the office seal of {office.code!r}; "
@@ -267,12 +270,13 @@ class SealingService:
 
     def signer_material(self, owner: str, kind: SealKind) -> SignerMaterial:
         """The decrypted key, certificate, CA and current CRL for a user's or an office's seal."""
-        purpose = CertPurpose.OFFICE_SIGNING if kind == SealKind.OFFICE else CertPurpose.USER_SEAL
         with self._db.begin() as conn:
-            key, cert = self._pki.key_and_certificate(conn, purpose, owner)
-            ca = self._own_ca(conn)
-            crl = self._crl(conn)
-        return SignerMaterial(key, cert, ca, crl)
+            return self._material(conn, owner, kind)
+
+    def _material(self, conn: Connection, owner: str, kind: SealKind) -> SignerMaterial:
+        purpose = CertPurpose.OFFICE_SIGNING if kind == SealKind.OFFICE else CertPurpose.USER_SEAL
+        key, cert = self._pki.key_and_certificate(conn, purpose, owner)
+        return SignerMaterial(key, cert, self._own_ca(conn), self._crl(conn))
 
     def _crl(self, conn: Connection) -> cx509.CertificateRevocationList:
         # Signing a CRL costs a key decryption and a signature per seal or verification. Reuse the
