@@ -284,3 +284,34 @@ def test_unreachable_peer_is_recorded_and_removal_forgets_it(pair: Pair, tmp_pat
     assert moj.get("npa").added_at <= pair.moj.clock.now() + timedelta(seconds=1)
     assert base64.b64decode(certificate_header(moj.node_key()[1]))
     assert MESSAGES_PATH.endswith("/messages")
+
+
+def test_peers_api_for_administrators(pair: Pair) -> None:
+    from inkless.directory.tokens import ApiTokenService
+
+    moj = pair.moj
+    moj.directory.add_user("kanri", "civil-affairs", "admin", 3, "管理 一郎")
+    moj.directory.add_user("tanaka", "civil-affairs", "clerk", 1, "田中 花子")
+    tokens = ApiTokenService(moj.db, moj.directory, moj.audit, moj.clock)
+    admin = {"Authorization": "Bearer " + tokens.create("kanri", "civil-affairs", "peers", None).secret}
+    clerk = {"Authorization": "Bearer " + tokens.create("tanaka", "civil-affairs", "peers", None).secret}
+    api = pair.moj_url + "/api/v1/peers"
+    with httpx.Client() as client:
+        assert client.get(api).status_code == 401
+        assert client.get(api, headers=clerk).status_code == 403
+        listed = client.get(api, headers=admin)
+        assert listed.status_code == 200 and [p["node_id"] for p in listed.json()] == ["npa"]
+        wrong = client.post(api, headers=admin, json={"url": pair.npa_url, "fingerprint": _fingerprint(pair.moj)})
+        assert wrong.status_code == 422 and _fingerprint(pair.npa) in wrong.json()["detail"]
+        gone = client.post(api, headers=admin, json={"url": f"http://127.0.0.1:{free_port()}",
+                                                     "fingerprint": _fingerprint(pair.npa)})
+        assert gone.status_code == 502 and "unreachable" in gone.json()["detail"]
+        refreshed = client.post(api + "/npa/refresh", headers=admin)
+        assert refreshed.status_code == 200 and refreshed.json()["ok"]
+        assert client.post(api + "/kyoto/refresh", headers=admin).status_code == 404
+        assert client.delete(api + "/npa", headers=clerk).status_code == 403
+        assert client.delete(api + "/npa", headers=admin).status_code == 204
+        assert client.get(api, headers=admin).json() == []
+        again = client.post(api, headers=admin, json={"url": pair.npa_url, "fingerprint": _fingerprint(pair.npa)})
+        assert again.status_code == 201 and again.json()["directory"]["ok"] and again.json()["offices"] == 2
+    assert [a["actor"] for a in _audit_actions(moj, "peer.removed")] == ["kanri"]

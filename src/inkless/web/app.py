@@ -101,6 +101,9 @@ def create_app(node: Node) -> FastAPI:
     federation_router = _optional_router("inkless.web.api_federation")
     if federation_router is not None:
         app.include_router(federation_router)
+    peers_router = _optional_router("inkless.web.api_peers")
+    if peers_router is not None:
+        app.include_router(peers_router, prefix=API_PREFIX)
     from inkless.web import api_delivery
 
     app.include_router(api_delivery.router, prefix=API_PREFIX)
