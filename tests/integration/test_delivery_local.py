@@ -7,6 +7,7 @@ import dataclasses
 import io
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -326,3 +327,17 @@ class FakePeers:
         if address != "records@far":
             raise NotFoundError(f"no office {address}")
         return RemoteOffice(address, "記録課", None, self._enc, self._enc)
+
+
+def test_urgent_rows_are_claimed_first(shared: Node) -> None:
+    # A clock a day back: only the rows sent here are due at that time.
+    clock = FixedClock(shared.clock.now() - timedelta(days=1))
+    svc = DeliveryService(shared.settings, shared.db, shared.blobs, shared.pki, shared.directory, shared.audit,
+                          shared.box, clock)
+    normal = svc.send("ito", "criminal-affairs", [CIVIL], [], "通常", [NewDocument("n.pdf", b"%PDF-1")])
+    clock.advance(seconds=1)
+    urgent = svc.send("ito", "criminal-affairs", [CIVIL], [], "至急", [NewDocument("u.pdf", b"%PDF-1")],
+                      priority="urgent")
+    assert svc.claim(limit=1) == [(urgent, CIVIL)]
+    assert svc.claim(limit=1) == [(normal, CIVIL)]
+    assert svc.claim(limit=1) == []
