@@ -360,3 +360,21 @@ def test_starting_a_route_refuses_bad_input_and_stores_nothing(world: World) -> 
     with node.db.begin() as conn:
         assert conn.execute(select(func.count()).select_from(s.routes)).scalar_one() == before
     assert _audit_count(node) == entries
+
+
+def test_two_approvers_of_a_parallel_step_stamping_at_once_both_keep_their_seal(world: World) -> None:
+    import asyncio
+
+    node, routes = world.node, world.routes
+    route = routes.start(sample_pdf(1), "mori", [StepPlan("課長", ("suzuki", "kobayashi"))], document_name="合議")
+
+    async def both() -> None:
+        await asyncio.gather(routes.approve_async(route.id, "suzuki"), routes.approve_async(route.id, "kobayashi"))
+
+    asyncio.run(both())
+    route = routes.route(route.id)
+    assert route.state is RouteState.AWAITING_OFFICE_SEAL and route.revision == 2
+    assert node.sealing is not None
+    report = node.sealing.verify(routes.document(route.id))
+    assert report.indication.value == "PASSED", report.reason
+    assert sorted(r.signer_name or "" for r in report.seals) == ["小林 明", "鈴木 健二"]
