@@ -419,3 +419,25 @@ def test_a_job_that_cannot_be_dialled_fails_at_its_kill_time(fax_node: FaxNode) 
     job = fax.job(job_id)
     assert (job.state, job.tries) == ("failed", 0) and "kill time" in (job.last_text or "")
     assert job_id not in fax.claim_due_jobs()
+
+
+def test_ocr_adds_a_searchable_layer_and_keeps_the_fax_image_bytes() -> None:
+    import pikepdf
+
+    from inkless.fax.ocr import searchable_pdf
+    from tests.helpers.faxdocs import JAPANESE_PHRASE
+
+    first_page = imaging.read_tiff(imaging.pdf_to_tiff(three_page_pdf(), fine=False))[0]
+    pdf = imaging.tiff_to_pdf(first_page.image)  # standard resolution: 204×98, as many machines send
+
+    def ccitt_streams(document: bytes) -> list[bytes]:
+        with pikepdf.open(io.BytesIO(document)) as doc:
+            return [image.read_raw_bytes() for page in doc.pages for image in page.get_images().values()]
+
+    searchable, ok = searchable_pdf(pdf)
+    assert ok
+    assert ccitt_streams(searchable) == ccitt_streams(pdf)  # the received data, byte for byte
+    text = subprocess.run(["pdftotext", "-", "-"], input=searchable, capture_output=True, check=True).stdout.decode()
+    assert JAPANESE_PHRASE in re.sub(r"\s+", "", text)
+    # OCR that fails leaves the fax as it was: delivered without a text layer, never lost.
+    assert searchable_pdf(b"%PDF-1.4 damaged") == (b"%PDF-1.4 damaged", False)

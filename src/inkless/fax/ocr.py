@@ -35,6 +35,9 @@ def add_text_layer(pdf: bytes, languages: str = DEFAULT_LANGUAGES, timeout_s: fl
             "--optimize", "0",
             # A fax page is one image: nothing to skip, but a re-run on an OCRed PDF must not fail.
             "--skip-text",
+            # "One column of text of variable sizes": faxes are letters and notices, and Tesseract's
+            # automatic layout analysis drops large headings on 204×98 pages (a real fax's subject line).
+            "--tesseract-pagesegmode", "4",
             "--quiet",
             str(src), str(dst),
         ]
