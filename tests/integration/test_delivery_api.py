@@ -115,6 +115,17 @@ def test_send_read_download_status_report(api_node: Node, client: TestClient, au
                           json={"to": ["secretariat@moj"], "classification": 0})
     assert lowered.status_code == 403
 
+    answered = client.post(f"/api/v1/messages/{message_id}/reply", headers=auth["takahashi"],
+                           files=[("files", ("回答.pdf", pdf("Answer"), "application/pdf"))])
+    assert answered.status_code == 201, answered.text
+    assert [r["recipient"] for r in answered.json()["recipients"]] == ["civil-affairs@moj"]
+    api_node.delivery.deliver_due()
+    reply_id = answered.json()["message_id"]
+    reply = client.get(f"/api/v1/messages/{reply_id}", headers=auth["tanaka"]).json()
+    assert reply["reply_to"] == message_id and reply["subject"] == "Re: 照会" and reply["classification"] == 1
+    spec = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/messages"]["post"]
+    assert "files" in spec["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+
 
 def test_authorisation_matrix(api_node: Node, client: TestClient, auth: dict[str, dict[str, str]]) -> None:
     # 極秘 (3) from civil-affairs to criminal-affairs: ito (criminal, 3) may read it; takahashi (criminal, 2)

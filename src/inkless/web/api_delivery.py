@@ -218,18 +218,28 @@ def upload_guard(request: Request, node: NodeDep) -> None:
     request._receive = counting_receive
 
 
-@router.post("/messages", response_model=SentOut, status_code=201, responses={
-    **ERRORS, 413: {"description": "Larger than max_message_bytes (the limit is named)"}})
-async def send_message(
-    request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep, node: NodeDep
-) -> SentOut:
-    """Send documents from the caller's office: multipart/form-data with ``files`` (one or more), ``to``
-    (comma-separated or repeated office@node), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
-    ``priority`` (normal/urgent), optional ``procedure_code`` and ``reply_to``.
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["files", "subject"],
+    "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "to": {"type": "string", "description": "office@node addresses, comma-separated (or repeat the field)"},
+        "list": {"type": "array", "items": {"type": "string"}, "description": "distribution list names"},
+        "subject": {"type": "string", "maxLength": 200},
+        "classification": {"type": "integer", "minimum": 0, "maximum": 3, "default": 0},
+        "priority": {"type": "string", "enum": ["normal", "urgent"], "default": "normal"},
+        "procedure_code": {"type": "string"},
+        "reply_to": {"type": "string", "description": "the message id this answers"},
+    },
+}
+_UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM_SCHEMA}}}}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS, 413: {"description": "Larger than max_message_bytes (the limit is named)"}}
 
-    The body is streamed to temporary files and refused with 413 as soon as it passes the size limit.
-    """
-    svc = _svc(node)
+
+async def _read_upload(request: Request, svc: DeliveryService) -> tuple[dict[str, str], list[str], list[str],
+                                                                         int, list[NewDocument]]:
+    """The fields, recipients, lists, classification and documents of a multipart message upload."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ValidationError("send the message as multipart/form-data")
     form = await request.form(max_files=1000, max_fields=1000)
@@ -252,6 +262,21 @@ async def send_message(
     finally:
         # The spooled upload files are ours to close, whoever parsed the form first.
         await form.close()
+    return fields, to, lists, classification, docs
+
+
+@router.post("/messages", response_model=SentOut, status_code=201, responses=_UPLOAD_ERRORS, openapi_extra=_UPLOAD)
+async def send_message(
+    request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep, node: NodeDep
+) -> SentOut:
+    """Send documents from the caller's office: multipart/form-data with ``files`` (one or more), ``to``
+    (comma-separated or repeated office@node), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
+    ``priority`` (normal/urgent), optional ``procedure_code`` and ``reply_to``.
+
+    The body is streamed to temporary files and refused with 413 as soon as it passes the size limit.
+    """
+    svc = _svc(node)
+    fields, to, lists, classification, docs = await _read_upload(request, svc)
     message_id = await run_in_threadpool(
         svc.send, caller.user.login, caller.office.code, to, lists, fields.get("subject", ""), docs,
         classification, fields.get("priority", "normal"), fields.get("procedure_code") or None,
@@ -259,6 +284,26 @@ async def send_message(
     )
     statuses = await run_in_threadpool(svc.status, message_id, caller.user.login)
     return SentOut(message_id=message_id, recipients=[_status_out(s) for s in statuses])
+
+
+@router.post("/messages/{message_id}/reply", response_model=SentOut, status_code=201, responses=_UPLOAD_ERRORS,
+             openapi_extra=_UPLOAD)
+async def reply_message(
+    message_id: str, request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep,
+    node: NodeDep,
+) -> SentOut:
+    """Answer the sender of a received message from the caller's office (same multipart form as POST
+    /messages; ``to`` and ``list`` are ignored; ``subject`` defaults to "Re: …"; the classification
+    defaults to the original's and can only go up unless an administrator lowers it)."""
+    svc = _svc(node)
+    fields, _to, _lists, classification, docs = await _read_upload(request, svc)
+    requested = classification if "classification" in fields else None
+    new_id = await run_in_threadpool(
+        svc.reply, message_id, caller.user.login, fields.get("subject") or None, docs, requested,
+        fields.get("priority", "normal"), caller.office.code,
+    )
+    statuses = await run_in_threadpool(svc.status, new_id, caller.user.login)
+    return SentOut(message_id=new_id, recipients=[_status_out(s) for s in statuses])
 
 
 @router.get("/offices/{code}/sent", response_model=list[SentMessageOut], responses=ERRORS)
