@@ -359,6 +359,20 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         assert log.status_code == 200 and "NISHINOMIYA" not in log.text
         api_jobs = clerk.get("/api/v1/fax/jobs")
         assert api_jobs.status_code == 200 and job.id in [j["id"] for j in api_jobs.json()]
+        headers = {"X-CSRF-Token": csrf}
+        refused_api = clerk.post("/api/v1/fax/jobs", data={"number": "0611112222", "classification": "3"},
+                                 files=files, headers=headers)
+        assert refused_api.status_code == 403 and "never sent by fax" in refused_api.json()["detail"]
+        bad_api = clerk.post("/api/v1/fax/jobs", data={"number": "0611112222", "interval": "soon"},
+                             files=files, headers=headers)
+        assert bad_api.status_code == 422
+        assert len(fax.jobs("civil-affairs")) == jobs_before + 1
+        created = clerk.post("/api/v1/fax/jobs", data={"number": "0611112222", "tries": "5", "interval": "2m"},
+                             files=files, headers=headers)
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert (body["state"], body["pages"], body["max_tries"], body["interval_s"]) == ("queued", 3, 5, 120)
+        assert clerk.get(f"/api/v1/fax/jobs/{body['id']}").json()["number"] == "0611112222"
         assert clerk.get("/api/v1/fax/unroutable").status_code == 403
 
         admin_csrf = _login(admin, node, clock, "yamada")
