@@ -253,9 +253,10 @@ def parse_mime(data: bytes) -> tuple[MessageMetadata, list[Document]]:
     ]
     if len(documents) != len(meta.documents):
         raise EnvelopeError(f"the metadata lists {len(meta.documents)} documents but {len(documents)} are present")
-    for doc, listed in zip(documents, meta.documents, strict=True):
+    for number, (doc, listed) in enumerate(zip(documents, meta.documents, strict=True), 1):
         if doc.sha256 != listed.get("sha256") or len(doc.data) != listed.get("size"):
-            raise EnvelopeError(f"document {listed.get('name')!r} does not match its listed SHA-256")
+            # By number, not name: file names can be as revealing as subjects, and errors are logged.
+            raise EnvelopeError(f"document {number} does not match its listed SHA-256")
     return meta, documents
 
 
