@@ -107,3 +107,11 @@ def test_routes_through_the_api_and_the_pages(node: Node, client: TestClient) ->
     assert node.sealing.verify(pdf.content).indication.value == "PASSED"
     done = client.get(f"/routes/{rid}")
     assert "完了" in done.text and "日付を確認" in done.text
+    # Starting a route from the form: a missing file is refused, a good one opens the route page.
+    form = {"csrf_token": token.group(1), "name": "出張報告", "title": ["担当", "課長", ""],
+            "approvers": ["sato", "suzuki", ""], "deadline": ["", "2026-12-25", ""]}
+    missing = client.post("/routes", data=form)
+    assert missing.status_code == 422 and "PDFファイルを選んでください" in missing.text
+    created = client.post("/routes", data=form, files={"document": ("report.pdf", sample_pdf(1), "application/pdf")})
+    assert created.status_code == 200 and "回覧を開始しました" in created.text and "出張報告" in created.text
+    assert 'id="stamp-dialog"' in created.text  # sato is the 担当 of the new route
