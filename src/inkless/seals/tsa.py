@@ -56,6 +56,10 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         self._clock = clock
         self._node_id = node_id
         self._tsa_chain: tuple[x509.Certificate, x509.Certificate] | None = None
+        self._signing_cert_attr = b""
+        self._sid = b""
+        self._tsa_name = b""
+        self._cert_set = b""
         # pyHanko's responder keeps per-request state on the instance: one request at a time.
         self._lock = threading.Lock()
         self._cert_req = True
@@ -71,7 +75,19 @@ class NodeTimeStampAuthority(DummyTimeStamper):
             with self._db.begin() as conn:
                 _, cert = self._pki.key_and_certificate(conn, CertPurpose.TSA, self._node_id)
                 ca = self._pki.ca_certificate(conn)
-            self._tsa_chain = (to_asn1_certificate(cert), x509.Certificate.load(ca.der))
+            tsa_cert = to_asn1_certificate(cert)
+            self._tsa_chain = (tsa_cert, x509.Certificate.load(ca.der))
+            # asn1crypto re-encodes names whenever they are copied into a new structure (milliseconds
+            # each): the parts that depend only on the certificate are encoded once and loaded per stamp.
+            self._signing_cert_attr = simple_cms_attribute(  # type: ignore[no-untyped-call]
+                "signing_certificate_v2", as_signing_certificate_v2(tsa_cert)).dump()
+            self._sid = cms.SignerIdentifier({
+                "issuer_and_serial_number": cms.IssuerAndSerialNumber(
+                    {"issuer": tsa_cert.issuer, "serial_number": tsa_cert.serial_number}
+                )
+            }).dump()
+            self._tsa_name = x509.GeneralName(name="directory_name", value=tsa_cert.subject).dump()
+            self._cert_set = cms.CertificateSet(list(self._tsa_chain)).dump()
         return self._tsa_chain
 
     @property
@@ -95,7 +111,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
             "serial_number": uuid.uuid4().int,
             "gen_time": dt,
             "accuracy": {"seconds": 1},
-            "tsa": x509.GeneralName(name="directory_name", value=self.tsa_cert.subject),
+            "tsa": x509.GeneralName.load(self._tsa_name),
         }
         if req["nonce"].native is not None:
             args["nonce"] = req["nonce"]
@@ -107,7 +123,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         signed_attrs = cms.CMSAttributes([
             simple_cms_attribute("content_type", "tst_info"),  # type: ignore[no-untyped-call]
             simple_cms_attribute("signing_time", cms.Time({"utc_time": core.UTCTime(dt)})),  # type: ignore[no-untyped-call]
-            simple_cms_attribute("signing_certificate_v2", as_signing_certificate_v2(self.tsa_cert)),  # type: ignore[no-untyped-call]
+            cms.CMSAttribute.load(self._signing_cert_attr),
             simple_cms_attribute("message_digest", md.finalize()),  # type: ignore[no-untyped-call]
         ])
         # The key is decrypted for this one signature and dropped: it never leaves memory.
@@ -129,11 +145,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         digest_algorithm = algos.DigestAlgorithm({"algorithm": md_algorithm})
         signer_info = cms.SignerInfo({
             "version": "v1",
-            "sid": cms.SignerIdentifier({
-                "issuer_and_serial_number": cms.IssuerAndSerialNumber(
-                    {"issuer": self.tsa_cert.issuer, "serial_number": self.tsa_cert.serial_number}
-                )
-            }),
+            "sid": cms.SignerIdentifier.load(self._sid),
             "digest_algorithm": digest_algorithm,
             "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": self._algorithm}),
             "signed_attrs": signed_attrs,
@@ -149,7 +161,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         }
         # RFC 3161 §2.4.1: the TSA certificate goes in only when the request asks for it (certReq).
         if self._cert_req:
-            data["certificates"] = [self.tsa_cert, self.ca_cert]
+            data["certificates"] = cms.CertificateSet.load(self._cert_set)
         return data
 
     def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
@@ -157,6 +169,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         problem = _check_request(req)
         if problem is not None:
             raise TimestampRequestError(f"{problem[0]}: {problem[1]}")
+        self._load()
         with self._lock:
             self._cert_req = bool(req["cert_req"].native)
             self.fixed_dt = self._clock.now().replace(microsecond=0)
