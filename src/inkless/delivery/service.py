@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -714,18 +714,21 @@ class DeliveryService:
                                                          outbox.c.receipt.is_not(None)).order_by(outbox.c.id)).all()
             for r in rows:
                 out.append(self._receipt_info(bytes(r.receipt), message_id, sent.envelope_sha256, r.recipient,
-                                              r.node_id))
+                                              r.node_id, r.received_at))
         else:
             for code, row in copies.items():
                 if (actor.is_operator or actor.office == code) and row.receipt is not None:
                     out.append(self._receipt_info(bytes(row.receipt), message_id, row.envelope_sha256,
-                                                  f"{code}@{self.node_id}", self.node_id))
+                                                  f"{code}@{self.node_id}", self.node_id, row.received_at))
         return out
 
-    def _receipt_info(self, receipt: bytes, message_id: str, digest: str, recipient: str, node: str) -> ReceiptInfo:
+    def _receipt_info(self, receipt: bytes, message_id: str, digest: str, recipient: str, node: str,
+                      received_at: datetime | None) -> ReceiptInfo:
+        # A receipt proves what happened when it was made: checked as of its time of receipt, so a report
+        # printed after the signer's certificate has expired still shows it as valid.
         try:
-            v = verify_receipt(receipt, self._trust_anchor(node), self._clock.now(), message_id=message_id,
-                               envelope_sha256=digest, recipient=recipient)
+            v = verify_receipt(receipt, self._trust_anchor(node), received_at or self._clock.now(),
+                               message_id=message_id, envelope_sha256=digest, recipient=recipient)
             return ReceiptInfo(recipient, receipt, v.facts.received_at, v.signer_address, v.signer_subject, "valid")
         except InklessError as exc:
             return ReceiptInfo(recipient, receipt, None, None, None, str(exc))
