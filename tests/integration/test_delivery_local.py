@@ -341,3 +341,16 @@ def test_urgent_rows_are_claimed_first(shared: Node) -> None:
     assert svc.claim(limit=1) == [(urgent, CIVIL)]
     assert svc.claim(limit=1) == [(normal, CIVIL)]
     assert svc.claim(limit=1) == []
+
+
+def test_the_background_task_delivers(shared: Node) -> None:
+    from inkless import workers
+
+    workers._load_tasks()
+    [task] = [t for t in workers.TASKS if t.name == "delivery.outbox"]
+    assert task.interval(shared) == shared.settings.delivery_poll_seconds
+    svc = service(shared)
+    message_id = svc.send(None, "secretariat", [CIVIL], [], "作業者", [NewDocument("w.pdf", b"%PDF-1")])
+    task.run(shared)
+    assert [s.state for s in svc.status(message_id, None)] == ["delivered"]
+    assert svc.outbox_rows("queued") == []
