@@ -120,6 +120,20 @@ def imprint_for(user: User, office_name: str, kind: SealKind, on: datetime,
     return office_seal(office_name, size_mm or 21.0)
 
 
+# Public material only (certificates, CRLs): asn1crypto parses lazily and caches what it parsed, so a
+# certificate used for the hundredth seal of the day costs nothing to re-read. Keys are never cached.
+@functools.lru_cache(maxsize=512)
+def asn1_certificate(der: bytes) -> asn1_x509.Certificate:
+    """A DER certificate as asn1crypto, parsed once per process."""
+    return asn1_x509.Certificate.load(der)
+
+
+@functools.lru_cache(maxsize=16)
+def asn1_crl_list(der: bytes) -> asn1_crl.CertificateList:
+    """A DER CRL as asn1crypto, parsed once per process."""
+    return asn1_crl.CertificateList.load(der)
+
+
 class SignerMaterial:
     """A key and its chain, as pyHanko wants them (asn1crypto), decrypted only in memory."""
 
@@ -128,9 +142,9 @@ class SignerMaterial:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
         self.key: asn1_keys.PrivateKeyInfo = load_private_key_from_pemder_data(pem, passphrase=None)
-        self.cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-        self.ca = asn1_x509.Certificate.load(ca.public_bytes(serialization.Encoding.DER))
-        self.crl = asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))
+        self.cert = asn1_certificate(cert.public_bytes(serialization.Encoding.DER))
+        self.ca = asn1_certificate(ca.public_bytes(serialization.Encoding.DER))
+        self.crl = asn1_crl_list(crl.public_bytes(serialization.Encoding.DER))
         self.subject = cert.subject
 
     def signer(self) -> signers.SimpleSigner:
@@ -371,8 +385,8 @@ class SealingService:
             own = self._own_ca(conn)
             crl = self._crl(conn)
         anchors = [own] + [c for c in peers if c != own]
-        roots = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
-        crls = [asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))]
+        roots = [asn1_certificate(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
+        crls = [asn1_crl_list(crl.public_bytes(serialization.Encoding.DER))]
         return validation_context(roots, crls, at)
 
     def verify(self, pdf: bytes, *, actor: str = "anonymous", with_imprints: bool = False) -> VerificationReport:
