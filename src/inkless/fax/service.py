@@ -1,9 +1,10 @@
 """The fax service: inbound calls to office inboxes, outbound jobs on a schedule, routing and block lists.
 
-Inbound, in this order, so that a fax is never lost: the TIFF is stored as received (blob), the
-call is logged with its facts and a routing decision in one transaction (blocked and unroutable
-calls end there, visible to administrators), and only then is the page image turned into a
-searchable PDF and deposited in the office's inbox, marked as from an unauthenticated sender.
+Inbound, in this order, so that a fax is never lost: junk on the block list is logged and dropped;
+the TIFF is stored as received (blob); the call is logged with its facts and a routing decision in
+one transaction (unroutable calls end there, in the administrators' queue); only then is the page
+image turned into a searchable PDF and deposited in the office's inbox, marked as from an
+unauthenticated sender.
 A process that dies in between leaves the call ``routed``; the worker finishes it later.
 
 Outbound: :meth:`FaxService.send` checks the policy, renders the document to TIFF-F and queues a
@@ -260,11 +261,12 @@ class FaxService:
     def receive(self, result: CallResult, line_name: str) -> ReceivedFax:
         """Log an inbound call, apply the block list and routing, and deliver the fax to an inbox."""
         tiff = result.received_tiff if result.received_tiff and result.pages_transferred > 0 else None
-        # The image first: whatever happens next, the pages are on disk (content-addressed, idempotent).
-        tiff_blob = self._blobs.put(tiff) if tiff is not None else None
+        # Junk is dropped before anything of it is stored.
+        block = blocked_by(self.blocks(), result.calling_number, result.remote_ident)
+        # Then the image: whatever happens next, the pages are on disk (content-addressed, idempotent).
+        tiff_blob = self._blobs.put(tiff) if tiff is not None and block is None else None
         now = self._clock.now()
         with self._db.begin() as conn:
-            block = blocked_by(self.blocks(conn), result.calling_number, result.remote_ident)
             decision = None
             if block is not None:
                 status = "blocked"
