@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,15 @@ def test_disaster_fallback_decision_needs_every_condition() -> None:
     assert why(replace(good, classification=2)) == "classification too high for fax"
     assert why(number=None) == "recipient office publishes no fax number"
     assert why(enabled=False) == "fallback disabled for the sending office"
+
+
+def test_fax_settings_are_checked(tmp_path: Path) -> None:
+    from inkless.config import load_settings
+    from inkless.errors import ConfigurationError
+
+    settings = load_settings(tmp_path, env={"INKLESS_FAX_TRIES": "5", "INKLESS_FAX_OCR_LANGUAGES": "jpn"})
+    assert (settings.fax_tries, settings.fax_ocr_languages, settings.fax_fallback_after_minutes) == (5, "jpn", 60)
+    for key, value in (("FAX_TRIES", "0"), ("FAX_RETRY_INTERVAL_SECONDS", "-1"), ("FAX_KILL_TIME_MINUTES", "x"),
+                       ("FAX_FALLBACK_AFTER_MINUTES", "0"), ("FAX_OCR_LANGUAGES", "jpn;rm -rf")):
+        with pytest.raises(ConfigurationError, match=key.lower()):
+            load_settings(tmp_path, env={f"INKLESS_{key}": value})
