@@ -173,3 +173,23 @@ def test_no_fallback_when_the_sending_office_turns_it_off(pair: Pair) -> None:
     moj.fax.set_office_settings("civil-affairs", fallback_enabled=True, actor="yamada")
     assert len(_fallback(moj).scan()) == 1
     assert _state(moj, message_id)[0] == "fax"
+
+
+def test_a_failed_fallback_fax_returns_the_message_to_electronic_delivery(pair: Pair) -> None:
+    moj, clock = pair.moj, pair.clock
+    assert moj.delivery is not None and moj.fax is not None
+    moj.fax.set_office_settings("civil-affairs", fallback_enabled=True, actor="yamada")
+    message_id = _send(moj, "tanaka", "civil-affairs", "disaster-hq@mlit")
+    moj.delivery.deliver_due(limit=20)
+    clock.advance(minutes=FALLBACK_MINUTES + 1)
+    [job_id] = _fallback(moj).scan()
+    # The far end drops every call part-way: the fax job gives up after its tries.
+    line = LoopbackLine(pair.sockets / "moj2.sock", pair.sockets / "remote2.sock")
+    with AnsweringRemote(pair.sockets / "remote2.sock", pair.sockets / "dropped", hangup_after_page=1):
+        for _ in range(moj.fax.job(job_id).max_tries):
+            assert moj.fax.run_due_jobs(line) >= 1  # (the job left by the previous test goes along)
+            clock.advance(seconds=moj.fax.job(job_id).interval_s)
+    assert moj.fax.job(job_id).state == "failed"
+    state, reason = _state(moj, message_id)
+    assert state == "retrying" and reason and "electronic delivery continues" in reason
+    assert _fallback(moj).scan() == []  # not faxed a second time

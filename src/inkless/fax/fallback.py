@@ -12,7 +12,8 @@ An outbox row (delivery's table) falls back to fax only when *all* of these hold
 7. the message carries at least one PDF to fax.
 
 The row then moves to state ``fax`` with the reason in ``last_error``, which is what the sender
-sees; the fax job's final outcome is written there too. The claim (``UPDATE … WHERE state IN
+sees; the fax job's final outcome is written there too. A fax that finally fails sends the row
+back to the electronic queue (never a dead end), and that row is not faxed again. The claim (``UPDATE … WHERE state IN
 pending``) comes first, so two workers never fax the same row twice.
 """
 
@@ -24,14 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, exists, select, update
 
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
 from inkless.db import tables as t
 from inkless.db.engine import Database
 from inkless.db.tables_delivery import messages, outbox
-from inkless.db.tables_fax import fax_settings
+from inkless.db.tables_fax import fax_jobs, fax_settings
 from inkless.db.tables_federation import federation_peers
 from inkless.errors import InklessError
 from inkless.fax.policy import fax_allowed
@@ -94,7 +95,9 @@ def candidates(db: Database, now: datetime, after: timedelta, local_node: str) -
         .join(federation_peers, federation_peers.c.node_id == outbox.c.node_id)
         .where(outbox.c.state.in_(PENDING), outbox.c.node_id != local_node,
                federation_peers.c.unreachable_since.is_not(None),
-               federation_peers.c.unreachable_since <= now - after)
+               federation_peers.c.unreachable_since <= now - after,
+               # One fallback per row: a row whose fax failed stays with electronic delivery.
+               ~exists().where(fax_jobs.c.outbox_ref == cast(outbox.c.id, String)))
         .order_by(outbox.c.priority, outbox.c.id)
         .limit(100)
     )
@@ -212,12 +215,16 @@ def record_fax_outcome(db: Database, audit: AuditRecorder, clock: Clock, outbox_
         return
     now = clock.now()
     outcome = (f"FAXで送信しました（ジョブ {job_id}）/ sent by fax (job {job_id})" if success
-               else f"FAX送信に失敗しました（ジョブ {job_id}）/ fax failed (job {job_id}): {text}")
+               else f"FAX送信に失敗しました。通常の送信を続けます（ジョブ {job_id}）/ fax failed (job {job_id}), "
+                    f"electronic delivery continues: {text}")
     with db.begin() as conn:
         row = conn.execute(select(outbox.c.message_id, outbox.c.last_error).where(outbox.c.id == outbox_id)).first()
         if row is None:
             return
+        # A failed fax must not be a dead end: the row goes back to the electronic queue (until its expiry),
+        # and the fallback never picks it again (it has a fallback job already).
         conn.execute(update(outbox).where(outbox.c.id == outbox_id, outbox.c.state == "fax").values(
+            state="fax" if success else "retrying",
             last_error=f"{outcome}. {row.last_error or ''}"[:MAX_REASON], updated_at=now))
         audit.record(conn, AuditEvent(
             actor="system", action="message.fax_sent" if success else "message.fax_failed", object_type="message",
