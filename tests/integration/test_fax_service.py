@@ -30,7 +30,7 @@ from inkless.config import load_settings
 from inkless.db.tables import audit_entries
 from inkless.db.tables_fax import fax_calls, fax_jobs
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
-from inkless.errors import InklessError, NotFoundError, PolicyError, ValidationError
+from inkless.errors import ConflictError, InklessError, NotFoundError, PolicyError, ValidationError
 from inkless.fax import imaging
 from inkless.fax.jobs import JobSchedule
 from inkless.fax.loopback import LoopbackLine
@@ -174,6 +174,8 @@ def test_blocked_and_unroutable_faxes(fax_node: FaxNode) -> None:
     before = len(node.delivery.inbox("civil-affairs", None))
     entry = fax.add_block("cid", "0120-444-444", "junk", actor="yamada")
     fax.add_block("tsi", r".*SALE.*", None, actor="yamada")
+    with pytest.raises(ConflictError):
+        fax.add_block("cid", "0120-444-444", "again", actor="yamada")
     blocked = fax.receive(_received(pdf, cid="0120444444", tsi="X", did=CIVIL_NUMBER), "loopback")
     blocked2 = fax.receive(_received(pdf, cid="0311112222", tsi="big sale", did=CIVIL_NUMBER), "loopback")
     assert blocked.status == blocked2.status == "blocked" and blocked.message_id is None

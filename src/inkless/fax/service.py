@@ -31,7 +31,7 @@ from inkless.db.engine import Database
 from inkless.db.tables_fax import fax_block_list, fax_calls, fax_jobs, fax_routing_rules, fax_settings
 from inkless.directory.model import check_fax_number
 from inkless.directory.service import DirectoryService
-from inkless.errors import FaxError, InklessError, NotFoundError, PolicyError, ValidationError
+from inkless.errors import ConflictError, FaxError, InklessError, NotFoundError, PolicyError, ValidationError
 from inkless.fax import line as fax_line
 from inkless.fax.jobs import CLAIM_SECONDS, JobSchedule, JobState, after_attempt
 from inkless.fax.log import FaxCallEntry, FaxJob, OfficeFaxSettings
@@ -137,8 +137,6 @@ class FaxService:
             exists = conn.execute(select(fax_routing_rules.c.id).where(
                 fax_routing_rules.c.kind == kind, fax_routing_rules.c.pattern == pattern)).scalar()
             if exists is not None:
-                from inkless.errors import ConflictError
-
                 raise ConflictError(f"a {kind} rule for {pattern!r} exists already (rule {exists})")
             rule_id = _pk(conn.execute(insert(fax_routing_rules).values(
                 kind=kind, pattern=pattern, office_id=office.id, priority=priority, created_by=actor, created_at=now,
@@ -178,8 +176,6 @@ class FaxService:
             exists = conn.execute(select(fax_block_list.c.id).where(
                 fax_block_list.c.kind == kind, fax_block_list.c.pattern == pattern)).scalar()
             if exists is not None:
-                from inkless.errors import ConflictError
-
                 raise ConflictError(f"{kind} {pattern!r} is blocked already (entry {exists})")
             entry_id = _pk(conn.execute(insert(fax_block_list).values(
                 kind=kind, pattern=pattern, reason=reason, created_by=actor, created_at=now,
