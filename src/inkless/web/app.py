@@ -107,6 +107,9 @@ def create_app(node: Node) -> FastAPI:
     from inkless.web import api_delivery
 
     app.include_router(api_delivery.router, prefix=API_PREFIX)
+    from inkless.web import pages_delivery
+
+    app.include_router(pages_delivery.router)
     from inkless.web import api_seals, pages_verify
 
     app.include_router(api_seals.router, prefix=API_PREFIX)

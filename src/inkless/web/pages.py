@@ -1,4 +1,4 @@
-"""The HTML UI: login (password, TOTP or enrolment, password change), inbox, API tokens, logout."""
+"""The HTML UI: login (password, TOTP or enrolment, password change), API tokens, logout."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from inkless.web.deps import (
     get_node,
     get_services,
     page_caller,
-    require_own_office,
 )
 from inkless.web.render import N_, Renderer
 from inkless.web.security import Stage, WebSession
@@ -414,14 +413,7 @@ def logout(request: Request, node: NodeDep, services: ServicesDep, session: Sess
 # --- the office ----------------------------------------------------------------------------
 
 
-@router.get("/offices/{code}/inbox")
-def inbox(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
-    """The inbox of the caller's office (faxes are marked: their sender is not authenticated)."""
-    require_own_office(caller, code)
-    from inkless.web.api_delivery import inbox_messages
-
-    documents = inbox_messages(node, caller, code) if node.delivery is not None else []
-    return render.render(request, "inbox.html", caller=caller, csrf_token=_csrf(caller), documents=documents)
+# The inbox page (/offices/{code}/inbox) is served by inkless.web.pages_delivery.
 
 
 # --- API tokens ----------------------------------------------------------------------------

@@ -1,0 +1,418 @@
+"""HTML pages of delivery: the office inbox, a message with server-rendered page previews, compose
+(send, reply, forward) and the sent items with per-recipient status.
+
+Routes parse the form and call :class:`inkless.delivery.service.DeliveryService`, which enforces the
+policy (office membership, clearance, pinned peers) and audits every opening; errors of a send are
+shown on the compose form, which keeps what the user typed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import UploadFile
+
+from inkless.app import Node
+from inkless.delivery.model import InboxItem, OpenedMessage, SentMessage
+from inkless.delivery.service import DeliveryService, NewDocument
+from inkless.errors import (
+    ConfigurationError,
+    InklessError,
+    MessageTooLargeError,
+    NotFoundError,
+    PolicyError,
+    ValidationError,
+)
+from inkless.web.api_delivery import upload_guard
+from inkless.web.deps import Caller, get_node, page_caller, require_own_office
+from inkless.web.pages import RendererDep
+from inkless.web.render import N_, Renderer
+
+router = APIRouter(include_in_schema=False)
+
+NodeDep = Annotated[Node, Depends(get_node)]
+CallerDep = Annotated[Caller, Depends(page_caller)]
+
+# Times are shown in Japan time: the offices using inkless read clocks in JST.
+JST = timezone(timedelta(hours=9))
+# Page previews: the first pages of each PDF at screen resolution, never larger than this on a side.
+PREVIEW_PAGES = 10
+PREVIEW_DPI = 100
+PREVIEW_MAX_PX = 2000
+
+CLASSIFICATION_LABELS = {0: N_("Public"), 1: N_("Internal"), 2: N_("Confidential"), 3: N_("Strictly confidential")}
+STATE_LABELS = {
+    "queued": N_("Waiting to be sent"),
+    "retrying": N_("Retrying"),
+    "delivered": N_("Delivered"),
+    "expired": N_("Expired"),
+    "rejected": N_("Refused by the recipient"),
+    "fax": N_("Sent by fax"),
+}
+UNAUTHENTICATED = N_("Unauthenticated sender (fax)")
+NO_RECIPIENT = N_("Enter at least one address or choose a distribution list.")
+NO_DOCUMENT = N_("Attach at least one document.")
+NO_SUBJECT = N_("Enter a subject.")
+BAD_CLASSIFICATION = N_("Choose a classification from the list.")
+BAD_PRIORITY = N_("Choose a priority from the list.")
+TOO_LARGE = N_("The documents are too large: this node accepts at most %(limit)s per message.")
+UNKNOWN_RECIPIENT = N_("A recipient or distribution list is unknown.")
+NOT_PINNED = N_(
+    "Confidential messages (classification 2 and above) may only go to offices of this node or of pinned peer nodes."
+)
+NOT_ALLOWED = N_("The delivery policy does not allow this message.")
+INVALID = N_("The message cannot be sent as it is.")
+NO_SUCH_DOCUMENT = N_("No such document or page.")
+
+
+@dataclass
+class ComposeForm:
+    """What the user typed on the compose form (kept when the form is shown again with an error)."""
+
+    to: str = ""
+    lists: list[str] = field(default_factory=list)
+    subject: str = ""
+    classification: int = 0
+    priority: str = "normal"
+    procedure_code: str = ""
+    reply_to: str = ""
+    forward: str = ""
+
+
+def delivery_of(node: Node) -> DeliveryService:
+    """The node's delivery service (configuration error if the node has none)."""
+    if node.delivery is None:
+        raise ConfigurationError("this node has no delivery service")
+    return node.delivery
+
+
+def _csrf(caller: Caller) -> str:
+    return caller.session.csrf_token if caller.session else ""
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as shown on the pages: Japan time, to the minute."""
+    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KB"
+    return f"{n} B"
+
+
+class AddressBook:
+    """Names of the offices behind addresses: this node's directory and pinned peers' directories."""
+
+    def __init__(self, node: Node) -> None:
+        self.names: dict[str, str] = {f"{o.code}@{node.node_id}": o.name for o in node.directory.offices()}
+        listing = getattr(node.peers, "remote_offices", None)
+        if callable(listing):
+            # Peers' directories are signed and cached; an unreadable one just leaves names out.
+            try:
+                for office in listing():
+                    self.names.setdefault(office.address, office.name)
+            except InklessError:
+                pass
+
+    def name(self, address: str) -> str | None:
+        """The office name of ``address``, if known."""
+        return self.names.get(address)
+
+
+def _common(caller: Caller, active: str) -> dict[str, Any]:
+    return {
+        "caller": caller, "csrf_token": _csrf(caller), "active": active, "when": when,
+        "classification_labels": CLASSIFICATION_LABELS, "state_labels": STATE_LABELS,
+        "unauthenticated": UNAUTHENTICATED,
+    }
+
+
+# --- inbox ---------------------------------------------------------------------------------
+
+
+@router.get("/offices/{code}/inbox")
+def inbox_page(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """The inbox of the caller's office (faxes are marked: their sender is not authenticated)."""
+    require_own_office(caller, code)
+    items = delivery_of(node).inbox(code, caller.user.login) if node.delivery is not None else []
+    book = AddressBook(node)
+    rows = [{"item": i, "sender_name": book.name(i.sender) if i.source != "fax" else None} for i in items]
+    return render.render(request, "inbox.html", messages=rows, **_common(caller, "inbox"))
+
+
+# --- sent items ----------------------------------------------------------------------------
+
+
+@router.get("/offices/{code}/sent")
+def sent_page(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+    """Messages sent by the caller's office, with the state of every recipient."""
+    require_own_office(caller, code)
+    sent = delivery_of(node).sent(code, caller.user.login)
+    return render.render(request, "delivery_outbox.html", messages=sent, book=AddressBook(node),
+                         **_common(caller, "sent"))
+
+
+# --- one message ---------------------------------------------------------------------------
+
+
+def _pdf_pages(data: bytes) -> int | None:
+    """Number of pages of a PDF, or None if pdfium cannot read it."""
+    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+
+    from inkless.fax.imaging import PDFIUM_LOCK
+
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError:
+            return None
+        try:
+            return len(pdf)
+        finally:
+            pdf.close()
+
+
+def render_page_png(data: bytes, page_number: int) -> bytes:
+    """PNG of page ``page_number`` (1-based) of a PDF at ``PREVIEW_DPI``; NotFoundError if there is none."""
+    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+
+    from inkless.fax.imaging import PDFIUM_LOCK
+
+    # pdfium is not thread-safe, not even across documents: the lock shared with the fax imaging.
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError:
+            raise NotFoundError(NO_SUCH_DOCUMENT) from None
+        try:
+            if not 1 <= page_number <= min(len(pdf), PREVIEW_PAGES):
+                raise NotFoundError(NO_SUCH_DOCUMENT)
+            page = pdf[page_number - 1]
+            try:
+                width, height = page.get_size()
+                scale = min(PREVIEW_DPI / 72, PREVIEW_MAX_PX / max(width, height, 1))
+                image = page.render(scale=scale).to_pil()
+            finally:
+                page.close()
+        finally:
+            pdf.close()
+    out = io.BytesIO()
+    # Encoding runs outside the lock: other threads may render meanwhile.
+    image.convert("RGB").save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def _is_pdf(content_type: str, data: bytes) -> bool:
+    return content_type == "application/pdf" or data[:1024].lstrip().startswith(b"%PDF-")
+
+
+@router.get("/messages/{message_id}")
+async def message_page(request: Request, message_id: str, node: NodeDep, caller: CallerDep,
+                       render: RendererDep) -> Response:
+    """Open a message (audited): metadata, documents with downloads and page previews, reply and forward."""
+    svc = delivery_of(node)
+    opened: OpenedMessage = await run_in_threadpool(svc.open_message, message_id, caller.user.login)
+    info = await run_in_threadpool(svc.message, message_id, caller.user.login)
+    documents = []
+    for index, doc in enumerate(opened.documents):
+        pages = await run_in_threadpool(_pdf_pages, doc.data) if _is_pdf(doc.content_type, doc.data) else None
+        documents.append({
+            "index": index, "name": doc.name, "content_type": doc.content_type, "size": _size(len(doc.data)),
+            "sha256": doc.sha256, "pages": pages, "previews": list(range(1, min(pages or 0, PREVIEW_PAGES) + 1)),
+        })
+    meta = opened.metadata
+    book = AddressBook(node)
+    return render.render(
+        request, "delivery_message.html", message=meta, opened=opened, documents=documents, book=book,
+        received_at=info.received_at if isinstance(info, InboxItem) else None,
+        statuses=info.recipients if isinstance(info, SentMessage) else (),
+        can_reply=opened.copy == "received" and opened.authenticated, preview_pages=PREVIEW_PAGES,
+        notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
+        else None,
+        **_common(caller, "sent" if opened.copy == "sent" else "inbox"),
+    )
+
+
+def _document(node: Node, caller: Caller, message_id: str, index: int) -> tuple[str, str, bytes]:
+    opened = delivery_of(node).open_message(message_id, caller.user.login)
+    if not 0 <= index < len(opened.documents):
+        raise HTTPException(status_code=404, detail=NO_SUCH_DOCUMENT)
+    doc = opened.documents[index]
+    return doc.name, doc.content_type, doc.data
+
+
+@router.get("/messages/{message_id}/documents/{index}")
+def document_download(message_id: str, index: int, node: NodeDep, caller: CallerDep) -> Response:
+    """Download one document of a message (audited as an opening)."""
+    name, content_type, data = _document(node, caller, message_id, index)
+    # RFC 6266 / 5987: Japanese file names survive as filename*.
+    disposition = f"attachment; filename=\"document-{index}\"; filename*=UTF-8''{quote(name)}"
+    return Response(data, media_type=content_type, headers={"Content-Disposition": disposition})
+
+
+@router.get("/messages/{message_id}/documents/{index}/pages/{page}.png")
+def page_preview(message_id: str, index: int, page: int, node: NodeDep, caller: CallerDep) -> Response:
+    """One page of a PDF document as PNG, authorised (and audited) like opening the message."""
+    _name, content_type, data = _document(node, caller, message_id, index)
+    if not _is_pdf(content_type, data):
+        raise HTTPException(status_code=404, detail=NO_SUCH_DOCUMENT)
+    png = render_page_png(data, page)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/messages/{message_id}/report")
+def report_download(message_id: str, node: NodeDep, caller: CallerDep) -> Response:
+    """The transmission report (送信証明) PDF of a message the caller's office sent."""
+    from inkless.delivery.report import transmission_report
+
+    pdf = transmission_report(delivery_of(node), message_id, caller.user.login)
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="report-{message_id}.pdf"'})
+
+
+# --- compose -------------------------------------------------------------------------------
+
+
+def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer, form: ComposeForm,
+                  status_code: int = 200, error: str | None = None, detail: str | None = None) -> Response:
+    svc = delivery_of(node)
+    book = AddressBook(node)
+    original: SentMessage | InboxItem | None = None
+    source = form.forward or form.reply_to
+    if source:
+        # Only metadata (no decryption): the compose form needs the original's subject and sender.
+        original = svc.message(source, caller.user.login)
+    return render.render(
+        request, "delivery_compose.html", status_code=status_code, form=form, error=error, error_detail=detail,
+        addresses=sorted(book.names.items()), lists=svc.distribution_lists(), original=original,
+        levels=[(n, CLASSIFICATION_LABELS[n]) for n in range(0, caller.user.clearance + 1)],
+        limit=_size(node.settings.max_message_bytes), **_common(caller, "compose"),
+    )
+
+
+@router.get("/compose")
+def compose_form(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep,
+                 reply_to: str = "", forward: str = "") -> Response:
+    """The compose form; ``?reply_to=ID`` answers a message, ``?forward=ID`` forwards one."""
+    form = ComposeForm(reply_to=reply_to[:64], forward=forward[:64] if not reply_to else "")
+    svc = delivery_of(node)
+    source = form.forward or form.reply_to
+    if source:
+        original = svc.message(source, caller.user.login)
+        form.classification = original.classification
+        subject = original.subject or ""
+        if form.reply_to and isinstance(original, InboxItem):
+            form.to = original.sender
+            form.subject = f"Re: {subject}"[:200] if subject else ""
+        elif form.forward:
+            form.subject = f"Fw: {subject}"[:200] if subject else ""
+            form.priority = original.priority
+    return _compose_page(request, node, caller, render, form)
+
+
+def _field(values: dict[str, str], name: str, limit: int) -> str:
+    return values.get(name, "")[:limit]
+
+
+def _error_text(render: Renderer, request: Request, node: Node, exc: InklessError) -> tuple[str, str | None]:
+    """A translated headline for a refused send, and the service's own detail beneath it."""
+    if isinstance(exc, MessageTooLargeError):
+        return render.gettext(request, TOO_LARGE) % {"limit": _size(node.settings.max_message_bytes)}, exc.message
+    if isinstance(exc, NotFoundError):
+        return render.gettext(request, UNKNOWN_RECIPIENT), exc.message
+    if isinstance(exc, PolicyError):
+        lead = NOT_PINNED if "pinned" in exc.message else NOT_ALLOWED
+        return render.gettext(request, lead), exc.message
+    if isinstance(exc, ValidationError):
+        return render.gettext(request, INVALID), exc.message
+    return render.gettext(request, exc.message), None
+
+
+async def close_upload(request: Request) -> AsyncIterator[None]:
+    """Close the parsed form's spooled files however the request ends (a refused CSRF token included)."""
+    try:
+        yield
+    finally:
+        await request.close()
+
+
+@router.post("/compose")
+async def compose_send(request: Request, _close: Annotated[None, Depends(close_upload)],
+                       _guard: Annotated[None, Depends(upload_guard)], node: NodeDep, caller: CallerDep,
+                       render: RendererDep) -> Response:
+    """Send (or reply, or forward) from the caller's office; errors show the form again with the input."""
+    svc = delivery_of(node)
+    parsed = await request.form(max_files=1000, max_fields=1000)
+    try:
+        values = {k: v for k, v in parsed.multi_items() if isinstance(v, str)}
+        form = ComposeForm(
+            to=_field(values, "to", 4000), subject=_field(values, "subject", 300),
+            lists=[v[:100] for v in parsed.getlist("list") if isinstance(v, str) and v],
+            priority=_field(values, "priority", 20) or "normal",
+            procedure_code=_field(values, "procedure_code", 100).strip(),
+            reply_to=_field(values, "reply_to", 64), forward=_field(values, "forward", 64),
+        )
+        error: str | None = None
+        try:
+            form.classification = int(values.get("classification", "0"))
+        except ValueError:
+            error = BAD_CLASSIFICATION
+        if not 0 <= form.classification <= 3:
+            form.classification, error = 0, BAD_CLASSIFICATION
+        if form.priority not in ("normal", "urgent"):
+            form.priority, error = "normal", BAD_PRIORITY
+        documents: list[NewDocument] = []
+        total = 0
+        if not form.forward:
+            for upload in parsed.getlist("files"):
+                # A file input left empty still sends a part, with no file name and no bytes.
+                if not isinstance(upload, UploadFile) or not upload.filename:
+                    continue
+                data = await upload.read()
+                total += len(data)
+                documents.append(NewDocument(upload.filename, data,
+                                             upload.content_type or "application/octet-stream"))
+    finally:
+        await parsed.close()
+    to = [a.strip() for a in form.to.replace("、", ",").split(",") if a.strip()]
+    if error is None and not form.reply_to and not to and not form.lists:
+        error = NO_RECIPIENT
+    if error is None and not form.reply_to and not form.forward and not form.subject.strip():
+        error = NO_SUBJECT
+    if error is None and not form.forward and not documents:
+        error = NO_DOCUMENT
+    if error is not None:
+        return _compose_page(request, node, caller, render, form, 422, render.gettext(request, error))
+    login, office = caller.user.login, caller.office.code
+    try:
+        svc.check_size(total)
+        if form.forward:
+            new_id = await run_in_threadpool(
+                svc.forward, form.forward, login, to, form.lists, form.classification, form.subject or None,
+                form.priority, office)
+        elif form.reply_to:
+            new_id = await run_in_threadpool(
+                svc.reply, form.reply_to, login, form.subject or None, documents, form.classification,
+                form.priority, office)
+        else:
+            new_id = await run_in_threadpool(
+                svc.send, login, office, to, form.lists, form.subject, documents, form.classification,
+                form.priority, form.procedure_code or None, None)
+    except InklessError as exc:
+        if exc.http_status >= 500:
+            raise
+        lead, detail = _error_text(render, request, node, exc)
+        return _compose_page(request, node, caller, render, form, exc.http_status, lead, detail)
+    return RedirectResponse(f"/messages/{new_id}?sent=1", status_code=303)
+
