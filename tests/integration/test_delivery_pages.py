@@ -16,11 +16,11 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from inkless.app import Node, init_node
 from inkless.config import load_settings
-from inkless.db.tables_delivery import messages
+from inkless.db.tables_delivery import messages, outbox
 from inkless.delivery.report import gothic_font
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
@@ -256,6 +256,42 @@ def test_bad_compose_input_is_refused_keeps_the_input_and_sends_nothing(
                                  files=[("files", good[0])], follow_redirects=False)
     assert refused.status_code == 403
     assert _count(pages_node) == before
+
+
+def test_the_sent_items_show_why_a_delivery_did_not_happen(pages_node: Node, clerks: dict[str, Clerk]) -> None:
+    tanaka = clerks["tanaka"]
+    status, location, _ = _send(tanaka, [("a.pdf", pdf(1, "照会"), "application/pdf")],
+                                to="criminal-affairs@moj, secretariat@moj", subject="照会の件")
+    assert status == 303, location
+    mid = location.split("/")[2].split("?")[0]
+    retry_at = datetime(2031, 4, 1, 0, 30, tzinfo=UTC)
+    # The states a remote delivery can end in, set on the outbox rows as the worker leaves them.
+    outcomes = {
+        "criminal-affairs@moj": {"state": "retrying", "attempts": 3, "next_attempt_at": retry_at,
+                                 "last_error": "connection refused by 192.0.2.7:8443"},
+        "secretariat@moj": {"state": "rejected", "last_error": "the recipient certificate was revoked"},
+    }
+    with pages_node.db.begin() as conn:
+        for recipient, values in outcomes.items():
+            conn.execute(update(outbox).where(outbox.c.message_id == mid, outbox.c.recipient == recipient)
+                         .values(**values))
+    for path in ("/offices/civil-affairs/sent", f"/messages/{mid}"):
+        page = tanaka.client.get(path).text
+        part = page[page.index(f'data-message="{mid}"'):] if "sent" in path else page
+        retrying = part[part.index('data-recipient="criminal-affairs@moj"'):]
+        retrying = retrying[: retrying.index("</li>")]
+        assert "再送中" in retrying and "3 回目の送信に失敗" in retrying
+        assert "connection refused by 192.0.2.7:8443" in retrying and "2031-04-01 09:30" in retrying  # JST
+        rejected = part[part.index('data-recipient="secretariat@moj"'):]
+        rejected = rejected[: rejected.index("</li>")]
+        assert "拒否" in rejected and "the recipient certificate was revoked" in rejected
+    with pages_node.db.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.message_id == mid)
+                     .values(state="expired", last_error="not delivered within 72 hours"))
+    page = tanaka.client.get("/offices/civil-affairs/sent").text
+    part = page[page.index(f'data-message="{mid}"'):]
+    part = part[: part.index("</tr>")]
+    assert part.count("期限切れ") == 2 and "not delivered within 72 hours" in part
 
 
 def test_the_inbox_of_an_empty_office_and_the_navigation(clerks: dict[str, Clerk]) -> None:
