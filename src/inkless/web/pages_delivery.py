@@ -294,7 +294,8 @@ def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer
         # Only metadata (no decryption): the compose form needs the original's subject and sender.
         original = svc.message(source, caller.user.login)
     return render.render(
-        request, "delivery_compose.html", status_code=status_code, form=form, error=error, error_detail=detail,
+        request, "delivery_compose.html", status_code=status_code, form=form, form_error=error,
+        error_detail=detail,
         addresses=sorted(book.names.items()), lists=svc.distribution_lists(), original=original,
         levels=[(n, CLASSIFICATION_LABELS[n]) for n in range(0, caller.user.clearance + 1)],
         limit=_size(node.settings.max_message_bytes), **_common(caller, "compose"),
