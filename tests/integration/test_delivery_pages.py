@@ -260,8 +260,12 @@ def test_bad_compose_input_is_refused_keeps_the_input_and_sends_nothing(
 
 def test_the_sent_items_show_why_a_delivery_did_not_happen(pages_node: Node, clerks: dict[str, Clerk]) -> None:
     tanaka = clerks["tanaka"]
+    assert pages_node.delivery is not None
+    pages_node.delivery.set_list("all-bureaus", ["criminal-affairs@moj", "secretariat@moj"], actor="test")
+    form = tanaka.client.get("/compose").text
+    assert '<option value="all-bureaus">all-bureaus (2)</option>' in form
     status, location, _ = _send(tanaka, [("a.pdf", pdf(1, "照会"), "application/pdf")],
-                                to="criminal-affairs@moj, secretariat@moj", subject="照会の件")
+                                to="", list="all-bureaus", subject="照会の件")
     assert status == 303, location
     mid = location.split("/")[2].split("?")[0]
     retry_at = datetime(2031, 4, 1, 0, 30, tzinfo=UTC)
@@ -292,6 +296,12 @@ def test_the_sent_items_show_why_a_delivery_did_not_happen(pages_node: Node, cle
     part = page[page.index(f'data-message="{mid}"'):]
     part = part[: part.index("</tr>")]
     assert part.count("期限切れ") == 2 and "not delivered within 72 hours" in part
+    with pages_node.db.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.message_id == mid, outbox.c.recipient == "secretariat@moj")
+                     .values(state="fax", last_error="peer unreachable for 30 minutes: faxed to 03-3581-0000"))
+    page = tanaka.client.get(f"/messages/{mid}").text
+    faxed = page[page.index('data-recipient="secretariat@moj"'):]
+    assert "FAX送信" in faxed[: faxed.index("</li>")] and "faxed to 03-3581-0000" in faxed[: faxed.index("</li>")]
 
 
 def test_the_inbox_of_an_empty_office_and_the_navigation(clerks: dict[str, Clerk]) -> None:
