@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 
 from inkless.app import Node, init_node
 from inkless.config import load_settings
+from inkless.db.tables import audit_entries
 from inkless.db.tables_delivery import messages, outbox
 from inkless.delivery.report import gothic_font
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
@@ -175,6 +176,13 @@ def test_compose_deliver_inbox_message_previews_and_download(pages_node: Node, c
     assert "filename*=UTF-8''%E8%A8%98%E9%8C%B2.pdf" in download.headers["content-disposition"]
     assert takahashi.client.get(f"/messages/{mid}/documents/1").content == two
     assert "未読" not in takahashi.client.get("/offices/criminal-affairs/inbox").text
+    # Every opening (page, previews, downloads) is in the audit log; no subject, no content.
+    with pages_node.db.begin() as conn:
+        opened = conn.execute(select(audit_entries.c.entry).where(
+            audit_entries.c.action == "message.opened", audit_entries.c.object_id == mid,
+            audit_entries.c.actor == "takahashi")).scalars().all()
+    assert len(opened) == 1 + len(previews) + 2 + 2  # the page, 3 previews, 2 missing pages, 2 downloads
+    assert all("刑事事件".encode() not in bytes(e) for e in opened)
 
     # The reply form is prefilled; the reply goes back to tanaka's office and points at the original.
     reply_form = takahashi.client.get(f"/compose?reply_to={mid}")
