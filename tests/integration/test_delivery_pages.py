@@ -200,6 +200,14 @@ def test_compose_deliver_inbox_message_previews_and_download(pages_node: Node, c
     forward_form = takahashi.client.get(f"/compose?forward={mid}")
     assert 'value="Fw: 刑事事件記録の送付"' in forward_form.text and 'type="file"' not in forward_form.text
 
+    # The same pages in English.
+    english = {f"/messages/{mid}?lang=en": "Urgent", "/offices/criminal-affairs/inbox?lang=en": "Internal",
+               "/compose?lang=en": "Send a document", "/offices/criminal-affairs/sent?lang=en": "Delivered"}
+    for path, shown in english.items():
+        page = takahashi.client.get(path)
+        assert page.status_code == 200 and shown in page.text, path
+    takahashi.client.get("/offices/criminal-affairs/inbox?lang=ja")
+
 
 def test_who_may_see_a_message_through_the_pages(pages_node: Node, clerks: dict[str, Clerk]) -> None:
     tanaka, takahashi, yamada = clerks["tanaka"], clerks["takahashi"], clerks["yamada"]
