@@ -19,6 +19,11 @@ from inkless.errors import EnvelopeError
 
 # cryptography stamps the signing time from the wall clock, so the checks run at the real time.
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def now() -> datetime:
+    """The time of the check: envelopes carry the real signing time, however long the suite runs."""
+    return datetime.now(UTC)
 FIXED = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
 
 
@@ -112,7 +117,7 @@ def test_round_trip_and_mime_layout(world: dict[str, Office]) -> None:
     envelope = seal(sender, recipient)
     for office in (recipient, sender):  # the sender keeps a copy it can open
         signed = env.decrypt(envelope, office.enc_cert, office.enc_key)
-        verified = env.verify(signed, sender.pki.ca, NOW, expected_signer=sender.address)
+        verified = env.verify(signed, sender.pki.ca, now(), expected_signer=sender.address)
         assert verified.signer_address == sender.address and verified.signing_time is not None
         got_meta, got_docs = env.parse_mime(verified.content)
         assert got_docs == docs
@@ -131,13 +136,13 @@ def test_refusals_name_their_reason(world: dict[str, Office]) -> None:
     cases = [
         (lambda: env.decrypt(envelope, other.enc_cert, other.enc_key), "cannot be opened"),
         (lambda: env.decrypt(b"\x30\x03\x02\x01\x00", recipient.enc_cert, recipient.enc_key), "cannot be opened"),
-        (lambda: env.verify(b"not der", sender.pki.ca, NOW), "not a valid CMS SignedData"),
-        (lambda: env.verify(bytes(tampered), sender.pki.ca, NOW), "altered"),
-        (lambda: env.verify(signed, recipient.pki.ca, NOW), "not issued by the trusted CA"),
-        (lambda: env.verify(signed, sender.pki.ca, NOW, expected_signer="fire@a"), "claims to be fire@a"),
-        (lambda: env.verify(old, sender.pki.ca, NOW + timedelta(days=30)), "expired"),
-        (lambda: env.verify(signed, sender.pki.ca, NOW, is_revoked=lambda c: True), "revoked"),
-        (lambda: env.verify(envelope, sender.pki.ca, NOW), "expected CMS SignedData"),
+        (lambda: env.verify(b"not der", sender.pki.ca, now()), "not a valid CMS SignedData"),
+        (lambda: env.verify(bytes(tampered), sender.pki.ca, now()), "altered"),
+        (lambda: env.verify(signed, recipient.pki.ca, now()), "not issued by the trusted CA"),
+        (lambda: env.verify(signed, sender.pki.ca, now(), expected_signer="fire@a"), "claims to be fire@a"),
+        (lambda: env.verify(old, sender.pki.ca, now() + timedelta(days=30)), "expired"),
+        (lambda: env.verify(signed, sender.pki.ca, now(), is_revoked=lambda c: True), "revoked"),
+        (lambda: env.verify(envelope, sender.pki.ca, now()), "expected CMS SignedData"),
         (lambda: env.parse_mime(b"Content-Type: text/plain\r\n\r\nhello"), "not multipart/mixed"),
     ]
     for call, words in cases:
@@ -167,7 +172,7 @@ def test_receipt_is_canonical_and_bound_to_the_envelope(world: dict[str, Office]
         b'"recipient":"police@b"}'
     )
     receipt = make_receipt(facts, recipient.sign_key, recipient.sign_cert, [recipient.pki.ca])
-    checked = verify_receipt(receipt, recipient.pki.ca, NOW, message_id="m-1", envelope_sha256="ab" * 32,
+    checked = verify_receipt(receipt, recipient.pki.ca, now(), message_id="m-1", envelope_sha256="ab" * 32,
                              recipient=recipient.address)
     assert checked.facts == facts and checked.signer_address == recipient.address
     wrong = [
@@ -178,7 +183,7 @@ def test_receipt_is_canonical_and_bound_to_the_envelope(world: dict[str, Office]
     for override, words in wrong:
         args = {"message_id": "m-1", "envelope_sha256": "ab" * 32, "recipient": recipient.address, **override}
         with pytest.raises(EnvelopeError, match=words):
-            verify_receipt(receipt, recipient.pki.ca, NOW, **args)
+            verify_receipt(receipt, recipient.pki.ca, now(), **args)
     with pytest.raises(EnvelopeError, match="canonical"):
         ReceiptFacts.from_json(b'{"message_id": "m-1", "envelope_sha256": "x", "recipient": "r", '
                                b'"received_at": "2026-04-01T09:00:00+00:00"}')
