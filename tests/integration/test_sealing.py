@@ -113,6 +113,25 @@ def test_certify_on_an_unsealed_document_makes_a_certification_signature(snode: 
     assert report.seals[0].certification is not None and "certifies" in report.seals[0].certification
 
 
+def test_closing_seal_into_an_unlocked_field_of_a_sealed_document_is_refused(snode: Node, sealed: bytes) -> None:
+    # Locking an existing field after the first seal would break the earlier seals: refuse instead.
+    import io
+
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.fields import SigFieldSpec, append_signature_field
+
+    assert snode.sealing is not None
+    writer = IncrementalPdfFileWriter(io.BytesIO(sealed))
+    append_signature_field(writer, SigFieldSpec("later", on_page=0, box=(200, 100, 260, 160)))
+    out = io.BytesIO()
+    writer.write(out)
+    with_field = out.getvalue()
+    with pytest.raises(SealError, match="no lock"):
+        snode.sealing.seal(with_field, "sato", SealKind.OFFICE, SealPlacement(page=1, field_name="later"),
+                           actor="sato", certify=True)
+    assert snode.sealing.verify(with_field).seals[0].indication == Indication.PASSED
+
+
 def test_a_clerk_cannot_use_the_office_seal(snode: Node) -> None:
     assert snode.sealing is not None
     with pytest.raises(PolicyError, match="office seal"):

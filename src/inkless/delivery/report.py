@@ -25,6 +25,7 @@ from inkless.delivery.model import OpenedMessage, ReceiptInfo, SentMessage
 from inkless.delivery.service import DeliveryService
 from inkless.directory.model import Clearance
 from inkless.errors import DeliveryError
+from inkless.pdfium_lock import PDFIUM_LOCK
 
 FONT_NAME = "InklessGothic"
 STATE_LABELS = {
@@ -63,36 +64,38 @@ def page_count(doc: Document) -> int | None:
         return None
     import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
 
-    try:
-        pdf = pdfium.PdfDocument(doc.data)
-    except pdfium.PdfiumError:
-        return None
-    try:
-        return len(pdf)
-    finally:
-        pdf.close()
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(doc.data)
+        except pdfium.PdfiumError:
+            return None
+        try:
+            return len(pdf)
+        finally:
+            pdf.close()
 
 
 def thumbnail(doc: Document, width_px: int = 300) -> bytes | None:
     """PNG of the first page of a PDF, ``width_px`` wide (None if it cannot be rendered)."""
     import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
 
-    try:
-        pdf = pdfium.PdfDocument(doc.data)
-    except pdfium.PdfiumError:
-        return None
-    try:
-        if len(pdf) == 0:
+    with PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(doc.data)
+        except pdfium.PdfiumError:
             return None
-        page = pdf[0]
-        scale = width_px / page.get_width()
-        image = page.render(scale=scale).to_pil()
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        page.close()
-        return out.getvalue()
-    finally:
-        pdf.close()
+        try:
+            if len(pdf) == 0:
+                return None
+            page = pdf[0]
+            scale = width_px / page.get_width()
+            image = page.render(scale=scale).to_pil()
+            page.close()
+        finally:
+            pdf.close()
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def transmission_report(service: DeliveryService, message_id: str, viewer: str | None) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import struct
-import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from inkless.errors import FaxError
 from inkless.fax.model import FAX_WIDTHS, FaxPage
+from inkless.pdfium_lock import PDFIUM_LOCK  # pdfium is not thread-safe: one lock per process
 
 FAX_WIDTH = 1728  # ISO A4 scan width at 8 pels/mm (215 mm)
 X_DPI = 204
@@ -39,9 +39,6 @@ TILE = 32
 
 COMPRESSIONS = {"g4": "group4", "g3": "group3"}
 
-# pdfium is not thread-safe, not even across documents, and fax documents are rendered from
-# worker, web and line threads at once: every pdfium call of this module holds this lock.
-PDFIUM_LOCK = threading.RLock()
 _TIFF_COMPRESSION_TAG = {3: "g3", 4: "g4"}
 
 _PAGE_NUMBER_TAG = 297

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-import threading
 import unicodedata
 import zlib
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from inkless.errors import SealError, ValidationError
+from inkless.pdfium_lock import PDFIUM_LOCK
 from inkless.seals.fonts import GlyphOutline, Glyphs, glyph_source
 
 # 朱色 (shu-iro), the vermilion of seal paste.
@@ -193,7 +193,7 @@ def render_pdf(imprint: SealImprint, font: str | Path | Glyphs | None = None) ->
 
 
 # pdfium is not thread-safe; the web UI may render previews from several threads.
-_PDFIUM_LOCK = threading.Lock()
+_PDFIUM_LOCK = PDFIUM_LOCK
 
 
 def render_png(imprint: SealImprint, dpi: int = 300, font: str | Path | Glyphs | None = None) -> bytes:

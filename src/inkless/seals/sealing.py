@@ -27,8 +27,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from pyhanko.keys import load_private_key_from_pemder_data
-from pyhanko.pdf_utils import content, generic
-from pyhanko.pdf_utils.generic import pdf_name
+from pyhanko.pdf_utils import content
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import BoxConstraints
 from pyhanko.pdf_utils.misc import PdfError
@@ -449,14 +448,16 @@ def _page_box(writer: IncrementalPdfFileWriter, index: int) -> tuple[float, floa
 
 
 def _lock_existing_field(writer: IncrementalPdfFileWriter, field_name: str) -> None:
-    # pyHanko honours a field's /Lock when it signs: give the closing seal's field one that
-    # locks every field and allows form filling only from now on (PDF 2.0 §12.7.5.5).
+    # A closing seal into an existing field relies on the /Lock that field was given when it was
+    # created (before the first seal). Adding a lock now would change a field that earlier seals
+    # cover, and pyHanko's difference analysis rightly reports that as tampering with them.
     for _, _, ref in fields.enumerate_sig_fields(writer, with_name=field_name):
-        field = ref.get_object()
-        lock = FieldMDPSpec(FieldMDPAction.ALL).as_sig_field_lock()
-        lock[pdf_name("/P")] = generic.NumberObject(MDPPerm.FILL_FORMS.value)  # type: ignore[no-untyped-call]
-        field[pdf_name("/Lock")] = writer.add_object(lock)
-        writer.mark_update(ref)
+        if "/Lock" not in ref.get_object():
+            raise SealError(
+                f"field {field_name!r} has no lock, and one cannot be added after the first seal without "
+                "breaking the earlier seals: seal at a new position, or create the field with a lock "
+                "before the first seal (as approval routes do)"
+            )
 
 
 def build_sealing(node: Node) -> SealingService:

@@ -170,7 +170,7 @@ def _pdf_pages(data: bytes) -> int | None:
     """Number of pages of a PDF, or None if pdfium cannot read it."""
     import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
 
-    from inkless.fax.imaging import PDFIUM_LOCK
+    from inkless.pdfium_lock import PDFIUM_LOCK
 
     with PDFIUM_LOCK:
         try:
@@ -187,7 +187,7 @@ def render_page_png(data: bytes, page_number: int) -> bytes:
     """PNG of page ``page_number`` (1-based) of a PDF at ``PREVIEW_DPI``; NotFoundError if there is none."""
     import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
 
-    from inkless.fax.imaging import PDFIUM_LOCK
+    from inkless.pdfium_lock import PDFIUM_LOCK
 
     # pdfium is not thread-safe, not even across documents: the lock shared with the fax imaging.
     with PDFIUM_LOCK:
