@@ -32,6 +32,7 @@ from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, lo
 if TYPE_CHECKING:
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
+    from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
@@ -58,6 +59,7 @@ class Node:
     sealing: SealingService | None = None
     routes: RouteService | None = None
     fax: FaxService | None = None
+    tokens: ApiTokenService | None = None
 
     @property
     def node_id(self) -> str:
@@ -83,6 +85,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
         settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
+    from inkless.directory.tokens import ApiTokenService
+
+    node.tokens = ApiTokenService(db, directory, audit, clock)
     from inkless.directory.peers import build_federation
 
     build_federation(node)

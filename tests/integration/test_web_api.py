@@ -144,8 +144,8 @@ def test_openapi_document_lists_the_routes(app_client: TestClient) -> None:
     assert {"get", "post"} <= set(paths["/api/v1/tokens"])
     assert "delete" in paths["/api/v1/tokens/{token_id}"]
     assert not any(p.startswith("/login") for p in paths)
-    docs = app_client.get("/api/v1/docs")
-    assert docs.status_code == 200 and "/api/v1/openapi.json" in docs.text
+    # No CDN-loaded Swagger UI: the node works offline with a strict CSP.
+    assert app_client.get("/api/v1/docs").status_code == 404
 
 
 def test_security_headers(app_client: TestClient) -> None:

@@ -14,7 +14,7 @@ app = typer.Typer(help="API tokens (scoped to the user's own office).", no_args_
 
 
 def _service(node: Node) -> ApiTokenService:
-    return ApiTokenService(node.db, node.directory, node.audit, node.clock)
+    return node.tokens or ApiTokenService(node.db, node.directory, node.audit, node.clock)
 
 
 def _row(token: ApiToken, node: Node) -> dict[str, object]:

@@ -35,14 +35,6 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's interactive docs page loads Swagger UI from its CDN with an inline bootstrap script;
-# only that page gets this policy (the OpenAPI document itself is always served locally).
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
 # Public, cacheable resources; everything else may show personal data and is never stored by caches.
 CACHEABLE_PREFIXES = ("/static/", "/pki/", "/healthz")
 
@@ -73,7 +65,9 @@ def create_app(node: Node) -> FastAPI:
             "(an API token scoped to one office) or with a browser session plus the `X-CSRF-Token` header "
             "on state-changing requests."
         ),
-        docs_url=f"{API_PREFIX}/docs",
+        # No Swagger UI: it loads scripts from a CDN, and a node must work offline under a strict CSP.
+        # The OpenAPI document opens in any OpenAPI viewer or generator.
+        docs_url=None,
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
@@ -81,7 +75,7 @@ def create_app(node: Node) -> FastAPI:
     app.state.web = WebServices(
         sessions=SessionStore(node.db, node.clock, settings.session_minutes),
         throttle=LoginThrottle(node.clock, settings.login_max_failures, settings.login_window_seconds),
-        tokens=ApiTokenService(node.db, node.directory, node.audit, node.clock),
+        tokens=node.tokens or ApiTokenService(node.db, node.directory, node.audit, node.clock),
         translations=translations,
     )
     renderer = Renderer(
@@ -203,7 +197,7 @@ def _add_middleware(app: FastAPI) -> None:
         response = await call_next(request)
         path = request.url.path
         headers = response.headers
-        headers["Content-Security-Policy"] = DOCS_CSP if path == f"{API_PREFIX}/docs" else CSP
+        headers["Content-Security-Policy"] = CSP
         headers["X-Frame-Options"] = "DENY"
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Referrer-Policy"] = "no-referrer"
