@@ -8,6 +8,8 @@ DEMO   := .inkless-demo
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 PYTEST_ARGS ?=
+# Test processes: the suite waits on fsync, child processes and a browser, so two workers help even on two cores.
+TEST_WORKERS ?= 2
 
 .PHONY: run test system-deps lint typecheck bench clean
 
@@ -16,7 +18,7 @@ run: $(VENV)/.installed
 	$(BIN)/inkless serve --data $(DEMO) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 system-deps:
 	@scripts/install-system-deps
