@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 .PHONY: run test system-deps lint typecheck bench clean
 
 run: $(VENV)/.installed
-	@test -f $(DEMO)/inkless.db -o -f $(DEMO)/inkless.toml || $(BIN)/inkless init --data $(DEMO) --demo
+	@test -f $(DEMO)/inkless.db -o -f $(DEMO)/inkless.toml || $(BIN)/inkless init --data $(DEMO) --demo --url http://$(HOST):$(PORT)
 	$(BIN)/inkless serve --data $(DEMO) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev system-deps
