@@ -86,6 +86,12 @@ def test_totp_is_accepted_once(node: Node, demo: DemoSample) -> None:
     assert user.totp_confirmed
     with pytest.raises(AuthenticationError, match="already used"):
         node.directory.verify_totp(account.user.login, code)
+    # Enrolment is audited once, in the transaction that confirmed the first code.
+    with node.db.begin() as conn:
+        enrolled = conn.execute(
+            select(t.audit_entries.c.object_id).where(t.audit_entries.c.action == "user.totp_enrolled")
+        ).scalars().all()
+    assert enrolled == [account.user.login]
 
 
 def test_provisioning_uri_names_node_and_user(node: Node, demo: DemoSample) -> None:

@@ -239,7 +239,9 @@ class DirectoryService:
         now = self._clock.now()
         step_now = int(now.timestamp()) // totp.interval
         with self._db.begin() as c:
-            last = c.execute(select(t.users.c.totp_last_step).where(t.users.c.login == login)).scalar_one()
+            last, confirmed = c.execute(
+                select(t.users.c.totp_last_step, t.users.c.totp_confirmed).where(t.users.c.login == login)
+            ).one()
             for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
                 step = step_now + offset
                 if step > last and secrets.compare_digest(totp.generate_otp(step), code):
@@ -248,6 +250,10 @@ class DirectoryService:
                         .where(t.users.c.login == login)
                         .values(totp_last_step=step, totp_confirmed=True)
                     )
+                    if not confirmed:
+                        # The first accepted code completes enrolment: recorded with the change itself.
+                        self._audit.record(c, AuditEvent(actor=actor or login, action="user.totp_enrolled",
+                                                         object_type="user", object_id=login))
                     return self._user_by(c, t.users.c.login == login)
         raise AuthenticationError("wrong or already used one-time code")
 

@@ -301,16 +301,7 @@ def _second_factor(
     with node.db.begin() as conn:
         services.throttle.record(conn, user.login, client, success=True)
         token, _ = services.sessions.advance(conn, session, stage, client)
-        if enrolment:
-            node.audit.record(
-                conn,
-                AuditEvent(
-                    actor=user.login,
-                    action="user.totp_enrolled",
-                    object_type="user",
-                    object_id=user.login,
-                ),
-            )
+        # (user.totp_enrolled is recorded by the directory, in the transaction that confirms the code.)
         node.audit.record(
             conn,
             AuditEvent(
