@@ -20,11 +20,12 @@ log = logging.getLogger("inkless.workers")
 
 @dataclass(frozen=True)
 class PeriodicTask:
-    """Run ``run(node)`` every ``interval(node)`` seconds."""
+    """Run ``run(node)`` every ``interval(node)`` seconds; ``stop(node)`` when the workers stop."""
 
     name: str
     interval: Callable[[Node], float]
     run: Callable[[Node], object]
+    stop: Callable[[Node], object] | None = None
 
 
 TASKS: list[PeriodicTask] = []
@@ -63,3 +64,10 @@ def run_forever(node: Node, stop: threading.Event, tick: float = 0.5) -> None:
                 log.exception("background task %s failed", task.name)
             due[task.name] = time.monotonic() + task.interval(node)
         stop.wait(tick)
+    # Release what tasks hold (a fax line listening on its socket) before the process exits.
+    for task in TASKS:
+        if task.stop is not None:
+            try:
+                task.stop(node)
+            except Exception:
+                log.exception("stopping background task %s failed", task.name)

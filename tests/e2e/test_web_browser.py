@@ -107,7 +107,14 @@ def test_serve_publishes_the_crl_named_in_certificates_and_stops_on_sigterm(serv
     assert health["status"] == "ok" and health["node_id"] == "moj"
     crl = httpx.get(f"{served_node.url}/pki/crl", timeout=10)
     assert crl.status_code == 200 and crl.headers["content-type"] == "application/pkix-crl"
+    socket = served_node.data / "fax" / "loopback.sock"
+    deadline = time.monotonic() + 30
+    while not socket.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert socket.exists(), "the fax line should be answering"
     assert served_node.stop() == 0
+    # On SIGTERM the fax line hangs up cleanly and gives its socket back.
+    assert not socket.exists()
     log = served_node.log.read_text()
     assert f"serving on {served_node.url}/" in log
 

@@ -68,4 +68,4 @@ def stop_answering(node: Any) -> None:
         line.close()
 
 
-register(PeriodicTask(name="fax.station", interval=lambda _node: 5.0, run=start_answering))
+register(PeriodicTask(name="fax.station", interval=lambda _node: 5.0, run=start_answering, stop=stop_answering))
