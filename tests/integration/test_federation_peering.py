@@ -163,6 +163,16 @@ def test_peering_both_ways_and_the_signed_directory(pair: Pair) -> None:
     assert [a["object_id"] for a in _audit_actions(pair.moj, "peer.added")] == ["npa"]
 
 
+@pytest.fixture
+def peered(pair: Pair) -> Pair:
+    """The pair with each node pinning the other (pinned here when no earlier test did it)."""
+    for node, other, url in ((pair.moj, pair.npa, pair.npa_url), (pair.npa, pair.moj, pair.moj_url)):
+        peers = Pair.peers(node)
+        if not peers.is_pinned(other.node_id):
+            peers.add(url, _fingerprint(other))
+    return pair
+
+
 def _signed_get(node: Node, url: str, path: str, **overrides: object) -> httpx.Request:
     """A directory request signed as ``node`` would sign it, with parts replaced to forge it."""
     peers = Pair.peers(node)
@@ -178,9 +188,8 @@ def _signed_get(node: Node, url: str, path: str, **overrides: object) -> httpx.R
     return httpx.Request("GET", url + path, headers=headers)
 
 
-def test_signed_requests_are_checked_and_refusals_audited(pair: Pair) -> None:
-    if not Pair.peers(pair.npa).is_pinned("moj"):
-        pytest.skip("needs the peering of the previous test")
+def test_signed_requests_are_checked_and_refusals_audited(peered: Pair) -> None:
+    pair = peered
     url = pair.npa_url
     with httpx.Client() as client:
         ok = _signed_get(pair.moj, url, DIRECTORY_PATH)
@@ -222,9 +231,8 @@ def test_signed_requests_are_checked_and_refusals_audited(pair: Pair) -> None:
         assert conn.execute(select(func.count()).select_from(federation_nonces)).scalar_one() >= 1
 
 
-def test_messages_endpoint_refuses_bad_senders_and_oversized_bodies(pair: Pair) -> None:
-    if not Pair.peers(pair.npa).is_pinned("moj"):
-        pytest.skip("needs the peering of the previous test")
+def test_messages_endpoint_refuses_bad_senders_and_oversized_bodies(peered: Pair) -> None:
+    pair = peered
     transport = pair.moj.transport
     assert transport is not None
     cases = [
@@ -243,9 +251,8 @@ def test_messages_endpoint_refuses_bad_senders_and_oversized_bodies(pair: Pair) 
         transport.deliver("kyoto", "civil-affairs@moj", "x@kyoto", "m-3", b"x")
 
 
-def test_unreachable_peer_is_recorded_and_removal_forgets_it(pair: Pair, tmp_path: Path) -> None:
-    if not Pair.peers(pair.moj).is_pinned("npa"):
-        pytest.skip("needs the peering of the previous test")
+def test_unreachable_peer_is_recorded_and_removal_forgets_it(peered: Pair, tmp_path: Path) -> None:
+    pair = peered
     moj = Pair.peers(pair.moj)
     transport = pair.moj.transport
     assert transport is not None

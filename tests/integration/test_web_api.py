@@ -284,8 +284,6 @@ def test_admin_routes_need_an_admin(app_client: TestClient, tokens: ApiTokenServ
     clerk = tokens.create("tanaka", "civil-affairs", "clerk")
     admin = tokens.create("yamada", "secretariat", "admin")
     path = "/api/v1/audit/entries"
-    if path not in app_client.get("/api/v1/openapi.json").json()["paths"]:
-        pytest.skip("the audit API is not part of this build")
     assert app_client.get(path).status_code == 401
     assert app_client.get(path, headers=bearer(clerk.secret)).status_code == 403
     assert app_client.get(path, headers=bearer(admin.secret)).status_code == 200

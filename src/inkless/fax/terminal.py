@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ def _text(raw: bytes | None) -> str | None:
     return text or None
 
 
-class _T30Terminal:
+class _T30Terminal(ABC):
     """What audio and T.38 terminals share: the T.30 engine, its files and its phase E."""
 
     def __init__(self, calling: bool, options: TerminalOptions) -> None:
@@ -165,8 +166,9 @@ class _T30Terminal:
             self.outcome = self._read_outcome(sd.T30_ERR_CALLDROPPED)
         return self.outcome
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the spandsp state of this terminal."""
 
     def __enter__(self) -> Self:
         return self
