@@ -26,8 +26,10 @@ from pyhanko.pdf_utils.writer import PageObject
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from sqlalchemy import func, select
 
 from inkless.app import Node
+from inkless.db import tables as t
 from inkless.directory.tokens import ApiTokenService
 from inkless.errors import ValidationError
 from inkless.pki.model import CertPurpose
@@ -277,6 +279,17 @@ def test_web_seal_api_seals_as_the_caller_and_guards_the_office_seal(vnode: Node
     wrong = client.post("/api/v1/seal", headers=approver, files={"file": ("a.pdf", pdf, "application/pdf")},
                         data={**office, "totp": "000000"})
     assert wrong.status_code == 401
+    # A wrong code counts against the login rate limit and is audited, as at login.
+    with vnode.db.begin() as conn:
+        failures = conn.execute(
+            select(t.audit_entries.c.entry).where(t.audit_entries.c.action == "auth.login_failed",
+                                                  t.audit_entries.c.object_id == "suzuki")
+        ).scalars().all()
+        attempts = conn.execute(
+            select(func.count()).select_from(t.login_attempts)
+            .where(t.login_attempts.c.login == "suzuki", t.login_attempts.c.success.is_(False))
+        ).scalar_one()
+    assert any(b"office-seal" in f for f in failures) and attempts >= 1
     code = vnode.directory.current_totp("suzuki")
     stamped = client.post("/api/v1/seal", headers=approver, files={"file": ("a.pdf", pdf, "application/pdf")},
                           data={**office, "totp": code})

@@ -15,7 +15,7 @@ from inkless.errors import SealError
 from inkless.seals.route_service import MAX_PDF_BYTES, RouteService
 from inkless.seals.routes import StepPlan
 from inkless.web.deps import Caller, WebServices, api_caller, client_address, get_node, get_services
-from inkless.web.pages_routes import check_fresh_totp
+from inkless.web.pages import check_fresh_totp
 
 router = APIRouter(tags=["routes"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives import serialization
@@ -14,7 +15,8 @@ from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
 from inkless.seals.sealing import MAX_PDF_BYTES, SealingService
 from inkless.seals.tsa import MAX_REQUEST_BYTES, TIMESTAMP_QUERY, TIMESTAMP_REPLY, NodeTimeStampAuthority
-from inkless.web.deps import Caller, api_caller, get_node
+from inkless.web.deps import Caller, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.pages import check_fresh_totp
 
 router = APIRouter(tags=["seals"])  # mounted under /api/v1
 public_router = APIRouter(tags=["seals"])  # /tsa and /pki/trust-bundle.pem, at the root
@@ -46,7 +48,9 @@ async def read_pdf(upload: UploadFile) -> bytes:
     responses={200: {"content": {"application/pdf": {}}, "description": "The sealed PDF."}},
 )
 async def seal_document(
+    request: Request,
     node: NodeDep,
+    services: Annotated[WebServices, Depends(get_services)],
     caller: ApiCallerDep,
     file: Annotated[UploadFile, File(description="The PDF to seal.")],
     kind: Annotated[SealKind, Form()] = SealKind.PERSONAL,
@@ -68,7 +72,8 @@ async def seal_document(
             raise PolicyError("only approvers and administrators may use the office seal")
         if not totp:
             raise PolicyError("the office seal needs your current one-time code (field 'totp')")
-        node.directory.verify_totp(login, totp, actor=login)
+        # Rate-limited and audited like every other one-time code.
+        await asyncio.to_thread(check_fresh_totp, node, services, login, totp, client_address(request))
     if field_name:
         placement = SealPlacement(page=page, field_name=field_name)
     else:

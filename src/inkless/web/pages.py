@@ -149,18 +149,7 @@ def login_submit(
     try:
         user = node.directory.check_password(login, password)
     except AuthenticationError:
-        with node.db.begin() as conn:
-            services.throttle.record(conn, login, client, success=False)
-            node.audit.record(
-                conn,
-                AuditEvent(
-                    actor=login[:64] or "-",
-                    action="auth.login_failed",
-                    object_type="user",
-                    object_id=login[:64],
-                    details={"client": client, "step": "password"},
-                ),
-            )
+        record_failed_login(node, services, login, client, "password")
         return render.render(
             request,
             "login.html",
@@ -177,6 +166,26 @@ def login_submit(
     response = _redirect(STAGE_PAGES[stage])
     set_session_cookie(response, node, token)
     return response
+
+
+def record_failed_login(node: Node, services: WebServices, login: str, client: str, step: str) -> None:
+    """Count a failed attempt against the login rate limit and audit it (never the secret tried)."""
+    with node.db.begin() as conn:
+        services.throttle.record(conn, login, client, success=False)
+        node.audit.record(conn, AuditEvent(actor=login[:64] or "-", action="auth.login_failed", object_type="user",
+                                           object_id=login[:64], details={"client": client, "step": step}))
+
+
+def check_fresh_totp(node: Node, services: WebServices, login: str, code: str, client: str) -> None:
+    """Ask a logged-in user to prove again that they hold the authenticator (office seal), rate-limited."""
+    # The office seal speaks for the whole office: a live session or token is not enough.
+    with node.db.begin() as conn:
+        services.throttle.check(conn, login, client)
+    try:
+        node.directory.verify_totp(login, code)
+    except AuthenticationError:
+        record_failed_login(node, services, login, client, "office-seal")
+        raise
 
 
 # --- step 2: TOTP, or enrolment --------------------------------------------------------
@@ -280,19 +289,8 @@ def _second_factor(
     try:
         user = node.directory.verify_totp(user.login, code)
     except AuthenticationError:
-        with node.db.begin() as conn:
-            # Wrong codes count like wrong passwords: six digits must not be guessable at leisure.
-            services.throttle.record(conn, user.login, client, success=False)
-            node.audit.record(
-                conn,
-                AuditEvent(
-                    actor=user.login,
-                    action="auth.login_failed",
-                    object_type="user",
-                    object_id=user.login,
-                    details={"client": client, "step": "enrol" if enrolment else "totp"},
-                ),
-            )
+        # Wrong codes count like wrong passwords: six digits must not be guessable at leisure.
+        record_failed_login(node, services, user.login, client, "enrol" if enrolment else "totp")
         message = render.gettext(request, WRONG_CODE)
         if enrolment:
             return _enrol_page(request, node, render, session, message, 401)

@@ -11,13 +11,12 @@ from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFil
 from fastapi.responses import RedirectResponse
 
 from inkless.app import Node
-from inkless.audit.model import AuditEvent
 from inkless.errors import AuthenticationError, InklessError, NotFoundError, PolicyError, RateLimitedError, SealError
 from inkless.seals.route_service import MAX_PDF_BYTES, RouteService, RouteStatus
 from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, RouteState, StepPlan, check_office_sealer
 from inkless.seals.strip import field_boxes, render_page_png
 from inkless.web.deps import Caller, WebServices, client_address, get_node, get_services, page_caller
-from inkless.web.pages import WRONG_CODE, renderer
+from inkless.web.pages import WRONG_CODE, check_fresh_totp, renderer
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -309,21 +308,6 @@ async def office_seal(
     except InklessError as exc:
         return await _error_page(request, node, caller, render, route_id, exc)
     return _redirect(f"/routes/{route_id}?done=sealed")
-
-
-def check_fresh_totp(node: Node, services: WebServices, login: str, code: str, client: str) -> None:
-    # The office seal speaks for the whole office: a live session is not enough, the person proves
-    # again that they hold the authenticator. Wrong codes count against the login rate limit.
-    with node.db.begin() as conn:
-        services.throttle.check(conn, login, client)
-    try:
-        node.directory.verify_totp(login, code)
-    except AuthenticationError:
-        with node.db.begin() as conn:
-            services.throttle.record(conn, login, client, success=False)
-            node.audit.record(conn, AuditEvent(actor=login, action="auth.login_failed", object_type="user",
-                                               object_id=login, details={"client": client, "step": "office-seal"}))
-        raise
 
 
 async def _error_page(
