@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -38,8 +36,11 @@ from inkless.audit.log import canonical_entry
 from inkless.audit.model import AuditEvent
 from inkless.config import load_settings
 from inkless.db import tables as t
-from inkless.db.engine import normalise_url
 from inkless.db.types import UTCDateTime
+
+# The scratch databases of the test suite (SQLite file or a private PostgreSQL schema).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.db import fresh_database
 
 BLOCK = 100
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,23 +70,10 @@ def event(i: int) -> AuditEvent:
     )
 
 
-@contextmanager
-def database(backend: str, folder: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / 'inkless.db'}"
-        return
-    base = normalise_url(os.environ.get("INKLESS_TEST_POSTGRES_URL") or DEFAULT_PG)
-    schema = "bench_" + secrets.token_hex(6)
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def database(backend: str, folder: Path) -> AbstractContextManager[str]:
+    """An empty database: the test suite's own scratch databases, on the bench's default server."""
+    server = os.environ.get("INKLESS_TEST_POSTGRES_URL") or DEFAULT_PG
+    return fresh_database(backend, folder, server=server, prefix="bench_")
 
 
 @dataclass

@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from inkless.db.engine import normalise_url
+
 POSTGRES_ENV = "INKLESS_TEST_POSTGRES_URL"
 
 
@@ -19,22 +21,19 @@ def postgres_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None
 
 
-def _pg_driver_url(url: str) -> str:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 @contextmanager
-def fresh_database(backend: str, folder: Path) -> Iterator[str]:
-    """Yield the URL of an empty database; PostgreSQL gets a private schema, dropped afterwards."""
+def fresh_database(backend: str, folder: Path, server: str | None = None, prefix: str = "t_") -> Iterator[str]:
+    """Yield the URL of an empty database; PostgreSQL gets a private schema, dropped afterwards.
+
+    ``server`` is the PostgreSQL URL to use (default ``$INKLESS_TEST_POSTGRES_URL``).
+    """
     if backend == "sqlite":
         yield f"sqlite:///{folder / 'inkless.db'}"
         return
-    base = postgres_url()
+    base = server or postgres_url()
     assert base, f"{POSTGRES_ENV} is not set"
-    base = _pg_driver_url(base)
-    schema = "t_" + secrets.token_hex(6)
+    base = normalise_url(base)
+    schema = prefix + secrets.token_hex(6)
     admin = sa.create_engine(base)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
