@@ -27,7 +27,7 @@ _ENV_NOT_SETTINGS = {"INKLESS_DATA", "INKLESS_TEST_POSTGRES_URL", "INKLESS_MASTE
 
 NODE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 LANGUAGES = ("ja", "en")
-FAX_LINES = ("loopback", "spool", "none")
+FAX_LINES = ("loopback", "spool", "sip", "none")
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,23 @@ class Settings:
     fax_ocr_languages: str = "jpn+eng"
     fax_fallback_after_minutes: int = 60
     # The fax engine: the line driver that carries calls, and where its socket / spool folder live.
-    fax_line: str = "loopback"  # loopback | spool | none
+    fax_line: str = "loopback"  # loopback | spool | sip | none
     fax_ident: str = ""  # station id (CSI) to answer with; empty = the number that was called
     fax_loopback_socket: Path = field(default=Path())  # inbound calls; default DATA/fax/loopback.sock
     fax_loopback_remote: Path = field(default=Path())  # where outbound calls go; default DATA/fax/remote.sock
     fax_spool_dir: Path = field(default=Path())  # default DATA/fax/spool
     fax_max_calls: int = 8  # simultaneous calls a line takes; more get "busy"
+    # The SIP line (fax_line = "sip"): see docs/fax-sip.md.
+    fax_sip_listen: str = "0.0.0.0:5060"  # HOST:PORT for SIP over UDP
+    fax_sip_registrar: str = ""  # sip:HOST:PORT; empty = no registration
+    fax_sip_username: str = ""
+    fax_sip_password: str = ""
+    fax_sip_password_file: Path = field(default=Path())  # mode 0600; instead of fax_sip_password
+    fax_sip_gateways: str = ""  # sip:HOST:PORT,... tried in order for outbound calls
+    fax_sip_rtp_ports: str = "20000-20999"
+    fax_sip_t38: str = "accept"  # prefer | accept | off
+    fax_sip_codecs: str = "PCMU,PCMA"
+    fax_sip_trusted_sources: str = ""  # addresses / networks allowed to send INVITEs
 
     @property
     def backend(self) -> str:
@@ -133,6 +144,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(f"fax_line {settings.fax_line!r} must be one of {', '.join(FAX_LINES)}")
     if settings.fax_max_calls <= 0:
         raise ConfigurationError("fax_max_calls must be positive")
+    if settings.fax_line == "sip":
+        from inkless.fax.sip.options import sip_options
+
+        sip_options(settings)
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",
@@ -204,6 +219,8 @@ def load_settings(
     ):
         value = getattr(settings, key)
         repl[key] = root / (default if value == Path() else value)
+    if settings.fax_sip_password_file != Path():
+        repl["fax_sip_password_file"] = root / settings.fax_sip_password_file
     settings = dataclasses.replace(settings, **repl)
     _validate(settings)
     return settings

@@ -22,6 +22,7 @@ into these at the boundary that calls them, keeping the detail.
     │   ├── PeerUnreachableError                     a peer did not answer; retry later (has .retry_after)
     │   └── DeliveryRejectedError                    the peer refused the message for good (has .reason)
     ├── FaxError                       exit code 1   a fax cannot be rendered, sent or received (has .t30_code)
+    │   └── SipMessageError                          a SIP datagram or SDP body that cannot be parsed
     └── IntegrityError                 exit code 5   stored data does not match its proof
         └── AuditIntegrityError                      the audit log does not recompute (has .entry_index)
 
@@ -194,3 +195,9 @@ class FaxError(InklessError):
     def __init__(self, message: str, t30_code: int | None = None) -> None:
         super().__init__(message)
         self.t30_code = t30_code
+
+
+class SipMessageError(FaxError):
+    """A SIP datagram or its SDP body is malformed, truncated or too large (the line drops it)."""
+
+    http_status = 400

@@ -99,6 +99,10 @@ fax_calls = Table(
     Column("resolved_by", String(64), nullable=True),
     # RECV: whoever converts and deposits the fax holds it until then (a crashed worker's claim runs out).
     Column("claimed_until", UTCDateTime, nullable=True),
+    # SIP lines: the media carried (g711 | t38), the SIP Call-ID and the gateway an outbound call used.
+    Column("media", String(8), nullable=True),
+    Column("call_id", String(128), nullable=True),
+    Column("gateway", String(128), nullable=True),
     CheckConstraint("direction IN ('SEND', 'RECV')", name="direction"),
 )
 Index("ix_fax_calls_started_at", fax_calls.c.started_at)
@@ -143,4 +147,14 @@ fax_settings = Table(
     Column("cover_page_default", Boolean, nullable=False),
     Column("updated_by", String(64), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Remote numbers whose T.38 failed (refused re-INVITE, or failure in phase B): their next call starts in
+# G.711 audio (the softmodem), as gofaxip's softmodemfallback does.
+fax_sip_softmodem = Table(
+    "fax_sip_softmodem",
+    metadata,
+    Column("number", String(64), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("learned_at", UTCDateTime, nullable=False),
 )

@@ -1,4 +1,4 @@
-"""The seam between the fax service and a telephone line (loopback, spool; SIP/RTP later)."""
+"""The seam between the fax service and a telephone line (loopback, spool, sip)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class IncomingCallHandler(Protocol):
 
 @runtime_checkable
 class FaxLine(Protocol):
-    """A telephone line carrying audio (or T.38). A SIP/RTP driver will implement it too."""
+    """A telephone line carrying audio (or T.38): loopback, spool and sip implement it."""
 
     name: str
 
@@ -57,7 +57,7 @@ class FaxLine(Protocol):
 
 
 def open_line(settings: Settings) -> FaxLine | None:
-    """The line the settings choose (``fax_line``): loopback, spool, or None for "none"."""
+    """The line the settings choose (``fax_line``): loopback, spool, sip, or None for "none"."""
     if settings.fax_line == "loopback":
         from inkless.fax.loopback import LoopbackLine
 
@@ -69,4 +69,8 @@ def open_line(settings: Settings) -> FaxLine | None:
         from inkless.fax.spool import SpoolLine
 
         return SpoolLine(settings.fax_spool_dir, ident=settings.fax_ident)
+    if settings.fax_line == "sip":
+        from inkless.fax.sip.line import SipLine
+
+        return SipLine(settings)
     return None

@@ -1,7 +1,7 @@
 """The fax call log and outbound jobs as domain types, and the xferfaxlog-style line format.
 
 ``inkless fax log`` prints one tab-separated line per call, oldest first, in this column order
-(empty fields are empty strings, never missing, so every line has the same 19 columns):
+(empty fields are empty strings, never missing, so every line has the same 22 columns):
 
  1. time        start of the call, ISO 8601 UTC
  2. direction   SEND or RECV
@@ -19,9 +19,12 @@
 14. ecm         ECM or -
 15. compression T.6 MMR, T.4 2D MR, T.4 1D MH
 16. badrows     bad rows received
-17. status      SEND: done, retry, failed; RECV: delivered, routed, unroutable, blocked, failed
+17. status      SEND: done, retry, failed; RECV: delivered, routed, unroutable, blocked, failed, voice
 18. code        T.30 result code (0 = OK; -1 = no fax session: busy, no answer)
 19. reason      T.30 result text or the reason of the failure
+20. media       g711 or t38 (SIP line; empty on loopback and spool)
+21. call_id     the SIP Call-ID (SIP line)
+22. gateway     the SIP gateway an outbound call went through (SIP line)
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from datetime import datetime
 LOG_COLUMNS = (
     "time", "direction", "call", "line", "job", "office", "remote", "called", "subaddr", "ident",
     "pages", "duration", "bitrate", "ecm", "compression", "badrows", "status", "code", "reason",
+    "media", "call_id", "gateway",
 )
 
 
@@ -67,6 +71,9 @@ class FaxCallEntry:
     has_pdf: bool
     has_report: bool
     resolved_by: str | None
+    media: str | None = None
+    call_id: str | None = None
+    gateway: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,5 +139,8 @@ def log_line(entry: FaxCallEntry) -> str:
         entry.status,
         entry.t30_code,
         entry.t30_text,
+        entry.media,
+        entry.call_id,
+        entry.gateway,
     ]
     return "\t".join(_clean(f) for f in fields)

@@ -53,3 +53,9 @@ class CallResult:
     duration_s: float  # line time in seconds (audio samples / 8000 on audio lines)
     started_at: datetime
     received_tiff: bytes | None = None  # multi-page TIFF-F of what was received (inbound)
+    # The line's own facts (SIP): media "g711" | "t38", the SIP Call-ID, the gateway used,
+    # and whether the caller turned out to be a person (no fax tones): a voice call, not an error.
+    media: str | None = None
+    call_id: str | None = None
+    gateway: str | None = None
+    voice: bool = False

@@ -266,6 +266,8 @@ class FaxService:
             decision = None
             if block is not None:
                 status = "blocked"
+            elif result.voice and tiff_blob is None:
+                status = "voice"  # a person called the fax number: logged, not an error
             elif tiff_blob is None:
                 status = "failed"
             else:
@@ -288,7 +290,9 @@ class FaxService:
                 "did": result.called_number, "pages": result.pages_transferred, "t30_code": result.t30_code,
             }
             action = {"blocked": "fax.blocked", "failed": "fax.receive_failed", "routed": "fax.received",
-                      "unroutable": "fax.unroutable"}[status]
+                      "unroutable": "fax.unroutable", "voice": "fax.voice_call"}[status]
+            if result.call_id:
+                details.update(media=result.media, call_id=result.call_id)
             if block is not None:
                 details["block_entry"] = block.id
             if decision is not None and decision.office_code:
@@ -664,6 +668,8 @@ def _call_values(result: CallResult, direction: str, line_name: str) -> dict[str
         "pages": result.pages_transferred, "pages_expected": result.pages_expected, "bit_rate": result.bit_rate,
         "ecm": result.ecm, "compression": result.compression[:16], "bad_rows": result.bad_rows,
         "t30_code": result.t30_code, "t30_text": result.t30_text[:MAX_TEXT], "success": result.success,
+        "media": result.media, "call_id": (result.call_id or None) and result.call_id[:128],
+        "gateway": (result.gateway or None) and result.gateway[:128],
     }
 
 
@@ -711,7 +717,8 @@ def _entry(r: Row[Any]) -> FaxCallEntry:
         bit_rate=r.bit_rate, ecm=r.ecm, compression=r.compression, bad_rows=r.bad_rows, t30_code=r.t30_code,
         t30_text=r.t30_text, success=r.success, status=r.status, office_code=r.code, job_id=r.job_id,
         attempt=r.attempt, routed_by=r.routed_by, message_id=r.message_id, has_pdf=bool(r.pdf_blob or r.tiff_blob),
-        has_report=bool(r.report_blob), resolved_by=r.resolved_by,
+        has_report=bool(r.report_blob), resolved_by=r.resolved_by, media=r.media, call_id=r.call_id,
+        gateway=r.gateway,
     )
 
 
