@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -107,6 +107,8 @@ def simulate(
 route_app = typer.Typer(help="Inbound routing rules (DID, sub-address, TSI, CID → office).", no_args_is_help=True)
 block_app = typer.Typer(help="The junk-fax block list (by CID or TSI).", no_args_is_help=True)
 fallback_app = typer.Typer(help="Disaster fallback to fax, per office.", no_args_is_help=True)
+line_app = typer.Typer(help="The telephone line (SIP): registration and calls in progress.", no_args_is_help=True)
+app.add_typer(line_app, name="line")
 app.add_typer(route_app, name="route")
 app.add_typer(block_app, name="block")
 app.add_typer(fallback_app, name="fallback")
@@ -377,3 +379,56 @@ def cover_default(
     with open_node(data) as node:
         _fax(node).set_office_settings(office, cover_page_default=on, actor="cli")
     typer.echo(f"cover page by default {'on' if on else 'off'} for {office}")
+
+
+# --- the line ---------------------------------------------------------------------------------------
+
+
+def _tokyo(text: str | None) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if not text:
+        return "-"
+    return datetime.fromisoformat(text).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S JST")
+
+
+@line_app.command("status")
+def line_status(data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Registration state, expiry, last error, and the calls in progress (phase, page n/m, bit rate)."""
+    from inkless.fax.sip.status import read_status
+
+    settings = load_settings(data)
+    status: dict[str, Any]
+    if settings.fax_line != "sip":
+        status = {"line": settings.fax_line, "running": None, "registration": None, "calls": []}
+    else:
+        status = read_status(settings.data_dir)
+    if as_json:
+        print_json(status)
+        return
+    if settings.fax_line != "sip":
+        typer.echo(f"line: {settings.fax_line} (no registration; status is shown for fax_line = \"sip\")")
+        return
+    if not status.get("running"):
+        typer.echo("line: sip — not running (start inkless serve or inkless worker)")
+        return
+    reg: dict[str, Any] = status.get("registration") or {}
+    typer.echo(f"line: sip on {status.get('listen')}  (pid {status.get('pid')})")
+    if reg.get("state") == "none":
+        typer.echo("registration: none (no fax_sip_registrar)")
+    else:
+        expires = _tokyo(reg.get("expires_at"))
+        typer.echo(f"registration: {reg.get('state')} at {reg.get('registrar')}, expires {expires}")
+        if reg.get("last_error"):
+            typer.echo(f"last error: {reg['last_error']}")
+    typer.echo(f"malformed datagrams dropped: {status.get('malformed_datagrams', 0)}, "
+               f"INVITEs refused (untrusted): {status.get('refused_invites', 0)}")
+    calls = status.get("calls") or []
+    if not calls:
+        typer.echo("calls in progress: none")
+        return
+    print_table([(c["direction"], c.get("number"), c.get("media"), c.get("phase"),
+                  f"{c.get('page', 0)}/{c.get('pages') or '?'}", c.get("bit_rate"), _tokyo(c.get("started_at")),
+                  c.get("call_id")) for c in calls],
+                ["dir", "number", "media", "phase", "page", "bit/s", "started", "call-id"])
