@@ -142,8 +142,32 @@ def _admin_page(request: Request, node: Node, caller: Caller, render: Renderer, 
         request, "fax_admin.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="fax_admin", rules=fax.rules(), blocks=fax.blocks(), unroutable=fax.unroutable(), offices=offices,
         settings={o.code: fax.office_settings(o.code) for o in offices},
-        fallback_after=node.settings.fax_fallback_after_minutes, **extra,
+        fallback_after=node.settings.fax_fallback_after_minutes, line=_line_status(node), **extra,
     )
+
+
+def _line_status(node: Node) -> dict[str, Any]:
+    """What the FAX設定 page shows about the line: for sip, the status its process publishes (times in JST)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from inkless.fax.sip.status import read_status
+
+    settings = node.settings
+    if settings.fax_line != "sip":
+        return {"line": settings.fax_line}
+    status = read_status(settings.data_dir)
+    tokyo = ZoneInfo("Asia/Tokyo")
+
+    def jst(text: str | None) -> str:
+        return datetime.fromisoformat(text).astimezone(tokyo).strftime("%Y-%m-%d %H:%M:%S") if text else "—"
+
+    registration = dict(status.get("registration") or {})
+    registration["expires_jst"] = jst(registration.get("expires_at"))
+    calls = [dict(c, started_jst=jst(c.get("started_at"))) for c in status.get("calls") or []]
+    return {"line": "sip", "running": bool(status.get("running")), "listen": status.get("listen"),
+            "registration": registration, "calls": calls,
+            "malformed": status.get("malformed_datagrams", 0), "refused": status.get("refused_invites", 0)}
 
 
 @router.get("/fax/admin")
