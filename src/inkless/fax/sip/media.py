@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +30,7 @@ from pathlib import Path
 from inkless.errors import FaxError
 from inkless.fax import spandsp as sd
 from inkless.fax.sip import g711, rtp, tones, udptl
+from inkless.fax.sip.port import MediaPort, resolve
 from inkless.fax.terminal import (
     FRAME_BYTES,
     FRAME_SAMPLES,
@@ -43,6 +41,8 @@ from inkless.fax.terminal import (
     T38Terminal,
     TerminalOptions,
 )
+
+__all__ = ["FaxMediaSession", "MediaCounters", "MediaPort", "MediaProgress", "T38Params"]
 
 log = logging.getLogger("inkless.fax.sip.media")
 
@@ -106,57 +106,6 @@ class MediaProgress:
     udptl: udptl.UdptlStats | None
 
 
-class MediaPort:
-    """One UDP socket for a call's media: RTP first, UDPTL on the same port after a switch to T.38."""
-
-    def __init__(self, sock: socket.socket, host: str, port: int) -> None:
-        self.sock = sock
-        self.host = host
-        self.port = port
-        self.family = sock.family
-
-    @classmethod
-    def allocate(cls, host: str, port_range: tuple[int, int]) -> MediaPort:
-        """Bind an even port (RTP convention; RTCP would be the odd one) in ``port_range`` inclusive."""
-        low, high = port_range
-        if low < 1 or high > 65535 or low > high:
-            raise FaxError(f"RTP port range {low}-{high} is not a range of UDP ports")
-        evens = list(range(low + (low % 2), high + 1, 2))
-        if not evens:
-            raise FaxError(f"RTP port range {low}-{high} has no even port")
-        start = random.randrange(len(evens))  # noqa: S311 - spreading calls over the range, not security
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for port in evens[start:] + evens[:start]:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                sock.close()
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue
-                raise FaxError(f"cannot bind a media port on {host}: {exc.strerror}") from None
-            sock.setblocking(False)
-            return cls(sock, host, port)
-        raise FaxError(f"no free media port in {low}-{high} on {host}: every port is in use")
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-def _resolve(remote: tuple[str, int], family: int) -> tuple[str, int]:
-    host, port = remote
-    if not 0 < int(port) < 65536:
-        raise FaxError(f"media address {host}:{port} has no valid port")
-    try:
-        info = socket.getaddrinfo(host, int(port), family, socket.SOCK_DGRAM)
-    except OSError:
-        raise FaxError(f"media address {host}:{port} cannot be resolved") from None
-    address = info[0][4]
-    return str(address[0]), int(address[1])
-
-
 def _no_session(text: str) -> Outcome:
     return Outcome(
         completion_code=NO_FAX_SESSION, completion_text=text, pages_tx=0, pages_rx=0, pages_in_file=-1,
@@ -169,6 +118,8 @@ class _Audio:
     remote: tuple[str, int]
     payload_type: int
     codec: str
+    red_payload_type: int | None
+    red_depth: int
 
 
 @dataclass(frozen=True)
@@ -218,6 +169,8 @@ class FaxMediaSession:
         self.counters = MediaCounters()
         self.t38_failed = False
         self._lock = threading.Lock()
+        # Held while the terminal is read from another thread or released: spandsp state is freed then.
+        self._terminal_lock = threading.Lock()
         self._commands: list[_Command] = []
         self._hangup = threading.Event()
         self._done = threading.Event()
@@ -228,6 +181,8 @@ class FaxMediaSession:
         self._terminal: AudioTerminal | T38Terminal | None = None
         self._codec: g711.G711Codec | None = None
         self._payload_type = 0
+        self._red_type: int | None = None
+        self._red: rtp.RedundantSender | None = None
         self._sender: rtp.RtpSender | None = None
         self._playout: rtp.PlayoutBuffer | None = None
         self._carry = b""
@@ -243,26 +198,47 @@ class FaxMediaSession:
 
     # ---- the signalling side's calls (any thread) ----
 
-    def start_audio(self, remote: tuple[str, int], payload_type: int, codec: str) -> None:
-        """Start (or restart) the call in G.711 ``codec`` ("PCMU" | "PCMA") towards ``remote``."""
-        self._command(_Audio(_resolve(remote, self.port.family), payload_type, g711.codec(codec).name))
+    def start_audio(
+        self,
+        remote: tuple[str, int],
+        payload_type: int,
+        codec: str,
+        *,
+        red_payload_type: int | None = None,
+        red_depth: int = 2,
+    ) -> None:
+        """Start (or restart) the call in G.711 ``codec`` ("PCMU" | "PCMA") towards ``remote``.
+
+        With ``red_payload_type`` (SDP ``red/8000``, RFC 2198, as ITU-T V.152 advises for voice-band
+        data) every packet also carries the ``red_depth`` previous frames, and the far end's redundant
+        frames fill the gaps of lost packets: no concealment, the real audio a packet later.
+        """
+        self._command(_Audio(
+            resolve(remote, self.port.family), payload_type, g711.codec(codec).name, red_payload_type,
+            max(0, min(red_depth, 4)),
+        ))
 
     def switch_to_t38(self, remote: tuple[str, int], params: T38Params) -> None:
         """Carry the call as T.38 over UDPTL towards ``remote``: T.30 restarts on a T.38 terminal."""
-        self._command(_T38(_resolve(remote, self.port.family), params))
+        self._command(_T38(resolve(remote, self.port.family), params))
 
-    def switch_to_audio(self, remote: tuple[str, int], payload_type: int, codec: str) -> None:
+    def switch_to_audio(
+        self, remote: tuple[str, int], payload_type: int, codec: str, *, red_payload_type: int | None = None
+    ) -> None:
         """Back to G.711 (softmodem fallback after a refused or failed T.38): T.30 restarts on audio."""
-        self.start_audio(remote, payload_type, codec)
+        self.start_audio(remote, payload_type, codec, red_payload_type=red_payload_type)
 
     def set_remote(self, remote: tuple[str, int]) -> None:
         """Send to (and only accept from) ``remote`` from now on; the media stays as it is."""
-        self._command(_Move(_resolve(remote, self.port.family)))
+        self._command(_Move(resolve(remote, self.port.family)))
 
     def hangup(self) -> None:
         """The call is over (BYE, CANCEL, kill time): stop within a tick; the outcome says so."""
         self._hangup.set()
-        if self._thread is None:
+        with self._lock:
+            started = self._thread is not None
+        if not started:
+            self.port.close()
             self._finish(_no_session("hung up before media started"))
 
     def wait(self, timeout_s: float | None = None) -> Outcome:
@@ -306,7 +282,7 @@ class FaxMediaSession:
             expected = outcome.pages_in_file if self.calling and outcome.pages_in_file >= 0 else None
             bit_rate = outcome.bit_rate
         elif terminal is not None:
-            with contextlib.suppress(AssertionError):
+            with self._terminal_lock, contextlib.suppress(AssertionError):
                 stats = terminal.stats()
                 phase = terminal.phase
                 pages = max(stats.pages_tx, stats.pages_rx)
@@ -322,7 +298,7 @@ class FaxMediaSession:
 
     def _command(self, command: _Command) -> None:
         with self._lock:
-            if self._done.is_set():
+            if self._done.is_set() or self._hangup.is_set():
                 return
             self._commands.append(command)
             if self._thread is None:
@@ -332,15 +308,23 @@ class FaxMediaSession:
     # ---- the session's own thread ----
 
     def _run(self) -> None:
+        outcome: Outcome | None = None
         try:
             outcome = self._loop()
         except Exception as exc:  # one call's failure is that call's outcome, never the line's
             log.exception("fax media session %s failed", self.name)
-            outcome = self._abandon(f"media failure: {exc.__class__.__name__}: {exc}")
+            reason = f"media failure: {exc.__class__.__name__}: {exc}"
+            try:
+                outcome = self._abandon(reason)
+            except Exception:
+                outcome = _no_session(reason)
         finally:
-            self._release_terminal()
-            self.port.close()
-        self._finish(outcome)
+            try:
+                self._release_terminal()
+            finally:
+                self.port.close()
+                # Whatever happened, waiters learn that the call is over.
+                self._finish(outcome if outcome is not None else _no_session("media failure"))
 
     def _finish(self, outcome: Outcome) -> None:
         with self._lock:
@@ -423,6 +407,10 @@ class FaxMediaSession:
         return dataclasses.replace(outcome, completion_text=f"{reason} ({outcome.completion_text})")
 
     def _release_terminal(self) -> None:
+        with self._terminal_lock:
+            self._release_terminal_locked()
+
+    def _release_terminal_locked(self) -> None:
         terminal, self._terminal = self._terminal, None
         if terminal is not None:
             with contextlib.suppress(AssertionError):
@@ -446,13 +434,20 @@ class FaxMediaSession:
         self._remote = command.remote
         self._codec = g711.codec(command.codec)
         self._payload_type = command.payload_type
+        self._red_type = command.red_payload_type
+        self._red = (
+            rtp.RedundantSender(command.red_payload_type, command.payload_type, command.red_depth)
+            if command.red_payload_type is not None
+            else None
+        )
+        wire_type = command.payload_type if command.red_payload_type is None else command.red_payload_type
         if self._media == "g711" and self._terminal is not None:
             # A re-INVITE that only changed the codec: keep the call, renumber nothing.
             if self._sender is not None:
-                self._sender.payload_type = command.payload_type
+                self._sender.payload_type = wire_type
             return
         self._release_terminal()
-        self._sender = rtp.RtpSender(command.payload_type)
+        self._sender = rtp.RtpSender(wire_type)
         self._playout = rtp.PlayoutBuffer(
             prefetch=PLAYOUT_PREFETCH, maximum=PLAYOUT_MAX, silence=bytes([self._codec.silence_code]) * FRAME_SAMPLES
         )
@@ -525,12 +520,28 @@ class FaxMediaSession:
         if packet is None:
             self.counters.malformed += 1
             return
-        if packet.payload_type != self._payload_type:
+        assert self._playout is not None
+        if packet.payload_type == self._payload_type:
+            self.counters.rtp_in += 1
+            self._playout.push(packet)
+            return
+        if packet.payload_type != self._red_type or self._red_type is None:
             self.counters.other_payload += 1
             return
+        blocks = rtp.parse_red(packet.payload)
+        if blocks is None or not blocks or blocks[-1].payload_type != self._payload_type:
+            self.counters.malformed += 1
+            return
         self.counters.rtp_in += 1
-        assert self._playout is not None
-        self._playout.push(packet)
+        primary = blocks[-1].data
+        self._playout.push(dataclasses.replace(packet, payload=primary))
+        for block in blocks[:-1]:
+            # A redundant copy of an earlier packet: ``offset`` samples back, one packet per primary's length.
+            if block.payload_type != self._payload_type or not primary or block.offset % len(primary):
+                continue
+            back = block.offset // len(primary)
+            earlier = dataclasses.replace(packet, sequence=(packet.sequence - back) & 0xFFFF, payload=block.data)
+            self._playout.push(earlier, recovered=True)
 
     def _take_udptl(self, data: bytes) -> None:
         assert self._decoder is not None
@@ -553,5 +564,7 @@ class FaxMediaSession:
         terminal.rx_frame(frame.ljust(FRAME_BYTES, b"\0"))
         if not self._tones.fax_tone_heard:
             self._tones.feed(frame)
-        self._send(self._sender.packet(self._codec.encode(terminal.tx_frame())))
+        encoded = self._codec.encode(terminal.tx_frame())
+        payload = encoded if self._red is None else self._red.payload(encoded)
+        self._send(self._sender.packet(payload, len(encoded)))
         self.counters.rtp_out += 1
