@@ -42,13 +42,15 @@ class FakeSession:
     progress: FakeProgress = field(default_factory=FakeProgress)
     hung_up: bool = False
 
-    def start_audio(self, remote: tuple[str, int], payload_type: int, codec: str) -> None:
+    def start_audio(self, remote: tuple[str, int], payload_type: int, codec: str, *,
+                    red_payload_type: int | None = None) -> None:
         self.commands.append(("audio", remote))
 
     def switch_to_t38(self, remote: tuple[str, int], params: T38Params) -> None:
         self.commands.append(("t38", remote))
 
-    def switch_to_audio(self, remote: tuple[str, int], payload_type: int, codec: str) -> None:
+    def switch_to_audio(self, remote: tuple[str, int], payload_type: int, codec: str, *,
+                        red_payload_type: int | None = None) -> None:
         self.commands.append(("back-to-audio", remote))
 
     def set_remote(self, remote: tuple[str, int]) -> None:

@@ -55,6 +55,20 @@ def test_both_t38_offer_shapes_are_accepted_and_answered_line_for_line(
     assert answer.media[at].attribute("T38FaxUdpEC") == "t38UDPRedundancy"
 
 
+def test_redundant_audio_is_offered_and_answered_only_when_offered() -> None:
+    ours = sdp.SdpSession("127.0.0.1", 7).offer_audio(20000, ("PCMU", "PCMA")).decode()
+    assert "m=audio 20000 RTP/AVP 0 8 96\r\n" in ours and "a=rtpmap:96 red/8000" in ours and "a=fmtp:96 0/0/0" in ours
+    offer = sdp.parse(AUDIO_OFFER.replace(b"RTP/AVP 8 0 101", b"RTP/AVP 8 0 101 99") + b"a=rtpmap:99 red/8000\r\n")
+    media, index = sdp.choose(offer, ("PCMU", "PCMA"), accept_t38=False) or (None, 0)
+    assert isinstance(media, sdp.AudioMedia) and media.red_payload_type == 99
+    answer = sdp.SdpSession("127.0.0.1", 1).answer(offer, media, index, 1, T38Params()).decode()
+    assert "m=audio 1 RTP/AVP 8 99\r\n" in answer and "a=rtpmap:99 red/8000" in answer
+    plain = sdp.parse(AUDIO_OFFER)
+    media, index = sdp.choose(plain, ("PCMU", "PCMA"), accept_t38=False) or (None, 0)
+    assert media is not None and media.red_payload_type is None
+    assert "red" not in sdp.SdpSession("127.0.0.1", 1).answer(plain, media, index, 1, T38Params()).decode()
+
+
 def test_t38_answer_takes_the_lower_bit_rate() -> None:
     offer = sdp.parse(T38_REPLACING)
     media, at = sdp.choose(offer, ("PCMU",), accept_t38=True) or (None, 0)

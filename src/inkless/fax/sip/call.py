@@ -92,9 +92,11 @@ class SipCall:
             elif previous.remote != media.remote:
                 self.session.set_remote(media.remote)
         elif previous is None:
-            self.session.start_audio(media.remote, media.payload_type, media.codec)
+            self.session.start_audio(media.remote, media.payload_type, media.codec,
+                                     red_payload_type=media.red_payload_type)
         elif isinstance(previous, sdp.T38Media):
-            self.session.switch_to_audio(media.remote, media.payload_type, media.codec)
+            self.session.switch_to_audio(media.remote, media.payload_type, media.codec,
+                                         red_payload_type=media.red_payload_type)
         elif previous.remote != media.remote:
             self.session.set_remote(media.remote)
 

@@ -15,6 +15,10 @@ from inkless.errors import SipMessageError
 from inkless.fax.sip.media import T38Params
 
 STATIC_PAYLOADS = {"PCMU": 0, "PCMA": 8}
+# RFC 2198 redundant audio (ITU-T V.152 advises it for voice-band data): each packet also carries the
+# two previous frames, so a lost packet's audio arrives one packet later instead of as a hole.
+RED_PAYLOAD = 96
+RED_DEPTH = 2
 MAX_SDP_BYTES = 8192
 
 
@@ -58,6 +62,7 @@ class AudioMedia:
     port: int
     payload_type: int
     codec: str
+    red_payload_type: int | None = None  # the far end's RFC 2198 payload type, when both sides have it
 
     kind = "audio"
 
@@ -162,10 +167,11 @@ def audio_of(sdp: SessionDescription, line: MediaLine, codecs: tuple[str, ...]) 
     """The audio we would use on ``line`` (the first of the offerer's formats that we accept)."""
     if line.kind != "audio" or line.port == 0 or "RTP/AVP" not in line.proto.upper():
         return None
+    red = next((int(f) for f in line.formats if f.isdigit() and _codec_of(line, f) == "RED"), None)
     for fmt in line.formats:
         codec = _codec_of(line, fmt)
         if codec in codecs and fmt.isdigit():
-            return AudioMedia(sdp.host_of(line), line.port, int(fmt), codec)
+            return AudioMedia(sdp.host_of(line), line.port, int(fmt), codec, red)
     return None
 
 
@@ -221,13 +227,18 @@ class SdpSession:
                 f"c=IN {family} {self.host}", "t=0 0"]
 
     @staticmethod
-    def audio_lines(port: int, codecs: tuple[str, ...], payload_type: int | None = None) -> list[str]:
-        # Payload types: the static ones for G.711; no telephone-event, no CN (noise would corrupt modems).
+    def audio_lines(port: int, codecs: tuple[str, ...], payload_type: int | None = None,
+                    red: int | None = RED_PAYLOAD) -> list[str]:
+        # Payload types: the static ones for G.711 and red; no telephone-event, no CN (noise corrupts modems).
         chosen = [(c, STATIC_PAYLOADS[c]) for c in codecs if c in STATIC_PAYLOADS]
         if payload_type is not None:
             chosen = [(c, pt) for c, pt in chosen if pt == payload_type] or chosen
-        lines = [f"m=audio {port} RTP/AVP {' '.join(str(pt) for _, pt in chosen)}"]
+        formats = [str(pt) for _, pt in chosen] + ([str(red)] if red is not None else [])
+        lines = [f"m=audio {port} RTP/AVP {' '.join(formats)}"]
         lines += [f"a=rtpmap:{pt} {c}/8000" for c, pt in chosen]
+        if red is not None:
+            primary = chosen[0][1]
+            lines += [f"a=rtpmap:{red} red/8000", f"a=fmtp:{red} {'/'.join([str(primary)] * (RED_DEPTH + 1))}"]
         lines += ["a=ptime:20", "a=sendrecv"]
         return lines
 
@@ -255,7 +266,8 @@ class SdpSession:
         lines = self._head(bump)
         for i, line in enumerate(offer.media):
             if i == index and isinstance(chosen, AudioMedia):
-                lines += self.audio_lines(port, (chosen.codec,), chosen.payload_type)
+                # Redundant audio only when the offer has it, under the offerer's payload type.
+                lines += self.audio_lines(port, (chosen.codec,), chosen.payload_type, red=chosen.red_payload_type)
             elif i == index and isinstance(chosen, T38Media):
                 answered = replace(params, version=min(params.version, chosen.params.version),
                                    max_bit_rate=min(params.max_bit_rate, chosen.params.max_bit_rate),
