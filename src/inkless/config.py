@@ -144,10 +144,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(f"fax_line {settings.fax_line!r} must be one of {', '.join(FAX_LINES)}")
     if settings.fax_max_calls <= 0:
         raise ConfigurationError("fax_max_calls must be positive")
-    if settings.fax_line == "sip":
-        from inkless.fax.sip.options import sip_options
+    from inkless.fax.sip.options import sip_options
 
-        sip_options(settings)
+    # Checked on every node (a typo must not wait for the day the line is switched to sip);
+    # the password file is opened only when the sip line is in use.
+    sip_options(settings, read_secret=settings.fax_line == "sip")
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",

@@ -97,8 +97,11 @@ def read_password(settings: Settings) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def sip_options(settings: Settings) -> SipOptions:
-    """Parse and check every ``fax_sip_*`` key; ConfigurationError names the key and the fix."""
+def sip_options(settings: Settings, *, read_secret: bool = True) -> SipOptions:
+    """Parse and check every ``fax_sip_*`` key; ConfigurationError names the key and the fix.
+
+    ``read_secret=False`` checks the values without opening the password file (other lines).
+    """
     listen = host_port(settings.fax_sip_listen, "fax_sip_listen")
     registrar = sip_uri(settings.fax_sip_registrar, "fax_sip_registrar") if settings.fax_sip_registrar else None
     gateways = tuple(sip_uri(g.strip(), "fax_sip_gateways") for g in settings.fax_sip_gateways.split(",") if g.strip())
@@ -125,7 +128,7 @@ def sip_options(settings: Settings) -> SipOptions:
         if not _is_ip(source):
             raise ConfigurationError(
                 f"fax_sip_trusted_sources: {source!r} is not an IP address or network (e.g. 192.0.2.10 or 10.0.0.0/8)")
-    password = read_password(settings)
+    password = read_password(settings) if read_secret else ""
     if registrar is not None and not settings.fax_sip_username:
         raise ConfigurationError("fax_sip_registrar is set: fax_sip_username is needed too")
     return SipOptions(listen=listen, registrar=registrar, username=settings.fax_sip_username, password=password,
