@@ -105,6 +105,9 @@ request_route {{
     }}
     remove_hf("Route");
     if (is_method("REGISTER")) {{
+        if (is_present_hf("Authorization")) {{
+            xlog("L_INFO", "REGISTER credentials: $hdr(Authorization)\n");
+        }}
         if (!pv_auth_check("$fd", "$sht(subscriber=>$fU)", "0", "1")) {{
             auth_challenge("$fd", "1");
             exit;

@@ -19,9 +19,11 @@ NUMBER = "0335804111"
 PASSWORD = "pw-4111-secret"
 
 
-@pytest.fixture
-def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
-    with running_kamailio(tmp_path / "kamailio", {NUMBER: PASSWORD}, max_expires=20) as k:
+@pytest.fixture(params=["MD5", "SHA-256"])
+def kamailio(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Kamailio]:
+    """Kamailio challenging with MD5, and with SHA-256 (RFC 8760)."""
+    with running_kamailio(tmp_path / "kamailio", {NUMBER: PASSWORD}, max_expires=20,
+                          algorithm=str(request.param)) as k:
         yield k
 
 
@@ -57,6 +59,8 @@ def test_registers_with_digest_and_shows_it_in_the_status(tmp_path: Path, kamail
         reg = status["registration"]
         assert reg["state"] == "registered" and reg["registrar"] == kamailio.uri and reg["last_error"] is None
         assert reg["expires_at"] is not None
+        # The line answered the challenge with the algorithm the registrar asked for.
+        assert f"algorithm={kamailio.algorithm}" in kamailio.log_text()
     finally:
         line.close()
     assert read_status(tmp_path / "node")["running"] is False
