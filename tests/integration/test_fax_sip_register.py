@@ -34,6 +34,7 @@ def _line(tmp_path: Path, kamailio: Kamailio, password: str) -> SipLine:
         "INKLESS_FAX_LINE": "sip", "INKLESS_FAX_SIP_LISTEN": f"127.0.0.1:{free_udp_port()}",
         "INKLESS_FAX_SIP_REGISTRAR": kamailio.uri, "INKLESS_FAX_SIP_USERNAME": NUMBER,
         "INKLESS_FAX_SIP_PASSWORD": password, "INKLESS_FAX_SIP_RTP_PORTS": "30000-30999",
+        "INKLESS_FAX_SIP_GATEWAYS": kamailio.uri,
     })
     return SipLine(settings)
 
@@ -92,5 +93,22 @@ def test_registers_again_by_itself_after_the_registrar_restarts(tmp_path: Path, 
         # Kamailio grants at most 20 s: the line refreshes within 10 s and binds again, unprompted.
         _wait_for(line, "registered", limit=40.0, after=first)
         assert line.registration.last_error is None
+    finally:
+        line.close()
+
+
+def test_a_number_nobody_answers_is_no_answer_for_the_retry_schedule(tmp_path: Path, kamailio: Kamailio) -> None:
+    from inkless.errors import FaxError
+    from inkless.fax.line import NO_ANSWER
+    from tests.helpers.faxdocs import simple_fax_tiff
+
+    line = _line(tmp_path, kamailio, PASSWORD)
+    line.listen(lambda _result: None)
+    try:
+        _wait_for(line, "registered")
+        # Kamailio has no binding for this number (404): no fax session, the job is retried later.
+        with pytest.raises(FaxError) as refused:
+            line.dial("0399990000", simple_fax_tiff(1, rows=300), ident=NUMBER, header=None)
+        assert refused.value.message == NO_ANSWER
     finally:
         line.close()

@@ -89,3 +89,19 @@ def test_uris_and_name_addrs() -> None:
         SipUri.parse("tel:+81312345678")
     with pytest.raises(SipMessageError):
         NameAddr.parse("<sip:a@b")
+
+
+def test_the_called_and_calling_numbers_of_an_inbound_call() -> None:
+    from inkless.fax.sip.line import call_setup
+
+    plain = parse(INVITE)
+    assert (call_setup(plain).called_number, call_setup(plain).calling_number) == ("0312345678", "0398765432")
+    carrier = parse(INVITE.replace(b"Max-Forwards: 70\r\n", (
+        b"Max-Forwards: 70\r\nP-Called-Party-ID: <sip:0335804111@example.org>\r\n"
+        b"Diversion: <sip:0355550000@example.org>;reason=unconditional\r\n"
+        b"P-Asserted-Identity: \"Osaka\" <sip:0669410351@example.org>\r\n")))
+    setup = call_setup(carrier)
+    assert (setup.called_number, setup.calling_number) == ("0335804111", "0669410351")
+    forwarded = parse(INVITE.replace(b"Max-Forwards: 70\r\n",
+                                     b"Max-Forwards: 70\r\nDiversion: <sip:0355550000@example.org>\r\n"))
+    assert call_setup(forwarded).called_number == "0355550000"
