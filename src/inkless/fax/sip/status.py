@@ -140,6 +140,7 @@ class SoftmodemMemory:
         self._settings = settings
         self._db: Any = None
         self._cache: dict[str, bool] = {}
+        self._warned = False
 
     def _database(self) -> Any:
         if self._db is None:
@@ -158,7 +159,9 @@ class SoftmodemMemory:
                 row = conn.execute(select(fax_sip_softmodem.c.number).where(
                     fax_sip_softmodem.c.number == number[:64])).first()
         except Exception as exc:  # no memory is no reason to refuse a call
-            log.warning("softmodem memory unavailable: %s", exc)
+            if not self._warned:  # once, not once per call
+                self._warned = True
+                log.warning("softmodem memory unavailable (kept in memory only): %s", exc)
             return self._cache.get(number, False)
         return row is not None
 
