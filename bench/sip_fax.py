@@ -142,6 +142,10 @@ def main() -> None:
                     print(f"{n:5d}  {completed:4d}/{n:<4d}  {wall:6.1f}  {per_page:11.1f}  "
                           f"{per_page / (loop_line_s / args.pages):17.2f}  {cpu_per_min:14.2f}  "
                           f"{cpu_per_min / bare_cpu_per_min:13.2f}")
+                    failed = [str(r) if isinstance(r, Exception) else r.t30_text
+                              for r in results if not isinstance(r, CallResult) or not r.success]
+                    if failed:
+                        print(f"       failed: {', '.join(sorted(set(failed)))}")
             finally:
                 sender.close()
                 receiver.close()

@@ -4,6 +4,7 @@ both complete, and the received pages are the pages sent."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from inkless.config import load_settings
 from inkless.fax import imaging
 from inkless.fax.model import CallResult
 from inkless.fax.sip.line import SipLine
+from inkless.fax.sip.status import read_status
 from tests.helpers.faxdocs import simple_fax_tiff
 from tests.helpers.kamailio import Kamailio, free_udp_port, running_kamailio
 from tests.helpers.udp_impair import UdpImpairRelay
@@ -99,7 +101,21 @@ def test_a_fax_completes_through_loss_and_jitter(tmp_path: Path, kamailio: Kamai
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             pages = simple_fax_tiff(2, rows=600)
-            sent = a.dial(B, pages, ident=A, header=None, ecm=True)
+            # What `inkless fax line status` shows while the call is on: the call, its media and T.30 phase.
+            seen: list[dict[str, Any]] = []
+            stop = threading.Event()
+
+            def watch() -> None:
+                while not stop.wait(0.5):
+                    seen.extend(read_status(tmp_path / "a").get("calls") or [])
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                sent = a.dial(B, pages, ident=A, header=None, ecm=True)
+            finally:
+                stop.set()
+                watcher.join()
             deadline = time.monotonic() + 60
             while not received:
                 assert time.monotonic() < deadline
@@ -110,6 +126,9 @@ def test_a_fax_completes_through_loss_and_jitter(tmp_path: Path, kamailio: Kamai
         assert relay.stats["a->b"].dropped > 0 and relay.stats["b->a"].dropped > 0
     [got] = received
     expected_media = "t38" if t38 == "prefer" else "g711"
+    assert {c["direction"] for c in seen} == {"SEND"} and {c["call_id"] for c in seen} == {sent.call_id}
+    assert any(c["media"] == expected_media and c["phase"] in ("B", "C", "D") for c in seen), seen
+    assert any(c["phase"] == "C" and c["bit_rate"] > 0 and c["pages"] == 2 for c in seen), seen
     assert sent.success and got.success, (sent.t30_text, got.t30_text)
     assert (sent.media, got.media) == (expected_media, expected_media) and got.ecm
     assert got.received_tiff is not None

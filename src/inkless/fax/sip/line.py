@@ -248,7 +248,11 @@ class SipLine:
                 except BaseException:
                     session.hangup()
                     raise
-                outcome = session.wait(timeout_s)
+                try:
+                    outcome = session.wait(timeout_s)
+                except FaxError:  # the dial timeout (kill time) passed mid-call: hang up
+                    session.hangup()
+                    outcome = session.wait(30.0)
                 with contextlib.suppress(Exception):
                     self._call_soon(call.hang_up()).result(45.0)
             finally:
