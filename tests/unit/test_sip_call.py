@@ -290,3 +290,22 @@ def test_unknown_methods_get_405_and_bye_ends_the_dialog_for_good(harness: Harne
     harness.loop.run_until_complete(hang_up_sends_nothing())
     late = _exchange(harness, "INVITE", AUDIO.format(v=9))
     assert late.status == 481
+
+
+def test_t38_failing_in_phase_b_moves_the_call_back_to_g711_and_is_remembered(harness: Harness) -> None:
+    _answered(harness)
+    _exchange(harness, "INVITE", T38.format(v=2))  # the far end moved us to T.38
+    remembered: list[str] = []
+    harness.call.on_fallback = remembered.append
+
+    async def fallback() -> SipMessage:
+        task = asyncio.ensure_future(harness.call.offer_audio_fallback())
+        reinvite = await harness.far.next_request()
+        harness.far.respond(reinvite, 200, AUDIO.format(v=3))
+        await task
+        return reinvite
+
+    reinvite = harness.loop.run_until_complete(fallback())
+    assert reinvite.method == "INVITE" and b"m=audio 40000 RTP/AVP 0" in reinvite.body
+    assert harness.session.commands[-1] == ("back-to-audio", ("127.0.0.1", 4000))
+    assert remembered == ["T.38 failed in phase B"]
