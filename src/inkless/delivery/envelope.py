@@ -10,10 +10,8 @@ standard tools::
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import concurrent.futures
 import dataclasses
 import email
 import email.parser
@@ -24,7 +22,7 @@ import quopri
 import re
 import secrets
 import urllib.parse
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import Message
@@ -44,6 +42,7 @@ from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import SignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
+from inkless.aio import run_sync
 from inkless.errors import EnvelopeError
 
 METADATA_TYPE = "application/json"
@@ -334,16 +333,6 @@ _MECHANISMS_FOR_KEY = {"ec": ("ecdsa",), "rsa": ("rsassa_pkcs1v15", "rsassa_pss"
 _SINGLE_ATTRIBUTES = ("content_type", "message_digest", "signing_time")
 
 
-def _run(coro: Coroutine[Any, Any, SignatureStatus]) -> SignatureStatus:
-    """Run pyHanko's async validation from sync code, also when called inside an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 def _structure(signed: bytes) -> tuple[asn1_cms.SignedData, bytes]:
     """The SignedData and its attached content; EnvelopeError for anything outside the profile's shape."""
     try:
@@ -437,7 +426,7 @@ def verify(
         allow_fetching=False, moment=now, time_tolerance=CLOCK_SKEW,
     )
     try:
-        status = _run(async_validate_cms_signature(
+        status = run_sync(async_validate_cms_signature(
             sd, validation_context=context, key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature"}),
         ))
     except SignatureValidationError as exc:

@@ -12,11 +12,8 @@ per stamp.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
 import uuid
-from collections.abc import Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +24,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, SimpleSigner
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper, TimestampRequestError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from inkless.aio import run_sync
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
 from inkless.db.engine import Database
@@ -47,16 +45,6 @@ MAX_REQUEST_BYTES = 16 * 1024
 def to_asn1_certificate(cert: cx509.Certificate) -> x509.Certificate:
     """The asn1crypto form of a ``cryptography`` certificate (what pyHanko wants)."""
     return x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-
-
-def _run(coro: Coroutine[Any, Any, tsp.TimeStampResp]) -> tsp.TimeStampResp:
-    """Run the async responder from sync code, also when the caller is inside an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 class NodeTimeStampAuthority(TimeStamper):
@@ -155,7 +143,7 @@ class NodeTimeStampAuthority(TimeStamper):
 
     def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         """Answer one parsed request: a granted stamp; TimestampRequestError saying why if it is refused."""
-        return _run(self._respond(req))
+        return run_sync(self._respond(req))
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         """pyHanko's TimeStamper hook: sealing asks the node TSA in-process."""
