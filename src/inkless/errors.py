@@ -6,6 +6,7 @@ into these at the boundary that calls them, keeping the detail.
 
     InklessError                       exit code 1
     ├── ConfigurationError             exit code 6   bad inkless.toml / INKLESS_* value
+    │   └── FontNotFoundError                        no Japanese font installed (fontconfig)
     ├── ValidationError                exit code 2   bad input from a user or a peer
     ├── NotFoundError                  exit code 3   no such office, user, entry ...
     ├── ConflictError                  exit code 7   already exists / already initialised
@@ -51,6 +52,10 @@ class ConfigurationError(InklessError):
 
     exit_code = 6
     http_status = 500
+
+
+class FontNotFoundError(ConfigurationError):
+    """No Japanese font can be found on this machine (fontconfig missing, or no CJK font installed)."""
 
 
 class ValidationError(InklessError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -185,6 +187,53 @@ def test_bad_envelopes_are_refused_audited_and_change_nothing(shared: Node) -> N
         assert last == ("message.replay_refused" if error is ConflictError else "message.refused")
     # The genuine message is still there, unchanged, and opens.
     assert svc.open_message(message_id, "takahashi").metadata.subject == "改ざん検査"
+
+
+def forge_metadata(node: Node, signer: str, encrypted_to: str, **meta: object) -> bytes:
+    """An envelope really signed by ``signer``'s office key, with metadata set by the caller."""
+    fields: dict[str, object] = {"message_id": str(uuid.uuid4()), "sender": signer, "recipients": (encrypted_to,),
+                                 "subject": "照会", "classification": 0, "priority": "normal",
+                                 "created_at": node.clock.now(), **meta}
+    with node.db.begin() as conn:
+        key, cert = node.pki.key_and_certificate(conn, CertPurpose.OFFICE_SIGNING, signer.split("@")[0])
+        ca = x509.load_der_x509_certificate(node.pki.ca_certificate(conn).der)
+        rcpt = x509.load_der_x509_certificate(
+            node.pki.certificate(conn, CertPurpose.OFFICE_ENCRYPTION, encrypted_to.split("@")[0]).der)
+    mime = env.build_mime(env.MessageMetadata(**fields),  # type: ignore[arg-type]
+                          [env.Document("x.pdf", "application/pdf", pdf("forged"))])
+    return env.encrypt(env.sign(mime, key, cert, [ca]), [rcpt])
+
+
+def test_every_receive_refusal_names_its_reason_and_is_audited(shared: Node) -> None:
+    svc = service(shared)
+    small = DeliveryService(dataclasses.replace(shared.settings, max_message_bytes=10_000), shared.db, shared.blobs,
+                            shared.pki, shared.directory, shared.audit, shared.box, shared.clock)
+    good = forge_metadata(shared, CIVIL, CRIMINAL)
+    cases: list[tuple[DeliveryService, bytes, str, str, str]] = [
+        # A certified office signs metadata naming another office as the sender: replies would go there.
+        (svc, forge_metadata(shared, CIVIL, CRIMINAL, sender=SECRETARIAT), CIVIL, CRIMINAL,
+         f"the envelope says it is from {SECRETARIAT}, the delivery claims {CIVIL}"),
+        (svc, forge_metadata(shared, CIVIL, CRIMINAL, recipients=(SECRETARIAT,)), CIVIL, CRIMINAL,
+         f"the envelope is not addressed to {CRIMINAL}"),
+        (svc, forge_metadata(shared, CIVIL, CRIMINAL, message_id="42; DROP TABLE inbox"), CIVIL, CRIMINAL,
+         "the message id is not a UUID"),
+        (svc, good, CIVIL, "criminal-affairs", "address 'criminal-affairs' must look like office-code@node-id"),
+        (svc, good, "civil-affairs@", CRIMINAL, "address 'civil-affairs@' must look like office-code@node-id"),
+        (small, b"\x30" * 100_000, CIVIL, CRIMINAL, "over this node's limit of"),
+    ]
+    for receiver, data, sender, recipient, words in cases:
+        before = counts(shared)
+        with pytest.raises(EnvelopeError) as caught:
+            receiver.receive(data, sender, recipient)
+        assert words in str(caught.value), (words, str(caught.value))
+        assert counts(shared) == (before[0], before[1], before[2] + 1)
+        with shared.db.begin() as conn:
+            last = conn.execute(select(t.audit_entries.c.action, t.audit_entries.c.entry)
+                                .order_by(t.audit_entries.c.idx.desc())).first()
+        assert last is not None and last.action == "message.refused"
+        assert words in json.loads(last.entry)["details"]["reason"]
+    # The same envelope, delivered as it should be, is accepted: each refusal above was for its one flaw.
+    assert svc.receive(good, CIVIL, CRIMINAL)
 
 
 def test_oversized_and_invalid_sends_change_nothing(shared: Node) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,9 +20,21 @@ from sqlalchemy import func, select
 from inkless.app import Node, init_node
 from inkless.config import load_settings
 from inkless.db import tables as t
+from inkless.db.tables_delivery import inbox
 from inkless.db.tables_federation import federation_nonces
+from inkless.delivery import envelope as env
 from inkless.delivery import httpsig
-from inkless.delivery.transport_http import DIRECTORY_PATH, MESSAGES_PATH, NODE_PATH, certificate_header
+from inkless.delivery.transport_http import (
+    DIRECTORY_PATH,
+    ENVELOPE_MEDIA_TYPE,
+    MESSAGE_ID_HEADER,
+    MESSAGES_PATH,
+    NODE_PATH,
+    RECIPIENT_HEADER,
+    SENDER_HEADER,
+    FederationAnswer,
+    certificate_header,
+)
 from inkless.directory.peers import PeerService
 from inkless.errors import (
     AuthenticationError,
@@ -249,6 +262,50 @@ def test_messages_endpoint_refuses_bad_senders_and_oversized_bodies(peered: Pair
             transport.deliver("npa", "civil-affairs@moj", "security@npa", "m-2", b"garbage")
     with pytest.raises(DeliveryRejectedError, match="not a pinned peer"):
         transport.deliver("kyoto", "civil-affairs@moj", "x@kyoto", "m-3", b"x")
+
+
+def _envelope_for_npa(pair: Pair, message_id: str, subject: str) -> bytes:
+    """A genuine envelope from civil-affairs@moj to security@npa (kept small: npa accepts 4096 bytes)."""
+    with pair.moj.db.begin() as conn:
+        key, cert = pair.moj.pki.key_and_certificate(conn, CertPurpose.OFFICE_SIGNING, "civil-affairs")
+    recipient = Pair.peers(pair.moj).office("security@npa").encryption_certificate
+    meta = env.MessageMetadata(message_id, "civil-affairs@moj", ("security@npa",), subject, 0, "normal",
+                               pair.moj.clock.now())
+    mime = env.build_mime(meta, [env.Document("a.txt", "text/plain", subject.encode())])
+    return env.encrypt(env.sign(mime, key, cert, []), [recipient])
+
+
+def test_a_replayed_message_id_with_another_envelope_is_refused_with_409(peered: Pair) -> None:
+    pair = peered
+    peers = Pair.peers(pair.moj)
+    npa = peers.get("npa")
+    message_id = str(uuid.uuid4())
+
+    def post(envelope: bytes) -> FederationAnswer:
+        covered = {SENDER_HEADER: "civil-affairs@moj", RECIPIENT_HEADER: "security@npa", MESSAGE_ID_HEADER: message_id}
+        return peers.client.request("POST", npa.url + MESSAGES_PATH, peer="npa", ca=npa.ca_certificate,
+                                    body=envelope, covered=covered, content_type=ENVELOPE_MEDIA_TYPE)
+
+    first = _envelope_for_npa(pair, message_id, "照会")
+    assert len(first) < 4096
+    stored = post(first)
+    assert stored.status == 200 and stored.verified
+    assert post(first).body == stored.body  # the same envelope again: the same receipt
+    before = len(_audit_actions(pair.npa, "message.replay_refused"))
+    replay = post(_envelope_for_npa(pair, message_id, "差替"))
+    assert replay.status == 409 and replay.verified
+    assert f"message {message_id} was already received for security@npa with a different envelope" in (
+        replay.detail())
+    refused = _audit_actions(pair.npa, "message.replay_refused")
+    assert len(refused) == before + 1 and refused[-1]["object_id"] == "security@npa"
+    # The first envelope is still the one npa holds.
+    assert npa_inbox_digests(pair.npa, message_id) == [env.envelope_digest(first)]
+
+
+def npa_inbox_digests(node: Node, message_id: str) -> list[str]:
+    with node.db.begin() as conn:
+        return [r.envelope_sha256 for r in conn.execute(
+            select(inbox.c.envelope_sha256).where(inbox.c.message_id == message_id)).all()]
 
 
 def test_unreachable_peer_is_recorded_and_removal_forgets_it(peered: Pair, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.writer import PageObject, PdfFileWriter
 
 from inkless.errors import SealError
+from inkless.fonts import find_japanese_font
 from inkless.seals import SealImprint, date_seal, fonts, office_seal, personal_seal, render_pdf, render_png
 
 SHU = (227, 66, 51)  # VERMILION in 8-bit RGB
@@ -282,13 +283,13 @@ def test_no_japanese_font_installed_is_a_clear_error(tmp_path: Path, monkeypatch
     config = tmp_path / "fonts.conf"
     config.write_text(f'<?xml version="1.0"?>\n<fontconfig><cachedir>{tmp_path}/cache</cachedir></fontconfig>\n')
     monkeypatch.setenv("FONTCONFIG_FILE", str(config))
-    fonts._discover.cache_clear()
+    find_japanese_font.cache_clear()
     try:
         with pytest.raises(SealError, match="fonts-ipaexfont-mincho"):
             render_pdf(personal_seal("山田"))
     finally:
         monkeypatch.undo()
-        fonts._discover.cache_clear()
+        find_japanese_font.cache_clear()
     assert render_pdf(personal_seal("山田"))  # found again once fontconfig sees the fonts
 
 

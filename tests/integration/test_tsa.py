@@ -100,6 +100,36 @@ def test_openssl_query_reply_and_verify(tnode: Node, tsa_url: str, tmp_path: Pat
     assert wrong.returncode != 0
 
 
+@pytest.mark.parametrize(("cert_req", "algorithm"), [(True, "SHA512"), (False, "SHA256")])
+def test_rfc3161_client_requests_and_verifies_our_stamps(tnode: Node, tsa_url: str, cert_req: bool,
+                                                         algorithm: str) -> None:
+    # An independent RFC 3161 implementation (rfc3161-client, Rust) builds the request and checks the reply:
+    # the chain to the node CA, the critical timeStamping EKU, the ESS signer binding, nonce and imprint.
+    import rfc3161_client
+    from cryptography import x509 as cx509
+
+    document = "稟議書 第42号\n".encode()
+    request = (rfc3161_client.TimestampRequestBuilder().data(document)
+               .hash_algorithm(getattr(rfc3161_client.HashAlgorithm, algorithm))
+               .cert_request(cert_request=cert_req).nonce(nonce=True).build())
+    answer = httpx.post(tsa_url, content=request.as_bytes(), headers={"Content-Type": TIMESTAMP_QUERY})
+    assert answer.status_code == 200
+    response = rfc3161_client.decode_timestamp_response(answer.content)
+    assert response.tst_info.nonce == request.nonce
+    assert (len(response.signed_data.certificates) > 0) is cert_req
+    with tnode.db.begin() as conn:
+        ca = cx509.load_der_x509_certificate(tnode.pki.ca_certificate(conn).der)
+        _, tsa_cert = tnode.pki.key_and_certificate(conn, CertPurpose.TSA, tnode.node_id)
+    verifier = (rfc3161_client.VerifierBuilder.from_request(request).add_root_certificate(ca)
+                .tsa_certificate(tsa_cert).build())
+    assert verifier.verify_message(response, document) is True
+    with pytest.raises(rfc3161_client.VerificationError, match="Mismatch between messages"):
+        verifier.verify_message(response, b"another document")
+    stranger = rfc3161_client.VerifierBuilder(nonce=request.nonce).add_root_certificate(tsa_cert).build()
+    with pytest.raises(rfc3161_client.VerificationError):
+        stranger.verify_message(response, document)
+
+
 def test_serials_are_unique_and_every_stamp_is_audited(tnode: Node, tmp_path: Path) -> None:
     client = TestClient(create_app(tnode))
     data = tmp_path / "d.txt"

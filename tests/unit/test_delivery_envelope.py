@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from inkless.delivery import envelope as env
 from inkless.delivery.receipt import ReceiptFacts, make_receipt, verify_receipt
 from inkless.errors import EnvelopeError
+from tests.helpers import cms
 
 # cryptography stamps the signing time from the wall clock, so the checks run at the real time.
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -46,17 +48,18 @@ class PKI:
         )
 
     def leaf(self, office: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, signing: bool,
-             days: int = 365) -> x509.Certificate:
+             days: int = 365, *, names_office: bool = True, serial: int | None = None) -> x509.Certificate:
         usage = x509.KeyUsage(signing, signing, not signing, False, False, False, False, False, False)
-        return (
+        builder = (
             x509.CertificateBuilder().subject_name(_name(office)).issuer_name(self.ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .public_key(key.public_key()).serial_number(serial or x509.random_serial_number())
             .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(f"urn:inkless:office:{office}@{self.node}")]), critical=False)
             .add_extension(usage, critical=True)
-            .sign(self.key, hashes.SHA256())
         )
+        if names_office:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"urn:inkless:office:{office}@{self.node}")]), critical=False)
+        return builder.sign(self.key, hashes.SHA256())
 
     def office(self, code: str) -> Office:
         sk = ec.generate_private_key(ec.SECP256R1())
@@ -187,3 +190,87 @@ def test_receipt_is_canonical_and_bound_to_the_envelope(world: dict[str, Office]
     with pytest.raises(EnvelopeError, match="canonical"):
         ReceiptFacts.from_json(b'{"message_id": "m-1", "envelope_sha256": "x", "recipient": "r", '
                                b'"received_at": "2026-04-01T09:00:00+00:00"}')
+
+
+# --- the verifier's refusals, each on a CMS built to break exactly one rule ---------------------------
+
+CONTENT = b"MIME-Version: 1.0\r\n\r\nsigned content"
+
+
+def test_a_hand_built_signature_verifies_and_only_issuer_and_serial_pick_the_signer(
+        world: dict[str, Office]) -> None:
+    sender = world["sender"]
+    good = cms.simple(CONTENT, sender.sign_key, sender.sign_cert, [sender.pki.ca])
+    assert env.verify(good, sender.pki.ca, now(), expected_signer=sender.address).content == CONTENT
+    # SHA-512 declared: the digest is computed with the declared algorithm, not assumed SHA-256.
+    sha512 = cms.simple(CONTENT, sender.sign_key, sender.sign_cert, digest="sha512")
+    assert env.verify(sha512, sender.pki.ca, now()).signer_address == sender.address
+    # A certificate of another CA with the signer's serial number, listed first, is not taken for the signer.
+    stranger = PKI("z")
+    twin = stranger.leaf("civil", sender.sign_key, True, serial=sender.sign_cert.serial_number)
+    both = cms.signed_data(CONTENT, [cms.signer_info(CONTENT, sender.sign_key, sender.sign_cert)],
+                           [twin, sender.sign_cert])
+    assert env.verify(both, sender.pki.ca, now()).signer == sender.sign_cert
+    only_twin = cms.signed_data(CONTENT, [cms.signer_info(CONTENT, sender.sign_key, sender.sign_cert)], [twin])
+    with pytest.raises(EnvelopeError, match="signer's certificate is not included"):
+        env.verify(only_twin, sender.pki.ca, now())
+
+
+def test_a_correct_digest_under_a_bad_signature_is_refused(world: dict[str, Office]) -> None:
+    sender, other = world["sender"], world["other"]
+    forged = cms.simple(CONTENT, sender.sign_key, sender.sign_cert, corrupt_signature=True)
+    with pytest.raises(EnvelopeError, match=r"^the signature is invalid"):
+        env.verify(forged, sender.pki.ca, now())
+    # The right digest, signed by another office's key under the sender's certificate.
+    impostor = cms.simple(CONTENT, sender.sign_key, sender.sign_cert, signing_key=other.sign_key)
+    with pytest.raises(EnvelopeError, match=r"^the signature is invalid"):
+        env.verify(impostor, sender.pki.ca, now())
+
+
+def test_every_envelope_verifier_refusal_names_its_reason(world: dict[str, Office]) -> None:
+    sender, other = world["sender"], world["other"]
+    key, cert, ca = sender.sign_key, sender.sign_cert, sender.pki.ca
+    digest = hashlib.sha256(CONTENT).digest()
+    when = NOW - timedelta(minutes=1)
+    no_usage = sender.pki.leaf("civil", key, False)  # keyEncipherment only
+    no_office = sender.pki.leaf("civil", key, True, names_office=False)
+    two = cms.signed_data(CONTENT, [cms.signer_info(CONTENT, key, cert), cms.signer_info(CONTENT, other.sign_key,
+                                                                                         other.sign_cert)],
+                          [cert, other.sign_cert])
+    cases: list[tuple[str, bytes, str]] = [
+        ("detached", cms.simple(CONTENT, key, cert, detached=True), "detached signatures are not accepted"),
+        ("several signers", two, "expected exactly one signer, found 2"),
+        ("no certificate", cms.signed_data(CONTENT, [cms.signer_info(CONTENT, key, cert)], []),
+         "the signer's certificate is not included in the signature"),
+        ("sha-1", cms.simple(CONTENT, key, cert, digest="sha1"), "digest algorithm sha1 is not accepted"),
+        ("no signed attributes", cms.simple(CONTENT, key, cert, no_attrs=True), "has no signed attributes"),
+        ("rsa mechanism, ec key", cms.simple(CONTENT, key, cert, mechanism="sha256_rsa"),
+         "signature algorithm rsassa_pkcs1v15 does not fit the signer's ec key"),
+        ("future", cms.simple(CONTENT, key, cert, signing_time=now() + timedelta(hours=1)),
+         "the signing time lies in the future"),
+        ("before the certificate", cms.simple(CONTENT, key, cert, signing_time=NOW - timedelta(days=30)),
+         "was not valid at the signing time"),
+        ("no signing usage", cms.simple(CONTENT, key, no_usage), "may not make signatures"),
+        ("no office", cms.simple(CONTENT, key, no_office), "names no inkless office"),
+        ("two digests", cms.simple(CONTENT, key, cert, attrs=[
+            cms.attribute("content_type", "data"), cms.attribute("message_digest", digest),
+            cms.attribute("message_digest", hashlib.sha256(b"other").digest())]),
+         "the signed attribute message_digest appears more than once"),
+        ("two signing times", cms.simple(CONTENT, key, cert, attrs=[
+            cms.attribute("content_type", "data"), cms.attribute("message_digest", digest),
+            cms.attribute("signing_time", when), cms.attribute("signing_time", when - timedelta(days=9))]),
+         "the signed attribute signing_time appears more than once"),
+        ("two values", cms.simple(CONTENT, key, cert, attrs=[
+            cms.attribute("content_type", "data"), cms.attribute("message_digest", digest, digest)]),
+         "message_digest must have exactly one value"),
+        ("altered content", cms.simple(CONTENT, key, cert, attrs=[
+            cms.attribute("content_type", "data"), cms.attribute("message_digest", hashlib.sha256(b"x").digest())]),
+         "does not match the signed message digest: it was altered"),
+        ("content type attribute", cms.simple(CONTENT, key, cert, attrs=[
+            cms.attribute("content_type", "signed_data"), cms.attribute("message_digest", digest)]),
+         "the signature cannot be validated: Content type signed_data did not match expected value data"),
+    ]
+    for name, signed, reason in cases:
+        with pytest.raises(EnvelopeError) as refused:
+            env.verify(signed, ca, now())
+        assert reason in str(refused.value), (name, str(refused.value))

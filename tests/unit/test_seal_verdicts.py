@@ -68,6 +68,18 @@ def test_verdicts_follow_the_etsi_order() -> None:
     assert problem[:2] == (Indication.INDETERMINATE, SubIndication.NO_POE)
 
 
+def test_a_change_beyond_form_filling_fails_even_when_docmdp_raises_no_objection() -> None:
+    # pyHanko's docmdp_ok is None when it did not evaluate DocMDP (no certification) and True when the
+    # certification allows the change: our own diff verdict (Change.OTHER) must still fail the seal.
+    for docmdp_ok in (None, True):
+        indication, sub, reason = _verdict(status(docmdp_ok=docmdp_ok), Change.OTHER, None, T0)
+        assert (indication, sub) == (Indication.FAILED, SubIndication.SIG_CONSTRAINTS_FAILURE)
+        assert "changed beyond form filling" in reason
+    # Permitted changes after the seal do not fail it.
+    for change in (Change.NONE, Change.LTA_UPDATES, Change.FORM_FILLING, Change.ANNOTATIONS):
+        assert _verdict(status(docmdp_ok=None), change, None, T0)[0] == Indication.PASSED
+
+
 def test_revoked_after_a_timestamp_is_indeterminate_with_the_date() -> None:
     later = datetime(2026, 12, 1, tzinfo=UTC)
     details = SimpleNamespace(revocation_date=later, revocation_reason=SimpleNamespace(native="key_compromise"))

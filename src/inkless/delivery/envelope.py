@@ -29,13 +29,20 @@ from email.message import Message
 from typing import Any
 
 from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped,unused-ignore]
+from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped,unused-ignore]
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
+from pyhanko.sign.ades.report import AdESIndeterminate
+from pyhanko.sign.general import CMSExtractionError, extract_certificate_info
+from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, extract_self_reported_ts
+from pyhanko.sign.validation.settings import KeyUsageConstraints
+from pyhanko.sign.validation.status import SignatureStatus
+from pyhanko_certvalidator import ValidationContext
 
+from inkless.aio import run_sync
 from inkless.errors import EnvelopeError
 
 METADATA_TYPE = "application/json"
@@ -318,6 +325,75 @@ def office_address(certificate: x509.Certificate) -> str | None:
     return None
 
 
+# Digest algorithms a SignerInfo may declare; pyHanko computes the digest with the declared one.
+ACCEPTED_DIGESTS = ("sha256", "sha384", "sha512")
+# Signature mechanisms (as asn1crypto names them) that fit each key type.
+_MECHANISMS_FOR_KEY = {"ec": ("ecdsa",), "rsa": ("rsassa_pkcs1v15", "rsassa_pss")}
+# Signed attributes that must appear exactly once with exactly one value (RFC 5652 §11).
+_SINGLE_ATTRIBUTES = ("content_type", "message_digest", "signing_time")
+
+
+def _structure(signed: bytes) -> tuple[asn1_cms.SignedData, bytes]:
+    """The SignedData and its attached content; EnvelopeError for anything outside the profile's shape."""
+    try:
+        info = asn1_cms.ContentInfo.load(signed, strict=True)
+        if info["content_type"].native != "signed_data":
+            raise EnvelopeError(f"expected CMS SignedData, got {info['content_type'].native}")
+        sd = info["content"]
+        eci = sd["encap_content_info"]
+        content = eci["content"].native
+        content_type = eci["content_type"].native
+        signer_infos = list(sd["signer_infos"])
+    except EnvelopeError:
+        raise
+    except Exception as exc:  # asn1crypto raises ValueError/TypeError/… lazily on garbage
+        raise EnvelopeError(f"not a valid CMS SignedData ({type(exc).__name__}: {exc})") from None
+    if not isinstance(content, bytes):
+        raise EnvelopeError("the signed data carries no content (detached signatures are not accepted)")
+    if content_type != "data":
+        raise EnvelopeError(f"the signed content is {content_type}, not id-data")
+    if len(signer_infos) != 1:
+        raise EnvelopeError(f"expected exactly one signer, found {len(signer_infos)}")
+    si = signer_infos[0]
+    try:
+        digest_alg = si["digest_algorithm"]["algorithm"].native
+        attrs = si["signed_attrs"]
+        types = [a["type"].native for a in attrs] if attrs else []
+        counts = {a["type"].native: len(a["values"]) for a in attrs} if attrs else {}
+    except Exception as exc:
+        raise EnvelopeError(f"the signer information is malformed ({type(exc).__name__}: {exc})") from None
+    if digest_alg not in ACCEPTED_DIGESTS:
+        raise EnvelopeError(f"digest algorithm {digest_alg} is not accepted (SHA-256, SHA-384 or SHA-512 only)")
+    if not types:
+        raise EnvelopeError("the signature has no signed attributes")
+    repeated = sorted({t for t in types if types.count(t) > 1})
+    if repeated:
+        # Two message digests (or times) would let a verifier and a reader see different things.
+        raise EnvelopeError(f"the signed attribute {', '.join(map(str, repeated))} appears more than once")
+    multi = [t for t in _SINGLE_ATTRIBUTES if counts.get(t, 1) != 1]
+    if multi:
+        raise EnvelopeError(f"the signed attribute {', '.join(multi)} must have exactly one value")
+    return sd, content
+
+
+def _trust_problem(status: SignatureStatus, signer: x509.Certificate, trust_anchor: x509.Certificate,
+                   now: datetime) -> str:
+    indic = status.trust_problem_indic
+    if not signer.not_valid_before_utc - CLOCK_SKEW <= now <= signer.not_valid_after_utc + CLOCK_SKEW:
+        return (
+            f"the signer certificate is not valid now (valid {signer.not_valid_before_utc:%Y-%m-%d} to "
+            f"{signer.not_valid_after_utc:%Y-%m-%d}): expired or not yet valid"
+        )
+    if indic == AdESIndeterminate.NO_CERTIFICATE_CHAIN_FOUND:
+        return (
+            f"the signer certificate ({signer.subject.rfc4514_string()}) was not issued by the trusted CA "
+            f"of the sending node ({trust_anchor.subject.rfc4514_string()})"
+        )
+    if indic == AdESIndeterminate.CHAIN_CONSTRAINTS_FAILURE:
+        return "the signer certificate may not make signatures (its key usage lacks digitalSignature)"
+    return f"the signer certificate is not trusted ({indic})"
+
+
 def verify(
     signed: bytes,
     trust_anchor: x509.Certificate,
@@ -327,95 +403,48 @@ def verify(
 ) -> SignedContent:
     """Check a CMS SignedData and return its content.
 
-    Checks: one signer; content-type and message-digest attributes match the content; the signature
-    over the signed attributes is valid; the signer certificate was issued by ``trust_anchor``
-    (the sending node's CA), is valid now and at the signing time, is not revoked, may sign, and
-    names ``expected_signer`` (``office@node``) in its SAN.
+    The profile (attached id-data content, one signer, signed attributes each present once, a
+    SHA-2 digest, a mechanism that fits the key) is checked here; the signature itself, the
+    digest, the signer's identification by issuer and serial and the certificate path to
+    ``trust_anchor`` (the sending node's CA, nothing fetched) with the digitalSignature key usage
+    are pyHanko's generic CMS validation. On top: the certificate was valid at the signing time,
+    which is not in the future, is not revoked, and names ``expected_signer`` (``office@node``).
     """
+    sd, content = _structure(signed)
+    si = sd["signer_infos"][0]
     try:
-        info = asn1_cms.ContentInfo.load(signed)
-        if info["content_type"].native != "signed_data":
-            raise EnvelopeError(f"expected CMS SignedData, got {info['content_type'].native}")
-        sd = info["content"]
-        content = sd["encap_content_info"]["content"].native
-        signer_infos = list(sd["signer_infos"])
-        certs = [c.chosen.dump() for c in sd["certificates"] or [] if c.name == "certificate"]
-    except EnvelopeError:
-        raise
-    except Exception as exc:  # asn1crypto raises ValueError/TypeError/… lazily on garbage
-        raise EnvelopeError(f"not a valid CMS SignedData ({type(exc).__name__}: {exc})") from None
-    if not isinstance(content, bytes):
-        raise EnvelopeError("the signed data carries no content (detached signatures are not accepted)")
-    if len(signer_infos) != 1:
-        raise EnvelopeError(f"expected exactly one signer, found {len(signer_infos)}")
-    si = signer_infos[0]
+        signer_asn1 = extract_certificate_info(sd).signer_cert
+    except CMSExtractionError:
+        raise EnvelopeError("the signer's certificate is not included in the signature") from None
+    signer = x509.load_der_x509_certificate(signer_asn1.dump())
+    mechanism = si["signature_algorithm"].signature_algo
+    key_type = signer_asn1.public_key.algorithm
+    if mechanism not in _MECHANISMS_FOR_KEY.get(key_type, ()):
+        raise EnvelopeError(f"signature algorithm {mechanism} does not fit the signer's {key_type} key")
+    context = ValidationContext(
+        trust_roots=[asn1_x509.Certificate.load(trust_anchor.public_bytes(serialization.Encoding.DER))],
+        allow_fetching=False, moment=now, time_tolerance=CLOCK_SKEW,
+    )
     try:
-        sid = si["sid"]
-        if sid.name != "issuer_and_serial_number":
-            raise EnvelopeError("the signer is not identified by issuer and serial number")
-        serial = sid.chosen["serial_number"].native
-        signer = next(
-            (x509.load_der_x509_certificate(der) for der in certs
-             if x509.load_der_x509_certificate(der).serial_number == serial),
-            None,
-        )
-        if signer is None:
-            raise EnvelopeError("the signer's certificate is not included in the signature")
-        digest_alg = si["digest_algorithm"]["algorithm"].native
-        if digest_alg != "sha256":
-            raise EnvelopeError(f"digest algorithm {digest_alg} is not accepted (SHA-256 only)")
-        attrs = si["signed_attrs"]
-        if not attrs:
-            raise EnvelopeError("the signature has no signed attributes")
-        values = {a["type"].native: a["values"][0].native for a in attrs}
-        signature = si["signature"].native
-        sig_alg = si["signature_algorithm"].signature_algo
-        # The signature covers the DER of the attributes as a SET, not with their [0] tag.
-        signed_bytes = b"\x31" + attrs.dump()[1:]
-    except EnvelopeError:
-        raise
-    except Exception as exc:
-        raise EnvelopeError(f"the signer information is malformed ({type(exc).__name__}: {exc})") from None
-    if values.get("content_type") != "data":
-        raise EnvelopeError("the content-type attribute is missing or not id-data")
-    if values.get("message_digest") != hashlib.sha256(content).digest():
+        status = run_sync(async_validate_cms_signature(
+            sd, validation_context=context, key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature"}),
+        ))
+    except SignatureValidationError as exc:
+        raise EnvelopeError(f"the signature cannot be validated: {exc.failure_message}") from None
+    if not status.intact:
         raise EnvelopeError("the content does not match the signed message digest: it was altered")
-    public_key = signer.public_key()
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey) and sig_alg == "ecdsa":
-            public_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(public_key, rsa.RSAPublicKey) and sig_alg == "rsassa_pkcs1v15":
-            public_key.verify(signature, signed_bytes, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            raise EnvelopeError(f"signature algorithm {sig_alg} does not fit the signer's key")
-    except InvalidSignature:
-        raise EnvelopeError("the signature is invalid: the signed data was altered") from None
-    try:
-        signer.verify_directly_issued_by(trust_anchor)
-    except (ValueError, TypeError, InvalidSignature):
-        raise EnvelopeError(
-            f"the signer certificate ({signer.subject.rfc4514_string()}) was not issued by the trusted CA "
-            f"of the sending node ({trust_anchor.subject.rfc4514_string()})"
-        ) from None
-    signing_time = values.get("signing_time")
-    if not isinstance(signing_time, datetime):
-        signing_time = None
-    for when, what in ((now, "now"), (signing_time, "at the signing time")):
-        if when is None:
-            continue
-        if not signer.not_valid_before_utc - CLOCK_SKEW <= when <= signer.not_valid_after_utc:
+    if not status.valid:
+        raise EnvelopeError("the signature is invalid: the signed attributes were altered or signed by another key")
+    if status.trust_problem_indic is not None:
+        raise EnvelopeError(_trust_problem(status, signer, trust_anchor, now))
+    signing_time = extract_self_reported_ts(si)
+    if signing_time is not None:
+        if not signer.not_valid_before_utc - CLOCK_SKEW <= signing_time <= signer.not_valid_after_utc:
             raise EnvelopeError(
-                f"the signer certificate is not valid {what} (valid {signer.not_valid_before_utc:%Y-%m-%d} to "
-                f"{signer.not_valid_after_utc:%Y-%m-%d}): expired or not yet valid"
+                f"the signer certificate was not valid at the signing time ({signing_time:%Y-%m-%d %H:%M} UTC)"
             )
-    if signing_time is not None and signing_time > now + CLOCK_SKEW:
-        raise EnvelopeError("the signing time lies in the future")
-    try:
-        usage = signer.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.digital_signature:
-            raise EnvelopeError("the signer certificate may not make signatures")
-    except x509.ExtensionNotFound:
-        raise EnvelopeError("the signer certificate has no key usage") from None
+        if signing_time > now + CLOCK_SKEW:
+            raise EnvelopeError("the signing time lies in the future")
     if is_revoked is not None and is_revoked(signer):
         raise EnvelopeError(f"the signer certificate (serial {signer.serial_number:x}) is revoked")
     address = office_address(signer)

@@ -8,10 +8,7 @@ Labels are Japanese with English beneath; text is set in IPAex Gothic so Japanes
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
 from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped, unused-ignore]
@@ -24,7 +21,8 @@ from inkless.delivery.envelope import Document
 from inkless.delivery.model import OpenedMessage, ReceiptInfo, SentMessage
 from inkless.delivery.service import DeliveryService
 from inkless.directory.model import Clearance
-from inkless.errors import DeliveryError
+from inkless.errors import DeliveryError, FontNotFoundError
+from inkless.fonts import FontStyle, find_japanese_font
 from inkless.pdfium_lock import PDFIUM_LOCK
 
 FONT_NAME = "InklessGothic"
@@ -34,23 +32,13 @@ STATE_LABELS = {
 }
 
 
-@lru_cache(maxsize=1)
 def gothic_font() -> Path:
     """The IPAex Gothic file (or another Japanese sans face), found through fontconfig."""
-    fc_match = shutil.which("fc-match")
-    if fc_match is None:
-        raise DeliveryError("cannot look up a Japanese font: fontconfig (fc-match) is not installed")
-    for pattern in ("IPAexGothic", "IPAGothic", ":lang=ja:style=Regular"):
-        try:
-            out = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-                [fc_match, "--format", "%{file}", pattern], capture_output=True, text=True, check=True, timeout=30,
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise DeliveryError(f"fontconfig lookup of a Japanese font failed: {exc}") from exc
+    try:
         # TrueType outlines only: reportlab cannot embed CFF (.otf) faces.
-        if out.lower().endswith(".ttf") and Path(out).is_file():
-            return Path(out)
-    raise DeliveryError("no Japanese TrueType font found: install fonts-ipaexfont-gothic")
+        return find_japanese_font(FontStyle.GOTHIC, truetype_only=True).path
+    except FontNotFoundError as exc:
+        raise DeliveryError(str(exc)) from None
 
 
 def _register_font() -> None:

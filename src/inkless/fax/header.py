@@ -8,15 +8,14 @@ Japanese font (IPAex, found through fontconfig like seal imprints are).
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from datetime import datetime
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
-from inkless.errors import FaxError, SealError
+from inkless.errors import FaxError, FontNotFoundError
 from inkless.fax import imaging
+from inkless.fonts import FontStyle, find_japanese_font
 
 # Height of the header band and its type at 204 dpi square pixels (≈ 4.5 mm and 3 mm).
 BAND_PX = 36
@@ -24,32 +23,12 @@ FONT_PX = 24
 LEFT_MARGIN_PX = 40
 
 
-@lru_cache(maxsize=1)
-def _gothic_file() -> str | None:
-    # A Gothic (sans) face survives 1-bit thresholding at 3 mm; thin Mincho strokes break up.
-    fc_list = shutil.which("fc-list")
-    if fc_list is None:
-        return None
-    try:
-        out = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-            [fc_list, "--format", "%{file}\n", "IPAexGothic"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    files = sorted(line for line in out.splitlines() if line.lower().endswith((".ttf", ".otf")))
-    return files[0] if files else None
-
-
 @lru_cache(maxsize=4)
 def _font(size: int) -> ImageFont.FreeTypeFont:
-    from inkless.seals.fonts import find_cjk_font
-
-    gothic = _gothic_file()
-    if gothic is not None:
-        return ImageFont.truetype(gothic, size=size)
+    # A Gothic (sans) face survives 1-bit thresholding at 3 mm; thin Mincho strokes break up.
     try:
-        source = find_cjk_font()
-    except SealError as exc:
+        source = find_japanese_font(FontStyle.GOTHIC)
+    except FontNotFoundError as exc:
         raise FaxError(f"cannot draw the fax header line: {exc}") from None
     return ImageFont.truetype(str(source.path), size=size, index=source.index)
 

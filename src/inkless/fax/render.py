@@ -24,12 +24,12 @@ COVER_Y_DPI = 196
 
 @lru_cache(maxsize=4)
 def fax_font(size: int) -> ImageFont.FreeTypeFont:
-    from inkless.errors import SealError
-    from inkless.seals.fonts import find_cjk_font
+    from inkless.errors import FontNotFoundError
+    from inkless.fonts import FontStyle, find_japanese_font
 
     try:
-        source = find_cjk_font()
-    except SealError as exc:
+        source = find_japanese_font(FontStyle.MINCHO)
+    except FontNotFoundError as exc:
         raise FaxError(f"cannot draw the cover page: {exc}") from None
     return ImageFont.truetype(str(source.path), size, index=source.index)
 

@@ -55,14 +55,15 @@ def _register_font() -> str:
     from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
     from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
 
-    from inkless.errors import SealError
-    from inkless.seals.fonts import find_cjk_font
+    from inkless.errors import FontNotFoundError
+    from inkless.fonts import FontStyle, find_japanese_font
 
     name = "InklessFaxJP"
     if name not in pdfmetrics.getRegisteredFontNames():
         try:
-            source = find_cjk_font()
-        except SealError as exc:
+            # reportlab embeds TrueType outlines only.
+            source = find_japanese_font(FontStyle.MINCHO, truetype_only=True)
+        except FontNotFoundError as exc:
             raise FaxError(f"cannot write the transmission report: {exc}") from None
         pdfmetrics.registerFont(TTFont(name, str(source.path), subfontIndex=source.index))
     return name

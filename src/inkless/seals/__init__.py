@@ -1,6 +1,7 @@
 """Digital hanko: seal imprints (認印, 日付印, 角印); PAdES sealing and approval routes build on them."""
 
-from inkless.seals.fonts import FontSource, GlyphOutline, Glyphs, find_cjk_font
+from inkless.fonts import FontSource
+from inkless.seals.fonts import GlyphOutline, Glyphs, find_cjk_font
 from inkless.seals.imprint import (
     VERMILION,
     SealImprint,

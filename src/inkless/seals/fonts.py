@@ -1,13 +1,10 @@
-"""Japanese font lookup (fontconfig) and glyph outlines (fontTools) for seal imprints."""
+"""The seal font (a Mincho face, through :mod:`inkless.fonts`) and its glyph outlines (fontTools)."""
 
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,27 +12,14 @@ from fontTools.pens.basePen import BasePen  # type: ignore[import-untyped, unuse
 from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped, unused-ignore]
 from fontTools.ttLib import TTFont  # type: ignore[import-untyped, unused-ignore]
 
-from inkless.errors import SealError
-
-# Families in order of preference: IPAex Mincho is what Debian ships as fonts-ipaexfont-mincho;
-# any other Mincho/serif CJK face looks close to a seal, a Gothic face is the last resort.
-_PREFERRED = ("ipaexmincho", "ipamincho", "ipaex明朝", "ipa明朝")
-_SERIF_HINTS = ("mincho", "明朝", "serif cjk", "serif jp", "serif")
-_OUTLINE_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
+from inkless.errors import FontNotFoundError, SealError
+from inkless.fonts import FontSource, FontStyle, find_japanese_font
 
 # Path commands in font units: ("M", x, y) / ("L", x, y) / ("C", x1, y1, x2, y2, x3, y3) / ("Z",)
 PathCommand = tuple[Any, ...]
 
 # fontTools objects are loaded lazily and are not safe to share between threads unguarded.
 _FONT_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class FontSource:
-    """One face of a font file: the path and the face index inside a collection (.ttc)."""
-
-    path: Path
-    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,57 +42,16 @@ class Glyphs(Protocol):
 
 
 def find_cjk_font(explicit: str | Path | None = None) -> FontSource:
-    """The font to draw seals with: ``explicit`` if given, else the best Japanese face fontconfig knows."""
+    """The font to draw seals with: ``explicit`` if given, else the best Mincho face fontconfig knows."""
     if explicit is not None:
         path = Path(explicit)
         if not path.is_file():
             raise SealError(f"seal font file not found: {path}")
         return FontSource(path)
-    return _discover()
-
-
-@lru_cache(maxsize=1)
-def _discover() -> FontSource:
-    fc_list = shutil.which("fc-list")
-    if fc_list is None:
-        raise SealError(
-            "cannot look up a Japanese font: fontconfig (fc-list) is not installed; "
-            "install fontconfig and fonts-ipaexfont-mincho, or pass a font file explicitly"
-        )
     try:
-        out = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-            [fc_list, "--format", "%{file}\t%{index}\t%{family}\n", ":lang=ja"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SealError(f"fontconfig lookup of a Japanese font failed: {exc}") from exc
-    candidates: list[tuple[int, str, int]] = []
-    for line in out.splitlines():
-        parts = line.split("\t")
-        if len(parts) != 3 or not parts[0].lower().endswith(_OUTLINE_SUFFIXES):
-            continue
-        file, face, family = parts
-        candidates.append((_rank(family), file, int(face) if face.isdigit() else 0))
-    if not candidates:
-        raise SealError(
-            "no Japanese (CJK) font is installed; install fonts-ipaexfont-mincho "
-            "(IPAex Mincho) or another freely licensed CJK font, or pass a font file explicitly"
-        )
-    # Sorting by path as well keeps the choice stable, so imprints stay byte-identical across runs.
-    _, file, index = min(candidates)
-    return FontSource(Path(file), index)
-
-
-def _rank(family: str) -> int:
-    names = [name.strip().lower() for name in family.split(",")]
-    if any(name.replace(" ", "") in _PREFERRED for name in names):
-        return 0
-    if any(hint in name for name in names for hint in _SERIF_HINTS):
-        return 1
-    return 2
+        return find_japanese_font(FontStyle.MINCHO)
+    except FontNotFoundError as exc:
+        raise SealError(f"{exc}, or pass a font file explicitly") from None
 
 
 class _CommandPen(BasePen):  # type: ignore[misc]

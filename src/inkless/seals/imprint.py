@@ -9,8 +9,8 @@ deterministic: the same imprint and font give the same bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import struct
 import unicodedata
 import zlib
 from collections.abc import Callable, Sequence
@@ -223,7 +223,7 @@ def pdf_to_png(pdf: bytes, dpi: int) -> bytes:
         finally:
             document.close()
     rows = [buffer[y * stride : y * stride + width * 4] for y in range(height)]
-    return _png_rgba(width, height, rows)
+    return rgba_png(width, height, rows)
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -692,12 +692,10 @@ def _pdf_document(width_pt: float, height_pt: float, content: bytes) -> bytes:
     return bytes(out)
 
 
-def _png_rgba(width: int, height: int, rows: Sequence[bytes]) -> bytes:
-    """Encode RGBA rows as a PNG (filter type 0, no time or text chunks, so it is deterministic)."""
+def rgba_png(width: int, height: int, rows: Sequence[bytes]) -> bytes:
+    """Encode RGBA rows as a PNG with Pillow (no time or text chunks, so the same pixels give the same bytes)."""
+    from PIL import Image
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + row for row in rows)
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    out = io.BytesIO()
+    Image.frombytes("RGBA", (width, height), b"".join(rows)).save(out, format="PNG", compress_level=9)
+    return out.getvalue()

@@ -33,7 +33,7 @@ from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldS
 
 from inkless.errors import ValidationError
 from inkless.seals.fonts import Glyphs, glyph_source
-from inkless.seals.imprint import _PDFIUM_LOCK, _png_rgba
+from inkless.seals.imprint import _PDFIUM_LOCK, rgba_png
 from inkless.seals.routes import OFFICE_SEAL_FIELD
 
 OFFICE_SEAL_TITLE = "公印"
@@ -202,7 +202,7 @@ def render_page_png(
     if highlight is not None:
         origin = page_size(pdf, page)
         _outline(rows, width, height, highlight, origin, dpi / 72.0)
-    return _png_rgba(width, height, rows)
+    return rgba_png(width, height, rows)
 
 
 HIGHLIGHT = b"\x1f\x5f\xd6\xff"  # opaque blue: no seal ink is blue, so it never hides an imprint

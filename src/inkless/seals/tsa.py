@@ -1,32 +1,33 @@
 """The node's RFC 3161 time-stamping authority, and the seam that picks the TSA sealing uses.
 
 The node TSA answers ``application/timestamp-query`` requests at ``POST /tsa`` and signs the
-TSTInfo with the node's TSA key (certificate from the node CA, EKU timeStamping critical). It
-builds on pyHanko's :class:`~pyhanko.sign.timestamps.DummyTimeStamper`, which is a complete
-RFC 3161 responder; we add ECDSA keys, unique 128-bit serial numbers, ``certReq`` handling,
-an inkless policy OID, request checks and an audit entry per stamp.
+TSTInfo with the node's TSA key (certificate from the node CA, EKU timeStamping critical).
+It is a pyHanko :class:`~pyhanko.sign.timestamps.TimeStamper` (the public base class: sealing
+calls it in-process) and builds its tokens with public APIs only: the TSTInfo with asn1crypto,
+the SignedData around it with pyHanko's :meth:`SimpleSigner.async_sign_general_data` (content
+type id-ct-TSTInfo, signing-certificate-v2 and signing-time attributes). We add unique 128-bit
+serial numbers, ``certReq`` handling, an inkless policy OID, request checks and an audit entry
+per stamp.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 import uuid
 from datetime import datetime
 from typing import Any
 
-from asn1crypto import algos, cms, core, tsp, x509
+from asn1crypto import cms, core, keys, tsp, x509
 from cryptography import x509 as cx509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from pyhanko.sign.general import as_signing_certificate_v2, simple_cms_attribute
-from pyhanko.sign.timestamps import DummyTimeStamper, HTTPTimeStamper, TimeStamper, TimestampRequestError
-from pyhanko_certvalidator.util import get_pyca_cryptography_hash
+from cryptography.hazmat.primitives import serialization
+from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes, SimpleSigner
+from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper, TimestampRequestError
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from inkless.aio import run_sync
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
 from inkless.db.engine import Database
-from inkless.errors import ValidationError
 from inkless.pki.ca import NodeCA
 from inkless.pki.model import CertPurpose
 
@@ -46,29 +47,19 @@ def to_asn1_certificate(cert: cx509.Certificate) -> x509.Certificate:
     return x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
-class NodeTimeStampAuthority(DummyTimeStamper):
+class NodeTimeStampAuthority(TimeStamper):
     """The node's own RFC 3161 TSA; also usable in-process as a pyHanko ``TimeStamper``."""
 
     def __init__(self, db: Database, pki: NodeCA, audit: AuditRecorder, clock: Clock, node_id: str) -> None:
+        super().__init__(include_nonce=True)  # type: ignore[no-untyped-call]
         self._db = db
         self._pki = pki
         self._audit = audit
         self._clock = clock
         self._node_id = node_id
+        # Loaded on first use: at `inkless init` the node has no TSA certificate yet.
         self._tsa_chain: tuple[x509.Certificate, x509.Certificate] | None = None
-        self._signing_cert_attr = b""
-        self._sid = b""
         self._tsa_name = b""
-        self._cert_set = b""
-        # pyHanko's responder keeps per-request state on the instance: one request at a time.
-        self._lock = threading.Lock()
-        self._cert_req = True
-        self._algorithm = "sha256_ecdsa"
-        self.certs_to_embed = []
-        self.fixed_dt = None
-        self.override_md = None
-        # DummyTimeStamper.__init__ wants the certificate now; the node may not have it yet (init).
-        TimeStamper.__init__(self, include_nonce=True)  # type: ignore[no-untyped-call]
 
     def _load(self) -> tuple[x509.Certificate, x509.Certificate]:
         if self._tsa_chain is None:
@@ -77,17 +68,7 @@ class NodeTimeStampAuthority(DummyTimeStamper):
                 ca = self._pki.ca_certificate(conn)
             tsa_cert = to_asn1_certificate(cert)
             self._tsa_chain = (tsa_cert, x509.Certificate.load(ca.der))
-            # asn1crypto re-encodes names whenever they are copied into a new structure (milliseconds
-            # each): the parts that depend only on the certificate are encoded once and loaded per stamp.
-            self._signing_cert_attr = simple_cms_attribute(  # type: ignore[no-untyped-call]
-                "signing_certificate_v2", as_signing_certificate_v2(tsa_cert)).dump()
-            self._sid = cms.SignerIdentifier({
-                "issuer_and_serial_number": cms.IssuerAndSerialNumber(
-                    {"issuer": tsa_cert.issuer, "serial_number": tsa_cert.serial_number}
-                )
-            }).dump()
             self._tsa_name = x509.GeneralName(name="directory_name", value=tsa_cert.subject).dump()
-            self._cert_set = cms.CertificateSet(list(self._tsa_chain)).dump()
         return self._tsa_chain
 
     @property
@@ -100,16 +81,14 @@ class NodeTimeStampAuthority(DummyTimeStamper):
         """The node CA certificate that issued the TSA certificate."""
         return self._load()[1]
 
-    # --- pyHanko hooks -----------------------------------------------------------------
-
-    def _build_tst_info(self, message_imprint: tsp.MessageImprint, dt: datetime, req: tsp.TimeStampReq) -> Any:
+    def _tst_info(self, req: tsp.TimeStampReq, when: datetime) -> tsp.TSTInfo:
         args: dict[str, Any] = {
             "version": "v1",
             "policy": tsp.ObjectIdentifier(TSA_POLICY_OID),
-            "message_imprint": message_imprint,
+            "message_imprint": req["message_imprint"],
             # 128 random bits: unique without shared state across processes (RFC 3161 allows up to 160 bits).
             "serial_number": uuid.uuid4().int,
-            "gen_time": dt,
+            "gen_time": when,
             "accuracy": {"seconds": 1},
             "tsa": x509.GeneralName.load(self._tsa_name),
         }
@@ -117,75 +96,58 @@ class NodeTimeStampAuthority(DummyTimeStamper):
             args["nonce"] = req["nonce"]
         return tsp.TSTInfo(args)
 
-    def _sign_tst_info(self, tst_info_data: bytes, md_algorithm: str, dt: datetime) -> tuple[bytes, Any]:
-        md = hashes.Hash(get_pyca_cryptography_hash(md_algorithm))
-        md.update(tst_info_data)
-        signed_attrs = cms.CMSAttributes([
-            simple_cms_attribute("content_type", "tst_info"),  # type: ignore[no-untyped-call]
-            simple_cms_attribute("signing_time", cms.Time({"utc_time": core.UTCTime(dt)})),  # type: ignore[no-untyped-call]
-            cms.CMSAttribute.load(self._signing_cert_attr),
-            simple_cms_attribute("message_digest", md.finalize()),  # type: ignore[no-untyped-call]
-        ])
+    async def _token(self, tst_info: tsp.TSTInfo, md_algorithm: str, when: datetime,
+                     cert_req: bool) -> cms.ContentInfo:
+        tsa_cert, ca_cert = self._load()
         # The key is decrypted for this one signature and dropped: it never leaves memory.
         with self._db.begin() as conn:
             key, _ = self._pki.key_and_certificate(conn, CertPurpose.TSA, self._node_id)
-        chosen = get_pyca_cryptography_hash(md_algorithm)
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            signature = key.sign(signed_attrs.dump(), ec.ECDSA(chosen))
-        elif isinstance(key, rsa.RSAPrivateKey):
-            signature = key.sign(signed_attrs.dump(), padding.PKCS1v15(), chosen)
-        else:
-            raise ValidationError("the TSA key is of an unsupported type")
-        self._algorithm = f"{md_algorithm}_ecdsa" if isinstance(key, ec.EllipticCurvePrivateKey) else "rsassa_pkcs1v15"
-        return signature, signed_attrs
+        signer = SimpleSigner(
+            signing_cert=tsa_cert,
+            signing_key=keys.PrivateKeyInfo.load(key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())),
+            cert_registry=SimpleCertificateStore.from_certs([ca_cert]),  # type: ignore[no-untyped-call]
+        )
+        content = cms.EncapsulatedContentInfo(
+            {"content_type": "tst_info", "content": cms.ParsableOctetString(tst_info.dump())}
+        )
+        token: cms.ContentInfo = await signer.async_sign_general_data(
+            content, md_algorithm, detached=False, signed_attr_settings=PdfCMSSignedAttributes(signing_time=when),
+        )
+        if not cert_req:
+            # RFC 3161 §2.4.1: without certReq the certificates field MUST NOT be present. It is not signed,
+            # so leaving it out keeps the signature intact.
+            sd = token["content"]
+            token = cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(
+                {name: sd[name] for name in ("version", "digest_algorithms", "encap_content_info", "signer_infos")}
+            )})
+        return token
 
-    def _build_signed_data(
-        self, tst_info_data: bytes, md_algorithm: str, signature: bytes, signed_attrs: cms.CMSAttributes
-    ) -> dict[str, Any]:
-        digest_algorithm = algos.DigestAlgorithm({"algorithm": md_algorithm})
-        signer_info = cms.SignerInfo({
-            "version": "v1",
-            "sid": cms.SignerIdentifier.load(self._sid),
-            "digest_algorithm": digest_algorithm,
-            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": self._algorithm}),
-            "signed_attrs": signed_attrs,
-            "signature": signature,
-        })
-        data: dict[str, Any] = {
-            "version": "v3",
-            "digest_algorithms": cms.DigestAlgorithms((digest_algorithm,)),
-            "encap_content_info": cms.EncapsulatedContentInfo(
-                {"content_type": cms.ContentType("tst_info"), "content": cms.ParsableOctetString(tst_info_data)}
-            ),
-            "signer_infos": [signer_info],
-        }
-        # RFC 3161 §2.4.1: the TSA certificate goes in only when the request asks for it (certReq).
-        if self._cert_req:
-            data["certificates"] = cms.CertificateSet.load(self._cert_set)
-        return data
-
-    def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        """Answer one parsed request: a granted stamp, or a rejection saying why."""
+    async def _respond(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         problem = _check_request(req)
         if problem is not None:
             raise TimestampRequestError(f"{problem[0]}: {problem[1]}")
-        self._load()
-        with self._lock:
-            self._cert_req = bool(req["cert_req"].native)
-            self.fixed_dt = self._clock.now().replace(microsecond=0)
-            response = super().request_tsa_response(req)
-        tst_info = response["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+        when = self._clock.now().replace(microsecond=0)
         imprint = req["message_imprint"]
+        md_algorithm = imprint["hash_algorithm"]["algorithm"].native
+        self._load()
+        tst_info = self._tst_info(req, when)
+        token = await self._token(tst_info, md_algorithm, when, bool(req["cert_req"].native))
         with self._db.begin() as conn:
             self._audit.record(conn, AuditEvent(
                 actor="tsa", action="tsa.stamped", object_type="timestamp",
                 object_id=format(tst_info["serial_number"].native, "x"),
-                digests={imprint["hash_algorithm"]["algorithm"].native: imprint["hashed_message"].native.hex()},
+                digests={md_algorithm: imprint["hashed_message"].native.hex()},
             ))
-        return response
+        return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+
+    def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+        """Answer one parsed request: a granted stamp; TimestampRequestError saying why if it is refused."""
+        return run_sync(self._respond(req))
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        return self.request_tsa_response(req)
+        """pyHanko's TimeStamper hook: sealing asks the node TSA in-process."""
+        return await self._respond(req)
 
     # --- HTTP ------------------------------------------------------------------------
 

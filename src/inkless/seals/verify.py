@@ -350,7 +350,7 @@ def render_region(pdf: bytes, page_number: int, rect: tuple[float, float, float,
     """A PNG of ``rect`` on page ``page_number`` as pdfium draws it: the seal as a reader sees it."""
     import pypdfium2  # type: ignore[import-untyped, unused-ignore]
 
-    from inkless.seals.imprint import _PDFIUM_LOCK, _png_rgba
+    from inkless.seals.imprint import _PDFIUM_LOCK, rgba_png
 
     with _PDFIUM_LOCK:
         try:
@@ -377,4 +377,4 @@ def render_region(pdf: bytes, page_number: int, rect: tuple[float, float, float,
     if channels != 4:
         raise ValidationError("unexpected pdfium bitmap format")
     rows = [buffer[y * stride: y * stride + w * 4] for y in range(h)]
-    return _png_rgba(w, h, rows)
+    return rgba_png(w, h, rows)
