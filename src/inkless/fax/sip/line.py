@@ -489,6 +489,7 @@ class SipLine:
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(10.0)
         self.status.remove()
+        self.softmodem.close()
         self._thread = None
 
 
