@@ -116,7 +116,7 @@ class DisasterFallback:
         audit: AuditRecorder,
         clock: Clock,
         local_node: str,
-        after_minutes: int,
+        after_minutes: float,
         fax: Any,
         delivery: Callable[[], Any | None],
         peers: Callable[[], Any | None],
