@@ -263,7 +263,11 @@ def test_a_failed_fallback_fax_stays_visible_while_electronic_delivery_goes_on(p
     assert status.fax_outcome is not None and status.fax_outcome.code == "failed"
     assert status.fax_outcome.params["job"] == job_id
     text = status.fax_outcome.render(JA.gettext)
-    assert text.startswith("03-5253-8111 へのFAX送信に失敗しました") and text.endswith("電子配達を続けます。")
+    code = status.fax_outcome.params["code"]
+    assert isinstance(code, int) and code != 0
+    assert text == (f"03-5253-8111 へのFAX送信に失敗しました（FAXジョブ {job_id}、T.30 コード {code}）。"
+                    "電子配達を続けます。")
+    assert _no_japanese(status.fax_outcome.render(EN.gettext))
     assert _fallback(moj).scan() == []  # not faxed a second time
 
 
@@ -298,7 +302,8 @@ def test_a_fax_that_cannot_be_queued_is_recorded_once_with_its_reason(pair: Pair
     assert status.state == "retrying"
     assert status.fax_outcome is not None and status.fax_outcome.code == "not_queued"
     assert status.fax_outcome.params["reason"]
-    assert status.fax_outcome.render(JA.gettext).startswith("FAXへの切替ができませんでした（")
+    assert status.fax_outcome.render(JA.gettext) == "FAXへの切替ができませんでした。電子配達を続けます。"
+    assert status.fax_outcome.detail  # the fax service's own words, shown apart from the sentence
     assert _audited(moj, message_id, "message.fax_fallback") == 0  # nothing was faxed
     assert _audited(moj, message_id, "message.fax_fallback_failed") == 1
     with moj.db.begin() as conn:

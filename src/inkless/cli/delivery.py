@@ -58,7 +58,7 @@ def _gettext(node: Node, lang: str | None) -> Callable[[str], str]:
 
 
 def _note_json(n: FaxNote | None, gettext: Callable[[str], str]) -> dict[str, Any] | None:
-    return None if n is None else {**n.as_dict(), "text": n.render(gettext)}
+    return None if n is None else {**n.as_dict(), "text": n.render(gettext), "detail": n.detail}
 
 
 def _status_json(s: RecipientStatus, gettext: Callable[[str], str] = str) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def message_status(
         print_json([_status_json(s, gettext) for s in rows])
         return
     print_table([(s.recipient, s.state, s.attempts, _iso(s.delivered_at) or _iso(s.next_attempt_at) or "",
-                  s.last_error or "",
+                  s.last_error or (s.fax_outcome.detail if s.fax_outcome else None) or "",
                   " ".join(n.render(gettext) for n in (s.fax_decision, s.fax_outcome) if n is not None))
                  for s in rows], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON", "FAX"])
 

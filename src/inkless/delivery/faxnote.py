@@ -3,7 +3,9 @@
 The outbox keeps the fallback's *decision* for a row (why it is or is not faxed) and the fax's
 *outcome* (queued, sent, failed, could not be queued) as a code and JSON parameters, never as
 text: the sender's CLI, API and pages render them in their own language from the gettext
-catalogs (Japanese by default, English available), one language per sentence.
+catalogs (Japanese by default, English available), one language per sentence. A technical detail
+in someone else's words (a T.30 error text, a service's refusal) is never spliced into the
+sentence; it is kept as ``params["reason"]`` and shown apart (:attr:`FaxNote.detail`).
 
 On the receiving side, :class:`FaxFirst` is what the sending node says it faxed before it could
 deliver the message electronically (carried in a signed federation header).
@@ -39,8 +41,9 @@ DECISIONS: dict[str, str] = {
 OUTCOMES: dict[str, str] = {
     "queued": N_("Fax job %(job)s to %(number)s is queued."),
     "sent": N_("Sent by fax to %(number)s (fax job %(job)s, %(pages)s pages)."),
-    "failed": N_("The fax to %(number)s failed (fax job %(job)s: %(reason)s); electronic delivery continues."),
-    "not_queued": N_("The fax could not be queued (%(reason)s); electronic delivery continues."),
+    "failed": N_("The fax to %(number)s failed (fax job %(job)s, T.30 code %(code)s); electronic delivery "
+                 "continues."),
+    "not_queued": N_("The fax could not be queued; electronic delivery continues."),
 }
 FAX_FIRST = N_("Received by fax first")
 FAX_FIRST_DETAIL = N_(
@@ -66,6 +69,12 @@ class FaxNote:
             return self.code
         values = _Defaults({k: str(v) for k, v in self.params.items()})
         return gettext(template) % values
+
+    @property
+    def detail(self) -> str | None:
+        """The technical detail (the line's or the service's own words, untranslated), shown apart."""
+        value = self.params.get("reason")
+        return str(value) if value else None
 
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "params": dict(self.params), "at": self.at.isoformat() if self.at else None}

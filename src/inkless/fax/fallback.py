@@ -273,7 +273,7 @@ class DisasterFallback:
 
 def record_fax_outcome(db: Database, audit: AuditRecorder, clock: Clock, outbox_ref: str, job_id: int,
                        success: bool, text: str, *, number: str = "", pages: int = 0,
-                       from_number: str | None = None) -> None:
+                       from_number: str | None = None, t30_code: int | None = None) -> None:
     """Write a fallback fax's final outcome on its outbox row, where the sender looks.
 
     Either way the row goes back to the electronic queue, due now: a failed fax must not be a dead end,
@@ -288,7 +288,7 @@ def record_fax_outcome(db: Database, audit: AuditRecorder, clock: Clock, outbox_
     params: dict[str, Any] = {"job": job_id, "number": number, "pages": pages, "sent_at": now.isoformat(),
                               "from_number": from_number}
     if not success:
-        params = {"job": job_id, "number": number, "reason": text}
+        params = {"job": job_id, "number": number, "code": t30_code, "reason": text}
     with db.begin() as conn:
         row = conn.execute(select(outbox.c.message_id).where(outbox.c.id == outbox_id)).first()
         if row is None:

@@ -680,7 +680,7 @@ class FaxService:
 
             record_fax_outcome(self._db, self._audit, self._clock, row.outbox_ref, job_id,
                                outcome.state == JobState.DONE, outcome.text, number=row.number,
-                               pages=row.pages, from_number=row.office_number)
+                               pages=row.pages, from_number=row.office_number, t30_code=outcome.code)
         return self.job(job_id)
 
 

@@ -55,6 +55,7 @@ class FaxNoteOut(BaseModel):
     params: dict[str, Any]
     at: datetime | None
     text: str
+    detail: str | None = Field(default=None, description="the line's or the service's own words, untranslated")
 
 
 class RecipientStatusOut(BaseModel):
@@ -180,7 +181,7 @@ class ForwardIn(BaseModel):
 def _note_out(n: FaxNote | None, gettext: Callable[[str], str]) -> FaxNoteOut | None:
     if n is None:
         return None
-    return FaxNoteOut(code=n.code, params=dict(n.params), at=n.at, text=n.render(gettext))
+    return FaxNoteOut(code=n.code, params=dict(n.params), at=n.at, text=n.render(gettext), detail=n.detail)
 
 
 def _status_out(s: RecipientStatus, gettext: Callable[[str], str]) -> RecipientStatusOut:
