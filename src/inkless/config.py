@@ -8,6 +8,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -28,6 +29,8 @@ _ENV_NOT_SETTINGS = {"INKLESS_DATA", "INKLESS_TEST_POSTGRES_URL", "INKLESS_MASTE
 NODE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 LANGUAGES = ("ja", "en")
 FAX_LINES = ("loopback", "spool", "sip", "none")
+# The shortest fax_fallback_after_minutes: 0.1 min = 6 s, about the time a peer needs to answer a probe.
+FALLBACK_MIN_MINUTES = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class Settings:
     fax_kill_time_minutes: int = 180
     fax_poll_seconds: int = 2
     fax_ocr_languages: str = "jpn+eng"
-    fax_fallback_after_minutes: int = 60
+    # Minutes (fractions allowed, at least FALLBACK_MIN_MINUTES) a peer must be unreachable before the fallback.
+    fax_fallback_after_minutes: float = 60.0
     # The fax engine: the line driver that carries calls, and where its socket / spool folder live.
     fax_line: str = "loopback"  # loopback | spool | sip | none
     fax_ident: str = ""  # station id (CSI) to answer with; empty = the number that was called
@@ -105,6 +109,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
+        if target in ("float", float):
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if target in ("bool", bool):
             if isinstance(value, bool):
                 return value
@@ -157,10 +168,14 @@ def _validate(settings: Settings) -> None:
                  "directory_refresh_seconds", "delivery_lease_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
-    for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds",
-                 "fax_fallback_after_minutes"):
+    for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
+    if settings.fax_fallback_after_minutes < FALLBACK_MIN_MINUTES:
+        raise ConfigurationError(
+            f"fax_fallback_after_minutes = {settings.fax_fallback_after_minutes:g} is too short: give minutes, "
+            f"fractions allowed, at least {FALLBACK_MIN_MINUTES:g} (e.g. 0.5 for 30 seconds, 60 for an hour)"
+        )
     if not re.match(r"^[a-z_]{3,}(\+[a-z_]{3,})*$", settings.fax_ocr_languages):
         raise ConfigurationError(
             f"fax_ocr_languages {settings.fax_ocr_languages!r} must be Tesseract languages joined by '+' (jpn+eng)"

@@ -187,3 +187,27 @@ def test_size_limit_is_enforced_while_uploading(api_node: Node, auth: dict[str, 
             assert counts() == before
     finally:
         small.close()
+
+
+def test_the_fallback_decision_and_fax_outcome_in_the_callers_language(
+        api_node: Node, client: TestClient, auth: dict[str, dict[str, str]]) -> None:
+    message_id = send(client, auth["tanaka"], "criminal-affairs@moj", "至急の件", 1, [("a.pdf", pdf("x"))])
+    with api_node.db.begin() as conn:
+        conn.execute(outbox.update().where(outbox.c.message_id == message_id).values(
+            fax_decision="faxing", fax_decision_params='{"minutes": 61, "node": "mlit", "number": "03-5253-8111"}',
+            fax_outcome="failed",
+            fax_outcome_params='{"code": 49, "job": 5, "number": "03-5253-8111", "reason": "busy"}'))
+    [plain] = client.get(f"/api/v1/messages/{message_id}/status", headers=auth["tanaka"]).json()
+    assert plain["fax_decision"]["text"].startswith("送信先ノード")  # the node's default language
+    for lang, decision, outcome in (
+        ("ja", "送信先ノード mlit に61分以上接続できないため、FAX（03-5253-8111）で送信します。",
+         "03-5253-8111 へのFAX送信に失敗しました（FAXジョブ 5、T.30 コード 49）。電子配達を続けます。"),
+        ("en", "Peer mlit has been unreachable for 61 minutes: sending by fax to 03-5253-8111.",
+         "The fax to 03-5253-8111 failed (fax job 5, T.30 code 49); electronic delivery continues."),
+    ):
+        [status] = client.get(f"/api/v1/messages/{message_id}/status?lang={lang}", headers=auth["tanaka"]).json()
+        assert status["fax_decision"]["code"] == "faxing" and status["fax_decision"]["text"] == decision
+        assert status["fax_decision"]["params"] == {"minutes": 61, "node": "mlit", "number": "03-5253-8111"}
+        assert status["fax_outcome"]["code"] == "failed" and status["fax_outcome"]["text"] == outcome
+        assert status["fax_outcome"]["detail"] == "busy"  # the line's own words, apart from the sentence
+    client.cookies.delete("lang")  # ?lang= leaves a cookie on this shared client

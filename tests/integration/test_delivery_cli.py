@@ -88,3 +88,28 @@ def test_send_deliver_read_export_report_and_refuse(data: Path, tmp_path: Path) 
         assert result.returncode == code, (args, result.stderr)
         assert words in result.stderr, (args, result.stderr)
     assert json.loads(ok(data, "outbox", "--state", "queued", "--json")) == []
+
+
+def test_message_status_shows_the_fallback_in_one_language(data: Path, tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    doc = tmp_path / "notice.pdf"
+    doc.write_bytes(pdf("Notice"))
+    message_id = ok(data, "send", "--from", "civil-affairs", "--to", "criminal-affairs@moj", "--subject", "至急",
+                    "--priority", "urgent", str(doc)).strip()
+    engine = sa.create_engine(f"sqlite:///{data / 'inkless.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE outbox SET fax_decision = 'no_fax_number', fax_decision_params = '{}' "
+                                 "WHERE message_id = :m"), {"m": message_id})
+    finally:
+        engine.dispose()
+    japanese = ok(data, "message", "status", message_id)
+    assert "FAX送信しません：宛先の部署はFAX番号を公開していません。" in japanese and "Not faxed" not in japanese
+    english = ok(data, "message", "status", message_id, "--lang", "en")
+    assert "Not faxed: the recipient office publishes no fax number." in english and "FAX送信しません" not in english
+    [status] = json.loads(ok(data, "message", "status", message_id, "--lang", "en", "--json"))
+    assert status["fax_decision"]["code"] == "no_fax_number"
+    assert status["fax_decision"]["text"] == "Not faxed: the recipient office publishes no fax number."
+    refused = inkless(data, "message", "status", message_id, "--lang", "fr")
+    assert refused.returncode != 0 and "--lang 'fr' must be one of ja, en" in refused.stderr

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from inkless.app import Node, init_node
 from inkless.config import load_settings
 from inkless.db.tables import audit_entries
-from inkless.db.tables_delivery import messages, outbox
+from inkless.db.tables_delivery import inbox, messages, outbox
 from inkless.delivery.report import gothic_font
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
@@ -312,12 +312,62 @@ def test_the_sent_items_show_why_a_delivery_did_not_happen(pages_node: Node, cle
     part = page[page.index(f'data-message="{mid}"'):]
     part = part[: part.index("</tr>")]
     assert part.count("期限切れ") == 2 and "not delivered within 72 hours" in part
+    # The disaster fallback keeps its decision and the fax outcome as codes; the page says them in one language.
     with pages_node.db.begin() as conn:
-        conn.execute(update(outbox).where(outbox.c.message_id == mid, outbox.c.recipient == "secretariat@moj")
-                     .values(state="fax", last_error="peer unreachable for 30 minutes: faxed to 03-3581-0000"))
-    page = tanaka.client.get(f"/messages/{mid}").text
-    faxed = page[page.index('data-recipient="secretariat@moj"'):]
-    assert "FAX送信" in faxed[: faxed.index("</li>")] and "faxed to 03-3581-0000" in faxed[: faxed.index("</li>")]
+        conn.execute(update(outbox).where(outbox.c.message_id == mid, outbox.c.recipient == "secretariat@moj").values(
+            state="retrying", last_error="mlit is unreachable: connection refused", next_attempt_at=retry_at,
+            fax_decision="faxing", fax_decision_params='{"minutes": 30, "node": "mlit", "number": "03-3581-0000"}',
+            fax_outcome="sent", fax_outcome_params='{"job": 7, "number": "03-3581-0000", "pages": 4}'))
+        conn.execute(update(outbox).where(outbox.c.message_id == mid, outbox.c.recipient == "criminal-affairs@moj")
+                     .values(state="retrying", next_attempt_at=retry_at, fax_decision="classification",
+                             fax_decision_params='{"classification": 2}'))
+    for lang, decision, outcome, not_faxed in (
+        ("ja", "送信先ノード mlit に30分以上接続できないため、FAX（03-3581-0000）で送信します。",
+         "03-3581-0000 へFAXで送信しました（FAXジョブ 7、4枚）。",
+         "FAX送信しません：秘密区分 2 の文書はFAXで送れません（1 内部まで）。"),
+        ("en", "Peer mlit has been unreachable for 30 minutes: sending by fax to 03-3581-0000.",
+         "Sent by fax to 03-3581-0000 (fax job 7, 4 pages).",
+         "Not faxed: classification 2 is never sent by fax (at most 1)."),
+    ):
+        for path in (f"/messages/{mid}?lang={lang}", f"/offices/civil-affairs/sent?lang={lang}"):
+            page = tanaka.client.get(path).text
+            part = page[page.index(f'data-message="{mid}"'):] if "sent" in path else page
+            faxed = part[part.index('data-recipient="secretariat@moj"'):]
+            faxed = faxed[: faxed.index("</li>")]
+            assert f'data-fax-decision="faxing">{decision}</span>' in faxed, faxed
+            assert f'data-fax-outcome="sent">{outcome}</span>' in faxed, faxed
+            other = part[part.index('data-recipient="criminal-affairs@moj"'):]
+            assert f'data-fax-decision="classification">{not_faxed}</span>' in other[: other.index("</li>")]
+
+
+def test_a_message_received_by_fax_first_is_marked_and_linked(pages_node: Node,
+                                                              clerks: dict[str, Clerk]) -> None:
+    tanaka, takahashi = clerks["tanaka"], clerks["takahashi"]
+    assert pages_node.delivery is not None
+    status, location, _ = _send(tanaka, [("a.pdf", pdf(1, "避難所"), "application/pdf")], to="criminal-affairs@moj",
+                                subject="避難所の開設")
+    assert status == 303, location
+    mid = location.split("/")[2].split("?")[0]
+    assert pages_node.delivery.deliver_due().delivered >= 1
+    faxed = pages_node.delivery.deposit_external("criminal-affairs", [("fax.pdf", pdf(1, "FAX"), "application/pdf")],
+                                                 "fax", {"from": "03-3580-4111"}, "FAX受信 03-3580-4111（2枚）")
+    # As the delivery of a message the sending node had faxed first leaves it (see test_fax_service_fallback).
+    claim = '{"from":"03-3580-4111","job":3,"number":"03-3581-0000","pages":2,"sent_at":"2031-04-01T00:30:00+00:00"}'
+    with pages_node.db.begin() as conn:
+        conn.execute(update(inbox).where(inbox.c.message_id == mid).values(fax_first=claim,
+                                                                           fax_copy_message_id=faxed))
+    listing = takahashi.client.get("/offices/criminal-affairs/inbox?lang=ja").text
+    row = listing[listing.index(f'data-message="{mid}"'):]
+    badge = f'<span class="badge fax-first" data-fax-first="{faxed}">先にFAXで受信済み</span>'
+    assert badge in row[: row.index("</tr>")]
+    english = takahashi.client.get("/offices/criminal-affairs/inbox?lang=en").text
+    assert "Received by fax first" in english and "先にFAXで受信済み" not in english
+    page = takahashi.client.get(f"/messages/{mid}?lang=ja").text
+    mark = page[page.index('<div id="fax-first">'):]
+    mark = mark[: mark.index("</div>")]
+    assert "2031-04-01 09:30" in mark and "03-3581-0000" in mark and "（2枚）" in mark  # Japan time
+    assert f'<a id="fax-copy" href="/messages/{faxed}">FAXで受信した写し</a>' in mark
+    assert takahashi.client.get(f"/messages/{faxed}").status_code == 200
 
 
 def test_the_inbox_of_an_empty_office_and_the_navigation(clerks: dict[str, Clerk]) -> None:

@@ -380,6 +380,7 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         admin_csrf = _login(admin, node, clock, "yamada")
         queue = admin.get("/fax/admin")
         assert queue.status_code == 200 and "NISHINOMIYA" in queue.text and "送信元未認証（FAX）" in queue.text
+        assert "接続先ノードに60分以上つながらない場合" in queue.text  # whole minutes shown as such, not "60.0"
         image = admin.get(f"/fax/admin/calls/{unroutable.call_id}/image")
         assert image.status_code == 200 and image.content.startswith(b"%PDF-")
         bad = admin.post("/fax/admin/rules", data={"kind": "tsi", "pattern": "(", "office": "secretariat",

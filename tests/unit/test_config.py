@@ -85,3 +85,29 @@ def test_wrong_type_in_file(tmp_path: Path) -> None:
     (tmp_path / "inkless.toml").write_text('port = "8080x"\n', encoding="utf-8")
     with pytest.raises(ConfigurationError, match="port"):
         load_settings(tmp_path, env={})
+
+
+@pytest.mark.parametrize(("value", "minutes"), [("0.5", 0.5), ("0.1", 0.1), ("1.5", 1.5), ("90", 90.0)])
+def test_fallback_delay_accepts_fractional_minutes(tmp_path: Path, value: str, minutes: float) -> None:
+    settings = load_settings(tmp_path, env={"INKLESS_FAX_FALLBACK_AFTER_MINUTES": value})
+    assert settings.fax_fallback_after_minutes == minutes
+
+
+def test_fallback_delay_from_the_file_keeps_its_fraction(tmp_path: Path) -> None:
+    (tmp_path / "inkless.toml").write_text("fax_fallback_after_minutes = 1.5\n", encoding="utf-8")
+    assert load_settings(tmp_path, env={}).fax_fallback_after_minutes == 1.5  # not silently 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", r"fax_fallback_after_minutes = 0 is too short: .*at least 0\.1"),
+        ("0.05", r"fax_fallback_after_minutes = 0\.05 is too short"),
+        ("-5", r"fax_fallback_after_minutes = -5 is too short"),
+        ("nan", r"fax_fallback_after_minutes = 'nan' is not a valid float"),
+        ("1h", r"fax_fallback_after_minutes = '1h' is not a valid float"),
+    ],
+)
+def test_fallback_delay_out_of_range_is_a_clear_error(tmp_path: Path, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(tmp_path, env={"INKLESS_FAX_FALLBACK_AFTER_MINUTES": value})

@@ -100,13 +100,13 @@ def test_disaster_fallback_decision_needs_every_condition() -> None:
     from dataclasses import replace
 
     assert why() is None
-    assert why(replace(good, node_id="moj")) == "local recipient"
-    assert why(replace(good, unreachable_since=None)) == "peer not unreachable long enough"
-    assert why(replace(good, unreachable_since=T0 - timedelta(minutes=59))) == "peer not unreachable long enough"
-    assert why(replace(good, priority=1)) == "not urgent"
-    assert why(replace(good, classification=2)) == "classification too high for fax"
-    assert why(number=None) == "recipient office publishes no fax number"
-    assert why(enabled=False) == "fallback disabled for the sending office"
+    assert why(replace(good, node_id="moj")) == "local_recipient"
+    assert why(replace(good, unreachable_since=None)) == "peer_not_down_long_enough"
+    assert why(replace(good, unreachable_since=T0 - timedelta(minutes=59))) == "peer_not_down_long_enough"
+    assert why(replace(good, priority=1)) == "not_urgent"
+    assert why(replace(good, classification=2)) == "classification"
+    assert why(number=None) == "no_fax_number"
+    assert why(enabled=False) == "fallback_disabled"
 
 
 def test_fax_settings_are_checked(tmp_path: Path) -> None:

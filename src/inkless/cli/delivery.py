@@ -9,6 +9,7 @@ operator action is audited as ``operator``.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ import typer
 
 from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.config import LANGUAGES
+from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.errors import ConfigurationError, NotFoundError, ValidationError
@@ -38,18 +41,41 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _status_json(s: RecipientStatus) -> dict[str, Any]:
+LangOption = Annotated[
+    str | None, typer.Option("--lang", help="Language of the fax fallback notes: ja or en (default: the node's).")
+]
+
+
+def _gettext(node: Node, lang: str | None) -> Callable[[str], str]:
+    """The catalog of ``lang`` (or the node's default language) for texts shown to people."""
+    from inkless.web.i18n import load_translations
+
+    lang = lang or node.settings.default_language
+    if lang not in LANGUAGES:
+        raise ValidationError(f"--lang {lang!r} must be one of {', '.join(LANGUAGES)}")
+    catalog = load_translations(lang)
+    return lambda message: str(catalog.gettext(message))
+
+
+def _note_json(n: FaxNote | None, gettext: Callable[[str], str]) -> dict[str, Any] | None:
+    return None if n is None else {**n.as_dict(), "text": n.render(gettext), "detail": n.detail}
+
+
+def _status_json(s: RecipientStatus, gettext: Callable[[str], str] = str) -> dict[str, Any]:
     return {"recipient": s.recipient, "state": s.state, "attempts": s.attempts,
             "next_attempt_at": _iso(s.next_attempt_at), "last_error": s.last_error,
             "expires_at": _iso(s.expires_at), "delivered_at": _iso(s.delivered_at),
-            "received_at": _iso(s.received_at), "receipt": s.has_receipt}
+            "received_at": _iso(s.received_at), "receipt": s.has_receipt,
+            "fax_decision": _note_json(s.fax_decision, gettext), "fax_outcome": _note_json(s.fax_outcome, gettext)}
 
 
 def _item_json(i: InboxItem) -> dict[str, Any]:
     return {"message_id": i.message_id, "office": i.office, "from": i.sender, "subject": i.subject,
             "classification": i.classification, "priority": i.priority, "received_at": _iso(i.received_at),
             "documents": i.document_count, "source": i.source, "authenticated": i.authenticated,
-            "opened": i.opened, "envelope_sha256": i.envelope_sha256}
+            "opened": i.opened, "envelope_sha256": i.envelope_sha256,
+            "fax_first": i.fax_first.as_dict() if i.fax_first else None,
+            "fax_copy_message_id": i.fax_copy_message_id}
 
 
 def _sent_json(m: SentMessage) -> dict[str, Any]:
@@ -105,7 +131,9 @@ def inbox(
         return
     print_table([(i.message_id, i.received_at.strftime("%Y-%m-%d %H:%M"), i.sender, i.classification, i.priority,
                   i.subject if i.subject is not None else "(classified)", i.document_count,
-                  "" if i.authenticated else "unauthenticated") for i in items],
+                  "unauthenticated" if not i.authenticated else
+                  (f"faxed first (copy {i.fax_copy_message_id})" if i.fax_copy_message_id else "faxed first")
+                  if i.fax_first else "") for i in items],
                 ["ID", "RECEIVED", "FROM", "CLS", "PRIORITY", "SUBJECT", "DOCS", ""])
 
 
@@ -136,17 +164,21 @@ def message_show(
 def message_status(
     message_id: Annotated[str, typer.Argument(help="Message id.")],
     as_login: AsOption = None,
+    lang: LangOption = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Per-recipient delivery state of a sent message."""
+    """Per-recipient delivery state of a sent message, with the disaster fallback's decision and fax outcome."""
     with open_node(data) as node:
+        gettext = _gettext(node, lang)
         rows = _svc(node).status(message_id, as_login)
     if as_json:
-        print_json([_status_json(s) for s in rows])
+        print_json([_status_json(s, gettext) for s in rows])
         return
     print_table([(s.recipient, s.state, s.attempts, _iso(s.delivered_at) or _iso(s.next_attempt_at) or "",
-                  s.last_error or "") for s in rows], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON"])
+                  s.last_error or (s.fax_outcome.detail if s.fax_outcome else None) or "",
+                  " ".join(n.render(gettext) for n in (s.fax_decision, s.fax_outcome) if n is not None))
+                 for s in rows], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON", "FAX"])
 
 
 @message_app.command("export")

@@ -68,6 +68,13 @@ outbox = Table(
     Column("received_at", UTCDateTime, nullable=True),
     Column("delivered_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The disaster fallback's decision for this row and the fax's outcome, kept apart from last_error so that
+    # electronic retries never overwrite them: a reason code and its parameters (JSON), rendered per language.
+    Column("fax_decision", String(32), nullable=True),
+    Column("fax_decision_params", Text, nullable=True),
+    Column("fax_outcome", String(16), nullable=True),
+    Column("fax_outcome_params", Text, nullable=True),
+    Column("fax_updated_at", UTCDateTime, nullable=True),
     UniqueConstraint("message_id", "recipient", name="uq_outbox_message_recipient"),
     CheckConstraint("state IN ('queued', 'retrying', 'delivered', 'expired', 'rejected', 'fax')", name="state"),
 )
@@ -94,6 +101,11 @@ inbox = Table(
     # The receipt we issued; NULL only between storing the envelope and signing the receipt.
     Column("receipt", LargeBinary, nullable=True),
     Column("opened_at", UTCDateTime, nullable=True),
+    # The sender's node faxed this message before it could deliver it (disaster fallback): what it says it
+    # faxed (JSON: number, sending number, time, pages, fax job), and our own inbox copy of that fax if we
+    # received it on this node's fax line.
+    Column("fax_first", Text, nullable=True),
+    Column("fax_copy_message_id", String(36), nullable=True),
     UniqueConstraint("message_id", "office_id", name="uq_inbox_message_office"),
     CheckConstraint("source IN ('inkless', 'fax')", name="source"),
 )

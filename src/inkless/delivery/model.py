@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from inkless.delivery.envelope import Document, MessageMetadata
+from inkless.delivery.faxnote import FaxFirst, FaxNote
 
 OUTBOX_STATES = ("queued", "retrying", "delivered", "expired", "rejected", "fax")
 SOURCES = ("inkless", "fax")
@@ -27,6 +28,9 @@ class InboxItem:
     source: str
     authenticated: bool
     opened: bool
+    # The sender faxed this message before delivering it (disaster fallback), and our copy of that fax, if any.
+    fax_first: FaxFirst | None = None
+    fax_copy_message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class RecipientStatus:
     delivered_at: datetime | None
     received_at: datetime | None
     has_receipt: bool
+    # The disaster fallback: why this recipient is (not) faxed, and how the fax went.
+    fax_decision: FaxNote | None = None
+    fax_outcome: FaxNote | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
-from inkless.db.tables_delivery import outbox
+from inkless.db.tables_delivery import inbox, outbox
+from inkless.delivery.faxnote import FaxFirst, note
 
 PENDING = ("queued", "retrying")
 PRIORITY_RANK = {"urgent": 0, "normal": 1}
@@ -50,3 +51,38 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta) -> 
             update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(next_attempt_at=now + lease)
         )
     return rows
+
+
+def faxed_first(row: Row[Any]) -> FaxFirst | None:
+    """What the disaster fallback faxed for this outbox row, if the fax went out (told to the recipient)."""
+    outcome = note(row.fax_outcome, row.fax_outcome_params, row.fax_updated_at)
+    if outcome is None or outcome.code != "sent":
+        return None
+    p = outcome.params
+    try:
+        sent_at = datetime.fromisoformat(str(p.get("sent_at")))
+        return FaxFirst(str(p["number"]), p.get("from_number") or None, sent_at, int(p.get("pages") or 0),
+                        int(p["job"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# How far apart the sender's "sent by fax" time and our inbound fax's arrival may be to be the same fax.
+FAX_COPY_WINDOW = timedelta(hours=2)
+
+
+def find_fax_copy(conn: Connection, office_id: int, fax_first: FaxFirst) -> str | None:
+    """The inbox copy of the fax the sender says it sent us first, if this node's fax line received it.
+
+    A fax from the sending office's number (its caller id) to this office, near the time the sender says
+    it was sent, the nearest one first. Without a sending number nothing can be matched.
+    """
+    if not fax_first.from_number:
+        return None
+    rows = conn.execute(select(inbox.c.message_id, inbox.c.received_at).where(
+        inbox.c.office_id == office_id, inbox.c.source == "fax", inbox.c.sender == f"fax:{fax_first.from_number}",
+        inbox.c.received_at >= fax_first.sent_at - FAX_COPY_WINDOW,
+        inbox.c.received_at <= fax_first.sent_at + FAX_COPY_WINDOW)).all()
+    if not rows:
+        return None
+    return str(min(rows, key=lambda r: abs(r.received_at - fax_first.sent_at)).message_id)

@@ -30,6 +30,7 @@ from inkless.db import tables as t
 from inkless.db.engine import Database
 from inkless.db.tables_delivery import distribution_list_members, distribution_lists, inbox, messages, outbox
 from inkless.delivery import envelope as env
+from inkless.delivery.faxnote import FaxFirst, note, parse_fax_first
 from inkless.delivery.model import (
     OUTBOX_STATES,
     DistributionList,
@@ -41,7 +42,15 @@ from inkless.delivery.model import (
     RecipientStatus,
     SentMessage,
 )
-from inkless.delivery.outbox import PENDING, PRIORITY_RANK, RANK_PRIORITY, backoff_delay, claim_due
+from inkless.delivery.outbox import (
+    PENDING,
+    PRIORITY_RANK,
+    RANK_PRIORITY,
+    backoff_delay,
+    claim_due,
+    faxed_first,
+    find_fax_copy,
+)
 from inkless.delivery.policy import Actor, Recipient, check_forward_classification, check_send, check_view
 from inkless.delivery.receipt import ReceiptFacts, make_receipt, verify_receipt
 from inkless.delivery.transport import PeerLookup, PeerTransport, split_address
@@ -289,16 +298,18 @@ class DeliveryService:
 
     # --- receiving -----------------------------------------------------------------------
 
-    def receive(self, envelope: bytes, sender_address: str, recipient_address: str) -> bytes:
+    def receive(self, envelope: bytes, sender_address: str, recipient_address: str,
+                fax_first: FaxFirst | None = None) -> bytes:
         """Store an envelope for a local office durably and return the signed receipt (CMS DER).
 
         Idempotent: the same message id with the same envelope returns the same receipt and keeps
         one copy. Raises EnvelopeError (garbage, tampered, wrong recipient, bad or expired signer)
-        and ConflictError (same message id, different envelope); both are audited.
+        and ConflictError (same message id, different envelope); both are audited. ``fax_first``:
+        the sending node faxed this message before it could deliver it (kept on the inbox row).
         """
         digest = hashlib.sha256(envelope).hexdigest()
         try:
-            return self._receive(envelope, digest, sender_address, recipient_address)
+            return self._receive(envelope, digest, sender_address, recipient_address, fax_first)
         except (EnvelopeError, ConflictError) as exc:
             action = "message.replay_refused" if isinstance(exc, ConflictError) else "message.refused"
             with self._db.begin() as conn:
@@ -309,7 +320,8 @@ class DeliveryService:
                 ))
             raise
 
-    def _receive(self, envelope: bytes, digest: str, sender_address: str, recipient_address: str) -> bytes:
+    def _receive(self, envelope: bytes, digest: str, sender_address: str, recipient_address: str,
+                 fax_first: FaxFirst | None) -> bytes:
         limit = int(self._settings.max_message_bytes * ENVELOPE_OVERHEAD) + 65536
         if len(envelope) > limit:
             raise EnvelopeError(f"the envelope is {len(envelope):,} bytes, over this node's limit of {limit:,}")
@@ -350,10 +362,11 @@ class DeliveryService:
         except ValueError:
             raise EnvelopeError("the message id is not a UUID") from None
         return self._store_received(office.id, office.code, meta, envelope, digest, len(docs), sender_address,
-                                    source="inkless", authenticated=True)
+                                    source="inkless", authenticated=True, fax_first=fax_first)
 
     def _store_received(self, office_id: int, office_code: str, meta: env.MessageMetadata, envelope: bytes,
-                        digest: str, document_count: int, sender: str, source: str, authenticated: bool) -> bytes:
+                        digest: str, document_count: int, sender: str, source: str, authenticated: bool,
+                        fax_first: FaxFirst | None = None) -> bytes:
         recipient = f"{office_code}@{self.node_id}"
         with self._db.begin() as conn:
             existing = conn.execute(select(inbox).where(
@@ -376,6 +389,8 @@ class DeliveryService:
                         subject_enc=self._box.seal(meta.subject.encode(), _subject_context(meta.message_id)),
                         envelope_sha256=digest, envelope_size=len(envelope), document_count=document_count,
                         source=source, authenticated=authenticated, received_at=now, receipt=None,
+                        fax_first=fax_first.header() if fax_first else None,
+                        fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
                     ))
                     self._audit.record(conn, AuditEvent(
                         actor=sender[:128], action="message.received", object_type="message",
@@ -511,7 +526,10 @@ class DeliveryService:
                 transport = self._transport()
                 if transport is None:
                     raise PeerUnreachableError(f"no federation transport on this node to reach {row.node_id}")
-                receipt = transport.deliver(row.node_id, sender, row.recipient, row.message_id, envelope)
+                faxed = faxed_first(row)
+                # Only when the fax went out: fakes and older transports keep their five-argument deliver().
+                extra = {"fax_first": faxed} if faxed is not None else {}
+                receipt = transport.deliver(row.node_id, sender, row.recipient, row.message_id, envelope, **extra)
             checked = verify_receipt(
                 receipt, self._trust_anchor(row.node_id), self._clock.now(), message_id=row.message_id,
                 envelope_sha256=msg.envelope_sha256, recipient=row.recipient,
@@ -590,6 +608,7 @@ class DeliveryService:
                 classification=r.classification, priority=r.priority, received_at=r.received_at,
                 document_count=r.document_count, envelope_sha256=r.envelope_sha256, source=r.source,
                 authenticated=r.authenticated, opened=r.opened_at is not None,
+                fax_first=_fax_first(r.fax_first), fax_copy_message_id=r.fax_copy_message_id,
             )
             for r in rows
         ]
@@ -862,7 +881,18 @@ def _status(r: Row[Any]) -> RecipientStatus:
         recipient=r.recipient, state=r.state, attempts=r.attempts,
         next_attempt_at=r.next_attempt_at if pending else None, last_error=r.last_error, expires_at=r.expires_at,
         delivered_at=r.delivered_at, received_at=r.received_at, has_receipt=r.receipt is not None,
+        fax_decision=note(r.fax_decision, r.fax_decision_params, r.fax_updated_at),
+        fax_outcome=note(r.fax_outcome, r.fax_outcome_params, r.fax_updated_at),
     )
+
+
+def _fax_first(stored: str | None) -> FaxFirst | None:
+    if not stored:
+        return None
+    try:
+        return parse_fax_first(stored)
+    except ValidationError:
+        return None
 
 
 def build_delivery(node: Any) -> DeliveryService:

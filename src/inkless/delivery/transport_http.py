@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from inkless.clock import Clock
 from inkless.delivery import httpsig
+from inkless.delivery.faxnote import FAX_FIRST_HEADER, FaxFirst
 from inkless.delivery.httpsig import HttpMessage, SignatureError
 from inkless.errors import DeliveryRejectedError, NotFoundError, PeerUnreachableError
 
@@ -227,7 +228,8 @@ class HttpTransport:
         self._peers = peers
 
     def deliver(
-        self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str, envelope: bytes
+        self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str, envelope: bytes,
+        fax_first: FaxFirst | None = None,
     ) -> bytes:
         """Post the envelope to the peer; the receipt (CMS DER) on success."""
         try:
@@ -239,6 +241,8 @@ class HttpTransport:
             ) from None
         url = peer.url.rstrip("/") + MESSAGES_PATH
         covered = {SENDER_HEADER: sender_address, RECIPIENT_HEADER: recipient_address, MESSAGE_ID_HEADER: message_id}
+        if fax_first is not None:
+            covered[FAX_FIRST_HEADER] = fax_first.header()  # signed like the others
         try:
             answer = self._peers.client.request(
                 "POST", url, peer=peer_node_id, ca=peer.ca_certificate, body=envelope, covered=covered,

@@ -466,6 +466,24 @@ class PeerService:
                 values["unreachable_since"] = now
             conn.execute(update(federation_peers).where(federation_peers.c.node_id == node_id).values(**values))
 
+    def probe(self, node_id: str) -> bool:
+        """Ask the peer who it is (a signed request, a signed answer checked against its pinned CA) and record
+        the contact: True if it answered, which clears its ``unreachable_since``. The fax fallback asks this
+        right before faxing, so a stale "unreachable" flag never sends a fax to a peer that is back."""
+        peer = self.get(node_id)
+        try:
+            answer = self.client.request("GET", peer.url.rstrip("/") + NODE_PATH, peer=node_id,
+                                         ca=peer.ca_certificate)
+        except PeerUnreachableError as exc:
+            self.record_contact(node_id, f"probe: {exc}", reachable=False)
+            return False
+        if not answer.verified or answer.status >= 500:
+            problem = answer.signature_problem if not answer.verified else answer.detail()
+            self.record_contact(node_id, f"probe: HTTP {answer.status}: {problem}", reachable=False)
+            return False
+        self.record_contact(node_id, None, reachable=True)
+        return True
+
     # --- signed requests from peers -----------------------------------------------------
 
     def verify_request(

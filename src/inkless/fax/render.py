@@ -52,10 +52,13 @@ def cover_image(cover: CoverPage) -> Image.Image:
         ("枚数（本票を含む）/ Pages", str(cover.pages)),
         ("件名 / Subject", cover.subject or "-"),
     ]
+    if cover.reference:
+        # The disaster fallback prints the message id: the recipient matches this paper to the signed original.
+        rows.append(("参照番号 / Reference", cover.reference))
     y = 440
     for label, value in rows:
         draw.text((140, y), label, font=small, fill=0)
-        draw.text((760, y - 6), value, font=body, fill=0)
+        draw.text((760, y - 6 if len(value) <= 24 else y), value, font=body if len(value) <= 24 else small, fill=0)
         y += 130
         draw.line((140, y - 30, 1588, y - 30), fill=0, width=2)
     draw.text((140, y + 80), "この送信票を含め全ページが届かない場合は送信元へご連絡ください。", font=small, fill=0)

@@ -29,7 +29,7 @@ from inkless.clock import Clock
 from inkless.db import tables as t
 from inkless.db.engine import Database
 from inkless.db.tables_fax import fax_block_list, fax_calls, fax_jobs, fax_routing_rules, fax_settings
-from inkless.directory.model import check_fax_number
+from inkless.directory.model import Office, check_fax_number
 from inkless.directory.service import DirectoryService
 from inkless.errors import ConflictError, FaxError, InklessError, NotFoundError, PolicyError, ValidationError
 from inkless.fax import line as fax_line
@@ -92,6 +92,7 @@ class CoverPage:
     pages: int
     subject: str | None
     sent_at: datetime
+    reference: str | None = None
 
 
 class FaxService:
@@ -456,14 +457,22 @@ class FaxService:
         schedule: JobSchedule | None = None,
         origin: str = "clerk",
         outbox_ref: str | None = None,
+        reference: str | None = None,
     ) -> int:
         """Queue documents (PDF) to be faxed to ``number``; returns the job id.
 
         Classification ≥ 2 is refused (PolicyError, audited as ``fax.refused``); classification 1
         needs ``confirm_internal``. Nothing is queued unless every check passes and the document
-        renders.
+        renders. ``reference`` is printed on the cover page (the fallback prints the message id).
+
+        A clerk's fax is checked against the clerk (active, member of the office, cleared). A
+        fallback fax (``origin="fallback"``) is the office's: its message was checked against its
+        sender when it was sent, and that sender may be the node operator, who has no user account.
         """
         office = self._directory.office(from_office)
+        if origin == "fallback":
+            return self._queue_fallback(sender_login, office, number, documents, classification, subject,
+                                        schedule, outbox_ref, reference)
         user = self._directory.user(sender_login)
         try:
             check_fax_allowed(classification, confirm_internal)
@@ -480,6 +489,33 @@ class FaxService:
                     actor=sender_login, action="fax.refused", object_type="office", object_id=office.code,
                     details={"classification": classification, "reason": exc.message[:MAX_TEXT]}))
             raise
+        return self._queue(sender_login, user.display_name, office, number, documents, cover_page=cover_page,
+                           classification=classification, subject=subject, schedule=schedule, origin=origin,
+                           outbox_ref=outbox_ref, reference=reference)
+
+    def _queue_fallback(self, sender_login: str, office: Office, number: str, documents: Sequence[bytes],
+                        classification: int, subject: str | None, schedule: JobSchedule | None,
+                        outbox_ref: str | None, reference: str | None) -> int:
+        try:
+            check_fax_allowed(classification, True)  # still never above 内部, whoever asks
+        except PolicyError as exc:
+            with self._db.begin() as conn:
+                self._audit.record(conn, AuditEvent(
+                    actor=sender_login, action="fax.refused", object_type="office", object_id=office.code,
+                    details={"classification": classification, "reason": exc.message[:MAX_TEXT]}))
+            raise
+        try:
+            sender_name = self._directory.user(sender_login).display_name
+        except NotFoundError:
+            sender_name = office.name  # the operator (or a since deleted user): the office sends it
+        return self._queue(sender_login, sender_name, office, number, documents, cover_page=True,
+                           classification=classification, subject=subject, schedule=schedule, origin="fallback",
+                           outbox_ref=outbox_ref, reference=reference)
+
+    def _queue(self, sender_login: str, sender_name: str, office: Office, number: str, documents: Sequence[bytes], *,
+               cover_page: bool | None, classification: int, subject: str | None, schedule: JobSchedule | None,
+               origin: str, outbox_ref: str | None, reference: str | None) -> int:
+        """Render and queue a checked fax."""
         checked_number = check_fax_number(number.strip())
         if checked_number is None:
             raise ValidationError("a fax number is required")
@@ -493,7 +529,8 @@ class FaxService:
             cover_page = self.office_settings(office.code).cover_page_default
         subject = (subject or "").strip()[:200] or None
         now = self._clock.now()
-        cover = CoverPage(office.name, office.fax_number, user.display_name, checked_number, 0, subject, now) \
+        cover = CoverPage(office.name, office.fax_number, sender_name, checked_number, 0, subject, now,
+                          reference) \
             if cover_page else None
         rendered = self._render(list(documents), cover)
         document_blob = self._blobs.put(documents[0] if len(documents) == 1 else _join_pdfs(documents))
@@ -646,7 +683,8 @@ class FaxService:
             from inkless.fax.fallback import record_fax_outcome
 
             record_fax_outcome(self._db, self._audit, self._clock, row.outbox_ref, job_id,
-                               outcome.state == JobState.DONE, outcome.text)
+                               outcome.state == JobState.DONE, outcome.text, number=row.number,
+                               pages=row.pages, from_number=row.office_number, t30_code=outcome.code)
         return self.job(job_id)
 
 

@@ -7,6 +7,8 @@ side, V.21/V.27ter/V.29/V.17 modulation, T.30 with ECM, over the loopback socket
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import threading
 from dataclasses import asdict
@@ -57,6 +59,19 @@ def send_document(
     )
 
 
+CALL_FILE_RE = re.compile(r"^call-(\d+)\.(?:json|tif)$")
+
+
+def next_call_number(out_dir: Path) -> int:
+    """One more than the highest ``call-NNN`` file in ``out_dir`` (0 for an empty or missing folder)."""
+    try:
+        names = [p.name for p in out_dir.iterdir()]
+    except FileNotFoundError:
+        return 0
+    numbers = [int(m.group(1)) for m in map(CALL_FILE_RE.match, names) if m]
+    return max(numbers, default=-1) + 1
+
+
 class AnsweringRemote:
     """A remote fax machine that answers calls on ``socket_path`` and files what it receives in ``out_dir``.
 
@@ -64,7 +79,9 @@ class AnsweringRemote:
     drops each call part-way into the page after that one. ``ecm`` and
     ``compressions`` say what it offers (an old machine: no ECM, T.4 1D only). Every call leaves
     ``call-NNN.json`` (the facts, or the busy signal) and, when pages came,
-    ``call-NNN.tif`` in ``out_dir``.
+    ``call-NNN.tif`` in ``out_dir``. Numbering goes on after the highest ``call-NNN`` already in
+    ``out_dir`` (a restarted remote keeps what earlier runs received), and a file is never
+    overwritten: each is created exclusively, skipping numbers another process took meanwhile.
     """
 
     def __init__(
@@ -85,31 +102,41 @@ class AnsweringRemote:
         self.ident = ident
         self.results: list[CallResult] = []
         self.finished = threading.Condition()
-        self._local = threading.local()
+        self._files_lock = threading.Lock()
         self._answerer = Answerer(socket_path, self._on_call, self._decide)
 
     def _decide(self, setup: CallSetup, n: int) -> str:
-        self._local.n = n  # the same thread goes on to _on_call for this call
         if n < self.busy:
-            self._write(n, {"answer": BUSY, "called_number": setup.called_number,
-                            "calling_number": setup.calling_number})
+            self._write({"answer": BUSY, "called_number": setup.called_number,
+                        "calling_number": setup.calling_number})
             with self.finished:
                 self.finished.notify_all()
             return BUSY
         return "ok"
 
-    def _write(self, n: int, facts: dict[str, Any], tiff: bytes | None = None) -> None:
+    def _write(self, facts: dict[str, Any], tiff: bytes | None = None) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        with self._files_lock:
+            number = next_call_number(self.out_dir)
+            while True:
+                # Exclusive create: a number already taken (by another remote on the same folder) is skipped.
+                try:
+                    fd = os.open(self.out_dir / f"call-{number:03d}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    number += 1
+                    continue
+                break
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(facts, ensure_ascii=False, indent=2) + "\n")
         if tiff is not None:
-            (self.out_dir / f"call-{n:03d}.tif").write_bytes(tiff)
-        (self.out_dir / f"call-{n:03d}.json").write_text(json.dumps(facts, ensure_ascii=False, indent=2) + "\n")
+            with (self.out_dir / f"call-{number:03d}.tif").open("xb") as image:
+                image.write(tiff)
 
     def _on_call(self, conn: socket.socket, setup: CallSetup) -> None:
-        n: int = self._local.n
         result = answer_call(
             conn, setup, options=self.options, hangup_after_page=self.hangup_after_page
         )
-        self._write(n, {"answer": "ok", **result_facts(result)}, result.received_tiff)
+        self._write({"answer": "ok", **result_facts(result)}, result.received_tiff)
         with self.finished:
             self.results.append(result)
             self.finished.notify_all()

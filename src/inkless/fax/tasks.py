@@ -88,4 +88,9 @@ def disaster_fallback(node: Any) -> int:
 register(PeriodicTask(name="fax.outbound", interval=lambda node: float(node.settings.fax_poll_seconds),
                       run=dial_due_jobs))
 register(PeriodicTask(name="fax.inbound_pending", interval=lambda _node: 30.0, run=deliver_pending))
-register(PeriodicTask(name="fax.fallback", interval=lambda _node: 60.0, run=disaster_fallback))
+def fallback_interval(node: Any) -> float:
+    """How often the fallback looks: every minute, more often when the configured delay is shorter."""
+    return min(60.0, max(5.0, float(node.settings.fax_fallback_after_minutes) * 30.0))
+
+
+register(PeriodicTask(name="fax.fallback", interval=fallback_interval, run=disaster_fallback))

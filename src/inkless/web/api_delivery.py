@@ -7,6 +7,7 @@ probed —, MessageTooLargeError 413, ValidationError 422).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -18,11 +19,13 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message
 
 from inkless.app import Node
+from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.directory.model import Role
 from inkless.errors import ConfigurationError, MessageTooLargeError, ValidationError
 from inkless.web.deps import Caller, api_caller, get_node, require_own_office
+from inkless.web.pages import RendererDep
 
 router = APIRouter(tags=["delivery"])
 
@@ -44,6 +47,17 @@ def _svc(node: Node) -> DeliveryService:
     return node.delivery
 
 
+class FaxNoteOut(BaseModel):
+    """A fallback decision or fax outcome: a reason code with its parameters, and the sentence in the
+    caller's language (``?lang=ja|en``, else the lang cookie, else the node's default)."""
+
+    code: str = Field(examples=["faxing", "not_urgent", "sent", "failed"])
+    params: dict[str, Any]
+    at: datetime | None
+    text: str
+    detail: str | None = Field(default=None, description="the line's or the service's own words, untranslated")
+
+
 class RecipientStatusOut(BaseModel):
     """Delivery state for one recipient."""
 
@@ -56,6 +70,12 @@ class RecipientStatusOut(BaseModel):
     delivered_at: datetime | None
     received_at: datetime | None = Field(description="when the recipient stored it, from its signed receipt")
     receipt: bool = Field(description="a signed receipt is stored")
+    fax_decision: FaxNoteOut | None = Field(
+        default=None, description="the disaster fallback's decision for this recipient (why it is or is not faxed)")
+    fax_outcome: FaxNoteOut | None = Field(
+        default=None, description="how the fallback fax went: queued, sent, failed or not_queued")
+
+
 
 
 class InboxMessageOut(BaseModel):
@@ -72,6 +92,11 @@ class InboxMessageOut(BaseModel):
     authenticated: bool = Field(description="false for faxes: nobody signed them")
     opened: bool
     envelope_sha256: str
+    fax_first: dict[str, Any] | None = Field(
+        default=None, description="the sender faxed this message before delivering it: number, from_number, "
+                                  "sent_at, pages, job (disaster fallback)")
+    fax_copy_message_id: str | None = Field(
+        default=None, description="this office's inbox copy of that fax, when this node's fax line received it")
 
 
 class SentMessageOut(BaseModel):
@@ -153,12 +178,27 @@ class ForwardIn(BaseModel):
     subject: str | None = None
 
 
-def _status_out(s: RecipientStatus) -> RecipientStatusOut:
+def _note_out(n: FaxNote | None, gettext: Callable[[str], str]) -> FaxNoteOut | None:
+    if n is None:
+        return None
+    return FaxNoteOut(code=n.code, params=dict(n.params), at=n.at, text=n.render(gettext), detail=n.detail)
+
+
+def _status_out(s: RecipientStatus, gettext: Callable[[str], str]) -> RecipientStatusOut:
     return RecipientStatusOut(
         recipient=s.recipient, state=s.state, attempts=s.attempts, next_attempt_at=s.next_attempt_at,
         last_error=s.last_error, expires_at=s.expires_at, delivered_at=s.delivered_at, received_at=s.received_at,
-        receipt=s.has_receipt,
+        receipt=s.has_receipt, fax_decision=_note_out(s.fax_decision, gettext),
+        fax_outcome=_note_out(s.fax_outcome, gettext),
     )
+
+
+def note_language(request: Request, render: RendererDep) -> Callable[[str], str]:
+    """Translate into the caller's language (``?lang=``, the lang cookie, the node's default)."""
+    return lambda message: render.gettext(request, message)
+
+
+GettextDep = Annotated[Callable[[str], str], Depends(note_language)]
 
 
 def inbox_message_out(i: InboxItem) -> InboxMessageOut:
@@ -166,16 +206,17 @@ def inbox_message_out(i: InboxItem) -> InboxMessageOut:
         message_id=i.message_id, sender=i.sender, subject=i.subject, classification=i.classification,
         priority=i.priority, received_at=i.received_at, documents=i.document_count, source=i.source,
         authenticated=i.authenticated, opened=i.opened, envelope_sha256=i.envelope_sha256,
+        fax_first=i.fax_first.as_dict() if i.fax_first else None, fax_copy_message_id=i.fax_copy_message_id,
     )
 
 
-def _sent_out(m: SentMessage) -> SentMessageOut:
+def _sent_out(m: SentMessage, gettext: Callable[[str], str]) -> SentMessageOut:
     return SentMessageOut(
         message_id=m.message_id, office=m.office, sender=m.sender_login, subject=m.subject,
         classification=m.classification, priority=m.priority, procedure_code=m.procedure_code,
         reply_to=m.reply_to, created_at=m.created_at, envelope_sha256=m.envelope_sha256,
         envelope_size=m.envelope_size, documents=m.document_count,
-        recipients=[_status_out(s) for s in m.recipients],
+        recipients=[_status_out(s, gettext) for s in m.recipients],
     )
 
 
@@ -267,7 +308,8 @@ async def _read_upload(request: Request, svc: DeliveryService) -> tuple[dict[str
 
 @router.post("/messages", response_model=SentOut, status_code=201, responses=_UPLOAD_ERRORS, openapi_extra=_UPLOAD)
 async def send_message(
-    request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep, node: NodeDep
+    request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep, node: NodeDep,
+    gettext: GettextDep,
 ) -> SentOut:
     """Send documents from the caller's office: multipart/form-data with ``files`` (one or more), ``to``
     (comma-separated or repeated office@node), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
@@ -283,14 +325,14 @@ async def send_message(
         fields.get("reply_to") or None,
     )
     statuses = await run_in_threadpool(svc.status, message_id, caller.user.login)
-    return SentOut(message_id=message_id, recipients=[_status_out(s) for s in statuses])
+    return SentOut(message_id=message_id, recipients=[_status_out(s, gettext) for s in statuses])
 
 
 @router.post("/messages/{message_id}/reply", response_model=SentOut, status_code=201, responses=_UPLOAD_ERRORS,
              openapi_extra=_UPLOAD)
 async def reply_message(
     message_id: str, request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep,
-    node: NodeDep,
+    node: NodeDep, gettext: GettextDep,
 ) -> SentOut:
     """Answer the sender of a received message from the caller's office (same multipart form as POST
     /messages; ``to`` and ``list`` are ignored; ``subject`` defaults to "Re: …"; the classification
@@ -303,14 +345,14 @@ async def reply_message(
         fields.get("priority", "normal"), caller.office.code,
     )
     statuses = await run_in_threadpool(svc.status, new_id, caller.user.login)
-    return SentOut(message_id=new_id, recipients=[_status_out(s) for s in statuses])
+    return SentOut(message_id=new_id, recipients=[_status_out(s, gettext) for s in statuses])
 
 
 @router.get("/offices/{code}/sent", response_model=list[SentMessageOut], responses=ERRORS)
-def sent_messages(code: str, caller: CallerDep, node: NodeDep) -> list[SentMessageOut]:
+def sent_messages(code: str, caller: CallerDep, node: NodeDep, gettext: GettextDep) -> list[SentMessageOut]:
     """Messages sent by the caller's own office, newest first, with per-recipient status."""
     require_own_office(caller, code)
-    return [_sent_out(m) for m in _svc(node).sent(code, caller.user.login)]
+    return [_sent_out(m, gettext) for m in _svc(node).sent(code, caller.user.login)]
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut, responses=ERRORS)
@@ -343,9 +385,10 @@ def get_document(message_id: str, index: int, caller: CallerDep, node: NodeDep) 
 
 
 @router.get("/messages/{message_id}/status", response_model=list[RecipientStatusOut], responses=ERRORS)
-def get_status(message_id: str, caller: CallerDep, node: NodeDep) -> list[RecipientStatusOut]:
-    """Per-recipient delivery state of a message the caller's office sent."""
-    return [_status_out(s) for s in _svc(node).status(message_id, caller.user.login)]
+def get_status(message_id: str, caller: CallerDep, node: NodeDep, gettext: GettextDep) -> list[RecipientStatusOut]:
+    """Per-recipient delivery state of a message the caller's office sent, with the disaster fallback's
+    decision and fax outcome (reason codes, and their text in the caller's language)."""
+    return [_status_out(s, gettext) for s in _svc(node).status(message_id, caller.user.login)]
 
 
 @router.get("/messages/{message_id}/report", responses=ERRORS, response_class=Response)
@@ -359,12 +402,14 @@ def get_report(message_id: str, caller: CallerDep, node: NodeDep) -> Response:
 
 
 @router.post("/messages/{message_id}/forward", response_model=SentOut, status_code=201, responses=ERRORS)
-def forward_message(message_id: str, body: ForwardIn, caller: CallerDep, node: NodeDep) -> SentOut:
+def forward_message(message_id: str, body: ForwardIn, caller: CallerDep, node: NodeDep,
+                    gettext: GettextDep) -> SentOut:
     """Forward a message the caller may open to other offices, re-encrypted to them."""
     svc = _svc(node)
     new_id = svc.forward(message_id, caller.user.login, body.to, body.lists, body.classification, body.subject,
                          from_office=caller.office.code)
-    return SentOut(message_id=new_id, recipients=[_status_out(s) for s in svc.status(new_id, caller.user.login)])
+    return SentOut(message_id=new_id,
+                   recipients=[_status_out(s, gettext) for s in svc.status(new_id, caller.user.login)])
 
 
 @router.get("/lists", response_model=list[ListOut], responses=ERRORS)

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
 from inkless.delivery import httpsig
+from inkless.delivery.faxnote import FAX_FIRST_HEADER, parse_fax_first
 from inkless.delivery.httpsig import HttpMessage, SignatureError
 from inkless.delivery.transport import split_address
 from inkless.delivery.transport_http import (
@@ -152,11 +153,14 @@ async def receive_message(request: Request) -> Response:
         await run_in_threadpool(peers.refuse, reason, None, "POST", uri, client)
         return _error(request, node, 413, reason)
     headers = dict(request.headers.items())
+    message = HttpMessage(headers=headers)
+    # "Faxed first" (disaster fallback) is believed only when the peer's signature covers it.
+    fax_header = message.header(FAX_FIRST_HEADER)
+    covered = MESSAGE_HEADERS + ((FAX_FIRST_HEADER,) if fax_header is not None else ())
     try:
-        peer = await run_in_threadpool(peers.verify_request, "POST", uri, headers, body, MESSAGE_HEADERS, client)
+        peer = await run_in_threadpool(peers.verify_request, "POST", uri, headers, body, covered, client)
     except SignatureError as exc:
         return _error(request, node, 401, str(exc))
-    message = HttpMessage(headers=headers)
     sender = message.header(SENDER_HEADER) or ""
     recipient = message.header(RECIPIENT_HEADER) or ""
     message_id = message.header(MESSAGE_ID_HEADER) or ""
@@ -170,6 +174,7 @@ async def receive_message(request: Request) -> Response:
             raise ValidationError(f"{recipient} is not an office of this node ({node.node_id})")
         if not message_id or len(message_id) > 128:
             raise ValidationError("the Inkless-Message-Id header is missing or too long")
+        fax_first = parse_fax_first(fax_header) if fax_header is not None else None
     except ValidationError as exc:
         await run_in_threadpool(peers.refuse, str(exc), peer, "POST", uri, client)
         return _error(request, node, 422, str(exc))
@@ -177,7 +182,7 @@ async def receive_message(request: Request) -> Response:
     if delivery is None:
         return _error(request, node, 503, "delivery is not available on this node")
     try:
-        receipt = await run_in_threadpool(delivery.receive, body, sender, recipient)
+        receipt = await run_in_threadpool(delivery.receive, body, sender, recipient, fax_first)
     except MessageTooLargeError as exc:
         return _error(request, node, 413, str(exc))
     except EnvelopeError as exc:

@@ -9,7 +9,7 @@ shown on the compose form, which keeps what the user typed.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -21,6 +21,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import UploadFile
 
 from inkless.app import Node
+from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, OpenedMessage, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.errors import (
@@ -160,7 +161,12 @@ def sent_page(request: Request, code: str, node: NodeDep, caller: CallerDep, ren
     require_own_office(caller, code)
     sent = delivery_of(node).sent(code, caller.user.login)
     return render.render(request, "delivery_outbox.html", messages=sent, book=AddressBook(node),
-                         **_common(caller, "sent"))
+                         fax_note=_fax_note(request, render), **_common(caller, "sent"))
+
+
+def _fax_note(request: Request, render: Renderer) -> Callable[[FaxNote], str]:
+    """The fallback's decisions and fax outcomes in the request's language."""
+    return lambda fax_note: fax_note.render(lambda message: render.gettext(request, message))
 
 
 # --- one message ---------------------------------------------------------------------------
@@ -236,7 +242,9 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
     return render.render(
         request, "delivery_message.html", message=meta, opened=opened, documents=documents, book=book,
         received_at=info.received_at if isinstance(info, InboxItem) else None,
-        statuses=info.recipients if isinstance(info, SentMessage) else (),
+        statuses=info.recipients if isinstance(info, SentMessage) else (), fax_note=_fax_note(request, render),
+        fax_first=info.fax_first if isinstance(info, InboxItem) else None,
+        fax_copy=info.fax_copy_message_id if isinstance(info, InboxItem) else None,
         can_reply=opened.copy == "received" and opened.authenticated, preview_pages=PREVIEW_PAGES,
         notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
         else None,

@@ -142,7 +142,7 @@ def _admin_page(request: Request, node: Node, caller: Caller, render: Renderer, 
         request, "fax_admin.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="fax_admin", rules=fax.rules(), blocks=fax.blocks(), unroutable=fax.unroutable(), offices=offices,
         settings={o.code: fax.office_settings(o.code) for o in offices},
-        fallback_after=node.settings.fax_fallback_after_minutes, line=_line_status(node), **extra,
+        fallback_after=f"{node.settings.fax_fallback_after_minutes:g}", line=_line_status(node), **extra,
     )
 
 
