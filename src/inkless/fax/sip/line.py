@@ -258,7 +258,8 @@ class SipLine:
             finally:
                 self._untrack(call)
                 port.close()
-            line_s = max(0.0, time.monotonic() - answered_at)
+            # The media session's own count of line time (audio/T.38 ticks), else the wall time since answer.
+            line_s = session.duration_s or max(0.0, time.monotonic() - answered_at)
             result = call_result(outcome, sending=True, line_seconds=line_s, started_at=started,
                                  local_ident=ident, setup=setup)
         return _with_sip(result, call)
@@ -452,7 +453,8 @@ class SipLine:
             call.port.close()
             rx_file = tmp / "rx.tif"
             received = rx_file.read_bytes() if rx_file.exists() and rx_file.stat().st_size > 0 else None
-            result = call_result(outcome, sending=False, line_seconds=time.monotonic() - answered,
+            line_s = call.session.duration_s or time.monotonic() - answered
+            result = call_result(outcome, sending=False, line_seconds=line_s,
                                  started_at=status.started_at, local_ident=csi, setup=setup, received_tiff=received)
             result = _with_sip(result, call)
             if self._handler is not None:
