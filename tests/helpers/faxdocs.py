@@ -79,3 +79,28 @@ def long_pdf(pages: int = 20) -> bytes:
         c.showPage()
     c.save()
     return buf.getvalue()
+
+
+def simple_fax_tiff(pages: int = 1, *, rows: int = 800) -> bytes:
+    """A quick TIFF-F for real-time line tests: short pages (``rows`` at 196 dpi) of bars and page marks.
+
+    Each page differs (its number is drawn as that many blocks), so a swapped or repeated page shows.
+    """
+    from PIL import Image, ImageDraw
+
+    from inkless.fax import imaging
+
+    images = []
+    for page in range(pages):
+        image = Image.new("1", (1728, rows), 1)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((40, 40, 1688, rows - 40), outline=0, width=6)
+        for bar in range(8):
+            y = 120 + bar * 70
+            if y + 30 < rows - 60:
+                draw.rectangle((120, y, 120 + 180 * (bar + 1), y + 30), fill=0)
+        for mark in range(page + 1):
+            draw.rectangle((1500 - mark * 80, 70, 1550 - mark * 80, 110), fill=0)
+        draw.text((130, rows - 110), f"inkless test page {page + 1} of {pages}", fill=0)
+        images.append(image)
+    return imaging.encode_tiff(images)

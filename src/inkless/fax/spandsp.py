@@ -75,6 +75,26 @@ T38_PACKET_CATEGORY_IMAGE_DATA_END = 4
 PhaseEHandler = CFUNCTYPE(None, c_void_p, c_void_p, c_int)
 # int (*)(t38_core_state_t *s, void *user_data, const uint8_t *buf, int len, int count)
 T38TxPacketHandler = CFUNCTYPE(c_int, c_void_p, c_void_p, POINTER(c_uint8), c_int, c_int)
+# void (*)(t30_state_t *s, void *user_data, int direction, const uint8_t *msg, int len)  -- every T.30 frame
+RealTimeFrameHandler = CFUNCTYPE(None, c_void_p, c_void_p, c_int, POINTER(c_uint8), c_int)
+
+# T.30 frame control fields (t30_fcf.h) the phase tracking tells apart; the low bit is the X bit.
+T30_DIS = 0x80
+T30_DTC = 0x81
+T30_DCS = 0x82
+T30_CFR = 0x84
+T30_FTT = 0x44
+T30_MCF = 0x8C
+T30_MPS = 0x4E
+T30_EOP = 0x2E
+T30_EOM = 0x8E
+T30_PPS = 0xBE
+T30_EOR = 0xCE
+T30_DCN = 0xFA
+
+# T.38 data rate management (t38_core.h).
+T38_DATA_RATE_MANAGEMENT_LOCAL_TCF = 1
+T38_DATA_RATE_MANAGEMENT_TRANSFERRED_TCF = 2
 
 
 class T30Stats(Structure):
@@ -124,6 +144,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "t30_completion_code_to_str": (c_char_p, [c_int]),
     "t30_call_active": (c_int, [c_void_p]),
     "t30_terminate": (None, [c_void_p]),
+    "t30_set_real_time_frame_handler": (None, [c_void_p, RealTimeFrameHandler, c_void_p]),
     "t38_terminal_init": (c_void_p, [c_void_p, c_int, T38TxPacketHandler, c_void_p]),
     "t38_terminal_release": (c_int, [c_void_p]),
     "t38_terminal_free": (c_int, [c_void_p]),
@@ -133,6 +154,10 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "t38_terminal_set_config": (None, [c_void_p, c_int]),
     "t38_core_rx_ifp_packet": (c_int, [c_void_p, POINTER(c_uint8), c_int, c_uint16]),
     "t38_set_redundancy_control": (None, [c_void_p, c_int, c_int]),
+    "t38_set_t38_version": (None, [c_void_p, c_int]),
+    "t38_set_max_datagram_size": (None, [c_void_p, c_int]),
+    "t38_set_fill_bit_removal": (None, [c_void_p, c_int]),
+    "t38_set_data_rate_management_method": (None, [c_void_p, c_int]),
     _MARKER_0_0_6: (c_int, [c_void_p, c_char_p]),
 }
 

@@ -35,6 +35,11 @@ ALL_MODEMS = sd.T30_SUPPORT_V27TER | sd.T30_SUPPORT_V29 | sd.T30_SUPPORT_V17
 # How long a terminal may keep the line after the far end went silent before we give up
 # on T.30's own timers (they fire within ~40 s of line time, which costs little CPU).
 DROPPED_LINE_GRACE_S = 90.0
+# Post-page commands (and their procedure-interrupt variants): phase D starts.
+_POST_PAGE = frozenset(
+    (sd.T30_MPS, sd.T30_EOP, sd.T30_EOM, sd.T30_PPS, sd.T30_EOR, sd.T30_MPS | 0x10, sd.T30_EOP | 0x10,
+     sd.T30_EOM | 0x10)
+)
 # Line time a caller keeps exchanging audio after its phase E, so the DCN reaches the far end.
 LINGER_S = 1.0
 
@@ -102,8 +107,13 @@ class _T30Terminal(ABC):
         self.samples = 0  # line time consumed, in 8 kHz samples
         self._state: int | None = None
         self._t30: int | None = None
-        # The CFUNCTYPE object must outlive the spandsp state that holds its address.
+        # T.30 phase as the frames on the line show it: A (call set-up, tones), B (negotiation),
+        # C (page transfer), D (post-page exchange), E (done).
+        self.phase = "A"
+        self._last_post_page = 0
+        # The CFUNCTYPE objects must outlive the spandsp state that holds their addresses.
         self._phase_e = sd.PhaseEHandler(self._on_phase_e)
+        self._frame_handler = sd.RealTimeFrameHandler(self._on_frame)
 
     def _setup_t30(self, t30: int, tx_file: Path | None, rx_file: Path | None) -> None:
         lib = self.lib
@@ -117,6 +127,7 @@ class _T30Terminal(ABC):
         # Receive into T.6 where possible: the smallest TIFF-F, embedded as-is into the inbox PDF.
         lib.t30_set_rx_encoding(t30, sd.T4_COMPRESSION_ITU_T6)
         lib.t30_set_phase_e_handler(t30, self._phase_e, None)
+        lib.t30_set_real_time_frame_handler(t30, self._frame_handler, None)
         if tx_file is not None:
             lib.t30_set_tx_file(t30, str(tx_file).encode(), -1, -1)
         if rx_file is not None:
@@ -124,7 +135,28 @@ class _T30Terminal(ABC):
 
     def _on_phase_e(self, _t30: Any, _user: Any, code: int) -> None:
         # Runs inside fax_rx/fax_tx/send_timeout on this call's thread; the state is still valid.
+        self.phase = "E"
         self.outcome = self._read_outcome(int(code))
+
+    def _on_frame(self, _t30: Any, _user: Any, _direction: int, msg: Any, length: int) -> None:
+        # msg is the HDLC frame: address 0xFF, control 0x03/0x13, then the facsimile control field
+        # (its low bit is the X bit); a PPS frame carries the post-page command in its next octet.
+        if length < 3 or self.phase == "E":
+            return
+        fcf = msg[2] & 0xFE
+        if fcf in (sd.T30_DIS, sd.T30_DCS, sd.T30_FTT):  # DTC is DIS with the X bit
+            self.phase = "B"
+        elif fcf == sd.T30_CFR:
+            self.phase = "C"
+        elif fcf in _POST_PAGE:
+            self.phase = "D"
+            self._last_post_page = msg[3] & 0xFE if fcf == sd.T30_PPS and length > 3 else fcf
+        elif fcf == sd.T30_MCF:
+            # after MPS or a partial page the next transfer follows; after EOM negotiation; after EOP the end
+            last = self._last_post_page | 0x10
+            self.phase = "D" if last == sd.T30_EOP | 0x10 else "B" if last == sd.T30_EOM | 0x10 else "C"
+        elif fcf == sd.T30_DCN:
+            self.phase = "E"
 
     def _read_outcome(self, code: int) -> Outcome:
         assert self._t30 is not None
@@ -269,6 +301,16 @@ class T38Terminal(_T30Terminal):
             self.lib.t38_set_redundancy_control(self._core, category, count)
         self._setup_t30(self.lib.t38_terminal_get_t30_state(state), tx_file, rx_file)
         self.samples = 0
+
+    def configure(self, *, version: int = 0, max_datagram: int = 400, transferred_tcf: bool = True) -> None:
+        """Apply what SDP negotiated: T.38 version, the far end's largest datagram, TCF handling."""
+        lib = self.lib
+        lib.t38_set_t38_version(self._core, max(0, min(version, 3)))
+        lib.t38_set_max_datagram_size(self._core, max(100, min(max_datagram, 1400)))
+        lib.t38_set_data_rate_management_method(
+            self._core,
+            sd.T38_DATA_RATE_MANAGEMENT_TRANSFERRED_TCF if transferred_tcf else sd.T38_DATA_RATE_MANAGEMENT_LOCAL_TCF,
+        )
 
     def _on_packet(self, _core: Any, _user: Any, buf: Any, length: int, count: int) -> int:
         self._send(ctypes.string_at(buf, length), int(count))
