@@ -169,6 +169,8 @@ class _Audio:
     remote: tuple[str, int]
     payload_type: int
     codec: str
+    red_payload_type: int | None
+    red_depth: int
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,8 @@ class FaxMediaSession:
         self._terminal: AudioTerminal | T38Terminal | None = None
         self._codec: g711.G711Codec | None = None
         self._payload_type = 0
+        self._red_type: int | None = None
+        self._red: rtp.RedundantSender | None = None
         self._sender: rtp.RtpSender | None = None
         self._playout: rtp.PlayoutBuffer | None = None
         self._carry = b""
@@ -243,17 +247,35 @@ class FaxMediaSession:
 
     # ---- the signalling side's calls (any thread) ----
 
-    def start_audio(self, remote: tuple[str, int], payload_type: int, codec: str) -> None:
-        """Start (or restart) the call in G.711 ``codec`` ("PCMU" | "PCMA") towards ``remote``."""
-        self._command(_Audio(_resolve(remote, self.port.family), payload_type, g711.codec(codec).name))
+    def start_audio(
+        self,
+        remote: tuple[str, int],
+        payload_type: int,
+        codec: str,
+        *,
+        red_payload_type: int | None = None,
+        red_depth: int = 2,
+    ) -> None:
+        """Start (or restart) the call in G.711 ``codec`` ("PCMU" | "PCMA") towards ``remote``.
+
+        With ``red_payload_type`` (SDP ``red/8000``, RFC 2198, as ITU-T V.152 advises for voice-band
+        data) every packet also carries the ``red_depth`` previous frames, and the far end's redundant
+        frames fill the gaps of lost packets: no concealment, the real audio a packet later.
+        """
+        self._command(_Audio(
+            _resolve(remote, self.port.family), payload_type, g711.codec(codec).name, red_payload_type,
+            max(0, min(red_depth, 4)),
+        ))
 
     def switch_to_t38(self, remote: tuple[str, int], params: T38Params) -> None:
         """Carry the call as T.38 over UDPTL towards ``remote``: T.30 restarts on a T.38 terminal."""
         self._command(_T38(_resolve(remote, self.port.family), params))
 
-    def switch_to_audio(self, remote: tuple[str, int], payload_type: int, codec: str) -> None:
+    def switch_to_audio(
+        self, remote: tuple[str, int], payload_type: int, codec: str, *, red_payload_type: int | None = None
+    ) -> None:
         """Back to G.711 (softmodem fallback after a refused or failed T.38): T.30 restarts on audio."""
-        self.start_audio(remote, payload_type, codec)
+        self.start_audio(remote, payload_type, codec, red_payload_type=red_payload_type)
 
     def set_remote(self, remote: tuple[str, int]) -> None:
         """Send to (and only accept from) ``remote`` from now on; the media stays as it is."""
@@ -446,13 +468,20 @@ class FaxMediaSession:
         self._remote = command.remote
         self._codec = g711.codec(command.codec)
         self._payload_type = command.payload_type
+        self._red_type = command.red_payload_type
+        self._red = (
+            rtp.RedundantSender(command.red_payload_type, command.payload_type, command.red_depth)
+            if command.red_payload_type is not None
+            else None
+        )
+        wire_type = command.payload_type if command.red_payload_type is None else command.red_payload_type
         if self._media == "g711" and self._terminal is not None:
             # A re-INVITE that only changed the codec: keep the call, renumber nothing.
             if self._sender is not None:
-                self._sender.payload_type = command.payload_type
+                self._sender.payload_type = wire_type
             return
         self._release_terminal()
-        self._sender = rtp.RtpSender(command.payload_type)
+        self._sender = rtp.RtpSender(wire_type)
         self._playout = rtp.PlayoutBuffer(
             prefetch=PLAYOUT_PREFETCH, maximum=PLAYOUT_MAX, silence=bytes([self._codec.silence_code]) * FRAME_SAMPLES
         )
@@ -525,12 +554,28 @@ class FaxMediaSession:
         if packet is None:
             self.counters.malformed += 1
             return
-        if packet.payload_type != self._payload_type:
+        assert self._playout is not None
+        if packet.payload_type == self._payload_type:
+            self.counters.rtp_in += 1
+            self._playout.push(packet)
+            return
+        if packet.payload_type != self._red_type or self._red_type is None:
             self.counters.other_payload += 1
             return
+        blocks = rtp.parse_red(packet.payload)
+        if blocks is None or not blocks or blocks[-1].payload_type != self._payload_type:
+            self.counters.malformed += 1
+            return
         self.counters.rtp_in += 1
-        assert self._playout is not None
-        self._playout.push(packet)
+        primary = blocks[-1].data
+        self._playout.push(dataclasses.replace(packet, payload=primary))
+        for block in blocks[:-1]:
+            # A redundant copy of an earlier packet: ``offset`` samples back, one packet per primary's length.
+            if block.payload_type != self._payload_type or not primary or block.offset % len(primary):
+                continue
+            back = block.offset // len(primary)
+            earlier = dataclasses.replace(packet, sequence=(packet.sequence - back) & 0xFFFF, payload=block.data)
+            self._playout.push(earlier, recovered=True)
 
     def _take_udptl(self, data: bytes) -> None:
         assert self._decoder is not None
@@ -553,5 +598,7 @@ class FaxMediaSession:
         terminal.rx_frame(frame.ljust(FRAME_BYTES, b"\0"))
         if not self._tones.fax_tone_heard:
             self._tones.feed(frame)
-        self._send(self._sender.packet(self._codec.encode(terminal.tx_frame())))
+        encoded = self._codec.encode(terminal.tx_frame())
+        payload = encoded if self._red is None else self._red.payload(encoded)
+        self._send(self._sender.packet(payload, len(encoded)))
         self.counters.rtp_out += 1

@@ -89,14 +89,85 @@ class RtpSender:
         self._first = True
         self.sent = 0
 
-    def packet(self, payload: bytes) -> bytes:
-        """The next packet carrying ``payload`` (one byte per sample for G.711)."""
+    def packet(self, payload: bytes, samples: int | None = None) -> bytes:
+        """The next packet carrying ``payload``; the timestamp advances by ``samples`` (default: one per byte)."""
         packet = RtpPacket(self.payload_type, self.sequence, self.timestamp, self.ssrc, payload, marker=self._first)
         self._first = False
         self.sequence = (self.sequence + 1) & 0xFFFF
-        self.timestamp = (self.timestamp + len(payload)) & 0xFFFFFFFF
+        self.timestamp = (self.timestamp + (len(payload) if samples is None else samples)) & 0xFFFFFFFF
         self.sent += 1
         return packet.pack()
+
+
+@dataclass(frozen=True)
+class RedBlock:
+    """One block of an RFC 2198 redundant-audio payload; ``offset`` is how many samples it is older."""
+
+    payload_type: int
+    offset: int
+    data: bytes
+
+
+def pack_red(primary_type: int, primary: bytes, redundant: list[RedBlock]) -> bytes:
+    """An RFC 2198 payload: the redundant blocks (oldest first) and then the primary."""
+    out = bytearray()
+    for block in redundant:
+        if not 0 < block.offset < 0x4000 or len(block.data) >= 0x400:
+            raise ValueError("a redundant block's offset or length does not fit RFC 2198's fields")
+        out += struct.pack("!BHB", 0x80 | block.payload_type, (block.offset << 2) | (len(block.data) >> 8),
+                           len(block.data) & 0xFF)
+    out.append(primary_type & 0x7F)
+    for block in redundant:
+        out += block.data
+    out += primary
+    return bytes(out)
+
+
+def parse_red(payload: bytes) -> list[RedBlock] | None:
+    """The blocks of an RFC 2198 payload, oldest first, the primary last (offset 0); None if malformed."""
+    headers: list[tuple[int, int, int]] = []
+    pos = 0
+    while True:
+        if pos >= len(payload):
+            return None
+        first = payload[pos]
+        if not first & 0x80:
+            headers.append((first & 0x7F, 0, -1))
+            pos += 1
+            break
+        if pos + 4 > len(payload) or len(headers) >= 16:
+            return None
+        (word,) = struct.unpack_from("!I", payload, pos)
+        headers.append((first & 0x7F, (word >> 10) & 0x3FFF, word & 0x3FF))
+        pos += 4
+    blocks = []
+    for payload_type, offset, length in headers:
+        if length < 0:
+            length = len(payload) - pos
+        if length < 0 or pos + length > len(payload):
+            return None
+        blocks.append(RedBlock(payload_type, offset, payload[pos:pos + length]))
+        pos += length
+    return blocks
+
+
+class RedundantSender:
+    """RFC 2198 framing for a sender: each packet repeats the ``depth`` previous frames."""
+
+    def __init__(self, red_type: int, codec_type: int, depth: int = 2) -> None:
+        self.red_type = red_type
+        self.codec_type = codec_type
+        self.depth = depth
+        self._history: list[bytes] = []
+
+    def payload(self, frame: bytes) -> bytes:
+        """The red payload carrying ``frame`` and the frames before it."""
+        redundant = [
+            RedBlock(self.codec_type, len(frame) * (len(self._history) - i), data)
+            for i, data in enumerate(self._history)
+        ]
+        self._history = [*self._history, frame][-self.depth:] if self.depth else []
+        return pack_red(self.codec_type, frame, redundant)
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -115,6 +186,7 @@ class PlayoutStats:
     late: int = 0  # packets that came after their turn had passed
     duplicates: int = 0
     overflow: int = 0  # packets dropped because more than the maximum was buffered
+    recovered: int = 0  # frames taken from RFC 2198 redundancy because their own packet was missing
     resyncs: int = 0  # the stream jumped (new SSRC or a sequence far out of the window)
     depth_max: int = 0  # most packets buffered at once
 
@@ -153,8 +225,16 @@ class PlayoutBuffer:
         """Packets buffered ahead of the play-out point."""
         return len(self._packets)
 
-    def push(self, packet: RtpPacket) -> None:
-        """Take one received packet (any order)."""
+    def push(self, packet: RtpPacket, *, recovered: bool = False) -> None:
+        """Take one received packet (any order); ``recovered`` ones (RFC 2198 copies) only fill gaps."""
+        if recovered:
+            if self._next is None or packet.ssrc != self._ssrc:
+                return
+            ahead = seq_diff(packet.sequence, self._next)
+            if 0 <= ahead < self.maximum and packet.sequence not in self._packets:
+                self._packets[packet.sequence] = packet.payload
+                self.stats.recovered += 1
+            return
         self.stats.received += 1
         if self._ssrc is not None and packet.ssrc != self._ssrc:
             self.stats.resyncs += 1
