@@ -8,7 +8,8 @@ in one bin. A frame "has" a tone when that bin holds most of the frame's
 energy and the frame is not near silence; a tone is *heard* when enough
 consecutive frames have it (CNG is 0.5 s on, CED 2.6-4 s, the V.21 preamble
 1 s of HDLC flags at 300 bit/s shifting between 1650 and 1850 Hz). Speech
-spreads its energy over many harmonics and never holds one bin that long.
+spreads its energy over many harmonics and never holds one bin (or the
+narrow V.21 band) that long.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ CNG_HZ = 1100
 CED_HZ = 2100
 V21_MARK_HZ = 1650  # channel 2 (the answering side's and the caller's HDLC in T.30)
 V21_SPACE_HZ = 1850
+# FSK at 300 bit/s spreads around its two frequencies: the V.21 share is summed over the band's bins
+# (bins 50 Hz apart are orthogonal over 160 samples, so their shares add up to at most 1).
+V21_BAND = tuple(range(V21_MARK_HZ - 100, V21_SPACE_HZ + 101, 50))
 
 # A frame below this RMS level (≈ -50 dBFS, far under the -43 dBm0 a modem must still hear) is silence.
 MIN_RMS = 100.0
 TONE_SHARE = 0.6  # of the frame's energy in one tone bin
-V21_SHARE = 0.55  # of the frame's energy in the two V.21 bins together
+V21_SHARE = 0.7  # of the frame's energy in the V.21 band (1550-1950 Hz)
 # Consecutive 20 ms frames needed.
 CNG_FRAMES = 20  # 400 ms of a 500 ms burst
 CED_FRAMES = 20
@@ -56,7 +60,7 @@ class ToneMeter:
 
     def __init__(self, n: int = FRAME_SAMPLES) -> None:
         self.n = n
-        self._tables = {f: _tables(f, n) for f in (CNG_HZ, CED_HZ, V21_MARK_HZ, V21_SPACE_HZ)}
+        self._tables = {f: _tables(f, n) for f in (CNG_HZ, CED_HZ, *V21_BAND)}
 
     def _share(self, samples: array[int], energy: float, freq: int) -> float:
         cos, sin = self._tables[freq]
@@ -77,7 +81,7 @@ class ToneMeter:
             rms=rms,
             cng=self._share(samples, energy, CNG_HZ),
             ced=self._share(samples, energy, CED_HZ),
-            v21=self._share(samples, energy, V21_MARK_HZ) + self._share(samples, energy, V21_SPACE_HZ),
+            v21=sum(self._share(samples, energy, f) for f in V21_BAND),
         )
 
 

@@ -219,7 +219,8 @@ class UdptlDecoder:
     def take(self, packet: UdptlPacket) -> None:
         """Take one decoded packet."""
         if self._expected is None:
-            self._expected = packet.seq
+            # The first datagram to arrive may not be the first sent: its secondaries go back further.
+            self._expected = (packet.seq - len(packet.secondaries)) & 0xFFFF
         ahead = _seq_diff(packet.seq, self._expected)
         if ahead < 0:
             self.stats.duplicates += 1
