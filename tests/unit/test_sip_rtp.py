@@ -194,7 +194,8 @@ def test_sequence_numbers_wrap_around() -> None:
     for seq in range(65530, 65530 + 20):
         buf.push(packet(seq))
         played.append(buf.pop())
-    assert [p for p in played if p] == [frame_of(s) for s in range(65530, 65530 + 16)]  # payloads carry the unwrapped count
+    # the payloads carry the unwrapped count
+    assert [p for p in played if p] == [frame_of(s) for s in range(65530, 65530 + 16)]
 
 
 def test_red_copies_fill_only_gaps() -> None:
