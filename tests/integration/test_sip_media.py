@@ -314,3 +314,23 @@ def test_port_allocation_is_even_and_exhaustion_is_a_clear_error(port_range: tup
     finally:
         for port in ports:
             port.close()
+
+
+def test_t38_failing_in_phase_b_falls_back_to_audio(tmp_path: Path, port_range: tuple[int, int]) -> None:
+    """A gateway that accepts T.38 but never carries it: the hook fires, the call is redone in G.711."""
+    call = new_call(tmp_path, port_range, 1)
+    failures: list[Outcome] = []
+
+    def fall_back(outcome: Outcome) -> None:
+        # What the SIP side does: re-INVITE back to audio, and both ends restart T.30 in G.711.
+        failures.append(outcome)
+        call.answerer.start_audio(address(call.caller), 0, "PCMU")
+        call.caller.switch_to_audio(address(call.answerer), 0, "PCMU")
+
+    call.caller.on_t38_failed = fall_back
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
+        call.caller.switch_to_t38(black_hole.getsockname(), T38Params(udp_ec="t38UDPNoEC"))
+        assert_delivered(call, 1)
+    assert len(failures) == 1 and failures[0].pages_tx == 0 and failures[0].completion_code != sd.T30_ERR_OK
+    assert call.caller.t38_failed and call.caller.media == "g711"

@@ -220,6 +220,8 @@ class FaxMediaSession:
         self.counters = MediaCounters()
         self.t38_failed = False
         self._lock = threading.Lock()
+        # Held while the terminal is read from another thread or released: spandsp state is freed then.
+        self._terminal_lock = threading.Lock()
         self._commands: list[_Command] = []
         self._hangup = threading.Event()
         self._done = threading.Event()
@@ -284,7 +286,10 @@ class FaxMediaSession:
     def hangup(self) -> None:
         """The call is over (BYE, CANCEL, kill time): stop within a tick; the outcome says so."""
         self._hangup.set()
-        if self._thread is None:
+        with self._lock:
+            started = self._thread is not None
+        if not started:
+            self.port.close()
             self._finish(_no_session("hung up before media started"))
 
     def wait(self, timeout_s: float | None = None) -> Outcome:
@@ -328,7 +333,7 @@ class FaxMediaSession:
             expected = outcome.pages_in_file if self.calling and outcome.pages_in_file >= 0 else None
             bit_rate = outcome.bit_rate
         elif terminal is not None:
-            with contextlib.suppress(AssertionError):
+            with self._terminal_lock, contextlib.suppress(AssertionError):
                 stats = terminal.stats()
                 phase = terminal.phase
                 pages = max(stats.pages_tx, stats.pages_rx)
@@ -344,7 +349,7 @@ class FaxMediaSession:
 
     def _command(self, command: _Command) -> None:
         with self._lock:
-            if self._done.is_set():
+            if self._done.is_set() or self._hangup.is_set():
                 return
             self._commands.append(command)
             if self._thread is None:
@@ -445,6 +450,10 @@ class FaxMediaSession:
         return dataclasses.replace(outcome, completion_text=f"{reason} ({outcome.completion_text})")
 
     def _release_terminal(self) -> None:
+        with self._terminal_lock:
+            self._release_terminal_locked()
+
+    def _release_terminal_locked(self) -> None:
         terminal, self._terminal = self._terminal, None
         if terminal is not None:
             with contextlib.suppress(AssertionError):
