@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +30,7 @@ from pathlib import Path
 from inkless.errors import FaxError
 from inkless.fax import spandsp as sd
 from inkless.fax.sip import g711, rtp, tones, udptl
+from inkless.fax.sip.port import MediaPort, resolve
 from inkless.fax.terminal import (
     FRAME_BYTES,
     FRAME_SAMPLES,
@@ -43,6 +41,8 @@ from inkless.fax.terminal import (
     T38Terminal,
     TerminalOptions,
 )
+
+__all__ = ["FaxMediaSession", "MediaCounters", "MediaPort", "MediaProgress", "T38Params"]
 
 log = logging.getLogger("inkless.fax.sip.media")
 
@@ -104,57 +104,6 @@ class MediaProgress:
     counters: MediaCounters
     playout: rtp.PlayoutStats | None
     udptl: udptl.UdptlStats | None
-
-
-class MediaPort:
-    """One UDP socket for a call's media: RTP first, UDPTL on the same port after a switch to T.38."""
-
-    def __init__(self, sock: socket.socket, host: str, port: int) -> None:
-        self.sock = sock
-        self.host = host
-        self.port = port
-        self.family = sock.family
-
-    @classmethod
-    def allocate(cls, host: str, port_range: tuple[int, int]) -> MediaPort:
-        """Bind an even port (RTP convention; RTCP would be the odd one) in ``port_range`` inclusive."""
-        low, high = port_range
-        if low < 1 or high > 65535 or low > high:
-            raise FaxError(f"RTP port range {low}-{high} is not a range of UDP ports")
-        evens = list(range(low + (low % 2), high + 1, 2))
-        if not evens:
-            raise FaxError(f"RTP port range {low}-{high} has no even port")
-        start = random.randrange(len(evens))  # noqa: S311 - spreading calls over the range, not security
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        for port in evens[start:] + evens[:start]:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                sock.close()
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue
-                raise FaxError(f"cannot bind a media port on {host}: {exc.strerror}") from None
-            sock.setblocking(False)
-            return cls(sock, host, port)
-        raise FaxError(f"no free media port in {low}-{high} on {host}: every port is in use")
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-def _resolve(remote: tuple[str, int], family: int) -> tuple[str, int]:
-    host, port = remote
-    if not 0 < int(port) < 65536:
-        raise FaxError(f"media address {host}:{port} has no valid port")
-    try:
-        info = socket.getaddrinfo(host, int(port), family, socket.SOCK_DGRAM)
-    except OSError:
-        raise FaxError(f"media address {host}:{port} cannot be resolved") from None
-    address = info[0][4]
-    return str(address[0]), int(address[1])
 
 
 def _no_session(text: str) -> Outcome:
@@ -265,13 +214,13 @@ class FaxMediaSession:
         frames fill the gaps of lost packets: no concealment, the real audio a packet later.
         """
         self._command(_Audio(
-            _resolve(remote, self.port.family), payload_type, g711.codec(codec).name, red_payload_type,
+            resolve(remote, self.port.family), payload_type, g711.codec(codec).name, red_payload_type,
             max(0, min(red_depth, 4)),
         ))
 
     def switch_to_t38(self, remote: tuple[str, int], params: T38Params) -> None:
         """Carry the call as T.38 over UDPTL towards ``remote``: T.30 restarts on a T.38 terminal."""
-        self._command(_T38(_resolve(remote, self.port.family), params))
+        self._command(_T38(resolve(remote, self.port.family), params))
 
     def switch_to_audio(
         self, remote: tuple[str, int], payload_type: int, codec: str, *, red_payload_type: int | None = None
@@ -281,7 +230,7 @@ class FaxMediaSession:
 
     def set_remote(self, remote: tuple[str, int]) -> None:
         """Send to (and only accept from) ``remote`` from now on; the media stays as it is."""
-        self._command(_Move(_resolve(remote, self.port.family)))
+        self._command(_Move(resolve(remote, self.port.family)))
 
     def hangup(self) -> None:
         """The call is over (BYE, CANCEL, kill time): stop within a tick; the outcome says so."""
