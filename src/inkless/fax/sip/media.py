@@ -308,15 +308,23 @@ class FaxMediaSession:
     # ---- the session's own thread ----
 
     def _run(self) -> None:
+        outcome: Outcome | None = None
         try:
             outcome = self._loop()
         except Exception as exc:  # one call's failure is that call's outcome, never the line's
             log.exception("fax media session %s failed", self.name)
-            outcome = self._abandon(f"media failure: {exc.__class__.__name__}: {exc}")
+            reason = f"media failure: {exc.__class__.__name__}: {exc}"
+            try:
+                outcome = self._abandon(reason)
+            except Exception:
+                outcome = _no_session(reason)
         finally:
-            self._release_terminal()
-            self.port.close()
-        self._finish(outcome)
+            try:
+                self._release_terminal()
+            finally:
+                self.port.close()
+                # Whatever happened, waiters learn that the call is over.
+                self._finish(outcome if outcome is not None else _no_session("media failure"))
 
     def _finish(self, outcome: Outcome) -> None:
         with self._lock:
