@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -168,8 +169,10 @@ def test_the_buffer_never_holds_more_than_its_maximum() -> None:
     for seq in range(100):  # a burst with no play-out at all
         buf.push(packet(seq))
         assert buf.depth <= 20
-    assert buf.stats.overflow == 80
-    assert buf.pop() == frame_of(80)  # the oldest were dropped, the newest 400 ms kept
+    depth = buf.depth
+    assert buf.stats.overflow == 100 - depth and buf.prefetch <= depth <= 20
+    # the oldest were dropped (once down to the prefetch, not one by one), the newest kept, in order
+    assert [buf.pop() for _ in range(depth)] == [frame_of(s) for s in range(100 - depth, 100)]
 
 
 def test_late_duplicate_and_restarted_streams() -> None:
@@ -209,3 +212,33 @@ def test_red_copies_fill_only_gaps() -> None:
     played = [buf.pop() for _ in range(20)]
     assert [p for p in played if p][:12] == [frame_of(s) for s in range(12)]
     assert buf.stats.recovered == 1 and buf.stats.missing == 0
+
+
+def test_a_far_end_with_a_slow_or_fast_clock_plays_in_order_with_rare_pauses() -> None:
+    for extra_every, skip_every in ((0, 50), (50, 0)):
+        buf = buffer()
+        played: list[bytes] = []
+        seq = 0
+        pauses = 0
+        for tick in range(1, 2001):
+            sends = 1
+            if skip_every and tick % skip_every == 0:
+                sends = 0  # 2 % slow
+            if extra_every and tick % extra_every == 0:
+                sends = 2  # 2 % fast
+            for _ in range(sends):
+                buf.push(packet(seq))
+                seq += 1
+            held = buf.stats.held
+            played.append(buf.pop())
+            if buf.stats.held > held and (len(played) < 2 or played[-2]):
+                pauses += 1
+        got = [int.from_bytes(p, "big") for p in played if p]
+        jumps = sum(1 for a, b in pairwise(got) if b != a + 1)
+        assert all(b > a for a, b in pairwise(got))  # always in order
+        assert buf.stats.missing == 0 and buf.stats.late == 0
+        if skip_every:
+            assert jumps == 0  # nothing skipped
+            assert pauses <= 12  # one pause per 5 packets of deficit (a new prefetch), not one per packet
+        else:
+            assert jumps <= 3 and buf.stats.overflow == sum(b - a - 1 for a, b in pairwise(got))

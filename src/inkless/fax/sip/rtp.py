@@ -264,15 +264,19 @@ class PlayoutBuffer:
             self.stats.duplicates += 1
             return
         self._packets[packet.sequence] = packet.payload
-        # Too much piled up: drop from the oldest end down to the maximum.
-        while self._next is not None and len(self._packets) > 0 and self._span() > self.maximum:
-            if self._packets.pop(self._next, None) is not None:
-                self.stats.overflow += 1
-            self._next = (self._next + 1) & 0xFFFF
+        if self._span() > self.maximum:
+            # Too much piled up (a far end whose clock runs fast, a long stall's backlog): drop from the
+            # oldest end, once, down to the prefetch, rather than a packet here and there (each is a
+            # hole in the modem signal).
+            while self._span() > max(self.prefetch, 1):
+                if self._packets.pop(self._next, None) is not None:
+                    self.stats.overflow += 1
+                self._next = (self._next + 1) & 0xFFFF
         self.stats.depth_max = max(self.stats.depth_max, len(self._packets))
 
     def _span(self) -> int:
-        assert self._next is not None
+        if self._next is None or not self._packets:
+            return 0
         return max(seq_diff(seq, self._next) for seq in self._packets) + 1
 
     def pop(self) -> bytes:
@@ -290,8 +294,11 @@ class PlayoutBuffer:
             self.stats.played += 1
             return payload
         if not self._packets:
-            # Nothing at all buffered: the sender stalled. Hold the play-out point.
+            # Nothing at all buffered: the sender stalled (or its clock is slow). Hold the play-out point
+            # and gather the prefetch again, so a slow far end costs one pause now and then, not many.
             self.stats.held += 1
+            self._playing = False
+            self._waiting = 0
             return self.silence
         self._next = (self._next + 1) & 0xFFFF
         self.stats.missing += 1
