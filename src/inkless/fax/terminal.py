@@ -302,9 +302,12 @@ class T38Terminal(_T30Terminal):
         self._setup_t30(self.lib.t38_terminal_get_t30_state(state), tx_file, rx_file)
         self.samples = 0
 
-    def configure(self, *, version: int = 0, max_datagram: int = 400, transferred_tcf: bool = True) -> None:
-        """Apply what SDP negotiated: T.38 version, the far end's largest datagram, TCF handling."""
+    def configure(
+        self, *, version: int = 0, max_datagram: int = 400, transferred_tcf: bool = True, fill_bit_removal: bool = False
+    ) -> None:
+        """Apply what SDP negotiated: T.38 version, the far end's largest datagram, TCF, fill-bit removal."""
         lib = self.lib
+        lib.t38_set_fill_bit_removal(self._core, 1 if fill_bit_removal else 0)
         lib.t38_set_t38_version(self._core, max(0, min(version, 3)))
         lib.t38_set_max_datagram_size(self._core, max(100, min(max_datagram, 1400)))
         lib.t38_set_data_rate_management_method(

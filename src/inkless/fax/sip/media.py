@@ -73,6 +73,16 @@ class T38Params:
     max_datagram: int = 400
     udp_ec: str = "t38UDPRedundancy"  # or "t38UDPNoEC" (FEC is not offered; its packets are still read)
     redundancy: int = 3  # secondary IFP packets per datagram with t38UDPRedundancy
+    fill_bit_removal: bool = False  # T38FaxFillBitRemoval
+
+    @property
+    def modems(self) -> int:
+        """The spandsp modems that ``T38MaxBitRate`` allows (V.17 needs 14,400, V.29 9,600, else V.27ter)."""
+        if self.max_bit_rate >= 14400:
+            return sd.T30_SUPPORT_V17 | sd.T30_SUPPORT_V29 | sd.T30_SUPPORT_V27TER
+        if self.max_bit_rate >= 9600:
+            return sd.T30_SUPPORT_V29 | sd.T30_SUPPORT_V27TER
+        return sd.T30_SUPPORT_V27TER
 
 
 @dataclass
@@ -465,14 +475,15 @@ class FaxMediaSession:
         self._release_terminal()
         redundancy = params.redundancy if params.udp_ec == "t38UDPRedundancy" else 0
         self._encoder = udptl.UdptlEncoder(redundancy=redundancy, max_datagram=params.max_datagram)
+        options = dataclasses.replace(self.options, modems=self.options.modems & params.modems or params.modems)
         terminal = T38Terminal(
-            calling=self.calling, options=self.options, send=self._send_ifp, tx_file=self.tx_tiff,
-            rx_file=self.rx_tiff,
+            calling=self.calling, options=options, send=self._send_ifp, tx_file=self.tx_tiff, rx_file=self.rx_tiff,
         )
         terminal.configure(
             version=params.version,
             max_datagram=params.max_datagram,
             transferred_tcf=params.rate_management.lower() != "localtcf",
+            fill_bit_removal=params.fill_bit_removal,
         )
         self._decoder = udptl.UdptlDecoder(terminal.rx_packet)
         self._terminal = terminal
