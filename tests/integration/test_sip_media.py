@@ -24,7 +24,7 @@ from inkless.fax import spandsp as sd
 from inkless.fax.sip import g711
 from inkless.fax.sip.media import FaxMediaSession, MediaPort, T38Params
 from inkless.fax.sip.rtp import RtpPacket, RtpSender
-from inkless.fax.terminal import Outcome, TerminalOptions
+from inkless.fax.terminal import AudioTerminal, Outcome, T38Terminal, TerminalOptions
 from tests.helpers.faxdocs import simple_fax_tiff
 from tests.helpers.udp_impair import UdpImpairRelay
 
@@ -195,11 +195,11 @@ def test_garbage_and_foreign_datagrams_are_ignored(tmp_path: Path, port_range: t
                     foreign.sendto(rng.randbytes(rng.randrange(1, 300)), address(target))
                 for direction in ("a->b", "b->a"):
                     # from the negotiated address: garbage, truncated, oversized, telephone-event RTP
-                    relay.inject(direction, rng.randbytes(rng.randrange(1, 11)))  # type: ignore[arg-type]
-                    relay.inject(direction, bytes.fromhex("40") + rng.randbytes(40))  # type: ignore[arg-type]
-                    relay.inject(direction, b"\x80" * 3000)  # type: ignore[arg-type]
+                    relay.inject(direction, rng.randbytes(rng.randrange(1, 11)))
+                    relay.inject(direction, bytes.fromhex("40") + rng.randbytes(40))
+                    relay.inject(direction, b"\x80" * 3000)
                     event = RtpPacket(101, rng.randrange(65536), 0, 1, bytes.fromhex("01 0a 00a0")).pack()
-                    relay.inject(direction, event)  # type: ignore[arg-type]
+                    relay.inject(direction, event)
 
     with UdpImpairRelay(address(call.caller), address(call.answerer), loss=0.0, delay_s=0.0, jitter_s=0.0) as relay:
         flooder = threading.Thread(target=flood, args=(relay,), name="test-flood")
@@ -286,22 +286,32 @@ def test_maximum_duration_ends_the_call(tmp_path: Path, port_range: tuple[int, i
 
 
 def test_a_failing_session_is_that_calls_outcome_only(tmp_path: Path, port_range: tuple[int, int]) -> None:
-    """A TIFF spandsp cannot read ends that call with a reason; a call beside it completes."""
-    bad = tmp_path / "bad.tif"
-    bad.write_bytes(b"II*\x00" + bytes(100))
-    broken = FaxMediaSession(
-        MediaPort.allocate("127.0.0.1", port_range), calling=True, options=TerminalOptions(), tx_tiff=bad,
-        rx_tiff=None, voice_timeout_s=60.0, name="test-broken",
-    )
+    """A fault inside one call's media thread ends that call with the reason; a call beside it completes."""
+    (tmp_path / "broken").mkdir()
     (tmp_path / "good").mkdir()
+    broken = new_call(tmp_path / "broken", port_range, 1)
     good = new_call(tmp_path / "good", port_range, 1)
-    broken.start_audio(("127.0.0.1", 9), 0, "PCMU")  # discard port: nobody answers
-    good.caller.start_audio(address(good.answerer), 0, "PCMU")
-    good.answerer.start_audio(address(good.caller), 0, "PCMU")
+    real_tick = broken.caller._tick
+    ticks = [0]
+
+    def faulty_tick(terminal: AudioTerminal | T38Terminal) -> None:
+        ticks[0] += 1
+        if ticks[0] == 150:  # three seconds into the call
+            raise RuntimeError("injected fault")
+        real_tick(terminal)
+
+    broken.caller._tick = faulty_tick  # type: ignore[method-assign]
+    for call in (broken, good):
+        call.caller.start_audio(address(call.answerer), 0, "PCMU")
+        call.answerer.start_audio(address(call.caller), 0, "PCMU")
+    failed = broken.caller.wait(30)
+    assert failed.completion_text.startswith("media failure: RuntimeError: injected fault")
+    assert failed.completion_code != sd.T30_ERR_OK
+    assert broken.caller.port.sock.fileno() == -1
+    assert not good.caller.done and not good.answerer.done  # the other call goes on
     assert_delivered(good, 1)
-    broken.hangup()
-    outcome = broken.wait(2.0)
-    assert outcome.completion_code != sd.T30_ERR_OK and outcome.pages_tx == 0
+    broken.answerer.hangup()  # its far end hears silence; the SIP side would send BYE
+    assert broken.answerer.wait(2).completion_text.startswith("hung up")
 
 
 def test_port_allocation_is_even_and_exhaustion_is_a_clear_error(port_range: tuple[int, int]) -> None:
