@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from inkless.fax.sip import g711
+from inkless.fax.sip.media import FaxMediaSession, MediaPort
 from inkless.fax.sip.udptl import UdptlEncoder
 from inkless.fax.terminal import PacketPath, T38Terminal, TerminalOptions, run_t38_back_to_back
 from tests.helpers.faxdocs import simple_fax_tiff
@@ -97,3 +99,47 @@ def test_wireshark_decodes_our_udptl_around_spandsp_ifps(tmp_path: Path) -> None
         kinds = [int(k) for k in types.split(",")]
         expected = [ifps[m][0] >> 6 & 1 for m in range(n, max(n - 4, -1), -1)]
         assert kinds == expected, (n, kinds, expected)
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
+@pytest.mark.parametrize("red", [None, 96])
+def test_wireshark_decodes_our_rtp_and_rfc_2198(tmp_path: Path, red: int | None) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as far_end:
+        far_end.bind(("127.0.0.1", 0))
+        far_end.settimeout(5)
+        session = FaxMediaSession(
+            MediaPort.allocate("127.0.0.1", (far_end.getsockname()[1] + 1, far_end.getsockname()[1] + 100)),
+            calling=False, options=TerminalOptions(),
+            tx_tiff=None, rx_tiff=tmp_path / "rx.tif", name="test-rtp-capture",
+        )
+        session.start_audio(far_end.getsockname(), 0, "PCMU", red_payload_type=red)
+        try:
+            datagrams = [far_end.recv(4096) for _ in range(40)]
+        finally:
+            session.hangup()
+            session.wait(2)
+    capture = tmp_path / "rtp.pcap"
+    capture.write_bytes(pcap(datagrams, 5004))
+    decode = ["-d", "udp.port==5004,rtp"] + (["-d", f"rtp.pt=={red},rtp_rfc2198"] if red is not None else [])
+    result = subprocess.run(
+        ["tshark", "-r", str(capture), *decode, "-T", "fields", "-E", "separator=|",
+         "-e", "rtp.version", "-e", "rtp.p_type", "-e", "rtp.seq", "-e", "rtp.timestamp", "-e", "rtp.marker",
+         "-e", "rtp.ssrc", "-e", "rtp.timestamp-offset", "-e", "rtp.block-length", "-e", "_ws.malformed",
+         "-e", "_ws.expert"],
+        check=True, capture_output=True, text=True,
+    )
+    rows = [line.split("|") for line in result.stdout.splitlines()]
+    assert len(rows) == 40
+    first_seq, first_ts, ssrc = int(rows[0][2]), int(rows[0][3]), rows[0][5]
+    for n, (version, types, seq, timestamp, marker, row_ssrc, offsets, lengths, malformed, expert) in enumerate(rows):
+        assert version == "2" and not malformed and not expert, rows[n]
+        assert int(seq) == (first_seq + n) & 0xFFFF and int(timestamp) == (first_ts + 160 * n) & 0xFFFFFFFF
+        assert marker == ("1" if n == 0 else "0") and row_ssrc == ssrc
+        if red is None:
+            assert types == "0" and not offsets
+        else:
+            # the RTP payload type, then each block's: the redundant ones (oldest first) and the primary, PCMU
+            kinds = types.split(",")
+            assert kinds[0] == str(red) and set(kinds[1:]) == {"0"} and len(kinds) == 2 + min(n, 2)
+            assert offsets == ",".join(str(160 * k) for k in range(min(n, 2), 0, -1))
+            assert lengths == ",".join(["160"] * min(n, 2))
