@@ -148,3 +148,43 @@ def test_sequence_numbers_wrap_around() -> None:
     for seq in (65534, 65535, 1, 2):
         decoder.take(UdptlPacket(seq, b"\x02", (b"\x04",) if seq == 1 else ()))
     assert delivered == [65534, 65535, 0, 1, 2]
+
+
+def test_without_redundancy_an_overtaken_packet_is_waited_for() -> None:
+    encoder = UdptlEncoder(redundancy=0)
+    datagrams = [encoder.encode(bytes([n])) for n in range(30)]
+    order = list(range(30))
+    for i in range(2, 28, 6):  # every sixth datagram overtaken by its successor
+        order[i], order[i + 1] = order[i + 1], order[i]
+    delivered: list[int] = []
+    decoder = UdptlDecoder(lambda _ifp, seq: delivered.append(seq), hold_s=0.06)
+    for tick, n in enumerate(order):
+        now = tick * 0.02
+        decoder.poll(now)
+        decoder.receive(datagrams[n], now)
+    assert delivered == list(range(30)) and decoder.stats.lost == 0
+
+
+def test_a_gap_that_never_fills_is_given_up_after_the_hold() -> None:
+    encoder = UdptlEncoder(redundancy=0)
+    datagrams = [encoder.encode(bytes([n])) for n in range(10)]
+    delivered: list[int] = []
+    decoder = UdptlDecoder(lambda _ifp, seq: delivered.append(seq), hold_s=0.06)
+    for n in (0, 1, 3, 4):  # 2 is lost
+        decoder.receive(datagrams[n], now=n * 0.02)
+    assert delivered == [0, 1]  # 3 and 4 wait for 2
+    decoder.poll(0.10)
+    assert delivered == [0, 1]
+    decoder.poll(0.13)  # 60 ms after the gap opened
+    assert delivered == [0, 1, 3, 4] and decoder.stats.lost == 1
+    decoder.receive(datagrams[2], now=0.14)  # too late now: dropped, not delivered out of order
+    assert delivered == [0, 1, 3, 4] and decoder.stats.duplicates == 1
+
+
+def test_the_hold_is_bounded() -> None:
+    delivered: list[int] = []
+    decoder = UdptlDecoder(lambda _ifp, seq: delivered.append(seq), hold_s=10.0)
+    decoder.take(UdptlPacket(0, b"\x02"))
+    for seq in range(2, 2 + UdptlDecoder.MAX_HELD + 1):  # 1 never comes
+        decoder.take(UdptlPacket(seq, b"\x02"))
+    assert delivered == [0, *range(2, 2 + UdptlDecoder.MAX_HELD + 1)]

@@ -58,6 +58,8 @@ T38_FALLBACK_WAIT_S = 15.0
 # Playout buffer for modems, in 20 ms packets: fixed 100 ms prefetch, at most 400 ms.
 PLAYOUT_PREFETCH = 5
 PLAYOUT_MAX = 20
+# How long a gap in the UDPTL sequence that redundancy could not fill is waited for (an overtaken datagram).
+UDPTL_HOLD_S = 0.06
 # Completion code of outcomes that T.30 did not produce (no terminal ran, media failure, voice).
 NO_FAX_SESSION = -1
 
@@ -485,7 +487,7 @@ class FaxMediaSession:
             transferred_tcf=params.rate_management.lower() != "localtcf",
             fill_bit_removal=params.fill_bit_removal,
         )
-        self._decoder = udptl.UdptlDecoder(terminal.rx_packet)
+        self._decoder = udptl.UdptlDecoder(terminal.rx_packet, hold_s=UDPTL_HOLD_S)
         self._terminal = terminal
         self._media = "t38"
         self._audio_since = None
@@ -556,13 +558,15 @@ class FaxMediaSession:
 
     def _take_udptl(self, data: bytes) -> None:
         assert self._decoder is not None
-        if self._decoder.receive(data):
+        if self._decoder.receive(data, time.monotonic()):
             self.counters.udptl_in += 1
         else:
             self.counters.malformed += 1
 
     def _tick(self, terminal: AudioTerminal | T38Terminal) -> None:
         if isinstance(terminal, T38Terminal):
+            if self._decoder is not None:
+                self._decoder.poll(time.monotonic())
             terminal.tick()
             return
         assert self._codec is not None and self._playout is not None and self._sender is not None

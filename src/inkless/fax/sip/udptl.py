@@ -195,50 +195,83 @@ def _seq_diff(a: int, b: int) -> int:
 
 
 class UdptlDecoder:
-    """Delivers IFP packets in order, exactly once, to ``deliver(ifp, seq)``, recovering from redundancy."""
+    """Delivers IFP packets in order, exactly once, to ``deliver(ifp, seq)``, recovering from redundancy.
+
+    A gap that the secondaries cannot fill is waited for up to ``hold_s`` (call
+    ``poll`` every tick): on a jittery path without redundancy (``t38UDPNoEC``)
+    the "missing" packet is usually only overtaken and arrives a moment later.
+    After ``hold_s`` the gap is given up and what is held goes on in order.
+    """
 
     # A jump this far ahead is a new stream (a restarted peer), not a loss: accept it as the new start.
     RESYNC_GAP = 2000
+    # Packets held behind a gap at most; beyond this the gap is given up at once.
+    MAX_HELD = 64
 
-    def __init__(self, deliver: Callable[[bytes, int], None]) -> None:
+    def __init__(self, deliver: Callable[[bytes, int], None], *, hold_s: float = 0.0) -> None:
         self._deliver = deliver
+        self.hold_s = hold_s
         self._expected: int | None = None
+        self._held: dict[int, bytes] = {}
+        self._held_since = 0.0
         self.stats = UdptlStats()
 
-    def receive(self, data: bytes) -> bool:
-        """Take one datagram; False (and counted) when it is malformed."""
+    def receive(self, data: bytes, now: float = 0.0) -> bool:
+        """Take one datagram (``now``: a monotonic time, for ``hold_s``); False and counted when malformed."""
         self.stats.datagrams += 1
         try:
             packet = parse_udptl(data)
         except UdptlFormatError:
             self.stats.malformed += 1
             return False
-        self.take(packet)
+        self.take(packet, now)
         return True
 
-    def take(self, packet: UdptlPacket) -> None:
+    def take(self, packet: UdptlPacket, now: float = 0.0) -> None:
         """Take one decoded packet."""
         if self._expected is None:
             # The first datagram to arrive may not be the first sent: its secondaries go back further.
             self._expected = (packet.seq - len(packet.secondaries)) & 0xFFFF
         ahead = _seq_diff(packet.seq, self._expected)
-        if ahead < 0:
+        if ahead < 0 or packet.seq in self._held:
             self.stats.duplicates += 1
             return
         if ahead > self.RESYNC_GAP:
+            self._give_up()
             self._expected = packet.seq
             ahead = 0
-        if ahead > 0:
-            # secondaries[i] carries seq - 1 - i: deliver the missing ones we can, oldest first.
-            for missing in range(ahead, 0, -1):
-                seq = (packet.seq - missing) & 0xFFFF
-                index = missing - 1
-                if index < len(packet.secondaries) and packet.secondaries[index]:
-                    self._deliver(packet.secondaries[index], seq)
-                    self.stats.recovered += 1
-                    self.stats.delivered += 1
-                else:
-                    self.stats.lost += 1
-        self._deliver(packet.primary, packet.seq)
-        self.stats.delivered += 1
-        self._expected = (packet.seq + 1) & 0xFFFF
+        was_waiting = bool(self._held)
+        self._held[packet.seq] = packet.primary
+        # secondaries[i] carries seq - 1 - i: keep those of the missing ones we can.
+        for index, secondary in enumerate(packet.secondaries[:ahead]):
+            seq = (packet.seq - 1 - index) & 0xFFFF
+            if secondary and seq not in self._held:
+                self._held[seq] = secondary
+                self.stats.recovered += 1
+        self._flush()
+        if self._held:
+            if self.hold_s <= 0 or len(self._held) > self.MAX_HELD:
+                self._give_up()
+            elif not was_waiting:
+                self._held_since = now
+
+    def poll(self, now: float) -> None:
+        """Give up a gap that has been waited for ``hold_s``."""
+        if self._held and now - self._held_since >= self.hold_s:
+            self._give_up()
+
+    def _flush(self) -> None:
+        assert self._expected is not None
+        while self._expected in self._held:
+            self._deliver(self._held.pop(self._expected), self._expected)
+            self.stats.delivered += 1
+            self._expected = (self._expected + 1) & 0xFFFF
+
+    def _give_up(self) -> None:
+        """Skip the missing packets and deliver everything held, in order."""
+        while self._held:
+            assert self._expected is not None
+            nearest = min(self._held, key=lambda seq: _seq_diff(seq, self._expected or 0))
+            self.stats.lost += _seq_diff(nearest, self._expected)
+            self._expected = nearest
+            self._flush()
