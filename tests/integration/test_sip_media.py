@@ -334,7 +334,7 @@ def test_port_allocation_is_even_and_exhaustion_is_a_clear_error(port_range: tup
 
 
 def test_t38_failing_in_phase_b_falls_back_to_audio(tmp_path: Path, port_range: tuple[int, int]) -> None:
-    """A gateway that accepts T.38 but never carries it: the hook fires, the call is redone in G.711."""
+    """A gateway that accepts T.38 but never carries it: after 10 s the hook fires, the call is redone in G.711."""
     call = new_call(tmp_path, port_range, 1)
     failures: list[Outcome] = []
 
@@ -350,4 +350,5 @@ def test_t38_failing_in_phase_b_falls_back_to_audio(tmp_path: Path, port_range: 
         call.caller.switch_to_t38(black_hole.getsockname(), T38Params(udp_ec="t38UDPNoEC"))
         assert_delivered(call, 1)
     assert len(failures) == 1 and failures[0].pages_tx == 0 and failures[0].completion_code != sd.T30_ERR_OK
+    assert failures[0].completion_text.startswith("no T.38 packets from the far end in 10 s")
     assert call.caller.t38_failed and call.caller.media == "g711"

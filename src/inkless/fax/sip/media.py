@@ -58,6 +58,8 @@ T38_FALLBACK_WAIT_S = 15.0
 # Playout buffer for modems, in 20 ms packets: fixed 100 ms prefetch, at most 400 ms.
 PLAYOUT_PREFETCH = 5
 PLAYOUT_MAX = 20
+# A T.38 far end that has sent no usable packet this long after the switch has failed in phase B.
+T38_SILENT_S = 10.0
 # How long a gap in the UDPTL sequence that redundancy could not fill is waited for (an overtaken datagram).
 UDPTL_HOLD_S = 0.06
 # Completion code of outcomes that T.30 did not produce (no terminal ran, media failure, voice).
@@ -204,6 +206,7 @@ class FaxMediaSession:
         self._voice = False
         self._audio_since: float | None = None
         self._t38_failed_at = 0.0
+        self._t38_since = 0.0
         self._t38_outcome: Outcome | None = None
         self._phase_memory = "A"
         self._pages_memory = 0
@@ -360,12 +363,19 @@ class FaxMediaSession:
             terminal = self._terminal
             if terminal is not None and not terminal.done:
                 self._tick(terminal)
+                if self._t38_silent(now):
+                    # The far end took the T.38 re-INVITE but sends nothing: that is T.38 failing in
+                    # phase B, said now rather than after T.30's 35 s timer.
+                    ended = self._conclude(self._abandon(f"no T.38 packets from the far end in {T38_SILENT_S:g} s"))
+                    if ended is not None:
+                        return ended
             elif terminal is not None:
                 self._tick(terminal)
                 linger += 1
                 if linger * TICK_S >= LINGER_S:
                     linger = 0
-                    ended = self._ended(terminal)
+                    assert terminal.outcome is not None
+                    ended = self._conclude(terminal.outcome)
                     if ended is not None:
                         return ended
             elif self._t38_outcome is not None and now - self._t38_failed_at > T38_FALLBACK_WAIT_S:
@@ -385,10 +395,16 @@ class FaxMediaSession:
             elif delay < -MAX_BEHIND_S:
                 next_tick = time.monotonic()
 
-    def _ended(self, terminal: AudioTerminal | T38Terminal) -> Outcome | None:
+    def _t38_silent(self, now: float) -> bool:
+        return (
+            self._media == "t38"
+            and self._decoder is not None
+            and self._decoder.stats.delivered == 0
+            and now - self._t38_since >= T38_SILENT_S
+        )
+
+    def _conclude(self, outcome: Outcome) -> Outcome | None:
         """The call's outcome once its terminal is done; None while a T.38 failure may fall back to audio."""
-        assert terminal.outcome is not None
-        outcome = terminal.outcome
         failed_in_b = (
             self._media == "t38"
             and outcome.completion_code != sd.T30_ERR_OK
@@ -490,6 +506,7 @@ class FaxMediaSession:
         self._decoder = udptl.UdptlDecoder(terminal.rx_packet, hold_s=UDPTL_HOLD_S)
         self._terminal = terminal
         self._media = "t38"
+        self._t38_since = time.monotonic()
         self._audio_since = None
 
     def _send(self, datagram: bytes) -> None:
