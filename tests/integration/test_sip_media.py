@@ -105,6 +105,10 @@ def assert_delivered(call: Call, pages: int) -> None:
     for session in (call.caller, call.answerer):
         assert session.progress.phase == "E" and not session.ended_as_voice
         assert session.port.sock.fileno() == -1  # the socket is closed when the session ends
+        duration = session.duration_s
+        assert 10 < duration < CALL_TIMEOUT_S
+        time.sleep(0.05)
+        assert session.duration_s == duration  # line time stops with the call
 
 
 @pytest.mark.parametrize(("codec", "pages"), [("PCMU", 1), ("PCMA", 2)])
@@ -352,3 +356,28 @@ def test_t38_failing_in_phase_b_falls_back_to_audio(tmp_path: Path, port_range: 
     assert len(failures) == 1 and failures[0].pages_tx == 0 and failures[0].completion_code != sd.T30_ERR_OK
     assert failures[0].completion_text.startswith("no T.38 packets from the far end in 10 s")
     assert call.caller.t38_failed and call.caller.media == "g711"
+
+
+def test_media_over_ipv6_loopback(tmp_path: Path) -> None:
+    try:
+        far_end = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        far_end.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with far_end:
+        far_end.settimeout(5)
+        base = far_end.getsockname()[1]
+        session = FaxMediaSession(
+            MediaPort.allocate("::1", (base + 1, base + 100)), calling=False, options=TerminalOptions(),
+            tx_tiff=None, rx_tiff=tmp_path / "rx.tif", name="test-ipv6",
+        )
+        session.start_audio(("::1", base), 8, "PCMA")
+        packets = [far_end.recvfrom(4096) for _ in range(10)]
+        assert all(source[1] == session.port.port for _, source in packets)
+        sender = RtpSender(8)
+        for _ in range(20):
+            far_end.sendto(sender.packet(b"\xd5" * 160), ("::1", session.port.port))
+        time.sleep(0.5)
+        assert session.progress.counters.rtp_in == 20 and session.progress.counters.foreign == 0
+        session.hangup()
+        assert session.wait(1.0).completion_text.startswith("hung up")

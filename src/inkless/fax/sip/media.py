@@ -209,6 +209,8 @@ class FaxMediaSession:
         self._t38_since = 0.0
         self._t38_outcome: Outcome | None = None
         self._phase_memory = "A"
+        self._media_started: float | None = None
+        self._media_ended: float | None = None
         self._pages_memory = 0
 
     # ---- the signalling side's calls (any thread) ----
@@ -264,6 +266,14 @@ class FaxMediaSession:
             self._thread.join()
         assert self._outcome is not None
         return self._outcome
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of line time: from the start of media to its end (or to now while it runs)."""
+        if self._media_started is None:
+            return 0.0
+        end = self._media_ended if self._media_ended is not None else time.monotonic()
+        return round(end - self._media_started, 3)
 
     @property
     def done(self) -> bool:
@@ -342,13 +352,15 @@ class FaxMediaSession:
                 self._finish(outcome if outcome is not None else _no_session("media failure"))
 
     def _finish(self, outcome: Outcome) -> None:
+        if self._media_started is not None and self._media_ended is None:
+            self._media_ended = time.monotonic()
         with self._lock:
             if self._outcome is None:
                 self._outcome = outcome
             self._done.set()
 
     def _loop(self) -> Outcome:
-        started = time.monotonic()
+        started = self._media_started = time.monotonic()
         deadline = started + self.max_duration_s
         next_tick = started
         linger = 0
