@@ -5,7 +5,8 @@ Two endpoints A and B talk through it: A sends to ``relay.for_a`` and B to
 media session that only accepts its negotiated remote still works. Every
 datagram is dropped with probability ``loss`` or delayed by ``delay_s`` ±
 ``jitter_s`` (uniform, so datagrams overtake each other). The random
-generator is seeded: a run can be repeated. ``stall(direction, seconds)``
+generators are seeded, one per direction: the n-th datagram of a direction
+meets the same fate in every run. ``stall(direction, seconds)``
 holds one direction's datagrams and then releases them at once, as a sender
 that stopped for a moment and caught up would. ``inject`` sends arbitrary
 bytes to one side from the relay's socket (its negotiated peer address).
@@ -68,7 +69,10 @@ class UdpImpairRelay:
         self.a, self.b = a, b
         self.loss, self.delay_s, self.jitter_s = loss, delay_s, jitter_s
         self.lifetime_s = lifetime_s
-        self._rng = random.Random(seed)
+        # One generator per direction: the n-th datagram of a direction meets the same fate in every run.
+        self._rng: dict[Direction, random.Random] = {
+            "a->b": random.Random(f"{seed}:a->b"), "b->a": random.Random(f"{seed}:b->a"),
+        }
         self._sock_a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # A talks to this one
         self._sock_b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # B talks to this one
         for sock in (self._sock_a, self._sock_b):
@@ -120,10 +124,13 @@ class UdpImpairRelay:
     def _schedule(self, direction: Direction, data: bytes, now: float) -> None:
         stats = self.stats[direction]
         stats.received += 1
-        if self._rng.random() < self.loss:
+        rng = self._rng[direction]
+        lost = rng.random() < self.loss
+        jitter = rng.uniform(-self.jitter_s, self.jitter_s)
+        if lost:
             stats.dropped += 1
             return
-        delay = max(0.0, self.delay_s + self._rng.uniform(-self.jitter_s, self.jitter_s))
+        delay = max(0.0, self.delay_s + jitter)
         due = now + delay
         with self._lock:
             stall = self._stalls[direction]
