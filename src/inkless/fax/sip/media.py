@@ -430,6 +430,7 @@ class FaxMediaSession:
         self._t38_outcome = outcome
         self._t38_failed_at = time.monotonic()
         self._release_terminal()
+        self._phase_memory = "B"  # the call is back to negotiating (now over audio), not over
         try:
             self.on_t38_failed(outcome)
         except Exception:
