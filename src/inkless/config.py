@@ -52,6 +52,16 @@ class Settings:
     login_window_seconds: int = 900
     tree_head_interval_seconds: int = 60
     max_message_bytes: int = 100 * 1024 * 1024
+    # Request bodies (see inkless.web.limits and docs/deployment.md).
+    verify_max_bytes: int = 50 * 1024 * 1024  # the public /verify and /api/v1/verify
+    body_login_max_bytes: int = 8 * 1024  # the login steps and logout
+    body_max_bytes: int = 64 * 1024  # every other route without an upload
+    body_timeout_seconds: int = 20  # a body must arrive within this, plus 1 s per body_min_rate_bytes
+    body_min_rate_bytes: int = 50_000
+    form_max_parts: int = 100  # parts of a multipart form (files and fields)
+    form_field_max_bytes: int = 64 * 1024  # one text field of a multipart form
+    uploads_in_flight: int = 4  # large bodies read at once (uploads; /verify has as many again)
+    max_connections: int = 256  # open connections of inkless serve; more are answered 503
     delivery_expiry_hours: int = 72
     delivery_backoff_base_seconds: int = 30
     delivery_backoff_cap_seconds: int = 3600
@@ -165,7 +175,9 @@ def _validate(settings: Settings) -> None:
     for name in ("session_minutes", "login_max_failures", "login_window_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
-                 "directory_refresh_seconds", "delivery_lease_seconds"):
+                 "directory_refresh_seconds", "delivery_lease_seconds", "verify_max_bytes",
+                 "body_login_max_bytes", "body_max_bytes", "body_timeout_seconds", "body_min_rate_bytes",
+                 "form_max_parts", "form_field_max_bytes", "uploads_in_flight", "max_connections"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
     for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds"):

@@ -163,6 +163,8 @@ web_sessions = Table(
     Column("last_seen_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("client", String(64), nullable=True),
+    # The browser's User-Agent, shortened: lets a user tell their sessions apart on the sessions page.
+    Column("user_agent", String(200), nullable=True),
     CheckConstraint("stage IN ('totp', 'enrol', 'password', 'active')", name="stage"),
 )
 Index("ix_web_sessions_user_id", web_sessions.c.user_id)

@@ -12,7 +12,7 @@ from inkless.app import Node
 from inkless.directory.model import Clearance, Office
 from inkless.directory.tokens import ApiToken
 from inkless.web.api_delivery import InboxMessageOut, inbox_messages
-from inkless.web.deps import Caller, WebServices, api_caller, get_node, get_services
+from inkless.web.deps import Caller, RowId, WebServices, api_caller, get_node, get_services
 
 router = APIRouter()
 
@@ -152,7 +152,7 @@ def create_token(body: TokenIn, caller: CallerDep, node: NodeDep, services: Serv
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, responses=ERRORS, tags=["tokens"])
-def revoke_token(token_id: int, caller: CallerDep, node: NodeDep, services: ServicesDep) -> TokenOut:
+def revoke_token(token_id: RowId, caller: CallerDep, node: NodeDep, services: ServicesDep) -> TokenOut:
     """Revoke one of the caller's tokens (404 for tokens of others)."""
     revoked = services.tokens.revoke(token_id, actor=caller.user.login, owner=caller.user.login)
     return _token_out(revoked, node.clock.now())

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from inkless.app import Node
 from inkless.audit.log import MAX_PAGE
 from inkless.errors import NotFoundError, ValidationError
-from inkless.web.deps import get_node, require_admin
+from inkless.web.deps import MAX_ROW_ID, get_node, require_admin
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -117,9 +117,9 @@ def latest_tree_head(node: NodeDep) -> dict[str, Any]:
 )
 def inclusion_proof(
     node: NodeDep,
-    index: Annotated[int, Query(ge=0, description="Index of the entry (0-based)")],
+    index: Annotated[int, Query(le=MAX_ROW_ID, ge=0, description="Index of the entry (0-based)")],
     tree_size: Annotated[
-        int | None, Query(ge=1, description="Size of the tree; default: that of the latest signed tree head")
+        int | None, Query(le=MAX_ROW_ID, ge=1, description="Size of the tree; default: the latest signed tree head's")
     ] = None,
 ) -> dict[str, Any]:
     """Audit path from entry ``index`` to the root of the tree of ``tree_size`` entries (public)."""
@@ -142,8 +142,8 @@ def inclusion_proof(
 )
 def consistency_proof(
     node: NodeDep,
-    first: Annotated[int, Query(ge=1, description="The older tree size")],
-    second: Annotated[int, Query(ge=1, description="The newer tree size (at most the current size)")],
+    first: Annotated[int, Query(le=MAX_ROW_ID, ge=1, description="The older tree size")],
+    second: Annotated[int, Query(le=MAX_ROW_ID, ge=1, description="The newer tree size (at most the current size)")],
 ) -> dict[str, Any]:
     """Proof that the tree of ``first`` entries is a prefix of the tree of ``second`` (public)."""
     with node.db.begin() as conn:
@@ -163,7 +163,7 @@ def consistency_proof(
 )
 def list_entries(
     node: NodeDep,
-    start: Annotated[int, Query(ge=0, description="First entry index")] = 0,
+    start: Annotated[int, Query(le=MAX_ROW_ID, ge=0, description="First entry index")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     action: Annotated[str | None, Query(max_length=64, examples=["user.created"])] = None,
     object_type: Annotated[str | None, Query(max_length=32)] = None,

@@ -10,21 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 from inkless.app import Node
 from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.directory.model import Role
-from inkless.errors import ConfigurationError, MessageTooLargeError, ValidationError
-from inkless.web.deps import Caller, api_caller, get_node, require_own_office
+from inkless.errors import ConfigurationError, ValidationError
+from inkless.web.deps import Caller, RowId, api_caller, get_node, require_own_office
+from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
 
 router = APIRouter(tags=["delivery"])
@@ -37,8 +36,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "Not allowed: another office, too low a clearance, or a missing CSRF token"},
     404: {"description": "No such message (also for messages of other offices)"},
 }
-# Multipart framing and the text fields around the files.
-FORM_OVERHEAD = 1024 * 1024
 
 
 def _svc(node: Node) -> DeliveryService:
@@ -226,39 +223,6 @@ def inbox_messages(node: Node, caller: Caller, code: str) -> list[InboxMessageOu
     return [inbox_message_out(i) for i in _svc(node).inbox(code, caller.user.login)]
 
 
-def upload_guard(request: Request, node: NodeDep) -> None:
-    """Refuse an upload over the limit: at once by Content-Length, else as soon as the stream passes it.
-
-    This runs before authentication reads the form (for its CSRF field), so no oversized body is ever
-    spooled to disk.
-    """
-    limit = node.settings.max_message_bytes + FORM_OVERHEAD
-    documents_limit = node.settings.max_message_bytes
-
-    def too_large() -> MessageTooLargeError:
-        return MessageTooLargeError(
-            f"the upload is larger than this node's limit of {documents_limit:,} bytes of documents "
-            "(max_message_bytes)", limit=documents_limit,
-        )
-
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        raise too_large()
-    receive = request._receive
-    seen = 0
-
-    async def counting_receive() -> Message:
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise too_large()
-        return message
-
-    # Starlette reads the body through this callable; counting here bounds every reader of the stream.
-    request._receive = counting_receive
-
-
 _FORM_SCHEMA = {
     "type": "object",
     "required": ["files", "subject"],
@@ -308,8 +272,7 @@ async def _read_upload(request: Request, svc: DeliveryService) -> tuple[dict[str
 
 @router.post("/messages", response_model=SentOut, status_code=201, responses=_UPLOAD_ERRORS, openapi_extra=_UPLOAD)
 async def send_message(
-    request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep, node: NodeDep,
-    gettext: GettextDep,
+    request: Request, caller: CallerDep, node: NodeDep, gettext: GettextDep,
 ) -> SentOut:
     """Send documents from the caller's office: multipart/form-data with ``files`` (one or more), ``to``
     (comma-separated or repeated office@node), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
@@ -331,8 +294,7 @@ async def send_message(
 @router.post("/messages/{message_id}/reply", response_model=SentOut, status_code=201, responses=_UPLOAD_ERRORS,
              openapi_extra=_UPLOAD)
 async def reply_message(
-    message_id: str, request: Request, _guard: Annotated[None, Depends(upload_guard)], caller: CallerDep,
-    node: NodeDep, gettext: GettextDep,
+    message_id: str, request: Request, caller: CallerDep, node: NodeDep, gettext: GettextDep,
 ) -> SentOut:
     """Answer the sender of a received message from the caller's office (same multipart form as POST
     /messages; ``to`` and ``list`` are ignored; ``subject`` defaults to "Re: …"; the classification
@@ -373,15 +335,13 @@ def get_message(message_id: str, caller: CallerDep, node: NodeDep) -> MessageOut
 
 @router.get("/messages/{message_id}/documents/{index}", responses=ERRORS,
             response_class=Response)
-def get_document(message_id: str, index: int, caller: CallerDep, node: NodeDep) -> Response:
+def get_document(message_id: str, index: RowId, caller: CallerDep, node: NodeDep) -> Response:
     """Download one document of a message (audited as an opening)."""
     opened = _svc(node).open_message(message_id, caller.user.login)
     if not 0 <= index < len(opened.documents):
         raise HTTPException(status_code=404, detail=f"message has {len(opened.documents)} documents")
     doc = opened.documents[index]
-    # RFC 6266 / 5987: Japanese file names survive as filename*.
-    disposition = f"attachment; filename=\"document-{index}\"; filename*=UTF-8''{quote(doc.name)}"
-    return Response(doc.data, media_type=doc.content_type, headers={"Content-Disposition": disposition})
+    return document_response(doc.data, doc.content_type, doc.name, f"document-{index}")
 
 
 @router.get("/messages/{message_id}/status", response_model=list[RecipientStatusOut], responses=ERRORS)

@@ -12,7 +12,7 @@ from inkless.app import Node
 from inkless.errors import ValidationError
 from inkless.fax.jobs import JobSchedule, parse_duration
 from inkless.fax.log import FaxCallEntry, FaxJob
-from inkless.web.deps import Caller, api_caller, get_node, require_admin
+from inkless.web.deps import Caller, RowId, api_caller, get_node, require_admin
 from inkless.web.pages_fax import fax_of
 
 router = APIRouter(prefix="/fax", tags=["fax"])
@@ -164,13 +164,13 @@ def list_jobs(node: NodeDep, caller: CallerDep) -> list[FaxJobOut]:
 
 
 @router.get("/jobs/{job_id}", response_model=FaxJobOut)
-def get_job(job_id: int, node: NodeDep, caller: CallerDep) -> FaxJobOut:
+def get_job(job_id: RowId, node: NodeDep, caller: CallerDep) -> FaxJobOut:
     """One job of the caller's office."""
     return _job(_own_job(node, caller, job_id))
 
 
 @router.get("/jobs/{job_id}/attempts", response_model=list[FaxCallOut])
-def job_attempts(job_id: int, node: NodeDep, caller: CallerDep) -> list[FaxCallOut]:
+def job_attempts(job_id: RowId, node: NodeDep, caller: CallerDep) -> list[FaxCallOut]:
     """Every call made for a job, with its T.30 result."""
     _own_job(node, caller, job_id)
     return [_call(c) for c in fax_of(node).attempts(job_id)]
@@ -178,7 +178,7 @@ def job_attempts(job_id: int, node: NodeDep, caller: CallerDep) -> list[FaxCallO
 
 @router.get("/jobs/{job_id}/report", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
-def job_report(job_id: int, node: NodeDep, caller: CallerDep) -> Response:
+def job_report(job_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """The transmission report (PDF) of the job's last attempt."""
     _own_job(node, caller, job_id)
     return Response(fax_of(node).job_report(job_id), media_type="application/pdf")
@@ -200,7 +200,7 @@ def unroutable(node: NodeDep, _admin: AdminDep) -> list[FaxCallOut]:
 
 
 @router.post("/unroutable/{call_id}/assign", response_model=FaxCallOut)
-def assign(call_id: int, body: AssignIn, node: NodeDep, admin: AdminDep) -> FaxCallOut:
+def assign(call_id: RowId, body: AssignIn, node: NodeDep, admin: AdminDep) -> FaxCallOut:
     """Deliver an unroutable fax to an office (administrators)."""
     fax = fax_of(node)
     fax.assign(call_id, body.office, admin.user.login)
@@ -223,7 +223,7 @@ def add_rule(body: RuleIn, node: NodeDep, admin: AdminDep) -> dict[str, Any]:
 
 
 @router.delete("/rules/{rule_id}", status_code=204)
-def delete_rule(rule_id: int, node: NodeDep, admin: AdminDep) -> Response:
+def delete_rule(rule_id: RowId, node: NodeDep, admin: AdminDep) -> Response:
     """Delete a routing rule (administrators)."""
     fax_of(node).remove_rule(rule_id, actor=admin.user.login)
     return Response(status_code=204)
@@ -243,7 +243,7 @@ def add_block(body: BlockIn, node: NodeDep, admin: AdminDep) -> dict[str, Any]:
 
 
 @router.delete("/blocks/{entry_id}", status_code=204)
-def delete_block(entry_id: int, node: NodeDep, admin: AdminDep) -> Response:
+def delete_block(entry_id: RowId, node: NodeDep, admin: AdminDep) -> Response:
     """Remove a block-list entry (administrators)."""
     fax_of(node).remove_block(entry_id, actor=admin.user.login)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from inkless.app import Node
 from inkless.errors import SealError
 from inkless.seals.route_service import MAX_PDF_BYTES, RouteService
 from inkless.seals.routes import StepPlan
-from inkless.web.deps import Caller, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.deps import Caller, RowId, WebServices, api_caller, client_address, get_node, get_services
 from inkless.web.pages import check_fresh_totp
 
 router = APIRouter(tags=["routes"])
@@ -114,28 +114,28 @@ def queue(node: NodeDep, caller: CallerDep) -> list[dict[str, Any]]:
 
 
 @router.get("/routes/{route_id}")
-def status(route_id: int, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+def status(route_id: RowId, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
     """The route with its steps, timeline and revisions (for its starter, approvers and office)."""
     return _status(node, route_id, caller.user.login)
 
 
 @router.get("/routes/{route_id}/document", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
-def document(route_id: int, node: NodeDep, caller: CallerDep, revision: int | None = None) -> Response:
+def document(route_id: RowId, node: NodeDep, caller: CallerDep, revision: RowId | None = None) -> Response:
     """The route's PDF: the current revision, or ``revision`` from its history."""
     pdf = _routes(node).document(route_id, viewer=caller.user.login, revision=revision)
     return Response(pdf, media_type="application/pdf")
 
 
 @router.post("/routes/{route_id}/stamp")
-async def stamp(route_id: int, body: StampIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+async def stamp(route_id: RowId, body: StampIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
     """Stamp the caller's box of the current step."""
     await _routes(node).approve_async(route_id, caller.user.login, body.kind, body.comment)
     return await asyncio.to_thread(_status, node, route_id, caller.user.login)
 
 
 @router.post("/routes/{route_id}/return")
-def return_route(route_id: int, body: ReturnIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+def return_route(route_id: RowId, body: ReturnIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
     """Return the route (差し戻し) to the previous or a chosen earlier step."""
     _routes(node).return_route(route_id, caller.user.login, body.comment,
                                None if body.to_step is None else body.to_step - 1)
@@ -143,7 +143,7 @@ def return_route(route_id: int, body: ReturnIn, node: NodeDep, caller: CallerDep
 
 
 @router.post("/routes/{route_id}/reject")
-def reject(route_id: int, body: RejectIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
+def reject(route_id: RowId, body: RejectIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
     """Reject the route (却下)."""
     _routes(node).reject(route_id, caller.user.login, body.comment)
     return _status(node, route_id, caller.user.login)
@@ -151,7 +151,7 @@ def reject(route_id: int, body: RejectIn, node: NodeDep, caller: CallerDep) -> d
 
 @router.post("/routes/{route_id}/office-seal")
 async def office_seal(
-    request: Request, route_id: int, body: OfficeSealIn, node: NodeDep, caller: CallerDep, services: ServicesDep
+    request: Request, route_id: RowId, body: OfficeSealIn, node: NodeDep, caller: CallerDep, services: ServicesDep
 ) -> dict[str, Any]:
     """Press the office seal (角印) that closes the route; extends the document to PAdES B-LTA."""
     await asyncio.to_thread(

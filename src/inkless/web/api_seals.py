@@ -32,11 +32,11 @@ def sealing_of(node: Node) -> SealingService:
     return node.sealing
 
 
-async def read_pdf(upload: UploadFile) -> bytes:
-    """The uploaded file, refused if it is larger than a sealable PDF may be."""
-    data = await upload.read(MAX_PDF_BYTES + 1)
-    if len(data) > MAX_PDF_BYTES:
-        raise ValidationError(f"the file is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+async def read_pdf(upload: UploadFile, limit: int = MAX_PDF_BYTES) -> bytes:
+    """The uploaded file, refused if it is larger than ``limit`` (by default what a sealable PDF may be)."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ValidationError(f"the file is larger than {limit // (1024 * 1024)} MiB")
     if not data:
         raise ValidationError("the uploaded file is empty")
     return data
@@ -90,7 +90,8 @@ async def verify_document(
     node: NodeDep, file: Annotated[UploadFile, File(description="The PDF to verify.")]
 ) -> dict[str, Any]:
     """Verify every seal of a PDF (public, no login): the per-seal report and the overall verdict."""
-    report = await sealing_of(node).verify_async(await read_pdf(file), actor="anonymous")
+    pdf = await read_pdf(file, node.settings.verify_max_bytes)
+    report = await sealing_of(node).verify_async(pdf, actor="anonymous")
     return report.to_dict()
 
 

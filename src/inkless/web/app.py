@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from inkless import __version__
 from inkless.app import Node, node_facts
@@ -20,8 +22,9 @@ from inkless.config import LANGUAGES
 from inkless.directory.tokens import ApiTokenService
 from inkless.errors import InklessError, RateLimitedError
 from inkless.web import api, pages
-from inkless.web.deps import LoginRedirect, WebServices
+from inkless.web.deps import LoginGate, LoginRedirect, WebServices
 from inkless.web.i18n import LANG_COOKIE, load_all
+from inkless.web.limits import BodyGuard
 from inkless.web.render import N_, Renderer
 from inkless.web.security import LoginThrottle, SessionStore
 
@@ -44,7 +47,9 @@ ERROR_TITLES = {
     403: N_("Not allowed"),
     404: N_("Not found"),
     405: N_("Not allowed"),
+    408: N_("Request timed out"),
     409: N_("Conflict"),
+    413: N_("Too large"),
     422: N_("Invalid input"),
     429: N_("Too many attempts"),
     500: N_("Something went wrong"),
@@ -86,41 +91,48 @@ def create_app(node: Node) -> FastAPI:
     app.state.renderer = renderer
 
     _add_node_routes(app, node)
-    app.include_router(pages.router)
-    app.include_router(api.router, prefix=API_PREFIX)
-    audit_router = _optional_router("inkless.web.api_audit")
-    if audit_router is not None:
-        app.include_router(audit_router, prefix=API_PREFIX)
+    from inkless.web import (
+        api_delivery,
+        api_fax,
+        api_routes,
+        api_seals,
+        pages_delivery,
+        pages_fax,
+        pages_routes,
+        pages_verify,
+    )
+
     # Peer nodes authenticate every request by its signature: no session, no CSRF token (see docs/federation.md).
-    federation_router = _optional_router("inkless.web.api_federation")
-    if federation_router is not None:
-        app.include_router(federation_router)
-    peers_router = _optional_router("inkless.web.api_peers")
-    if peers_router is not None:
-        app.include_router(peers_router, prefix=API_PREFIX)
-    from inkless.web import api_delivery
-
-    app.include_router(api_delivery.router, prefix=API_PREFIX)
-    from inkless.web import pages_delivery
-
-    app.include_router(pages_delivery.router)
-    from inkless.web import api_seals, pages_verify
-
-    app.include_router(api_seals.router, prefix=API_PREFIX)
     # POST /tsa and the trust bundle are public: no session, no CSRF token.
-    app.include_router(api_seals.public_router)
-    app.include_router(pages_verify.router)
-    from inkless.web import api_fax, pages_fax
-
-    app.include_router(api_fax.router, prefix=API_PREFIX)
-    app.include_router(pages_fax.router)
-    from inkless.web import api_routes, pages_routes
-
-    app.include_router(api_routes.router, prefix=API_PREFIX)
-    app.include_router(pages_routes.router)
+    included: list[tuple[APIRouter | None, str]] = [
+        (pages.router, ""),
+        (api.router, API_PREFIX),
+        (_optional_router("inkless.web.api_audit"), API_PREFIX),
+        (_optional_router("inkless.web.api_federation"), ""),
+        (_optional_router("inkless.web.api_peers"), API_PREFIX),
+        (api_delivery.router, API_PREFIX),
+        (pages_delivery.router, ""),
+        (api_seals.router, API_PREFIX),
+        (api_seals.public_router, ""),
+        (pages_verify.router, ""),
+        (api_fax.router, API_PREFIX),
+        (pages_fax.router, ""),
+        (api_routes.router, API_PREFIX),
+        (pages_routes.router, ""),
+    ]
+    table: list[tuple[str, APIRoute]] = []
+    for router, prefix in included:
+        if router is None:
+            continue
+        app.include_router(router, prefix=prefix)
+        table.extend((prefix + route.path, route) for route in router.routes if isinstance(route, APIRoute))
+    # Every route with its full path: the login gate and the route-table tests read it.
+    app.state.route_table = table
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _add_middleware(app)
-    _add_error_handlers(app, renderer)
+    refuse = _add_error_handlers(app, renderer)
+    # Innermost first: the security headers wrap the body guard's own answers too.
+    app.add_middleware(BodyGuard, settings=settings, refuse=refuse, gate=LoginGate(app.state.web, table))
+    _add_middleware(app, settings.base_url.startswith("https://"))
     return app
 
 
@@ -189,7 +201,11 @@ def _add_node_routes(app: FastAPI, node: Node) -> None:
         return Response(der, media_type="application/pkix-crl")
 
 
-def _add_middleware(app: FastAPI) -> None:
+# Browsers remember for two years to reach this host (and its subdomains) over https only.
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def _add_middleware(app: FastAPI, https: bool) -> None:
     @app.middleware("http")
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -197,10 +213,13 @@ def _add_middleware(app: FastAPI) -> None:
         response = await call_next(request)
         path = request.url.path
         headers = response.headers
-        headers["Content-Security-Policy"] = CSP
+        # A route may set a stricter policy (a sender's document is served under "sandbox").
+        headers.setdefault("Content-Security-Policy", CSP)
         headers["X-Frame-Options"] = "DENY"
         headers["X-Content-Type-Options"] = "nosniff"
         headers["Referrer-Policy"] = "no-referrer"
+        if https:
+            headers["Strict-Transport-Security"] = HSTS
         if not path.startswith(CACHEABLE_PREFIXES):
             headers["Cache-Control"] = "no-store"
         lang = request.query_params.get("lang")
@@ -214,7 +233,9 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIX + "/") or request.url.path == API_PREFIX
 
 
-def _add_error_handlers(app: FastAPI, renderer: Renderer) -> None:
+def _add_error_handlers(
+    app: FastAPI, renderer: Renderer
+) -> Callable[[Scope, StarletteHTTPException], Awaitable[Response]]:
     def error_page(
         request: Request, status: int, message: str | None, headers: dict[str, str] | None = None
     ) -> Response:
@@ -238,7 +259,8 @@ def _add_error_handlers(app: FastAPI, renderer: Renderer) -> None:
         headers = dict(exc.headers or {})
         if _is_api(request):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
-        return error_page(request, exc.status_code, str(exc.detail) if exc.detail else None, headers)
+        detail = getattr(exc, "page_detail", exc.detail)
+        return error_page(request, exc.status_code, str(detail) if detail else None, headers)
 
     @app.exception_handler(InklessError)
     async def inkless_error(request: Request, exc: InklessError) -> Response:
@@ -257,6 +279,12 @@ def _add_error_handlers(app: FastAPI, renderer: Renderer) -> None:
         if _is_api(request):
             return JSONResponse({"detail": _plain_errors(exc)}, status_code=422)
         return error_page(request, 422, N_("The form was not filled in correctly."))
+
+    async def refuse(scope: Scope, exc: StarletteHTTPException) -> Response:
+        """An error answered outside any route (the body guard): as the HTTP error handler would."""
+        return await http_error(Request(scope), exc)
+
+    return refuse
 
 
 def _plain_errors(exc: RequestValidationError) -> list[dict[str, object]]:

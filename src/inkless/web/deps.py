@@ -7,11 +7,19 @@ the session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
+from annotated_types import Interval
 from babel.support import Translations
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from starlette.routing import compile_path
+from starlette.types import Scope
 
 from inkless.app import Node
 from inkless.directory.model import Office, Role, User
@@ -25,6 +33,10 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where each unfinished login stage continues.
+# Ids, indexes and page numbers in paths and queries fit the database's INTEGER: a 30-digit number is
+# refused with 422 by validation instead of overflowing in the database driver (500).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Interval(ge=0, le=MAX_ROW_ID)]
 STAGE_PAGES = {
     Stage.TOTP: "/login/totp",
     Stage.ENROL: "/login/enrol",
@@ -94,13 +106,51 @@ async def submitted_csrf(request: Request) -> str | None:
     return None
 
 
+# Where the login gate leaves what it found, so that the route's dependencies do not look it up again.
+_SESSION_STATE = "inkless_session"
+_TOKEN_STATE = "inkless_token_caller"  # noqa: S105 - a dict key, not a secret
+
+
+def _session_of(request: Request, services: WebServices) -> WebSession | None:
+    state = request.scope.setdefault("state", {})
+    if _SESSION_STATE not in state:
+        state[_SESSION_STATE] = services.sessions.load(request.cookies.get(SESSION_COOKIE))
+    session = state[_SESSION_STATE]
+    assert session is None or isinstance(session, WebSession)
+    return session
+
+
+def _bearer_secret(request: Request) -> str | None:
+    """The secret of ``Authorization: Bearer``; 401 for another scheme; None without the header."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise HTTPException(
+            status_code=401, detail="use 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return secret.strip()
+
+
+def _token_caller(request: Request, services: WebServices, secret: str) -> tuple[User, Office]:
+    state = request.scope.setdefault("state", {})
+    if _TOKEN_STATE not in state:
+        try:
+            state[_TOKEN_STATE] = services.tokens.authenticate(secret)
+        except AuthenticationError as exc:
+            raise HTTPException(status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    found: tuple[User, Office] = state[_TOKEN_STATE]
+    return found
+
+
 def browser_session(
     request: Request,
     services: Annotated[WebServices, Depends(get_services)],
     csrf: Annotated[str | None, Depends(submitted_csrf)],
 ) -> WebSession | None:
     """The session of the cookie, whatever its stage; 403 for a state change without the right CSRF token."""
-    session = services.sessions.load(request.cookies.get(SESSION_COOKIE))
+    session = _session_of(request, services)
     if (
         session is not None
         and request.method not in SAFE_METHODS
@@ -137,21 +187,9 @@ def api_caller(
     csrf: Annotated[str | None, Depends(submitted_csrf)],
 ) -> Caller:
     """The caller of an API route: a bearer token, or else a fully logged-in browser session."""
-    authorization = request.headers.get("authorization")
-    if authorization:
-        scheme, _, secret = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise HTTPException(
-                status_code=401,
-                detail="use 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            user, office = services.tokens.authenticate(secret.strip())
-        except AuthenticationError as exc:
-            raise HTTPException(
-                status_code=401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}
-            ) from None
+    secret = _bearer_secret(request)
+    if secret is not None:
+        user, office = _token_caller(request, services, secret)
         return Caller(user=user, office=office, via_token=True)
     session = browser_session(request, services, csrf)
     if session is None or session.stage != Stage.ACTIVE:
@@ -172,3 +210,60 @@ def require_own_office(caller: Caller, office_code: str) -> None:
     """403 unless ``office_code`` is the caller's office: nobody reads other offices' mail, admins too."""
     if caller.office.code != office_code:
         raise HTTPException(status_code=403, detail=N_("You may only open the pages of your own office."))
+
+
+def _calls(dependant: Dependant) -> set[Any]:
+    found = {dependant.call}
+    for sub in dependant.dependencies:
+        found |= _calls(sub)
+    return found
+
+
+class LoginGate:
+    """Refuses a request with a body to a route that needs a login, before the body is read.
+
+    FastAPI reads a route's body before it runs the route's dependencies, so the login check of
+    ``api_caller`` / ``page_caller`` alone would come after a stranger's upload was parsed. The gate
+    runs the same checks first, for every route whose dependencies include one of them, and leaves
+    what it found for those dependencies. CSRF tokens are still checked by the route (they may be a
+    form field, which is only read once the caller is known).
+    """
+
+    def __init__(self, services: WebServices, routes: list[tuple[str, APIRoute]]) -> None:
+        self._services = services
+        self._rules: list[tuple[re.Pattern[str], frozenset[str], str]] = []
+        for path, route in routes:
+            calls = _calls(route.dependant)
+            kind = "api" if api_caller in calls else "page" if page_caller in calls else None
+            if kind is not None:
+                self._rules.append((compile_path(path)[0], frozenset(route.methods or ()), kind))
+
+    def kind(self, method: str, path: str) -> str | None:
+        """'api' or 'page' if the route of ``method path`` needs a login, else None."""
+        for pattern, methods, kind in self._rules:
+            if method in methods and pattern.match(path):
+                return kind
+        return None
+
+    async def __call__(self, scope: Scope) -> Response | None:
+        kind = self.kind(scope["method"], scope["path"])
+        if kind is None:
+            return None
+        request = Request(scope)
+        if kind == "api":
+            try:
+                secret = _bearer_secret(request)
+                if secret is not None:
+                    await run_in_threadpool(_token_caller, request, self._services, secret)
+                    return None
+            except HTTPException as exc:
+                return JSONResponse({"detail": exc.detail}, status_code=401, headers=exc.headers)
+        session = await run_in_threadpool(_session_of, request, self._services)
+        if session is not None and session.stage == Stage.ACTIVE:
+            return None
+        if kind == "api":
+            return JSONResponse(
+                {"detail": "authentication required"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        location = "/login" if session is None else STAGE_PAGES[session.stage]
+        return RedirectResponse(location, status_code=303)

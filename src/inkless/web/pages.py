@@ -17,6 +17,7 @@ from inkless.web.deps import (
     STAGE_PAGES,
     Caller,
     LoginRedirect,
+    RowId,
     WebServices,
     browser_session,
     client_address,
@@ -454,7 +455,7 @@ def tokens_create(
 
 
 @router.post("/tokens/{token_id}/revoke")
-def tokens_revoke(token_id: int, caller: CallerDep, services: ServicesDep) -> Response:
+def tokens_revoke(token_id: RowId, caller: CallerDep, services: ServicesDep) -> Response:
     """Revoke one of the caller's tokens."""
     services.tokens.revoke(token_id, actor=caller.user.login, owner=caller.user.login)
     return _redirect("/tokens")

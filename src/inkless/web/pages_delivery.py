@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -32,8 +31,8 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
-from inkless.web.api_delivery import upload_guard
-from inkless.web.deps import Caller, get_node, page_caller, require_own_office
+from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
+from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
 from inkless.web.render import N_, Renderer
 
@@ -261,16 +260,14 @@ def _document(node: Node, caller: Caller, message_id: str, index: int) -> tuple[
 
 
 @router.get("/messages/{message_id}/documents/{index}")
-def document_download(message_id: str, index: int, node: NodeDep, caller: CallerDep) -> Response:
+def document_download(message_id: str, index: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """Download one document of a message (audited as an opening)."""
     name, content_type, data = _document(node, caller, message_id, index)
-    # RFC 6266 / 5987: Japanese file names survive as filename*.
-    disposition = f"attachment; filename=\"document-{index}\"; filename*=UTF-8''{quote(name)}"
-    return Response(data, media_type=content_type, headers={"Content-Disposition": disposition})
+    return document_response(data, content_type, name, f"document-{index}")
 
 
 @router.get("/messages/{message_id}/documents/{index}/pages/{page}.png")
-def page_preview(message_id: str, index: int, page: int, node: NodeDep, caller: CallerDep) -> Response:
+def page_preview(message_id: str, index: RowId, page: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """One page of a PDF document as PNG, authorised (and audited) like opening the message."""
     _name, content_type, data = _document(node, caller, message_id, index)
     if not _is_pdf(content_type, data):
@@ -357,9 +354,8 @@ async def close_upload(request: Request) -> AsyncIterator[None]:
 
 
 @router.post("/compose")
-async def compose_send(request: Request, _close: Annotated[None, Depends(close_upload)],
-                       _guard: Annotated[None, Depends(upload_guard)], node: NodeDep, caller: CallerDep,
-                       render: RendererDep) -> Response:
+async def compose_send(request: Request, _close: Annotated[None, Depends(close_upload)], node: NodeDep,
+                       caller: CallerDep, render: RendererDep) -> Response:
     """Send (or reply, or forward) from the caller's office; errors show the form again with the input."""
     svc = delivery_of(node)
     parsed = await request.form(max_files=1000, max_fields=1000)

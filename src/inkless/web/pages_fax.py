@@ -15,7 +15,7 @@ from inkless.app import Node
 from inkless.directory.model import Role
 from inkless.errors import ConfigurationError, InklessError, ValidationError
 from inkless.fax.service import FaxService
-from inkless.web.deps import Caller, get_node, page_caller
+from inkless.web.deps import Caller, RowId, get_node, page_caller
 from inkless.web.pages import RendererDep
 from inkless.web.render import N_, Renderer
 
@@ -113,7 +113,7 @@ async def fax_send(
 
 
 @router.get("/fax/jobs/{job_id}/report")
-def fax_job_report(job_id: int, node: NodeDep, caller: CallerDep) -> Response:
+def fax_job_report(job_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """The transmission report PDF of a job of the caller's office."""
     fax = fax_of(node)
     job = fax.job(job_id)
@@ -198,7 +198,7 @@ def fax_rule_add(
 
 
 @router.post("/fax/admin/rules/{rule_id}/delete")
-def fax_rule_delete(request: Request, rule_id: int, node: NodeDep, caller: CallerDep,
+def fax_rule_delete(request: Request, rule_id: RowId, node: NodeDep, caller: CallerDep,
                     render: RendererDep) -> Response:
     """Delete a routing rule."""
     return _admin_action(request, node, caller, render, lambda fax: fax.remove_rule(rule_id, actor=caller.user.login))
@@ -216,7 +216,7 @@ def fax_block_add(
 
 
 @router.post("/fax/admin/blocks/{entry_id}/delete")
-def fax_block_delete(request: Request, entry_id: int, node: NodeDep, caller: CallerDep,
+def fax_block_delete(request: Request, entry_id: RowId, node: NodeDep, caller: CallerDep,
                      render: RendererDep) -> Response:
     """Remove a block-list entry."""
     return _admin_action(request, node, caller, render,
@@ -224,14 +224,14 @@ def fax_block_delete(request: Request, entry_id: int, node: NodeDep, caller: Cal
 
 
 @router.post("/fax/admin/unroutable/{call_id}/assign")
-def fax_assign(request: Request, call_id: int, node: NodeDep, caller: CallerDep, render: RendererDep,
+def fax_assign(request: Request, call_id: RowId, node: NodeDep, caller: CallerDep, render: RendererDep,
                office: Annotated[str, Form(max_length=64)] = "") -> Response:
     """Deliver an unroutable fax to the chosen office."""
     return _admin_action(request, node, caller, render, lambda fax: fax.assign(call_id, office, caller.user.login))
 
 
 @router.get("/fax/admin/calls/{call_id}/image")
-def fax_call_image(call_id: int, node: NodeDep, caller: CallerDep) -> Response:
+def fax_call_image(call_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """The pages of a received fax as PDF (administrators: to decide where an unroutable fax belongs)."""
     _admin(caller)
     return Response(fax_of(node).received_image(call_id), media_type="application/pdf",

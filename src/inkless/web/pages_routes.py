@@ -15,7 +15,7 @@ from inkless.errors import AuthenticationError, InklessError, NotFoundError, Pol
 from inkless.seals.route_service import MAX_PDF_BYTES, RouteService, RouteStatus
 from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, RouteState, StepPlan, check_office_sealer
 from inkless.seals.strip import field_boxes, render_page_png
-from inkless.web.deps import Caller, WebServices, client_address, get_node, get_services, page_caller
+from inkless.web.deps import Caller, RowId, WebServices, client_address, get_node, get_services, page_caller
 from inkless.web.pages import WRONG_CODE, check_fresh_totp, renderer
 from inkless.web.render import N_, Renderer
 
@@ -151,7 +151,7 @@ async def start_route(
 
 
 @router.get("/routes/{route_id}")
-def route_page(request: Request, route_id: int, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
+def route_page(request: Request, route_id: RowId, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
     """The route: its document's strip page, the steps, the stamp dialog if it is the caller's turn, the timeline."""
     done = request.query_params.get("done", "")
     notice = render.gettext(request, DONE_MESSAGES[done]) if done in DONE_MESSAGES else None
@@ -200,7 +200,7 @@ def _timeline(status: RouteStatus) -> list[dict[str, object]]:
 
 
 @router.get("/routes/{route_id}/preview.png")
-def preview(route_id: int, node: NodeDep, caller: CallerDep) -> Response:
+def preview(route_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """The strip page of the current revision as PNG; the caller's own empty box outlined in blue."""
     routes = _routes(node)
     route = routes.route(route_id)
@@ -219,7 +219,7 @@ def preview(route_id: int, node: NodeDep, caller: CallerDep) -> Response:
 
 
 @router.get("/routes/{route_id}/document.pdf")
-def download(route_id: int, node: NodeDep, caller: CallerDep) -> Response:
+def download(route_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """The current revision of the route's PDF."""
     pdf = _routes(node).document(route_id, viewer=caller.user.login)
     return Response(
@@ -231,7 +231,7 @@ def download(route_id: int, node: NodeDep, caller: CallerDep) -> Response:
 @router.post("/routes/{route_id}/stamp")
 async def stamp(
     request: Request,
-    route_id: int,
+    route_id: RowId,
     node: NodeDep,
     caller: CallerDep,
     render: RendererDep,
@@ -249,7 +249,7 @@ async def stamp(
 @router.post("/routes/{route_id}/return")
 async def return_route(
     request: Request,
-    route_id: int,
+    route_id: RowId,
     node: NodeDep,
     caller: CallerDep,
     render: RendererDep,
@@ -270,7 +270,7 @@ async def return_route(
 @router.post("/routes/{route_id}/reject")
 async def reject(
     request: Request,
-    route_id: int,
+    route_id: RowId,
     node: NodeDep,
     caller: CallerDep,
     render: RendererDep,
@@ -287,7 +287,7 @@ async def reject(
 @router.post("/routes/{route_id}/office-seal")
 async def office_seal(
     request: Request,
-    route_id: int,
+    route_id: RowId,
     node: NodeDep,
     caller: CallerDep,
     render: RendererDep,

@@ -85,7 +85,7 @@ async def verify_submit(
 ) -> Response:
     """Verify the uploaded PDF and show the report (no login, nothing stored but an audit entry)."""
     try:
-        pdf = await read_pdf(file)
+        pdf = await read_pdf(file, node.settings.verify_max_bytes)
         report = await sealing_of(node).verify_async(pdf, actor="anonymous", with_imprints=True)
     except InklessError as exc:
         return render.render(request, "verify.html", status_code=exc.http_status, active="verify",

@@ -67,7 +67,9 @@ class Renderer:
             {
                 "code": code,
                 "name": LANGUAGE_NAMES[code],
-                "url": request.url.path + "?" + urlencode({"lang": code}),
+                # Relative to the page: a path taken from the request ("//evil.example/x") would become a
+                # protocol-relative link to another host.
+                "url": "?" + urlencode({"lang": code}),
                 "current": code == lang,
             }
             for code in LANGUAGES

@@ -90,6 +90,22 @@ class WebSession:
     expires_at: datetime
 
 
+def session_ref(session_id: str) -> str:
+    """A public name for a session (sessions page, API): derived from the stored id, useless as a cookie."""
+    return hashlib.sha256(b"inkless-session-ref:" + session_id.encode("ascii")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One of a user's sessions as listed to them."""
+
+    ref: str
+    client: str
+    user_agent: str
+    created_at: datetime
+    last_seen_at: datetime
+
+
 class SessionStore:
     """Server-side browser sessions in ``web_sessions``."""
 
@@ -99,7 +115,7 @@ class SessionStore:
         self._minutes = session_minutes
 
     def start(
-        self, conn: Connection, user_id: int, stage: Stage, client: str | None
+        self, conn: Connection, user_id: int, stage: Stage, client: str | None, user_agent: str | None = None
     ) -> tuple[str, WebSession]:
         """Open a session; returns the cookie value (shown to the browser only) and the stored record."""
         token = secrets.token_urlsafe(32)
@@ -123,6 +139,7 @@ class SessionStore:
                 last_seen_at=now,
                 expires_at=record.expires_at,
                 client=(client or "")[:64],
+                user_agent=(user_agent or "")[:200] or None,
             )
         )
         return token, record
@@ -152,12 +169,12 @@ class SessionStore:
             return session
 
     def advance(
-        self, conn: Connection, session: WebSession, stage: Stage, client: str | None
+        self, conn: Connection, session: WebSession, stage: Stage, client: str | None, user_agent: str | None = None
     ) -> tuple[str, WebSession]:
         """Move a session to its next stage under a new cookie value (the old one stops working)."""
         # A fresh token at every privilege change: a cookie seen before login is worthless after it.
         conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == session.id))
-        token, fresh = self.start(conn, session.user_id, stage, client)
+        token, fresh = self.start(conn, session.user_id, stage, client, user_agent)
         if stage == Stage.ACTIVE:
             return token, fresh
         # Pending stages keep the original deadline, so the login cannot be stretched step by step.
@@ -177,6 +194,36 @@ class SessionStore:
     def end(self, conn: Connection, session_id: str) -> None:
         """Delete a session (logout)."""
         conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == session_id))
+
+    def of_user(self, conn: Connection, user_id: int) -> list[SessionInfo]:
+        """The user's live, fully logged-in sessions, most recently used first."""
+        rows = conn.execute(
+            select(t.web_sessions)
+            .where(
+                t.web_sessions.c.user_id == user_id,
+                t.web_sessions.c.stage == Stage.ACTIVE.value,
+                t.web_sessions.c.expires_at > self._clock.now(),
+            )
+            .order_by(t.web_sessions.c.last_seen_at.desc())
+        ).all()
+        return [
+            SessionInfo(
+                ref=session_ref(row.id), client=row.client or "", user_agent=row.user_agent or "",
+                created_at=row.created_at, last_seen_at=row.last_seen_at,
+            )
+            for row in rows
+        ]
+
+    def end_of_user(self, conn: Connection, user_id: int, ref: str | None = None, keep: str | None = None) -> int:
+        """End the user's session named ``ref`` (or all of them but ``keep``); returns how many ended.
+
+        Only the user's own sessions can be named: a reference of someone else's ends nothing.
+        """
+        rows = conn.execute(select(t.web_sessions.c.id).where(t.web_sessions.c.user_id == user_id)).all()
+        doomed = [r.id for r in rows if (ref is None or session_ref(r.id) == ref) and r.id != keep]
+        if doomed:
+            conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id.in_(doomed)))
+        return len(doomed)
 
     def purge_expired(self, conn: Connection) -> int:
         """Delete expired sessions; returns how many."""

@@ -41,6 +41,8 @@ def run_server(settings: Settings) -> None:
             port=settings.port,
             log_level=settings.log_level.lower(),
             proxy_headers=False,
+            # Beyond this many connections uvicorn answers 503 at once (bodies are bounded by BodyGuard).
+            limit_concurrency=settings.max_connections,
             server_header=False,
             access_log=settings.log_level.upper() == "DEBUG",
         )
