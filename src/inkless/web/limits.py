@@ -77,10 +77,10 @@ class BodyCaps:
             settings.verify_max_bytes + FORM_OVERHEAD // 16,
             f"the file is larger than this node's limit of {settings.verify_max_bytes:,} bytes for verification "
             "(verify_max_bytes)", "verify")
-        self.login = BodyCap(settings.body_login_max_bytes, f"a login form has at most "
-                             f"{settings.body_login_max_bytes:,} bytes (body_login_max_bytes)")
-        self.default = BodyCap(settings.body_max_bytes, f"this request may have at most "
-                               f"{settings.body_max_bytes:,} bytes of body (body_max_bytes)")
+        self.login = BodyCap(settings.body_login_max_bytes, "the body is larger than this node's limit of "
+                             f"{settings.body_login_max_bytes:,} bytes for a login form (body_login_max_bytes)")
+        self.default = BodyCap(settings.body_max_bytes, "the body is larger than this node's limit of "
+                               f"{settings.body_max_bytes:,} bytes for this request (body_max_bytes)")
         self._rules = (
             (_pattern(UPLOAD_ROUTES), self.upload),
             (_pattern(VERIFY_ROUTES), self.verify),
