@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from inkless.app import Node
 from inkless.directory.model import Clearance, Office
 from inkless.directory.tokens import ApiToken
 from inkless.web.api_delivery import InboxMessageOut, inbox_messages
-from inkless.web.deps import Caller, RowId, WebServices, api_caller, get_node, get_services
+from inkless.web.deps import Caller, RowId, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.pages_sessions import end_sessions
+from inkless.web.security import session_ref
 
 router = APIRouter()
 
@@ -156,3 +158,46 @@ def revoke_token(token_id: RowId, caller: CallerDep, node: NodeDep, services: Se
     """Revoke one of the caller's tokens (404 for tokens of others)."""
     revoked = services.tokens.revoke(token_id, actor=caller.user.login, owner=caller.user.login)
     return _token_out(revoked, node.clock.now())
+
+
+class SessionOut(BaseModel):
+    """One of the caller's browser sessions."""
+
+    ref: str = Field(description="use with DELETE /sessions/{ref}")
+    user_agent: str
+    client: str = Field(description="the address the browser logged in from")
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool = Field(description="the session this request was made with")
+
+
+class SessionsEndedOut(BaseModel):
+    """How many sessions were signed out."""
+
+    ended: int
+
+
+@router.get("/sessions", response_model=list[SessionOut], responses=ERRORS, tags=["sessions"])
+def list_sessions(caller: CallerDep, node: NodeDep, services: ServicesDep) -> list[SessionOut]:
+    """The caller's browser sessions, most recently used first."""
+    with node.db.begin() as conn:
+        infos = services.sessions.of_user(conn, caller.user.id)
+    current = session_ref(caller.session.id) if caller.session else ""
+    return [SessionOut(ref=i.ref, user_agent=i.user_agent, client=i.client, created_at=i.created_at,
+                       last_seen_at=i.last_seen_at, current=i.ref == current) for i in infos]
+
+
+@router.delete("/sessions/{ref}", response_model=SessionsEndedOut, responses=ERRORS, tags=["sessions"])
+def end_session(ref: str, request: Request, caller: CallerDep, node: NodeDep,
+                services: ServicesDep) -> SessionsEndedOut:
+    """Sign out one of the caller's sessions (404 if the caller has none of that name)."""
+    ended = end_sessions(node, services, caller, client_address(request), ref[:32])
+    if not ended:
+        raise HTTPException(status_code=404, detail="no such session")
+    return SessionsEndedOut(ended=ended)
+
+
+@router.post("/sessions/end-all", response_model=SessionsEndedOut, responses=ERRORS, tags=["sessions"])
+def end_all_sessions(request: Request, caller: CallerDep, node: NodeDep, services: ServicesDep) -> SessionsEndedOut:
+    """Sign out everywhere: every browser session of the caller (with a token: all of them)."""
+    return SessionsEndedOut(ended=end_sessions(node, services, caller, client_address(request), None))

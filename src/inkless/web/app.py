@@ -99,6 +99,7 @@ def create_app(node: Node) -> FastAPI:
         pages_delivery,
         pages_fax,
         pages_routes,
+        pages_sessions,
         pages_verify,
     )
 
@@ -119,6 +120,7 @@ def create_app(node: Node) -> FastAPI:
         (pages_fax.router, ""),
         (api_routes.router, API_PREFIX),
         (pages_routes.router, ""),
+        (pages_sessions.router, ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import httpx
 from annotated_types import Interval
 from babel.support import Translations
 from fastapi import Depends, HTTPException, Request
@@ -159,6 +160,37 @@ def browser_session(
         # The cookie alone proves nothing: another site can make the browser send it.
         raise HTTPException(status_code=403, detail=N_("CSRF token missing or wrong"))
     return session
+
+
+CROSS_SITE = N_("This form was sent from another site. Open this node's login page and try again.")
+ALREADY_LOGGED_IN = N_("You are already logged in. Log out first to log in as someone else.")
+
+
+def same_origin(request: Request, node: Annotated[Node, Depends(get_node)]) -> None:
+    """403 for a form posted from another site (login CSRF): the login steps carry no session yet.
+
+    Browsers say where a form comes from: ``Sec-Fetch-Site`` (same-origin, or none when typed or
+    bookmarked) and ``Origin``. A request with neither (a script, an old browser) is let through;
+    the node's public origin and the host the browser addressed both count as this site.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        raise HTTPException(status_code=403, detail=CROSS_SITE)
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    base = httpx.URL(node.settings.base_url)
+    addressed = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    ours = {f"{base.scheme}://{base.netloc.decode('ascii')}", addressed}
+    if origin not in ours:
+        raise HTTPException(status_code=403, detail=CROSS_SITE)
+
+
+def not_logged_in(request: Request, services: Annotated[WebServices, Depends(get_services)]) -> None:
+    """409 for a login over a live session: one login never silently replaces another."""
+    session = _session_of(request, services)
+    if session is not None and session.stage == Stage.ACTIVE:
+        raise HTTPException(status_code=409, detail=ALREADY_LOGGED_IN)
 
 
 def _caller_of_session(node: Node, session: WebSession) -> Caller:

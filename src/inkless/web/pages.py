@@ -23,7 +23,9 @@ from inkless.web.deps import (
     client_address,
     get_node,
     get_services,
+    not_logged_in,
     page_caller,
+    same_origin,
 )
 from inkless.web.render import N_, Renderer
 from inkless.web.security import Stage, WebSession
@@ -68,7 +70,15 @@ def set_session_cookie(response: Response, node: Node, token: str) -> None:
         samesite="lax",
         secure=_secure_cookies(node),
         path="/",
-        max_age=node.settings.session_minutes * 60,
+        # No Max-Age: the cookie ends with the browser. The server still ends the session when it is
+        # idle too long or reaches session_minutes.
+    )
+
+
+def clear_session_cookie(response: Response, node: Node) -> None:
+    """Tell the browser to forget the session cookie."""
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure_cookies(node)
     )
 
 
@@ -125,7 +135,7 @@ def login_form(request: Request, node: NodeDep, session: SessionDep, render: Ren
     return render.render(request, "login.html", login="")
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[Depends(same_origin), Depends(not_logged_in)])
 def login_submit(
     request: Request,
     node: NodeDep,
@@ -163,7 +173,7 @@ def login_submit(
         # Housekeeping rides on logins: abandoned sessions and stale attempts are dropped here.
         services.sessions.purge_expired(conn)
         services.throttle.prune(conn)
-        token, _ = services.sessions.start(conn, user.id, stage, client)
+        token, _ = services.sessions.start(conn, user.id, stage, client, request.headers.get("user-agent"))
     response = _redirect(STAGE_PAGES[stage])
     set_session_cookie(response, node, token)
     return response
@@ -199,7 +209,7 @@ def totp_form(request: Request, session: SessionDep, render: RendererDep) -> Res
     return render.render(request, "totp.html", csrf_token=current.csrf_token)
 
 
-@router.post("/login/totp")
+@router.post("/login/totp", dependencies=[Depends(same_origin)])
 def totp_submit(
     request: Request,
     node: NodeDep,
@@ -220,7 +230,7 @@ def enrol_form(request: Request, node: NodeDep, session: SessionDep, render: Ren
     return _enrol_page(request, node, render, current)
 
 
-@router.post("/login/enrol")
+@router.post("/login/enrol", dependencies=[Depends(same_origin)])
 def enrol_submit(
     request: Request,
     node: NodeDep,
@@ -326,7 +336,7 @@ def password_form(request: Request, session: SessionDep, render: RendererDep) ->
     return render.render(request, "password.html", csrf_token=current.csrf_token)
 
 
-@router.post("/login/password")
+@router.post("/login/password", dependencies=[Depends(same_origin)])
 def password_submit(
     request: Request,
     node: NodeDep,
@@ -394,9 +404,7 @@ def logout(request: Request, node: NodeDep, services: ServicesDep, session: Sess
                 ),
             )
     response = _redirect("/login")
-    response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_secure_cookies(node)
-    )
+    clear_session_cookie(response, node)
     return response
 
 

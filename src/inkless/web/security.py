@@ -172,6 +172,11 @@ class SessionStore:
         self, conn: Connection, session: WebSession, stage: Stage, client: str | None, user_agent: str | None = None
     ) -> tuple[str, WebSession]:
         """Move a session to its next stage under a new cookie value (the old one stops working)."""
+        if user_agent is None:
+            # The browser stays the same through the login steps.
+            user_agent = conn.execute(
+                select(t.web_sessions.c.user_agent).where(t.web_sessions.c.id == session.id)
+            ).scalar()
         # A fresh token at every privilege change: a cookie seen before login is worthless after it.
         conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == session.id))
         token, fresh = self.start(conn, session.user_id, stage, client, user_agent)
