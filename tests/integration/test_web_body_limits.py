@@ -46,6 +46,7 @@ class Answer:
     body: bytes
     seconds: float
     closed: bool
+    pieces_sent: int = 0
 
     def json(self) -> dict[str, object]:
         value = json.loads(self.body)
@@ -65,6 +66,7 @@ def exchange(server: ThreadedServer, method: str, path: str, headers: dict[str, 
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         sock.sendall((head + "\r\n").encode("latin-1"))
         received = b""
+        sent = 0
         for piece in body or []:
             sock.settimeout(pause or 0.05)
             try:
@@ -75,6 +77,7 @@ def exchange(server: ThreadedServer, method: str, path: str, headers: dict[str, 
                 break
             try:
                 sock.sendall(piece)
+                sent += 1
             except (BrokenPipeError, ConnectionResetError):
                 break
         sock.settimeout(limit)
@@ -98,7 +101,7 @@ def exchange(server: ThreadedServer, method: str, path: str, headers: dict[str, 
             closed = sock.recv(1) == b""
         except (TimeoutError, ConnectionResetError):
             closed = False
-    return Answer(status, answer_headers, rest[:length], seconds, closed)
+    return Answer(status, answer_headers, rest[:length], seconds, closed, sent)
 
 
 @pytest.mark.parametrize(
@@ -205,3 +208,16 @@ def test_too_many_parts_or_too_long_a_field_are_refused_while_streaming(guarded:
         fine, fine_type = _multipart([*fields, ("files", "a.pdf", b"%PDF-1.4 ok")])
         ok = client.post("/api/v1/messages", content=fine, headers={"Content-Type": fine_type, **token})
         assert ok.status_code == 201, ok.text
+
+
+def test_990_file_parts_of_1_mb_are_refused_after_the_first_few(server: ThreadedServer, guarded: Node) -> None:
+    # Streamed (chunked), so that only counting can stop it: 990 MB offered, part by part.
+    part = b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p.pdf\"\r\n\r\n" + b"0" * (1024 * 1024)
+    chunk = f"{len(part) + 2:x}\r\n".encode() + part + b"\r\n\r\n"
+    pieces = (chunk for _ in range(990))
+    answer = exchange(server, "POST", "/api/v1/messages",
+                      {"Transfer-Encoding": "chunked", "Content-Type": "multipart/form-data; boundary=x",
+                       **bearer(guarded, "tanaka")}, list(pieces), pause=0.05, limit=60)
+    assert answer.status == 413 and answer.closed
+    assert answer.pieces_sent < 30  # a few MB read of 990 MB: the rest never reached the server
+    assert "limit of 2,000,000 bytes" in str(answer.json()["detail"])
