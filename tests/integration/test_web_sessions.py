@@ -56,7 +56,9 @@ def test_a_login_posted_from_another_site_is_refused(
 
 
 def test_a_login_from_this_site_still_works(client: TestClient, node: Node, demo: DemoSample) -> None:
+    # (Chromium under a no-referrer policy sends "Origin: null" with "Sec-Fetch-Site: same-origin".)
     for headers in ({"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+                    {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
                     {"Origin": "http://127.0.0.1:8080"}, {}):
         ok = client.post("/login", data={"login": "tanaka", "password": password_of(demo, "tanaka")},
                          headers=headers, follow_redirects=False)

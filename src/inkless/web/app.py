@@ -219,7 +219,9 @@ def _add_middleware(app: FastAPI, https: bool) -> None:
         headers.setdefault("Content-Security-Policy", CSP)
         headers["X-Frame-Options"] = "DENY"
         headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
+        # No referrer leaves for other sites; same-origin requests keep a real Origin header (with
+        # "no-referrer" browsers send "Origin: null", which the login steps cannot tell from a hostile page).
+        headers["Referrer-Policy"] = "same-origin"
         if https:
             headers["Strict-Transport-Security"] = HSTS
         if not path.startswith(CACHEABLE_PREFIXES):

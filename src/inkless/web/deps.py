@@ -170,11 +170,16 @@ def same_origin(request: Request, node: Annotated[Node, Depends(get_node)]) -> N
     """403 for a form posted from another site (login CSRF): the login steps carry no session yet.
 
     Browsers say where a form comes from: ``Sec-Fetch-Site`` (same-origin, or none when typed or
-    bookmarked) and ``Origin``. A request with neither (a script, an old browser) is let through;
-    the node's public origin and the host the browser addressed both count as this site.
+    bookmarked), or, in browsers without it, ``Origin`` ("null" is refused: a hostile page can make its
+    own origin "null"; ours sends the real one under ``Referrer-Policy: same-origin``). A request with
+    neither (a script) is let through; the node's public origin and the host the browser addressed
+    both count as this site.
     """
     fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+    if fetch_site is not None:
+        # Set by the browser itself and trusted first: the page's referrer policy cannot change it.
+        if fetch_site in ("same-origin", "none"):
+            return
         raise HTTPException(status_code=403, detail=CROSS_SITE)
     origin = request.headers.get("origin")
     if origin is None:
