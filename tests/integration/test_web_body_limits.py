@@ -99,7 +99,9 @@ def exchange(server: ThreadedServer, method: str, path: str, headers: dict[str, 
         sock.settimeout(5)
         try:
             closed = sock.recv(1) == b""
-        except (TimeoutError, ConnectionResetError):
+        except ConnectionResetError:
+            closed = True  # closed with our unread bytes still in its buffer: a reset
+        except TimeoutError:
             closed = False
     return Answer(status, answer_headers, rest[:length], seconds, closed, sent)
 
