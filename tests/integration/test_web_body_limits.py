@@ -223,3 +223,28 @@ def test_990_file_parts_of_1_mb_are_refused_after_the_first_few(server: Threaded
     assert answer.status == 413 and answer.closed
     assert answer.pieces_sent < 30  # a few MB read of 990 MB: the rest never reached the server
     assert "limit of 2,000,000 bytes" in str(answer.json()["detail"])
+
+
+def test_every_route_taking_a_file_has_the_upload_cap_and_the_tables_name_real_routes(guarded: Node) -> None:
+    from fastapi.routing import APIRoute
+
+    from inkless.web.limits import LOGIN_ROUTES, UPLOAD_ROUTES, VERIFY_ROUTES, BodyCaps
+
+    app = create_app(guarded)
+    table: list[tuple[str, APIRoute]] = app.state.route_table
+    posts = {path.replace("{message_id}", "{id}") for path, route in table if "POST" in route.methods}
+    assert set(UPLOAD_ROUTES + VERIFY_ROUTES + LOGIN_ROUTES) <= posts
+    caps = BodyCaps(guarded.settings)
+    uploading = set()
+    for path, route in table:
+        takes_file = any("UploadFile" in str(p.field_info.annotation) for p in route.dependant.body_params)
+        reads_form = route.endpoint.__name__ in ("send_message", "reply_message", "compose_send")
+        if takes_file or reads_form:
+            uploading.add(path)
+            concrete = path.replace("{message_id}", "m1")
+            assert caps.of("POST", concrete) in (caps.upload, caps.verify), path
+    assert {"/api/v1/routes", "/routes", "/verify", "/api/v1/verify", "/api/v1/seal", "/fax/send",
+            "/api/v1/fax/jobs", "/compose", "/api/v1/messages"} <= uploading
+    assert caps.of("POST", "/api/v1/tokens") == caps.default
+    assert caps.of("POST", "/login") == caps.login
+    assert caps.of("GET", "/api/v1/messages") == caps.default
