@@ -6,6 +6,7 @@ else constructs services.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import ProgrammingError
 
 from inkless import __version__
 from inkless.audit.log import AuditLog
@@ -69,10 +70,40 @@ class Node:
         self.db.dispose()
 
 
+def restrict_file_modes() -> None:
+    """Create every file 0600 and every folder 0700 from now on in this process (umask 077).
+
+    The data folder is 0700 already, but a copied or re-permissioned folder must not expose the
+    database, its WAL, blobs, the fax spool or reports: each file is private on its own.
+    """
+    os.umask(0o077)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log at the node's ``log_level`` to stderr (``inkless serve`` and ``inkless worker``)."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _tighten_sqlite_files(settings: Settings) -> None:
+    """Make an existing SQLite database and its WAL/SHM private (SQLite gives the WAL the database's mode)."""
+    if settings.backend != "sqlite":
+        return
+    database = settings.database_url.split(":///", 1)[-1]
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(database + suffix)
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError:  # not ours to change (read-only mount): the folder's 0700 still protects it
+            pass
+
+
 def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: bool = True) -> Node:
     """Wire the services of an initialised node."""
     clock = clock or SystemClock()
-    db = Database(settings.database_url)
+    restrict_file_modes()
+    _tighten_sqlite_files(settings)
+    db = Database(settings.database_url, lock_timeout=settings.database_lock_timeout_seconds)
     if check_schema:
         _check_initialised(db, settings)
     box = SecretBox(load_master_key(settings.master_key_file))
@@ -109,7 +140,7 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
 def _check_initialised(db: Database, settings: Settings) -> None:
     try:
         revision = current_heads(db)
-    except (OperationalError, ProgrammingError) as exc:
+    except ProgrammingError as exc:
         raise ConfigurationError(f"cannot open the database {settings.backend}: {exc.orig}") from None
     if not revision:
         raise ConfigurationError(
@@ -121,7 +152,7 @@ def _check_initialised(db: Database, settings: Settings) -> None:
             f"the database schema is at {describe(revision)}, this inkless {__version__} needs "
             f"{describe(heads)}: run 'inkless migrate'"
         )
-    with db.begin() as conn:
+    with db.read() as conn:
         stored = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
     if stored is not None and stored != settings.node_id:
         raise ConfigurationError(
@@ -132,17 +163,18 @@ def _check_initialised(db: Database, settings: Settings) -> None:
 def init_node(settings: Settings, clock: Clock | None = None) -> Node:
     """Create a node in ``settings.data_dir``: config file, master key, schema, CA, node and TSA keys."""
     clock = clock or SystemClock()
+    restrict_file_modes()
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
-    db = Database(settings.database_url, create=True)
+    db = Database(settings.database_url, create=True, lock_timeout=settings.database_lock_timeout_seconds)
     try:
         if current_heads(db):
             with db.begin() as conn:
                 existing = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
             if existing is not None:
                 raise ConflictError(f"the database already holds node {existing!r}; refusing to initialise again")
-    except (OperationalError, ProgrammingError) as exc:
+    except ProgrammingError as exc:
         raise ConfigurationError(f"cannot open the database: {exc.orig}") from None
     if not settings.config_path.exists():
         values: dict[str, object] = {
@@ -181,7 +213,7 @@ def init_node(settings: Settings, clock: Clock | None = None) -> Node:
 
 def node_facts(node: Node) -> dict[str, object]:
     """What ``inkless node info`` and ``/healthz`` tell about a node."""
-    with node.db.begin() as conn:
+    with node.db.read() as conn:
         meta = {r.key: r.value for r in conn.execute(select(t.node_meta)).all()}
     return {
         "node_id": node.settings.node_id,

@@ -42,6 +42,7 @@ class Settings:
     organisation: str = ""
     base_url: str = "http://127.0.0.1:8080"
     database_url: str = ""
+    database_lock_timeout_seconds: int = 30  # how long SQLite waits for another process's write lock
     blob_dir: Path = field(default=Path())
     master_key_file: Path = field(default=Path())
     host: str = "127.0.0.1"
@@ -172,7 +173,7 @@ def _validate(settings: Settings) -> None:
     sip_options(settings, read_secret=settings.fax_line == "sip")
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
-    for name in ("session_minutes", "login_max_failures", "login_window_seconds",
+    for name in ("database_lock_timeout_seconds", "session_minutes", "login_max_failures", "login_window_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
                  "directory_refresh_seconds", "delivery_lease_seconds", "verify_max_bytes",

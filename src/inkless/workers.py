@@ -52,6 +52,7 @@ def _load_tasks() -> None:
 def run_forever(node: Node, stop: threading.Event, tick: float = 0.5) -> None:
     """Run every registered task on its schedule until ``stop`` is set; a failing task never stops the others."""
     _load_tasks()
+    log.info("background tasks running: %s", ", ".join(task.name for task in TASKS))
     due = {task.name: 0.0 for task in TASKS}
     while not stop.is_set():
         now = time.monotonic()
@@ -64,8 +65,10 @@ def run_forever(node: Node, stop: threading.Event, tick: float = 0.5) -> None:
                 log.exception("background task %s failed", task.name)
             due[task.name] = time.monotonic() + task.interval(node)
         stop.wait(tick)
-    # Release what tasks hold (a fax line listening on its socket) before the process exits.
-    for task in TASKS:
+    # Release what tasks hold before the process exits, last registered first: a task may use what an
+    # earlier one opened (outbound calls hang up on the line before the station closes it).
+    log.info("background tasks stopping")
+    for task in reversed(TASKS):
         if task.stop is not None:
             try:
                 task.stop(node)

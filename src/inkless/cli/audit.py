@@ -17,7 +17,7 @@ app.add_typer(proof_app, name="proof")
 @app.command("verify")
 def verify(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Recompute every entry, subtree and signed tree head; exit 5 naming the first bad one."""
-    with open_node(data) as node, node.db.begin() as conn:
+    with open_node(data) as node, node.db.read() as conn:
         report = node.audit.verify(conn)
     if as_json:
         print_json({
@@ -67,7 +67,7 @@ def list_entries(
     as_json: JsonOption = False,
 ) -> None:
     """List entries, oldest first."""
-    with open_node(data) as node, node.db.begin() as conn:
+    with open_node(data) as node, node.db.read() as conn:
         entries = node.audit.entries(conn, start, limit, action=action, object_type=object_type,
                                      object_id=object_id)
     if as_json:
@@ -94,7 +94,7 @@ def proof_inclusion(
     as_json: JsonOption = False,
 ) -> None:
     """Print the inclusion proof of entry INDEX in the tree of --size entries, checked before printing."""
-    with open_node(data) as node, node.db.begin() as conn:
+    with open_node(data) as node, node.db.read() as conn:
         proof = node.audit.inclusion_proof(conn, index, size)
     value = proof.to_json()
     value["verified"] = proof.verify()
@@ -118,7 +118,7 @@ def proof_consistency(
     as_json: JsonOption = False,
 ) -> None:
     """Print the proof that the tree of OLD entries is a prefix of the tree of NEW entries."""
-    with open_node(data) as node, node.db.begin() as conn:
+    with open_node(data) as node, node.db.read() as conn:
         proof = node.audit.consistency_proof(conn, old, new)
     value = proof.to_json()
     value["verified"] = proof.verify()

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from inkless.app import init_node, node_facts
+from inkless.app import init_node, node_facts, restrict_file_modes
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
 from inkless.config import load_settings
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
@@ -102,7 +102,7 @@ def migrate(data: DataOption = None) -> None:
     from inkless.db.migrate import current_heads, describe, script_heads, upgrade
 
     settings = load_settings(data)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, lock_timeout=settings.database_lock_timeout_seconds)
     try:
         before = current_heads(db)
         upgrade(db)
@@ -127,24 +127,35 @@ def serve(
 
 @app.command()
 def worker(data: DataOption = None) -> None:
-    """Run the background workers alone (no web server) until SIGTERM or SIGINT."""
+    """Run the background workers alone (no web server) until SIGTERM or SIGINT.
+
+    Exits 0 after SIGTERM (a service manager's stop) and 130 after SIGINT (Ctrl-C), like every
+    interrupted command; either way the tasks hand unfinished work back to the queue first.
+    """
     import signal
     import threading
 
+    from inkless.app import configure_logging
     from inkless.workers import run_forever
 
     stop = threading.Event()
+    interrupted: list[int] = []
 
     def _stop(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:
+            interrupted.append(signum)
         stop.set()
 
-    # The tasks finish their current step before the process exits: nothing claimed is left half-done.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    settings = load_settings(data)
+    configure_logging(settings)
     with open_node(data) as node:
         typer.echo(f"inkless node {node.node_id}: workers running (stop with SIGTERM or Ctrl-C)")
         run_forever(node, stop)
     typer.echo("workers stopped")
+    if interrupted:
+        raise typer.Exit(130)
 
 
 @node_app.command("info")
@@ -294,6 +305,8 @@ _register_optional()
 
 def main() -> None:
     """Entry point: run the command, turning inkless errors into a message and an exit code."""
+    # Everything a command creates (database, WAL, blobs, spool, reports, exports) is the node's alone.
+    restrict_file_modes()
     try:
         app()
     except InklessError as exc:

@@ -14,6 +14,11 @@ from sqlalchemy.engine import make_url
 from inkless.errors import ConfigurationError, StorageError
 
 
+def storage_error(error: exc.OperationalError | exc.DBAPIError) -> StorageError:
+    """The database could not be used (locked, full, unreachable): exit code 8 / HTTP 503, with the driver's reason."""
+    return StorageError(f"database unavailable: {error.orig}")
+
+
 def normalise_url(url: str) -> str:
     """Accept ``postgresql://`` as a short form of ``postgresql+psycopg://``."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -24,7 +29,7 @@ def normalise_url(url: str) -> str:
 class Database:
     """A node's database: SQLite (WAL) or PostgreSQL behind the same interface."""
 
-    def __init__(self, url: str, *, create: bool = False, echo: bool = False) -> None:
+    def __init__(self, url: str, *, create: bool = False, echo: bool = False, lock_timeout: float = 30.0) -> None:
         self.url = normalise_url(url)
         try:
             parsed = make_url(self.url)
@@ -43,14 +48,14 @@ class Database:
                         f"no inkless node in {path.parent} (no database file {path.name}): "
                         "run 'inkless init --data DIR'"
                     )
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": lock_timeout, "check_same_thread": False}
         elif self.backend == "postgresql":
             kwargs["pool_pre_ping"] = True
         else:
             raise ConfigurationError(f"unsupported database backend {self.backend!r}")
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.backend == "sqlite":
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, lock_timeout)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -64,13 +69,29 @@ class Database:
             with self.engine.begin() as conn:
                 yield conn
         except exc.OperationalError as error:
-            raise StorageError(f"database unavailable: {error.orig}") from error
+            raise storage_error(error) from error
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction: never waits for the write lock.
+
+        On SQLite it starts DEFERRED, so WAL readers see the last committed state
+        while another connection writes; on PostgreSQL it is READ ONLY. Use
+        :meth:`begin` for anything that reads and then writes.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(inkless_read_only=True)
+                with conn.begin():
+                    yield conn
+        except exc.OperationalError as error:
+            raise storage_error(error) from error
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, lock_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions start (see begin()).
@@ -79,9 +100,13 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no lock up front: in WAL mode they never wait behind a writer.
+        if conn.get_execution_options().get("inkless_read_only"):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

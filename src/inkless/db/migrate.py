@@ -14,8 +14,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import exc
 
-from inkless.db.engine import Database
+from inkless.db.engine import Database, storage_error
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,7 +30,10 @@ def alembic_config(db: Database) -> Config:
 
 def upgrade(db: Database, revision: str = "heads") -> None:
     """Bring the schema up to ``revision`` (default: every head)."""
-    command.upgrade(alembic_config(db), revision)
+    try:
+        command.upgrade(alembic_config(db), revision)
+    except exc.OperationalError as error:
+        raise storage_error(error) from error
 
 
 def downgrade(db: Database, revision: str) -> None:
@@ -38,8 +42,14 @@ def downgrade(db: Database, revision: str) -> None:
 
 def current_heads(db: Database) -> frozenset[str]:
     """The revisions the database is at (empty for a database inkless never touched)."""
-    with db.engine.connect() as conn:
-        return frozenset(MigrationContext.configure(conn).get_current_heads())
+    try:
+        # A read: it must not queue behind a writer for the write lock.
+        with db.engine.connect() as conn:
+            conn = conn.execution_options(inkless_read_only=True)
+            return frozenset(MigrationContext.configure(conn).get_current_heads())
+    except exc.OperationalError as error:
+        # Locked, full or unreachable: a storage failure, not a configuration mistake.
+        raise storage_error(error) from error
 
 
 def script_heads(db: Database) -> frozenset[str]:

@@ -162,7 +162,7 @@ class PeerService:
 
     def node_document(self) -> dict[str, Any]:
         """What ``GET /federation/v1/node`` answers: identity, CA certificate, and the same signed."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             ca = self._pki.ca_certificate(conn)
         ca_pem = x509.load_der_x509_certificate(ca.der).public_bytes(serialization.Encoding.PEM).decode("ascii")
         payload = {
@@ -297,13 +297,13 @@ class PeerService:
 
     def all(self) -> list[Peer]:
         """Every pinned peer, by node id."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(select(federation_peers).order_by(federation_peers.c.node_id)).all()
         return [_peer(r) for r in rows]
 
     def get(self, node_id: str) -> Peer:
         """One pinned peer; NotFoundError if not pinned."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(federation_peers).where(federation_peers.c.node_id == node_id)).one_or_none()
         if row is None:
             raise NotFoundError(f"no pinned peer {node_id!r}")
@@ -383,7 +383,7 @@ class PeerService:
 
     def is_pinned(self, node_id: str) -> bool:
         """True if ``node_id`` is a pinned peer."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             return conn.execute(
                 select(federation_peers.c.node_id).where(federation_peers.c.node_id == node_id)
             ).first() is not None

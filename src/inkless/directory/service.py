@@ -99,14 +99,14 @@ class DirectoryService:
         return _office(row)
 
     def office_by_id(self, office_id: int) -> Office:
-        with self._db.begin() as c:
+        with self._db.read() as c:
             row = c.execute(select(t.offices).where(t.offices.c.id == office_id)).one_or_none()
         if row is None:
             raise NotFoundError(f"no office with id {office_id}")
         return _office(row)
 
     def offices(self) -> list[Office]:
-        with self._db.begin() as c:
+        with self._db.read() as c:
             rows = c.execute(select(t.offices).order_by(t.offices.c.code)).all()
         return [_office(r) for r in rows]
 
@@ -186,11 +186,11 @@ class DirectoryService:
         query = _user_query().order_by(t.offices.c.code, t.users.c.login)
         if office_code is not None:
             query = query.where(t.offices.c.code == office_code)
-        with self._db.begin() as c:
+        with self._db.read() as c:
             return [_user(r) for r in c.execute(query).all()]
 
     def count_users(self) -> int:
-        with self._db.begin() as c:
+        with self._db.read() as c:
             return int(c.execute(select(func.count()).select_from(t.users)).scalar_one())
 
     # --- credentials ---------------------------------------------------------------
@@ -216,7 +216,7 @@ class DirectoryService:
 
     def totp_secret(self, login: str) -> str:
         """The user's TOTP secret (for enrolment and for ``inkless user totp`` on the node itself)."""
-        with self._db.begin() as c:
+        with self._db.read() as c:
             row = c.execute(select(t.users.c.totp_secret_enc).where(t.users.c.login == login)).one_or_none()
         if row is None:
             raise NotFoundError(f"no user {login!r}")

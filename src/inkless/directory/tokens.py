@@ -199,7 +199,7 @@ class ApiTokenService:
             return [_token(r) for r in conn.execute(query).all()]
 
     def get(self, token_id: int) -> ApiToken:
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             return self._get(conn, token_id)
 
     def revoke(self, token_id: int, actor: str, owner: str | None = None) -> ApiToken:

@@ -210,7 +210,7 @@ class FaxService:
     def office_settings(self, office_code: str) -> OfficeFaxSettings:
         """An office's fax settings (defaults when never set)."""
         office = self._directory.office(office_code)
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(fax_settings).where(fax_settings.c.office_id == office.id)).first()
         if row is None:
             return OfficeFaxSettings(office.code)
@@ -398,7 +398,7 @@ class FaxService:
 
     def received_image(self, call_id: int) -> bytes:
         """The page images of a received fax as a PDF (for the administrators' queue)."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(fax_calls.c.tiff_blob, fax_calls.c.pdf_blob).where(
                 fax_calls.c.id == call_id, fax_calls.c.direction == "RECV")).first()
         if row is None or row.tiff_blob is None:
@@ -426,7 +426,7 @@ class FaxService:
 
     def call(self, call_id: int) -> FaxCallEntry:
         """One call of the log."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
                 t.offices, t.offices.c.id == fax_calls.c.office_id).where(fax_calls.c.id == call_id)).first()
         if row is None:
@@ -435,7 +435,7 @@ class FaxService:
 
     def call_report(self, call_id: int) -> bytes:
         """The transmission report PDF of one outbound attempt."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             digest = conn.execute(select(fax_calls.c.report_blob).where(fax_calls.c.id == call_id)).scalar()
         if not digest:
             raise NotFoundError(f"no transmission report for call {call_id}")
@@ -554,7 +554,7 @@ class FaxService:
 
     def job(self, job_id: int) -> FaxJob:
         """One outbound job."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(fax_jobs, t.offices.c.code).join(
                 t.offices, t.offices.c.id == fax_jobs.c.office_id).where(fax_jobs.c.id == job_id)).first()
         if row is None:
@@ -581,7 +581,7 @@ class FaxService:
 
     def attempts(self, job_id: int) -> list[FaxCallEntry]:
         """Every call made for a job, first attempt first."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
                 t.offices, t.offices.c.id == fax_calls.c.office_id).where(
                 fax_calls.c.job_id == job_id).order_by(fax_calls.c.id)).all()

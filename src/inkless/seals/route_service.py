@@ -561,12 +561,12 @@ class RouteService:
 
     def route(self, route_id: int) -> ApprovalRoute:
         """The route ``route_id`` as it stands."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             return self._load(conn, route_id)
 
     def status(self, route_id: int, viewer: str | None = None) -> RouteStatus:
         """The route with its timeline and revisions; ``viewer`` must be involved or in its office."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             route = self._load(conn, route_id)
             if viewer is not None:
                 self._check_viewer(conn, route, viewer)
@@ -594,7 +594,7 @@ class RouteService:
 
     def document(self, route_id: int, viewer: str | None = None, revision: int | None = None) -> bytes:
         """The route's PDF: the current revision, or an earlier one of its history."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             route = self._load(conn, route_id)
             if viewer is not None:
                 self._check_viewer(conn, route, viewer)
@@ -604,7 +604,7 @@ class RouteService:
     def queue(self, login: str) -> list[QueueItem]:
         """Routes waiting for ``login``: their box to stamp, or (approvers, admins) the office seal to press."""
         user = self._directory.user(login)
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             mine = conn.execute(
                 select(s.route_steps.c.route_id)
                 .join(s.step_approvers, s.step_approvers.c.step_id == s.route_steps.c.id)
@@ -638,7 +638,7 @@ class RouteService:
 
     def routes_of_office(self, office_code: str, limit: int = 50) -> list[ApprovalRoute]:
         """The office's latest routes, newest first."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             ids = conn.execute(
                 select(s.routes.c.id)
                 .join(t.offices, t.offices.c.id == s.routes.c.office_id)
@@ -672,7 +672,7 @@ class RouteService:
             raise NotFoundError(f"no route {route.id}")
 
     def _document_at(self, route_id: int, revision: int) -> bytes:
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             digest = self._revision_digest(conn, route_id, revision)
         return self._blobs.get(digest)
 

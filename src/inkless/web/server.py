@@ -8,7 +8,7 @@ import threading
 
 import uvicorn
 
-from inkless.app import build_node
+from inkless.app import build_node, configure_logging
 from inkless.config import Settings
 from inkless.web.app import create_app
 
@@ -20,9 +20,7 @@ WORKER_JOIN_SECONDS = 30.0
 
 def run_server(settings: Settings) -> None:
     """Serve the node until SIGTERM or SIGINT, then stop the workers and close the database."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     node = build_node(settings)
     stop = threading.Event()
     worker: threading.Thread | None = None
