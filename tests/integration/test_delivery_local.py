@@ -322,6 +322,19 @@ def test_two_workers_never_claim_the_same_row(shared: Node) -> None:
     assert len(everything) == len(set(everything)) == 12
 
 
+def test_an_attempt_cut_short_by_a_killed_worker_still_counts(shared: Node) -> None:
+    clock = FixedClock(shared.clock.now())
+    svc = DeliveryService(shared.settings, shared.db, shared.blobs, shared.pki, shared.directory, shared.audit,
+                          shared.box, clock, transport=lambda: Unreachable(), peers=lambda: FakePeers(shared))
+    message_id = svc.send("yamada", "secretariat", ["records@far"], [], "遠隔", [NewDocument("a.pdf", b"%PDF-1")])
+    # A worker claims the row, dials the peer, and is killed (kill -9) before it records anything.
+    assert (message_id, "records@far") in svc.claim(limit=50)
+    clock.advance(seconds=shared.settings.delivery_lease_seconds + 1)
+    svc.deliver_due(limit=50)  # another worker takes the row over once the lease has run out
+    [row] = [r for r in svc.outbox_rows() if r.message_id == message_id]
+    assert row.state == "retrying" and row.attempts == 2
+
+
 def test_backoff_and_expiry_with_a_fixed_clock(shared: Node) -> None:
     clock = FixedClock(shared.clock.now())
     svc = DeliveryService(shared.settings, shared.db, shared.blobs, shared.pki, shared.directory, shared.audit,

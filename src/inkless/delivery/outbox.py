@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, case, select, update
 
 from inkless.db.tables_delivery import inbox, outbox
 from inkless.delivery.faxnote import FaxFirst, note
@@ -32,6 +32,10 @@ def backoff_delay(attempts: int, base: float, cap: float, rng: random.Random | N
 def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta) -> Sequence[Row[Any]]:
     """Claim up to ``limit`` due rows, urgent first, and push their next attempt out by ``lease``.
 
+    The attempt is counted here, when it is claimed (not when it ends): a worker killed in the middle
+    of a delivery has still made an attempt. Rows past their expiry are claimed only to be expired,
+    which is not an attempt. The returned rows carry the counts after the claim.
+
     PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent workers take disjoint rows. SQLite: the
     transaction is BEGIN IMMEDIATE (see db/engine.py), so claims are serialised. Either way a claimed
     row is invisible to other claimers until the lease runs out; a worker killed mid-delivery leaves
@@ -45,12 +49,17 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta) -> 
     )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    rows = conn.execute(query).all()
-    if rows:
-        conn.execute(
-            update(outbox).where(outbox.c.id.in_([r.id for r in rows])).values(next_attempt_at=now + lease)
+    ids = [r.id for r in conn.execute(query).all()]
+    if not ids:
+        return []
+    conn.execute(
+        update(outbox).where(outbox.c.id.in_(ids)).values(
+            next_attempt_at=now + lease,
+            attempts=case((outbox.c.expires_at > now, outbox.c.attempts + 1), else_=outbox.c.attempts),
         )
-    return rows
+    )
+    claimed = {r.id: r for r in conn.execute(select(outbox).where(outbox.c.id.in_(ids))).all()}
+    return [claimed[i] for i in ids]
 
 
 def faxed_first(row: Row[Any]) -> FaxFirst | None:

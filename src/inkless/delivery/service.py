@@ -544,19 +544,19 @@ class DeliveryService:
         with self._db.begin() as conn:
             result = conn.execute(update(outbox).where(outbox.c.id == row.id, outbox.c.state.in_(PENDING))
                                   .values(state="delivered", receipt=receipt, received_at=checked.facts.received_at,
-                                          delivered_at=done, attempts=row.attempts + 1, last_error=None,
+                                          delivered_at=done, attempts=row.attempts, last_error=None,
                                           updated_at=done))
             if result.rowcount:
                 self._audit.record(conn, AuditEvent(
                     actor="system", action="message.delivered", object_type="message", object_id=row.message_id,
                     digests={"receipt": hashlib.sha256(receipt).hexdigest()},
-                    details={"recipient": row.recipient, "attempts": row.attempts + 1},
+                    details={"recipient": row.recipient, "attempts": row.attempts},
                 ), at=done)
         return "delivered"
 
     def _retry(self, row: Row[Any], error: str, retry_after: float | None) -> str:
         now = self._clock.now()
-        attempts = row.attempts + 1
+        attempts = row.attempts  # counted when the row was claimed
         delay = backoff_delay(attempts, self._settings.delivery_backoff_base_seconds,
                               self._settings.delivery_backoff_cap_seconds)
         if retry_after:
@@ -581,8 +581,7 @@ class DeliveryService:
         reason = reason[:MAX_ERROR_CHARS]
         with self._db.begin() as conn:
             result = conn.execute(update(outbox).where(outbox.c.id == row.id, outbox.c.state.in_(PENDING))
-                                  .values(state=state, last_error=reason, updated_at=now,
-                                          attempts=row.attempts + (0 if state == "expired" else 1)))
+                                  .values(state=state, last_error=reason, updated_at=now))
             if result.rowcount:
                 self._audit.record(conn, AuditEvent(
                     actor="system", action=action, object_type="message", object_id=row.message_id,

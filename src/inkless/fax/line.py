@@ -51,6 +51,13 @@ class FaxLine(Protocol):
         """Start answering inbound calls in background threads; each result goes to ``handler``."""
         ...
 
+    def hang_up(self) -> None:
+        """Drop every outbound call in progress at once; their ``dial`` returns or raises promptly.
+
+        Called when the process stops: the service hands the interrupted jobs back to the queue.
+        """
+        ...
+
     def close(self) -> None:
         """Stop answering and release the line (waits for calls in progress to finish)."""
         ...

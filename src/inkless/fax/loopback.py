@@ -118,14 +118,46 @@ def _recv_frame(sock: socket.socket) -> bytes | None:
     return bytes(buf)
 
 
+class OpenCalls:
+    """The outbound calls a line has in progress, so that :meth:`hang_up` can drop them all at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self.dropped = threading.Event()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.dropped.is_set():
+                raise FaxError("the line was hung up: this process is stopping")
+            self._sockets.add(sock)
+
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def hang_up(self) -> None:
+        """Drop every call: a blocked read on its socket returns at once, the terminal abandons the call."""
+        with self._lock:
+            self.dropped.set()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 def pump(
     sock: socket.socket,
     terminal: AudioTerminal,
     *,
     max_line_s: float,
     hangup: Callable[[], bool] | None = None,
+    dropped: threading.Event | None = None,
 ) -> float:
-    """Exchange audio frames over ``sock`` until the terminal's call is over; returns line seconds."""
+    """Exchange audio frames over ``sock`` until the terminal's call is over; returns line seconds.
+
+    ``dropped`` set means our side hung up (the process is stopping): the call ends at once.
+    """
     sock.settimeout(FRAME_TIMEOUT_S)
     max_samples = int(max_line_s * SAMPLE_RATE)
     connected = True
@@ -133,6 +165,9 @@ def pump(
     silent_since: int | None = None
     try:
         while True:
+            if dropped is not None and dropped.is_set() and not terminal.done:
+                terminal.abandon()
+                break
             frame = terminal.tx_frame()
             incoming: bytes | None = None
             if connected:
@@ -173,10 +208,10 @@ def place_call(
     options: TerminalOptions,
     timeout_s: float = DEFAULT_DIAL_TIMEOUT_S,
     hangup_after_page: int | None = None,
+    calls: OpenCalls | None = None,
 ) -> CallResult:
     """Call the answerer listening on ``socket_path`` and send the TIFF-F ``tiff`` (already stamped)."""
-    from inkless.fax.terminal import hangup_after_pages
-
+    calls = calls or OpenCalls()
     started = datetime.now(UTC)
     try:
         sock = connect(socket_path, FRAME_TIMEOUT_S)
@@ -184,6 +219,21 @@ def place_call(
         raise FaxError(NO_ANSWER) from None
     except OSError as exc:
         raise FaxError(f"loopback line: cannot reach {socket_path}: {exc}") from None
+    try:
+        calls.add(sock)
+    except FaxError:
+        sock.close()
+        raise
+    try:
+        return _call(sock, setup, tiff, options, timeout_s, hangup_after_page, calls, started)
+    finally:
+        calls.discard(sock)
+
+
+def _call(sock: socket.socket, setup: CallSetup, tiff: bytes, options: TerminalOptions, timeout_s: float,
+          hangup_after_page: int | None, calls: OpenCalls, started: datetime) -> CallResult:
+    from inkless.fax.terminal import hangup_after_pages
+
     try:
         _send_line(sock, {
             "inkless-fax-loopback": PROTOCOL_VERSION,
@@ -195,6 +245,9 @@ def place_call(
     except OSError:
         sock.close()
         raise FaxError(NO_ANSWER) from None
+    if calls.dropped.is_set():
+        sock.close()
+        raise FaxError("the line was hung up: this process is stopping")
     answer = reply.get("answer") if reply else NO_ANSWER
     if answer != "ok":
         sock.close()
@@ -204,7 +257,7 @@ def place_call(
         tx_file.write_bytes(tiff)
         with AudioTerminal(calling=True, options=options, tx_file=tx_file) as terminal:
             hangup = hangup_after_pages(terminal, hangup_after_page) if hangup_after_page is not None else None
-            line_s = pump(sock, terminal, max_line_s=timeout_s, hangup=hangup)
+            line_s = pump(sock, terminal, max_line_s=timeout_s, hangup=hangup, dropped=calls.dropped)
             assert terminal.outcome is not None
             return call_result(
                 terminal.outcome, sending=True, line_seconds=line_s, started_at=started,
@@ -375,6 +428,7 @@ class LoopbackLine:
         self.ident = ident
         self.max_calls = max_calls
         self._answerer: Answerer | None = None
+        self._calls = OpenCalls()
 
     def dial(
         self,
@@ -391,7 +445,11 @@ class LoopbackLine:
             tiff = fax_header.stamp_tiff(tiff, header, datetime.now().astimezone())
         setup = CallSetup(called_number=number, calling_number=ident or None)
         options = TerminalOptions(ident=ident, ecm=ecm)
-        return place_call(self.remote_path, setup, tiff, options=options, timeout_s=timeout_s)
+        return place_call(self.remote_path, setup, tiff, options=options, timeout_s=timeout_s, calls=self._calls)
+
+    def hang_up(self) -> None:
+        """Drop the outbound calls in progress (a remote that never answers no longer holds us)."""
+        self._calls.hang_up()
 
     def listen(self, handler: IncomingCallHandler) -> None:
         """Answer calls on ``socket_path``; each finished call (good or bad) goes to ``handler``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,6 +125,7 @@ class FaxService:
         self._to_pdf = to_pdf or _engine_tiff_to_pdf
         self._ocr = ocr or _default_ocr
         self.default_schedule = schedule or JobSchedule()
+        self._stopping = threading.Event()
 
     # --- routing rules and block list (administrators) ------------------------------------
 
@@ -634,6 +636,25 @@ class FaxService:
                 log.exception("fax job %s: attempt failed unexpectedly", job_id)
         return len(ids)
 
+    def hang_up(self, line: fax_line.FaxLine) -> None:
+        """The process is stopping: drop the calls in progress on ``line``; their jobs go back to the queue."""
+        self._stopping.set()
+        line.hang_up()
+
+    def _hand_back(self, job_id: int, attempt: int, reason: str) -> FaxJob:
+        """Put a job whose call we dropped back in the queue, due at once (another worker may take it)."""
+        now = self._clock.now()
+        text = f"call interrupted: this worker stopped during attempt {attempt}; back in the queue"
+        with self._db.begin() as conn:
+            conn.execute(update(fax_jobs).where(fax_jobs.c.id == job_id, fax_jobs.c.state == JobState.SENDING.value)
+                         .values(state=JobState.RETRYING.value, claimed_until=None, next_attempt_at=now,
+                                 last_text=text[:MAX_TEXT], updated_at=now))
+            self._audit.record(conn, AuditEvent(
+                actor="system", action="fax.attempt_interrupted", object_type="fax_job", object_id=str(job_id),
+                details={"attempt": attempt, "reason": reason[:MAX_TEXT]}), at=now)
+        log.info("fax job %s: %s", job_id, text)
+        return self.job(job_id)
+
     def attempt(self, job_id: int, line: fax_line.FaxLine) -> FaxJob:
         """Make one call for a claimed job and record its outcome, report and next state."""
         with self._db.begin() as conn:
@@ -654,6 +675,9 @@ class FaxService:
         except Exception as exc:  # a line driver bug is a failed attempt, retried, never a lost job
             log.exception("fax line %s failed", line.name)
             error_text = f"line failure: {type(exc).__name__}: {exc}"
+        if self._stopping.is_set() and not (result is not None and result.success):
+            # We hung up, not the remote: the attempt says nothing about the number; try it again soon.
+            return self._hand_back(job_id, row.tries, error_text or (result.t30_text if result else ""))
         now = self._clock.now()
         outcome = after_attempt(now=now, tries=row.tries, max_tries=row.max_tries, interval_s=row.interval_s,
                                 kill_at=row.kill_at, pages=row.pages, result=result, error_text=error_text,

@@ -68,6 +68,7 @@ class SpoolLine:
             (spool_dir / sub).mkdir(parents=True, exist_ok=True)
         self._handler: IncomingCallHandler | None = None
         self._stop = threading.Event()
+        self._hung_up = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ inbound
@@ -201,6 +202,12 @@ class SpoolLine:
         result_path = out / f"{job}.result.json"
         deadline = time.monotonic() + timeout_s
         while not result_path.exists():
+            if self._hung_up.is_set():
+                # Withdraw the job if the external server has not taken it yet; either way stop waiting.
+                for name in (f"{job}.json", f"{job}.tif"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.replace(out / name, out / "expired" / name)
+                raise FaxError(f"spool line: hung up while waiting for job {job}: this process is stopping")
             if time.monotonic() >= deadline:
                 for name in (f"{job}.json", f"{job}.tif"):
                     with contextlib.suppress(FileNotFoundError):
@@ -234,6 +241,10 @@ class SpoolLine:
             duration_s=float(facts.get("duration_s") or 0.0),
             started_at=started,
         )
+
+    def hang_up(self) -> None:
+        """Stop waiting for the external server's results of jobs in progress."""
+        self._hung_up.set()
 
     def close(self) -> None:
         """Stop watching the folder."""

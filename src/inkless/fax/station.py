@@ -41,6 +41,12 @@ def station_line(node: Any) -> FaxLine | None:
         return _lines[key]
 
 
+def current_line(node: Any) -> FaxLine | None:
+    """The line this process opened for ``node``, if any (never opens one)."""
+    with _lock:
+        return _lines.get(id(node))
+
+
 def start_answering(node: Any) -> bool:
     """Answer inbound calls on the node's line into its fax service; True if this process now answers."""
     line = station_line(node)

@@ -66,6 +66,31 @@ def _log_failure(job_id: int) -> Any:
     return check
 
 
+# How long stopping waits for interrupted calls to be handed back (well inside a 10 s stop).
+HAND_BACK_SECONDS = 5.0
+
+
+def hang_up_calls(node: Any) -> None:
+    """On stop: drop the outbound calls in progress and wait until their jobs are back in the queue."""
+    from concurrent.futures import wait
+
+    from inkless.fax.station import current_line
+
+    fax = getattr(node, "fax", None)
+    line = current_line(node)
+    with _lock:
+        pool = _pools.pop(id(node), None)
+        running = _in_flight.pop(id(node), set())
+    if fax is not None and line is not None:
+        fax.hang_up(line)
+    if running:
+        _done, late = wait(running, timeout=HAND_BACK_SECONDS)
+        if late:  # their claims run out and another worker takes the jobs over
+            log.warning("%d fax call(s) did not end within %.0f s of hanging up", len(late), HAND_BACK_SECONDS)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def deliver_pending(node: Any) -> int:
     """Deposit received faxes whose delivery was interrupted (a crash between logging and the inbox)."""
     fax = getattr(node, "fax", None)
@@ -86,7 +111,7 @@ def disaster_fallback(node: Any) -> int:
 
 
 register(PeriodicTask(name="fax.outbound", interval=lambda node: float(node.settings.fax_poll_seconds),
-                      run=dial_due_jobs))
+                      run=dial_due_jobs, stop=hang_up_calls))
 register(PeriodicTask(name="fax.inbound_pending", interval=lambda _node: 30.0, run=deliver_pending))
 def fallback_interval(node: Any) -> float:
     """How often the fallback looks: every minute, more often when the configured delay is shorter."""
