@@ -113,7 +113,7 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     audit = AuditLog(clock)
     directory = DirectoryService(db, settings.node_id, pki, audit, box, clock)
     node = Node(
-        settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir), clock=clock, box=box,
+        settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir, box), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
     from inkless.directory.tokens import ApiTokenService

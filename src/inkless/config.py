@@ -70,6 +70,7 @@ class Settings:
     directory_refresh_seconds: int = 3600
     delivery_lease_seconds: int = 300
     workers: bool = True
+    blob_gc_grace_hours: int = 24  # a blob no record names is deleted once it is this old
     log_level: str = "INFO"
     tsa_url: str = ""  # an external RFC 3161 TSA for seals; empty = the node's own TSA
     # The fax service: outbound retry schedule defaults (sendfax -t / -I / -k), OCR, disaster fallback.
@@ -173,7 +174,8 @@ def _validate(settings: Settings) -> None:
     sip_options(settings, read_secret=settings.fax_line == "sip")
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
-    for name in ("database_lock_timeout_seconds", "session_minutes", "login_max_failures", "login_window_seconds",
+    for name in ("database_lock_timeout_seconds", "blob_gc_grace_hours",
+                 "session_minutes", "login_max_failures", "login_window_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
                  "directory_refresh_seconds", "delivery_lease_seconds", "verify_max_bytes",

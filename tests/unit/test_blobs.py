@@ -8,13 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from inkless.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
-from inkless.errors import IntegrityError, NotFoundError, ValidationError
+from inkless.blobs import MAGIC, BlobStore, LocalBlobStore, MemoryBlobStore
+from inkless.errors import IntegrityError, KeyStoreError, NotFoundError, ValidationError
+from inkless.pki.keystore import SecretBox
+
+KEY = bytes(range(32))
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "local-encrypted", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return LocalBlobStore(tmp_path / "blobs") if request.param == "local" else MemoryBlobStore()
+    if request.param == "memory":
+        return MemoryBlobStore()
+    return LocalBlobStore(tmp_path / "blobs", SecretBox(KEY) if request.param == "local-encrypted" else None)
+
+
+def sealed_store(root: Path) -> LocalBlobStore:
+    return LocalBlobStore(root, SecretBox(KEY))
+
+
+def on_disk(root: Path, digest: str) -> Path:
+    return root / digest[:2] / digest[2:4] / digest
 
 
 def test_address_is_sha256_and_same_bytes_stored_once(store: BlobStore) -> None:
@@ -60,3 +73,53 @@ def test_no_temporary_files_left_behind(tmp_path: Path) -> None:
     store.put(b"a")
     store.put_stream(io.BytesIO(b"b" * 3_000_000))
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_encrypted_blobs_hold_no_plaintext_and_read_back(tmp_path: Path) -> None:
+    store = sealed_store(tmp_path)
+    data = b"%PDF-1.7 " + "機密の件".encode() * 400_000  # several 1 MiB chunks
+    digest = store.put_stream(io.BytesIO(data))
+    raw = on_disk(tmp_path, digest).read_bytes()
+    assert raw.startswith(MAGIC) and b"%PDF" not in raw and "機密".encode() not in raw
+    assert store.get(digest) == data and store.size(digest) == len(data)
+    empty = store.put(b"")
+    assert store.get(empty) == b""
+
+
+def test_blobs_written_in_clear_by_earlier_versions_are_still_read(tmp_path: Path) -> None:
+    digest = LocalBlobStore(tmp_path).put(b"%PDF-1.4 old clear blob")
+    assert sealed_store(tmp_path).get(digest) == b"%PDF-1.4 old clear blob"
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "drop the last chunk", "swap two chunks", "another key"])
+def test_damaged_encrypted_blobs_are_refused(tmp_path: Path, damage: str) -> None:
+    store = sealed_store(tmp_path)
+    data = bytes(range(256)) * 10_000  # 2.5 MB: three chunks
+    digest = store.put(data)
+    path = on_disk(tmp_path, digest)
+    raw = bytearray(path.read_bytes())
+    head = len(MAGIC) + 16
+    chunks: list[bytes] = []
+    position = head
+    while position < len(raw):
+        length = int.from_bytes(raw[position:position + 4], "big")
+        chunks.append(bytes(raw[position:position + 4 + length]))
+        position += 4 + length
+    assert len(chunks) == 3
+    if damage == "flip a byte":
+        raw[-5] ^= 1
+        path.write_bytes(bytes(raw))
+    elif damage == "drop the last chunk":
+        path.write_bytes(bytes(raw[:head]) + chunks[0] + chunks[1])
+    elif damage == "swap two chunks":
+        path.write_bytes(bytes(raw[:head]) + chunks[1] + chunks[0] + chunks[2])
+    else:
+        store = LocalBlobStore(tmp_path, SecretBox(bytes(32)))
+    with pytest.raises(IntegrityError, match="corrupt"):
+        store.get(digest)
+
+
+def test_an_encrypted_blob_without_the_master_key_is_a_key_store_error(tmp_path: Path) -> None:
+    digest = sealed_store(tmp_path).put(b"secret")
+    with pytest.raises(KeyStoreError):
+        LocalBlobStore(tmp_path).get(digest)

@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from inkless.db.tables import metadata
+from inkless.db.tables import BLOB, metadata
 from inkless.db.types import UTCDateTime
 
 # A message sent by an office of this node (the sender's copy); one row per message.
@@ -39,7 +39,7 @@ messages = Table(
     Column("procedure_code", String(64), nullable=True),
     Column("reply_to", String(36), nullable=True),
     Column("subject_enc", LargeBinary, nullable=False),
-    Column("envelope_sha256", String(64), nullable=False),
+    Column("envelope_sha256", String(64), nullable=False, info=BLOB),
     Column("envelope_size", Integer, nullable=False),
     Column("document_count", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -91,7 +91,7 @@ inbox = Table(
     Column("classification", Integer, nullable=False),
     Column("priority", String(8), nullable=False),
     Column("subject_enc", LargeBinary, nullable=False),
-    Column("envelope_sha256", String(64), nullable=False),
+    Column("envelope_sha256", String(64), nullable=False, info=BLOB),
     Column("envelope_size", Integer, nullable=False),
     Column("document_count", Integer, nullable=False),
     Column("source", String(16), nullable=False),

@@ -16,7 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from inkless.db.tables import metadata
+from inkless.db.tables import BLOB, metadata
 from inkless.db.types import UTCDateTime
 
 # Outbound faxes, scheduled like HylaFAX's send queue (sendfax -t tries, -I interval, -k kill time).
@@ -28,8 +28,8 @@ fax_jobs = Table(
     Column("created_by", String(64), nullable=False),
     Column("number", String(64), nullable=False),
     # Blob digests: the source PDF and the rendered TIFF-F (every page, header lines stamped).
-    Column("document_blob", String(64), nullable=False),
-    Column("tiff_blob", String(64), nullable=False),
+    Column("document_blob", String(64), nullable=False, info=BLOB),
+    Column("tiff_blob", String(64), nullable=False, info=BLOB),
     Column("pages", Integer, nullable=False),
     Column("cover_page", Boolean, nullable=False),
     Column("classification", Integer, nullable=False),
@@ -46,7 +46,7 @@ fax_jobs = Table(
     # Why the job exists: a clerk's send, or the disaster fallback of a delivery (then outbox_ref names it).
     Column("origin", String(16), nullable=False),
     Column("outbox_ref", String(128), nullable=True),
-    Column("report_blob", String(64), nullable=True),
+    Column("report_blob", String(64), nullable=True, info=BLOB),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("state IN ('queued', 'sending', 'retrying', 'done', 'failed')", name="state"),
@@ -88,10 +88,10 @@ fax_calls = Table(
     Column("job_id", Integer, ForeignKey("fax_jobs.id"), nullable=True),
     Column("attempt", Integer, nullable=True),
     # RECV: the TIFF exactly as received (stored before anything else), and the searchable PDF.
-    Column("tiff_blob", String(64), nullable=True),
-    Column("pdf_blob", String(64), nullable=True),
+    Column("tiff_blob", String(64), nullable=True, info=BLOB),
+    Column("pdf_blob", String(64), nullable=True, info=BLOB),
     # SEND: the transmission report PDF of this attempt.
-    Column("report_blob", String(64), nullable=True),
+    Column("report_blob", String(64), nullable=True, info=BLOB),
     # How the call found its office: did, subaddress, tsi, cid, rule:<id>, admin:<login>.
     Column("routed_by", String(80), nullable=True),
     Column("message_id", String(128), nullable=True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Column, Date, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 
-from inkless.db.tables import metadata
+from inkless.db.tables import BLOB, metadata
 from inkless.db.types import UTCDateTime
 
 routes = Table(
@@ -20,7 +20,7 @@ routes = Table(
     # The revision (route_documents.revision) that is the document now.
     Column("revision", Integer, nullable=False),
     # The PDF as uploaded, before the approval strip was added.
-    Column("original_digest", String(64), nullable=False),
+    Column("original_digest", String(64), nullable=False, info=BLOB),
     Column("strip_page", Integer, nullable=False),
     # Where the finished document goes (an office address), and the message that took it there.
     Column("deliver_to", String(200), nullable=True),
@@ -72,7 +72,7 @@ route_documents = Table(
     Column("id", Integer, primary_key=True),
     Column("route_id", Integer, ForeignKey("routes.id", ondelete="CASCADE"), nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("blob_digest", String(64), nullable=False),
+    Column("blob_digest", String(64), nullable=False, info=BLOB),
     Column("kind", String(16), nullable=False),
     Column("actor_id", Integer, ForeignKey("users.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -277,7 +277,7 @@ class DirectoryService:
     def _maybe(self, conn: Connection | None) -> Any:
         from contextlib import nullcontext
 
-        return nullcontext(conn) if conn is not None else self._db.begin()
+        return nullcontext(conn) if conn is not None else self._db.read()
 
     def _user_by(self, conn: Connection, condition: Any) -> User:
         row = conn.execute(_user_query().where(condition)).one_or_none()
