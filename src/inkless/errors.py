@@ -10,6 +10,7 @@ into these at the boundary that calls them, keeping the detail.
     ├── ValidationError                exit code 2   bad input from a user or a peer
     ├── NotFoundError                  exit code 3   no such office, user, entry ...
     ├── ConflictError                  exit code 7   already exists / already initialised
+    │   └── MessageIdMismatchError                   a delivery's Inkless-Message-Id is not the envelope's id
     ├── AuthenticationError            exit code 4   wrong password, wrong TOTP, bad token
     │   └── RateLimitedError                         too many failed attempts (has .retry_after)
     ├── PolicyError                    exit code 4   authenticated, but not allowed
@@ -77,6 +78,10 @@ class ConflictError(InklessError):
 
     exit_code = 7
     http_status = 409
+
+
+class MessageIdMismatchError(ConflictError):
+    """The message id a delivery names (transport header) is not the id inside the signed envelope."""
 
 
 class AuthenticationError(InklessError):

@@ -60,6 +60,7 @@ from inkless.errors import (
     DeliveryRejectedError,
     EnvelopeError,
     InklessError,
+    MessageIdMismatchError,
     MessageTooLargeError,
     NotFoundError,
     PeerUnreachableError,
@@ -299,19 +300,22 @@ class DeliveryService:
     # --- receiving -----------------------------------------------------------------------
 
     def receive(self, envelope: bytes, sender_address: str, recipient_address: str,
-                fax_first: FaxFirst | None = None) -> bytes:
+                fax_first: FaxFirst | None = None, message_id: str | None = None) -> bytes:
         """Store an envelope for a local office durably and return the signed receipt (CMS DER).
 
         Idempotent: the same message id with the same envelope returns the same receipt and keeps
-        one copy. Raises EnvelopeError (garbage, tampered, wrong recipient, bad or expired signer)
-        and ConflictError (same message id, different envelope); both are audited. ``fax_first``:
-        the sending node faxed this message before it could deliver it (kept on the inbox row).
+        one copy. Raises EnvelopeError (garbage, tampered, wrong recipient, bad or expired signer),
+        ConflictError (same message id, different envelope) and MessageIdMismatchError (``message_id``,
+        the id the delivery names, is not the one inside the signed envelope); all are audited.
+        ``fax_first``: the sending node faxed this message before it could deliver it (kept on the
+        inbox row).
         """
         digest = hashlib.sha256(envelope).hexdigest()
         try:
-            return self._receive(envelope, digest, sender_address, recipient_address, fax_first)
+            return self._receive(envelope, digest, sender_address, recipient_address, fax_first, message_id)
         except (EnvelopeError, ConflictError) as exc:
-            action = "message.replay_refused" if isinstance(exc, ConflictError) else "message.refused"
+            replay = isinstance(exc, ConflictError) and not isinstance(exc, MessageIdMismatchError)
+            action = "message.replay_refused" if replay else "message.refused"
             with self._db.begin() as conn:
                 self._audit.record(conn, AuditEvent(
                     actor=sender_address[:128], action=action, object_type="office",
@@ -321,7 +325,7 @@ class DeliveryService:
             raise
 
     def _receive(self, envelope: bytes, digest: str, sender_address: str, recipient_address: str,
-                 fax_first: FaxFirst | None) -> bytes:
+                 fax_first: FaxFirst | None, claimed_id: str | None) -> bytes:
         limit = int(self._settings.max_message_bytes * ENVELOPE_OVERHEAD) + 65536
         if len(envelope) > limit:
             raise EnvelopeError(f"the envelope is {len(envelope):,} bytes, over this node's limit of {limit:,}")
@@ -343,6 +347,7 @@ class DeliveryService:
                 inbox.c.office_id == office.id, inbox.c.envelope_sha256 == digest,
                 inbox.c.sender == sender_address)).first()
         if row is not None and row.receipt is not None:
+            _check_claimed_id(claimed_id, row.message_id)
             return bytes(row.receipt)
 
         with self._db.begin() as conn:
@@ -361,6 +366,7 @@ class DeliveryService:
             uuid.UUID(meta.message_id)
         except ValueError:
             raise EnvelopeError("the message id is not a UUID") from None
+        _check_claimed_id(claimed_id, meta.message_id)
         return self._store_received(office.id, office.code, meta, envelope, digest, len(docs), sender_address,
                                     source="inkless", authenticated=True, fax_first=fax_first)
 
@@ -872,6 +878,13 @@ class DeliveryService:
             rows = conn.execute(query).all()
         return [OutboxRow(r.message_id, r.recipient, r.state, RANK_PRIORITY[r.priority], r.attempts,
                           r.next_attempt_at, r.last_error, r.expires_at, r.delivered_at) for r in rows]
+
+
+def _check_claimed_id(claimed: str | None, signed: str) -> None:
+    """The id a delivery names must be the signed one: receipts, replay checks and logs all go by it."""
+    if claimed is not None and claimed != signed:
+        raise MessageIdMismatchError(
+            f"the Inkless-Message-Id header says {claimed[:128]!r}, the signed envelope says {signed!r}")
 
 
 def _status(r: Row[Any]) -> RecipientStatus:

@@ -182,7 +182,8 @@ async def receive_message(request: Request) -> Response:
     if delivery is None:
         return _error(request, node, 503, "delivery is not available on this node")
     try:
-        receipt = await run_in_threadpool(delivery.receive, body, sender, recipient, fax_first)
+        # The signed header names the message: it must be the id inside the signed envelope (409 otherwise).
+        receipt = await run_in_threadpool(delivery.receive, body, sender, recipient, fax_first, message_id)
     except MessageTooLargeError as exc:
         return _error(request, node, 413, str(exc))
     except EnvelopeError as exc:
