@@ -11,8 +11,21 @@ from inkless.app import Node, build_node, init_node
 from inkless.config import Settings, load_settings
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, DemoSample, create_demo
 from tests.helpers.db import fresh_database, postgres_url
+from tests.helpers.nodes import refused_url
+from tests.helpers.usual_ports import occupy_usual_ports
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def usual_ports_taken() -> Iterator[list[int]]:
+    """Another program serves on the usual ports (8080, 5060 …) during the whole run.
+
+    A test that reached a fixed port would now talk to that program and fail, as it would on a
+    developer's machine running something there: tests must use free or refused ports only.
+    """
+    with occupy_usual_ports() as taken:
+        yield taken
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,7 +58,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             "node_id": DEMO_NODE_ID,
             "organisation": DEMO_ORGANISATION,
             "database_url": database_url,
-            "base_url": "http://127.0.0.1:8080",
+            "base_url": refused_url(),
         },
     )
 

@@ -42,6 +42,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_refusing: socket.socket | None = None
+
+
+def refused_port() -> int:
+    """A loopback TCP port that refuses connections for the whole test run, whatever else runs on the machine.
+
+    The port is bound by this process and never listened on, so no other program can take it; use it
+    for node addresses that must not be reached (a node's own ``base_url`` in a test without a server,
+    an unreachable peer), never a fixed number such as 8080 or 9.
+    """
+    global _refusing
+    if _refusing is None:
+        _refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        _refusing.bind(("127.0.0.1", 0))
+    return int(_refusing.getsockname()[1])
+
+
+def refused_url(path: str = "") -> str:
+    """``http://127.0.0.1:<refused_port()>`` + ``path``."""
+    return f"http://127.0.0.1:{refused_port()}{path}"
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The test process's environment without INKLESS_* variables, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}

@@ -82,6 +82,12 @@ def test_offices_and_users(demo_dir: tuple[Path, dict[str, str]]) -> None:
           "--name", "x"), 2, "clearance"),
         (("user", "totp", "nobody"), 3, "nobody"),
         (("init", "--demo"), 7, "already"),
+        # Bidi controls disguise text ("photo\u202egpj.exe" shows as "photoexe.jpg"): refused in every name.
+        (("office", "add", "bidi-office", "民事\u202e局"), 2, "office name: contains U+202E RIGHT-TO-LEFT OVERRIDE"),
+        (("user", "add", "bidi", "--office", "secretariat", "--role", "clerk", "--clearance", "1",
+          "--name", "山田\u2066太郎"), 2, "name: contains U+2066 LEFT-TO-RIGHT ISOLATE"),
+        (("token", "create", "tanaka", "--office", "civil-affairs", "--name", "ci\x1b[31m"), 2,
+         "token name: contains U+001B"),
     ],
 )
 def test_errors_are_clear_and_change_nothing(

@@ -21,6 +21,7 @@ from inkless.directory.tokens import ApiTokenService
 from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
+from tests.helpers.nodes import refused_url
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -44,7 +45,7 @@ def api_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     with fresh_database(str(request.param), folder) as url:
         settings = load_settings(folder, env={}, overrides={
             "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
-            "base_url": "http://127.0.0.1:8080", "workers": False,
+            "base_url": refused_url(), "workers": False,
         })
         node = init_node(settings)
         create_demo(node.directory)

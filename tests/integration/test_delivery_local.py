@@ -31,6 +31,7 @@ from inkless.errors import ConflictError, EnvelopeError, MessageTooLargeError, N
 from inkless.pki.model import CertPurpose
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
+from tests.helpers.nodes import refused_url
 
 CIVIL = f"civil-affairs@{DEMO_NODE_ID}"
 CRIMINAL = f"criminal-affairs@{DEMO_NODE_ID}"
@@ -54,7 +55,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     with fresh_database(str(request.param), folder) as url:
         settings = load_settings(folder, env={}, overrides={
             "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
-            "base_url": "http://127.0.0.1:8080",
+            "base_url": refused_url(),
         })
         node = init_node(settings)
         create_demo(node.directory)

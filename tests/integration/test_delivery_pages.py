@@ -27,6 +27,7 @@ from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
+from tests.helpers.nodes import refused_url
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -56,7 +57,7 @@ def pages_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     with fresh_database(str(request.param), folder) as url:
         settings = load_settings(folder, env={}, overrides={
             "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
-            "base_url": "http://127.0.0.1:8080", "workers": False, "max_message_bytes": LIMIT,
+            "base_url": refused_url(), "workers": False, "max_message_bytes": LIMIT,
         })
         node = init_node(settings)
         create_demo(node.directory)

@@ -17,6 +17,7 @@ from inkless.delivery.service import NewDocument
 from inkless.delivery.transport import RemoteOffice, split_address
 from inkless.errors import DeliveryRejectedError, EnvelopeError, NotFoundError, PolicyError
 from inkless.pki.model import CertPurpose
+from tests.helpers.nodes import refused_url
 
 
 class Peers:
@@ -69,7 +70,7 @@ class InProcess:
 
 def make(folder: Path, node_id: str, offices: list[tuple[str, str]], users: list[tuple[str, str, int]]) -> Node:
     settings = load_settings(folder / node_id, env={}, overrides={
-        "node_id": node_id, "organisation": node_id, "base_url": f"http://127.0.0.1:1/{node_id}"})
+        "node_id": node_id, "organisation": node_id, "base_url": refused_url(f"/{node_id}")})
     node = init_node(settings)
     for code, name in offices:
         node.directory.add_office(code, name)

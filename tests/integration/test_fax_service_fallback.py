@@ -51,10 +51,10 @@ from inkless.web.i18n import load_translations
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
 from tests.helpers.faxdocs import three_page_pdf
-from tests.helpers.nodes import ThreadedServer, free_port
+from tests.helpers.nodes import ThreadedServer, free_port, refused_url
 
 FALLBACK_MINUTES = 60
-DOWN_URL = "http://127.0.0.1:9"  # port 9 (discard) answers nothing: the peer is down as long as the test likes
+DOWN_URL = refused_url()  # refuses every connection: the peer is down as long as the test likes
 JA = load_translations("ja")
 EN = load_translations("en")
 

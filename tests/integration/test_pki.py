@@ -60,7 +60,7 @@ def test_office_certificates_have_the_right_keys_and_usages(node: Node, demo: De
     san = sig.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "urn:inkless:office:civil-affairs@moj" in san.get_values_for_type(x509.UniformResourceIdentifier)
     cdp = enc.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    assert cdp[0].full_name[0].value == "http://127.0.0.1:8080/pki/crl"
+    assert cdp[0].full_name[0].value == node.settings.base_url + "/pki/crl"
     # openssl agrees on the purposes.
     cert_path, _ = cert_and_key_pem(node, CertPurpose.OFFICE_ENCRYPTION, "civil-affairs", tmp_path)
     ca = ca_pem(node, tmp_path)

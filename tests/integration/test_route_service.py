@@ -27,6 +27,7 @@ from inkless.seals.route_service import RouteService
 from inkless.seals.routes import OFFICE_SEAL_FIELD, RouteState, StepPlan, StepState
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
+from tests.helpers.nodes import refused_url
 from tests.helpers.route_docs import sample_pdf
 
 DOCUMENT_NAME = "令和9年度予算要求書"
@@ -52,7 +53,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 "node_id": DEMO_NODE_ID,
                 "organisation": DEMO_ORGANISATION,
                 "database_url": url,
-                "base_url": "http://127.0.0.1:8080",
+                "base_url": refused_url(),
             },
         )
         node = init_node(settings)

@@ -70,6 +70,7 @@ from inkless.errors import (
 from inkless.pki.ca import NodeCA
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertPurpose
+from inkless.text import UnsafeTextError, check_text
 
 log = logging.getLogger("inkless.delivery")
 
@@ -167,8 +168,8 @@ class DeliveryService:
         procedure_code: str | None,
         reply_to: str | None,
     ) -> str:
-        subject = subject.strip()
-        if not subject or len(subject) > 200 or any(ord(c) < 32 for c in subject):
+        subject = check_text(subject, "subject").strip()
+        if not subject or len(subject) > 200:
             raise ValidationError("the subject must be 1-200 characters without control characters")
         if not 0 <= classification <= 3:
             raise ValidationError(f"classification {classification} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)")
@@ -179,6 +180,7 @@ class DeliveryService:
         if not documents:
             raise ValidationError("a message needs at least one document")
         names = set()
+        documents = [NewDocument(check_text(d.name, "document name"), d.data, d.content_type) for d in documents]
         for doc in documents:
             if not doc.name or "/" in doc.name or "\\" in doc.name or doc.name in (".", ".."):
                 raise ValidationError(f"document name {doc.name!r} is not a plain file name")
@@ -358,6 +360,7 @@ class DeliveryService:
             is_revoked=self._is_revoked if sender_node == self.node_id else None,
         )
         meta, docs = env.parse_mime(verified.content)
+        _check_received_text(meta, docs)
         if meta.sender != sender_address:
             raise EnvelopeError(f"the envelope says it is from {meta.sender}, the delivery claims {sender_address}")
         if recipient_address not in meta.recipients:
@@ -473,7 +476,8 @@ class DeliveryService:
         sender = f"{source}:{origin}"[:200]
         address = f"{office.code}@{self.node_id}"
         meta = env.MessageMetadata(
-            message_id=message_id, sender=sender, recipients=(address,), subject=subject.strip()[:200] or source,
+            message_id=message_id, sender=sender, recipients=(address,),
+            subject=check_text(subject, "subject").strip()[:200] or source,
             classification=classification, priority="normal", created_at=now, source=source,
             facts={str(k): v for k, v in facts.items()},
         )
@@ -878,6 +882,16 @@ class DeliveryService:
             rows = conn.execute(query).all()
         return [OutboxRow(r.message_id, r.recipient, r.state, RANK_PRIORITY[r.priority], r.attempts,
                           r.next_attempt_at, r.last_error, r.expires_at, r.delivered_at) for r in rows]
+
+
+def _check_received_text(meta: env.MessageMetadata, docs: Sequence[env.Document]) -> None:
+    """A peer's subject and file names pass the same text check as ours (a disguised file name is refused)."""
+    fields = [("subject", meta.subject)] + [("document name", d.name) for d in docs]
+    for field, value in fields:
+        try:
+            check_text(value, field)
+        except UnsafeTextError as exc:
+            raise EnvelopeError(f"the envelope's {exc}") from None
 
 
 def _check_claimed_id(claimed: str | None, signed: str) -> None:

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from inkless.errors import ValidationError
+from inkless.text import check_text
 
 
 class Role(StrEnum):
@@ -111,11 +112,9 @@ def check_clearance(level: int) -> int:
 
 
 def check_name(name: str, what: str) -> str:
-    name = name.strip()
+    name = check_text(name, what).strip()
     if not name or len(name) > 200:
         raise ValidationError(f"{what} must be 1-200 characters")
-    if any(ord(ch) < 32 for ch in name):
-        raise ValidationError(f"{what} must not contain control characters")
     return name
 
 

@@ -31,6 +31,7 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
+from inkless.text import check_text
 
 TOKEN_PREFIX = "ink_"  # noqa: S105 - a prefix that makes leaked tokens recognisable, not a secret
 MAX_EXPIRES_DAYS = 3650
@@ -79,11 +80,9 @@ class NewApiToken:
 
 
 def check_token_name(name: str) -> str:
-    name = name.strip()
+    name = check_text(name, "token name").strip()
     if not name or len(name) > 100:
         raise ValidationError("token name must be 1-100 characters")
-    if any(ord(ch) < 32 for ch in name):
-        raise ValidationError("token name must not contain control characters")
     return name
 
 

@@ -47,6 +47,7 @@ from inkless.fax.routing import (
     check_pattern,
     route,
 )
+from inkless.text import check_text
 
 log = logging.getLogger("inkless.fax")
 
@@ -173,7 +174,7 @@ class FaxService:
     def add_block(self, kind: str, pattern: str, reason: str | None = None, actor: str = "operator") -> BlockEntry:
         """Block calls by calling number (cid) or station id (tsi)."""
         pattern = check_pattern(kind, pattern, BLOCK_KINDS)
-        reason = (reason or "").strip()[:MAX_TEXT] or None
+        reason = check_text(reason or "", "reason").strip()[:MAX_TEXT] or None
         now = self._clock.now()
         with self._db.begin() as conn:
             exists = conn.execute(select(fax_block_list.c.id).where(
@@ -529,7 +530,7 @@ class FaxService:
         schedule = (schedule or self.default_schedule).checked()
         if cover_page is None:
             cover_page = self.office_settings(office.code).cover_page_default
-        subject = (subject or "").strip()[:200] or None
+        subject = check_text(subject or "", "subject").strip()[:200] or None
         now = self._clock.now()
         cover = CoverPage(office.name, office.fax_number, sender_name, checked_number, 0, subject, now,
                           reference) \

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from inkless.errors import PolicyError, ValidationError
+from inkless.text import check_text
 
 MAX_STEPS = 8
 MAX_PARALLEL = 4
@@ -265,15 +266,15 @@ def check_office_sealer(route: ApprovalRoute, login: str, role: str, office_code
 
 def check_plan(steps: Sequence[StepPlan], document_name: str) -> tuple[StepPlan, ...]:
     """The steps of a new route, checked: titles, approvers (each in one step only), box count."""
-    name = document_name.strip()
-    if not name or len(name) > MAX_DOCUMENT_NAME or any(ord(ch) < 32 for ch in name):
+    name = check_text(document_name, "document name").strip()
+    if not name or len(name) > MAX_DOCUMENT_NAME:
         raise ValidationError(f"the document name must be 1-{MAX_DOCUMENT_NAME} characters without control characters")
     if not 1 <= len(steps) <= MAX_STEPS:
         raise ValidationError(f"a route has 1 to {MAX_STEPS} steps, got {len(steps)}")
     seen: dict[str, int] = {}
     checked: list[StepPlan] = []
     for i, plan in enumerate(steps):
-        title = plan.title.strip()
+        title = check_text(plan.title, f"step {i + 1} title").strip()
         if not title or len(title) > MAX_TITLE or any(ord(ch) < 32 or ch.isspace() for ch in title):
             raise ValidationError(
                 f"step {i + 1}: the title (e.g. 係長) must be 1-{MAX_TITLE} characters without spaces"
@@ -298,11 +299,9 @@ def check_comment(comment: str | None) -> str | None:
     """A comment, stripped; None when empty."""
     if comment is None or not comment.strip():
         return None
-    comment = comment.strip()
+    comment = check_text(comment, "comment", multiline=True).strip()
     if len(comment) > MAX_COMMENT:
         raise ValidationError(f"a comment has at most {MAX_COMMENT} characters, got {len(comment)}")
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in comment):
-        raise ValidationError("a comment must not contain control characters")
     return comment
 
 

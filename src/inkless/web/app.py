@@ -275,7 +275,9 @@ def _add_error_handlers(
         if status >= 500:
             log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
         if _is_api(request):
-            return JSONResponse({"detail": message}, status_code=status, headers=headers)
+            # str() may say more than the translatable message (which field, which character).
+            return JSONResponse({"detail": str(exc) if status < 500 else message}, status_code=status,
+                                headers=headers)
         return error_page(request, status, message, headers)
 
     @app.exception_handler(RequestValidationError)

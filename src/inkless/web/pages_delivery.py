@@ -33,6 +33,10 @@ from inkless.errors import (
 )
 from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
 from inkless.web.downloads import document_response
+
+from inkless.text import UnsafeTextError
+from inkless.web.api_delivery import upload_guard
+from inkless.web.deps import Caller, get_node, page_caller, require_own_office
 from inkless.web.pages import RendererDep
 from inkless.web.render import N_, Renderer
 
@@ -340,6 +344,9 @@ def _error_text(render: Renderer, request: Request, node: Node, exc: InklessErro
     if isinstance(exc, PolicyError):
         lead = NOT_PINNED if "pinned" in exc.message else NOT_ALLOWED
         return render.gettext(request, lead), exc.message
+    if isinstance(exc, UnsafeTextError):
+        # Translated sentence; beneath it the character (code point and Unicode name) to look for.
+        return render.gettext(request, exc.message), f"{exc.codepoint} {exc.char_name}"
     if isinstance(exc, ValidationError):
         return render.gettext(request, INVALID), exc.message
     return render.gettext(request, exc.message), None
