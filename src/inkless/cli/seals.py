@@ -15,7 +15,7 @@ from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json
 from inkless.errors import ValidationError
 from inkless.seals.imprint import SealKind, render_png
-from inkless.seals.model import Indication, SealPlacement, VerificationReport
+from inkless.seals.model import Indication, SealPlacement, SealResult, VerificationReport
 from inkless.seals.sealing import SealingService, imprint_for
 
 EXIT_CODES = {Indication.PASSED: 0, Indication.INDETERMINATE: 1, Indication.FAILED: 5}
@@ -124,8 +124,7 @@ def _print_report(report: VerificationReport) -> None:
         typer.echo(f"   signer:     {who or '-'}")
         typer.echo(f"   signed:     {s.signing_time.isoformat() if s.signing_time else '-'}")
         typer.echo(f"   timestamp:  {s.timestamp_time.isoformat() if s.timestamp_time else '-'}")
-        typer.echo(f"   intact:     {'yes' if s.intact and s.valid else 'NO'}; trusted: "
-                   f"{'yes (' + s.trust_anchor + ')' if s.trusted and s.trust_anchor else 'NO'}; "
+        typer.echo(f"   intact:     {'yes' if s.intact and s.valid else 'NO'}; trusted: {_trust(s)}; "
                    f"revocation: {s.revocation}; PAdES {s.pades_level.value}")
         if s.certification:
             typer.echo(f"   {s.certification}")
@@ -135,6 +134,15 @@ def _print_report(report: VerificationReport) -> None:
             typer.echo(f"   reason:     {s.reason}")
     typer.echo(f"overall: {report.indication.value}" + (f" / {report.subindication.value}" if report.subindication
                                                         else "") + f" — {report.reason}")
+
+
+def _trust(s: SealResult) -> str:
+    # pyHanko checks the chain only for an intact signature: a broken one says nothing about trust.
+    if not (s.intact and s.valid):
+        return "not checked (the signature itself is broken)"
+    if s.trusted and s.trust_anchor:
+        return f"yes ({s.trust_anchor})"
+    return "NO"
 
 
 def register(app: typer.Typer) -> None:

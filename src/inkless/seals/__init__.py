@@ -1,5 +1,7 @@
 """Digital hanko: seal imprints (認印, 日付印, 角印); PAdES sealing and approval routes build on them."""
 
+import logging
+
 from inkless.fonts import FontSource
 from inkless.seals.fonts import GlyphOutline, Glyphs, find_cjk_font
 from inkless.seals.imprint import (
@@ -17,6 +19,14 @@ from inkless.seals.imprint import (
     render_pdf,
     render_png,
 )
+
+# pyHanko logs advice meant for developers at WARNING ("Document does not have any document timestamps
+# yet ..."). With no logging configured, Python prints such records on stderr, in the middle of a
+# command's output. A handler on pyHanko's own loggers stops that; when `inkless serve` or `inkless worker`
+# configure logging, the records still reach the node's log through the root logger.
+for _name in ("pyhanko", "pyhanko_certvalidator"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+
 
 __all__ = [
     "VERMILION",

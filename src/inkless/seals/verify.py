@@ -75,8 +75,8 @@ async def verify_document_async(pdf: bytes, context: ValidationContext, now: dat
     reader = _open(pdf)
     try:
         embedded = list(reader.embedded_signatures)
-    except (PdfError, SignatureValidationError, ValueError, KeyError, TypeError) as exc:
-        raise ValidationError(f"the PDF's signatures cannot be read: {exc}") from exc
+    except Exception as exc:  # pyHanko on hostile input raises anything; translated at this boundary
+        raise ValidationError(f"the PDF's signatures cannot be read: {one_line(exc)}") from exc
     pages = _page_numbers(reader)
     has_dss = _has_dss(reader)
     doc_ts_revisions = [e.signed_revision for e in embedded if e.sig_object_type == "/DocTimeStamp"]
@@ -102,9 +102,22 @@ def _open(pdf: bytes) -> PdfFileReader:
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         reader.root["/Pages"]
-    except (PdfError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise ValidationError(f"the PDF cannot be read: {exc}") from exc
+    except Exception as exc:  # any parser failure on a damaged file is the file's problem, said in one line
+        raise ValidationError(f"the PDF cannot be read: {one_line(exc)}") from exc
     return reader
+
+
+def one_line(exc: BaseException) -> str:
+    """A third-party error as one line: its text with whitespace collapsed, or its type when it has none.
+
+    Errors that only a bug would raise (AttributeError, IndexError …) keep their type name, so the
+    finding is still precise ("AttributeError: module ... has no attribute '2.16.840.17…'").
+    """
+    text = " ".join(str(exc).split())
+    expected = (PdfError, SignatureValidationError, ValidationError, ValueError)
+    if not text:
+        return type(exc).__name__
+    return text if isinstance(exc, expected) else f"{type(exc).__name__}: {text}"
 
 
 async def _verify_one(index: int, sig: EmbeddedPdfSignature, context: ValidationContext, pages: dict[int, int],
@@ -124,9 +137,9 @@ async def _verify_one(index: int, sig: EmbeddedPdfSignature, context: Validation
         else:
             status = await async_validate_pdf_signature(sig, signer_validation_context=context,
                                                         ts_validation_context=context)
-    except (SignatureValidationError, PdfError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # pyHanko on a damaged signature raises anything: one finding, not a traceback
         return SealResult(**base, indication=Indication.FAILED, subindication=SubIndication.FORMAT_FAILURE,
-                          reason=f"The signature cannot be processed: {exc}")
+                          reason=f"The signature cannot be processed: {one_line(exc)}")
     cert = status.signing_cert
     names = _names(cert.subject)
     base.update(
