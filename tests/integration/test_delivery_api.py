@@ -166,6 +166,18 @@ def test_authorisation_matrix(api_node: Node, client: TestClient, auth: dict[str
     assert client.get(f"/api/v1/messages/{message_id}").status_code == 401
 
 
+def test_a_disguised_file_name_is_refused_naming_the_character(
+    api_node: Node, client: TestClient, auth: dict[str, dict[str, str]]
+) -> None:
+    response = client.post(
+        "/api/v1/messages", headers=auth["tanaka"],
+        data={"to": "criminal-affairs@moj", "subject": "写真", "classification": "0", "priority": "normal"},
+        files=[("files", ("photo\u202egpj.exe", pdf("x"), "application/pdf"))],
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("document name: contains U+202E RIGHT-TO-LEFT OVERRIDE")
+
+
 def test_size_limit_is_enforced_while_uploading(api_node: Node, auth: dict[str, dict[str, str]],
                                                 tmp_path: Path) -> None:
     small = build_node(dataclasses.replace(api_node.settings, max_message_bytes=50_000))

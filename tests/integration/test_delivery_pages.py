@@ -258,6 +258,9 @@ def test_bad_compose_input_is_refused_keeps_the_input_and_sends_nothing(
         ({"to": "criminal-affairs@moj", "priority": "asap"}, good, 422, "優先度を一覧から選んでください"),
         ({"to": "criminal-affairs@moj", "procedure_code": "手続 1"}, good, 422, "procedure code"),
         ({"to": "records@elsewhere", "classification": "1"}, good, 404, "宛先または配信リストが見つかりません"),
+        # A file name that displays as "photoexe.jpg" (U+202E RIGHT-TO-LEFT OVERRIDE).
+        ({"to": "criminal-affairs@moj"}, [("photo\u202egpj.exe", pdf(1, "x"), "application/pdf")], 422,
+         "表示を偽装できる見えない制御文字"),
     ]
     before = _count(pages_node)
     for fields, files, status, message in cases:
