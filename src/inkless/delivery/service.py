@@ -431,7 +431,7 @@ class DeliveryService:
 
     def _trust_anchor(self, node_id: str) -> x509.Certificate:
         if node_id == self.node_id:
-            with self._db.begin() as conn:
+            with self._db.read() as conn:
                 return x509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
         peers = self._peers()
         if peers is None or not peers.is_pinned(node_id):
@@ -607,7 +607,7 @@ class DeliveryService:
         office = self._directory.office(office_code)
         if not actor.is_operator and actor.office != office.code:
             raise PolicyError(f"{actor.login} does not belong to office {office.code}")
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(select(inbox).where(inbox.c.office_id == office.id)
                                 .order_by(inbox.c.received_at.desc(), inbox.c.id.desc())).all()
         return [
@@ -628,7 +628,7 @@ class DeliveryService:
         office = self._directory.office(office_code)
         if not actor.is_operator and actor.office != office.code:
             raise PolicyError(f"{actor.login} does not belong to office {office.code}")
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(select(messages).where(messages.c.office_id == office.id)
                                 .order_by(messages.c.created_at.desc())).all()
             return [self._sent(conn, r, office.code, actor) for r in rows]
@@ -649,7 +649,7 @@ class DeliveryService:
 
     def _holders(self, message_id: str) -> tuple[Row[Any] | None, dict[str, Row[Any]], int]:
         """The sender's copy (if sent from here), the inbox copies by office code, and the classification."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             sent = conn.execute(select(messages, t.offices.c.code)
                                 .join(t.offices, t.offices.c.id == messages.c.office_id)
                                 .where(messages.c.id == message_id)).first()
@@ -669,7 +669,7 @@ class DeliveryService:
         offices = set(copies) | ({sent.code} if sent is not None else set())
         check_view(actor, offices, level, message_id)
         if sent is not None and (actor.is_operator or actor.office == sent.code):
-            with self._db.begin() as conn:
+            with self._db.read() as conn:
                 return self._sent(conn, sent, sent.code, actor)
         office = actor.office if actor.office in copies else next(iter(copies))
         return next(i for i in self.inbox(office, None) if i.message_id == message_id)
@@ -725,7 +725,7 @@ class DeliveryService:
         sent, _copies, _level = self._holders(message_id)
         if sent is None or not (actor.is_operator or actor.office == sent.code):
             raise NotFoundError(f"no sent message {message_id}")
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(select(outbox).where(outbox.c.message_id == message_id).order_by(outbox.c.id)).all()
         return [_status(r) for r in rows]
 
@@ -737,7 +737,7 @@ class DeliveryService:
         check_view(actor, offices, 0, message_id)
         out: list[ReceiptInfo] = []
         if sent is not None and (actor.is_operator or actor.office == sent.code):
-            with self._db.begin() as conn:
+            with self._db.read() as conn:
                 rows = conn.execute(select(outbox).where(outbox.c.message_id == message_id,
                                                          outbox.c.receipt.is_not(None)).order_by(outbox.c.id)).all()
             for r in rows:
@@ -857,7 +857,7 @@ class DeliveryService:
         return DistributionList(name, tuple(clean))
 
     def distribution_list(self, name: str) -> DistributionList:
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             list_id = conn.execute(select(distribution_lists.c.id).where(distribution_lists.c.name == name)).scalar()
             if list_id is None:
                 raise NotFoundError(f"no distribution list {name!r}")
@@ -867,7 +867,7 @@ class DeliveryService:
         return DistributionList(name, tuple(rows))
 
     def distribution_lists(self) -> list[DistributionList]:
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             names = conn.execute(select(distribution_lists.c.name).order_by(distribution_lists.c.name)).scalars().all()
         return [self.distribution_list(n) for n in names]
 
@@ -878,7 +878,7 @@ class DeliveryService:
         query = select(outbox).order_by(outbox.c.id)
         if state is not None:
             query = query.where(outbox.c.state == state)
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(query).all()
         return [OutboxRow(r.message_id, r.recipient, r.state, RANK_PRIORITY[r.priority], r.attempts,
                           r.next_attempt_at, r.last_error, r.expires_at, r.delivered_at) for r in rows]

@@ -404,7 +404,7 @@ class PeerService:
             peer = self.get(node_id)
         cached = self._offices.get(node_id)
         if cached is None or cached[0] != peer.directory_fetched_at:
-            with self._db.begin() as conn:
+            with self._db.read() as conn:
                 jws = conn.execute(
                     select(federation_peers.c.directory_jws).where(federation_peers.c.node_id == node_id)
                 ).scalar()
@@ -433,7 +433,7 @@ class PeerService:
                 continue
             if peer.directory_fetched_at is None:
                 continue
-            with self._db.begin() as conn:
+            with self._db.read() as conn:
                 jws = conn.execute(
                     select(federation_peers.c.directory_jws).where(federation_peers.c.node_id == peer.node_id)
                 ).scalar()

@@ -194,7 +194,7 @@ class ApiTokenService:
         query = _token_query().order_by(t.api_tokens.c.created_at.desc(), t.api_tokens.c.id.desc())
         if login is not None:
             query = query.where(t.users.c.login == login)
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             return [_token(r) for r in conn.execute(query).all()]
 
     def get(self, token_id: int) -> ApiToken:

@@ -165,7 +165,7 @@ class FaxService:
                  .join(t.offices, t.offices.c.id == fax_routing_rules.c.office_id)
                  .order_by(fax_routing_rules.c.priority, fax_routing_rules.c.id))
         if conn is None:
-            with self._db.begin() as own:
+            with self._db.read() as own:
                 rows = own.execute(query).all()
         else:
             rows = conn.execute(query).all()
@@ -202,7 +202,7 @@ class FaxService:
         """The block list, oldest entry first."""
         query = select(fax_block_list).order_by(fax_block_list.c.id)
         if conn is None:
-            with self._db.begin() as own:
+            with self._db.read() as own:
                 rows = own.execute(query).all()
         else:
             rows = conn.execute(query).all()
@@ -423,7 +423,7 @@ class FaxService:
         if office_code is not None:
             query = query.where(t.offices.c.code == office_code)
         query = query.order_by(fax_calls.c.id.desc()).limit(limit)
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(query).all()
         return [_entry(r) for r in reversed(rows)]
 
@@ -569,7 +569,7 @@ class FaxService:
         query = select(fax_jobs, t.offices.c.code).join(t.offices, t.offices.c.id == fax_jobs.c.office_id)
         if office_code is not None:
             query = query.where(t.offices.c.code == office_code)
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(query.order_by(fax_jobs.c.id.desc()).limit(limit)).all()
         return [_job(r) for r in rows]
 
@@ -578,7 +578,7 @@ class FaxService:
         job = self.job(job_id)
         if not job.has_report:
             raise NotFoundError(f"fax job {job_id} has no transmission report yet")
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             digest = conn.execute(select(fax_jobs.c.report_blob).where(fax_jobs.c.id == job_id)).scalar_one()
         return self._blobs.get(digest)
 

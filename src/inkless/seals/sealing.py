@@ -373,14 +373,14 @@ class SealingService:
         """The CAs whose seals count as trusted: this node's CA and the pinned peers' CAs."""
         # The peers' CAs first, in their own transaction: SQLite allows one writer-style transaction at a time.
         peers = self._trust_source() if self._trust_source is not None else []
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             own = self._own_ca(conn)
         return [own] + [c for c in peers if c != own]
 
     def validation_context(self, at: datetime | None = None) -> ValidationContext:
         """Trust roots = known node CAs; revocation data = this node's current CRL; no fetching."""
         peers = self._trust_source() if self._trust_source is not None else []
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             own = self._own_ca(conn)
             crl = self._crl(conn)
         anchors = [own] + [c for c in peers if c != own]

@@ -102,7 +102,7 @@ def _bad_request(exc: ValidationError) -> HTTPException:
 )
 def latest_tree_head(node: NodeDep) -> dict[str, Any]:
     """The latest signed tree head of this node's audit log (public: hashes only)."""
-    with node.db.begin() as conn:
+    with node.db.read() as conn:
         head = node.audit.latest_tree_head(conn)
     if head is None:
         raise HTTPException(status_code=404, detail="no tree head has been signed yet")
@@ -123,7 +123,7 @@ def inclusion_proof(
     ] = None,
 ) -> dict[str, Any]:
     """Audit path from entry ``index`` to the root of the tree of ``tree_size`` entries (public)."""
-    with node.db.begin() as conn:
+    with node.db.read() as conn:
         if tree_size is None:
             head = node.audit.latest_tree_head(conn)
             tree_size = head.tree_size if head is not None else None
@@ -146,7 +146,7 @@ def consistency_proof(
     second: Annotated[int, Query(le=MAX_ROW_ID, ge=1, description="The newer tree size (at most the current size)")],
 ) -> dict[str, Any]:
     """Proof that the tree of ``first`` entries is a prefix of the tree of ``second`` (public)."""
-    with node.db.begin() as conn:
+    with node.db.read() as conn:
         try:
             proof = node.audit.consistency_proof(conn, first, second)
         except ValidationError as exc:
@@ -172,7 +172,7 @@ def list_entries(
 ) -> dict[str, Any]:
     """Entries from index ``start`` on, oldest first, optionally filtered."""
     filters = {"action": action, "object_type": object_type, "object_id": object_id, "actor": actor}
-    with node.db.begin() as conn:
+    with node.db.read() as conn:
         try:
             entries = node.audit.entries(conn, start, limit, **filters)
         except (ValidationError, NotFoundError) as exc:
