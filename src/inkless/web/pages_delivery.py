@@ -31,12 +31,9 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
+from inkless.text import UnsafeTextError
 from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
 from inkless.web.downloads import document_response
-
-from inkless.text import UnsafeTextError
-from inkless.web.api_delivery import upload_guard
-from inkless.web.deps import Caller, get_node, page_caller, require_own_office
 from inkless.web.pages import RendererDep
 from inkless.web.render import N_, Renderer
 

@@ -358,6 +358,18 @@ class SipLine:
 
     # --- inbound ----------------------------------------------------------------------------
 
+    def hang_up(self) -> None:
+        """Drop the outbound calls in progress (the process is stopping); their jobs go back to the queue.
+
+        A call whose media runs ends at once; a call still ringing ends when its INVITE is answered or
+        times out.
+        """
+        with self._lock:
+            outbound = [call for call, status in self._calls.values() if status.direction == "SEND"]
+        for call in outbound:
+            with contextlib.suppress(Exception):
+                call.session.hangup()
+
     def listen(self, handler: IncomingCallHandler) -> None:
         """Answer inbound calls (registering first when a registrar is set)."""
         self._handler = handler
