@@ -8,10 +8,12 @@ DEMO   := .inkless-demo
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 PYTEST_ARGS ?=
+# The tests run in a random order (pytest-randomly); the header prints "Using --randomly-seed=N".
+# Replay that order with PYTEST_ARGS="-p randomly --randomly-seed=N", or keep file order with "-p no:randomly".
 # Test processes: the suite waits on fsync, child processes and a browser, so two workers help even on two cores.
 TEST_WORKERS ?= 2
 
-.PHONY: run test system-deps lint typecheck bench clean
+.PHONY: run test system-deps lint typecheck bench mutants clean
 
 run: $(VENV)/.installed
 	@test -f $(DEMO)/inkless.db -o -f $(DEMO)/inkless.toml || $(BIN)/inkless init --data $(DEMO) --demo --url http://$(HOST):$(PORT)
@@ -19,6 +21,13 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# Mutation testing of the security modules (docs/testing.md): MUTANTS="merkle policy" picks modules,
+# MUTANTS_JOBS the parallel mutants (default 1: the machine is shared).
+MUTANTS ?=
+MUTANTS_JOBS ?= 1
+mutants: $(VENV)/.installed-dev system-deps
+	$(BIN)/python scripts/mutants --jobs $(MUTANTS_JOBS) $(MUTANTS)
 
 system-deps:
 	@scripts/install-system-deps
@@ -43,4 +52,4 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	@touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) $(DEMO) build *.egg-info
+	rm -rf $(VENV) $(DEMO) build *.egg-info .mutants

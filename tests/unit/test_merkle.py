@@ -230,3 +230,41 @@ def test_proof_ranges_refuse_impossible_sizes() -> None:
         merkle.consistency_ranges(6, 5)
     with pytest.raises(ValueError, match="from size 0"):
         merkle.consistency_ranges(0, 5)
+
+
+def test_append_leaf_refuses_a_wrong_number_of_siblings_and_says_how_many() -> None:
+    stored = stored_subtrees(39)
+    siblings = [stored[s] for s in merkle.append_siblings(39)]
+    with pytest.raises(ValueError, match=r"^leaf 39 needs 3 sibling hashes, got 2$"):
+        merkle.append_leaf(39, merkle.leaf_hash(b"entry 39"), siblings[:2])
+
+
+def test_inclusion_proof_with_a_short_hash_or_an_extra_hash_has_no_root() -> None:
+    d = entries(13)
+    hashes = leaves(13)
+    proof = ref_path(5, d)
+    assert merkle.root_from_inclusion_proof(5, 13, hashes[5], proof) == ref_mth(d)
+    # Malformed, not merely wrong: no root at all, whatever the hashes.
+    assert merkle.root_from_inclusion_proof(5, 13, hashes[5], [proof[0][:31], *proof[1:]]) is None
+    assert merkle.root_from_inclusion_proof(5, 13, hashes[5], [*proof, proof[0]]) is None
+
+
+def test_no_consistency_proof_from_the_empty_tree() -> None:
+    assert not merkle.verify_consistency(0, 0, merkle.EMPTY_ROOT, merkle.EMPTY_ROOT, [])
+
+
+def test_subtrees_for_ranges_are_exactly_what_the_proof_reads() -> None:
+    assert merkle.subtrees_for_ranges([(0, 5), (8, 12)]) == {(2, 0), (0, 4), (2, 2)}
+    assert merkle.subtrees_for_ranges([]) == set()
+    n = 21
+    stored = stored_subtrees(n)
+    for ranges in (merkle.inclusion_ranges(6, n), merkle.consistency_ranges(7, n)):
+        needed = merkle.subtrees_for_ranges(ranges)
+        only = {key: stored[key] for key in needed}
+        # The proof computes from just those stored hashes, and from none fewer.
+        assert [merkle.range_hash_from_subtrees(a, b, only) for a, b in ranges] == [
+            merkle.range_hash_from_subtrees(a, b, stored) for a, b in ranges]
+        for key in needed:
+            with pytest.raises(KeyError):
+                [merkle.range_hash_from_subtrees(a, b, {k: v for k, v in only.items() if k != key})
+                 for a, b in ranges]
