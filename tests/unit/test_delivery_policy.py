@@ -44,11 +44,11 @@ def test_send_matrix() -> None:
 def test_view_matrix() -> None:
     check_view(clerk(2), {"civil"}, 2, "m")
     check_view(Actor.operator(), {"police"}, 3, "m")
-    with pytest.raises(PolicyError, match="^clerk has clearance 1; this message is classified 2$"):
+    with pytest.raises(PolicyError, match=r"^clerk has clearance 1; this message is classified 2$"):
         check_view(clerk(1), {"civil"}, 2, "m")
     # Outside every holding office: not found, whatever the clearance, so ids cannot be probed.
     for level in (0, 3):
-        with pytest.raises(NotFoundError, match="^no message m-17$"):
+        with pytest.raises(NotFoundError, match=r"^no message m-17$"):
             check_view(clerk(3, office="fire"), {"civil", "police"}, level, "m-17")
 
 
