@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,11 +57,21 @@ class Pair:
     npa: Node
     moj_url: str
     npa_url: str
+    # The audit index each node had reached when the test began: tests see only their own entries.
+    audit_from: dict[str, int] = field(default_factory=dict)
 
     @staticmethod
     def peers(node: Node) -> PeerService:
         assert isinstance(node.peers, PeerService)
         return node.peers
+
+    def audit(self, node: Node, action: str) -> list[dict[str, object]]:
+        """The entries of ``action`` that ``node`` recorded since the test began."""
+        with node.db.begin() as conn:
+            rows = conn.execute(select(t.audit_entries.c.entry).where(
+                t.audit_entries.c.action == action, t.audit_entries.c.idx >= self.audit_from[node.node_id])
+                .order_by(t.audit_entries.c.idx)).all()
+        return [json.loads(r.entry) for r in rows]
 
 
 def _node(folder: Path, node_id: str, port: int, database_url: str) -> Node:
@@ -75,8 +85,8 @@ def _node(folder: Path, node_id: str, port: int, database_url: str) -> Node:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    """Two nodes, moj and npa, each with an office, served over HTTP on loopback; not yet peered."""
+def served_pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """Two nodes, moj and npa, each with an office, served over HTTP on loopback (kept for the module)."""
     folder = tmp_path_factory.mktemp("federation")
     backend = str(request.param)
     ports = free_port(), free_port()
@@ -93,15 +103,25 @@ def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             npa.close()
 
 
+def _next_audit_index(node: Node) -> int:
+    with node.db.begin() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(t.audit_entries.c.idx) + 1, 0))).scalar_one())
+
+
+@pytest.fixture
+def pair(served_pair: Pair) -> Pair:
+    """The two nodes, not peered, whatever earlier tests pinned; audit entries counted from here."""
+    for node in (served_pair.moj, served_pair.npa):
+        peers = Pair.peers(node)
+        for peer in peers.all():
+            peers.remove(peer.node_id, actor="test-reset")
+        served_pair.audit_from[node.node_id] = _next_audit_index(node)
+    return served_pair
+
+
 def _fingerprint(node: Node) -> str:
     with node.db.begin() as conn:
         return node.pki.ca_certificate(conn).fingerprint
-
-
-def _audit_actions(node: Node, action: str) -> list[dict[str, object]]:
-    with node.db.begin() as conn:
-        rows = conn.execute(select(t.audit_entries.c.entry).where(t.audit_entries.c.action == action)).all()
-    return [json.loads(r.entry) for r in rows]
 
 
 def _peer_count(node: Node) -> int:
@@ -127,7 +147,7 @@ def test_pinning_refuses_wrong_fingerprints_urls_and_itself(pair: Pair) -> None:
         with pytest.raises(error, match=reason):
             moj.add(url, fp)
     assert _peer_count(pair.moj) == 0
-    assert _audit_actions(pair.moj, "peer.added") == []
+    assert pair.audit(pair.moj, "peer.added") == []
 
 
 def test_peering_both_ways_and_the_signed_directory(pair: Pair) -> None:
@@ -139,7 +159,7 @@ def test_peering_both_ways_and_the_signed_directory(pair: Pair) -> None:
     assert peer.node_id == "npa" and peer.fingerprint == _fingerprint(pair.npa) and peer.url == pair.npa_url
     # npa has not pinned moj yet: it refuses the directory request, and says why.
     assert not first.ok and "not pinned" in str(first.error)
-    refused = _audit_actions(pair.npa, "federation.request_refused")
+    refused = pair.audit(pair.npa, "federation.request_refused")
     assert refused and "not pinned" in str(refused[-1]["details"])
     assert "not pinned" in str(moj.get("npa").last_error)
     with pytest.raises(ConflictError, match="already pinned"):
@@ -165,24 +185,27 @@ def test_peering_both_ways_and_the_signed_directory(pair: Pair) -> None:
     assert moj.is_pinned("npa") and not moj.is_pinned("nowhere")
 
     # A refresh of an unchanged directory is not audited again.
-    before = len(_audit_actions(pair.moj, "peer.directory_updated"))
+    before = len(pair.audit(pair.moj, "peer.directory_updated"))
     [result] = moj.refresh("npa")
     assert result.ok and not result.changed
-    assert len(_audit_actions(pair.moj, "peer.directory_updated")) == before
+    assert len(pair.audit(pair.moj, "peer.directory_updated")) == before
     pair.npa.directory.add_office("traffic", "交通局")
     [result] = moj.refresh()
     assert result.ok and result.changed and result.offices == 2
     assert moj.office("traffic@npa").name == "交通局"
-    assert [a["object_id"] for a in _audit_actions(pair.moj, "peer.added")] == ["npa"]
+    assert [a["object_id"] for a in pair.audit(pair.moj, "peer.added")] == ["npa"]
 
 
 @pytest.fixture
 def peered(pair: Pair) -> Pair:
-    """The pair with each node pinning the other (pinned here when no earlier test did it)."""
+    """The pair with each node pinning the other and holding its directory; audit entries counted from here."""
     for node, other, url in ((pair.moj, pair.npa, pair.npa_url), (pair.npa, pair.moj, pair.moj_url)):
-        peers = Pair.peers(node)
-        if not peers.is_pinned(other.node_id):
-            peers.add(url, _fingerprint(other))
+        Pair.peers(node).add(url, _fingerprint(other))
+    # moj pinned npa first, when npa still refused it: fetch its directory now.
+    [fetched] = Pair.peers(pair.moj).refresh("npa")
+    assert fetched.ok, fetched.error
+    for node in (pair.moj, pair.npa):
+        pair.audit_from[node.node_id] = _next_audit_index(node)
     return pair
 
 
@@ -231,14 +254,14 @@ def test_signed_requests_are_checked_and_refusals_audited(peered: Pair) -> None:
             (httpx.Request("GET", url + DIRECTORY_PATH, headers=_signed_get(pair.moj, url, NODE_PATH).headers),
              "does not verify"),
         ]
-        before = len(_audit_actions(pair.npa, "federation.request_refused"))
+        before = len(pair.audit(pair.npa, "federation.request_refused"))
         for request, reason in cases:
             answer = client.send(request)
             assert answer.status_code == 401, (reason, answer.text)
             assert reason in answer.json()["detail"]
             # Even a refusal is signed by npa.
             assert "sig1=" in answer.headers["signature"]
-        refusals = _audit_actions(pair.npa, "federation.request_refused")
+        refusals = pair.audit(pair.npa, "federation.request_refused")
         assert len(refusals) == before + len(cases)
     with pair.npa.db.begin() as conn:
         assert conn.execute(select(func.count()).select_from(federation_nonces)).scalar_one() >= 1
@@ -257,9 +280,9 @@ def test_messages_endpoint_refuses_bad_senders_and_oversized_bodies(peered: Pair
         with pytest.raises(DeliveryRejectedError) as info:
             transport.deliver("npa", sender, recipient, "m-1", envelope)
         assert reason in info.value.reason
-    if pair.npa.delivery is not None:
-        with pytest.raises(DeliveryRejectedError):
-            transport.deliver("npa", "civil-affairs@moj", "security@npa", "m-2", b"garbage")
+    assert pair.npa.delivery is not None
+    with pytest.raises(DeliveryRejectedError):
+        transport.deliver("npa", "civil-affairs@moj", "security@npa", "m-2", b"garbage")
     with pytest.raises(DeliveryRejectedError, match="not a pinned peer"):
         transport.deliver("kyoto", "civil-affairs@moj", "x@kyoto", "m-3", b"x")
 
@@ -339,7 +362,7 @@ def test_unreachable_peer_is_recorded_and_removal_forgets_it(peered: Pair, tmp_p
     Pair.peers(pair.npa).remove("moj", actor="cli")
     [result] = moj.refresh("npa")
     assert not result.ok and "not pinned" in str(result.error)
-    assert _audit_actions(pair.npa, "peer.removed")[-1]["object_id"] == "moj"
+    assert pair.audit(pair.npa, "peer.removed")[-1]["object_id"] == "moj"
     with pytest.raises(NotFoundError):
         Pair.peers(pair.npa).remove("moj")
     # And moj can pin it again with the same fingerprint.
@@ -350,9 +373,10 @@ def test_unreachable_peer_is_recorded_and_removal_forgets_it(peered: Pair, tmp_p
     assert MESSAGES_PATH.endswith("/messages")
 
 
-def test_peers_api_for_administrators(pair: Pair) -> None:
+def test_peers_api_for_administrators(peered: Pair) -> None:
     from inkless.directory.tokens import ApiTokenService
 
+    pair = peered
     moj = pair.moj
     moj.directory.add_user("kanri", "civil-affairs", "admin", 3, "管理 一郎")
     moj.directory.add_user("tanaka", "civil-affairs", "clerk", 1, "田中 花子")
@@ -377,5 +401,6 @@ def test_peers_api_for_administrators(pair: Pair) -> None:
         assert client.delete(api + "/npa", headers=admin).status_code == 204
         assert client.get(api, headers=admin).json() == []
         again = client.post(api, headers=admin, json={"url": pair.npa_url, "fingerprint": _fingerprint(pair.npa)})
-        assert again.status_code == 201 and again.json()["directory"]["ok"] and again.json()["offices"] == 2
-    assert [a["actor"] for a in _audit_actions(moj, "peer.removed")] == ["kanri"]
+        assert again.status_code == 201 and again.json()["directory"]["ok"]
+        assert again.json()["offices"] == len(pair.npa.directory.offices())
+    assert [a["actor"] for a in pair.audit(pair.moj, "peer.removed")] == ["kanri"]
