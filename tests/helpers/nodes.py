@@ -26,9 +26,12 @@ from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy import update
 
 from inkless.app import Node, build_node
 from inkless.config import load_settings
+from inkless.db.tables_delivery import outbox
+from inkless.db.tables_fax import fax_jobs
 from tests.helpers.db import fresh_database
 
 INKLESS = str(Path(sys.executable).with_name("inkless"))
@@ -236,6 +239,20 @@ def start_nodes(*nodes: NodeProcess) -> None:
         node.start(wait=False)
     for node in nodes:
         node.wait()
+
+
+def settle_pending_work(node: Node) -> None:
+    """The explicit reset between tests that share one node: no work of an earlier test stays queued.
+
+    Outbox rows still waiting (queued, retrying, or handed to the fax fallback) are marked expired and
+    unfinished fax jobs failed, so that a test's delivery and fax runs see only what the test queued.
+    """
+    reason = "settled between tests"
+    with node.db.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.state.in_(("queued", "retrying", "fax")))
+                     .values(state="expired", last_error=reason))
+        conn.execute(update(fax_jobs).where(fax_jobs.c.state.in_(("queued", "sending", "retrying")))
+                     .values(state="failed", last_text=reason))
 
 
 class ThreadedServer:
