@@ -12,7 +12,16 @@ from inkless.app import Node
 from inkless.directory.model import Clearance, Office
 from inkless.directory.tokens import ApiToken
 from inkless.web.api_delivery import InboxMessageOut, inbox_messages
-from inkless.web.deps import Caller, RowId, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.deps import (
+    Caller,
+    RowId,
+    WebServices,
+    api_caller,
+    client_address,
+    get_node,
+    get_services,
+    session_api_caller,
+)
 from inkless.web.pages_sessions import end_sessions
 from inkless.web.security import session_ref
 
@@ -139,13 +148,10 @@ def list_tokens(caller: CallerDep, node: NodeDep, services: ServicesDep) -> list
 
 
 @router.post("/tokens", response_model=NewTokenOut, status_code=201, responses=ERRORS, tags=["tokens"])
-def create_token(body: TokenIn, caller: CallerDep, node: NodeDep, services: ServicesDep) -> NewTokenOut:
+def create_token(
+    body: TokenIn, caller: Annotated[Caller, Depends(session_api_caller)], node: NodeDep, services: ServicesDep
+) -> NewTokenOut:
     """Create a token for the caller's office (from a browser session only); the secret is returned once."""
-    if caller.via_token:
-        # A leaked token must not be able to mint successors that outlive its revocation.
-        raise HTTPException(
-            status_code=403, detail="API tokens are created from a browser session or the CLI"
-        )
     created = services.tokens.create(
         caller.user.login, caller.office.code, body.name, body.expires_days, actor=caller.user.login
     )

@@ -236,6 +236,16 @@ def api_caller(
     return _caller_of_session(node, session)
 
 
+def session_api_caller(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
+    """An API caller with a browser session: 403 for an API token, before its request body is validated.
+
+    A leaked token must not be able to mint successors that outlive its revocation.
+    """
+    if caller.via_token:
+        raise HTTPException(status_code=403, detail="API tokens are created from a browser session or the CLI")
+    return caller
+
+
 def require_admin(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
     """Allow only an authenticated administrator (session or API token)."""
     if caller.user.role != Role.ADMIN:
