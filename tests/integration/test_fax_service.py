@@ -41,6 +41,7 @@ from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
 from tests.helpers.faxdocs import three_page_pdf
+from tests.helpers.nodes import settle_pending_work
 
 with warnings.catch_warnings():
     # Starlette warns that its test client prefers the httpx2 package; httpx is what we have.
@@ -64,7 +65,7 @@ def _no_ocr(pdf: bytes) -> tuple[bytes, bool]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def fax_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaxNode]:
+def shared_fax_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaxNode]:
     """One demo node per backend, shared by the tests of this module (each uses its own numbers)."""
     folder = tmp_path_factory.mktemp("faxnode")
     # UNIX socket paths must stay under 108 bytes: pytest's tmp paths can be longer.
@@ -84,6 +85,13 @@ def fax_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         finally:
             node.close()
             shutil.rmtree(sockets, ignore_errors=True)
+
+
+@pytest.fixture
+def fax_node(shared_fax_node: FaxNode) -> FaxNode:
+    """The shared node with no fax job or message of an earlier test still waiting to be sent."""
+    settle_pending_work(shared_fax_node.node)
+    return shared_fax_node
 
 
 def _audit_count(node: Node, action: str) -> int:
@@ -229,6 +237,7 @@ def test_blocked_and_unroutable_faxes(fax_node: FaxNode) -> None:
 
 def test_outbound_busy_twice_then_sent_with_one_success_report(fax_node: FaxNode) -> None:
     node, fax, clock = fax_node.node, fax_node.fax, fax_node.clock
+    sent_before = _audit_count(node, "fax.sent")
     remote_sock = fax_node.sockets / "remote-busy.sock"
     line = LoopbackLine(fax_node.sockets / "unused1.sock", remote_sock)
     with AnsweringRemote(remote_sock, fax_node.sockets / "busy-out", busy=2) as remote:
@@ -259,7 +268,7 @@ def test_outbound_busy_twice_then_sent_with_one_success_report(fax_node: FaxNode
     assert re.search(r"枚数 / Pages\s+4\s*/\s*4", texts[2]), texts[2]
     assert _pdf_text(fax.job_report(job_id)) == texts[2]
     assert sum(1 for a in attempts if a.status == "done") == 1
-    assert _audit_count(node, "fax.sent") >= 1
+    assert _audit_count(node, "fax.sent") == sent_before + 1
 
 
 def test_outbound_dropped_mid_page_is_reported_with_the_t30_reason_and_retried(fax_node: FaxNode) -> None:
@@ -271,9 +280,10 @@ def test_outbound_dropped_mid_page_is_reported_with_the_t30_reason_and_retried(f
                           schedule=JobSchedule(max_tries=2, interval_s=60, kill_after_s=3600))
         assert fax.run_due_jobs(line) == 1
         job = fax.job(job_id)
-        assert job.state == "retrying" and job.last_code not in (None, 0)
         [first] = fax.attempts(job_id)
         assert first.status == "retry" and first.pages < 3 and first.t30_text and first.t30_code != 0
+        # The job shows the T.30 reason of its last attempt.
+        assert (job.state, job.last_code, job.last_text) == ("retrying", first.t30_code, first.t30_text)
         clock.advance(seconds=60)
         assert fax.run_due_jobs(line) == 1
     job = fax.job(job_id)
