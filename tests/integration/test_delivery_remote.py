@@ -17,7 +17,7 @@ from inkless.delivery.service import NewDocument
 from inkless.delivery.transport import RemoteOffice, split_address
 from inkless.errors import DeliveryRejectedError, EnvelopeError, NotFoundError, PolicyError
 from inkless.pki.model import CertPurpose
-from tests.helpers.nodes import refused_url
+from tests.helpers.nodes import refused_url, settle_pending_work
 
 
 class Peers:
@@ -80,7 +80,7 @@ def make(folder: Path, node_id: str, offices: list[tuple[str, str]], users: list
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node, InProcess]]:
+def shared_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node, InProcess]]:
     folder = tmp_path_factory.mktemp("pair")
     a = make(folder, "pref", [("disaster", "防災課")], [("kato", "disaster", 3)])
     b = make(folder, "npa", [("security", "警備課")], [("mori", "security", 3)])
@@ -94,6 +94,17 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node,
     finally:
         a.close()
         b.close()
+
+
+@pytest.fixture
+def pair(shared_pair: tuple[Node, Node, InProcess]) -> tuple[Node, Node, InProcess]:
+    """The two nodes as the module made them: pref pins npa, npa pins nobody, nothing queued, no tampering."""
+    a, b, transport = shared_pair
+    a.peers, b.peers = Peers(transport.nodes, {"npa"}), Peers(transport.nodes, set())
+    transport.tamper = transport.garble_receipt = False
+    for node in (a, b):
+        settle_pending_work(node)
+    return shared_pair
 
 
 def test_delivery_across_nodes(pair: tuple[Node, Node, InProcess]) -> None:
