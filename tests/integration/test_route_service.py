@@ -249,7 +249,7 @@ def test_four_step_route_with_a_parallel_step_ends_sealed_certified_and_b_lta(wo
         entries = conn.execute(
             select(t.audit_entries.c.action, t.audit_entries.c.entry).where(
                 t.audit_entries.c.object_type == "route", t.audit_entries.c.object_id == str(route.id)
-            )
+            ).order_by(t.audit_entries.c.idx)  # PostgreSQL returns rows in no particular order without one
         ).all()
     assert [e.action for e in entries] == (
         ["route.started"] + ["route.stamped"] * 5 + ["route.office_sealed", "route.delivered"]
