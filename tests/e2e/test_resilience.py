@@ -17,6 +17,9 @@ from inkless.directory.peers import PeerService
 from tests.conftest import BACKENDS
 from tests.helpers.nodes import NodeProcess, init_nodes, node_processes, start_nodes
 
+# Rounds of stopping and killing real server processes: minutes per backend.
+pytestmark = pytest.mark.slow
+
 FAST = {
     "delivery_poll_seconds": "1",
     "delivery_backoff_base_seconds": "1",

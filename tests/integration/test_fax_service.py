@@ -448,6 +448,7 @@ def test_a_job_that_cannot_be_dialled_fails_at_its_kill_time(fax_node: FaxNode) 
     assert job_id not in fax.claim_due_jobs()
 
 
+@pytest.mark.slow  # tesseract on a full page
 def test_ocr_adds_a_searchable_layer_and_keeps_the_fax_image_bytes() -> None:
     import pikepdf
 
