@@ -31,7 +31,7 @@ from inkless.errors import ConflictError, EnvelopeError, MessageTooLargeError, N
 from inkless.pki.model import CertPurpose
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
-from tests.helpers.nodes import refused_url
+from tests.helpers.nodes import refused_url, settle_pending_work
 
 CIVIL = f"civil-affairs@{DEMO_NODE_ID}"
 CRIMINAL = f"criminal-affairs@{DEMO_NODE_ID}"
@@ -49,7 +49,7 @@ def pdf(text: str) -> bytes:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def shared_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """One demo node per backend for the whole module (offices and keys are expensive)."""
     folder = tmp_path_factory.mktemp("delivery")
     with fresh_database(str(request.param), folder) as url:
@@ -63,6 +63,13 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield node
         finally:
             node.close()
+
+
+@pytest.fixture
+def shared(shared_node: Node) -> Node:
+    """The module's demo node with no message of an earlier test still waiting for delivery."""
+    settle_pending_work(shared_node)
+    return shared_node
 
 
 def service(node: Node) -> DeliveryService:
@@ -92,7 +99,7 @@ def test_send_deliver_open_export_between_two_offices(shared: Node, tmp_path: Pa
     assert [s.state for s in svc.status(message_id, "tanaka")] == ["queued"]
 
     result = svc.deliver_due()
-    assert result.delivered >= 1
+    assert (result.delivered, result.retrying) == (1, 0)
     [status] = svc.status(message_id, "tanaka")
     assert status.state == "delivered" and status.has_receipt and status.received_at is not None
 
