@@ -25,6 +25,7 @@ from inkless.db.tables_delivery import inbox, messages, outbox
 from inkless.delivery.report import gothic_font
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
+from inkless.web.i18n import LANG_COOKIE
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
 from tests.helpers.nodes import refused_url
@@ -76,7 +77,7 @@ class Clerk:
 
 
 @pytest.fixture(scope="module")
-def clerks(pages_node: Node) -> Iterator[dict[str, Clerk]]:
+def logged_in_clerks(pages_node: Node) -> Iterator[dict[str, Clerk]]:
     app = create_app(pages_node)
     out: dict[str, Clerk] = {}
     with TestClient(app) as first:
@@ -84,6 +85,14 @@ def clerks(pages_node: Node) -> Iterator[dict[str, Clerk]]:
             client = first if login == "tanaka" else TestClient(app)
             out[login] = Clerk(client, _login(client, pages_node, login))
         yield out
+
+
+@pytest.fixture
+def clerks(logged_in_clerks: dict[str, Clerk]) -> dict[str, Clerk]:
+    """The logged-in clerks in the node's default language, whatever ``?lang=`` an earlier test chose."""
+    for clerk in logged_in_clerks.values():
+        clerk.client.cookies.delete(LANG_COOKIE)
+    return logged_in_clerks
 
 
 def _login(client: TestClient, node: Node, login: str) -> str:
