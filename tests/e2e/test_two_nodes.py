@@ -70,6 +70,7 @@ class Federation:
     mismatch: subprocess.CompletedProcess[str]
     added_on_moj: dict[str, object]
     added_on_npa: dict[str, object]
+    refreshed_on_moj: object
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -84,9 +85,11 @@ def federation(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         mismatch = moj.cli("peer", "add", npa.url, "--fingerprint", moj.fingerprint, check=False)
         added_on_moj = moj.cli_json("peer", "add", npa.url, "--fingerprint", npa.fingerprint)
         added_on_npa = npa.cli_json("peer", "add", moj.url, "--fingerprint", moj.fingerprint)
+        # Now npa answers moj: the refresh fetches its directory (before any test can have looked an office up).
+        refreshed_on_moj = moj.cli_json("peer", "refresh", "npa")
         moj_ctl, npa_ctl = moj.control(), npa.control()
         try:
-            yield Federation(moj, npa, moj_ctl, npa_ctl, mismatch, added_on_moj, added_on_npa)
+            yield Federation(moj, npa, moj_ctl, npa_ctl, mismatch, added_on_moj, added_on_npa, refreshed_on_moj)
         finally:
             moj_ctl.close()
             npa_ctl.close()
@@ -116,8 +119,7 @@ def test_peering_with_the_cli(federation: Federation) -> None:
     assert isinstance(directory, dict) and not directory["ok"] and "not pinned" in str(directory["error"])
     directory = f.added_on_npa["directory"]
     assert isinstance(directory, dict) and directory["ok"] and directory["offices"] == 2
-    refreshed = f.moj.cli_json("peer", "refresh", "npa")
-    assert refreshed == [{"node_id": "npa", "ok": True, "offices": 1, "changed": True, "error": None}]
+    assert f.refreshed_on_moj == [{"node_id": "npa", "ok": True, "offices": 1, "changed": True, "error": None}]
     assert isinstance(f.moj_ctl.peers, PeerService)
     [peer] = f.moj_ctl.peers.all()
     assert peer.node_id == "npa" and peer.url == f.npa.url and peer.office_count == 1 and peer.last_error is None
