@@ -420,6 +420,44 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         fax.set_office_settings("civil-affairs", fallback_enabled=False, actor="yamada")
 
 
+def test_administrators_see_only_unroutable_faxes_of_other_offices(fax_node: FaxNode) -> None:
+    node, fax, clock = fax_node.node, fax_node.fax, fax_node.clock
+    clock.advance(seconds=90)  # fresh TOTP steps for the logins below
+    pdf = three_page_pdf()
+    delivered = fax.receive(_received(pdf, cid="0798-55-6666", tsi="KOBE", did=CIVIL_NUMBER), "loopback")
+    unroutable = fax.receive(_received(pdf, cid="0798-77-8888", tsi="AKASHI", did="0355559999"), "loopback")
+    assert fax.call(delivered.call_id).status == "delivered"
+    remote_sock = fax_node.sockets / "remote-secret.sock"
+    line = LoopbackLine(fax_node.sockets / "unused-secret.sock", remote_sock)
+    with AnsweringRemote(remote_sock, fax_node.sockets / "secret-out", busy=1):
+        job_id = fax.send("tanaka", "civil-affairs", "06-1234-9999", [pdf], cover_page=True, classification=1,
+                          confirm_internal=True, subject="機密の件",
+                          schedule=JobSchedule(max_tries=3, interval_s=60, kill_after_s=3600))
+        fax.run_due_jobs(line)  # (jobs queued by other tests of the module may be dialled too)
+    assert fax.job(job_id).has_report
+    app = create_app(node)
+    with TestClient(app) as clerk, TestClient(app) as admin:
+        _login(clerk, node, clock, "tanaka")
+        _login(admin, node, clock, "yamada")  # administrator of the secretariat, not of civil-affairs
+        # The office's own clerk gets the report; the UI and the API agree.
+        own = clerk.get(f"/fax/jobs/{job_id}/report")
+        assert own.status_code == 200 and own.content.startswith(b"%PDF-")
+        assert clerk.get(f"/api/v1/fax/jobs/{job_id}/report").status_code == 200
+        # An administrator of another office gets neither the report nor the delivered fax's pages.
+        assert admin.get(f"/api/v1/fax/jobs/{job_id}/report").status_code == 404
+        report = admin.get(f"/fax/jobs/{job_id}/report")
+        assert report.status_code == 404 and b"%PDF" not in report.content
+        image = admin.get(f"/fax/admin/calls/{delivered.call_id}/image")
+        assert image.status_code == 404 and b"%PDF" not in image.content
+        # ... but still the unroutable fax they must route.
+        queued = admin.get(f"/fax/admin/calls/{unroutable.call_id}/image")
+        assert queued.status_code == 200 and queued.content.startswith(b"%PDF-")
+        fax.assign(unroutable.call_id, "secretariat", "yamada")
+        assert admin.get(f"/fax/admin/calls/{unroutable.call_id}/image").status_code == 404
+        # The operator on the node (CLI) still sees every received fax.
+        assert fax.received_image(delivered.call_id).startswith(b"%PDF-")
+
+
 def test_a_fax_interrupted_before_its_deposit_is_delivered_once_by_the_worker(fax_node: FaxNode) -> None:
     node, fax = fax_node.node, fax_node.fax
     assert node.delivery is not None

@@ -400,10 +400,24 @@ class FaxService:
         return self.deliver_call(call_id, actor)
 
     def received_image(self, call_id: int) -> bytes:
-        """The page images of a received fax as a PDF (for the administrators' queue)."""
+        """The page images of any received fax as a PDF (the node operator's view, from the CLI)."""
+        return self._received_image(call_id, unroutable_only=False)
+
+    def unroutable_image(self, call_id: int) -> bytes:
+        """The page images of a fax waiting in the unroutable queue (administrators' view).
+
+        An administrator must see an unroutable fax to decide where it belongs, but a fax that
+        reached an office is that office's mail: NotFoundError, as if it did not exist.
+        """
+        return self._received_image(call_id, unroutable_only=True)
+
+    def _received_image(self, call_id: int, *, unroutable_only: bool) -> bytes:
+        query = select(fax_calls.c.tiff_blob, fax_calls.c.pdf_blob).where(
+            fax_calls.c.id == call_id, fax_calls.c.direction == "RECV")
+        if unroutable_only:
+            query = query.where(fax_calls.c.status == "unroutable")
         with self._db.read() as conn:
-            row = conn.execute(select(fax_calls.c.tiff_blob, fax_calls.c.pdf_blob).where(
-                fax_calls.c.id == call_id, fax_calls.c.direction == "RECV")).first()
+            row = conn.execute(query).first()
         if row is None or row.tiff_blob is None:
             raise NotFoundError(f"no received fax image {call_id}")
         if row.pdf_blob:

@@ -117,7 +117,8 @@ def fax_job_report(job_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """The transmission report PDF of a job of the caller's office."""
     fax = fax_of(node)
     job = fax.job(job_id)
-    if job.office_code != caller.office.code and caller.user.role != Role.ADMIN:
+    # Administrators too: a job's report shows the first page of another office's document.
+    if job.office_code != caller.office.code:
         raise HTTPException(status_code=404, detail=N_("Not found"))
     return Response(fax.job_report(job_id), media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="fax-report-{job_id}.pdf"'})
@@ -232,9 +233,9 @@ def fax_assign(request: Request, call_id: RowId, node: NodeDep, caller: CallerDe
 
 @router.get("/fax/admin/calls/{call_id}/image")
 def fax_call_image(call_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
-    """The pages of a received fax as PDF (administrators: to decide where an unroutable fax belongs)."""
+    """The pages of an unroutable fax as PDF (administrators: to decide where it belongs); 404 for any other."""
     _admin(caller)
-    return Response(fax_of(node).received_image(call_id), media_type="application/pdf",
+    return Response(fax_of(node).unroutable_image(call_id), media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="fax-{call_id}.pdf"'})
 
 
