@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pyotp
 import pytest
 from sqlalchemy import func, select
 
-from inkless.app import Node
+from inkless.app import Node, build_node
+from inkless.clock import FixedClock
 from inkless.db import tables as t
 from inkless.directory.demo import DemoSample
 from inkless.directory.model import Role
@@ -92,6 +96,37 @@ def test_totp_is_accepted_once(node: Node, demo: DemoSample) -> None:
             select(t.audit_entries.c.object_id).where(t.audit_entries.c.action == "user.totp_enrolled")
         ).scalars().all()
     assert enrolled == [account.user.login]
+
+
+def test_one_totp_code_sent_six_times_at_once_is_accepted_once(node: Node, demo: DemoSample) -> None:
+    """Six logins (or office-seal checks) racing with the same code: exactly one wins, every round."""
+    clock = FixedClock(datetime(2026, 4, 1, 9, 0, 10, tzinfo=UTC))
+    racing = build_node(node.settings, clock)
+    login = "sato"
+    secret = racing.directory.totp_secret(login)
+    try:
+        for _round in range(5):
+            clock.advance(seconds=30)
+            code = pyotp.TOTP(secret).at(clock.now())
+            barrier = threading.Barrier(6)
+
+            def attempt(barrier: threading.Barrier = barrier, code: str = code) -> bool:
+                barrier.wait()
+                try:
+                    racing.directory.verify_totp(login, code)
+                except AuthenticationError:
+                    return False
+                return True
+
+            with ThreadPoolExecutor(max_workers=6) as pool:
+                outcomes = list(pool.map(lambda _: attempt(), range(6)))
+            assert outcomes.count(True) == 1, f"round {_round}: {outcomes.count(True)} of 6 accepted the same code"
+        with racing.db.begin() as conn:
+            enrolled = conn.execute(select(func.count()).select_from(t.audit_entries).where(
+                t.audit_entries.c.action == "user.totp_enrolled", t.audit_entries.c.object_id == login)).scalar_one()
+        assert enrolled == 1
+    finally:
+        racing.close()
 
 
 def test_provisioning_uri_names_node_and_user(node: Node, demo: DemoSample) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, or_, select, update
 
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
@@ -245,11 +245,18 @@ class DirectoryService:
             for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
                 step = step_now + offset
                 if step > last and secrets.compare_digest(totp.generate_otp(step), code):
-                    c.execute(
+                    # The step is claimed in one conditional UPDATE: of two requests sent at the same
+                    # instant (which both read the old step above) only one changes the row.
+                    claimed = c.execute(
                         update(t.users)
-                        .where(t.users.c.login == login)
+                        .where(
+                            t.users.c.login == login,
+                            or_(t.users.c.totp_last_step.is_(None), t.users.c.totp_last_step < step),
+                        )
                         .values(totp_last_step=step, totp_confirmed=True)
-                    )
+                    ).rowcount
+                    if claimed != 1:
+                        break
                     if not confirmed:
                         # The first accepted code completes enrolment: recorded with the change itself.
                         self._audit.record(c, AuditEvent(actor=actor or login, action="user.totp_enrolled",
