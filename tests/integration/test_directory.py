@@ -51,6 +51,9 @@ BAD_INPUT: list[tuple[Callable[[DirectoryService], object], type[Exception]]] = 
     (lambda d: d.add_user("tanaka", "civil-affairs", "clerk", 1, "名前"), ConflictError),
     (lambda d: d.add_user("newuser", "civil-affairs", "clerk", 1, "a\nb"), ValidationError),
     (lambda d: d.add_user("newuser", "civil-affairs", "clerk", 1, "名前", password="short"), ValidationError),
+    (lambda d: d.add_user("newuser", "civil-affairs", "clerk", 1, "名前", password="aaaaaaaaaaaa"), ValidationError),
+    (lambda d: d.add_user("newuser", "civil-affairs", "clerk", 1, "名前", password="newuser-2026-x"), ValidationError),
+    (lambda d: d.add_user("newuser", "civil-affairs", "clerk", 1, "名前", password="iloveyou2026"), ValidationError),
 ]
 
 
@@ -77,6 +80,11 @@ def test_password_change(node: Node, demo: DemoSample) -> None:
     node.directory.check_password("tanaka", "a much longer passphrase")
     with pytest.raises(ValidationError):
         node.directory.set_password("tanaka", "short", actor="tanaka")
+    for weak, rule in [("aaaaaaaaaaaa", "repeated"), ("qwerty123456", "commonly used"),
+                       ("Tanaka-Spring-26", "login name"), ("civil-affairs-26", "office code")]:
+        with pytest.raises(ValidationError, match=rule):
+            node.directory.set_password("tanaka", weak, actor="tanaka")
+    node.directory.check_password("tanaka", "a much longer passphrase")  # unchanged
 
 
 def test_totp_is_accepted_once(node: Node, demo: DemoSample) -> None:

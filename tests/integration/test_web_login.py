@@ -175,6 +175,10 @@ def test_password_change_refuses_bad_input_and_changes_nothing(
     cases = [
         (NEW_PASSWORD, NEW_PASSWORD + "x", "一致しません"),
         ("short", "short", "12文字以上"),
+        ("aaaaaaaaaaaa", "aaaaaaaaaaaa", "同じ文字や短い文字列の繰り返し"),
+        ("password2026", "password2026", "よく使われるパスワード"),
+        ("tanaka-no-pass", "tanaka-no-pass", "ログイン名を含めない"),
+        ("civil-affairs-77", "civil-affairs-77", "部署コードを含めない"),
         (tanaka.password, tanaka.password, "異なるパスワード"),
     ]
     for first, second, message in cases:
@@ -183,6 +187,14 @@ def test_password_change_refuses_bad_input_and_changes_nothing(
         )
         assert refused.status_code == 422
         assert message in error_of(refused.text)
+    english = client.post(
+        "/login/password?lang=en",
+        data={"new_password": "aaaaaaaaaaaa", "new_password_again": "aaaaaaaaaaaa", "csrf_token": csrf},
+    )
+    assert english.status_code == 422
+    assert error_of(english.text) == (
+        "the password must not be one character or a short pattern repeated, or a simple sequence"
+    )
     assert web_node.directory.user("tanaka").must_change_password
     web_node.directory.check_password("tanaka", tanaka.password)
     assert client.get("/").url.path == "/login/password"

@@ -124,11 +124,3 @@ def check_fax_number(number: str | None) -> str | None:
     if not FAX_NUMBER_RE.match(number):
         raise ValidationError(f"fax number {number!r} must be digits, optionally with '+', spaces or '-'")
     return number
-
-
-def check_password_strength(password: str) -> str:
-    if len(password) < 12:
-        raise ValidationError("password must be at least 12 characters")
-    if len(password) > 256:
-        raise ValidationError("password must be at most 256 characters")
-    return password

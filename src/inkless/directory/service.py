@@ -25,9 +25,9 @@ from inkless.directory.model import (
     check_login,
     check_name,
     check_office_code,
-    check_password_strength,
     check_role,
 )
+from inkless.directory.passwords import check_password_strength
 from inkless.errors import AuthenticationError, ConflictError, NotFoundError
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertificateIssuer
@@ -134,7 +134,7 @@ class DirectoryService:
         if password is None:
             password = _generate_password()
         else:
-            check_password_strength(password)
+            check_password_strength(password, login, office_code)
         totp_secret = pyotp.random_base32()
         now = self._clock.now()
         with self._db.begin() as conn:
@@ -265,9 +265,10 @@ class DirectoryService:
         raise AuthenticationError("wrong or already used one-time code")
 
     def set_password(self, login: str, new_password: str, actor: str) -> None:
-        """Change a password (clears the must-change flag)."""
-        check_password_strength(new_password)
+        """Change a password (clears the must-change flag); weak, common or guessable ones are refused."""
         with self._db.begin() as c:
+            user = self._user_by(c, t.users.c.login == login)
+            check_password_strength(new_password, user.login, user.office_code)
             result = c.execute(
                 update(t.users)
                 .where(t.users.c.login == login)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from inkless.app import Node
 from inkless.audit.model import AuditEvent
 from inkless.directory.model import User
+from inkless.directory.passwords import check_password_strength
 from inkless.errors import AuthenticationError, InklessError, RateLimitedError, ValidationError
 from inkless.web.deps import (
     SESSION_COOKIE,
@@ -41,8 +42,6 @@ CallerDep = Annotated[Caller, Depends(page_caller)]
 WRONG_CREDENTIALS = N_("Wrong login or password.")
 WRONG_CODE = N_("Wrong or already used one-time code.")
 PASSWORDS_DIFFER = N_("The two passwords are not the same.")
-PASSWORD_TOO_SHORT = N_("The new password must be at least 12 characters long.")
-PASSWORD_TOO_LONG = N_("The new password must be at most 256 characters long.")
 PASSWORD_UNCHANGED = N_("Choose a password different from the first-login password.")
 TOO_MANY_ATTEMPTS = N_("Too many failed attempts. Try again in %(minutes)s minutes.")
 
@@ -352,11 +351,14 @@ def password_submit(
     error: str | None = None
     if new_password != new_password_again:
         error = PASSWORDS_DIFFER
-    elif len(new_password) < 12:
-        error = PASSWORD_TOO_SHORT
-    elif len(new_password) > 256:
-        error = PASSWORD_TOO_LONG
     else:
+        try:
+            # The directory's rules (length, common passwords, login and office code, patterns)
+            # are checked first: they need no password hashing, unlike the comparison below.
+            check_password_strength(new_password, user.login, user.office_code)
+        except ValidationError as exc:
+            error = exc.message
+    if error is None:
         try:
             node.directory.check_password(user.login, new_password)
             error = PASSWORD_UNCHANGED
