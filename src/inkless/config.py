@@ -51,6 +51,10 @@ class Settings:
     session_minutes: int = 480
     login_max_failures: int = 5
     login_window_seconds: int = 900
+    login_backoff_seconds: int = 30
+    login_address_max_failures: int = 30
+    public_requests_per_minute: int = 30
+    audit_tally_seconds: int = 3600
     tree_head_interval_seconds: int = 60
     max_message_bytes: int = 100 * 1024 * 1024
     # Request bodies (see inkless.web.limits and docs/deployment.md).
@@ -175,7 +179,8 @@ def _validate(settings: Settings) -> None:
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("database_lock_timeout_seconds", "blob_gc_grace_hours",
-                 "session_minutes", "login_max_failures", "login_window_seconds",
+                 "session_minutes", "login_max_failures", "login_window_seconds", "login_backoff_seconds",
+                 "login_address_max_failures", "public_requests_per_minute", "audit_tally_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
                  "directory_refresh_seconds", "delivery_lease_seconds", "verify_max_bytes",

@@ -15,6 +15,7 @@ from inkless.web.security import (
     IDLE_MINUTES,
     PENDING_MINUTES,
     Stage,
+    backoff_wait,
     csrf_matches,
     hash_session_token,
     retry_after,
@@ -76,6 +77,19 @@ def test_failures_outside_the_window_do_not_count() -> None:
 
 def test_retry_after_is_at_least_one_second() -> None:
     assert retry_after([ago(899.9)] * 3, NOW, 3, 900) == 1
+
+
+def test_backoff_is_free_below_the_threshold_then_doubles_from_the_last_failure() -> None:
+    assert backoff_wait([ago(5), ago(4)], NOW, 3, 30, 900) is None
+    assert backoff_wait([ago(5), ago(4), ago(3)], NOW, 3, 30, 900) == 27
+    assert backoff_wait([ago(50)] * 4, NOW, 3, 30, 900) == 10
+    assert backoff_wait([ago(50)] * 5, NOW, 3, 30, 900) == 70
+    assert backoff_wait([ago(31)] * 3, NOW, 3, 30, 900) is None
+
+
+def test_backoff_is_capped() -> None:
+    assert backoff_wait([ago(0)] * 40, NOW, 3, 30, 900) == 900
+    assert backoff_wait([ago(0)] * 400, NOW, 3, 30, 900) == 900
 
 
 def test_language_choice_order() -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from inkless.audit.model import AuditEvent, AuditRecorder
+from inkless.audit.traffic import count_anonymous
 from inkless.clock import Clock
 from inkless.config import NODE_ID_RE
 from inkless.db.engine import Database
@@ -520,9 +521,23 @@ class PeerService:
             assert received.params.nonce is not None
             self._remember_nonce(keyid, received.params.nonce, now)
         except SignatureError as exc:
-            self._refused(str(exc), keyid, method, target_uri, client)
+            if keyid is not None and self._is_pinned(keyid):
+                # A pinned peer whose request fails is worth an entry of its own (a broken or forged peer).
+                self._refused(str(exc), keyid, method, target_uri, client)
+            else:
+                # Unsigned, or naming a node that is not pinned: anyone can send that, so it is tallied.
+                with self._db.begin() as conn:
+                    count_anonymous(conn, "federation", client, self._clock.now(),
+                                    "unsigned" if keyid is None else "not-pinned")
             raise
         return keyid
+
+    def _is_pinned(self, node_id: str) -> bool:
+        try:
+            self.get(node_id)
+        except NotFoundError:
+            return False
+        return True
 
     def _remember_nonce(self, node_id: str, nonce: str, now: datetime) -> None:
         if len(nonce) > 128:
@@ -559,7 +574,14 @@ class PeerService:
             )
 
     def refuse(self, reason: str, keyid: str | None, method: str, target_uri: str, client: str | None) -> None:
-        """Audit a federation request refused for another reason (too large, wrong sender node)."""
+        """Audit a federation request refused for another reason (too large, wrong sender node).
+
+        Before its signature was checked (``keyid`` None) the request is anyone's: tallied, not audited.
+        """
+        if keyid is None:
+            with self._db.begin() as conn:
+                count_anonymous(conn, "federation", client, self._clock.now(), "refused")
+            return
         self._refused(reason, keyid, method, target_uri, client)
 
 

@@ -123,7 +123,7 @@ class NodeTimeStampAuthority(TimeStamper):
             )})
         return token
 
-    async def _respond(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+    async def _respond(self, req: tsp.TimeStampReq, audited: bool = True) -> tsp.TimeStampResp:
         problem = _check_request(req)
         if problem is not None:
             raise TimestampRequestError(f"{problem[0]}: {problem[1]}")
@@ -133,17 +133,23 @@ class NodeTimeStampAuthority(TimeStamper):
         self._load()
         tst_info = self._tst_info(req, when)
         token = await self._token(tst_info, md_algorithm, when, bool(req["cert_req"].native))
+        granted = tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+        if not audited:
+            return granted
         with self._db.begin() as conn:
             self._audit.record(conn, AuditEvent(
                 actor="tsa", action="tsa.stamped", object_type="timestamp",
                 object_id=format(tst_info["serial_number"].native, "x"),
                 digests={md_algorithm: imprint["hashed_message"].native.hex()},
             ))
-        return tsp.TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+        return granted
 
-    def request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
-        """Answer one parsed request: a granted stamp; TimestampRequestError saying why if it is refused."""
-        return run_sync(self._respond(req))
+    def request_tsa_response(self, req: tsp.TimeStampReq, *, audited: bool = True) -> tsp.TimeStampResp:
+        """Answer one parsed request: a granted stamp; TimestampRequestError saying why if it is refused.
+
+        ``audited=False`` for anonymous requests over HTTP: the web layer tallies them instead.
+        """
+        return run_sync(self._respond(req, audited))
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
         """pyHanko's TimeStamper hook: sealing asks the node TSA in-process."""
@@ -151,7 +157,7 @@ class NodeTimeStampAuthority(TimeStamper):
 
     # --- HTTP ------------------------------------------------------------------------
 
-    def answer(self, body: bytes) -> bytes:
+    def answer(self, body: bytes, *, audited: bool = True) -> bytes:
         """The DER ``TimeStampResp`` for a DER ``TimeStampReq`` received over HTTP (RFC 3161 §3.4)."""
         if len(body) > MAX_REQUEST_BYTES:
             return bytes(_rejection("bad_data_format", "the request is too large").dump())
@@ -163,7 +169,7 @@ class NodeTimeStampAuthority(TimeStamper):
         problem = _check_request(req)
         if problem is not None:
             return bytes(_rejection(*problem).dump())
-        return bytes(self.request_tsa_response(req).dump())
+        return bytes(self.request_tsa_response(req, audited=audited).dump())
 
 
 def _check_request(req: tsp.TimeStampReq) -> tuple[str, str] | None:

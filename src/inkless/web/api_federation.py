@@ -42,7 +42,7 @@ from inkless.errors import (
     MessageTooLargeError,
     ValidationError,
 )
-from inkless.web.deps import client_address, get_node
+from inkless.web.deps import client_address, get_node, get_services
 
 log = logging.getLogger("inkless.federation")
 
@@ -96,6 +96,17 @@ def _error(request: Request, node: Node, status: int, detail: str) -> Response:
     return _json(request, node, status, {"detail": detail})
 
 
+async def _strangers_wait(request: Request, node: Node) -> Response | None:
+    """429 for an address whose unsigned or unpinned requests already reached this minute's limit."""
+    wait = await run_in_threadpool(get_services(request).traffic.refused_too_often, "federation",
+                                   client_address(request))
+    if wait is None:
+        return None
+    refused = _error(request, node, 429, f"too many refused requests from this address; try again in {wait} seconds")
+    refused.headers["Retry-After"] = str(wait)
+    return refused
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, streamed, refusing more than ``limit`` bytes without reading them all."""
     declared = request.headers.get("content-length")
@@ -124,6 +135,8 @@ async def directory_document(request: Request) -> Response:
     """Every office with its encryption and signing certificates, signed by the node; signed request required."""
     node = get_node(request)
     peers = _peers(node)
+    if (refused := await _strangers_wait(request, node)) is not None:
+        return refused
     try:
         body = await _read_body(request, SMALL_BODY_LIMIT)
         await run_in_threadpool(
@@ -146,6 +159,8 @@ async def receive_message(request: Request) -> Response:
     uri = target_uri(node, request)
     client = client_address(request)
     limit = node.settings.max_message_bytes
+    if (refused := await _strangers_wait(request, node)) is not None:
+        return refused
     try:
         body = await _read_body(request, limit)
     except _TooLarge:

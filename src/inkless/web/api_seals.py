@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
 from inkless.errors import PolicyError, ValidationError
@@ -15,7 +16,15 @@ from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
 from inkless.seals.sealing import MAX_PDF_BYTES, SealingService
 from inkless.seals.tsa import MAX_REQUEST_BYTES, TIMESTAMP_QUERY, TIMESTAMP_REPLY, NodeTimeStampAuthority
-from inkless.web.deps import Caller, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.deps import (
+    Caller,
+    WebServices,
+    admit_anonymous,
+    api_caller,
+    client_address,
+    get_node,
+    get_services,
+)
 from inkless.web.pages import check_fresh_totp
 
 router = APIRouter(tags=["seals"])  # mounted under /api/v1
@@ -87,11 +96,13 @@ async def seal_document(
 
 @router.post("/verify")
 async def verify_document(
-    node: NodeDep, file: Annotated[UploadFile, File(description="The PDF to verify.")]
+    request: Request, node: NodeDep, file: Annotated[UploadFile, File(description="The PDF to verify.")]
 ) -> dict[str, Any]:
-    """Verify every seal of a PDF (public, no login): the per-seal report and the overall verdict."""
+    """Verify every seal of a PDF (public, no login; rate-limited per address, 429): the report and the verdict."""
+    await run_in_threadpool(admit_anonymous, request, "verify")
     pdf = await read_pdf(file, node.settings.verify_max_bytes)
-    report = await sealing_of(node).verify_async(pdf, actor="anonymous")
+    # Anonymous: counted in the periodic tally, not one audit entry per stranger's upload.
+    report = await sealing_of(node).verify_async(pdf, actor=None)
     return report.to_dict()
 
 
@@ -102,6 +113,7 @@ async def verify_document(
 )
 async def time_stamp(request: Request, node: NodeDep) -> Response:
     """The node's RFC 3161 time-stamping authority (HTTP transport as in RFC 3161 §3.4)."""
+    await run_in_threadpool(admit_anonymous, request, "tsa")
     if request.headers.get("content-type", "").split(";")[0].strip() != TIMESTAMP_QUERY:
         return JSONResponse({"detail": f"send Content-Type: {TIMESTAMP_QUERY}"}, status_code=415)
     body = b""
@@ -112,7 +124,7 @@ async def time_stamp(request: Request, node: NodeDep) -> Response:
     tsa = node.extras.get("tsa")
     if not isinstance(tsa, NodeTimeStampAuthority):
         raise ValidationError("this node runs no time-stamping authority")
-    return Response(tsa.answer(body), media_type=TIMESTAMP_REPLY)
+    return Response(tsa.answer(body, audited=False), media_type=TIMESTAMP_REPLY)
 
 
 @public_router.get(

@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from inkless import __version__
 from inkless.app import Node, node_facts
+from inkless.audit.traffic import AnonymousTraffic
 from inkless.config import LANGUAGES
 from inkless.directory.tokens import ApiTokenService
 from inkless.errors import InklessError, RateLimitedError
@@ -79,8 +80,17 @@ def create_app(node: Node) -> FastAPI:
     app.state.node = node
     app.state.web = WebServices(
         sessions=SessionStore(node.db, node.clock, settings.session_minutes),
-        throttle=LoginThrottle(node.clock, settings.login_max_failures, settings.login_window_seconds),
+        throttle=LoginThrottle(
+            node.clock,
+            settings.login_max_failures,
+            settings.login_window_seconds,
+            settings.login_backoff_seconds,
+            settings.login_address_max_failures,
+        ),
         tokens=node.tokens or ApiTokenService(node.db, node.directory, node.audit, node.clock),
+        traffic=AnonymousTraffic(
+            node.db, node.clock, node.audit, settings.public_requests_per_minute, settings.audit_tally_seconds
+        ),
         translations=translations,
     )
     renderer = Renderer(

@@ -23,9 +23,10 @@ from starlette.routing import compile_path
 from starlette.types import Scope
 
 from inkless.app import Node
+from inkless.audit.traffic import AnonymousTraffic
 from inkless.directory.model import Office, Role, User
 from inkless.directory.tokens import ApiTokenService
-from inkless.errors import AuthenticationError
+from inkless.errors import AuthenticationError, RateLimitedError
 from inkless.web.render import N_
 from inkless.web.security import LoginThrottle, SessionStore, Stage, WebSession, csrf_matches
 
@@ -52,6 +53,7 @@ class WebServices:
     sessions: SessionStore
     throttle: LoginThrottle
     tokens: ApiTokenService
+    traffic: AnonymousTraffic
     translations: dict[str, Translations]
 
 
@@ -85,6 +87,19 @@ def get_services(request: Request) -> WebServices:
     services = request.app.state.web
     assert isinstance(services, WebServices)
     return services
+
+
+def admit_anonymous(request: Request, endpoint: str) -> None:
+    """Count an anonymous request to a public endpoint; 429 with Retry-After when its client is over the limit."""
+    services = get_services(request)
+    try:
+        services.traffic.admit(endpoint, client_address(request))
+    except RateLimitedError as exc:
+        raise HTTPException(
+            status_code=429,
+            detail=N_("Too many requests. Try again in a minute."),
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
 
 
 def client_address(request: Request) -> str:

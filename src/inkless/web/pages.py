@@ -146,6 +146,12 @@ def login_submit(
     """Check login and password; on success continue with the TOTP (or enrolment) step."""
     login = login.strip().lower()
     client = client_address(request)
+    if not login:
+        # No account has an empty name: refused at once, neither hashed nor counted, so that empty
+        # submissions cost no CPU and cannot push an address (an office behind NAT) to its limit.
+        return render.render(
+            request, "login.html", status_code=401, login="", error=render.gettext(request, WRONG_CREDENTIALS)
+        )
     try:
         with node.db.begin() as conn:
             services.throttle.check(conn, login, client)
@@ -180,9 +186,16 @@ def login_submit(
 
 def record_failed_login(node: Node, services: WebServices, login: str, client: str, step: str) -> None:
     """Count a failed attempt against the login rate limit and audit it (never the secret tried)."""
+    if not login:
+        return
     with node.db.begin() as conn:
         services.throttle.record(conn, login, client, success=False)
-        node.audit.record(conn, AuditEvent(actor=login[:64] or "-", action="auth.login_failed", object_type="user",
+        if step == "password":
+            # Anyone can fail a password: counted in the anonymous tally, not one permanent entry each.
+            services.traffic.note(conn, "login", client, "password-failed")
+            return
+        # A wrong code comes from someone who knew the password (or holds a session): one entry each.
+        node.audit.record(conn, AuditEvent(actor=login[:64], action="auth.login_failed", object_type="user",
                                            object_id=login[:64], details={"client": client, "step": step}))
 
 

@@ -6,6 +6,7 @@ import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
 from inkless.errors import InklessError, ValidationError
@@ -14,7 +15,7 @@ from inkless.seals.model import Change, Indication, SubIndication
 from inkless.seals.sealing import imprint_for
 from inkless.seals.verify import CHANGE_SENTENCES
 from inkless.web.api_seals import read_pdf, sealing_of
-from inkless.web.deps import Caller, get_node, page_caller
+from inkless.web.deps import Caller, admit_anonymous, get_node, page_caller
 from inkless.web.pages import RendererDep
 from inkless.web.render import N_
 
@@ -83,10 +84,12 @@ def verify_form(request: Request, render: RendererDep) -> Response:
 async def verify_submit(
     request: Request, node: NodeDep, render: RendererDep, file: Annotated[UploadFile, File()]
 ) -> Response:
-    """Verify the uploaded PDF and show the report (no login, nothing stored but an audit entry)."""
+    """Verify the uploaded PDF and show the report (no login, rate-limited per address, tallied in the audit log)."""
+    await run_in_threadpool(admit_anonymous, request, "verify")
     try:
         pdf = await read_pdf(file, node.settings.verify_max_bytes)
-        report = await sealing_of(node).verify_async(pdf, actor="anonymous", with_imprints=True)
+        # Anonymous: counted in the periodic tally, not one audit entry per stranger's upload.
+        report = await sealing_of(node).verify_async(pdf, actor=None, with_imprints=True)
     except InklessError as exc:
         return render.render(request, "verify.html", status_code=exc.http_status, active="verify",
                              error=render.gettext(request, exc.message))

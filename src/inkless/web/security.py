@@ -28,6 +28,9 @@ IDLE_MINUTES = 60
 PENDING_MINUTES = 10
 # Touching last_seen_at on every request would turn every page view into a write.
 TOUCH_GRANULARITY = timedelta(seconds=60)
+# How long a (login, address) pair's failures are remembered: longer than the longest delay,
+# so that the delay keeps growing for someone who waits out each one and guesses again.
+PAIR_MEMORY = timedelta(hours=24)
 
 
 class Stage(StrEnum):
@@ -74,6 +77,25 @@ def retry_after(
     # The failure whose ageing-out brings the count below the limit.
     pivot = recent[len(recent) - max_failures]
     wait = (pivot + window - now).total_seconds()
+    return max(1, int(wait + 0.999))
+
+
+def backoff_wait(
+    failures: Sequence[datetime], now: datetime, free_failures: int, base_seconds: int, cap_seconds: int
+) -> int | None:
+    """Seconds a (login, address) pair must wait after its failures, or None if it may try now.
+
+    The first ``free_failures`` failures cost nothing (typos happen); each one after that
+    doubles the delay counted from the last failure: ``base``, ``2·base``, ``4·base`` …, at
+    most ``cap_seconds``.
+    """
+    excess = len(failures) - free_failures
+    if excess < 0:
+        return None
+    delay = min(cap_seconds, base_seconds * 2 ** min(excess, 30))
+    wait = (max(failures) + timedelta(seconds=delay) - now).total_seconds()
+    if wait <= 0:
+        return None
     return max(1, int(wait + 0.999))
 
 
@@ -237,56 +259,80 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """Counts failed logins per login name and per client address in ``login_attempts``."""
+    """Failed logins in ``login_attempts``: a growing delay per (login, address) pair, a cap per address.
 
-    def __init__(self, clock: Clock, max_failures: int, window_seconds: int) -> None:
+    Nothing is counted per login name alone, so strangers elsewhere cannot lock an account
+    (the administrator's, say) by failing at it: the right password and code from an address
+    that has not failed get through. Nothing is counted per address alone below a loose limit,
+    so one clerk's typos do not lock an office behind a shared (NAT) address; the limit stops
+    an address that sprays guesses over many logins. The state is in the database, so every
+    web process of a node agrees.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        max_failures: int,
+        window_seconds: int,
+        backoff_seconds: int = 30,
+        address_max_failures: int = 30,
+    ) -> None:
         self._clock = clock
         self.max_failures = max_failures
         self.window_seconds = window_seconds
+        self.backoff_seconds = backoff_seconds
+        self.address_max_failures = address_max_failures
 
     def check(self, conn: Connection, login: str, client: str) -> None:
-        """Raise RateLimitedError if either the login or the client has failed too often recently."""
+        """Raise RateLimitedError if this login from this client, or this client at all, must wait."""
         now = self._clock.now()
         since = now - timedelta(seconds=self.window_seconds)
-        # Failures of a login count only after its last success: a user who got it right starts afresh.
-        last_ok = conn.execute(
-            select(func.max(t.login_attempts.c.at)).where(
-                t.login_attempts.c.login == login, t.login_attempts.c.success.is_(True)
+        waits: list[int] = []
+        if login:
+            pair = (t.login_attempts.c.login == login[:64], t.login_attempts.c.client == client[:64])
+            # A pair's failures count only after its last success: the user who got it right starts afresh.
+            last_ok = conn.execute(
+                select(func.max(t.login_attempts.c.at)).where(*pair, t.login_attempts.c.success.is_(True))
+            ).scalar()
+            remembered = now - max(PAIR_MEMORY, timedelta(seconds=self.window_seconds))
+            pair_since = max(remembered, last_ok) if last_ok is not None else remembered
+            wait = backoff_wait(
+                self._failures(conn, pair, pair_since), now, self.max_failures, self.backoff_seconds,
+                self.window_seconds,
             )
-        ).scalar()
-        login_since = max(since, last_ok) if last_ok is not None else since
-        by_login = self._failures(conn, t.login_attempts.c.login == login, login_since)
-        # Failures of a client address always count: one good account must not launder guesses at others.
-        by_client = self._failures(conn, t.login_attempts.c.client == client, since)
-        waits = [
-            w
-            for w in (
-                retry_after(by_login, now, self.max_failures, self.window_seconds),
-                retry_after(by_client, now, self.max_failures, self.window_seconds),
-            )
-            if w is not None
-        ]
+            if wait is not None:
+                waits.append(wait)
+        # An address's failures always count, successes or not: one good account must not
+        # launder guesses at others.
+        by_client = self._failures(conn, (t.login_attempts.c.client == client[:64],), since)
+        wait = retry_after(by_client, now, self.address_max_failures, self.window_seconds)
+        if wait is not None:
+            waits.append(wait)
         if waits:
-            wait = max(waits)
-            raise RateLimitedError(f"too many failed attempts; try again in {wait} seconds", retry_after=wait)
+            longest = max(waits)
+            raise RateLimitedError(
+                f"too many failed attempts; try again in {longest} seconds", retry_after=longest
+            )
 
     def prune(self, conn: Connection) -> None:
-        """Forget attempts older than the window: they no longer decide anything."""
-        since = self._clock.now() - timedelta(seconds=self.window_seconds)
+        """Forget attempts that no longer decide anything."""
+        since = self._clock.now() - max(PAIR_MEMORY, timedelta(seconds=self.window_seconds))
         conn.execute(delete(t.login_attempts).where(t.login_attempts.c.at < since))
 
     def record(self, conn: Connection, login: str, client: str, success: bool) -> None:
-        """Remember one attempt."""
+        """Remember one attempt; an attempt without a login name is not worth a row (it cannot succeed)."""
+        if not login:
+            return
         conn.execute(
             insert(t.login_attempts).values(
                 login=login[:64], client=client[:64], at=self._clock.now(), success=success
             )
         )
 
-    def _failures(self, conn: Connection, condition: Any, since: datetime) -> list[datetime]:
+    def _failures(self, conn: Connection, conditions: tuple[Any, ...], since: datetime) -> list[datetime]:
         rows = conn.execute(
             select(t.login_attempts.c.at).where(
-                condition, t.login_attempts.c.success.is_(False), t.login_attempts.c.at > since
+                *conditions, t.login_attempts.c.success.is_(False), t.login_attempts.c.at > since
             )
         ).all()
         return [r.at for r in rows]
