@@ -319,7 +319,7 @@ class RouteService:
         comment = check_comment(comment)
         sealer = self._require_sealer()
         for _ in range(STAMP_ATTEMPTS):
-            route = await _thread(self.route, route_id)
+            route = await _thread(self._route_seen_by, route_id, login)
             step = route.check_turn(login)
             approver = next(a for a in step.approvers if a.login == login)
             pdf = await _thread(self._document_at, route_id, route.revision)
@@ -388,6 +388,7 @@ class RouteService:
         now = self._clock.now()
         with self._db.begin() as conn:
             route = self._load(conn, route_id, lock=True)
+            self._check_viewer(conn, route, login)
             step = route.check_turn(login)
             target = route.return_target(login, to_step)
             assert target.base_revision is not None
@@ -426,6 +427,7 @@ class RouteService:
         now = self._clock.now()
         with self._db.begin() as conn:
             route = self._load(conn, route_id, lock=True)
+            self._check_viewer(conn, route, login)
             step = route.check_turn(login)
             after = route.rejected(login)
             user = self._directory.user(login, conn)
@@ -464,7 +466,7 @@ class RouteService:
         factor first (the web UI asks for the TOTP again).
         """
         sealer = self._require_sealer()
-        route = await _thread(self.route, route_id)
+        route = await _thread(self._route_seen_by, route_id, login)
         user = await _thread(self._directory.user, login)
         check_office_sealer(route, login, user.role.value, user.office_code)
         pdf = await _thread(self._document_at, route_id, route.revision)
@@ -563,6 +565,13 @@ class RouteService:
         """The route ``route_id`` as it stands."""
         with self._db.read() as conn:
             return self._load(conn, route_id)
+
+    def _route_seen_by(self, route_id: int, login: str) -> ApprovalRoute:
+        # Acting on a route starts like viewing it: outsiders learn nothing, not even whose turn it is.
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id)
+            self._check_viewer(conn, route, login)
+            return route
 
     def status(self, route_id: int, viewer: str | None = None) -> RouteStatus:
         """The route with its timeline and revisions; ``viewer`` must be involved or in its office."""

@@ -154,6 +154,8 @@ async def office_seal(
     request: Request, route_id: RowId, body: OfficeSealIn, node: NodeDep, caller: CallerDep, services: ServicesDep
 ) -> dict[str, Any]:
     """Press the office seal (角印) that closes the route; extends the document to PAdES B-LTA."""
+    # 404 for a route the caller may not see, before the code is even looked at (as on the page).
+    await asyncio.to_thread(_status, node, route_id, caller.user.login)
     await asyncio.to_thread(
         check_fresh_totp, node, services, caller.user.login, body.totp, client_address(request)
     )
