@@ -181,10 +181,12 @@ def test_four_step_route_with_a_parallel_step_ends_sealed_certified_and_b_lta(wo
         ("mori", "mori is a clerk: only approvers and administrators may use the office seal"),
         ("tanaka", "tanaka is a clerk"),
         ("sato", "only an approver of the last step"),
-        ("ito", "ito does not belong to office civil-affairs"),
     ):
         with pytest.raises(PolicyError, match=message):
             routes.office_seal(route.id, login)
+    # Someone of another office, not on the route, learns nothing: the route does not exist for them.
+    with pytest.raises(NotFoundError, match=f"no route {route.id}"):
+        routes.office_seal(route.id, "ito")
     assert routes.route(route.id).revision == before
     with pytest.raises(PolicyError, match="only the office seal is missing"):
         routes.approve(route.id, "kato")
@@ -280,7 +282,8 @@ def test_a_returned_route_goes_back_to_the_right_step_and_restarts_its_document(
         (lambda: routes.return_route(route.id, "kobayashi", "x", to_step=-1), ValidationError, "earlier step"),
         (lambda: routes.return_route(route.id, "suzuki", "x"), PolicyError, "already stamped"),
         (lambda: routes.return_route(route.id, "sato", "x"), PolicyError, "not sato's turn"),
-        (lambda: routes.reject(route.id, "ito", "x"), PolicyError, "not an approver"),
+        # ito, of another office and not on the route, is told nothing about it.
+        (lambda: routes.reject(route.id, "ito", "x"), NotFoundError, f"no route {route.id}"),
         (lambda: routes.reject(route.id, "kobayashi", "  "), ValidationError, "comment is required"),
         (lambda: routes.approve(route.id, "kobayashi", SealKind.OFFICE), ValidationError, "personal or date"),
         (lambda: routes.approve(route.id + 1000, "kobayashi"), NotFoundError, "no route"),
