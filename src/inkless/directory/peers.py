@@ -496,7 +496,7 @@ class PeerService:
         covered: tuple[str, ...] = (),
         client: str | None = None,
     ) -> str:
-        """The node id of the pinned peer that signed this request; SignatureError (audited) otherwise."""
+        """The node id of the pinned peer that signed this request; SignatureError (tallied) otherwise."""
         keyid: str | None = None
         try:
             received = httpsig.parse_signature(headers)
@@ -520,15 +520,19 @@ class PeerService:
                                    covered)
             assert received.params.nonce is not None
             self._remember_nonce(keyid, received.params.nonce, now)
-        except SignatureError as exc:
-            if keyid is not None and self._is_pinned(keyid):
-                # A pinned peer whose request fails is worth an entry of its own (a broken or forged peer).
-                self._refused(str(exc), keyid, method, target_uri, client)
+        except SignatureError:
+            # Until the signature holds, the request is anyone's: a stranger can name a pinned peer as
+            # easily as none, and replay what they overheard. Such refusals are counted for the
+            # periodic tally (by kind, and by the peer named), never one permanent audit entry each;
+            # the caller gets the reason in the signed 401, a real peer sees it in its peer list.
+            if keyid is None:
+                outcome = "unsigned"
+            elif self._is_pinned(keyid):
+                outcome = f"refused:{keyid}"
             else:
-                # Unsigned, or naming a node that is not pinned: anyone can send that, so it is tallied.
-                with self._db.begin() as conn:
-                    count_anonymous(conn, "federation", client, self._clock.now(),
-                                    "unsigned" if keyid is None else "not-pinned")
+                outcome = "not-pinned"
+            with self._db.begin() as conn:
+                count_anonymous(conn, "federation", client, self._clock.now(), outcome)
             raise
         return keyid
 
