@@ -110,7 +110,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/lists'): (401, 200, 200, 200, 200),
     ('POST', '/api/v1/lists'): (401, 422, 422, 422, 422),
     ('GET', '/login'): (200, 303, 303, 303, 303),
-    ('POST', '/login'): (401, 401, 401, 401, 401),
+    # 409: no login over a live session; 401 for the stranger's empty form.
+    ('POST', '/login'): (401, 409, 409, 409, 409),
     ('GET', '/login/enrol'): (303, 303, 303, 303, 303),
     ('POST', '/login/enrol'): (303, 303, 303, 303, 303),
     ('GET', '/login/password'): (303, 303, 303, 303, 303),
@@ -118,6 +119,14 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/login/totp'): (303, 303, 303, 303, 303),
     ('POST', '/login/totp'): (303, 303, 303, 303, 303),
     ('POST', '/logout'): (303, 303, 303, 303, 303),
+    # One's own sessions only: an unknown reference is 404 in the API, a quiet redirect on the page.
+    ('GET', '/sessions'): (303, 200, 200, 200, 200),
+    ('GET', '/api/v1/sessions'): (401, 200, 200, 200, 200),
+    ('POST', '/sessions/{ref}/end'): (303, 303, 303, 303, 303),
+    ('DELETE', '/api/v1/sessions/{ref}'): (401, 404, 404, 404, 404),
+    ('POST', '/api/v1/sessions/end-all'): (401, 200, 200, 200, 200),
+    # After the API row above ended every session: the page sends everyone to the login.
+    ('POST', '/sessions/end-all'): (303, 303, 303, 303, 303),
     ('GET', '/api/v1/me'): (401, 200, 200, 200, 200),
     ('POST', '/api/v1/messages'): (401, 422, 422, 422, 422),
     ('GET', '/messages/{message_id}'): (303, 200, 404, 404, 200),
@@ -278,7 +287,8 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
     return (path.replace("{message_id}", ids["msg"]).replace("{route_id}", ids["route"])
             .replace("{job_id}", ids["job"]).replace("{token_id}", ids["token"]).replace("{rule_id}", ids["rule"])
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
-            .replace("{index}", "0").replace("{page}", "1").replace("{kind}", "personal"))
+            .replace("{ref}", "no-such-session").replace("{index}", "0").replace("{page}", "1")
+            .replace("{kind}", "personal"))
 
 
 def _call_path(method: str, path: str, ids: dict[str, str]) -> str:
@@ -293,6 +303,10 @@ def _call_path(method: str, path: str, ids: dict[str, str]) -> str:
 EXTRA: list[tuple[str, str, str]] = [
     ("GET", "/fax/admin/calls/{call_id}/image", "call"),
 ]
+
+
+# Routes that end the caller's sessions, called in this order after all others.
+ENDING = [("POST", "/api/v1/sessions/end-all"), ("POST", "/sessions/end-all"), ("POST", "/logout")]
 
 
 # Bodies that reach the office check of API routes (an empty body would be refused by validation first)
@@ -310,12 +324,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def _observe(world: World) -> dict[tuple[str, str], tuple[int, ...]]:
-    # Logging out ends the sessions: last.
-    app_routes = [r for r in all_routes(create_app(world.node)) if r[1] != "/logout"]
+    # Signing out everywhere and logging out end the sessions: last.
+    app_routes = [r for r in all_routes(create_app(world.node)) if r not in ENDING]
     browsers = {actor: _browser(world, actor) for actor in ACTORS}
     observed: dict[tuple[str, str], tuple[int, ...]] = {}
     rows = [(m, p, None) for m, p in app_routes] + [(m, p, which) for m, p, which in EXTRA]
-    rows.append(("POST", "/logout", None))
+    rows += [(m, p, None) for m, p in ENDING]
     for method, template, which in rows:
         if which is not None:
             path = _concrete(template.replace("{call_id}", world.ids[which]), world.ids)
