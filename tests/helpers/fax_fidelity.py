@@ -123,11 +123,11 @@ def ghostscript_pages(pdf: bytes) -> list[Image.Image]:
              f"-sOutputFile={out}", str(src)],
             check=True, timeout=120,
         )
-        image = Image.open(out)
         pages = []
-        for index in range(getattr(image, "n_frames", 1)):
-            image.seek(index)
-            pages.append(image.convert("1"))
+        with Image.open(out) as image:
+            for index in range(getattr(image, "n_frames", 1)):
+                image.seek(index)
+                pages.append(image.convert("1"))
         return pages
 
 
