@@ -13,9 +13,10 @@ import math
 import struct
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from inkless.errors import FaxError
 from inkless.fax.model import FAX_WIDTHS, FaxPage
@@ -84,13 +85,15 @@ def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
             raise FaxError("the PDF has no pages")
         if count > MAX_PAGES:
             raise FaxError(f"the PDF has {count} pages; at most {MAX_PAGES} can be faxed")
-        out: list[Image.Image] = []
-        for index in range(count):
-            with PDFIUM_LOCK:
-                grey = _render_page(pdfium, doc, index, y_dpi)
-            # Binarising runs outside the lock: other threads may use pdfium meanwhile.
-            out.extend(_to_fax_bitmaps(grey, y_dpi))
-        return out
+        # Binarising runs outside the lock, in a second thread: while pdfium draws page n (ctypes and
+        # Pillow both release the GIL), page n - 1 is thresholded on the other core.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fax-binarize") as pool:
+            pending: list[Future[list[Image.Image]]] = []
+            for index in range(count):
+                with PDFIUM_LOCK:
+                    grey = _render_page(pdfium, doc, index, y_dpi)
+                pending.append(pool.submit(_to_fax_bitmaps, grey, y_dpi))
+            return [bitmap for future in pending for bitmap in future.result()]
     finally:
         with PDFIUM_LOCK:
             doc.close()
@@ -156,7 +159,7 @@ def _to_fax_bitmaps(grey: Image.Image, y_dpi: int) -> list[Image.Image]:
 def binarize(grey: Image.Image) -> Image.Image:
     """Threshold text and line art; Floyd–Steinberg dither regions that look like photographs."""
     grey = grey.convert("L")
-    text = grey.point(lambda v: 255 if v >= 128 else 0, mode="1")
+    text = grey.convert("1", dither=Image.Dither.NONE)  # a plain threshold at 128
     # Photographs are mostly mid-tones; anti-aliased text edges are only a thin rim.
     midtones = grey.point(lambda v: 255 if 40 <= v <= 215 else 0)
     tiles = midtones.resize(
@@ -205,7 +208,7 @@ def encode_tiff(
             ifd.tagtype[327] = 3
             # TIFF-F is min-is-white (a 1 bit is black). Pillow would invert pixel by pixel in Python
             # for that; inverting here and relabelling the Photometric tag afterwards is the same file.
-            ImageOps.invert(page.convert("L")).convert("1", dither=Image.Dither.NONE).save(
+            _ink(page).save(
                 tf,
                 format="TIFF",
                 compression=COMPRESSIONS[compression],
@@ -215,6 +218,12 @@ def encode_tiff(
             )
             tf.newFrame()
     return _patch_tags(buf.getvalue())
+
+
+def _ink(page: Image.Image) -> Image.Image:
+    """The page with black as 1 bits: XOR with white, which also normalises any non-zero "1" pixel."""
+    bilevel = page if page.mode == "1" else page.convert("1", dither=Image.Dither.NONE)
+    return ImageChops.logical_xor(bilevel, Image.new("1", bilevel.size, 255))
 
 
 def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
@@ -418,8 +427,6 @@ def pixel_difference(a: Image.Image, b: Image.Image) -> float:
     """Fraction of pixels that differ between two bilevel pages (sizes must agree)."""
     if a.size != b.size:
         return 1.0
-    from PIL import ImageChops
-
     diff = ImageChops.difference(a.convert("L"), b.convert("L")).point(lambda v: 255 if v else 0)
     histogram = diff.histogram()
     return histogram[255] / (a.width * a.height)
