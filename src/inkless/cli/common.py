@@ -7,12 +7,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from inkless.app import Node, build_node
 from inkless.config import load_settings
+
+if TYPE_CHECKING:  # the node pulls in SQLAlchemy, pyHanko, cryptography: only when a command runs
+    from inkless.app import Node
 
 DataOption = Annotated[
     Path | None,
@@ -24,6 +26,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 @contextmanager
 def open_node(data: Path | None) -> Iterator[Node]:
     """The node in ``data``, closed when the command ends."""
+    from inkless.app import build_node
+
     node = build_node(load_settings(data))
     try:
         yield node

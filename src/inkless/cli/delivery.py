@@ -11,17 +11,19 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
 from inkless.config import LANGUAGES
-from inkless.delivery.faxnote import FaxNote
-from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
-from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.errors import ConfigurationError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.app import Node
+    from inkless.delivery.faxnote import FaxNote
+    from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
+    from inkless.delivery.service import DeliveryService
 
 message_app = typer.Typer(help="One message: show, status, export.", no_args_is_help=True)
 list_app = typer.Typer(help="Distribution lists (broadcast).", no_args_is_help=True)
@@ -101,6 +103,8 @@ def send(
     as_json: JsonOption = False,
 ) -> None:
     """Send documents to offices (prints the message id); delivery happens in the background."""
+    from inkless.delivery.service import NewDocument
+
     docs = []
     for path in files:
         if not path.is_file():

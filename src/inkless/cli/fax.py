@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,7 +14,9 @@ from inkless.config import load_settings
 from inkless.errors import ConfigurationError, FaxError, NotFoundError, ValidationError
 from inkless.fax.jobs import JobSchedule, parse_duration
 from inkless.fax.log import LOG_COLUMNS, FaxJob, log_line
-from inkless.fax.service import FaxService
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.fax.service import FaxService
 
 app = typer.Typer(help="The fax bridge: send, log, and a software remote fax machine.", no_args_is_help=True)
 
@@ -115,6 +117,8 @@ app.add_typer(fallback_app, name="fallback")
 
 
 def _fax(node: object) -> FaxService:
+    from inkless.fax.service import FaxService
+
     service = getattr(node, "fax", None)
     if service is None:
         raise ConfigurationError("this node has no fax service")

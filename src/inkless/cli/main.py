@@ -16,10 +16,8 @@ from typing import Annotated
 
 import typer
 
-from inkless.app import init_node, node_facts, restrict_file_modes
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
 from inkless.config import load_settings
-from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.directory.model import Clearance
 from inkless.errors import InklessError
 
@@ -29,10 +27,31 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help and errors: rich and its markdown parser would cost a quarter second per start.
+    rich_markup_mode=None,
 )
 node_app = typer.Typer(help="This node.", no_args_is_help=True)
 office_app = typer.Typer(help="Offices (部署).", no_args_is_help=True)
 user_app = typer.Typer(help="Users and their credentials.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"inkless {version('inkless')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Official documents without fax paper or seal ink."""
+
+
 app.add_typer(node_app, name="node")
 app.add_typer(office_app, name="office")
 app.add_typer(user_app, name="user")
@@ -48,6 +67,9 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create a node: database, node CA, TSA key, master key file (0600), and optionally demo data."""
+    from inkless.app import init_node, node_facts
+    from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+
     overrides: dict[str, object] = {
         "node_id": node_id or (DEMO_NODE_ID if demo else None),
         "base_url": url,
@@ -161,6 +183,8 @@ def worker(data: DataOption = None) -> None:
 @node_app.command("info")
 def node_info(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Node id, base URL, CA fingerprint and database backend."""
+    from inkless.app import node_facts
+
     with open_node(data) as node:
         facts = node_facts(node)
     if as_json:
@@ -306,7 +330,9 @@ _register_optional()
 def main() -> None:
     """Entry point: run the command, turning inkless errors into a message and an exit code."""
     # Everything a command creates (database, WAL, blobs, spool, reports, exports) is the node's alone.
-    restrict_file_modes()
+    # This is inkless.app.restrict_file_modes (umask 077), not imported from there: importing the
+    # composition root would load the database, crypto and PDF libraries before `--help`.
+    os.umask(0o077)
     try:
         app()
     except InklessError as exc:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
-from inkless.directory.peers import Peer, PeerService, RefreshResult
 from inkless.errors import ConfigurationError
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.app import Node
+    from inkless.directory.peers import Peer, PeerService, RefreshResult
 
 app = typer.Typer(help="Peer nodes (federation), pinned by CA fingerprint.", no_args_is_help=True)
 
 
 def _service(node: Node) -> PeerService:
+    from inkless.directory.peers import PeerService
+
     if not isinstance(node.peers, PeerService):
         raise ConfigurationError("federation is not available on this node")
     return node.peers

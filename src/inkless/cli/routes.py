@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
 from inkless.errors import SealError, ValidationError
 from inkless.seals.imprint import SealKind
-from inkless.seals.route_service import RouteService, RouteStatus
 from inkless.seals.routes import ApprovalRoute, RouteState, StepPlan
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.app import Node
+    from inkless.seals.route_service import RouteService, RouteStatus
 
 app = typer.Typer(help="Approval routes (稟議/回覧): steps of approvers who stamp in turn.", no_args_is_help=True)
 

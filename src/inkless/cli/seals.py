@@ -7,16 +7,18 @@ document has no seals) and 5 when a seal FAILED (the same code as other integrit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json
 from inkless.errors import ValidationError
 from inkless.seals.imprint import SealKind, render_png
 from inkless.seals.model import Indication, SealPlacement, SealResult, VerificationReport
-from inkless.seals.sealing import SealingService, imprint_for
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.app import Node
+    from inkless.seals.sealing import SealingService
 
 EXIT_CODES = {Indication.PASSED: 0, Indication.INDETERMINATE: 1, Indication.FAILED: 5}
 
@@ -92,6 +94,8 @@ def _preview(login: str, kind: SealKind, size_mm: float | None, out: Path | None
     with open_node(data) as node:
         user = node.directory.user(login)
         office = node.directory.office_by_id(user.office_id)
+        from inkless.seals.sealing import imprint_for
+
         imprint = imprint_for(user, office.name, kind, node.clock.now(), size_mm)
     out.write_bytes(render_png(imprint, dpi=dpi))
     typer.echo(f"{kind.value} seal of {login}: {out}")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.app import Node
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
-from inkless.directory.tokens import ApiToken, ApiTokenService
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.app import Node
+    from inkless.directory.tokens import ApiToken, ApiTokenService
 
 app = typer.Typer(help="API tokens (scoped to the user's own office).", no_args_is_help=True)
 
 
 def _service(node: Node) -> ApiTokenService:
+    from inkless.directory.tokens import ApiTokenService
+
     return node.tokens or ApiTokenService(node.db, node.directory, node.audit, node.clock)
 
 

@@ -1,0 +1,70 @@
+"""The CLI starts at once: help and argument errors load no database, crypto, PDF or web library.
+
+Timing is a benchmark (bench/cli_startup.py); this test checks the cause that a slow start would have —
+which modules a command loads before it does any work — in a fresh interpreter, as `inkless` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# What a node or a command's work needs, and what `--help` must not pay for.
+HEAVY = ("pyhanko", "reportlab", "pypdfium2", "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic",
+         "cryptography", "asn1crypto", "httpx", "PIL", "pikepdf", "ocrmypdf", "jinja2", "img2pdf")
+
+_PROBE = """
+import json, sys
+sys.argv = ["inkless", *json.loads(sys.argv[1])]
+from inkless.cli.main import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+loaded = sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))
+print("\\n" + json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def _probe(*args: str) -> dict[str, object]:
+    script = f"HEAVY = {list(HEAVY)!r}\n" + _PROBE
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(list(args))],
+                          capture_output=True, text=True, timeout=120, check=True)
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",),
+    ("--version",),
+    ("send", "--help"),
+    ("inbox", "--help"),
+    ("fax", "--help"),
+    ("fax", "send", "--help"),
+    ("seal", "--help"),
+    ("route", "--help"),
+    ("token", "--help"),
+    ("peer", "--help"),
+])
+def test_help_loads_no_heavy_library(args: tuple[str, ...]) -> None:
+    result = _probe(*args)
+    assert result["code"] == 0
+    assert result["loaded"] == [], f"`inkless {' '.join(args)}` imported {result['loaded']}"
+
+
+def test_a_usage_error_loads_no_heavy_library() -> None:
+    # `inkless send` without its arguments fails before opening the node: nothing heavy is loaded.
+    result = _probe("send")
+    assert result["code"] == 2
+    assert result["loaded"] == []
+
+
+def test_the_probe_sees_a_command_that_opens_the_node(tmp_path: object) -> None:
+    # The check can fail: a command that does work loads the node (SQLAlchemy, cryptography, ...).
+    result = _probe("node", "info", "--data", str(tmp_path))
+    assert "sqlalchemy" in result["loaded"]  # type: ignore[operator]
