@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import tomli_w
 
+from inkless import timefmt
 from inkless.errors import ConfigurationError
 
 CONFIG_FILE = "inkless.toml"
@@ -48,6 +50,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     default_language: str = "ja"
+    timezone: str = "Asia/Tokyo"  # IANA zone in which people read times (pages, PDFs, fax); storage stays UTC
     session_minutes: int = 480
     login_max_failures: int = 5
     login_window_seconds: int = 900
@@ -108,6 +111,11 @@ class Settings:
     def backend(self) -> str:
         """``sqlite`` or ``postgresql``: the kind of database in use."""
         return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The zone of ``timezone``, in which every time shown to a person is written."""
+        return ZoneInfo(self.timezone)
 
     @property
     def config_path(self) -> Path:
@@ -176,6 +184,7 @@ def _validate(settings: Settings) -> None:
     # Checked on every node (a typo must not wait for the day the line is switched to sip);
     # the password file is opened only when the sip line is in use.
     sip_options(settings, read_secret=settings.fax_line == "sip")
+    timefmt.zone(settings.timezone)  # an unknown zone is a ConfigurationError naming the key
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
     for name in ("database_lock_timeout_seconds", "blob_gc_grace_hours",

@@ -213,7 +213,7 @@ def report(
     from inkless.delivery.report import transmission_report
 
     with open_node(data) as node:
-        pdf = transmission_report(_svc(node), message_id, as_login)
+        pdf = transmission_report(_svc(node), message_id, as_login, node.settings.tz)
     out.write_bytes(pdf)
     typer.echo(str(out))
 

@@ -96,7 +96,7 @@ def _preview(login: str, kind: SealKind, size_mm: float | None, out: Path | None
         office = node.directory.office_by_id(user.office_id)
         from inkless.seals.sealing import imprint_for
 
-        imprint = imprint_for(user, office.name, kind, node.clock.now(), size_mm)
+        imprint = imprint_for(user, office.name, kind, node.clock.now(), size_mm, node.settings.tz)
     out.write_bytes(render_png(imprint, dpi=dpi))
     typer.echo(f"{kind.value} seal of {login}: {out}")
 

@@ -8,7 +8,7 @@ Labels are Japanese with English beneath; text is set in IPAex Gothic so Japanes
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped, unused-ignore]
@@ -17,6 +17,7 @@ from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped, unused-
 from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped, unused-ignore]
 from reportlab.pdfgen import canvas  # type: ignore[import-untyped, unused-ignore]
 
+from inkless import timefmt
 from inkless.delivery.envelope import Document
 from inkless.delivery.model import OpenedMessage, ReceiptInfo, SentMessage
 from inkless.delivery.service import DeliveryService
@@ -86,18 +87,20 @@ def thumbnail(doc: Document, width_px: int = 300) -> bytes | None:
     return out.getvalue()
 
 
-def transmission_report(service: DeliveryService, message_id: str, viewer: str | None) -> bytes:
-    """The transmission report PDF of a sent message, for the sending office."""
+def transmission_report(service: DeliveryService, message_id: str, viewer: str | None,
+                        tz: tzinfo = timefmt.TOKYO) -> bytes:
+    """The transmission report PDF of a sent message, for the sending office; times in ``tz``."""
     sent, opened, receipts = service.report_facts(message_id, viewer)
-    return render_report(sent, opened, receipts, service.node_id)
+    return render_report(sent, opened, receipts, service.node_id, tz)
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+def render_report(sent: SentMessage, opened: OpenedMessage, receipts: list[ReceiptInfo], node_id: str,
+                  tz: tzinfo = timefmt.TOKYO) -> bytes:
+    """Lay out the report page (a filed document: 和暦 dates with the Western year, the office's zone)."""
 
+    def _when(value: datetime | None) -> str:
+        return timefmt.format_document_datetime(value, tz, seconds=True)
 
-def render_report(sent: SentMessage, opened: OpenedMessage, receipts: list[ReceiptInfo], node_id: str) -> bytes:
-    """Lay out the report page."""
     _register_font()
     out = io.BytesIO()
     c = canvas.Canvas(out, pagesize=A4, invariant=True)

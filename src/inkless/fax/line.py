@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from inkless.fax.model import CallResult
 
 if TYPE_CHECKING:
+    from inkless.clock import Clock
     from inkless.config import Settings
 
 # FaxError messages that dial() raises for call outcomes where no fax session took place;
@@ -63,19 +64,22 @@ class FaxLine(Protocol):
         ...
 
 
-def open_line(settings: Settings) -> FaxLine | None:
-    """The line the settings choose (``fax_line``): loopback, spool, sip, or None for "none"."""
+def open_line(settings: Settings, clock: Clock | None = None) -> FaxLine | None:
+    """The line the settings choose (``fax_line``): loopback, spool, sip, or None for "none".
+
+    ``clock`` and the ``timezone`` setting date the header line stamped on outbound pages.
+    """
     if settings.fax_line == "loopback":
         from inkless.fax.loopback import LoopbackLine
 
         return LoopbackLine(
             settings.fax_loopback_socket, settings.fax_loopback_remote,
-            ident=settings.fax_ident, max_calls=settings.fax_max_calls,
+            ident=settings.fax_ident, max_calls=settings.fax_max_calls, clock=clock, timezone=settings.tz,
         )
     if settings.fax_line == "spool":
         from inkless.fax.spool import SpoolLine
 
-        return SpoolLine(settings.fax_spool_dir, ident=settings.fax_ident)
+        return SpoolLine(settings.fax_spool_dir, ident=settings.fax_ident, clock=clock, timezone=settings.tz)
     if settings.fax_line == "sip":
         from inkless.fax.sip.line import SipLine
 

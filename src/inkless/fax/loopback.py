@@ -24,10 +24,12 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from inkless import timefmt
+from inkless.clock import Clock, SystemClock
 from inkless.errors import FaxError
 from inkless.fax import header as fax_header
 from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler
@@ -422,8 +424,12 @@ class LoopbackLine:
 
     name = "loopback"
 
-    def __init__(self, socket_path: Path, remote_path: Path, *, ident: str = "", max_calls: int = 16) -> None:
+    def __init__(self, socket_path: Path, remote_path: Path, *, ident: str = "", max_calls: int = 16,
+                 clock: Clock | None = None, timezone: tzinfo = timefmt.TOKYO) -> None:
         self.socket_path = socket_path
+        # The header line shows the office's time of the call (Tokyo), whatever the server's TZ is.
+        self.clock: Clock = clock or SystemClock()
+        self.timezone = timezone
         self.remote_path = remote_path
         self.ident = ident
         self.max_calls = max_calls
@@ -442,7 +448,7 @@ class LoopbackLine:
     ) -> CallResult:
         """Call ``number`` on the loopback network (the simulated remote) and send ``tiff``."""
         if header:
-            tiff = fax_header.stamp_tiff(tiff, header, datetime.now().astimezone())
+            tiff = fax_header.stamp_tiff(tiff, header, timefmt.to_local(self.clock.now(), self.timezone))
         setup = CallSetup(called_number=number, calling_number=ident or None)
         options = TerminalOptions(ident=ident, ecm=ecm)
         return place_call(self.remote_path, setup, tiff, options=options, timeout_s=timeout_s, calls=self._calls)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
+from inkless import timefmt
 from inkless.errors import FaxError
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ def cover_image(cover: CoverPage) -> Image.Image:
     draw.text((1000, 240), "FAX COVER SHEET", font=small, fill=0)
     draw.line((140, 340, 1588, 340), fill=0, width=6)
     rows = [
-        ("送信日時 / Date", cover.sent_at.strftime("%Y-%m-%d %H:%M UTC")),
+        # 和暦 with the Western year, in the office's zone: a cover page is filed with the document.
+        ("送信日時 / Date", timefmt.format_document_datetime(cover.sent_at, cover.timezone)),
         ("宛先FAX番号 / To", cover.recipient_number),
         ("送信元 / From", cover.sender_office),
         ("送信元FAX番号 / From No.", cover.sender_number or "-"),

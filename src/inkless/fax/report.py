@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from PIL import Image
 
+from inkless import timefmt
 from inkless.errors import FaxError
 
 STATUS_LABELS = {"done": "送信成功 / OK", "retry": "失敗・再送予定 / failed, will retry", "failed": "送信失敗 / FAILED"}
@@ -69,8 +70,11 @@ def _register_font() -> str:
     return name
 
 
-def render_report(report: TransmissionReport, tiff: bytes | None) -> bytes:
-    """The report as a one-page A4 PDF with real (searchable) text and a thumbnail of page 1."""
+def render_report(report: TransmissionReport, tiff: bytes | None, tz: tzinfo = timefmt.TOKYO) -> bytes:
+    """The report as a one-page A4 PDF with real (searchable) text and a thumbnail of page 1.
+
+    Times are written in ``tz`` (the ``timezone`` setting) with the 和暦 date: the report is filed.
+    """
     from reportlab.lib.pagesizes import A4 as A4_PT  # type: ignore[import-untyped]
     from reportlab.lib.utils import ImageReader  # type: ignore[import-untyped]
     from reportlab.pdfgen import canvas  # type: ignore[import-untyped]
@@ -90,7 +94,8 @@ def render_report(report: TransmissionReport, tiff: bytes | None) -> bytes:
         ("宛先 / To", report.number + (f"  ({report.remote_ident})" if report.remote_ident else "")),
         ("送信元 / From", f"{report.office_name} {report.office_number or ''}".strip()),
         ("ジョブ / Job", f"{report.job_id}  試行 / attempt {report.attempt}"),
-        ("開始 / Started", report.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("開始 / Started", timefmt.format_document_datetime(report.started_at, tz, seconds=True)),
+        ("終了 / Finished", timefmt.format_document_datetime(report.finished_at, tz, seconds=True)),
         ("枚数 / Pages", f"{report.pages_sent} / {report.pages_total}"),
         ("通信時間 / Duration", f"{report.duration_s:.1f} s"),
         ("速度 / Bit rate", f"{report.bit_rate} bit/s" if report.bit_rate else "-"),

@@ -19,11 +19,12 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, insert, or_, select, update
 
+from inkless import timefmt
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.blobs import BlobStore
 from inkless.clock import Clock
@@ -95,6 +96,7 @@ class CoverPage:
     subject: str | None
     sent_at: datetime
     reference: str | None = None
+    timezone: tzinfo = timefmt.TOKYO  # the zone the cover page's date is written in
 
 
 class FaxService:
@@ -114,8 +116,10 @@ class FaxService:
         to_pdf: PdfMaker | None = None,
         ocr: Ocr | None = None,
         schedule: JobSchedule | None = None,
+        timezone: tzinfo = timefmt.TOKYO,
     ) -> None:
         self._db = db
+        self._tz = timezone  # cover pages, reports and file names are read by people: the office's zone
         self._blobs = blobs
         self._clock = clock
         self._audit = audit
@@ -340,7 +344,7 @@ class FaxService:
         pdf_blob = self._blobs.put(pdf)
         facts = _facts(row)
         subject = _inbound_subject(row)
-        when = row.started_at.strftime("%Y%m%d-%H%M%S")
+        when = f"{timefmt.to_local(row.started_at, self._tz):%Y%m%d-%H%M%S}"
         message_id = delivery.deposit_external(
             row.code, [(f"fax-{when}.pdf", pdf, "application/pdf")], "fax", facts, subject,
             classification=INBOUND_CLASSIFICATION,
@@ -547,7 +551,7 @@ class FaxService:
         subject = check_text(subject or "", "subject").strip()[:200] or None
         now = self._clock.now()
         cover = CoverPage(office.name, office.fax_number, sender_name, checked_number, 0, subject, now,
-                          reference) \
+                          reference, self._tz) \
             if cover_page else None
         rendered = self._render(list(documents), cover)
         document_blob = self._blobs.put(documents[0] if len(documents) == 1 else _join_pdfs(documents))
@@ -698,7 +702,7 @@ class FaxService:
                                 kill_at=row.kill_at, pages=row.pages, result=result, error_text=error_text,
                                 error_code=error_code)
         call_result = result or _no_session(started, ident, row.number, outcome.code, outcome.text)
-        report = _report(row, call_result, outcome.call_status, outcome.text, tiff, now)
+        report = _report(row, call_result, outcome.call_status, outcome.text, tiff, now, self._tz)
         report_blob = self._blobs.put(report)
         with self._db.begin() as conn:
             values = _call_values(call_result, "SEND", line.name)
@@ -809,7 +813,8 @@ def _job(r: Row[Any]) -> FaxJob:
     )
 
 
-def _report(row: Row[Any], result: CallResult, status: str, text: str, tiff: bytes, now: datetime) -> bytes:
+def _report(row: Row[Any], result: CallResult, status: str, text: str, tiff: bytes, now: datetime,
+            tz: tzinfo) -> bytes:
     from inkless.fax.report import TransmissionReport, render_report
 
     return render_report(TransmissionReport(
@@ -818,7 +823,7 @@ def _report(row: Row[Any], result: CallResult, status: str, text: str, tiff: byt
         duration_s=result.duration_s, bit_rate=result.bit_rate, ecm=result.ecm, compression=result.compression,
         remote_ident=(result.remote_ident or "").strip() or None, t30_code=result.t30_code, t30_text=text,
         started_at=result.started_at, finished_at=now,
-    ), tiff)
+    ), tiff, tz)
 
 
 def _join_pdfs(documents: Sequence[bytes]) -> bytes:
@@ -863,4 +868,5 @@ def build_fax(node: Any) -> FaxService:
         ocr=lambda pdf: searchable_pdf(pdf, languages),
         schedule=JobSchedule(settings.fax_tries, settings.fax_retry_interval_seconds,
                              settings.fax_kill_time_minutes * 60),
+        timezone=settings.tz,
     )

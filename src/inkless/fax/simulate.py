@@ -12,10 +12,11 @@ import re
 import socket
 import threading
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from inkless import timefmt
 from inkless.fax import header as fax_header
 from inkless.fax import imaging
 from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S
@@ -46,11 +47,17 @@ def send_document(
     hangup_after_page: int | None = None,
     timeout_s: float = DEFAULT_DIAL_TIMEOUT_S,
     compressions: int = ALL_COMPRESSIONS,
+    when: datetime | None = None,
+    timezone: tzinfo = timefmt.TOKYO,
 ) -> CallResult:
-    """Call the node on ``socket_path`` as a remote fax machine and send ``document`` (PDF or TIFF)."""
+    """Call the node on ``socket_path`` as a remote fax machine and send ``document`` (PDF or TIFF).
+
+    ``header`` is stamped with ``when`` (default: now) in ``timezone``, as a Japanese machine would.
+    """
     tiff = imaging.document_to_tiff(document, fine=fine)
     if header:
-        tiff = fax_header.stamp_tiff(tiff, header, datetime.now().astimezone())
+        at = timefmt.to_local(when or datetime.now(UTC), timezone)
+        tiff = fax_header.stamp_tiff(tiff, header, at)
     ident = tsi if tsi is not None else (from_number or "")
     setup = CallSetup(called_number=to_number, calling_number=from_number, sub_address=sub_address)
     options = TerminalOptions(ident=ident, ecm=ecm, sub_address=sub_address, compressions=compressions)

@@ -28,10 +28,12 @@ import os
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from inkless import timefmt
+from inkless.clock import Clock, SystemClock
 from inkless.errors import FaxError
 from inkless.fax import header as fax_header
 from inkless.fax import imaging
@@ -60,7 +62,11 @@ class SpoolLine:
 
     name = "spool"
 
-    def __init__(self, spool_dir: Path, *, ident: str = "", poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, spool_dir: Path, *, ident: str = "", poll_seconds: float = POLL_SECONDS,
+                 clock: Clock | None = None, timezone: tzinfo = timefmt.TOKYO) -> None:
+        # The header line shows the office's time of the call (Tokyo), whatever the server's TZ is.
+        self.clock: Clock = clock or SystemClock()
+        self.timezone = timezone
         self.dir = spool_dir
         self.ident = ident
         self.poll_seconds = poll_seconds
@@ -188,9 +194,9 @@ class SpoolLine:
         timeout_s: float = DEFAULT_DIAL_TIMEOUT_S,
     ) -> CallResult:
         """Write the job to ``out/`` and wait up to ``timeout_s`` for the external server's result."""
-        started = datetime.now(UTC)
+        started = self.clock.now()
         if header:
-            tiff = fax_header.stamp_tiff(tiff, header, datetime.now().astimezone())
+            tiff = fax_header.stamp_tiff(tiff, header, timefmt.to_local(started, self.timezone))
         pages = len(imaging.read_tiff(tiff))
         job = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         out = self.dir / "out"

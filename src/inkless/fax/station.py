@@ -37,7 +37,7 @@ def station_line(node: Any) -> FaxLine | None:
     with _lock:
         key = id(node)
         if key not in _lines:
-            _lines[key] = open_line(node.settings)
+            _lines[key] = open_line(node.settings, node.clock)
         return _lines[key]
 
 

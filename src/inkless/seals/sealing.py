@@ -18,7 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from asn1crypto import crl as asn1_crl
@@ -42,6 +42,7 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from sqlalchemy import Connection, func, select
 
+from inkless import timefmt
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
 from inkless.db import tables as t
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SealKind", "SealPlacement", "SealingService", "SignerMaterial", "imprint_for"]
 
-JST = timezone(timedelta(hours=9))
 MAX_PDF_BYTES = 200 * 1024 * 1024
 CRL_REUSE = timedelta(minutes=10)
 # Who may press the office seal (角印) of their own office.
@@ -110,12 +110,12 @@ def imprint_pdf(imprint: SealImprint) -> bytes:
 
 
 def imprint_for(user: User, office_name: str, kind: SealKind, on: datetime,
-                size_mm: float | None = None) -> SealImprint:
-    """The imprint a user's seal of ``kind`` leaves on day ``on`` (Japan time)."""
+                size_mm: float | None = None, tz: tzinfo = timefmt.TOKYO) -> SealImprint:
+    """The imprint a user's seal of ``kind`` leaves at ``on``: a date seal shows the office-zone date."""
     if kind == SealKind.PERSONAL:
         return personal_seal(user.surname, size_mm or 12.0)
     if kind == SealKind.DATE:
-        return date_seal(office_name, user.surname, on.astimezone(JST).date(), size_mm or 16.5)
+        return date_seal(office_name, user.surname, timefmt.to_local(on, tz).date(), size_mm or 16.5)
     return office_seal(office_name, size_mm or 21.0)
 
 
@@ -177,8 +177,10 @@ class SealingService:
     def __init__(
         self, db: Database, pki: NodeCA, directory: DirectoryService, audit: AuditRecorder, clock: Clock,
         *, node_id: str, organisation: str, timestamper: TimeStamper, trust_source: TrustSource | None = None,
+        timezone: tzinfo = timefmt.TOKYO,
     ) -> None:
         self._db = db
+        self.timezone = timezone  # 日付印 carry the office's date (Tokyo), not the server's or UTC's
         self._pki = pki
         self._directory = directory
         self._audit = audit
@@ -214,7 +216,7 @@ class SealingService:
         with self._db.begin() as conn:
             user, office_code, office_name = self._signer(conn, signer_login, kind)
             material = self._material(conn, signer_login if kind != SealKind.OFFICE else office_code, kind)
-        imprint = imprint_for(user, office_name, kind, self._clock.now(), size_mm)
+        imprint = imprint_for(user, office_name, kind, self._clock.now(), size_mm, self.timezone)
         writer = _open_writer(pdf)
         field_name, new_field = self._field(writer, placement, kind, signer_login, imprint)
         already_sealed = _has_signatures(writer)
@@ -278,7 +280,8 @@ class SealingService:
         """A box of the seal's own size with its lower-left corner at (``x``, ``y``) points on ``page``."""
         user = self._directory.user(login)
         office = self._directory.office_by_id(user.office_id)
-        side = imprint_for(user, office.name, SealKind(kind), self._clock.now(), size_mm).size_mm * PT_PER_MM
+        imprint = imprint_for(user, office.name, SealKind(kind), self._clock.now(), size_mm, self.timezone)
+        side = imprint.size_mm * PT_PER_MM
         return SealPlacement(page=page, box=(x, y, x + side, y + side))
 
     def signer_material(self, owner: str, kind: SealKind) -> SignerMaterial:
@@ -484,4 +487,5 @@ def build_sealing(node: Node) -> SealingService:
         node.db, node.pki, node.directory, node.audit, node.clock,
         node_id=node.settings.node_id, organisation=node.settings.organisation,
         timestamper=choose_timestamper(node.settings.tsa_url, tsa), trust_source=peer_cas,
+        timezone=node.settings.tz,
     )

@@ -33,6 +33,7 @@ from pyhanko.sign.validation.status import (
 )
 from pyhanko_certvalidator import ValidationContext
 
+from inkless import timefmt
 from inkless.errors import ValidationError
 from inkless.seals.model import (
     Change,
@@ -207,12 +208,13 @@ def _verdict(status: SignatureStatus, change: Change | None, ts_problem: str | N
         when = details.revocation_date if details else None
         text = "The signer's certificate has been revoked"
         if when is not None:
-            text += f" on {when.isoformat()}"
+            text += f" on {timefmt.format_datetime(when, 'en', seconds=True)}"
             if details is not None:
                 text += f" ({details.revocation_reason.native})"
         if ts_time is not None and when is not None and ts_time < when:
             return (Indication.INDETERMINATE, SubIndication.REVOKED_NO_POE,
-                    text + f"; the seal was timestamped before that ({ts_time.isoformat()}), "
+                    text + "; the seal was timestamped before that "
+                    f"({timefmt.format_datetime(ts_time, 'en', seconds=True)}), "
                     "but the revocation must be reviewed.")
         return Indication.FAILED, SubIndication.REVOKED, text + "."
     if not status.trusted:

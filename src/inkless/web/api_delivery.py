@@ -356,7 +356,7 @@ def get_report(message_id: str, caller: CallerDep, node: NodeDep) -> Response:
     """The transmission report (送信証明) PDF of a message the caller's office sent."""
     from inkless.delivery.report import transmission_report
 
-    pdf = transmission_report(_svc(node), message_id, caller.user.login)
+    pdf = transmission_report(_svc(node), message_id, caller.user.login, node.settings.tz)
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="report-{message_id}.pdf"'})
 

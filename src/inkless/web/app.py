@@ -97,6 +97,7 @@ def create_app(node: Node) -> FastAPI:
         translations,
         settings.default_language,
         {"organisation": settings.organisation or settings.node_id, "node_id": settings.node_id},
+        timezone=settings.tz,
     )
     app.state.renderer = renderer
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -42,8 +41,6 @@ router = APIRouter(include_in_schema=False)
 NodeDep = Annotated[Node, Depends(get_node)]
 CallerDep = Annotated[Caller, Depends(page_caller)]
 
-# Times are shown in Japan time: the offices using inkless read clocks in JST.
-JST = timezone(timedelta(hours=9))
 # Page previews: the first pages of each PDF at screen resolution, never larger than this on a side.
 PREVIEW_PAGES = 10
 PREVIEW_DPI = 100
@@ -99,11 +96,6 @@ def _csrf(caller: Caller) -> str:
     return caller.session.csrf_token if caller.session else ""
 
 
-def when(value: datetime | None) -> str:
-    """A timestamp as shown on the pages: Japan time, to the minute."""
-    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M") if value is not None else ""
-
-
 def _size(n: int) -> str:
     if n >= 1024 * 1024:
         return f"{n / (1024 * 1024):.1f} MB"
@@ -133,7 +125,7 @@ class AddressBook:
 
 def _common(caller: Caller, active: str) -> dict[str, Any]:
     return {
-        "caller": caller, "csrf_token": _csrf(caller), "active": active, "when": when,
+        "caller": caller, "csrf_token": _csrf(caller), "active": active,
         "classification_labels": CLASSIFICATION_LABELS, "state_labels": STATE_LABELS,
         "unauthenticated": UNAUTHENTICATED,
     }
@@ -282,7 +274,7 @@ def report_download(message_id: str, node: NodeDep, caller: CallerDep) -> Respon
     """The transmission report (送信証明) PDF of a message the caller's office sent."""
     from inkless.delivery.report import transmission_report
 
-    pdf = transmission_report(delivery_of(node), message_id, caller.user.login)
+    pdf = transmission_report(delivery_of(node), message_id, caller.user.login, node.settings.tz)
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="report-{message_id}.pdf"'})
 

@@ -116,6 +116,6 @@ def seal_preview(kind: str, node: NodeDep, caller: CallerDep) -> Response:
         seal_kind = SealKind(kind)
     except ValueError:
         raise ValidationError(f"unknown seal kind {kind!r} (personal, date or office)") from None
-    imprint = imprint_for(caller.user, caller.office.name, seal_kind, node.clock.now())
+    imprint = imprint_for(caller.user, caller.office.name, seal_kind, node.clock.now(), tz=node.settings.tz)
     return Response(render_png(imprint, dpi=PREVIEW_DPI), media_type="image/png",
                     headers={"Cache-Control": "private, no-store"})

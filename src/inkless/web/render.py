@@ -7,6 +7,7 @@ requests, so each language gets its own environment, built once at startup.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from inkless import timefmt
 from inkless.config import LANGUAGES
 from inkless.directory.model import Clearance
 from inkless.web.i18n import LANG_COOKIE, choose_language
@@ -33,7 +35,8 @@ class Renderer:
     """Renders templates in the language of each request."""
 
     def __init__(
-        self, translations: dict[str, Translations], default_language: str, node_context: dict[str, Any]
+        self, translations: dict[str, Translations], default_language: str, node_context: dict[str, Any],
+        *, timezone: tzinfo = timefmt.TOKYO,
     ):
         self.translations = translations
         self.default_language = default_language
@@ -48,6 +51,10 @@ class Renderer:
                 lstrip_blocks=True,
             )
             env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
+            # Times on every page: the office's zone, this language's format (see inkless.timefmt).
+            helpers = timefmt.jinja_helpers(lang, timezone)
+            env.filters.update(helpers)
+            env.globals["when"] = helpers["localtime"]
             self._envs[lang] = env
 
     def language(self, request: Request) -> str:
