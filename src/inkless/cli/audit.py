@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 
 app = typer.Typer(help="The tamper-evident audit log (RFC 9162 Merkle tree).", no_args_is_help=True)
 proof_app = typer.Typer(help="Inclusion and consistency proofs.", no_args_is_help=True)
@@ -76,13 +76,13 @@ def list_entries(
     print_table(
         [
             (
-                e.index, e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action,
+                e.index, shown_time(node, e.at, seconds=True), e.actor, e.action,
                 f"{e.object_type}:{e.object_id}" if e.object_type else "",
                 json.dumps(e.details, ensure_ascii=False, sort_keys=True) if e.details else "",
             )
             for e in entries
         ],
-        ["index", "time (UTC)", "actor", "action", "object", "details"],
+        ["index", "time", "actor", "action", "object", "details"],
     )
 
 

@@ -6,11 +6,13 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from inkless import timefmt
 from inkless.config import load_settings
 
 if TYPE_CHECKING:  # the node pulls in SQLAlchemy, pyHanko, cryptography: only when a command runs
@@ -33,6 +35,14 @@ def open_node(data: Path | None) -> Iterator[Node]:
         yield node
     finally:
         node.close()
+
+
+def shown_time(node: Node, value: datetime | None, seconds: bool = False) -> str:
+    """A time in a human CLI table: the node's zone with its abbreviation (``2026-12-03 17:05 JST``).
+
+    ``--json`` output keeps ISO 8601 UTC: programs read that.
+    """
+    return timefmt.format_datetime(value, "en", node.settings.tz, seconds=seconds) if value else ""
 
 
 def print_json(value: Any) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.config import LANGUAGES
 from inkless.errors import ConfigurationError, NotFoundError, ValidationError
 
@@ -133,7 +133,7 @@ def inbox(
     if as_json:
         print_json([_item_json(i) for i in items])
         return
-    print_table([(i.message_id, i.received_at.strftime("%Y-%m-%d %H:%M"), i.sender, i.classification, i.priority,
+    print_table([(i.message_id, shown_time(node, i.received_at), i.sender, i.classification, i.priority,
                   i.subject if i.subject is not None else "(classified)", i.document_count,
                   "unauthenticated" if not i.authenticated else
                   (f"faxed first (copy {i.fax_copy_message_id})" if i.fax_copy_message_id else "faxed first")
@@ -179,7 +179,7 @@ def message_status(
     if as_json:
         print_json([_status_json(s, gettext) for s in rows])
         return
-    print_table([(s.recipient, s.state, s.attempts, _iso(s.delivered_at) or _iso(s.next_attempt_at) or "",
+    print_table([(s.recipient, s.state, s.attempts, shown_time(node, s.delivered_at or s.next_attempt_at),
                   s.last_error or (s.fax_outcome.detail if s.fax_outcome else None) or "",
                   " ".join(n.render(gettext) for n in (s.fax_decision, s.fax_outcome) if n is not None))
                  for s in rows], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON", "FAX"])

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.config import load_settings
 from inkless.errors import ConfigurationError, FaxError, NotFoundError, ValidationError
 from inkless.fax.jobs import JobSchedule, parse_duration
@@ -165,7 +165,7 @@ def send(
         print_json(_job_dict(job))
         return
     typer.echo(f"queued fax job {job.id}: {job.pages} page(s) from {job.office_code} to {job.number}, "
-               f"up to {job.max_tries} tries every {job.interval_s} s until {job.kill_at:%Y-%m-%d %H:%M} UTC")
+               f"up to {job.max_tries} tries every {job.interval_s} s until {shown_time(node, job.kill_at)}")
 
 
 def _default_sender(node: object, office_code: str) -> str:
@@ -265,7 +265,9 @@ def unroutable(
     if as_json:
         print_json(rows)
         return
-    print_table([tuple(r.values()) for r in rows], ["call", "received", "cid", "tsi", "did", "subaddr", "pages"])
+    shown = {e.id: shown_time(node, e.started_at, seconds=True) for e in entries}
+    print_table([(r["call"], shown[r["call"]], *list(r.values())[2:]) for r in rows],  # type: ignore[index]
+                ["call", "received", "cid", "tsi", "did", "subaddr", "pages"])
 
 
 @route_app.command("add")

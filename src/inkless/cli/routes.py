@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.errors import SealError, ValidationError
 from inkless.seals.imprint import SealKind
 from inkless.seals.routes import ApprovalRoute, RouteState, StepPlan
@@ -108,7 +108,7 @@ def status(
     if as_json:
         print_json(found.to_dict())
         return
-    _print_status(found)
+    _print_status(found, node)
 
 
 @app.command("approve")
@@ -248,22 +248,22 @@ def _next(route: ApprovalRoute) -> str:
     return STATE_LABELS[route.state]
 
 
-def _print_status(found: RouteStatus) -> None:
+def _print_status(found: RouteStatus, node: Node) -> None:
     r = found.route
     typer.echo(f"route {r.id}  {r.document_name}")
-    typer.echo(f"office {r.office_code}  started by {r.starter}  {r.created_at:%Y-%m-%d %H:%M} UTC")
+    typer.echo(f"office {r.office_code}  started by {r.starter}  {shown_time(node, r.created_at)}")
     typer.echo(f"state {STATE_LABELS[r.state]}  revision {r.revision}  strip on page {r.strip_page}")
     rows = []
     for st in r.steps:
         marker = "▶" if st.index == r.current_step else ""
         for a in st.approvers:
-            stamped = f"{a.seal_kind} {a.stamped_at:%Y-%m-%d %H:%M}" if a.stamped and a.stamped_at else ""
+            stamped = f"{a.seal_kind} {shown_time(node, a.stamped_at)}" if a.stamped and a.stamped_at else ""
             rows.append([f"{marker}{st.index + 1}", st.title, a.login, stamped, st.deadline or "-"])
     print_table(rows, ["step", "title", "approver", "stamped", "deadline"])
     typer.echo("")
     print_table(
         [
-            [f"{e.at:%Y-%m-%d %H:%M}", e.actor, e.action,
+            [shown_time(node, e.at), e.actor, e.action,
              "" if e.step is None else e.step + 1, "" if e.to_step is None else e.to_step + 1, e.comment or ""]
             for e in found.events
         ],

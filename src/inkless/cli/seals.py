@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, shown_time
 from inkless.errors import ValidationError
 from inkless.seals.imprint import SealKind, render_png
 from inkless.seals.model import Indication, SealPlacement, SealResult, VerificationReport
@@ -114,11 +114,11 @@ def verify(
     if json_out:
         print_json(report.to_dict())
     else:
-        _print_report(report)
+        _print_report(report, node)
     raise typer.Exit(EXIT_CODES[report.indication])
 
 
-def _print_report(report: VerificationReport) -> None:
+def _print_report(report: VerificationReport, node: Node) -> None:
     for s in report.seals:
         head = f"#{s.index} {s.field_name}: {s.indication.value}"
         if s.subindication:
@@ -126,8 +126,8 @@ def _print_report(report: VerificationReport) -> None:
         typer.echo(head)
         who = ", ".join(v for v in (s.signer_name, s.office, s.organisation) if v)
         typer.echo(f"   signer:     {who or '-'}")
-        typer.echo(f"   signed:     {s.signing_time.isoformat() if s.signing_time else '-'}")
-        typer.echo(f"   timestamp:  {s.timestamp_time.isoformat() if s.timestamp_time else '-'}")
+        typer.echo(f"   signed:     {shown_time(node, s.signing_time, seconds=True) or '-'}")
+        typer.echo(f"   timestamp:  {shown_time(node, s.timestamp_time, seconds=True) or '-'}")
         typer.echo(f"   intact:     {'yes' if s.intact and s.valid else 'NO'}; trusted: {_trust(s)}; "
                    f"revocation: {s.revocation}; PAdES {s.pades_level.value}")
         if s.certification:
