@@ -314,7 +314,7 @@ def test_the_sent_items_show_why_a_delivery_did_not_happen(pages_node: Node, cle
         retrying = part[part.index('data-recipient="criminal-affairs@moj"'):]
         retrying = retrying[: retrying.index("</li>")]
         assert "再送中" in retrying and "3 回目の送信に失敗" in retrying
-        assert "connection refused by 192.0.2.7:8443" in retrying and "2031-04-01 09:30" in retrying  # JST
+        assert "connection refused by 192.0.2.7:8443" in retrying and "2031年4月1日 09:30 JST" in retrying
         rejected = part[part.index('data-recipient="secretariat@moj"'):]
         rejected = rejected[: rejected.index("</li>")]
         assert "拒否" in rejected and "the recipient certificate was revoked" in rejected
