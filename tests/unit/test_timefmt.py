@@ -82,3 +82,14 @@ def test_jinja_filters_format_in_the_language_and_zone() -> None:
     env.filters.update(timefmt.jinja_helpers("ja"))
     assert env.from_string("{{ t|wareki }} {{ d|localdate }}").render(t=at, d=date(2026, 12, 24)) == (
         "令和8年12月3日 (2026年) 17:05 JST 2026年12月24日")
+
+
+def test_a_date_seal_struck_after_15_utc_carries_the_tokyo_date() -> None:
+    from inkless.directory.model import Role, User
+    from inkless.seals.sealing import SealKind, imprint_for
+
+    clerk = User(1, "tanaka", "田中 花子", 1, "civil-affairs", Role.CLERK, 1, True, False, True,
+                 datetime(2026, 4, 1, tzinfo=UTC))
+    late = datetime(2026, 12, 3, 15, 30, tzinfo=UTC)
+    assert imprint_for(clerk, "民事局", SealKind.DATE, late).texts[1] == "R8.12.4"
+    assert imprint_for(clerk, "民事局", SealKind.DATE, late, tz=BERLIN).texts[1] == "R8.12.3"
