@@ -3,9 +3,11 @@ header line even when the server's TZ is UTC and the UTC date is still the day b
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -246,3 +248,30 @@ def test_a_fax_sent_after_15_utc_carries_the_next_tokyo_day_on_header_cover_repo
     assert log.status_code == 200
     assert timefmt.format_datetime(attempt.started_at, "en", seconds=True) in log.text
     _assert_no_utc(log.text)
+
+
+def test_cli_tables_show_the_node_zone_and_json_keeps_utc(tmp_path: Path) -> None:
+    inkless = Path(sys.executable).parent / "inkless"
+    data = tmp_path / "node"
+
+    def run(*args: str, zone: str = "Europe/Berlin") -> str:
+        # The server's own TZ is UTC; the node's zone comes from the setting only.
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "INKLESS_TIMEZONE": zone}
+        done = subprocess.run([str(inkless), *args, "--data", str(data)], capture_output=True, text=True,
+                              env=env, check=False, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("init", "--demo", zone="Asia/Tokyo")
+    run("token", "create", "yamada", "--office", "secretariat", "--name", "scanner", "--expires-days", "30")
+    table = run("token", "list")
+    assert re.search(r"scanner\s+\d{4}-\d\d-\d\d \d\d:\d\d CES?T\s", table), table
+    audit = run("audit", "list", "--limit", "1", zone="Asia/Tokyo")
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d JST", audit), audit
+    _assert_no_utc(table + audit)
+    [token] = json.loads(run("token", "list", "--json"))
+    assert token["expires_at"].endswith("+00:00")
+    bad = subprocess.run([str(inkless), "audit", "list", "--data", str(data)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "INKLESS_TIMEZONE": "Asia/Tokio"},
+                         check=False, timeout=120)
+    assert bad.returncode != 0 and "timezone 'Asia/Tokio' is not an IANA time zone" in bad.stderr

@@ -265,8 +265,8 @@ def unroutable(
     if as_json:
         print_json(rows)
         return
-    shown = {e.id: shown_time(node, e.started_at, seconds=True) for e in entries}
-    print_table([(r["call"], shown[r["call"]], *list(r.values())[2:]) for r in rows],  # type: ignore[index]
+    print_table([(e.id, shown_time(node, e.started_at, seconds=True), *list(r.values())[2:])
+                 for e, r in zip(entries, rows, strict=True)],
                 ["call", "received", "cid", "tsi", "did", "subaddr", "pages"])
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.errors import ConfigurationError
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
@@ -70,14 +70,14 @@ def add(
 def list_peers(data: DataOption = None, as_json: JsonOption = False) -> None:
     """List the pinned peers, their state and their directories."""
     with open_node(data) as node:
-        rows = [_row(p) for p in _service(node).all()]
+        peers = _service(node).all()
     if as_json:
-        print_json(rows)
+        print_json([_row(p) for p in peers])
         return
     print_table(
-        [(r["node_id"], r["url"], r["offices"], r["last_seen_at"] or "-",
-          f"since {r['unreachable_since']}" if r["unreachable_since"] else "ok", r["last_error"] or "")
-         for r in rows],
+        [(p.node_id, p.url, p.office_count, shown_time(node, p.last_seen_at) or "-",
+          f"since {shown_time(node, p.unreachable_since)}" if p.unreachable_since else "ok", p.last_error or "")
+         for p in peers],
         ["node", "url", "offices", "last seen", "reachable", "last error"],
     )
 

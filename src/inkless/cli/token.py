@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
+from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
     from inkless.app import Node
@@ -65,12 +65,14 @@ def list_tokens(
 ) -> None:
     """List tokens (never their secrets)."""
     with open_node(data) as node:
-        rows = [_row(t, node) for t in _service(node).list(login)]
+        found = _service(node).list(login)
+        rows = [_row(t, node) for t in found]
     if as_json:
         print_json(rows)
         return
     print_table(
-        [(r["id"], r["user"], r["office"], r["name"], r["expires_at"] or "never", r["state"]) for r in rows],
+        [(r["id"], r["user"], r["office"], r["name"], shown_time(node, t.expires_at) or "never", r["state"])
+         for r, t in zip(rows, found, strict=True)],
         ["id", "user", "office", "name", "expires", "state"],
     )
 
