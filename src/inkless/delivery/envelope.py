@@ -42,6 +42,7 @@ from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import SignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
+from inkless import timefmt
 from inkless.aio import run_sync
 from inkless.errors import EnvelopeError
 
@@ -441,7 +442,8 @@ def verify(
     if signing_time is not None:
         if not signer.not_valid_before_utc - CLOCK_SKEW <= signing_time <= signer.not_valid_after_utc:
             raise EnvelopeError(
-                f"the signer certificate was not valid at the signing time ({signing_time:%Y-%m-%d %H:%M} UTC)"
+                "the signer certificate was not valid at the signing time "
+                f"({timefmt.format_datetime(signing_time, 'en')})"
             )
         if signing_time > now + CLOCK_SKEW:
             raise EnvelopeError("the signing time lies in the future")
