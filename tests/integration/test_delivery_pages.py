@@ -378,7 +378,7 @@ def test_a_message_received_by_fax_first_is_marked_and_linked(pages_node: Node,
     page = takahashi.client.get(f"/messages/{mid}?lang=ja").text
     mark = page[page.index('<div id="fax-first">'):]
     mark = mark[: mark.index("</div>")]
-    assert "2031-04-01 09:30" in mark and "03-3581-0000" in mark and "（2枚）" in mark  # Japan time
+    assert "2031年4月1日 09:30 JST" in mark and "03-3581-0000" in mark and "（2枚）" in mark
     assert f'<a id="fax-copy" href="/messages/{faxed}">FAXで受信した写し</a>' in mark
     assert takahashi.client.get(f"/messages/{faxed}").status_code == 200
 
