@@ -83,5 +83,5 @@ def open_line(settings: Settings, clock: Clock | None = None) -> FaxLine | None:
     if settings.fax_line == "sip":
         from inkless.fax.sip.line import SipLine
 
-        return SipLine(settings)
+        return SipLine(settings, clock)
     return None

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inkless import timefmt
+from inkless.clock import Clock, SystemClock
 from inkless.errors import FaxError
 from inkless.fax import header as fax_header
 from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler
@@ -86,8 +88,10 @@ class SipLine:
 
     name = "sip"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        # The header line shows the office's time of the call (Tokyo), whatever the server's TZ is.
+        self.clock: Clock = clock or SystemClock()
         self.options = sip_options(settings)
         self.host = _local_address(self.options)
         self.status = LineStatusFile(settings.data_dir / "fax" / "sip-status.json")
@@ -227,7 +231,7 @@ class SipLine:
             if len(self._calls) >= self.options.max_calls:
                 raise FaxError(BUSY)
         if header:
-            tiff = fax_header.stamp_tiff(tiff, header, datetime.now().astimezone())
+            tiff = fax_header.stamp_tiff(tiff, header, timefmt.to_local(self.clock.now(), self.settings.tz))
         started = datetime.now(UTC)
         setup = CallSetup(called_number=number, calling_number=ident or None)
         options = TerminalOptions(ident=ident, ecm=ecm)
