@@ -59,7 +59,7 @@ def test_the_fax_settings_page_shows_the_sip_line_status(fax_node: FaxNode) -> N
                            "phase": "C", "page": 2, "pages": None, "bit_rate": 14400,
                            "started_at": "2026-12-03T13:00:00+00:00"}], listen="127.0.0.1:5060", malformed=0)
             page = admin.get("/fax/admin").text
-            assert "登録済み" in page and "2026-12-03 22:05:00" in page  # expiry shown in JST
+            assert "登録済み" in page and "2026年12月3日 22:05:00 JST" in page  # expiry shown in JST
             assert "0312340001" in page and "t38" in page and "2/?" in page and "受信中" in page
         status.remove()
     finally:

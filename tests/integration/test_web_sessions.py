@@ -115,8 +115,8 @@ def test_sessions_page_lists_own_sessions_and_signs_them_out(client: TestClient,
     with node.db.begin() as conn:
         seen = conn.execute(select(t.web_sessions.c.last_seen_at)).scalars().first()
     assert seen is not None
-    from datetime import timedelta, timezone
-    assert seen.astimezone(timezone(timedelta(hours=9))).strftime("%Y-%m-%d %H:%M") in page.text
+    from inkless import timefmt
+    assert timefmt.format_datetime(seen, "ja") in page.text  # 2026年12月3日 23:05 JST
 
     refs = re.findall(r'action="/sessions/([0-9a-f]{16})/end"', page.text)
     assert len(refs) == 2

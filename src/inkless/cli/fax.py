@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -390,13 +391,13 @@ def cover_default(
 # --- the line ---------------------------------------------------------------------------------------
 
 
-def _tokyo(text: str | None) -> str:
+def _shown(tz: tzinfo, text: str | None) -> str:
+    """An ISO time from the line's status file, as the tables show times (the node's zone)."""
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
-    if not text:
-        return "-"
-    return datetime.fromisoformat(text).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S JST")
+    from inkless import timefmt
+
+    return timefmt.format_datetime(datetime.fromisoformat(text), "en", tz, seconds=True) if text else "-"
 
 
 @line_app.command("status")
@@ -424,7 +425,7 @@ def line_status(data: DataOption = None, as_json: JsonOption = False) -> None:
     if reg.get("state") == "none":
         typer.echo("registration: none (no fax_sip_registrar)")
     else:
-        expires = _tokyo(reg.get("expires_at"))
+        expires = _shown(settings.tz, reg.get("expires_at"))
         typer.echo(f"registration: {reg.get('state')} at {reg.get('registrar')}, expires {expires}")
         if reg.get("last_error"):
             typer.echo(f"last error: {reg['last_error']}")
@@ -435,6 +436,7 @@ def line_status(data: DataOption = None, as_json: JsonOption = False) -> None:
         typer.echo("calls in progress: none")
         return
     print_table([(c["direction"], c.get("number"), c.get("media"), c.get("phase"),
-                  f"{c.get('page', 0)}/{c.get('pages') or '?'}", c.get("bit_rate"), _tokyo(c.get("started_at")),
+                  f"{c.get('page', 0)}/{c.get('pages') or '?'}", c.get("bit_rate"),
+                  _shown(settings.tz, c.get("started_at")),
                   c.get("call_id")) for c in calls],
                 ["dir", "number", "media", "phase", "page", "bit/s", "started", "call-id"])

@@ -148,9 +148,11 @@ def _admin_page(request: Request, node: Node, caller: Caller, render: Renderer, 
 
 
 def _line_status(node: Node) -> dict[str, Any]:
-    """What the FAX設定 page shows about the line: for sip, the status its process publishes (times in JST)."""
+    """What the FAX設定 page shows about the line: for sip, the status its process publishes.
+
+    Its times are parsed here and formatted by the page's ``localtime`` filter (the node's zone).
+    """
     from datetime import datetime
-    from zoneinfo import ZoneInfo
 
     from inkless.fax.sip.status import read_status
 
@@ -158,10 +160,9 @@ def _line_status(node: Node) -> dict[str, Any]:
     if settings.fax_line != "sip":
         return {"line": settings.fax_line}
     status = read_status(settings.data_dir)
-    tokyo = ZoneInfo("Asia/Tokyo")
 
-    def jst(text: str | None) -> str:
-        return datetime.fromisoformat(text).astimezone(tokyo).strftime("%Y-%m-%d %H:%M:%S") if text else "—"
+    def jst(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
 
     registration = dict(status.get("registration") or {})
     registration["expires_jst"] = jst(registration.get("expires_at"))

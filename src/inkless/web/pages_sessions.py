@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,14 +20,7 @@ NodeDep = Annotated[Node, Depends(get_node)]
 ServicesDep = Annotated[WebServices, Depends(get_services)]
 CallerDep = Annotated[Caller, Depends(page_caller)]
 
-# People read Japan time.
-JST = timezone(timedelta(hours=9))
 ENDED = N_("The session was signed out.")
-
-
-def when(at: datetime) -> str:
-    """A time as shown on the page: JST, to the minute."""
-    return at.astimezone(JST).strftime("%Y-%m-%d %H:%M")
 
 
 def end_sessions(node: Node, services: WebServices, caller: Caller, client: str, ref: str | None,
@@ -53,7 +45,7 @@ def sessions_page(request: Request, node: NodeDep, caller: CallerDep, services: 
     rows = [{"info": info, "current": info.ref == current} for info in infos]
     notice = render.gettext(request, ENDED) if "ended" in request.query_params else None
     return render.render(request, "sessions.html", caller=caller, csrf_token=caller.session.csrf_token
-                         if caller.session else "", sessions=rows, when=when, notice=notice)
+                         if caller.session else "", sessions=rows, notice=notice)
 
 
 @router.post("/sessions/{ref}/end")
