@@ -15,6 +15,7 @@ from tests.integration import test_fax_service as base
 from tests.integration.test_fax_service import FaxNode, TestClient, _audit_count, _login
 
 fax_node = base.fax_node  # the shared demo node per backend (a module-scoped fixture)
+shared_fax_node = base.shared_fax_node  # fax_node builds on it
 
 
 def test_a_voice_caller_is_logged_as_a_voice_call_not_an_error(fax_node: FaxNode) -> None:
