@@ -10,8 +10,9 @@ PORT   ?= 8080
 PYTEST_ARGS ?=
 # The tests run in a random order (pytest-randomly); the header prints "Using --randomly-seed=N".
 # Replay that order with PYTEST_ARGS="-p randomly --randomly-seed=N", or keep file order with "-p no:randomly".
-# Test processes: the suite waits on fsync, child processes and a browser, so two workers help even on two cores.
-TEST_WORKERS ?= 2
+# Test processes: the suite waits on fsync, child processes, a browser and real-time fax calls (which sleep
+# between 20 ms packets), so four workers keep two cores busy.
+TEST_WORKERS ?= 4
 
 .PHONY: run test system-deps lint typecheck bench mutants clean
 

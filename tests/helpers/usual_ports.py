@@ -52,6 +52,9 @@ def occupy_usual_ports() -> Iterator[list[int]]:
     for port, kind in [(p, socket.SOCK_STREAM) for p in USUAL_TCP_PORTS] + [(p, socket.SOCK_DGRAM)
                                                                           for p in USUAL_UDP_PORTS]:
         sock = socket.socket(socket.AF_INET, kind)
+        # Every test worker holds the ports itself (SO_REUSEPORT), so they stay taken for each worker's
+        # whole run, whichever worker finishes first.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:  # another program holds it already: the condition we want anyway
