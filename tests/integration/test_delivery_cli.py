@@ -37,8 +37,9 @@ def pdf(text: str, pages: int = 1) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh demo node per test: a message one test leaves queued would be delivered by another's deliver."""
     folder = tmp_path_factory.mktemp("cli") / "node"
     result = subprocess.run([str(INKLESS), "init", "--data", str(folder), "--demo"], capture_output=True, text=True,
                             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, check=False, timeout=120)
