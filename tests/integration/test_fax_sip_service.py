@@ -11,6 +11,7 @@ from inkless.fax.model import CallResult
 from inkless.fax.sip.register import RegistrationState
 from inkless.fax.sip.status import LineStatusFile
 from inkless.web.app import create_app
+from tests.helpers.kamailio import free_udp_port
 from tests.integration import test_fax_service as base
 from tests.integration.test_fax_service import FaxNode, TestClient, _audit_count, _login
 
@@ -44,21 +45,23 @@ def test_the_fax_settings_page_shows_the_sip_line_status(fax_node: FaxNode) -> N
     node.settings = dataclasses.replace(original, fax_line="sip")
     try:
         status = LineStatusFile(node.settings.data_dir / "fax" / "sip-status.json")
+        # The status file is only read here: no socket is opened, but the addresses are free ones anyway.
+        registrar, listen = f"sip:127.0.0.1:{free_udp_port()}", f"127.0.0.1:{free_udp_port()}"
         app = create_app(node)
         with TestClient(app) as admin:
             _login(admin, node, fax_node.clock, "yamada")
             assert "SIP回線が動いていません" in admin.get("/fax/admin").text
             status.write(RegistrationState(
-                state="failed", registrar="sip:127.0.0.1:5060", last_error="401 Unauthorized: wrong password",
-                failures=2), [], listen="127.0.0.1:5060", malformed=0)
+                state="failed", registrar=registrar, last_error="401 Unauthorized: wrong password",
+                failures=2), [], listen=listen, malformed=0)
             page = admin.get("/fax/admin").text
             assert 'data-registration="failed"' in page and "登録失敗" in page
             assert "401 Unauthorized: wrong password" in page
             expires = datetime(2026, 12, 3, 13, 0, tzinfo=UTC) + timedelta(seconds=300)
-            status.write(RegistrationState(state="registered", registrar="sip:127.0.0.1:5060", expires_at=expires),
+            status.write(RegistrationState(state="registered", registrar=registrar, expires_at=expires),
                          [{"call_id": "c1", "direction": "RECV", "number": "0312340001", "media": "t38",
                            "phase": "C", "page": 2, "pages": None, "bit_rate": 14400,
-                           "started_at": "2026-12-03T13:00:00+00:00"}], listen="127.0.0.1:5060", malformed=0)
+                           "started_at": "2026-12-03T13:00:00+00:00"}], listen=listen, malformed=0)
             page = admin.get("/fax/admin").text
             assert "登録済み" in page and "2026年12月3日 22:05:00 JST" in page  # expiry shown in JST
             assert "0312340001" in page and "t38" in page and "2/?" in page and "受信中" in page
