@@ -25,7 +25,6 @@ import argparse
 import email.policy
 import io
 import os
-import shutil
 import smtplib
 import socket
 import subprocess
@@ -36,6 +35,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.postfix import PrivatePostfix, postfix_available, running_postfix
 
 INKLESS = Path(sys.executable).with_name("inkless")
 
@@ -146,84 +148,13 @@ def run_inkless(root: Path, pdf: bytes, n: int) -> float:
             proc.wait(timeout=30)
 
 
-POSTFIX_MAIN = """\
-compatibility_level = 3.6
-myhostname = bench.localdomain
-mydomain = localdomain
-myorigin = $myhostname
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
-queue_directory = {queue}
-data_directory = {data}
-maillog_file = {root}/maillog
-maillog_file_prefixes = {root}
-default_transport = discard:benchmark sink
-relay_transport = discard:benchmark sink
-local_transport = discard:benchmark sink
-message_size_limit = 0
-smtputf8_enable = no
-"""
-
-
-def postfix_available() -> str | None:
-    """None if a private Postfix can be started here, else why not."""
-    if shutil.which("postfix") is None or not Path("/usr/sbin/postfix").exists():
-        return "postfix is not installed (apt-get install postfix)"
-    if os.geteuid() != 0:
-        return "starting a private postfix instance needs root"
-    return None
-
-
 def run_postfix(root: Path, pdf: bytes, n: int) -> float:
     """Seconds for ``n`` mails with the same PDF to pass through a private Postfix into the discard sink."""
-    conf, queue, data = root / "conf", root / "queue", root / "data"
-    for d in (conf, queue, data):
-        d.mkdir(parents=True)
-    # Postfix's daemons run as the postfix user: they must reach the queue and own their data folder.
-    for d in (root.parent, root):
-        d.chmod(0o755)
-    shutil.chown(data, "postfix", "postfix")
-    port = free_port()
-    (conf / "main.cf").write_text(POSTFIX_MAIN.format(queue=queue, data=data, root=root))
-    master = Path("/etc/postfix/master.cf").read_text()
-    master = "\n".join(
-        line for line in master.splitlines()
-        if not line.startswith(("smtp      inet", "#smtp      inet")))
-    # No chroot: the private queue folder lives outside the packaged chroot.
-    master = master.replace(" y       -       -       ", " n       -       -       ")
-    master += f"\n127.0.0.1:{port} inet n - n - - smtpd\n"
-    (conf / "master.cf").write_text(master)
-    # A private instance must be known to the default configuration for postfix -c to accept it;
-    # the setting is removed again when the benchmark ends.
-    subprocess.run(["postconf", "-e", f"alternate_config_directories = {conf}"], check=True)
-    try:
-        # (postfix reports its errors to syslog, to maillog_file, or to the terminal when there is one.)
-        subprocess.run(["postfix", "-c", str(conf), "set-permissions"], capture_output=True)
-        started = subprocess.run(["postfix", "-c", str(conf), "start"], capture_output=True, text=True)
-        if started.returncode != 0:
-            log = (root / "maillog").read_text(errors="replace") if (root / "maillog").exists() else ""
-            raise SystemExit(f"postfix did not start: {started.stderr or started.stdout}{log[-2000:]}")
-        return _postfix_round(root, queue, port, pdf, n)
-    finally:
-        subprocess.run(["postfix", "-c", str(conf), "stop"], capture_output=True)
-        subprocess.run(["postconf", "-X", "alternate_config_directories"], capture_output=True)
+    with running_postfix(root, sink="discard") as postfix:
+        return _postfix_round(postfix, pdf, n)
 
 
-def _postfix_round(root: Path, queue: Path, port: int, pdf: bytes, n: int) -> float:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
-                s.noop()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit("postfix did not listen") from None
-            time.sleep(0.2)
+def _postfix_round(postfix: PrivatePostfix, pdf: bytes, n: int) -> float:
     mails = []
     for i in range(n):
         msg = EmailMessage(policy=email.policy.SMTP)
@@ -234,16 +165,14 @@ def _postfix_round(root: Path, queue: Path, port: int, pdf: bytes, n: int) -> fl
         msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"scan-{i}.pdf")
         mails.append(msg.as_bytes())
     start = time.perf_counter()
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as s:
         for mail in mails:
             s.sendmail("disaster@pref.localdomain", ["security@npa.example"], mail)
     # Done when every mail has left the queue for the sink.
-    while any(any(p.is_file() for p in (queue / d).rglob("*"))
-              for d in ("maildrop", "incoming", "active", "deferred") if (queue / d).exists()):
+    while not postfix.queue_empty():
         time.sleep(0.01)
     elapsed = time.perf_counter() - start
-    log = (root / "maillog").read_text(errors="replace") if (root / "maillog").exists() else ""
-    discarded = log.count("status=sent (benchmark sink)")
+    discarded = postfix.log().count("status=sent (benchmark sink)")
     if discarded and discarded < n:
         raise SystemExit(f"postfix delivered only {discarded} of {n} mails to the sink")
     return elapsed

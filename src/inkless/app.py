@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
+    from inkless.mail.outbox import MailOutbox
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
@@ -61,6 +62,7 @@ class Node:
     routes: RouteService | None = None
     fax: FaxService | None = None
     tokens: ApiTokenService | None = None
+    mail: MailOutbox | None = None
 
     @property
     def node_id(self) -> str:
@@ -116,6 +118,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
         settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir, box), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
+    from inkless.mail.outbox import build_mail
+
+    node.mail = build_mail(node)
     from inkless.directory.tokens import ApiTokenService
 
     node.tokens = ApiTokenService(db, directory, audit, clock)

@@ -106,6 +106,17 @@ class Settings:
     fax_sip_t38: str = "accept"  # prefer | accept | off
     fax_sip_codecs: str = "PCMU,PCMA"
     fax_sip_trusted_sources: str = ""  # addresses / networks allowed to send INVITEs
+    # Outgoing e-mail (notices, one-time codes) through the mail outbox: see docs/external.md.
+    smtp_url: str = ""  # smtp://[USER[:PASSWORD]@]HOST[:PORT][?starttls=require|off] or smtps://…; empty = no mail
+    smtp_from: str = ""  # the From address, e.g. "浦安市 市民課 <no-reply@city.example.lg.jp>"
+    smtp_reply_to: str = ""  # Reply-To, e.g. the office's contact address; empty = none
+    smtp_password_file: Path = field(default=Path())  # mode 0600; instead of a password in smtp_url
+    smtp_ca_file: Path = field(default=Path())  # PEM CAs to trust for the server's certificate; default: system CAs
+    smtp_timeout_seconds: int = 30
+    mail_expiry_hours: int = 72  # a mail not accepted by the server within this is given up (expired)
+    mail_backoff_base_seconds: int = 60
+    mail_backoff_cap_seconds: int = 3600
+    mail_poll_seconds: int = 2
 
     @property
     def backend(self) -> str:
@@ -184,6 +195,9 @@ def _validate(settings: Settings) -> None:
     # Checked on every node (a typo must not wait for the day the line is switched to sip);
     # the password file is opened only when the sip line is in use.
     sip_options(settings, read_secret=settings.fax_line == "sip")
+    from inkless.mail.options import smtp_options
+
+    smtp_options(settings, read_secret=False)
     timefmt.zone(settings.timezone)  # an unknown zone is a ConfigurationError naming the key
     if settings.default_language not in LANGUAGES:
         raise ConfigurationError(f"default_language must be one of {', '.join(LANGUAGES)}")
@@ -194,7 +208,9 @@ def _validate(settings: Settings) -> None:
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
                  "directory_refresh_seconds", "delivery_lease_seconds", "verify_max_bytes",
                  "body_login_max_bytes", "body_max_bytes", "body_timeout_seconds", "body_min_rate_bytes",
-                 "form_max_parts", "form_field_max_bytes", "uploads_in_flight", "max_connections"):
+                 "form_max_parts", "form_field_max_bytes", "uploads_in_flight", "max_connections",
+                 "smtp_timeout_seconds", "mail_expiry_hours", "mail_backoff_base_seconds",
+                 "mail_backoff_cap_seconds", "mail_poll_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
     for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds"):
@@ -264,8 +280,9 @@ def load_settings(
     ):
         value = getattr(settings, key)
         repl[key] = root / (default if value == Path() else value)
-    if settings.fax_sip_password_file != Path():
-        repl["fax_sip_password_file"] = root / settings.fax_sip_password_file
+    for key in ("fax_sip_password_file", "smtp_password_file", "smtp_ca_file"):
+        if getattr(settings, key) != Path():
+            repl[key] = root / getattr(settings, key)
     settings = dataclasses.replace(settings, **repl)
     _validate(settings)
     return settings

@@ -32,6 +32,7 @@ from inkless.app import Node, build_node
 from inkless.config import load_settings
 from inkless.db.tables_delivery import outbox
 from inkless.db.tables_fax import fax_jobs
+from inkless.db.tables_mail import mail_outbox
 from tests.helpers.db import fresh_database
 
 INKLESS = str(Path(sys.executable).with_name("inkless"))
@@ -244,8 +245,9 @@ def start_nodes(*nodes: NodeProcess) -> None:
 def settle_pending_work(node: Node) -> None:
     """The explicit reset between tests that share one node: no work of an earlier test stays queued.
 
-    Outbox rows still waiting (queued, retrying, or handed to the fax fallback) are marked expired and
-    unfinished fax jobs failed, so that a test's delivery and fax runs see only what the test queued.
+    Outbox rows still waiting (queued, retrying, or handed to the fax fallback) and mails not yet sent
+    are marked expired and unfinished fax jobs failed, so that a test's delivery and fax runs see only what
+    the test queued.
     """
     reason = "settled between tests"
     with node.db.begin() as conn:
@@ -253,6 +255,8 @@ def settle_pending_work(node: Node) -> None:
                      .values(state="expired", last_error=reason))
         conn.execute(update(fax_jobs).where(fax_jobs.c.state.in_(("queued", "sending", "retrying")))
                      .values(state="failed", last_text=reason))
+        conn.execute(update(mail_outbox).where(mail_outbox.c.state.in_(("queued", "retrying")))
+                     .values(state="expired", body_enc=None, last_error=reason))
 
 
 class ThreadedServer:

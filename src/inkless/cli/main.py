@@ -308,7 +308,8 @@ def _register_optional() -> None:
     from importlib import import_module
 
     for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer"),
-                         ("inkless.cli.fax", "fax"), ("inkless.cli.routes", "route")):
+                         ("inkless.cli.fax", "fax"), ("inkless.cli.routes", "route"),
+                         ("inkless.cli.mail", "mail")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:
