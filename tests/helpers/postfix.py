@@ -13,7 +13,8 @@ Chosen recipients are refused at ``RCPT TO``, as a real mail domain refuses an u
 - local part ``busy-…`` → ``450 4.2.1`` (temporary: the sender retries),
 - and any address given in ``rejected``.
 
-``tls=True`` gives smtpd a certificate (for 127.0.0.1, from a throw-away CA whose PEM is
+``auth=(user, password)`` requires SMTP AUTH (Cyrus SASL with a private sasldb, Debian's ``sasl2-bin``)
+over STARTTLS. ``tls=True`` gives smtpd a certificate (for 127.0.0.1, from a throw-away CA whose PEM is
 :attr:`PrivatePostfix.ca_file`) and offers STARTTLS; the Received header then names the TLS version.
 """
 
@@ -76,6 +77,24 @@ default_transport = discard:benchmark sink
 relay_transport = discard:benchmark sink
 local_transport = discard:benchmark sink
 relay_domains = regexp:{conf}/domains
+"""
+
+# AUTH (Cyrus SASL against a private sasldb): only over TLS, and the only way to be allowed to send.
+AUTH_CF = """\
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+smtpd_sasl_local_domain = mx.test.localdomain
+smtpd_tls_auth_only = yes
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_recipient_restrictions = check_recipient_access regexp:{conf}/recipients, permit_sasl_authenticated, reject
+"""
+
+SASL_CONF = """\
+pwcheck_method: auxprop
+auxprop_plugin: sasldb
+mech_list: PLAIN LOGIN
+sasldb_path: {conf}/sasldb2
 """
 
 TLS_CF = """\
@@ -217,18 +236,21 @@ def _recipients_map(rejected: Iterable[str]) -> str:
 
 @contextlib.contextmanager
 def running_postfix(root: Path | None = None, *, sink: str = "maildir", tls: bool = False,
-                    rejected: Iterable[str] = ()) -> Iterator[PrivatePostfix]:
+                    rejected: Iterable[str] = (), auth: tuple[str, str] | None = None) -> Iterator[PrivatePostfix]:
     """Start a private Postfix and stop it when the block ends.
 
     ``root`` must not exist yet and every folder above it must be open to the postfix user; by
     default a fresh folder under the system's temporary folder is used and removed afterwards.
+    ``auth=(user, password)`` requires SMTP AUTH (over STARTTLS, so it implies ``tls``) to send.
     """
+    tls = tls or auth is not None
     why_not = postfix_available()
     if why_not:
         raise RuntimeError(why_not)
     if root is None:
         with tempfile.TemporaryDirectory(prefix="inkless-postfix-") as tmp:
-            with running_postfix(Path(tmp) / "postfix", sink=sink, tls=tls, rejected=rejected) as instance:
+            with running_postfix(Path(tmp) / "postfix", sink=sink, tls=tls, rejected=rejected,
+                                 auth=auth) as instance:
                 yield instance
         return
     conf, queue, data, mail = root / "conf", root / "queue", root / "data", root / "mail"
@@ -249,6 +271,14 @@ def running_postfix(root: Path | None = None, *, sink: str = "maildir", tls: boo
     if tls:
         ca_file = _write_tls(conf)
         main += TLS_CF.format(conf=conf)
+    if auth is not None:
+        main += AUTH_CF.format(conf=conf)
+        # Debian's Postfix reads the Cyrus application file from CONFIG_DIRECTORY/sasl/smtpd.conf.
+        (conf / "sasl").mkdir()
+        (conf / "sasl" / "smtpd.conf").write_text(SASL_CONF.format(conf=conf))
+        subprocess.run(["saslpasswd2", "-f", str(conf / "sasldb2"), "-c", "-p", "-u", "mx.test.localdomain",
+                        auth[0]], input=auth[1].encode(), check=True, capture_output=True)
+        os.chown(conf / "sasldb2", account.pw_uid, account.pw_gid)
     (conf / "main.cf").write_text(main)
     (conf / "domains").write_text("/./ OK\n")
     (conf / "mailboxes").write_text("/./ sink/\n")

@@ -265,3 +265,40 @@ def test_cli_test_mail_and_list(tmp_path: Path, postfix: PrivatePostfix) -> None
     assert refused.returncode == 1 and "failed (550 5.1.1" in refused.stdout
     listed = json.loads(run("mail", "list", "--json").stdout)
     assert [(m["to"], m["state"], m["smtp_code"]) for m in listed] == [(bounced, "failed", 550), (to, "sent", 250)]
+
+
+def test_smtp_auth_over_starttls_with_the_password_in_a_private_file(tmp_path: Path) -> None:
+    # A submission server that takes mail only from authenticated senders (Cyrus SASL in Postfix).
+    with running_postfix(auth=("inkless", "pa55-wörd")) as submission:
+        assert submission.ca_file is not None
+        (tmp_path / "node").mkdir()
+        secret = tmp_path / "node" / "smtp.password"
+        secret.write_text("pa55-wörd\n")
+        secret.chmod(0o600)
+        node = make_node(tmp_path, f"sqlite:///{tmp_path / 'node' / 'inkless.db'}",
+                         smtp_url=submission.smtp_url.replace("smtp://", "smtp://inkless@"),
+                         smtp_password_file="smtp.password", smtp_ca_file=str(submission.ca_file))
+        try:
+            assert node.mail is not None and node.mail.options.starttls == "require"
+            to = address()
+            queue(node, to)
+            assert node.mail.deliver_due().sent == 1
+            [msg] = submission.wait_for(to)
+            received = " ".join(str(h) for h in msg.get_all("Received", []))
+            assert "with ESMTPSA" in received and "using TLS" in received  # S: TLS, A: authenticated
+        finally:
+            node.close()
+        # A wrong password is a problem of ours, not the recipient's: retried, never 不達.
+        secret.write_text("wrong\n")
+        node = make_node(tmp_path / "other", f"sqlite:///{tmp_path / 'other.db'}",
+                         smtp_url=submission.smtp_url.replace("smtp://", "smtp://inkless@"),
+                         smtp_password_file=str(secret), smtp_ca_file=str(submission.ca_file))
+        try:
+            assert node.mail is not None
+            status = queue(node, address())
+            assert node.mail.deliver_due().retrying == 1
+            with node.db.read() as conn:
+                after = node.mail.status(conn, status.id)
+            assert after.state == "retrying" and "login refused (535" in (after.last_error or "")
+        finally:
+            node.close()

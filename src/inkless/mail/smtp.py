@@ -14,6 +14,7 @@ server answers decides the mail's fate:
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -59,6 +60,25 @@ def _reply(code: int | None, message: bytes | str) -> str:
     return f"{code} {text}".strip() if code else text
 
 
+def _login(client: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH: ``smtplib``'s own login for ASCII credentials; AUTH PLAIN in UTF-8 (RFC 4616) otherwise.
+
+    ``smtplib`` encodes credentials as ASCII and fails on a password such as ``pa55-wörd``; PLAIN is
+    defined over UTF-8, so it is sent by hand for those.
+    """
+    if username.isascii() and password.isascii():
+        client.login(username, password)
+        return
+    mechanisms = client.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" not in mechanisms:
+        raise smtplib.SMTPException(
+            "the password is not plain ASCII and the server does not offer AUTH PLAIN (UTF-8)")
+    token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
 class SmtpTransport:
     """The real transport: ``smtplib`` over TCP, TLS checked against the system CAs or ``smtp_ca_file``."""
 
@@ -92,13 +112,13 @@ class SmtpTransport:
                     raise _ConnectionFailed(SendOutcome(
                         False, detail=f"{where} offers no STARTTLS, which smtp_url requires"))
             if o.username:
-                client.login(o.username, o.password)
+                _login(client, o.username, o.password)
         except smtplib.SMTPAuthenticationError as exc:
             client.close()
             raise _ConnectionFailed(SendOutcome(
                 False, code=exc.smtp_code, detail=f"{where}: login refused ({_reply(exc.smtp_code, exc.smtp_error)})"),
             ) from None
-        except (OSError, smtplib.SMTPException) as exc:
+        except (OSError, smtplib.SMTPException, UnicodeError) as exc:
             client.close()
             raise _ConnectionFailed(SendOutcome(False, detail=f"{where}: {exc}")) from None
         except _ConnectionFailed:
