@@ -49,8 +49,8 @@ inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
-smtpd_recipient_restrictions = check_recipient_access regexp:{conf}/recipients, permit_mynetworks, reject
+smtpd_relay_restrictions = {allow}, reject
+smtpd_recipient_restrictions = check_recipient_access regexp:{conf}/recipients, {allow}, reject
 queue_directory = {queue}
 data_directory = {data}
 maillog_file = {root}/maillog
@@ -86,8 +86,6 @@ smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
 smtpd_sasl_local_domain = mx.test.localdomain
 smtpd_tls_auth_only = yes
-smtpd_relay_restrictions = permit_sasl_authenticated, reject
-smtpd_recipient_restrictions = check_recipient_access regexp:{conf}/recipients, permit_sasl_authenticated, reject
 """
 
 SASL_CONF = """\
@@ -264,7 +262,9 @@ def running_postfix(root: Path | None = None, *, sink: str = "maildir", tls: boo
     shutil.chown(data, "postfix", "postfix")
     os.chown(mail, account.pw_uid, account.pw_gid)
     port = _free_port()
-    main = MAIN_CF.format(conf=conf, queue=queue, data=data, root=root)
+    # With AUTH only authenticated clients may send, even from loopback.
+    allow = "permit_sasl_authenticated" if auth is not None else "permit_mynetworks"
+    main = MAIN_CF.format(conf=conf, queue=queue, data=data, root=root, allow=allow)
     main += (MAILDIR_CF if sink == "maildir" else DISCARD_CF).format(
         conf=conf, root=root, uid=account.pw_uid, gid=account.pw_gid)
     ca_file = None
@@ -293,6 +293,14 @@ def running_postfix(root: Path | None = None, *, sink: str = "maildir", tls: boo
     master = master.replace(" y       -       -       ", " n       -       -       ")
     master += f"\n127.0.0.1:{port} inet n - n - - smtpd\n"
     (conf / "master.cf").write_text(master)
+    # The calling process may run with umask 077 (a node restricts its files): the postfix user must
+    # still read the configuration and reach the queue. Only the TLS key stays private to root, which
+    # is what Postfix asks for (smtpd reads it before dropping privileges).
+    for path in (root, queue, conf, *conf.rglob("*")):
+        if path.is_dir():
+            path.chmod(0o755)
+        elif path.name not in ("server.key", "sasldb2"):
+            path.chmod(0o644)
     instance = PrivatePostfix(root=root, port=port, sink=sink, ca_file=ca_file)
     # (postfix reports its errors to syslog, to maillog_file, or to the terminal when there is one.)
     subprocess.run([POSTFIX, "-c", str(conf), "set-permissions"], capture_output=True)
