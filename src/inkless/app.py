@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
+    from inkless.metrics.catalogue import ProcedureCatalogue
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
@@ -61,6 +62,7 @@ class Node:
     routes: RouteService | None = None
     fax: FaxService | None = None
     tokens: ApiTokenService | None = None
+    procedures: ProcedureCatalogue | None = None
 
     @property
     def node_id(self) -> str:
@@ -134,6 +136,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.fax.service import build_fax
 
     node.fax = build_fax(node)
+    from inkless.metrics.catalogue import ProcedureCatalogue
+
+    node.procedures = ProcedureCatalogue(db, audit, clock)
     return node
 
 
