@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
     from inkless.mail.outbox import MailOutbox
+    from inkless.metrics.catalogue import ProcedureCatalogue
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
@@ -63,6 +64,7 @@ class Node:
     fax: FaxService | None = None
     tokens: ApiTokenService | None = None
     mail: MailOutbox | None = None
+    procedures: ProcedureCatalogue | None = None
 
     @property
     def node_id(self) -> str:
@@ -139,6 +141,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.fax.service import build_fax
 
     node.fax = build_fax(node)
+    from inkless.metrics.catalogue import ProcedureCatalogue
+
+    node.procedures = ProcedureCatalogue(db, audit, clock)
     return node
 
 

@@ -63,7 +63,7 @@ def init(
     node_id: Annotated[str | None, typer.Option("--node-id", help="Short id of this node, e.g. 'moj'.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="Base URL where peers and users reach this node.")] = None,
     organisation: Annotated[str | None, typer.Option("--organisation", help="Organisation name, e.g. 法務省.")] = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Add sample offices and users (node 'moj').")] = False,
+    demo: Annotated[bool, typer.Option("--demo", help="Sample offices, users, procedures (node 'moj').")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a node: database, node CA, TSA key, master key file (0600), and optionally demo data."""
@@ -79,6 +79,11 @@ def init(
     node = init_node(settings)
     try:
         accounts = create_demo(node.directory).accounts if demo else []
+        if demo:
+            from inkless.metrics.demo import create_demo_procedures
+
+            assert node.procedures is not None
+            create_demo_procedures(node.procedures)
         facts = node_facts(node)
     finally:
         node.close()
@@ -309,7 +314,7 @@ def _register_optional() -> None:
 
     for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer"),
                          ("inkless.cli.fax", "fax"), ("inkless.cli.routes", "route"),
-                         ("inkless.cli.mail", "mail")):
+                         ("inkless.cli.mail", "mail"), ("inkless.cli.procedure", "procedure")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:

@@ -1,0 +1,1 @@
+"""Measuring the migration: the procedure catalogue, roll-ups, dashboards, aggregates and OpenMetrics."""
