@@ -31,6 +31,7 @@ from inkless.pki.ca import NodeCA, NodeIdentity
 from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, load_master_key
 
 if TYPE_CHECKING:
+    from inkless.audit.witness import WitnessService
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.tokens import ApiTokenService
@@ -65,6 +66,7 @@ class Node:
     tokens: ApiTokenService | None = None
     mail: MailOutbox | None = None
     procedures: ProcedureCatalogue | None = None
+    witness: WitnessService | None = None
 
     @property
     def node_id(self) -> str:

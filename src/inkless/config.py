@@ -59,6 +59,10 @@ class Settings:
     public_requests_per_minute: int = 30
     audit_tally_seconds: int = 3600
     tree_head_interval_seconds: int = 60
+    # Witnessing (docs/audit.md): how often workers check and cosign pinned peers' tree heads; 0 = never.
+    audit_witness_interval_seconds: int = 300
+    # Where every signed tree head is also written, one file each, never overwritten (WORM); empty = nowhere.
+    audit_head_export_dir: Path = field(default=Path())
     max_message_bytes: int = 100 * 1024 * 1024
     # Request bodies (see inkless.web.limits and docs/deployment.md).
     verify_max_bytes: int = 50 * 1024 * 1024  # the public /verify and /api/v1/verify
@@ -213,6 +217,8 @@ def _validate(settings: Settings) -> None:
                  "mail_backoff_cap_seconds", "mail_poll_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
+    if settings.audit_witness_interval_seconds < 0:
+        raise ConfigurationError("audit_witness_interval_seconds must be 0 (off) or positive")
     for name in ("fax_tries", "fax_retry_interval_seconds", "fax_kill_time_minutes", "fax_poll_seconds"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
@@ -280,7 +286,7 @@ def load_settings(
     ):
         value = getattr(settings, key)
         repl[key] = root / (default if value == Path() else value)
-    for key in ("fax_sip_password_file", "smtp_password_file", "smtp_ca_file"):
+    for key in ("fax_sip_password_file", "smtp_password_file", "smtp_ca_file", "audit_head_export_dir"):
         if getattr(settings, key) != Path():
             repl[key] = root / getattr(settings, key)
     settings = dataclasses.replace(settings, **repl)

@@ -1,12 +1,15 @@
-"""Background work of the audit log: sign a tree head whenever new entries exist; tally anonymous traffic."""
+"""Background work of the audit log: sign a tree head whenever new entries exist, export it, witness peers'
+heads, tally anonymous traffic."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from inkless.app import Node
 from inkless.audit.log import TreeHead
 from inkless.audit.traffic import AnonymousTraffic
+from inkless.audit.witness import WitnessOutcome, export_head
 from inkless.workers import PeriodicTask, register
 
 log = logging.getLogger("inkless.audit")
@@ -20,7 +23,20 @@ def sign_tree_head_if_new(node: Node) -> TreeHead | None:
             return None
         head = node.audit.sign_tree_head(conn, node.pki)
     log.info("signed audit tree head: size %d, root %s", head.tree_size, head.root_hash.hex())
+    export_signed_head(node, head)
     return head
+
+
+def export_signed_head(node: Node, head: TreeHead) -> None:
+    """Write the head to ``audit_head_export_dir`` (if set), one file per head, never overwritten."""
+    folder = node.settings.audit_head_export_dir
+    if folder == Path():
+        return
+    try:
+        export_head(folder, head)
+    except OSError as exc:
+        # The head is signed and kept in the database; the copy is retried with the next head.
+        log.error("could not export tree head %d to %s: %s", head.tree_size, folder, exc)
 
 
 TREE_HEAD_TASK = register(
@@ -28,6 +44,27 @@ TREE_HEAD_TASK = register(
         name="audit.sign-tree-head",
         interval=lambda node: float(node.settings.tree_head_interval_seconds),
         run=sign_tree_head_if_new,
+    )
+)
+
+
+def witness_peers(node: Node) -> list[WitnessOutcome]:
+    """Check and cosign every pinned peer's latest tree head (see :mod:`inkless.audit.witness`)."""
+    if node.witness is None or node.settings.audit_witness_interval_seconds == 0:
+        return []
+    outcomes = node.witness.witness_all()
+    for o in outcomes:
+        if o.outcome in ("refused", "unreachable"):
+            log.warning("witnessing %s: %s: %s", o.peer, o.outcome, o.detail)
+    return outcomes
+
+
+WITNESS_TASK = register(
+    PeriodicTask(
+        name="audit.witness-peers",
+        # Off (0): look again in an hour whether the setting changed; it only changes with a restart anyway.
+        interval=lambda node: float(node.settings.audit_witness_interval_seconds or 3600),
+        run=witness_peers,
     )
 )
 

@@ -15,14 +15,31 @@ app.add_typer(proof_app, name="proof")
 
 
 @app.command("verify")
-def verify(data: DataOption = None, as_json: JsonOption = False) -> None:
-    """Recompute every entry, subtree and signed tree head; exit 5 naming the first bad one."""
-    with open_node(data) as node, node.db.read() as conn:
-        report = node.audit.verify(conn)
+def verify(
+    data: DataOption = None,
+    as_json: JsonOption = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not ask the witnesses; check only the cosignatures kept here.")
+    ] = False,
+) -> None:
+    """Recompute every entry, subtree and signed tree head, then compare the log with what its witnesses hold.
+
+    Exits 5 naming the first bad entry, or the witness whose cosigned head the log no longer contains.
+    """
+    from inkless.errors import AuditIntegrityError
+
+    with open_node(data) as node:
+        with node.db.read() as conn:
+            report = node.audit.verify(conn)
+        checks = node.witness.check_witnesses(online=not offline) if node.witness is not None else []
+    for check in checks:
+        if check.failed:
+            raise AuditIntegrityError(check.detail)
     if as_json:
         print_json({
             "ok": True, "entries": report.entries, "tree_heads": report.tree_heads,
             "root_hash": report.root_hash.hex(), "latest_head_size": report.latest_head_size,
+            "witnesses": [c.to_json() for c in checks],
         })
         return
     signed = (
@@ -33,6 +50,9 @@ def verify(data: DataOption = None, as_json: JsonOption = False) -> None:
         f"OK: {_plural(report.entries, 'entry', 'entries')}, {_plural(report.tree_heads, 'tree head')}, "
         f"root {report.root_hash.hex()} ({signed})"
     )
+    for check in checks:
+        size = f" at size {check.tree_size}" if check.tree_size is not None else ""
+        typer.echo(f"witness {check.witness}: {check.outcome}{size}" + (f" ({check.detail})" if check.detail else ""))
 
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
@@ -42,8 +62,12 @@ def _plural(count: int, one: str, many: str | None = None) -> str:
 @app.command("head")
 def head(data: DataOption = None, as_json: JsonOption = False) -> None:
     """Sign a tree head for the current size (unless the latest covers it) and print it."""
-    with open_node(data) as node, node.db.begin() as conn:
-        tree_head = node.audit.sign_tree_head(conn, node.pki)
+    from inkless.audit.tasks import export_signed_head
+
+    with open_node(data) as node:
+        with node.db.begin() as conn:
+            tree_head = node.audit.sign_tree_head(conn, node.pki)
+        export_signed_head(node, tree_head)
     value = tree_head.to_json()
     if as_json:
         print_json(value)
@@ -132,3 +156,48 @@ def proof_consistency(
     typer.echo("proof:" + ("" if value["consistency_path"] else " (empty: the sizes are equal)"))
     for h in value["consistency_path"]:
         typer.echo(f"  {h}")
+
+
+@app.command("witness")
+def witness(
+    data: DataOption = None,
+    as_json: JsonOption = False,
+    now: Annotated[
+        bool, typer.Option("--now", help="First run a witnessing round: check and cosign every peer's latest head.")
+    ] = False,
+) -> None:
+    """The witnesses of this node's log (newest head each cosigned, and when), and the peers this node witnesses."""
+    from datetime import datetime
+
+    with open_node(data) as node:
+        if node.witness is None:
+            raise typer.BadParameter("federation is not configured on this node")
+        outcomes = node.witness.witness_all() if now else []
+        status = node.witness.status()
+        if as_json:
+            print_json({**status, "round": [o.__dict__ for o in outcomes]} if now else status)
+            return
+
+        def when(value: str | None) -> str:
+            return shown_time(node, datetime.fromisoformat(value)) if value else ""
+
+        for o in outcomes:
+            typer.echo(f"{o.peer}: {o.outcome}" + (f" (size {o.tree_size})" if o.tree_size is not None else "")
+                       + (f": {o.detail}" if o.detail else ""))
+        typer.echo("Witnesses of this node's audit log:")
+        if status["witnesses"]:
+            print_table([(w["witness"], w["tree_size"], w["root_hash"][:16] + "…", when(w["cosigned_at"]))
+                         for w in status["witnesses"]], ["witness", "size", "root", "cosigned"])
+        else:
+            typer.echo("  none yet (peers cosign this node's heads when they witness it)")
+        typer.echo("Peers this node witnesses:")
+        rows = []
+        for p in status["witnessed"]:
+            refusal = p["refusals"][0] if p["refusals"] else None
+            state = f"REFUSED: {refusal['reason']}" if refusal else ("ok" if p["tree_size"] is not None else "not yet")
+            rows.append((p["peer"], p["tree_size"] if p["tree_size"] is not None else "", when(p["cosigned_at"]),
+                         state))
+        if rows:
+            print_table(rows, ["peer", "size", "cosigned", "state"])
+        else:
+            typer.echo("  none (no pinned peers)")

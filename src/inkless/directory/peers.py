@@ -627,4 +627,7 @@ def build_federation(node: Any) -> PeerService:
     )
     node.peers = peers
     node.transport = HttpTransport(peers)
+    from inkless.audit.witness import WitnessService
+
+    node.witness = WitnessService(node.db, settings.node_id, node.audit, peers, node.clock)
     return peers

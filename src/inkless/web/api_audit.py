@@ -179,3 +179,16 @@ def list_entries(
             raise HTTPException(status_code=400, detail=exc.message) from None
         total = node.audit.count(conn, **filters)
     return {"total": total, "start": start, "limit": limit, "entries": [e.to_json() for e in entries]}
+
+
+@router.get(
+    "/witnesses",
+    summary="Witnesses of this log, and the peers this node witnesses (administrators)",
+    dependencies=[Depends(require_admin)],
+    responses={401: {"description": "Not authenticated"}, 403: {"description": "Administrators only"}},
+)
+def witnesses(node: NodeDep) -> dict[str, Any]:
+    """Newest cosignature per witness; per pinned peer the newest head this node cosigned and its refusals."""
+    if node.witness is None:
+        return {"node_id": node.node_id, "witnesses": [], "witnessed": []}
+    return node.witness.status()

@@ -4,6 +4,8 @@
   request need not be signed, the answer is).
 - ``GET /directory``: the signed office directory; only for pinned peers (signed request).
 - ``POST /messages``: an envelope (body, CMS DER) for one of our offices; answers the receipt.
+- ``POST /audit/cosignatures``: a witness returns its cosignature of one of our tree heads.
+- ``GET /audit/witnessed/NODE``: the newest head of NODE that this node cosigned (pinned peers only).
 
 Every answer, errors included, is signed with the node key (RFC 9421, see
 :mod:`inkless.delivery.httpsig`). These routes use neither sessions nor CSRF
@@ -36,6 +38,7 @@ from inkless.delivery.transport_http import (
 )
 from inkless.directory.peers import PeerService
 from inkless.errors import (
+    AuthenticationError,
     ConflictError,
     EnvelopeError,
     InklessError,
@@ -212,3 +215,61 @@ async def receive_message(request: Request) -> Response:
             return _error(request, node, status, "the node could not store the message; try again later")
         return _error(request, node, status, str(exc))
     return _answer(request, node, 200, receipt, RECEIPT_MEDIA_TYPE)
+
+
+@router.post("/audit/cosignatures", summary="A pinned peer returns its cosignature of one of this node's tree heads")
+async def receive_cosignature(request: Request) -> Response:
+    """Body: the cosignature (JSON, see docs/audit.md); signed request by the witness. Answers 201."""
+    node = get_node(request)
+    peers = _peers(node)
+    if (refused := await _strangers_wait(request, node)) is not None:
+        return refused
+    try:
+        body = await _read_body(request, SMALL_BODY_LIMIT)
+        witness_id = await run_in_threadpool(
+            peers.verify_request, "POST", target_uri(node, request), dict(request.headers.items()), body, (),
+            client_address(request),
+        )
+    except _TooLarge:
+        return _error(request, node, 413, f"a cosignature is at most {SMALL_BODY_LIMIT} bytes")
+    except SignatureError as exc:
+        return _error(request, node, 401, str(exc))
+    if node.witness is None:
+        return _error(request, node, 503, "witnessing is not available on this node")
+    try:
+        document = json.loads(body)
+        cosignature = await run_in_threadpool(node.witness.accept_cosignature, witness_id, document)
+    except (ValueError, UnicodeDecodeError):
+        return _error(request, node, 422, "the cosignature is not JSON")
+    except ValidationError as exc:
+        return _error(request, node, 422, str(exc))
+    except AuthenticationError as exc:
+        return _error(request, node, 422, str(exc))
+    except ConflictError as exc:
+        return _error(request, node, 409, str(exc))
+    return _json(request, node, 201, {"witness": witness_id, "tree_size": cosignature.tree_size})
+
+
+@router.get("/audit/witnessed/{log_id}", summary="The newest tree head of a node that this node cosigned")
+async def witnessed_head(request: Request, log_id: str) -> Response:
+    """Pinned peers only (signed request): lets a node compare its log with what its witnesses hold."""
+    node = get_node(request)
+    peers = _peers(node)
+    if (refused := await _strangers_wait(request, node)) is not None:
+        return refused
+    try:
+        body = await _read_body(request, SMALL_BODY_LIMIT)
+        await run_in_threadpool(
+            peers.verify_request, "GET", target_uri(node, request), dict(request.headers.items()), body, (),
+            client_address(request),
+        )
+    except _TooLarge:
+        return _error(request, node, 413, "this request has no body")
+    except SignatureError as exc:
+        return _error(request, node, 401, str(exc))
+    if node.witness is None:
+        return _error(request, node, 503, "witnessing is not available on this node")
+    cosignature = await run_in_threadpool(node.witness.newest_witnessed, log_id[:64])
+    if cosignature is None:
+        return _error(request, node, 404, f"this node has witnessed no tree head of {log_id[:64]!r}")
+    return _json(request, node, 200, cosignature.to_json())
