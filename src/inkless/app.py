@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from inkless.fax.service import FaxService
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
+    from inkless.pickup.service import PickupService
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
@@ -67,6 +68,7 @@ class Node:
     mail: MailOutbox | None = None
     procedures: ProcedureCatalogue | None = None
     witness: WitnessService | None = None
+    pickup: PickupService | None = None
 
     @property
     def node_id(self) -> str:
@@ -134,6 +136,10 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.delivery.service import build_delivery
 
     node.delivery = build_delivery(node)
+    from inkless.pickup.service import build_pickup
+
+    node.pickup = build_pickup(node)
+    node.delivery.pickup = node.pickup
     from inkless.seals.sealing import build_sealing
 
     node.sealing = build_sealing(node)

@@ -121,6 +121,7 @@ class Settings:
     mail_backoff_base_seconds: int = 60
     mail_backoff_cap_seconds: int = 3600
     mail_poll_seconds: int = 2
+    pickup_expiry_days: int = 7  # how long a secure-pickup link works (offices may set their own)
 
     @property
     def backend(self) -> str:
@@ -214,7 +215,7 @@ def _validate(settings: Settings) -> None:
                  "body_login_max_bytes", "body_max_bytes", "body_timeout_seconds", "body_min_rate_bytes",
                  "form_max_parts", "form_field_max_bytes", "uploads_in_flight", "max_connections",
                  "smtp_timeout_seconds", "mail_expiry_hours", "mail_backoff_base_seconds",
-                 "mail_backoff_cap_seconds", "mail_poll_seconds"):
+                 "mail_backoff_cap_seconds", "mail_poll_seconds", "pickup_expiry_days"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
     if settings.audit_witness_interval_seconds < 0:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` star
     from inkless.delivery.faxnote import FaxNote
     from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
     from inkless.delivery.service import DeliveryService
+    from inkless.pickup.service import PickupStatus
 
 message_app = typer.Typer(help="One message: show, status, export.", no_args_is_help=True)
 list_app = typer.Typer(help="Distribution lists (broadcast).", no_args_is_help=True)
@@ -71,6 +72,17 @@ def _status_json(s: RecipientStatus, gettext: Callable[[str], str] = str) -> dic
             "fax_decision": _note_json(s.fax_decision, gettext), "fax_outcome": _note_json(s.fax_outcome, gettext)}
 
 
+def _pickup_json(p: PickupStatus) -> dict[str, Any]:
+    """An e-mail recipient (secure pickup): its state and the time of each step, in UTC."""
+    return {"recipient": p.recipient, "kind": "email", "state": p.state, "pickup_id": p.id,
+            "created_at": _iso(p.created_at), "expires_at": _iso(p.expires_at),
+            "notified_at": _iso(p.notified_at), "opened_at": _iso(p.opened_at),
+            "downloaded_at": _iso(p.downloaded_at), "replied_at": _iso(p.replied_at),
+            "bounced_at": _iso(p.bounced_at), "bounce_detail": p.bounce_detail,
+            "revoked_at": _iso(p.revoked_at), "locked_at": _iso(p.locked_at), "expired": p.expired,
+            "replies": [{"name": r.name, "size": r.size, "received_at": _iso(r.received_at)} for r in p.replies]}
+
+
 def _item_json(i: InboxItem) -> dict[str, Any]:
     return {"message_id": i.message_id, "office": i.office, "from": i.sender, "subject": i.subject,
             "classification": i.classification, "priority": i.priority, "received_at": _iso(i.received_at),
@@ -92,17 +104,23 @@ def send(
     files: Annotated[list[Path], typer.Argument(help="Documents to send (PDF or any other file).")],
     from_office: Annotated[str, typer.Option("--from", help="Sending office code.")],
     subject: Annotated[str, typer.Option("--subject", help="Subject (件名).")],
-    to: Annotated[str | None, typer.Option("--to", help="Recipient addresses office@node, comma-separated.")] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="Recipients, comma-separated: offices (office@node) or e-mail addresses (secure pickup).")] = None,
     lists: Annotated[list[str] | None, typer.Option("--list", help="A distribution list (repeatable).")] = None,
     classification: Annotated[int, typer.Option("--classification", help="0 公開, 1 内部, 2 秘, 3 極秘.")] = 0,
     priority: Annotated[str, typer.Option("--priority", help="normal or urgent.")] = "normal",
     procedure: Annotated[str | None, typer.Option("--procedure", help="Procedure code.")] = None,
     reply_to: Annotated[str | None, typer.Option("--reply-to", help="Message id this answers.")] = None,
+    confirm: Annotated[bool, typer.Option(
+        "--confirm", help="Confirm that a classification 1 document may go to the e-mail addresses.")] = False,
+    mobile: Annotated[list[str] | None, typer.Option(
+        "--mobile", help="ADDRESS=NUMBER: the e-mail recipient's mobile number (the code is then shown to the "
+                         "sender to read out). Repeatable.")] = None,
     as_login: AsOption = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Send documents to offices (prints the message id); delivery happens in the background."""
+    """Send documents to offices or e-mail addresses (prints the message id); delivery happens in the background."""
     from inkless.delivery.service import NewDocument
 
     docs = []
@@ -112,9 +130,15 @@ def send(
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         docs.append(NewDocument(path.name, path.read_bytes(), ctype))
     addresses = [a.strip() for a in (to or "").split(",") if a.strip()]
+    mobiles = {}
+    for item in mobile or []:
+        address, sep, number = item.partition("=")
+        if not sep or not address.strip() or not number.strip():
+            raise ValidationError(f"--mobile {item!r}: expected ADDRESS=NUMBER, e.g. taro@example.co.jp=090-1234-5678")
+        mobiles[address.strip()] = number.strip()
     with open_node(data) as node:
         message_id = _svc(node).send(as_login, from_office, addresses, lists or [], subject, docs,
-                                     classification, priority, procedure, reply_to)
+                                     classification, priority, procedure, reply_to, confirm=confirm, mobiles=mobiles)
     if as_json:
         print_json({"message_id": message_id})
     else:
@@ -176,13 +200,17 @@ def message_status(
     with open_node(data) as node:
         gettext = _gettext(node, lang)
         rows = _svc(node).status(message_id, as_login)
+        pickups = node.pickup.statuses(message_id, as_login) if node.pickup is not None else []
     if as_json:
-        print_json([_status_json(s, gettext) for s in rows])
+        print_json([_status_json(s, gettext) for s in rows] + [_pickup_json(p) for p in pickups])
         return
     print_table([(s.recipient, s.state, s.attempts, shown_time(node, s.delivered_at or s.next_attempt_at),
                   s.last_error or (s.fax_outcome.detail if s.fax_outcome else None) or "",
                   " ".join(n.render(gettext) for n in (s.fax_decision, s.fax_outcome) if n is not None))
-                 for s in rows], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON", "FAX"])
+                 for s in rows] +
+                [(p.recipient, p.state, "", shown_time(node, p.states[-1][1] if p.states else p.created_at),
+                  p.bounce_detail or "", " ".join(f"{state} {shown_time(node, at)}" for state, at in p.states))
+                 for p in pickups], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON", "EVENTS"])
 
 
 @message_app.command("export")

@@ -8,7 +8,7 @@ sender's status pages need (recipient, kind, reference, state, times, the server
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Column, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
 
 from inkless.db.tables import metadata
 from inkless.db.types import UTCDateTime
@@ -39,3 +39,13 @@ mail_outbox = Table(
 )
 Index("ix_mail_outbox_state_next_attempt_at", mail_outbox.c.state, mail_outbox.c.next_attempt_at)
 Index("ix_mail_outbox_ref", mail_outbox.c.ref)
+
+# A user's optional e-mail notice of new inbox items (issue: 新着文書があります + a link, no content).
+user_mail_notices = Table(
+    "user_mail_notices",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id"), primary_key=True),
+    Column("address", String(254), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

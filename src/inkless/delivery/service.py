@@ -12,11 +12,11 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from sqlalchemy import Connection, Row, delete, insert, select, update
@@ -72,6 +72,9 @@ from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertPurpose
 from inkless.text import UnsafeTextError, check_text
 
+if TYPE_CHECKING:
+    from inkless.pickup.service import PickupService
+
 log = logging.getLogger("inkless.delivery")
 
 LIST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -123,6 +126,8 @@ class DeliveryService:
         self.node_id = settings.node_id
         self._key_cache: dict[int, tuple[Any, x509.Certificate]] = {}
         self._cache_lock = threading.Lock()
+        # Secure pickup (e-mail recipients), set by the composition root when the node has it.
+        self.pickup: PickupService | None = None
 
     # --- actors --------------------------------------------------------------------------
 
@@ -149,11 +154,19 @@ class DeliveryService:
         priority: str = "normal",
         procedure_code: str | None = None,
         reply_to: str | None = None,
+        *,
+        confirm: bool = False,
+        mobiles: Mapping[str, str] | None = None,
     ) -> str:
-        """Encrypt, sign and queue a message for every recipient; returns the message id."""
+        """Encrypt, sign and queue a message for every recipient; returns the message id.
+
+        Addresses with a dotted domain (``taro@example.co.jp``) are e-mail recipients: they get a pickup
+        link (see inkless.pickup), classification 1 only with ``confirm``, never 2 or 3. ``mobiles`` maps
+        an e-mail address to a mobile number (the clerk may then read the code out on the phone).
+        """
         actor = self.actor(sender_login)
         return self._send(actor, from_office, to, list_names, subject, documents, classification, priority,
-                          procedure_code, reply_to)
+                          procedure_code, reply_to, confirm=confirm, mobiles=mobiles)
 
     def _send(
         self,
@@ -167,6 +180,9 @@ class DeliveryService:
         priority: str,
         procedure_code: str | None,
         reply_to: str | None,
+        *,
+        confirm: bool = False,
+        mobiles: Mapping[str, str] | None = None,
     ) -> str:
         subject = check_text(subject, "subject").strip()
         if not subject or len(subject) > 200:
@@ -189,8 +205,17 @@ class DeliveryService:
             names.add(doc.name)
         self.check_size(sum(len(d.data) for d in documents))
         office = self._directory.office(from_office)
-        recipients = self._resolve(to, list_names)
+        from inkless.pickup.service import NewPickup, check_mobile, split_recipients
+
+        office_to, email_to = split_recipients(to)
+        recipients = self._resolve(office_to, list_names) if office_to or list_names or not email_to else []
         check_send(actor, office.code, classification, recipients)
+        new_pickups = [NewPickup(a, check_mobile((mobiles or {}).get(a))) for a in dict.fromkeys(email_to)]
+        if new_pickups:
+            if self.pickup is None or not self.pickup.node.mail or not self.pickup.node.mail.enabled:
+                raise ValidationError("this node sends no e-mail (smtp_url is not set): "
+                                      "it cannot send to an e-mail address")
+            self.pickup.check(actor, office.code, classification, new_pickups, confirm)
 
         message_id = str(uuid.uuid4())
         now = self._clock.now()
@@ -212,16 +237,22 @@ class DeliveryService:
                 subject_enc=self._box.seal(subject.encode(), _subject_context(message_id)),
                 envelope_sha256=digest, envelope_size=len(envelope), document_count=len(docs), created_at=now,
             ))
-            conn.execute(insert(outbox), [
-                {"message_id": message_id, "recipient": r.address, "node_id": r.node_id,
-                 "priority": PRIORITY_RANK[priority], "state": "queued", "attempts": 0, "next_attempt_at": now,
-                 "last_error": None, "expires_at": expires, "updated_at": now}
-                for r in recipients
-            ])
+            if recipients:
+                conn.execute(insert(outbox), [
+                    {"message_id": message_id, "recipient": r.address, "node_id": r.node_id,
+                     "priority": PRIORITY_RANK[priority], "state": "queued", "attempts": 0, "next_attempt_at": now,
+                     "last_error": None, "expires_at": expires, "updated_at": now}
+                    for r in recipients
+                ])
+            if new_pickups:
+                assert self.pickup is not None
+                self.pickup.record(conn, message_id=message_id, office_id=office.id, office_code=office.code,
+                                   sender_login=actor.login, subject=subject, recipients=new_pickups, now=now)
             self._audit.record(conn, AuditEvent(
                 actor=actor.login, action="message.sent", object_type="message", object_id=message_id,
                 digests={"envelope": digest},
                 details={"from": sender, "recipients": [r.address for r in recipients],
+                         "email_recipients": len(new_pickups),
                          "classification": classification, "priority": priority,
                          "documents": len(docs), "size": len(envelope), "reply_to": reply_to},
             ), at=now)

@@ -7,6 +7,7 @@ probed —, MessageTooLargeError 413, ValidationError 422).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -228,7 +229,11 @@ _FORM_SCHEMA = {
     "required": ["files", "subject"],
     "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-        "to": {"type": "string", "description": "office@node addresses, comma-separated (or repeat the field)"},
+        "to": {"type": "string", "description": "office@node or e-mail addresses (secure pickup), comma-separated "
+                                                "(or repeat the field)"},
+        "confirm_external": {"type": "boolean", "default": False,
+                             "description": "confirm that a classification 1 document may go to e-mail addresses"},
+        "mobile": {"type": "string", "description": "ADDRESS=NUMBER, repeatable: an e-mail recipient's mobile number"},
         "list": {"type": "array", "items": {"type": "string"}, "description": "distribution list names"},
         "subject": {"type": "string", "maxLength": 200},
         "classification": {"type": "integer", "minimum": 0, "maximum": 3, "default": 0},
@@ -275,18 +280,21 @@ async def send_message(
     request: Request, caller: CallerDep, node: NodeDep, gettext: GettextDep,
 ) -> SentOut:
     """Send documents from the caller's office: multipart/form-data with ``files`` (one or more), ``to``
-    (comma-separated or repeated office@node), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
+    (comma-separated or repeated office@node, or e-mail addresses for secure pickup, with ``confirm_external``
+    for classification 1 and optional ``mobile``), ``list`` (repeatable), ``subject``, ``classification`` (0-3),
     ``priority`` (normal/urgent), optional ``procedure_code`` and ``reply_to``.
 
     The body is streamed to temporary files and refused with 413 as soon as it passes the size limit.
     """
     svc = _svc(node)
     fields, to, lists, classification, docs = await _read_upload(request, svc)
-    message_id = await run_in_threadpool(
+    mobiles = dict(m.split("=", 1) for m in fields.get("mobile", "").split(",") if "=" in m)
+    message_id = await run_in_threadpool(functools.partial(
         svc.send, caller.user.login, caller.office.code, to, lists, fields.get("subject", ""), docs,
         classification, fields.get("priority", "normal"), fields.get("procedure_code") or None,
-        fields.get("reply_to") or None,
-    )
+        fields.get("reply_to") or None, confirm=fields.get("confirm_external", "").lower() in ("1", "true", "yes"),
+        mobiles={k.strip(): v.strip() for k, v in mobiles.items()},
+    ))
     statuses = await run_in_threadpool(svc.status, message_id, caller.user.login)
     return SentOut(message_id=message_id, recipients=[_status_out(s, gettext) for s in statuses])
 

@@ -132,6 +132,7 @@ def create_app(node: Node) -> FastAPI:
         (api_routes.router, API_PREFIX),
         (pages_routes.router, ""),
         (pages_sessions.router, ""),
+        (_optional_router("inkless.web.pages_pickup"), ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

@@ -44,6 +44,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UPLOAD_ROUTES = (
     "/api/v1/messages", "/api/v1/messages/{id}/reply", "/compose", "/fax/send", "/api/v1/fax/jobs",
     "/routes", "/api/v1/routes", "/api/v1/seal", "/federation/v1/messages",
+    "/p/{id}/reply",  # files a pickup recipient sends back
 )
 # The public seal verification: anyone may call it, so it has its own, smaller limit.
 VERIFY_ROUTES = ("/verify", "/api/v1/verify")

@@ -8,6 +8,7 @@ shown on the compose form, which keeps what the user typed.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ class ComposeForm:
     procedure_code: str = ""
     reply_to: str = ""
     forward: str = ""
+    mobile: str = ""
+    confirm_external: bool = False
 
 
 def delivery_of(node: Node) -> DeliveryService:
@@ -231,6 +234,11 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
         })
     meta = opened.metadata
     book = AddressBook(node)
+    from inkless.web.pages_pickup import STATE_LABELS as PICKUP_LABELS
+    from inkless.web.pages_pickup import sender_view
+
+    pickups = (await run_in_threadpool(sender_view, node, message_id, caller.user.login)
+               if opened.copy == "sent" else [])
     return render.render(
         request, "delivery_message.html", message=meta, opened=opened, documents=documents, book=book,
         received_at=info.received_at if isinstance(info, InboxItem) else None,
@@ -238,6 +246,7 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
         fax_first=info.fax_first if isinstance(info, InboxItem) else None,
         fax_copy=info.fax_copy_message_id if isinstance(info, InboxItem) else None,
         can_reply=opened.copy == "received" and opened.authenticated, preview_pages=PREVIEW_PAGES,
+        pickups=pickups, pickup_labels=PICKUP_LABELS,
         notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
         else None,
         **_common(caller, "sent" if opened.copy == "sent" else "inbox"),
@@ -324,12 +333,22 @@ def _field(values: dict[str, str], name: str, limit: int) -> str:
     return values.get(name, "")[:limit]
 
 
+EMAIL_CLASSIFIED = N_("Documents of classification 2 (秘) and 3 (極秘) never leave the government: they cannot be "
+                      "sent to an e-mail address. The attempt was recorded.")
+EMAIL_CONFIRM = N_("This document is internal (classification 1). Tick the confirmation to send it to an e-mail "
+                   "address.")
+
+
 def _error_text(render: Renderer, request: Request, node: Node, exc: InklessError) -> tuple[str, str | None]:
     """A translated headline for a refused send, and the service's own detail beneath it."""
     if isinstance(exc, MessageTooLargeError):
         return render.gettext(request, TOO_LARGE) % {"limit": _size(node.settings.max_message_bytes)}, exc.message
     if isinstance(exc, NotFoundError):
         return render.gettext(request, UNKNOWN_RECIPIENT), exc.message
+    if isinstance(exc, PolicyError) and "never leaves the government" in exc.message:
+        return render.gettext(request, EMAIL_CLASSIFIED), None
+    if isinstance(exc, PolicyError) and "needs a confirmation" in exc.message:
+        return render.gettext(request, EMAIL_CONFIRM), None
     if isinstance(exc, PolicyError):
         lead = NOT_PINNED if "pinned" in exc.message else NOT_ALLOWED
         return render.gettext(request, lead), exc.message
@@ -363,6 +382,7 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
             priority=_field(values, "priority", 20) or "normal",
             procedure_code=_field(values, "procedure_code", 100).strip(),
             reply_to=_field(values, "reply_to", 64), forward=_field(values, "forward", 64),
+            mobile=_field(values, "mobile", 40).strip(), confirm_external=values.get("confirm_external") == "1",
         )
         error: str | None = None
         try:
@@ -407,9 +427,10 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
                 svc.reply, form.reply_to, login, form.subject or None, documents, form.classification,
                 form.priority, office)
         else:
-            new_id = await run_in_threadpool(
+            mobiles = {a: form.mobile for a in to if "@" in a and "." in a.rpartition("@")[2]} if form.mobile else {}
+            new_id = await run_in_threadpool(functools.partial(
                 svc.send, login, office, to, form.lists, form.subject, documents, form.classification,
-                form.priority, form.procedure_code or None, None)
+                form.priority, form.procedure_code or None, None, confirm=form.confirm_external, mobiles=mobiles))
     except InklessError as exc:
         if exc.http_status >= 500:
             raise

@@ -1,0 +1,1 @@
+"""Secure pickup: documents sent to an e-mail address are fetched from the node, never attached (脱PPAP)."""

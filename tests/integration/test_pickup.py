@@ -1,0 +1,293 @@
+"""Secure pickup end to end over HTTP, with the mails read from a real Postfix: a clerk sends sealed PDFs to an
+e-mail address; the notice carries a link and no attachment; the code mail opens the link; the downloads verify;
+a reply threads into the sender's view with JST times. Refusals: classification 2, 不達 from Postfix, wrong codes,
+an expired link, another recipient's link."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import func, select
+
+from inkless import timefmt
+from inkless.app import Node, init_node
+from inkless.clock import FixedClock
+from inkless.config import load_settings
+from inkless.db.tables import audit_entries
+from inkless.db.tables_mail import mail_outbox
+from inkless.db.tables_pickup import pickups
+from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.seals.imprint import SealKind
+from inkless.seals.model import SealPlacement
+from inkless.web.app import create_app
+from tests.helpers.postfix import PrivatePostfix, postfix_available, running_postfix
+from tests.helpers.seals import sample_pdf
+from tests.helpers.web import TestClient, browser_login
+
+pytestmark = pytest.mark.skipif(postfix_available() is not None, reason=str(postfix_available()))
+
+BASE = "http://testserver"
+LINK = re.compile(r"http://testserver(/p/[A-Za-z0-9_-]{43})")
+
+
+@pytest.fixture(scope="module")
+def postfix() -> Iterator[PrivatePostfix]:
+    with running_postfix(tls=True) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def clock() -> FixedClock:
+    return FixedClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, postfix: PrivatePostfix, clock: FixedClock) -> Iterator[Node]:
+    folder = tmp_path_factory.mktemp("pickup") / "node"
+    settings = load_settings(folder, env={}, overrides={
+        "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "base_url": BASE, "workers": False,
+        "smtp_url": postfix.smtp_url, "smtp_ca_file": str(postfix.ca_file),
+        "smtp_from": "法務省 <no-reply@moj.example.go.jp>", "public_requests_per_minute": 1000,
+    })
+    n = init_node(settings, clock)
+    create_demo(n.directory)
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+@pytest.fixture(scope="module")
+def sealed(node: Node) -> list[bytes]:
+    assert node.sealing is not None
+    return [node.sealing.seal(sample_pdf(pages), "tanaka", SealKind.PERSONAL,
+                              SealPlacement(page=1, box=(400, 600, 460, 660)), actor="tanaka") for pages in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def app(node: Node) -> object:
+    return create_app(node)
+
+
+def clerk(app: object, node: Node, login: str = "tanaka") -> tuple[TestClient, str]:
+    session = browser_login(node, login)
+    client = TestClient(app)  # type: ignore[arg-type]
+    client.cookies.set("inkless_session", session.cookie)
+    return client, session.csrf
+
+
+def address(prefix: str = "taro") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.co.jp"
+
+
+def send(app: object, node: Node, to: str, docs: list[bytes], classification: int = 0, login: str = "tanaka",
+         **extra: str) -> tuple[int, str]:
+    client, csrf = clerk(app, node, login)
+    files = [("files", (f"書類{i + 1}.pdf", d, "application/pdf")) for i, d in enumerate(docs)]
+    r = client.post("/compose", data={"csrf_token": csrf, "to": to, "subject": "住民票の写しの送付",
+                                      "classification": str(classification), "priority": "normal", **extra},
+                    files=files, follow_redirects=False)
+    return r.status_code, r.headers.get("location", "") if r.status_code == 303 else r.text
+
+
+def pump(node: Node) -> None:
+    assert node.mail is not None
+    while node.mail.deliver_due().total:
+        pass
+
+
+def link_of(mail: EmailMessage) -> str:
+    body = mail.get_body(("plain",))
+    assert body is not None
+    found = LINK.search(body.get_content())
+    assert found, body.get_content()
+    return found.group(1)
+
+
+def code_of(mail: EmailMessage) -> str:
+    body = mail.get_body(("plain",))
+    assert body is not None
+    found = re.search(r"確認コード: (\d{6})", body.get_content())
+    assert found
+    return found.group(1)
+
+
+def ask_code(public: TestClient, postfix: PrivatePostfix, node: Node, path: str, to: str, count: int) -> str:
+    r = public.post(f"{path}/code")
+    assert r.status_code == 200 and "確認コードを送りました" in r.text
+    pump(node)
+    mails = postfix.wait_for(to, count=count)
+    assert "確認コード" in str(mails[-1]["Subject"])
+    return code_of(mails[-1])
+
+
+def actions(node: Node, pickup_id: int) -> list[str]:
+    with node.db.read() as conn:
+        return [r.action for r in conn.execute(select(audit_entries.c.action).where(
+            audit_entries.c.object_type == "pickup", audit_entries.c.object_id == str(pickup_id))
+            .order_by(audit_entries.c.idx)).all()]
+
+
+def test_a_clerk_sends_two_sealed_pdfs_to_an_email_address_and_follows_every_step(
+        app: object, node: Node, postfix: PrivatePostfix, sealed: list[bytes], clock: FixedClock) -> None:
+    to = address()
+    status, location = send(app, node, to, sealed)
+    assert status == 303, location
+    message_id = location.split("/messages/")[1].split("?")[0]
+
+    # The notice: Japanese subject naming the office, a link, the expiry in JST, no attachment, a Message-ID.
+    pump(node)
+    [notice] = postfix.wait_for(to)
+    assert str(notice["Subject"]) == "【法務省 民事局】文書のお受け取りのご案内 / Documents for you"
+    assert notice["Message-ID"] and notice["Message-ID"].endswith("@moj.example.go.jp>")
+    assert list(notice.iter_attachments()) == []
+    assert [p.get_content_type() for p in notice.iter_parts()] == ["text/plain", "text/html"]
+    text = notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "件名: 住民票の写しの送付" in text
+    with node.db.read() as conn:
+        [row] = conn.execute(select(pickups).where(pickups.c.message_id == message_id)).all()
+    assert f"受け取り期限: {timefmt.format_datetime(row.expires_at, 'ja', node.settings.tz)}" in text
+    assert "JST" in text and (row.expires_at - row.created_at).days == 7
+    path = link_of(notice)
+    assert row.token_hash != path.rsplit("/", 1)[1] and len(row.token_hash) == 64  # only the hash is stored
+
+    # The recipient opens the link on a phone: code page, code mail, documents.
+    public = TestClient(app)  # type: ignore[arg-type]
+    page = public.get(path)
+    assert page.status_code == 200 and "文書の受け取り" in page.text and "住民票" not in page.text
+    clock.advance(minutes=3)
+    code = ask_code(public, postfix, node, path, to, 2)
+    opened = public.post(f"{path}/open", data={"code": code}, follow_redirects=False)
+    assert opened.status_code == 303
+    page = public.get(path)
+    assert "住民票の写しの送付" in page.text and "書類1.pdf" in page.text and "書類2.pdf" in page.text
+    clock.advance(minutes=2)
+    for number, original in enumerate(sealed, start=1):
+        download = public.get(f"{path}/documents/{number}")
+        assert download.status_code == 200 and download.content == original
+        verdict = public.post("/api/v1/verify", files={"file": ("d.pdf", download.content, "application/pdf")})
+        assert verdict.json()["indication"] == "PASSED"
+
+    # The recipient replies with a file: it threads into the sender's view of the message.
+    clock.advance(minutes=5)
+    reply = public.post(f"{path}/reply", data={"comment": "受け取りました。申請書を返送します。"},
+                        files=[("files", ("申請書.pdf", sample_pdf(), "application/pdf"))], follow_redirects=False)
+    assert reply.status_code == 303
+    assert "ファイルを送付元の機関に送りました" in public.get(reply.headers["location"]).text
+
+    sender, _ = clerk(app, node)
+    view = sender.get(f"/messages/{message_id}").text
+    with node.db.read() as conn:
+        row = conn.execute(select(pickups).where(pickups.c.message_id == message_id)).one()
+    tz = node.settings.tz
+    for label, at in (("通知済み", row.notified_at), ("開封", row.opened_at), ("ダウンロード", row.downloaded_at),
+                      ("返信", row.replied_at)):
+        assert at is not None
+        assert f"{label} {timefmt.format_datetime(at, 'ja', tz)}" in view
+    assert row.opened_at < row.downloaded_at < row.replied_at
+    assert "申請書.pdf" in view and "受け取りました。申請書を返送します。" in view
+    reply_link = re.search(r'href="(/pickups/replies/\d+)"', view)
+    assert reply_link and sender.get(reply_link.group(1)).content.startswith(b"%PDF-")
+    assert actions(node, row.id) == ["pickup.created", "pickup.code_sent", "pickup.opened", "pickup.downloaded",
+                                     "pickup.downloaded", "pickup.replied"]
+
+
+def test_classification_2_is_refused_and_audited_and_1_needs_a_confirmation(
+        app: object, node: Node, postfix: PrivatePostfix) -> None:
+    to = address()
+    with node.db.read() as conn:
+        before = conn.execute(select(func.count()).select_from(mail_outbox)).scalar_one()
+    status, body = send(app, node, to, [sample_pdf()], classification=2, login="suzuki")
+    assert status == 403
+    assert "秘（2）・極秘（3）の文書は行政機関の外に出せないため、メールアドレスには送れません。" in body
+    status, body = send(app, node, to, [sample_pdf()], classification=1)
+    assert status == 403 and "確認の欄にチェックを入れてください" in body
+    with node.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(mail_outbox)).scalar_one() == before
+        refused = conn.execute(select(audit_entries.c.idx).where(audit_entries.c.action == "pickup.refused")
+                               .order_by(audit_entries.c.idx)).all()
+    assert len(refused) >= 2
+    status, location = send(app, node, to, [sample_pdf()], classification=1, confirm_external="1")
+    assert status == 303, location
+
+
+def test_a_recipient_postfix_refuses_is_shown_as_undeliverable(app: object, node: Node,
+                                                                postfix: PrivatePostfix) -> None:
+    to = address("bounce")
+    status, location = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    pump(node)
+    sender, _ = clerk(app, node)
+    view = sender.get(location.split("?")[0]).text
+    assert 'data-state="bounced"' in view and "不達" in view and "550 5.1.1" in view
+    assert postfix.messages(to) == []
+
+
+def test_five_wrong_codes_lock_the_link_until_the_clerk_unlocks_it(
+        app: object, node: Node, postfix: PrivatePostfix) -> None:
+    to = address()
+    status, location = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    pump(node)
+    path = link_of(postfix.wait_for(to)[0])
+    public = TestClient(app)  # type: ignore[arg-type]
+    code = ask_code(public, postfix, node, path, to, 2)
+    wrong = "000000" if code != "000000" else "111111"
+    for attempt in range(1, 6):
+        r = public.post(f"{path}/open", data={"code": wrong})
+        assert r.status_code == 422
+        if attempt < 5:
+            assert "確認コードが違うか" in r.text
+    assert "5回間違えたため、このリンクはロックされました" in r.text
+    r = public.post(f"{path}/open", data={"code": code})  # even the right code no longer opens it
+    assert r.status_code == 422 and "ロックされました" in r.text
+    assert public.get(f"{path}/documents/1").status_code == 404
+    with node.db.read() as conn:
+        pickup_id = conn.execute(select(pickups.c.id).where(pickups.c.recipient == to)).scalar_one()
+    assert actions(node, pickup_id)[-2:] == ["pickup.code_failed", "pickup.locked"]
+    # The clerk sees it locked, and unlocks it; a fresh code then works.
+    sender, csrf = clerk(app, node)
+    message_page = location.split("?")[0]
+    assert "ロック中" in sender.get(message_page).text
+    assert sender.post(f"/pickups/{pickup_id}/reopen", data={"csrf_token": csrf, "message_id": message_page[10:]},
+                       follow_redirects=False).status_code == 303
+    code = ask_code(public, postfix, node, path, to, 3)
+    assert public.post(f"{path}/open", data={"code": code}, follow_redirects=False).status_code == 303
+
+
+def test_an_expired_link_and_another_recipients_link_do_not_open(
+        app: object, node: Node, postfix: PrivatePostfix, clock: FixedClock) -> None:
+    first, second = address(), address()
+    status, _ = send(app, node, f"{first}, {second}", [sample_pdf()])
+    assert status == 303
+    pump(node)
+    path_a, path_b = link_of(postfix.wait_for(first)[0]), link_of(postfix.wait_for(second)[0])
+    public = TestClient(app)  # type: ignore[arg-type]
+    code_a = ask_code(public, postfix, node, path_a, first, 2)
+    # A's code on B's link is wrong, and A's session cookie does not open B's documents.
+    assert public.post(f"{path_b}/open", data={"code": code_a}).status_code == 422
+    assert public.post(f"{path_a}/open", data={"code": code_a}, follow_redirects=False).status_code == 303
+    session = public.cookies.get("inkless_pickup")
+    assert session
+    other = TestClient(app)  # type: ignore[arg-type]
+    other.cookies.set("inkless_pickup", session)
+    r = other.get(f"{path_b}/documents/1")
+    assert r.status_code == 404 and "このリンクは使えません" in r.text
+    # An unknown link answers exactly like a real one.
+    unknown = "/p/" + "A" * 43
+    assert other.post(f"{unknown}/code").text.replace(unknown, "") == other.post(f"{path_b}/code").text.replace(
+        path_b, "")
+    # After the lifetime (7 days) the link is closed, and the sender sees 期限切れ.
+    clock.advance(days=8)
+    assert public.get(f"{path_a}/documents/1").status_code == 404
+    r = public.post(f"{path_b}/open", data={"code": "123456"})
+    assert r.status_code == 422 and "確認コードが違うか、有効期限が切れています" in r.text
+    sender, _ = clerk(app, node)
+    with node.db.read() as conn:
+        message_id = conn.execute(select(pickups.c.message_id).where(pickups.c.recipient == first)).scalar_one()
+    assert "期限切れ" in sender.get(f"/messages/{message_id}").text
