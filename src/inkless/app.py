@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
+    from inkless.mail.notices import InboxNotices
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
     from inkless.pickup.service import PickupService
@@ -69,6 +70,7 @@ class Node:
     procedures: ProcedureCatalogue | None = None
     witness: WitnessService | None = None
     pickup: PickupService | None = None
+    notices: InboxNotices | None = None
 
     @property
     def node_id(self) -> str:
@@ -140,6 +142,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
 
     node.pickup = build_pickup(node)
     node.delivery.pickup = node.pickup
+    from inkless.mail.notices import build_notices
+
+    node.notices = build_notices(node)
     from inkless.seals.sealing import build_sealing
 
     node.sealing = build_sealing(node)

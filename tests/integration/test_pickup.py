@@ -21,6 +21,7 @@ from inkless.config import load_settings
 from inkless.db.tables import audit_entries
 from inkless.db.tables_mail import mail_outbox
 from inkless.db.tables_pickup import pickups
+from inkless.delivery.service import NewDocument
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
@@ -291,3 +292,30 @@ def test_an_expired_link_and_another_recipients_link_do_not_open(
     with node.db.read() as conn:
         message_id = conn.execute(select(pickups.c.message_id).where(pickups.c.recipient == first)).scalar_one()
     assert "期限切れ" in sender.get(f"/messages/{message_id}").text
+
+
+def test_a_user_who_asked_for_it_gets_a_mail_notice_of_a_new_inbox_item_without_content(
+        app: object, node: Node, postfix: PrivatePostfix, clock: FixedClock) -> None:
+    assert node.delivery is not None
+    to = address("tanaka")
+    client, csrf = clerk(app, node)
+    bad = client.post("/notices", data={"csrf_token": csrf, "address": "tanaka@", "enabled": "1"})
+    assert bad.status_code == 422 and "正しいメールアドレスを入力してください。" in bad.text
+    assert node.notices is not None and node.notices.setting("tanaka") is None
+    saved = client.post("/notices", data={"csrf_token": csrf, "address": to, "enabled": "1"})
+    assert saved.status_code == 200 and "保存しました。所属部署の受信箱に文書が届くと" in saved.text
+    clock.advance(minutes=30)  # past any earlier notice's quiet period
+    for n in (1, 2):  # two arrivals within the quiet period give one mail
+        node.delivery.send("takahashi", "criminal-affairs", ["civil-affairs@moj"], [], f"捜査関係事項照会 {n}",
+                           [NewDocument("a.pdf", sample_pdf())], classification=1)
+        while node.delivery.deliver_due().total:
+            pass
+        pump(node)
+    [mail] = postfix.wait_for(to)
+    assert str(mail["Subject"]) == "【法務省】新着文書があります / New document"
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://testserver/offices/civil-affairs/inbox" in text and "捜査" not in text
+    assert list(mail.iter_attachments()) == []
+    client.post("/notices", data={"csrf_token": csrf, "address": to})  # off
+    setting = node.notices.setting("tanaka")
+    assert setting is not None and not setting.enabled

@@ -86,3 +86,25 @@ def send_due(data: DataOption = None) -> None:
     with open_node(data) as node:
         result = _outbox(node).deliver_due(limit=200)
     typer.echo(f"sent {result.sent}, retrying {result.retrying}, failed {result.failed}, expired {result.expired}")
+
+
+@app.command("notice")
+def notice(
+    login: Annotated[str, typer.Argument(help="The user.")],
+    to: Annotated[str | None, typer.Option("--to", help="The address notices go to.")] = None,
+    on: Annotated[bool, typer.Option("--on/--off", help="Send notices or not.")] = True,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A user's mail notice of new inbox items (新着文書があります + a link, never content)."""
+    with open_node(data) as node:
+        assert node.notices is not None
+        current = node.notices.setting(login)
+        address = to or (current.address if current else None)
+        setting = node.notices.set(login, address, on, actor="operator")
+    if as_json:
+        print_json({"login": login, "address": setting.address if setting else None,
+                    "enabled": bool(setting and setting.enabled)})
+    else:
+        typer.echo(f"{login}: notices {'on' if setting and setting.enabled else 'off'}"
+                   + (f" to {setting.address}" if setting else ""))

@@ -128,6 +128,8 @@ class DeliveryService:
         self._cache_lock = threading.Lock()
         # Secure pickup (e-mail recipients), set by the composition root when the node has it.
         self.pickup: PickupService | None = None
+        # Called in the transaction that stores a new inbox item: (conn, office id, office code, time).
+        self.on_received: list[Callable[[Connection, int, str, datetime], None]] = []
 
     # --- actors --------------------------------------------------------------------------
 
@@ -438,6 +440,8 @@ class DeliveryService:
                         details={"recipient": recipient, "classification": meta.classification,
                                  "source": source, "authenticated": authenticated},
                     ), at=now)
+                    for listener in self.on_received:
+                        listener(conn, office_id, office_code, now)
             except DBIntegrityError:
                 # A concurrent delivery of the same message stored it first: fall through to its row.
                 pass

@@ -133,6 +133,7 @@ def create_app(node: Node) -> FastAPI:
         (pages_routes.router, ""),
         (pages_sessions.router, ""),
         (_optional_router("inkless.web.pages_pickup"), ""),
+        (_optional_router("inkless.web.pages_notices"), ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:
