@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, INKLESS, free_port
+from tests.e2e.test_delivery_browser import _first_login
 from tests.helpers.nodes import wait_healthy
 from tests.helpers.postfix import PrivatePostfix, postfix_available, running_postfix
 from tests.helpers.seals import sample_pdf
@@ -40,6 +41,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, str], PrivateP
                     "INKLESS_MAIL_POLL_SECONDS": "1"})
         init = run(env, "init", "--data", str(data), "--demo", "--url", url, "--json")
         assert init.returncode == 0, init.stderr
+        (tmp_path / "accounts.json").write_text(json.dumps(json.loads(init.stdout)["accounts"]))
         log = (tmp_path / "serve.log").open("wb")
         process = subprocess.Popen([INKLESS, "serve", "--data", str(data), "--port", str(port)], stdout=log,
                                    stderr=subprocess.STDOUT, env=env)
@@ -108,6 +110,21 @@ def test_a_recipient_collects_documents_on_a_phone_and_replies(
             expect(page.get_by_role("status")).to_contain_text("ありがとうございます")
             page.set_viewport_size({"width": 1366, "height": 900})
             page.screenshot(path=str(shots / "pickup-documents-1366.png"), full_page=True)
+
+            # The sender sees every step with JST times on the message page, on a phone too.
+            accounts = {a["login"]: a for a in json.loads((tmp_path / "accounts.json").read_text())}
+            clerk = browser.new_page(locale="ja-JP", viewport={"width": 390, "height": 844})
+            _first_login(clerk, url, "tanaka", accounts["tanaka"])
+            clerk.goto(f"{url}/messages/{message_id}")
+            row = clerk.locator(f'.pickups li[data-recipient="{to}"]')
+            expect(row).to_have_attribute("data-state", "replied")
+            for label in ("通知済み", "開封", "ダウンロード", "返信"):
+                expect(row.locator("ul.timeline")).to_contain_text(re.compile(
+                    label + r" \d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2} JST"))
+            expect(row).to_contain_text("返信.pdf")
+            clerk.screenshot(path=str(shots / "pickup-sender-390.png"), full_page=True)
+            clerk.set_viewport_size({"width": 1366, "height": 900})
+            clerk.screenshot(path=str(shots / "pickup-sender-1366.png"), full_page=True)
         finally:
             browser.close()
 

@@ -319,3 +319,23 @@ def test_a_user_who_asked_for_it_gets_a_mail_notice_of_a_new_inbox_item_without_
     client.post("/notices", data={"csrf_token": csrf, "address": to})  # off
     setting = node.notices.setting("tanaka")
     assert setting is not None and not setting.enabled
+
+
+def test_the_public_pickup_endpoints_are_rate_limited_per_client(node: Node, clock: FixedClock) -> None:
+    import dataclasses
+
+    clock.advance(minutes=2)  # a fresh minute: the other tests' requests from this client do not count
+    strict = dataclasses.replace(node, settings=dataclasses.replace(node.settings, public_requests_per_minute=3))
+    public = TestClient(create_app(strict))
+    path = "/p/" + "B" * 43
+    answers = [public.post(f"{path}/code").status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    refused = public.post(f"{path}/open", data={"code": "123456"})
+    assert refused.status_code == 429 and "リクエストが多すぎます。1分後にもう一度お試しください。" in refused.text
+    assert refused.headers["Retry-After"]
+
+
+def test_the_pickup_page_speaks_english_when_asked(app: object) -> None:
+    page = TestClient(app).get("/p/" + "C" * 43 + "?lang=en")  # type: ignore[arg-type]
+    assert page.status_code == 200 and "Collect documents" in page.text and "Send me a code" in page.text
+    assert "文書" not in page.text
