@@ -20,7 +20,7 @@ from tests.helpers.nodes import wait_healthy
 from tests.helpers.postfix import PrivatePostfix, postfix_available, running_postfix
 from tests.helpers.seals import sample_pdf
 
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(postfix_available() is not None, reason=str(postfix_available()))]
 
 

@@ -339,3 +339,24 @@ def test_the_pickup_page_speaks_english_when_asked(app: object) -> None:
     page = TestClient(app).get("/p/" + "C" * 43 + "?lang=en")  # type: ignore[arg-type]
     assert page.status_code == 200 and "Collect documents" in page.text and "Send me a code" in page.text
     assert "文書" not in page.text
+
+
+def test_codes_for_one_address_are_limited_whatever_client_asks(
+        app: object, node: Node, postfix: PrivatePostfix, clock: FixedClock) -> None:
+    import dataclasses
+
+    to = address()
+    status, _ = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    pump(node)
+    path = link_of(postfix.wait_for(to)[0])
+    clock.advance(minutes=2)
+    strict = create_app(dataclasses.replace(
+        node, settings=dataclasses.replace(node.settings, public_requests_per_minute=3)))
+    answers = [TestClient(strict, client=(f"192.0.2.{n}", 50000)).post(f"{path}/code").status_code  # type: ignore[arg-type]
+               for n in range(1, 6)]
+    assert answers == [200, 200, 200, 429, 429]  # five clients, one address: the fourth code is refused
+    with node.db.read() as conn:
+        codes = conn.execute(select(func.count()).select_from(mail_outbox).where(
+            mail_outbox.c.recipient == to, mail_outbox.c.kind == "pickup.code")).scalar_one()
+    assert codes == 3  # nothing was queued for the refused ones

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -265,13 +265,22 @@ class PickupService:
     def _usable(self, row: Row[Any] | None, now: datetime) -> bool:
         return (row is not None and row.revoked_at is None and row.expires_at > now and row.bounced_at is None)
 
-    def request_code(self, token: str, client: str) -> str | None:
+    def request_code(self, token: str, client: str, admit: Callable[[str], None] | None = None) -> str | None:
         """Mail a fresh code if the link works and is not locked; returns the recipient (None otherwise).
 
-        The caller answers the same way in every case: the page never tells whether a link exists.
+        ``admit(address)`` is called before anything is queued (the per-address rate limit; it raises to
+        refuse). The caller answers the same way in every other case: the page never tells whether a
+        link exists.
         """
         assert self.node.mail is not None
         now = self.clock.now()
+        if admit is not None:
+            # Outside the write transaction: the rate limiter writes its own counts.
+            with self.db.read() as conn:
+                found = self._row(conn, token)
+            if not self._usable(found, now) or found is None or found.locked_at is not None:
+                return None
+            admit(str(found.recipient))
         with self.db.begin() as conn:
             row = self._row(conn, token)
             if not self._usable(row, now) or row is None or row.locked_at is not None:

@@ -107,9 +107,8 @@ async def pickup_page(request: Request, token: str, node: NodeDep, render: Rende
 async def pickup_code(request: Request, token: str, node: NodeDep, render: RendererDep) -> Response:
     """Mail a code when the link works; the page says the same thing either way."""
     _limit(request, "pickup")
-    address = await run_in_threadpool(pickup_of(node).request_code, token, client_address(request))
-    if address is not None:
-        _limit_address(request, address)
+    await run_in_threadpool(pickup_of(node).request_code, token, client_address(request),
+                            lambda address: _limit_address(request, address))
     return _code_page(render, request, token, code_sent=True)
 
 
