@@ -68,6 +68,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/audit/proof/consistency'): (422, 422, 422, 422, 422),
     ('GET', '/api/v1/audit/proof/inclusion'): (422, 422, 422, 422, 422),
     ('GET', '/api/v1/audit/tree-head'): (200, 200, 200, 200, 200),
+    ('GET', '/api/v1/audit/witnesses'): (401, 403, 403, 200, 200),
     ('GET', '/compose'): (303, 200, 200, 200, 200),
     ('POST', '/compose'): (303, 422, 422, 422, 422),
     ('GET', '/fax'): (303, 200, 200, 200, 200),
@@ -104,6 +105,20 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/fax/unroutable'): (401, 403, 403, 200, 200),
     ('POST', '/api/v1/fax/unroutable/{call_id}/assign'): (401, 403, 403, 404, 404),
     ('GET', '/federation/v1/directory'): (401, 401, 401, 401, 401),
+    # Secure pickup: the recipient's pages answer strangers alike whether a link exists or not (an unknown
+    # token is refused the same way for everyone); the sender's actions need a login.
+    ('GET', '/notices'): (303, 200, 200, 200, 200),
+    ('POST', '/notices'): (303, 200, 200, 200, 200),
+    ('GET', '/p/{token}'): (200, 200, 200, 200, 200),
+    ('POST', '/p/{token}/code'): (200, 200, 200, 200, 200),
+    ('POST', '/p/{token}/open'): (422, 422, 422, 422, 422),
+    ('GET', '/p/{token}/documents/{number}'): (422, 422, 422, 422, 422),
+    ('POST', '/p/{token}/reply'): (404, 404, 404, 404, 404),
+    ('GET', '/pickups/replies/{reply_id}'): (303, 422, 422, 422, 422),
+    ('POST', '/pickups/{pickup_id}/reopen'): (303, 422, 422, 422, 422),
+    ('POST', '/pickups/{pickup_id}/revoke'): (303, 422, 422, 422, 422),
+    ('POST', '/federation/v1/audit/cosignatures'): (401, 401, 401, 401, 401),  # a witness signs its request
+    ('GET', '/federation/v1/audit/witnessed/{node_id}'): (401, 401, 401, 401, 401),
     ('POST', '/federation/v1/messages'): (401, 401, 401, 401, 401),
     ('GET', '/federation/v1/node'): (200, 200, 200, 200, 200),
     ('GET', '/healthz'): (200, 200, 200, 200, 200),

@@ -250,8 +250,8 @@ async def receive_cosignature(request: Request) -> Response:
     return _json(request, node, 201, {"witness": witness_id, "tree_size": cosignature.tree_size})
 
 
-@router.get("/audit/witnessed/{log_id}", summary="The newest tree head of a node that this node cosigned")
-async def witnessed_head(request: Request, log_id: str) -> Response:
+@router.get("/audit/witnessed/{node_id}", summary="The newest tree head of a node that this node cosigned")
+async def witnessed_head(request: Request, node_id: str) -> Response:
     """Pinned peers only (signed request): lets a node compare its log with what its witnesses hold."""
     node = get_node(request)
     peers = _peers(node)
@@ -269,7 +269,7 @@ async def witnessed_head(request: Request, log_id: str) -> Response:
         return _error(request, node, 401, str(exc))
     if node.witness is None:
         return _error(request, node, 503, "witnessing is not available on this node")
-    cosignature = await run_in_threadpool(node.witness.newest_witnessed, log_id[:64])
+    cosignature = await run_in_threadpool(node.witness.newest_witnessed, node_id[:64])
     if cosignature is None:
-        return _error(request, node, 404, f"this node has witnessed no tree head of {log_id[:64]!r}")
+        return _error(request, node, 404, f"this node has witnessed no tree head of {node_id[:64]!r}")
     return _json(request, node, 200, cosignature.to_json())
