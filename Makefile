@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # between 20 ms packets), so four workers keep two cores busy.
 TEST_WORKERS ?= 4
 
-.PHONY: run test system-deps lint typecheck bench mutants clean
+.PHONY: run test system-deps lint typecheck bench mutants fuzz clean
 
 run: $(VENV)/.installed
 	@test -f $(DEMO)/inkless.db -o -f $(DEMO)/inkless.toml || $(BIN)/inkless init --data $(DEMO) --demo --url http://$(HOST):$(PORT)
@@ -30,11 +30,18 @@ MUTANTS_JOBS ?= 1
 mutants: $(VENV)/.installed-dev system-deps
 	$(BIN)/python scripts/mutants --jobs $(MUTANTS_JOBS) $(MUTANTS)
 
+# Fuzzing (docs/testing.md): FUZZ_SECONDS per target (default 60), FUZZ="sip mime" picks targets.
+FUZZ ?=
+FUZZ_SECONDS ?= 60
+fuzz: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e ".[dev,fuzz]"
+	$(BIN)/python scripts/fuzz --seconds $(FUZZ_SECONDS) $(FUZZ)
+
 system-deps:
 	@scripts/install-system-deps
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev
@@ -53,4 +60,4 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	@touch $@ $(VENV)/.installed
 
 clean:
-	rm -rf $(VENV) $(DEMO) build *.egg-info .mutants
+	rm -rf $(VENV) $(DEMO) build *.egg-info .mutants .fuzz

@@ -31,6 +31,7 @@ from typing import Any
 from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped,unused-ignore]
 from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped,unused-ignore]
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -41,6 +42,8 @@ from pyhanko.sign.validation.generic_cms import async_validate_cms_signature, ex
 from pyhanko.sign.validation.settings import KeyUsageConstraints
 from pyhanko.sign.validation.status import SignatureStatus
 from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import PathError
+from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from inkless import timefmt
 from inkless.aio import run_sync
@@ -411,13 +414,43 @@ def verify(
     are pyHanko's generic CMS validation. On top: the certificate was valid at the signing time,
     which is not in the future, is not revoked, and names ``expected_signer`` (``office@node``).
     """
+    try:
+        return _verify(signed, trust_anchor, now, expected_signer, is_revoked)
+    except EnvelopeError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # asn1crypto parses lazily: damage deep inside (a certificate, a signer identifier) surfaces
+        # only when pyHanko or we reach that field. It is the same refusal as a malformed structure.
+        raise EnvelopeError(f"not a valid CMS SignedData ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _verify(
+    signed: bytes,
+    trust_anchor: x509.Certificate,
+    now: datetime,
+    expected_signer: str | None,
+    is_revoked: Callable[[x509.Certificate], bool] | None,
+) -> SignedContent:
     sd, content = _structure(signed)
     si = sd["signer_infos"][0]
     try:
         signer_asn1 = extract_certificate_info(sd).signer_cert
     except CMSExtractionError:
         raise EnvelopeError("the signer's certificate is not included in the signature") from None
-    signer = x509.load_der_x509_certificate(signer_asn1.dump())
+    try:
+        signer = x509.load_der_x509_certificate(signer_asn1.dump())
+    except ValueError as exc:
+        # asn1crypto reads lazily and leniently; cryptography parses the whole certificate strictly.
+        raise EnvelopeError(f"the signer's certificate is malformed ({exc})") from None
+    try:
+        signer.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise EnvelopeError(f"the signer's certificate holds no usable public key ({exc})") from None
     mechanism = si["signature_algorithm"].signature_algo
     key_type = signer_asn1.public_key.algorithm
     if mechanism not in _MECHANISMS_FOR_KEY.get(key_type, ()):
@@ -432,6 +465,12 @@ def verify(
         ))
     except SignatureValidationError as exc:
         raise EnvelopeError(f"the signature cannot be validated: {exc.failure_message}") from None
+    except (CertValidationError, PathError, ValueError) as exc:
+        # pyHanko reports most path problems in the status, but a certificate whose own signature
+        # does not verify under the CA (a damaged or forged signer certificate) escapes as an error.
+        raise EnvelopeError(
+            f"the signer certificate does not chain to the sending node's CA ({_first_line(exc)})"
+        ) from None
     if not status.intact:
         raise EnvelopeError("the content does not match the signed message digest: it was altered")
     if not status.valid:

@@ -100,7 +100,10 @@ def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
 
 
 def _render_page(pdfium: Any, doc: Any, index: int, y_dpi: int) -> Image.Image:
-    page = doc[index]
+    try:
+        page = doc[index]
+    except pdfium.PdfiumError as exc:
+        raise FaxError(f"page {index + 1} of the PDF cannot be read: {exc}") from None
     try:
         width_pt, height_pt = page.get_size()
         if width_pt <= 0 or height_pt <= 0:
@@ -291,8 +294,16 @@ def _open_tiff(data: bytes) -> Image.Image:
         raise FaxError(f"the TIFF is damaged: {exc}") from None
 
 
+# What Pillow raises on a damaged TIFF directory, besides its warnings (a later page without its
+# width tag is a TypeError, a tag of the wrong type a KeyError or struct.error).
+_DAMAGE = (OSError, EOFError, ValueError, TypeError, KeyError, SyntaxError, struct.error)
+
+
 def _frames(image: Image.Image) -> Iterable[int]:
-    count = getattr(image, "n_frames", 1)
+    try:
+        count = getattr(image, "n_frames", 1)
+    except _DAMAGE as exc:
+        raise FaxError(f"the TIFF is damaged: {exc}") from None
     if count > MAX_PAGES:
         raise FaxError(f"the TIFF has {count} pages; at most {MAX_PAGES} are accepted")
     return range(count)
@@ -305,7 +316,7 @@ def _resolution(image: Image.Image, index: int) -> tuple[int, int]:
     unit = int(tags.get(296, 2) or 2)
     if unit == 3:  # per centimetre
         x, y = x * 2.54, y * 2.54
-    if x <= 0 or y <= 0:
+    if not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:
         raise FaxError(f"page {index + 1} of the TIFF has no resolution; a fax page needs 204×98 or 204×196 dpi")
     return round(x), round(y)
 
@@ -332,7 +343,7 @@ def _read_pages(data: bytes) -> list[FaxPage]:
     for index in _frames(image):
         try:
             image.seek(index)
-        except (OSError, EOFError, ValueError) as exc:
+        except _DAMAGE as exc:
             raise FaxError(f"page {index + 1} of the TIFF cannot be read: {exc}") from None
         width, height = image.size
         if width not in FAX_WIDTHS:
@@ -346,7 +357,7 @@ def _read_pages(data: bytes) -> list[FaxPage]:
         x_dpi, y_dpi = _resolution(image, index)
         try:
             bitmap = image.copy()  # decodes: bounded by the checks above
-        except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        except _DAMAGE as exc:
             raise FaxError(f"page {index + 1} of the TIFF does not decode: {exc}") from None
         # 200 and 204 dpi are the same 8 pels/mm to a fax; pages are normalised to 204 dpi across.
         single = encode_tiff([bitmap], y_dpi=y_dpi)
