@@ -258,10 +258,14 @@ def parse_mime(data: bytes) -> tuple[MessageMetadata, list[Document]]:
         meta = MessageMetadata.from_json(json.loads(parts[0][1]))
     except ValueError as exc:
         raise EnvelopeError(f"the message metadata is not valid JSON ({exc})") from None
-    documents = [
-        Document(headers.get_filename() or "document", headers.get_content_type(), payload)
-        for headers, payload in parts[1:]
-    ]
+    try:
+        # The email package decodes RFC 2231 parameters lazily, and refuses some (a NUL) only here.
+        documents = [
+            Document(headers.get_filename() or "document", headers.get_content_type(), payload)
+            for headers, payload in parts[1:]
+        ]
+    except (ValueError, UnicodeError, LookupError) as exc:
+        raise EnvelopeError(f"a document's MIME headers are not valid ({exc})") from None
     if len(documents) != len(meta.documents):
         raise EnvelopeError(f"the metadata lists {len(meta.documents)} documents but {len(documents)} are present")
     for number, (doc, listed) in enumerate(zip(documents, meta.documents, strict=True), 1):

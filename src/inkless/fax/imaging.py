@@ -311,9 +311,12 @@ def _frames(image: Image.Image) -> Iterable[int]:
 
 def _resolution(image: Image.Image, index: int) -> tuple[int, int]:
     tags = getattr(image, "tag_v2", {})
-    x = float(tags.get(282, 0) or 0)
-    y = float(tags.get(283, 0) or 0)
-    unit = int(tags.get(296, 2) or 2)
+    try:
+        x = float(tags.get(282, 0) or 0)
+        y = float(tags.get(283, 0) or 0)
+        unit = int(tags.get(296, 2) or 2)
+    except (TypeError, ValueError, OverflowError):
+        raise FaxError(f"page {index + 1} of the TIFF has a damaged resolution tag") from None
     if unit == 3:  # per centimetre
         x, y = x * 2.54, y * 2.54
     if not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:

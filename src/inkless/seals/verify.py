@@ -78,8 +78,12 @@ async def verify_document_async(pdf: bytes, context: ValidationContext, now: dat
         embedded = list(reader.embedded_signatures)
     except Exception as exc:  # pyHanko on hostile input raises anything; translated at this boundary
         raise ValidationError(f"the PDF's signatures cannot be read: {one_line(exc)}") from exc
-    pages = _page_numbers(reader)
-    has_dss = _has_dss(reader)
+    try:
+        # pyHanko reads objects lazily: a damaged page tree or DSS surfaces only here.
+        pages = _page_numbers(reader)
+        has_dss = _has_dss(reader)
+    except Exception as exc:  # pyHanko on hostile input raises anything; translated at this boundary
+        raise ValidationError(f"the PDF cannot be read: {one_line(exc)}") from exc
     doc_ts_revisions = [e.signed_revision for e in embedded if e.sig_object_type == "/DocTimeStamp"]
     results: list[SealResult] = []
     for index, sig in enumerate(embedded, start=1):
