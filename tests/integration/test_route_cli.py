@@ -67,7 +67,7 @@ def test_route_commands_walk_a_route_to_the_office_seal(tmp_path: Path) -> None:
     assert early.returncode == 4 and "not sato's turn" in early.stderr
 
     assert inkless("route", "approve", rid, "--as", "tanaka", "--kind", "date").returncode == 0
-    back = inkless("route", "return", rid, "--as", "sato", "--comment", "日程を再確認")
+    back = inkless("route", "return", rid, "--as", "sato", "--comment", "日程を再確認", "--to-step", "1")
     assert back.returncode == 0 and "returned route" in back.stdout
     assert inkless("route", "approve", rid, "--as", "tanaka").returncode == 0
     assert inkless("route", "approve", rid, "--as", "suzuki").returncode == 0

@@ -29,12 +29,14 @@ from inkless.db.engine import Database
 from inkless.directory.model import User
 from inkless.directory.service import DirectoryService
 from inkless.errors import ConflictError, NotFoundError, PolicyError, SealError, ValidationError
+from inkless.pageview.render import page_count
 from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
 from inkless.seals.routes import (
     OFFICE_SEAL_FIELD,
     ApprovalRoute,
     Approver,
+    ResumeFrom,
     RouteState,
     RouteStep,
     StepPlan,
@@ -98,7 +100,7 @@ class RouteEvent:
 
     at: datetime
     actor: str
-    action: str  # started, stamped, returned, rejected, office_sealed
+    action: str  # started, stamped, returned, resubmitted, rejected, office_sealed
     step: int | None = None  # 0-based
     to_step: int | None = None
     revision: int | None = None
@@ -112,9 +114,22 @@ class Revision:
 
     revision: int
     digest: str
-    kind: str  # strip, stamp, restart, office_seal, lta
+    kind: str  # strip, stamp, restart, version, office_seal, lta
     actor: str | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    """One version of the document as its starter uploaded it (v1, then a corrected v2, v3 … after 差し戻し)."""
+
+    version: int
+    sha256: str  # of the upload, before the approval strip was added
+    pages: int
+    revision: int  # the revision it became, with its approval strip
+    actor: str
+    at: datetime
+    comment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,14 @@ class RouteStatus:
     route: ApprovalRoute
     events: tuple[RouteEvent, ...]
     revisions: tuple[Revision, ...]
+    versions: tuple[DocumentVersion, ...] = ()
+
+    @property
+    def return_comment(self) -> RouteEvent | None:
+        """The 差し戻し the route now waits on (its comment is the approver's reason), if it is returned."""
+        if self.route.state is not RouteState.RETURNED:
+            return None
+        return next((e for e in reversed(self.events) if e.action == "returned"), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of ``inkless route status --json`` and the API."""
@@ -137,6 +160,9 @@ class RouteStatus:
             "current_step": None if r.current_step is None else r.current_step + 1,
             "waiting_for": list(r.waiting_for()),
             "revision": r.revision,
+            "version": r.version,
+            "resume_from": r.resume_from.value,
+            "returned_step": None if r.returned_step is None else r.returned_step + 1,
             "strip_page": r.strip_page,
             "office_sealed_by": r.office_sealed_by,
             "deliver_to": r.deliver_to,
@@ -178,6 +204,11 @@ class RouteStatus:
             "revisions": [
                 {"revision": v.revision, "sha256": v.digest, "kind": v.kind, "actor": v.actor, "at": v.at.isoformat()}
                 for v in self.revisions
+            ],
+            "versions": [
+                {"version": v.version, "sha256": v.sha256, "pages": v.pages, "revision": v.revision,
+                 "actor": v.actor, "at": v.at.isoformat(), "comment": v.comment}
+                for v in self.versions
             ],
         }
 
@@ -227,13 +258,18 @@ class RouteService:
         document_name: str,
         comment: str | None = None,
         deliver_to: str | None = None,
+        resume_from: ResumeFrom | str = ResumeFrom.STEP,
     ) -> ApprovalRoute:
-        """Start a route: add the approval strip and empty fields, store revision 0, open step 1."""
+        """Start a route: add the approval strip and empty fields, store revision 0 (version 1), open step 1.
+
+        ``resume_from`` says where the route resumes after a 差し戻し and a corrected version.
+        """
         if len(pdf) > MAX_PDF_BYTES:
             raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
         plans = check_plan(steps, document_name)
         comment = check_comment(comment)
         deliver_to = _check_address(deliver_to)
+        resume = _resume_from(resume_from)
         user = self._active_user(starter)
         approvers = {login: self._active_user(login) for plan in plans for login in plan.approvers}
         # Field names come from the domain; the strip only needs titles and names in step order.
@@ -257,10 +293,15 @@ class RouteService:
                     original_digest=original,
                     strip_page=stripped.page,
                     deliver_to=deliver_to,
+                    resume_from=resume.value,
+                    version=1,
                     created_at=now,
                     updated_at=now,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(insert(s.route_versions).values(
+                route_id=route_id, version=1, original_digest=original, pages=page_count(pdf), revision=0,
+                actor_id=user.id, comment=comment, created_at=now))
             for st in draft.steps:
                 step_id = conn.execute(
                     insert(s.route_steps).values(
@@ -377,11 +418,14 @@ class RouteService:
     # --- return and reject ------------------------------------------------------------
 
     def return_route(self, route_id: int, login: str, comment: str | None, to_step: int | None = None) -> ApprovalRoute:
-        """Return the route (差し戻し) to the previous step or ``to_step`` (0-based), with a comment.
+        """Return the route (差し戻し) with a comment: to its starter, or to an earlier step ``to_step`` (0-based).
 
-        The document restarts from the revision the target step started from, stored as a
-        new revision; every earlier revision stays in the history.
+        Returned to the starter, the route waits for a corrected version (:meth:`resubmit`).
+        Returned to an earlier step, the document restarts from the revision that step started
+        from, stored as a new revision; every earlier revision stays in the history.
         """
+        if to_step is None:
+            return self._return_to_starter(route_id, login, comment)
         comment = check_comment(comment)
         if comment is None:
             raise ValidationError("say why the route is returned: a comment is required")
@@ -418,6 +462,109 @@ class RouteService:
                 at=now,
             )
             return after
+
+    def _return_to_starter(self, route_id: int, login: str, comment: str | None) -> ApprovalRoute:
+        comment = check_comment(comment)
+        if comment is None:
+            raise ValidationError("say why the route is returned: a comment is required")
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id, lock=True)
+            self._check_viewer(conn, route, login)
+            after = route.returned_to_starter(login)
+            step = route.steps[after.returned_step or 0]
+            user = self._directory.user(login, conn)
+            self._save(conn, after, now)
+            self._add_event(conn, route_id, now, user.id, "returned", step=step.index, revision=route.revision,
+                            comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.returned",
+                    object_type="route",
+                    object_id=str(route_id),
+                    details={"from_step": step.index + 1, "to": "starter", "revision": route.revision,
+                             "version": route.version},
+                ),
+                at=now,
+            )
+            return after
+
+    def resubmit(self, route_id: int, login: str, pdf: bytes, comment: str | None = None) -> ApprovalRoute:
+        """The starter uploads a corrected version of a returned route's document (v2, v3 …).
+
+        The new version gets a fresh approval strip with the boxes of the steps that still have to
+        stamp; the route resumes from the step that returned it, or from step 1 (its ``resume_from``).
+        Every earlier version and revision stays viewable.
+        """
+        if len(pdf) > MAX_PDF_BYTES:
+            raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+        comment = check_comment(comment)
+        seen = self._route_seen_by(route_id, login)
+        seen.check_resubmitter(login)
+        start = seen.resume_step
+        stripped = add_approval_strip(
+            pdf, [StripStep(st.title, tuple(a.field_name for a in st.approvers)) for st in seen.steps[start:]]
+        )
+        pages = page_count(pdf)
+        original = self._blobs.put(pdf)
+        digest = self._blobs.put(stripped.pdf)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            route = self._load(conn, route_id, lock=True)
+            if route.version != seen.version or route.state is not RouteState.RETURNED:
+                raise ConflictError(f"route {route_id} changed while the corrected version was prepared; try again")
+            revision = route.revision + 1
+            after = route.resubmitted(login, revision)
+            user = self._directory.user(login, conn)
+            self._add_revision(conn, route_id, revision, digest, "version", user.id, now)
+            conn.execute(insert(s.route_versions).values(
+                route_id=route_id, version=after.version, original_digest=original, pages=pages, revision=revision,
+                actor_id=user.id, comment=comment, created_at=now))
+            conn.execute(update(s.routes).where(s.routes.c.id == route_id).values(strip_page=stripped.page))
+            self._save(conn, after, now)
+            self._add_event(conn, route_id, now, user.id, "resubmitted", step=after.current_step, revision=revision,
+                            comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.resubmitted",
+                    object_type="route",
+                    object_id=str(route_id),
+                    digests={"original": original, "document": digest},
+                    details={"version": after.version, "pages": pages, "revision": revision,
+                             "resumes_at_step": (after.current_step or 0) + 1, "strip_page": stripped.page},
+                ),
+                at=now,
+            )
+            return self._load(conn, route_id)
+
+    def returned_to(self, login: str) -> list[ApprovalRoute]:
+        """Routes ``login`` started that were returned to them (差し戻し) and wait for a corrected version."""
+        user = self._directory.user(login)
+        with self._db.read() as conn:
+            ids = conn.execute(
+                select(s.routes.c.id)
+                .where(s.routes.c.starter_id == user.id, s.routes.c.returned_step.is_not(None))
+                .order_by(s.routes.c.id)
+            ).scalars().all()
+            return [self._load(conn, rid) for rid in ids]
+
+    def version_document(self, route_id: int, version: int, viewer: str | None = None) -> bytes:
+        """Version ``version`` (1-based) of the route's document as its starter uploaded it."""
+        with self._db.read() as conn:
+            route = self._load(conn, route_id)
+            if viewer is not None:
+                self._check_viewer(conn, route, viewer)
+            digest = conn.execute(
+                select(s.route_versions.c.original_digest)
+                .where(s.route_versions.c.route_id == route_id, s.route_versions.c.version == version)
+            ).scalar()
+        if digest is None:
+            raise NotFoundError(f"route {route_id} has no version {version}")
+        return self._blobs.get(str(digest))
 
     def reject(self, route_id: int, login: str, comment: str | None) -> ApprovalRoute:
         """Reject the route (却下): it ends, with the reason."""
@@ -592,6 +739,12 @@ class RouteService:
                 .where(s.route_documents.c.route_id == route_id)
                 .order_by(s.route_documents.c.revision)
             ).all()
+            versions = conn.execute(
+                select(s.route_versions, users.c.login)
+                .join(users, users.c.id == s.route_versions.c.actor_id)
+                .where(s.route_versions.c.route_id == route_id)
+                .order_by(s.route_versions.c.version)
+            ).all()
         return RouteStatus(
             route=route,
             events=tuple(
@@ -599,6 +752,10 @@ class RouteService:
                 for e in events
             ),
             revisions=tuple(Revision(v.revision, v.blob_digest, v.kind, v.login, v.created_at) for v in revisions),
+            versions=tuple(
+                DocumentVersion(v.version, v.original_digest, v.pages, v.revision, v.login, v.created_at, v.comment)
+                for v in versions
+            ),
         )
 
     def document(self, route_id: int, viewer: str | None = None, revision: int | None = None) -> bytes:
@@ -729,7 +886,10 @@ class RouteService:
 
     def _save(self, conn: Connection, route: ApprovalRoute, now: datetime, office_sealer: int | None = None) -> None:
         values: dict[str, Any] = {
-            "state": route.state.value,
+            # 差し戻し is stored as in_progress plus the returning step (see tables_seals.routes).
+            "state": RouteState.IN_PROGRESS.value if route.state is RouteState.RETURNED else route.state.value,
+            "returned_step": route.returned_step if route.state is RouteState.RETURNED else None,
+            "version": route.version,
             "current_step": route.current_step,
             "revision": route.revision,
             "updated_at": now,
@@ -807,7 +967,7 @@ class RouteService:
                 )
                 for st in steps
             ),
-            state=RouteState(row.state),
+            state=RouteState.RETURNED if row.returned_step is not None else RouteState(row.state),
             current_step=row.current_step,
             revision=row.revision,
             created_at=row.created_at,
@@ -815,7 +975,19 @@ class RouteService:
             strip_page=row.strip_page,
             deliver_to=row.deliver_to,
             delivered_message_id=row.delivered_message_id,
+            version=row.version,
+            resume_from=ResumeFrom(row.resume_from),
+            returned_step=row.returned_step,
         )
+
+
+def _resume_from(value: ResumeFrom | str) -> ResumeFrom:
+    try:
+        return ResumeFrom(value)
+    except ValueError:
+        raise ValidationError(
+            f"unknown resume point {value!r}: use 'step' (the step that returned it) or 'start' (step 1)"
+        ) from None
 
 
 def _stamp_kind(kind: SealKind | str) -> SealKind:
