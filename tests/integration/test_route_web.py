@@ -113,5 +113,5 @@ def test_routes_through_the_api_and_the_pages(node: Node, client: TestClient) ->
     missing = client.post("/routes", data=form)
     assert missing.status_code == 422 and "PDFファイルを選んでください" in missing.text
     created = client.post("/routes", data=form, files={"document": ("report.pdf", sample_pdf(1), "application/pdf")})
-    assert created.status_code == 200 and "回覧を開始しました" in created.text and "出張報告" in created.text
+    assert created.status_code == 200 and "稟議を起案しました" in created.text and "出張報告" in created.text
     assert 'id="stamp-dialog"' in created.text  # sato is the 担当 of the new route

@@ -22,7 +22,6 @@ from inkless.app import Node
 from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, OpenedMessage, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
-from inkless.pageview import NotAPdfError, page_count
 from inkless.errors import (
     ConfigurationError,
     InklessError,
@@ -31,11 +30,12 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
+from inkless.pageview import NotAPdfError, page_count
 from inkless.text import UnsafeTextError
 from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
 from inkless.web.downloads import document_response
-from inkless.web.pageview import page_response
 from inkless.web.pages import RendererDep
+from inkless.web.pageview import page_response
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -231,13 +231,13 @@ def document_download(message_id: str, number: RowId, node: NodeDep, caller: Cal
 
 @router.get("/messages/{message_id}/documents/{number}/pages/{page}.png")
 def page_preview(message_id: str, number: RowId, page: RowId, node: NodeDep, caller: CallerDep,
-                 zoom: int = 0) -> Response:
+                 zoom: bool = False) -> Response:
     """Page ``page`` of document ``number`` (both 1-based) as PNG, authorised (and audited) like opening the
     message; ``?zoom=1`` renders it enlarged."""
     _name, content_type, data = _document(node, caller, message_id, number)
     if not _is_pdf(content_type, data):
         raise HTTPException(status_code=404, detail=NO_SUCH_DOCUMENT)
-    return page_response(node, data, page, zoom=bool(zoom))
+    return page_response(node, data, page, zoom=zoom)
 
 
 @router.get("/messages/{message_id}/report")
