@@ -297,7 +297,8 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
     return (path.replace("{message_id}", ids["msg"]).replace("{route_id}", ids["route"])
             .replace("{job_id}", ids["job"]).replace("{token_id}", ids["token"]).replace("{rule_id}", ids["rule"])
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
-            .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1").replace("{page}", "1")
+            .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1")
+            .replace("{page}", "1")
             .replace("{kind}", "personal"))
 
 

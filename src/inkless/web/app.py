@@ -114,6 +114,7 @@ def create_app(node: Node) -> FastAPI:
         pages_routes,
         pages_sessions,
         pages_verify,
+        pickers,
     )
 
     # Peer nodes authenticate every request by its signature: no session, no CSRF token (see docs/federation.md).
@@ -136,6 +137,8 @@ def create_app(node: Node) -> FastAPI:
         (pages_sessions.router, ""),
         (_optional_router("inkless.web.pages_pickup"), ""),
         (_optional_router("inkless.web.pages_notices"), ""),
+        (pickers.router, ""),
+        (pickers.api_router, API_PREFIX),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

@@ -36,6 +36,7 @@ from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_o
 from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
 from inkless.web.pageview import page_response
+from inkless.web.pickers import entry_error, options, picker_of
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -256,7 +257,6 @@ def report_download(message_id: str, node: NodeDep, caller: CallerDep) -> Respon
 def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer, form: ComposeForm,
                   status_code: int = 200, error: str | None = None, detail: str | None = None) -> Response:
     svc = delivery_of(node)
-    book = AddressBook(node)
     original: SentMessage | InboxItem | None = None
     source = form.forward or form.reply_to
     if source:
@@ -265,7 +265,9 @@ def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer
     return render.render(
         request, "delivery_compose.html", status_code=status_code, form=form, form_error=error,
         error_detail=detail,
-        addresses=sorted(book.names.items()), lists=svc.distribution_lists(), original=original,
+        lists=svc.distribution_lists(), original=original,
+        office_options=options(sorted(picker_of(node).offices(caller.office.code),
+                                      key=lambda m: (-m.recent, m.value))),
         levels=[(n, CLASSIFICATION_LABELS[n]) for n in range(0, caller.user.clearance + 1)],
         limit=_size(node.settings.max_message_bytes), **_common(caller, "compose"),
     )
@@ -371,6 +373,15 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
     to = [a.strip() for a in form.to.replace("、", ",").split(",") if a.strip()]
     if error is None and not form.reply_to and not to and not form.lists:
         error = NO_RECIPIENT
+    if error is None and to and not form.reply_to:
+        # A typed office name or kana (民事局, ミンジキョク) becomes the address it names; addresses stay.
+        try:
+            to = await run_in_threadpool(picker_of(node).resolve_offices, to, caller.office.code)
+        except InklessError as exc:
+            message = entry_error(lambda m: render.gettext(request, m), exc)
+            if message is None:
+                raise
+            return _compose_page(request, node, caller, render, form, 422, message)
     if error is None and not form.reply_to and not form.forward and not form.subject.strip():
         error = NO_SUBJECT
     if error is None and not form.forward and not documents:

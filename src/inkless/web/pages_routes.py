@@ -20,6 +20,7 @@ from inkless.web.deps import Caller, RowId, WebServices, client_address, get_nod
 from inkless.web.downloads import document_response
 from inkless.web.pages import WRONG_CODE, check_fresh_totp, renderer
 from inkless.web.pageview import page_response
+from inkless.web.pickers import entry_error, options, picker_of
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -101,13 +102,13 @@ def queue_page(request: Request, node: NodeDep, caller: CallerDep, render: Rende
 
 
 @router.get("/routes/new")
-def new_page(request: Request, caller: CallerDep, render: RendererDep) -> Response:
+def new_page(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
     """The form to start a route: the PDF, its name, and the steps."""
-    return _new_form(request, caller, render)
+    return _new_form(request, node, caller, render)
 
 
 def _new_form(
-    request: Request, caller: Caller, render: Renderer, status_code: int = 200, error: str | None = None,
+    request: Request, node: Node, caller: Caller, render: Renderer, status_code: int = 200, error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> Response:
     values = form or {"titles": ["担当", "係長", "課長", "部長"], "approvers": [caller.user.login]}
@@ -121,6 +122,8 @@ def _new_form(
         active="routes", rows=rows, error=error, name=values.get("name", ""), comment=values.get("comment", ""),
         deliver_to=values.get("deliver_to", ""), resume_labels=RESUME_LABELS,
         resume_from=values.get("resume_from", ResumeFrom.STEP.value),
+        people=options(sorted(picker_of(node).people(), key=lambda m: m.kana or m.label)),
+        offices=options(sorted(picker_of(node).offices(caller.office.code), key=lambda m: (-m.recent, m.value))),
     )
 
 
@@ -144,10 +147,10 @@ async def start_route(
     form: dict[str, Any] = {"titles": titles, "approvers": logins, "deadlines": dates, "name": name, "comment": comment,
             "deliver_to": deliver_to, "resume_from": resume_from}
     if document is None or not document.filename:
-        return _new_form(request, caller, render, 422, render.gettext(request, NO_FILE), form)
+        return _new_form(request, node, caller, render, 422, render.gettext(request, NO_FILE), form)
     pdf = await document.read(MAX_PDF_BYTES + 1)
     if len(pdf) > MAX_PDF_BYTES:
-        return _new_form(request, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+        return _new_form(request, node, caller, render, 413, render.gettext(request, TOO_LARGE), form)
     plans: list[StepPlan] = []
     try:
         for i in range(min(MAX_STEPS + 1, max(len(titles), len(logins)))):
@@ -156,17 +159,21 @@ async def start_route(
             d = dates[i].strip() if i < len(dates) else ""
             if not t and not a:
                 continue
-            plans.append(StepPlan(t, tuple(x.strip() for x in a.replace("、", ",").split(",")),
-                                  date.fromisoformat(d) if d else None))
+            typed = [x.strip() for x in a.replace("、", ",").split(",") if x.strip()]
+            # A typed name or kana (佐藤, サトウ) becomes the login it names; logins stay as they are.
+            logins_of_step = picker_of(node).resolve_people(typed)
+            plans.append(StepPlan(t, tuple(logins_of_step), date.fromisoformat(d) if d else None))
         doc_name = name.strip() or (document.filename.rsplit(".", 1)[0] if document.filename else "")
         route = await asyncio.to_thread(
             _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
             comment=comment or None, deliver_to=deliver_to or None, resume_from=resume_from,
         )
     except ValueError:
-        return _new_form(request, caller, render, 422, render.gettext(request, N_("A deadline is not a date.")), form)
+        not_a_date = render.gettext(request, N_("A deadline is not a date."))
+        return _new_form(request, node, caller, render, 422, not_a_date, form)
     except InklessError as exc:
-        return _new_form(request, caller, render, exc.http_status, render.gettext(request, exc.message), form)
+        message = entry_error(lambda m: render.gettext(request, m), exc) or render.gettext(request, exc.message)
+        return _new_form(request, node, caller, render, exc.http_status, message, form)
     return _redirect(f"/routes/{route.id}?done=started")
 
 
