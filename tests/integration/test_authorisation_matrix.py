@@ -142,6 +142,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/messages/{message_id}/report'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/status'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/offices'): (401, 200, 200, 200, 200),
+    # Pickers: every signed-in caller finds offices, people and fax numbers (their own office's book).
+    ('GET', '/directory/search'): (303, 200, 200, 200, 200),
+    ('GET', '/api/v1/directory/search'): (401, 200, 200, 200, 200),
     ('GET', '/offices/{code}/inbox'): (303, 200, 403, 403, 200),
     ('GET', '/api/v1/offices/{code}/inbox'): (401, 200, 403, 403, 200),
     ('GET', '/offices/{code}/sent'): (303, 200, 403, 403, 200),
