@@ -128,7 +128,8 @@ def test_compose_deliver_inbox_message_previews_and_download(pages_node: Node, c
     tanaka, takahashi = clerks["tanaka"], clerks["takahashi"]
     form = tanaka.client.get("/compose")
     assert form.status_code == 200
-    assert '<option value="criminal-affairs@moj">刑事局</option>' in form.text  # the address book
+    # The picker's list: the office's address, then its name, kana and organisation to match on.
+    assert '<option value="criminal-affairs@moj" label="刑事局 ケイジキョク 法務省">' in form.text
     levels = re.findall(r'<option value="(\d)"[^>]*>\d ', form.text)
     assert levels == ["0", "1"]  # tanaka's clearance is 1 (内部)
     assert "文書を送信" in form.text and 'enctype="multipart/form-data"' in form.text
