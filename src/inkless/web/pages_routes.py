@@ -212,7 +212,19 @@ def _route_page(
         returned=status.return_comment, can_resubmit=route.state is RouteState.RETURNED and login == route.starter,
         versions=_versions(status), resume_label=RESUME_LABELS[route.resume_from],
         returned_step=route.steps[route.returned_step].title if route.returned_step is not None else None,
+        names=_names(node, [route.starter] + ([status.return_comment.actor] if status.return_comment else [])),
     )
+
+
+def _names(node: Node, logins: list[str]) -> dict[str, str]:
+    """Display names of people a page mentions (the login where there is none)."""
+    names = {}
+    for login in logins:
+        try:
+            names[login] = node.directory.user(login).display_name
+        except InklessError:
+            names[login] = login
+    return names
 
 
 def _versions(status: RouteStatus) -> list[dict[str, object]]:
