@@ -320,7 +320,7 @@ def test_pickers_find_offices_and_people_by_kana_and_accept_typed_names(browsing
     url = browsing.node.url
     page = browsing.page("tanaka")
     page.goto(f"{url}/compose")
-    to = page.get_by_label("宛先（部署アドレス、カンマ区切り）")
+    to = page.locator("#to")
     to.press_sequentially("けいじ")
     expect(to).to_have_attribute("data-picker-ready", "1")
     options = page.locator("#known-offices option")
@@ -339,7 +339,7 @@ def test_pickers_find_offices_and_people_by_kana_and_accept_typed_names(browsing
     expect(page.locator("#facts")).to_contain_text("刑事局 criminal-affairs@moj")
 
     page.goto(f"{url}/compose")
-    page.get_by_label("宛先（部署アドレス、カンマ区切り）").fill("存在しない局")
+    page.locator("#to").fill("存在しない局")
     page.get_by_label("件名").fill("x")
     page.locator("input[type=file][name=files]").set_input_files(str(document))
     page.get_by_role("button", name="送信").click()
