@@ -146,9 +146,10 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('POST', '/api/v1/messages'): (401, 422, 422, 422, 422),
     ('GET', '/messages/{message_id}'): (303, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}'): (401, 200, 404, 404, 200),
-    ('GET', '/messages/{message_id}/documents/{index}'): (303, 200, 404, 404, 200),
-    ('GET', '/api/v1/messages/{message_id}/documents/{index}'): (401, 200, 404, 404, 200),
-    ('GET', '/messages/{message_id}/documents/{index}/pages/{page}.png'): (303, 200, 404, 404, 200),
+    ('GET', '/messages/{message_id}/documents/{number}'): (303, 200, 404, 404, 200),
+    ('GET', '/api/v1/messages/{message_id}/documents/{number}'): (401, 200, 404, 404, 200),
+    ('GET', '/messages/{message_id}/documents/{number}/pages/{page}.png'): (303, 200, 404, 404, 200),
+    ('GET', '/api/v1/messages/{message_id}/documents/{number}/pages/{page}.png'): (401, 200, 404, 404, 200),
     ('POST', '/api/v1/messages/{message_id}/forward'): (401, 422, 404, 404, 422),
     # the upload is read before the message is looked up
     ('POST', '/api/v1/messages/{message_id}/reply'): (401, 422, 422, 422, 422),
@@ -156,6 +157,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/messages/{message_id}/report'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/status'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/offices'): (401, 200, 200, 200, 200),
+    # Pickers: every signed-in caller finds offices, people and fax numbers (their own office's book).
+    ('GET', '/directory/search'): (303, 200, 200, 200, 200),
+    ('GET', '/api/v1/directory/search'): (401, 200, 200, 200, 200),
     ('GET', '/offices/{code}/inbox'): (303, 200, 403, 403, 200),
     ('GET', '/api/v1/offices/{code}/inbox'): (401, 200, 403, 403, 200),
     ('GET', '/offices/{code}/sent'): (303, 200, 403, 403, 200),
@@ -180,6 +184,15 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     # 401: the wrong one-time code, after the route check
     ('POST', '/api/v1/routes/{route_id}/office-seal'): (401, 401, 404, 404, 401),
     ('GET', '/routes/{route_id}/preview.png'): (303, 200, 404, 404, 200),
+    ('GET', '/routes/{route_id}/pages/{page}.png'): (303, 200, 404, 404, 200),
+    ('GET', '/api/v1/routes/{route_id}/pages/{page}.png'): (401, 200, 404, 404, 200),
+    ('GET', '/routes/{route_id}/versions/{version}'): (303, 200, 404, 404, 200),
+    ('GET', '/routes/{route_id}/versions/{version}.pdf'): (303, 200, 404, 404, 200),
+    ('GET', '/routes/{route_id}/versions/{version}/pages/{page}.png'): (303, 200, 404, 404, 200),
+    ('GET', '/api/v1/routes/{route_id}/versions/{version}/document'): (401, 200, 404, 404, 200),
+    # Only the starter of a returned route uploads a corrected version; the form needs a file first.
+    ('POST', '/routes/{route_id}/resubmit'): (303, 422, 404, 404, 422),
+    ('POST', '/api/v1/routes/{route_id}/resubmit'): (401, 422, 422, 422, 422),
     ('POST', '/routes/{route_id}/reject'): (303, 422, 404, 404, 422),
     ('POST', '/api/v1/routes/{route_id}/reject'): (401, 403, 404, 404, 403),
     ('POST', '/routes/{route_id}/return'): (303, 422, 404, 404, 422),
@@ -302,7 +315,8 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
     return (path.replace("{message_id}", ids["msg"]).replace("{route_id}", ids["route"])
             .replace("{job_id}", ids["job"]).replace("{token_id}", ids["token"]).replace("{rule_id}", ids["rule"])
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
-            .replace("{ref}", "no-such-session").replace("{index}", "0").replace("{page}", "1")
+            .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1")
+            .replace("{page}", "1")
             .replace("{kind}", "personal"))
 
 

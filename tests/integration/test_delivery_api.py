@@ -94,13 +94,13 @@ def test_send_read_download_status_report(api_node: Node, client: TestClient, au
 
     meta = client.get(f"/api/v1/messages/{message_id}", headers=auth["takahashi"]).json()
     assert meta["signed_by"] == "civil-affairs@moj" and meta["copy"] == "received"
-    assert [(d["index"], d["name"], d["size"]) for d in meta["documents"]] == [
-        (0, "照会書.pdf", len(first)), (1, "annex.pdf", len(second))]
-    doc = client.get(f"/api/v1/messages/{message_id}/documents/0", headers=auth["takahashi"])
+    assert [(d["number"], d["name"], d["size"]) for d in meta["documents"]] == [
+        (1, "照会書.pdf", len(first)), (2, "annex.pdf", len(second))]
+    doc = client.get(f"/api/v1/messages/{message_id}/documents/1", headers=auth["takahashi"])
     assert doc.status_code == 200 and doc.content == first
     assert doc.headers["content-type"] == "application/pdf"
     assert "filename*=UTF-8''%E7%85%A7%E4%BC%9A%E6%9B%B8.pdf" in doc.headers["content-disposition"]
-    assert client.get(f"/api/v1/messages/{message_id}/documents/2", headers=auth["takahashi"]).status_code == 404
+    assert client.get(f"/api/v1/messages/{message_id}/documents/3", headers=auth["takahashi"]).status_code == 404
 
     status = client.get(f"/api/v1/messages/{message_id}/status", headers=auth["tanaka"]).json()
     assert [(s["recipient"], s["state"], s["receipt"]) for s in status] == [("criminal-affairs@moj", "delivered", True)]
@@ -135,7 +135,7 @@ def test_authorisation_matrix(api_node: Node, client: TestClient, auth: dict[str
     message_id = send(client, auth["suzuki"], "criminal-affairs@moj", "極秘の件", 3, [("s.pdf", pdf("secret"))])
     assert api_node.delivery is not None
     api_node.delivery.deliver_due()
-    paths = [f"/api/v1/messages/{message_id}", f"/api/v1/messages/{message_id}/documents/0"]
+    paths = [f"/api/v1/messages/{message_id}", f"/api/v1/messages/{message_id}/documents/1"]
     expected = {
         "ito": (200, 200),
         "suzuki": (200, 200),  # the sender's own copy

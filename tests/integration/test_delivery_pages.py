@@ -128,7 +128,8 @@ def test_compose_deliver_inbox_message_previews_and_download(pages_node: Node, c
     tanaka, takahashi = clerks["tanaka"], clerks["takahashi"]
     form = tanaka.client.get("/compose")
     assert form.status_code == 200
-    assert '<option value="criminal-affairs@moj">刑事局</option>' in form.text  # the address book
+    # The picker's list: the office's address, then its name, kana and organisation to match on.
+    assert '<option value="criminal-affairs@moj" label="刑事局 ケイジキョク 法務省">' in form.text
     levels = re.findall(r'<option value="(\d)"[^>]*>\d ', form.text)
     assert levels == ["0", "1"]  # tanaka's clearance is 1 (内部)
     assert "文書を送信" in form.text and 'enctype="multipart/form-data"' in form.text
@@ -168,30 +169,32 @@ def test_compose_deliver_inbox_message_previews_and_download(pages_node: Node, c
     assert page.status_code == 200
     assert "刑事事件記録の送付" in page.text and "MOJ-42" in page.text and "返信" in page.text
     previews = re.findall(r'<img src="(/messages/[^"]+\.png)"', page.text)
-    assert previews == [f"/messages/{mid}/documents/0/pages/1.png", f"/messages/{mid}/documents/0/pages/2.png",
-                        f"/messages/{mid}/documents/1/pages/1.png"]
+    assert previews == [f"/messages/{mid}/documents/1/pages/1.png", f"/messages/{mid}/documents/1/pages/2.png",
+                        f"/messages/{mid}/documents/2/pages/1.png"]
     for url in previews:
         png = takahashi.client.get(url)
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
         assert png.headers["cache-control"] == "no-store"
         image = Image.open(io.BytesIO(png.content))
         image.load()
-        # A4 at 100 dpi: 827 × 1169 pixels, with the dark text line on white paper.
-        assert abs(image.width - 827) <= 2 and abs(image.height - 1169) <= 2
+        # A4 at 110 dpi: 909 × 1286 pixels, with the dark text line on white paper.
+        assert abs(image.width - 909) <= 2 and abs(image.height - 1286) <= 2
         assert image.convert("L").getextrema()[0] < 80
-    assert takahashi.client.get(f"/messages/{mid}/documents/0/pages/3.png").status_code == 404
-    assert takahashi.client.get(f"/messages/{mid}/documents/2/pages/1.png").status_code == 404
-    download = takahashi.client.get(f"/messages/{mid}/documents/0")
+    assert takahashi.client.get(f"/messages/{mid}/documents/1/pages/3.png").status_code == 404
+    assert takahashi.client.get(f"/messages/{mid}/documents/1/pages/0.png").status_code == 404
+    assert takahashi.client.get(f"/messages/{mid}/documents/3/pages/1.png").status_code == 404
+    assert takahashi.client.get(f"/messages/{mid}/documents/0").status_code == 404
+    download = takahashi.client.get(f"/messages/{mid}/documents/1")
     assert download.status_code == 200 and download.content == one
     assert "filename*=UTF-8''%E8%A8%98%E9%8C%B2.pdf" in download.headers["content-disposition"]
-    assert takahashi.client.get(f"/messages/{mid}/documents/1").content == two
+    assert takahashi.client.get(f"/messages/{mid}/documents/2").content == two
     assert "未読" not in takahashi.client.get("/offices/criminal-affairs/inbox").text
     # Every opening (page, previews, downloads) is in the audit log; no subject, no content.
     with pages_node.db.begin() as conn:
         opened = conn.execute(select(audit_entries.c.entry).where(
             audit_entries.c.action == "message.opened", audit_entries.c.object_id == mid,
             audit_entries.c.actor == "takahashi")).scalars().all()
-    assert len(opened) == 1 + len(previews) + 2 + 2  # the page, 3 previews, 2 missing pages, 2 downloads
+    assert len(opened) == 1 + len(previews) + 4 + 2  # the page, 3 previews, 4 missing pages or documents, 2 downloads
     assert all("刑事事件".encode() not in bytes(e) for e in opened)
 
     # The reply form is prefilled; the reply goes back to tanaka's office and points at the original.
@@ -233,7 +236,7 @@ def test_who_may_see_a_message_through_the_pages(pages_node: Node, clerks: dict[
     line = inbox[inbox.index(f'data-message="{mid}"'):]
     line = line[: line.index("</tr>")]
     assert "（秘）" in line and "人事異動" not in line
-    paths = [f"/messages/{mid}", f"/messages/{mid}/documents/0", f"/messages/{mid}/documents/0/pages/1.png"]
+    paths = [f"/messages/{mid}", f"/messages/{mid}/documents/1", f"/messages/{mid}/documents/1/pages/1.png"]
     for path in paths:
         refused = tanaka.client.get(path)
         assert refused.status_code == 403, path

@@ -67,7 +67,7 @@ def test_route_commands_walk_a_route_to_the_office_seal(tmp_path: Path) -> None:
     assert early.returncode == 4 and "not sato's turn" in early.stderr
 
     assert inkless("route", "approve", rid, "--as", "tanaka", "--kind", "date").returncode == 0
-    back = inkless("route", "return", rid, "--as", "sato", "--comment", "日程を再確認")
+    back = inkless("route", "return", rid, "--as", "sato", "--comment", "日程を再確認", "--to-step", "1")
     assert back.returncode == 0 and "returned route" in back.stdout
     assert inkless("route", "approve", rid, "--as", "tanaka").returncode == 0
     assert inkless("route", "approve", rid, "--as", "suzuki").returncode == 0
@@ -99,3 +99,24 @@ def test_route_commands_walk_a_route_to_the_office_seal(tmp_path: Path) -> None:
     assert inkless("route", "download", rid, "--out", str(first), "--revision", "0").returncode == 0
     assert first.read_bytes().startswith(document.read_bytes())  # revision 0: the upload plus the strip
     assert inkless("route", "reject", rid, "--as", "sato", "--comment", "x").returncode == 4
+
+    # 差し戻し to the starter, then a corrected version from the command line.
+    second = json.loads(inkless("route", "start", str(document), "--as", "tanaka", "--step", "sato", "--title",
+                                "係長", "--resume-from", "start", "--json").stdout)
+    sid = str(second["id"])
+    assert second["resume_from"] == "start" and second["version"] == 1
+    empty = inkless("route", "return", sid, "--as", "sato", "--comment", " ")
+    assert empty.returncode == 2 and "comment is required" in empty.stderr
+    back = inkless("route", "return", sid, "--as", "sato", "--comment", "金額を訂正してください")
+    assert back.returncode == 0 and "to its starter tanaka (差し戻し)" in back.stdout
+    assert "差し戻し returned" in inkless("route", "status", sid).stdout
+    corrected = tmp_path / "出張命令-修正.pdf"
+    corrected.write_bytes(sample_pdf(3))
+    wrong = inkless("route", "resubmit", sid, str(corrected), "--as", "sato")
+    assert wrong.returncode == 4 and "only the starter" in wrong.stderr
+    again = inkless("route", "resubmit", sid, str(corrected), "--as", "tanaka", "--comment", "訂正済み", "--json")
+    assert again.returncode == 0
+    resumed = json.loads(again.stdout)
+    assert resumed["state"] == "in_progress" and resumed["version"] == 2 and resumed["waiting_for"] == ["sato"]
+    assert [(v["version"], v["pages"]) for v in resumed["versions"]] == [(1, 1), (2, 3)]
+    assert inkless("route", "resubmit", sid, str(corrected), "--as", "tanaka").returncode == 4  # not returned now

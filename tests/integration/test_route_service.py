@@ -293,7 +293,7 @@ def test_a_returned_route_goes_back_to_the_right_step_and_restarts_its_document(
     assert routes.route(route.id).revision == 3 and _audit_count(node) == entries
 
     # 差し戻し by the second 課長: back to the 係長, whose and suzuki's seals are gone from the document.
-    route = routes.return_route(route.id, "kobayashi", "予算額の根拠を添付してください")
+    route = routes.return_route(route.id, "kobayashi", "予算額の根拠を添付してください", to_step=1)
     assert route.current_step == 1 and route.revision == 4
     assert route.steps[1].state is StepState.ACTIVE and not any(a.stamped for a in route.steps[1].approvers)
     assert route.steps[2].state is StepState.WAITING and not any(a.stamped for a in route.steps[2].approvers)
@@ -310,7 +310,7 @@ def test_a_returned_route_goes_back_to_the_right_step_and_restarts_its_document(
     route = routes.return_route(route.id, "sato", "担当者の確認が必要", to_step=0)
     assert route.current_step == 0 and routes.document(route.id) == routes.document(route.id, revision=0)
     with pytest.raises(ValidationError, match="first step"):
-        routes.return_route(route.id, "tanaka", "x")
+        routes.return_route(route.id, "tanaka", "x", to_step=0)
     route = routes.approve(route.id, "tanaka")
     route = routes.approve(route.id, "sato")
     assert node.sealing is not None

@@ -60,7 +60,7 @@ def test_routes_through_the_api_and_the_pages(node: Node, client: TestClient) ->
     assert early.status_code == 403 and "not sato's turn" in early.json()["detail"]
     assert client.get("/api/v1/routes/queue", headers=tanaka).json()[0]["id"] == rid
     assert client.post(f"/api/v1/routes/{rid}/stamp", headers=tanaka, json={"kind": "date"}).status_code == 200
-    back = client.post(f"/api/v1/routes/{rid}/return", headers=sato, json={"comment": "日付を確認"})
+    back = client.post(f"/api/v1/routes/{rid}/return", headers=sato, json={"comment": "日付を確認", "to_step": 1})
     assert back.status_code == 200 and back.json()["current_step"] == 1
     assert client.post(f"/api/v1/routes/{rid}/stamp", headers=tanaka, json={}).status_code == 200
     assert client.post(f"/api/v1/routes/{rid}/stamp", headers=suzuki, json={}).status_code == 200
@@ -113,5 +113,5 @@ def test_routes_through_the_api_and_the_pages(node: Node, client: TestClient) ->
     missing = client.post("/routes", data=form)
     assert missing.status_code == 422 and "PDFファイルを選んでください" in missing.text
     created = client.post("/routes", data=form, files={"document": ("report.pdf", sample_pdf(1), "application/pdf")})
-    assert created.status_code == 200 and "回覧を開始しました" in created.text and "出張報告" in created.text
+    assert created.status_code == 200 and "稟議を起案しました" in created.text and "出張報告" in created.text
     assert 'id="stamp-dialog"' in created.text  # sato is the 担当 of the new route

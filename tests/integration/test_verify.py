@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import PageObject
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import SigSeedSubFilter
@@ -240,6 +241,10 @@ def test_web_verify_page_api_and_trust_bundle(vnode: Node, sealed: bytes) -> Non
     page = client.post("/verify", files={"file": ("sealed.pdf", sealed, "application/pdf")})
     assert page.status_code == 200
     assert "合格" in page.text and "田中 花子" in page.text and "data:image/png;base64," in page.text
+    # Every page of the verified document is drawn into the report (nothing is stored to serve it later).
+    pages = page.text[page.text.index('id="verified-pages"'):]
+    count = len(PdfFileReader(io.BytesIO(sealed)).root["/Pages"]["/Kids"])
+    assert pages.count('<img src="data:image/png;base64,') == count and f"{count} / {count} ページ" in pages
     english = client.post("/verify?lang=en", files={"file": ("sealed.pdf", sealed, "application/pdf")})
     assert "PASSED: the seal is valid" in english.text
     at = sealed.index(b"Request for approval")

@@ -131,7 +131,7 @@ def test_documents_of_other_types_are_served_opaque_sandboxed_and_attached(
 
     reader = bearer(node, "takahashi")
     browser = TestClient(client.app, cookies=browser_login(node, "takahashi").cookies)
-    for index, (name, data, _declared) in enumerate(files):
+    for index, (name, data, _declared) in enumerate(files, start=1):
         for url, via in ((f"/api/v1/messages/{message_id}/documents/{index}", client),
                          (f"/messages/{message_id}/documents/{index}", browser)):
             response = via.get(url, headers=reader if via is client else None)

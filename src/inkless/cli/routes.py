@@ -15,7 +15,7 @@ import typer
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.errors import SealError, ValidationError
 from inkless.seals.imprint import SealKind
-from inkless.seals.routes import ApprovalRoute, RouteState, StepPlan
+from inkless.seals.routes import ApprovalRoute, ResumeFrom, RouteState, StepPlan
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
     from inkless.app import Node
@@ -25,8 +25,10 @@ app = typer.Typer(help="Approval routes (稟議/回覧): steps of approvers who 
 
 AsOption = Annotated[str, typer.Option("--as", help="The login acting.")]
 CommentOption = Annotated[str | None, typer.Option("--comment", help="A comment for the route's timeline.")]
+# The one vocabulary of docs/routes.md: Japanese term first, the English term beside it.
 STATE_LABELS = {
-    RouteState.IN_PROGRESS: "回覧中 in progress",
+    RouteState.IN_PROGRESS: "承認待ち in progress",
+    RouteState.RETURNED: "差し戻し returned",
     RouteState.AWAITING_OFFICE_SEAL: "公印待ち awaiting office seal",
     RouteState.COMPLETED: "完了 completed",
     RouteState.REJECTED: "却下 rejected",
@@ -72,6 +74,10 @@ def start(
     deliver_to: Annotated[
         str | None, typer.Option("--deliver-to", help="Send the finished document to this office address.")
     ] = None,
+    resume_from: Annotated[
+        ResumeFrom, typer.Option("--resume-from", help="After a 差し戻し and a corrected version, resume at the "
+                                                       "step that returned it (step) or at step 1 (start).")
+    ] = ResumeFrom.STEP,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -86,7 +92,8 @@ def start(
     pdf = file.read_bytes()
     with open_node(data) as node:
         route = _routes(node).start(
-            pdf, starter, plans, document_name=name or file.stem, comment=comment, deliver_to=deliver_to
+            pdf, starter, plans, document_name=name or file.stem, comment=comment, deliver_to=deliver_to,
+            resume_from=resume_from,
         )
         status = _routes(node).status(route.id)
     if as_json:
@@ -148,19 +155,42 @@ def return_route(
     login: AsOption,
     comment: Annotated[str, typer.Option("--comment", help="Why it goes back (required).")],
     to_step: Annotated[
-        int | None, typer.Option("--to-step", help="Step number to go back to (default: the previous step).")
+        int | None, typer.Option("--to-step", help="Step number to go back to (default: to the starter, who "
+                                                   "uploads a corrected version with 'route resubmit').")
     ] = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Return the route (差し戻し): the document restarts from before the target step's seals."""
+    """Return the route (差し戻し): to its starter for a corrected version, or to an earlier step."""
     with open_node(data) as node:
         route = _routes(node).return_route(route_id, login, comment, None if to_step is None else to_step - 1)
         found = _routes(node).status(route.id)
     if as_json:
         print_json(found.to_dict())
         return
+    if route.state is RouteState.RETURNED:
+        typer.echo(f"{login} returned route {route.id} to its starter {route.starter} (差し戻し); " + _next(route))
+        return
     typer.echo(f"{login} returned route {route.id} to step {(route.current_step or 0) + 1}; " + _next(route))
+
+
+@app.command("resubmit")
+def resubmit(
+    route_id: Annotated[int, typer.Argument(help="Route id.")],
+    file: Annotated[Path, typer.Argument(help="The corrected PDF.", exists=True, dir_okay=False, readable=True)],
+    login: AsOption,
+    comment: Annotated[str | None, typer.Option("--comment", help="What was corrected.")] = None,
+    data: DataOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a corrected version of a returned route's document (v2, v3 …); the route resumes."""
+    with open_node(data) as node:
+        route = _routes(node).resubmit(route_id, login, file.read_bytes(), comment)
+        found = _routes(node).status(route.id)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    typer.echo(f"{login} submitted version {route.version} of route {route.id}; " + _next(route))
 
 
 @app.command("reject")
@@ -241,6 +271,8 @@ def deliver(
 def _next(route: ApprovalRoute) -> str:
     if route.state is RouteState.AWAITING_OFFICE_SEAL:
         return "every step is stamped; the office seal (角印) is next"
+    if route.state is RouteState.RETURNED:
+        return f"差し戻し: waiting for a corrected version from {route.starter} ('inkless route resubmit')"
     if route.state is RouteState.IN_PROGRESS:
         step = route.current
         assert step is not None
@@ -252,7 +284,8 @@ def _print_status(found: RouteStatus, node: Node) -> None:
     r = found.route
     typer.echo(f"route {r.id}  {r.document_name}")
     typer.echo(f"office {r.office_code}  started by {r.starter}  {shown_time(node, r.created_at)}")
-    typer.echo(f"state {STATE_LABELS[r.state]}  revision {r.revision}  strip on page {r.strip_page}")
+    typer.echo(f"state {STATE_LABELS[r.state]}  version v{r.version}  revision {r.revision}  "
+               f"strip on page {r.strip_page}")
     rows = []
     for st in r.steps:
         marker = "▶" if st.index == r.current_step else ""

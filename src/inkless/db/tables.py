@@ -63,6 +63,8 @@ offices = Table(
     Column("name", String(200), nullable=False),
     Column("fax_number", String(32), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # The reading of the name in katakana (ミンジキョク), for pickers that find offices by kana.
+    Column("kana", String(200), nullable=True),
 )
 
 users = Table(
@@ -71,6 +73,8 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("login", String(64), nullable=False, unique=True),
     Column("display_name", String(200), nullable=False),
+    # The reading of the name in katakana (タナカ ハナコ), for pickers that find people by kana.
+    Column("kana", String(200), nullable=True),
     Column("office_id", Integer, ForeignKey("offices.id"), nullable=False),
     Column("role", String(16), nullable=False),
     Column("clearance", Integer, nullable=False),

@@ -26,6 +26,13 @@ routes = Table(
     Column("deliver_to", String(200), nullable=True),
     Column("delivered_message_id", String(64), nullable=True),
     Column("office_sealed_by", Integer, ForeignKey("users.id"), nullable=True),
+    # 差し戻し to the starter: the 0-based step that returned the route, while it waits for a corrected
+    # version (``state`` stays in_progress; the domain reads this as the state ``returned``).
+    Column("returned_step", Integer, nullable=True),
+    # The document version the route is on (1 = as first uploaded; each corrected upload adds one).
+    Column("version", Integer, nullable=False, server_default="1"),
+    # Where a corrected version resumes: 'step' (the step that returned it) or 'start' (step 1).
+    Column("resume_from", String(8), nullable=False, server_default="step"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint(
@@ -76,7 +83,7 @@ route_documents = Table(
     Column("kind", String(16), nullable=False),
     Column("actor_id", Integer, ForeignKey("users.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("kind IN ('strip', 'stamp', 'restart', 'office_seal', 'lta')", name="kind"),
+    CheckConstraint("kind IN ('strip', 'stamp', 'restart', 'version', 'office_seal', 'lta')", name="kind"),
     UniqueConstraint("route_id", "revision", name="uq_route_documents_route_revision"),
 )
 
@@ -95,7 +102,24 @@ route_events = Table(
     Column("seal_kind", String(16), nullable=True),
     Column("comment", Text, nullable=True),
     CheckConstraint(
-        "action IN ('started', 'stamped', 'returned', 'rejected', 'office_sealed')", name="action"
+        "action IN ('started', 'stamped', 'returned', 'resubmitted', 'rejected', 'office_sealed')", name="action"
     ),
 )
 Index("ix_route_events_route_id", route_events.c.route_id)
+
+# Every version of the document the starter uploaded (v1 at the start, v2, v3 … after each 差し戻し):
+# the upload as it was, its page count and SHA-256, and the revision it became with its approval strip.
+route_versions = Table(
+    "route_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("route_id", Integer, ForeignKey("routes.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("original_digest", String(64), nullable=False, info=BLOB),
+    Column("pages", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("actor_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("route_id", "version", name="uq_route_versions_route_version"),
+)

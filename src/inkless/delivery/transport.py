@@ -24,6 +24,9 @@ class RemoteOffice:
     fax_number: str | None
     encryption_certificate: x509.Certificate
     signing_certificate: x509.Certificate
+    # For pickers: the reading of the name, and the peer's organisation (法務省); absent from older peers.
+    kana: str | None = None
+    organisation: str | None = None
 
 
 @runtime_checkable

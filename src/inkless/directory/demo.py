@@ -26,6 +26,21 @@ DEMO_USERS = [
     ("yamada", "secretariat", "admin", 3, "山田 太郎"),
 ]
 
+# Readings in katakana, as a clerk types them into a picker.
+DEMO_OFFICE_KANA = {
+    "civil-affairs": "ミンジキョク", "criminal-affairs": "ケイジキョク", "secretariat": "ダイジンカンボウ",
+}
+DEMO_USER_KANA = {
+    "tanaka": "タナカ ハナコ", "sato": "サトウ イチロウ", "suzuki": "スズキ ケンジ",
+    "takahashi": "タカハシ ミサキ", "ito": "イトウ マコト", "yamada": "ヤマダ タロウ",
+}
+# office, name, kana, fax number: who the offices still fax (their FAX電話帳).
+DEMO_FAX_CONTACTS = [
+    ("civil-affairs", "大阪法務局 民事行政部", "オオサカホウムキョク ミンジギョウセイブ", "06-6941-0351"),
+    ("civil-affairs", "山本司法書士事務所", "ヤマモトシホウショシジムショ", "029-876-5432"),
+    ("criminal-affairs", "東京地方検察庁 総務部", "トウキョウチホウケンサツチョウ ソウムブ", "03-3592-5611"),
+]
+
 
 @dataclass(frozen=True)
 class DemoSample:
@@ -40,4 +55,10 @@ def create_demo(directory: DirectoryService) -> DemoSample:
         directory.add_user(login, office, role, clearance, name, actor="demo")
         for login, office, role, clearance, name in DEMO_USERS
     ]
+    for code, kana in DEMO_OFFICE_KANA.items():
+        directory.set_kana("office", code, kana, actor="demo")
+    for login, kana in DEMO_USER_KANA.items():
+        directory.set_kana("user", login, kana, actor="demo")
+    for office, name, kana, number in DEMO_FAX_CONTACTS:
+        directory.add_fax_contact(office, name, number, kana, actor="demo")
     return DemoSample(accounts=accounts)

@@ -45,6 +45,7 @@ class Office:
     name: str
     fax_number: str | None
     created_at: datetime
+    kana: str | None = None  # the reading in katakana (ミンジキョク)
 
     def address(self, node_id: str) -> str:
         return f"{self.code}@{node_id}"

@@ -190,6 +190,7 @@ class PeerService:
                 offices.append({
                     "address": office.address(self._node_id),
                     "name": office.name,
+                    "kana": office.kana,
                     "fax_number": office.fax_number,
                     "encryption_certificate": base64.b64encode(enc.der).decode("ascii"),
                     "signing_certificate": base64.b64encode(sig.der).decode("ascii"),
@@ -198,6 +199,7 @@ class PeerService:
             "type": DIRECTORY_DOCUMENT,
             "node_id": self._node_id,
             "issued_at": self._clock.now().isoformat(),
+            "organisation": self._organisation,
             "offices": offices,
         }
         key, cert = self.node_key()
@@ -365,6 +367,7 @@ class PeerService:
         if payload.get("node_id") != node_id:
             raise SignatureError(f"the directory is for node {payload.get('node_id')!r}, not {node_id!r}")
         offices: dict[str, RemoteOffice] = {}
+        organisation = payload.get("organisation")
         for entry in payload.get("offices", []):
             address = str(entry["address"])
             _code, office_node = split_address(address)
@@ -377,6 +380,8 @@ class PeerService:
             offices[address] = RemoteOffice(
                 address=address, name=str(entry["name"]), fax_number=entry.get("fax_number"),
                 encryption_certificate=enc, signing_certificate=sig,
+                kana=str(entry["kana"]) if entry.get("kana") else None,
+                organisation=str(organisation) if organisation else None,
             )
         return offices
 

@@ -28,7 +28,7 @@ from inkless.directory.model import (
     check_role,
 )
 from inkless.directory.passwords import check_password_strength
-from inkless.errors import AuthenticationError, ConflictError, NotFoundError
+from inkless.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertificateIssuer
 
@@ -193,6 +193,46 @@ class DirectoryService:
         with self._db.read() as c:
             return int(c.execute(select(func.count()).select_from(t.users)).scalar_one())
 
+    # --- readings (kana) and the fax address book ---------------------------------
+
+    def set_kana(self, kind: str, key: str, kana: str | None, actor: str = "system") -> None:
+        """Set the katakana reading of an office (``kind`` office, ``key`` its code) or a user (user, login)."""
+        if kind not in ("office", "user"):
+            raise ValidationError(f"kana is kept for offices and users, not {kind!r}")
+        table, column = (t.offices, t.offices.c.code) if kind == "office" else (t.users, t.users.c.login)
+        reading = check_name(kana, "kana") if kana else None
+        with self._db.begin() as conn:
+            done = conn.execute(update(table).where(column == key).values(kana=reading)).rowcount
+            if not done:
+                raise NotFoundError(f"no {kind} {key!r}")
+            self._audit.record(conn, AuditEvent(actor=actor, action=f"{kind}.kana_set", object_type=kind,
+                                                object_id=key, details={"set": reading is not None}),
+                               at=self._clock.now())
+
+    def add_fax_contact(
+        self, office_code: str, name: str, number: str, kana: str | None = None, actor: str = "system"
+    ) -> None:
+        """Add an entry to an office's fax address book (FAX電話帳): a name, its kana, a number."""
+        from inkless.db.tables_picker import fax_contacts
+
+        name = check_name(name, "contact name")
+        fax = check_fax_number(number)
+        if fax is None:
+            raise ValidationError("a fax contact needs a number")
+        reading = check_name(kana, "kana") if kana else None
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            office_id = conn.execute(select(t.offices.c.id).where(t.offices.c.code == office_code)).scalar()
+            if office_id is None:
+                raise NotFoundError(f"no office {office_code!r}")
+            if conn.execute(select(fax_contacts.c.id).where(fax_contacts.c.office_id == office_id,
+                                                            fax_contacts.c.number == fax)).first():
+                raise ConflictError(f"{fax} is already in the fax address book of {office_code}")
+            conn.execute(insert(fax_contacts).values(office_id=office_id, name=name, kana=reading, number=fax,
+                                                     created_at=now))
+            self._audit.record(conn, AuditEvent(actor=actor, action="office.fax_contact_added", object_type="office",
+                                                object_id=office_code, details={"number": fax}), at=now)
+
     # --- credentials ---------------------------------------------------------------
 
     def check_password(self, login: str, password: str) -> User:
@@ -327,7 +367,8 @@ def _user_query() -> Any:
 
 
 def _office(row: Row[Any]) -> Office:
-    return Office(id=row.id, code=row.code, name=row.name, fax_number=row.fax_number, created_at=row.created_at)
+    return Office(id=row.id, code=row.code, name=row.name, fax_number=row.fax_number, created_at=row.created_at,
+                  kana=row.kana)
 
 
 def _user(row: Row[Any]) -> User:

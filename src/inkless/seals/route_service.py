@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, insert, select, update
@@ -29,22 +27,28 @@ from inkless.db.engine import Database
 from inkless.directory.model import User
 from inkless.directory.service import DirectoryService
 from inkless.errors import ConflictError, NotFoundError, PolicyError, SealError, ValidationError
+from inkless.pageview.render import page_count
 from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
+from inkless.seals.route_rows import add_event, add_revision, load_route, revision_digest, save_route
+from inkless.seals.route_status import DocumentVersion, QueueItem, Revision, RouteEvent, RouteStatus
 from inkless.seals.routes import (
     OFFICE_SEAL_FIELD,
     ApprovalRoute,
-    Approver,
+    ResumeFrom,
     RouteState,
-    RouteStep,
     StepPlan,
-    StepState,
     check_comment,
     check_office_sealer,
     check_plan,
     new_route,
 )
 from inkless.seals.strip import StripStep, add_approval_strip
+
+__all__ = [
+    "MAX_PDF_BYTES", "Courier", "DocumentVersion", "QueueItem", "Revision", "RouteEvent", "RouteService",
+    "RouteStatus", "Sealer",
+]
 
 MAX_PDF_BYTES = 50 * 1024 * 1024
 # How often a stamp is sealed again when another approver of the same step stored theirs first.
@@ -92,109 +96,6 @@ class Courier(Protocol):
     ) -> str: ...
 
 
-@dataclass(frozen=True)
-class RouteEvent:
-    """One entry of a route's timeline."""
-
-    at: datetime
-    actor: str
-    action: str  # started, stamped, returned, rejected, office_sealed
-    step: int | None = None  # 0-based
-    to_step: int | None = None
-    revision: int | None = None
-    seal_kind: str | None = None
-    comment: str | None = None
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One stored revision of the route's PDF."""
-
-    revision: int
-    digest: str
-    kind: str  # strip, stamp, restart, office_seal, lta
-    actor: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class RouteStatus:
-    """A route with its timeline and revisions."""
-
-    route: ApprovalRoute
-    events: tuple[RouteEvent, ...]
-    revisions: tuple[Revision, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form of ``inkless route status --json`` and the API."""
-        r = self.route
-        return {
-            "id": r.id,
-            "office": r.office_code,
-            "starter": r.starter,
-            "document_name": r.document_name,
-            "state": r.state.value,
-            "current_step": None if r.current_step is None else r.current_step + 1,
-            "waiting_for": list(r.waiting_for()),
-            "revision": r.revision,
-            "strip_page": r.strip_page,
-            "office_sealed_by": r.office_sealed_by,
-            "deliver_to": r.deliver_to,
-            "delivered_message_id": r.delivered_message_id,
-            "created_at": r.created_at.isoformat(),
-            "steps": [
-                {
-                    "step": st.index + 1,
-                    "title": st.title,
-                    "state": st.state.value,
-                    "deadline": st.deadline.isoformat() if st.deadline else None,
-                    "approvers": [
-                        {
-                            "login": a.login,
-                            "field": a.field_name,
-                            "stamped": a.stamped,
-                            "stamped_at": a.stamped_at.isoformat() if a.stamped_at else None,
-                            "seal_kind": a.seal_kind,
-                            "revision": a.stamped_revision,
-                        }
-                        for a in st.approvers
-                    ],
-                }
-                for st in r.steps
-            ],
-            "events": [
-                {
-                    "at": e.at.isoformat(),
-                    "actor": e.actor,
-                    "action": e.action,
-                    "step": None if e.step is None else e.step + 1,
-                    "to_step": None if e.to_step is None else e.to_step + 1,
-                    "revision": e.revision,
-                    "seal_kind": e.seal_kind,
-                    "comment": e.comment,
-                }
-                for e in self.events
-            ],
-            "revisions": [
-                {"revision": v.revision, "sha256": v.digest, "kind": v.kind, "actor": v.actor, "at": v.at.isoformat()}
-                for v in self.revisions
-            ],
-        }
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    """A route waiting for someone: their box to stamp, or the office seal to press."""
-
-    route: ApprovalRoute
-    action: str  # "stamp" or "office_seal"
-    step_title: str
-    deadline: date | None
-
-    def overdue(self, today: date) -> bool:
-        return self.deadline is not None and today > self.deadline
-
-
 class RouteService:
     """Approval routes on top of the sealing service."""
 
@@ -227,13 +128,18 @@ class RouteService:
         document_name: str,
         comment: str | None = None,
         deliver_to: str | None = None,
+        resume_from: ResumeFrom | str = ResumeFrom.STEP,
     ) -> ApprovalRoute:
-        """Start a route: add the approval strip and empty fields, store revision 0, open step 1."""
+        """Start a route: add the approval strip and empty fields, store revision 0 (version 1), open step 1.
+
+        ``resume_from`` says where the route resumes after a 差し戻し and a corrected version.
+        """
         if len(pdf) > MAX_PDF_BYTES:
             raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
         plans = check_plan(steps, document_name)
         comment = check_comment(comment)
         deliver_to = _check_address(deliver_to)
+        resume = _resume_from(resume_from)
         user = self._active_user(starter)
         approvers = {login: self._active_user(login) for plan in plans for login in plan.approvers}
         # Field names come from the domain; the strip only needs titles and names in step order.
@@ -257,10 +163,15 @@ class RouteService:
                     original_digest=original,
                     strip_page=stripped.page,
                     deliver_to=deliver_to,
+                    resume_from=resume.value,
+                    version=1,
                     created_at=now,
                     updated_at=now,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(insert(s.route_versions).values(
+                route_id=route_id, version=1, original_digest=original, pages=page_count(pdf), revision=0,
+                actor_id=user.id, comment=comment, created_at=now))
             for st in draft.steps:
                 step_id = conn.execute(
                     insert(s.route_steps).values(
@@ -281,8 +192,8 @@ class RouteService:
                             field_name=a.field_name,
                         )
                     )
-            self._add_revision(conn, route_id, 0, digest, "strip", user.id, now)
-            self._add_event(conn, route_id, now, user.id, "started", comment=comment, revision=0)
+            add_revision(conn, route_id, 0, digest, "strip", user.id, now)
+            add_event(conn, route_id, now, user.id, "started", comment=comment, revision=0)
             self._audit.record(
                 conn,
                 AuditEvent(
@@ -302,7 +213,7 @@ class RouteService:
                 ),
                 at=now,
             )
-            return self._load(conn, route_id)
+            return load_route(conn, route_id)
 
     # --- stamping ------------------------------------------------------------------
 
@@ -342,16 +253,16 @@ class RouteService:
         digest = self._blobs.put(sealed)
         now = self._clock.now()
         with self._db.begin() as conn:
-            current = self._load(conn, seen.id, lock=True)
+            current = load_route(conn, seen.id, lock=True)
             if current.revision != seen.revision:
                 return None  # someone else stored a revision meanwhile: seal again on top of it
             revision = current.revision + 1
             after = current.stamped(login, revision, now, kind.value)
             user = self._directory.user(login, conn)
             step = current.steps[current.current_step or 0]
-            self._add_revision(conn, current.id, revision, digest, "stamp", user.id, now)
-            self._save(conn, after, now)
-            self._add_event(conn, current.id, now, user.id, "stamped", step=step.index, revision=revision,
+            add_revision(conn, current.id, revision, digest, "stamp", user.id, now)
+            save_route(conn, after, now)
+            add_event(conn, current.id, now, user.id, "stamped", step=step.index, revision=revision,
                             seal_kind=kind.value, comment=comment)
             self._audit.record(
                 conn,
@@ -377,28 +288,31 @@ class RouteService:
     # --- return and reject ------------------------------------------------------------
 
     def return_route(self, route_id: int, login: str, comment: str | None, to_step: int | None = None) -> ApprovalRoute:
-        """Return the route (差し戻し) to the previous step or ``to_step`` (0-based), with a comment.
+        """Return the route (差し戻し) with a comment: to its starter, or to an earlier step ``to_step`` (0-based).
 
-        The document restarts from the revision the target step started from, stored as a
-        new revision; every earlier revision stays in the history.
+        Returned to the starter, the route waits for a corrected version (:meth:`resubmit`).
+        Returned to an earlier step, the document restarts from the revision that step started
+        from, stored as a new revision; every earlier revision stays in the history.
         """
+        if to_step is None:
+            return self._return_to_starter(route_id, login, comment)
         comment = check_comment(comment)
         if comment is None:
             raise ValidationError("say why the route is returned: a comment is required")
         now = self._clock.now()
         with self._db.begin() as conn:
-            route = self._load(conn, route_id, lock=True)
+            route = load_route(conn, route_id, lock=True)
             self._check_viewer(conn, route, login)
             step = route.check_turn(login)
             target = route.return_target(login, to_step)
             assert target.base_revision is not None
-            digest = self._revision_digest(conn, route_id, target.base_revision)
+            digest = revision_digest(conn, route_id, target.base_revision)
             revision = route.revision + 1
             after = route.returned(login, target.index, revision)
             user = self._directory.user(login, conn)
-            self._add_revision(conn, route_id, revision, digest, "restart", user.id, now)
-            self._save(conn, after, now)
-            self._add_event(conn, route_id, now, user.id, "returned", step=step.index, to_step=target.index,
+            add_revision(conn, route_id, revision, digest, "restart", user.id, now)
+            save_route(conn, after, now)
+            add_event(conn, route_id, now, user.id, "returned", step=step.index, to_step=target.index,
                             revision=revision, comment=comment)
             self._audit.record(
                 conn,
@@ -419,6 +333,109 @@ class RouteService:
             )
             return after
 
+    def _return_to_starter(self, route_id: int, login: str, comment: str | None) -> ApprovalRoute:
+        comment = check_comment(comment)
+        if comment is None:
+            raise ValidationError("say why the route is returned: a comment is required")
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            route = load_route(conn, route_id, lock=True)
+            self._check_viewer(conn, route, login)
+            after = route.returned_to_starter(login)
+            step = route.steps[after.returned_step or 0]
+            user = self._directory.user(login, conn)
+            save_route(conn, after, now)
+            add_event(conn, route_id, now, user.id, "returned", step=step.index, revision=route.revision,
+                            comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.returned",
+                    object_type="route",
+                    object_id=str(route_id),
+                    details={"from_step": step.index + 1, "to": "starter", "revision": route.revision,
+                             "version": route.version},
+                ),
+                at=now,
+            )
+            return after
+
+    def resubmit(self, route_id: int, login: str, pdf: bytes, comment: str | None = None) -> ApprovalRoute:
+        """The starter uploads a corrected version of a returned route's document (v2, v3 …).
+
+        The new version gets a fresh approval strip with the boxes of the steps that still have to
+        stamp; the route resumes from the step that returned it, or from step 1 (its ``resume_from``).
+        Every earlier version and revision stays viewable.
+        """
+        if len(pdf) > MAX_PDF_BYTES:
+            raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+        comment = check_comment(comment)
+        seen = self._route_seen_by(route_id, login)
+        seen.check_resubmitter(login)
+        start = seen.resume_step
+        stripped = add_approval_strip(
+            pdf, [StripStep(st.title, tuple(a.field_name for a in st.approvers)) for st in seen.steps[start:]]
+        )
+        pages = page_count(pdf)
+        original = self._blobs.put(pdf)
+        digest = self._blobs.put(stripped.pdf)
+        now = self._clock.now()
+        with self._db.begin() as conn:
+            route = load_route(conn, route_id, lock=True)
+            if route.version != seen.version or route.state is not RouteState.RETURNED:
+                raise ConflictError(f"route {route_id} changed while the corrected version was prepared; try again")
+            revision = route.revision + 1
+            after = route.resubmitted(login, revision)
+            user = self._directory.user(login, conn)
+            add_revision(conn, route_id, revision, digest, "version", user.id, now)
+            conn.execute(insert(s.route_versions).values(
+                route_id=route_id, version=after.version, original_digest=original, pages=pages, revision=revision,
+                actor_id=user.id, comment=comment, created_at=now))
+            conn.execute(update(s.routes).where(s.routes.c.id == route_id).values(strip_page=stripped.page))
+            save_route(conn, after, now)
+            add_event(conn, route_id, now, user.id, "resubmitted", step=after.current_step, revision=revision,
+                            comment=comment)
+            self._audit.record(
+                conn,
+                AuditEvent(
+                    actor=login,
+                    action="route.resubmitted",
+                    object_type="route",
+                    object_id=str(route_id),
+                    digests={"original": original, "document": digest},
+                    details={"version": after.version, "pages": pages, "revision": revision,
+                             "resumes_at_step": (after.current_step or 0) + 1, "strip_page": stripped.page},
+                ),
+                at=now,
+            )
+            return load_route(conn, route_id)
+
+    def returned_to(self, login: str) -> list[ApprovalRoute]:
+        """Routes ``login`` started that were returned to them (差し戻し) and wait for a corrected version."""
+        user = self._directory.user(login)
+        with self._db.read() as conn:
+            ids = conn.execute(
+                select(s.routes.c.id)
+                .where(s.routes.c.starter_id == user.id, s.routes.c.returned_step.is_not(None))
+                .order_by(s.routes.c.id)
+            ).scalars().all()
+            return [load_route(conn, rid) for rid in ids]
+
+    def version_document(self, route_id: int, version: int, viewer: str | None = None) -> bytes:
+        """Version ``version`` (1-based) of the route's document as its starter uploaded it."""
+        with self._db.read() as conn:
+            route = load_route(conn, route_id)
+            if viewer is not None:
+                self._check_viewer(conn, route, viewer)
+            digest = conn.execute(
+                select(s.route_versions.c.original_digest)
+                .where(s.route_versions.c.route_id == route_id, s.route_versions.c.version == version)
+            ).scalar()
+        if digest is None:
+            raise NotFoundError(f"route {route_id} has no version {version}")
+        return self._blobs.get(str(digest))
+
     def reject(self, route_id: int, login: str, comment: str | None) -> ApprovalRoute:
         """Reject the route (却下): it ends, with the reason."""
         comment = check_comment(comment)
@@ -426,13 +443,13 @@ class RouteService:
             raise ValidationError("say why the route is rejected: a comment is required")
         now = self._clock.now()
         with self._db.begin() as conn:
-            route = self._load(conn, route_id, lock=True)
+            route = load_route(conn, route_id, lock=True)
             self._check_viewer(conn, route, login)
             step = route.check_turn(login)
             after = route.rejected(login)
             user = self._directory.user(login, conn)
-            self._save(conn, after, now)
-            self._add_event(conn, route_id, now, user.id, "rejected", step=step.index, revision=route.revision,
+            save_route(conn, after, now)
+            add_event(conn, route_id, now, user.id, "rejected", step=step.index, revision=route.revision,
                             comment=comment)
             self._audit.record(
                 conn,
@@ -529,21 +546,21 @@ class RouteService:
                 ),
                 at=now,
             )
-            return self._load(conn, route_id)
+            return load_route(conn, route_id)
 
     def _store_office_seal(self, seen: ApprovalRoute, user: User, sealed: bytes, final: bytes) -> ApprovalRoute:
         sealed_digest = self._blobs.put(sealed)
         final_digest = self._blobs.put(final)
         now = self._clock.now()
         with self._db.begin() as conn:
-            current = self._load(conn, seen.id, lock=True)
+            current = load_route(conn, seen.id, lock=True)
             if current.revision != seen.revision or current.state is not RouteState.AWAITING_OFFICE_SEAL:
                 raise ConflictError(f"route {seen.id} changed while the office seal was applied; look at it again")
             after = current.office_sealed(user.login, current.revision + 2)
-            self._add_revision(conn, current.id, current.revision + 1, sealed_digest, "office_seal", user.id, now)
-            self._add_revision(conn, current.id, current.revision + 2, final_digest, "lta", user.id, now)
-            self._save(conn, after, now, office_sealer=user.id)
-            self._add_event(conn, current.id, now, user.id, "office_sealed", revision=after.revision,
+            add_revision(conn, current.id, current.revision + 1, sealed_digest, "office_seal", user.id, now)
+            add_revision(conn, current.id, current.revision + 2, final_digest, "lta", user.id, now)
+            save_route(conn, after, now, office_sealer=user.id)
+            add_event(conn, current.id, now, user.id, "office_sealed", revision=after.revision,
                             seal_kind=SealKind.OFFICE.value)
             self._audit.record(
                 conn,
@@ -564,19 +581,19 @@ class RouteService:
     def route(self, route_id: int) -> ApprovalRoute:
         """The route ``route_id`` as it stands."""
         with self._db.read() as conn:
-            return self._load(conn, route_id)
+            return load_route(conn, route_id)
 
     def _route_seen_by(self, route_id: int, login: str) -> ApprovalRoute:
         # Acting on a route starts like viewing it: outsiders learn nothing, not even whose turn it is.
         with self._db.begin() as conn:
-            route = self._load(conn, route_id)
+            route = load_route(conn, route_id)
             self._check_viewer(conn, route, login)
             return route
 
     def status(self, route_id: int, viewer: str | None = None) -> RouteStatus:
         """The route with its timeline and revisions; ``viewer`` must be involved or in its office."""
         with self._db.read() as conn:
-            route = self._load(conn, route_id)
+            route = load_route(conn, route_id)
             if viewer is not None:
                 self._check_viewer(conn, route, viewer)
             users = aliased(t.users)
@@ -592,6 +609,12 @@ class RouteService:
                 .where(s.route_documents.c.route_id == route_id)
                 .order_by(s.route_documents.c.revision)
             ).all()
+            versions = conn.execute(
+                select(s.route_versions, users.c.login)
+                .join(users, users.c.id == s.route_versions.c.actor_id)
+                .where(s.route_versions.c.route_id == route_id)
+                .order_by(s.route_versions.c.version)
+            ).all()
         return RouteStatus(
             route=route,
             events=tuple(
@@ -599,15 +622,19 @@ class RouteService:
                 for e in events
             ),
             revisions=tuple(Revision(v.revision, v.blob_digest, v.kind, v.login, v.created_at) for v in revisions),
+            versions=tuple(
+                DocumentVersion(v.version, v.original_digest, v.pages, v.revision, v.login, v.created_at, v.comment)
+                for v in versions
+            ),
         )
 
     def document(self, route_id: int, viewer: str | None = None, revision: int | None = None) -> bytes:
         """The route's PDF: the current revision, or an earlier one of its history."""
         with self._db.read() as conn:
-            route = self._load(conn, route_id)
+            route = load_route(conn, route_id)
             if viewer is not None:
                 self._check_viewer(conn, route, viewer)
-            digest = self._revision_digest(conn, route_id, route.revision if revision is None else revision)
+            digest = revision_digest(conn, route_id, route.revision if revision is None else revision)
         return self._blobs.get(digest)
 
     def queue(self, login: str) -> list[QueueItem]:
@@ -631,7 +658,7 @@ class RouteService:
                         .where(s.routes.c.state == RouteState.AWAITING_OFFICE_SEAL.value)
                     ).scalars().all()
                 )
-            routes = [self._load(conn, rid) for rid in sorted(ids)]
+            routes = [load_route(conn, rid) for rid in sorted(ids)]
         items: list[QueueItem] = []
         for route in routes:
             step = route.current
@@ -655,7 +682,7 @@ class RouteService:
                 .order_by(s.routes.c.id.desc())
                 .limit(limit)
             ).scalars().all()
-            return [self._load(conn, rid) for rid in ids]
+            return [load_route(conn, rid) for rid in ids]
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -682,140 +709,17 @@ class RouteService:
 
     def _document_at(self, route_id: int, revision: int) -> bytes:
         with self._db.read() as conn:
-            digest = self._revision_digest(conn, route_id, revision)
+            digest = revision_digest(conn, route_id, revision)
         return self._blobs.get(digest)
 
-    @staticmethod
-    def _revision_digest(conn: Connection, route_id: int, revision: int) -> str:
-        digest = conn.execute(
-            select(s.route_documents.c.blob_digest).where(
-                s.route_documents.c.route_id == route_id, s.route_documents.c.revision == revision
-            )
-        ).scalar()
-        if digest is None:
-            raise NotFoundError(f"route {route_id} has no revision {revision}")
-        return str(digest)
 
-    @staticmethod
-    def _add_revision(
-        conn: Connection, route_id: int, revision: int, digest: str, kind: str, actor_id: int | None, at: datetime
-    ) -> None:
-        conn.execute(
-            insert(s.route_documents).values(
-                route_id=route_id, revision=revision, blob_digest=digest, kind=kind, actor_id=actor_id, created_at=at
-            )
-        )
-
-    @staticmethod
-    def _add_event(
-        conn: Connection,
-        route_id: int,
-        at: datetime,
-        actor_id: int,
-        action: str,
-        *,
-        step: int | None = None,
-        to_step: int | None = None,
-        revision: int | None = None,
-        seal_kind: str | None = None,
-        comment: str | None = None,
-    ) -> None:
-        conn.execute(
-            insert(s.route_events).values(
-                route_id=route_id, at=at, actor_id=actor_id, action=action, step_idx=step, to_step=to_step,
-                revision=revision, seal_kind=seal_kind, comment=comment,
-            )
-        )
-
-    def _save(self, conn: Connection, route: ApprovalRoute, now: datetime, office_sealer: int | None = None) -> None:
-        values: dict[str, Any] = {
-            "state": route.state.value,
-            "current_step": route.current_step,
-            "revision": route.revision,
-            "updated_at": now,
-        }
-        if office_sealer is not None:
-            values["office_sealed_by"] = office_sealer
-        conn.execute(update(s.routes).where(s.routes.c.id == route.id).values(**values))
-        for step in route.steps:
-            step_id = conn.execute(
-                update(s.route_steps)
-                .where(s.route_steps.c.route_id == route.id, s.route_steps.c.idx == step.index)
-                .values(state=step.state.value, base_revision=step.base_revision)
-                .returning(s.route_steps.c.id)
-            ).scalar_one()
-            for approver in step.approvers:
-                conn.execute(
-                    update(s.step_approvers)
-                    .where(s.step_approvers.c.step_id == step_id, s.step_approvers.c.field_name == approver.field_name)
-                    .values(
-                        stamped_revision=approver.stamped_revision,
-                        stamped_at=approver.stamped_at,
-                        seal_kind=approver.seal_kind,
-                    )
-                )
-
-    def _load(self, conn: Connection, route_id: int, lock: bool = False) -> ApprovalRoute:
-        starter = aliased(t.users)
-        sealer = aliased(t.users)
-        query = (
-            select(
-                s.routes,
-                t.offices.c.code.label("office_code"),
-                starter.c.login.label("starter_login"),
-                sealer.c.login.label("sealer_login"),
-            )
-            .join(t.offices, t.offices.c.id == s.routes.c.office_id)
-            .join(starter, starter.c.id == s.routes.c.starter_id)
-            .outerjoin(sealer, sealer.c.id == s.routes.c.office_sealed_by)
-            .where(s.routes.c.id == route_id)
-        )
-        if lock:
-            # PostgreSQL: hold the route row until the transaction ends (SQLite: BEGIN IMMEDIATE already does).
-            query = query.with_for_update(of=s.routes)
-        row = conn.execute(query).one_or_none()
-        if row is None:
-            raise NotFoundError(f"no route {route_id}")
-        steps = conn.execute(
-            select(s.route_steps).where(s.route_steps.c.route_id == route_id).order_by(s.route_steps.c.idx)
-        ).all()
-        approvers = conn.execute(
-            select(s.step_approvers, t.users.c.login)
-            .join(t.users, t.users.c.id == s.step_approvers.c.user_id)
-            .join(s.route_steps, s.route_steps.c.id == s.step_approvers.c.step_id)
-            .where(s.route_steps.c.route_id == route_id)
-            .order_by(s.step_approvers.c.step_id, s.step_approvers.c.position)
-        ).all()
-        by_step: dict[int, list[Approver]] = {}
-        for a in approvers:
-            by_step.setdefault(a.step_id, []).append(
-                Approver(a.login, a.field_name, a.stamped_revision, a.stamped_at, a.seal_kind)
-            )
-        return ApprovalRoute(
-            id=row.id,
-            office_code=row.office_code,
-            starter=row.starter_login,
-            document_name=row.document_name,
-            steps=tuple(
-                RouteStep(
-                    index=st.idx,
-                    title=st.title,
-                    approvers=tuple(by_step.get(st.id, [])),
-                    deadline=st.deadline,
-                    state=StepState(st.state),
-                    base_revision=st.base_revision,
-                )
-                for st in steps
-            ),
-            state=RouteState(row.state),
-            current_step=row.current_step,
-            revision=row.revision,
-            created_at=row.created_at,
-            office_sealed_by=row.sealer_login,
-            strip_page=row.strip_page,
-            deliver_to=row.deliver_to,
-            delivered_message_id=row.delivered_message_id,
-        )
+def _resume_from(value: ResumeFrom | str) -> ResumeFrom:
+    try:
+        return ResumeFrom(value)
+    except ValueError:
+        raise ValidationError(
+            f"unknown resume point {value!r}: use 'step' (the step that returned it) or 'start' (step 1)"
+        ) from None
 
 
 def _stamp_kind(kind: SealKind | str) -> SealKind:

@@ -29,10 +29,18 @@ MAX_DOCUMENT_NAME = 200
 class RouteState(StrEnum):
     """Where a route is as a whole."""
 
-    IN_PROGRESS = "in_progress"  # 回覧中: a step is waiting for its approvers
+    IN_PROGRESS = "in_progress"  # 回覧中 (承認待ち for its approvers): a step is waiting for its approvers
+    RETURNED = "returned"  # 差し戻し: returned to the starter, waiting for a corrected version
     AWAITING_OFFICE_SEAL = "awaiting_office_seal"  # 決裁済: every step stamped, the 角印 is next
     COMPLETED = "completed"  # 完了: office seal applied, extended to B-LTA
     REJECTED = "rejected"  # 却下
+
+
+class ResumeFrom(StrEnum):
+    """Where a route resumes after its starter uploaded a corrected version."""
+
+    STEP = "step"  # the step that returned it: earlier steps' approvals of the previous version stand
+    START = "start"  # step 1: every approver stamps the corrected version again
 
 
 class StepState(StrEnum):
@@ -118,6 +126,10 @@ class ApprovalRoute:
     strip_page: int = 1  # 1-based page of the approval strip
     deliver_to: str | None = None
     delivered_message_id: str | None = None
+    version: int = 1  # the document version the route is on (v1 as first uploaded)
+    resume_from: ResumeFrom = ResumeFrom.STEP
+    # While returned to the starter (差し戻し): the 0-based step that returned it.
+    returned_step: int | None = None
 
     # --- reading -------------------------------------------------------------------
 
@@ -146,6 +158,10 @@ class ApprovalRoute:
 
     def check_turn(self, login: str) -> RouteStep:
         """The current step if ``login`` may act on it now; PolicyError saying why not otherwise."""
+        if self.state is RouteState.RETURNED:
+            raise PolicyError(
+                f"route {self.id} was returned to its starter ({self.starter}); it waits for a corrected version"
+            )
         if self.state is RouteState.REJECTED:
             raise PolicyError(f"route {self.id} was rejected; nobody can act on it any more")
         if self.state is RouteState.COMPLETED:
@@ -232,6 +248,52 @@ class ApprovalRoute:
                 base_revision=revision if i == target else None,
             )
         return replace(self, steps=tuple(steps), current_step=target, revision=revision)
+
+    def returned_to_starter(self, login: str) -> ApprovalRoute:
+        """The route after ``login`` returned it to its starter (差し戻し) for a corrected version."""
+        step = self.check_turn(login)
+        return replace(self, state=RouteState.RETURNED, returned_step=step.index)
+
+    @property
+    def resume_step(self) -> int:
+        """The 0-based step a corrected version starts at (see :class:`ResumeFrom`)."""
+        if self.resume_from is ResumeFrom.START or self.returned_step is None:
+            return 0
+        return self.returned_step
+
+    def check_resubmitter(self, login: str) -> None:
+        """PolicyError unless ``login`` may upload a corrected version now: the starter, of a returned route."""
+        if self.state is not RouteState.RETURNED:
+            raise PolicyError(
+                f"route {self.id} is not returned (it is {self.state.value}): a corrected version is only "
+                "uploaded after a 差し戻し"
+            )
+        if login != self.starter:
+            raise PolicyError(f"only the starter of route {self.id} ({self.starter}) uploads a corrected version")
+
+    def resubmitted(self, login: str, revision: int) -> ApprovalRoute:
+        """The route after its starter uploaded a corrected version, which became ``revision``.
+
+        Steps from :attr:`resume_step` on start over (their stamps belong to the previous version);
+        the steps before it keep their approvals, made on an earlier version.
+        """
+        self.check_resubmitter(login)
+        start = self.resume_step
+        steps = list(self.steps)
+        for i in range(start, len(steps)):
+            cleared = tuple(
+                replace(a, stamped_revision=None, stamped_at=None, seal_kind=None) for a in steps[i].approvers
+            )
+            steps[i] = replace(
+                steps[i],
+                approvers=cleared,
+                state=StepState.ACTIVE if i == start else StepState.WAITING,
+                base_revision=revision if i == start else None,
+            )
+        return replace(
+            self, steps=tuple(steps), state=RouteState.IN_PROGRESS, current_step=start, revision=revision,
+            version=self.version + 1, returned_step=None,
+        )
 
     def rejected(self, login: str) -> ApprovalRoute:
         """The route after ``login`` rejected it (却下): it ends."""

@@ -23,9 +23,11 @@ from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.directory.model import Role
 from inkless.errors import ConfigurationError, ValidationError
+from inkless.pageview import NotAPdfError, page_count
 from inkless.web.deps import Caller, RowId, api_caller, get_node, require_own_office
 from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
+from inkless.web.pageview import page_response
 
 router = APIRouter(tags=["delivery"])
 
@@ -118,7 +120,8 @@ class SentMessageOut(BaseModel):
 class DocumentOut(BaseModel):
     """A document of an opened message."""
 
-    index: int = Field(description="use with /messages/{id}/documents/{index}")
+    number: int = Field(description="1-based: use with /messages/{id}/documents/{number}", ge=1)
+    pages: int | None = Field(default=None, description="pages of a PDF (numbered from 1); null for other files")
     name: str
     content_type: str
     size: int
@@ -336,20 +339,48 @@ def get_message(message_id: str, caller: CallerDep, node: NodeDep) -> MessageOut
         reply_to=m.reply_to, created_at=m.created_at, signed_by=opened.signer_address,
         authenticated=opened.authenticated, copy=opened.copy, office=opened.office,
         envelope_sha256=opened.envelope_sha256, facts=m.facts,
-        documents=[DocumentOut(index=i, name=d.name, content_type=d.content_type, size=len(d.data), sha256=d.sha256)
-                   for i, d in enumerate(opened.documents)],
+        documents=[DocumentOut(number=i, name=d.name, content_type=d.content_type, size=len(d.data), sha256=d.sha256,
+                               pages=_pages(d.content_type, d.data))
+                   for i, d in enumerate(opened.documents, start=1)],
     )
 
 
-@router.get("/messages/{message_id}/documents/{index}", responses=ERRORS,
-            response_class=Response)
-def get_document(message_id: str, index: RowId, caller: CallerDep, node: NodeDep) -> Response:
-    """Download one document of a message (audited as an opening)."""
+def _pages(content_type: str, data: bytes) -> int | None:
+    if content_type != "application/pdf" and not data[:1024].lstrip().startswith(b"%PDF-"):
+        return None
+    try:
+        return page_count(data)
+    except NotAPdfError:
+        return None
+
+
+def _opened_document(node: Node, caller: Caller, message_id: str, number: int) -> Any:
     opened = _svc(node).open_message(message_id, caller.user.login)
-    if not 0 <= index < len(opened.documents):
-        raise HTTPException(status_code=404, detail=f"message has {len(opened.documents)} documents")
-    doc = opened.documents[index]
-    return document_response(doc.data, doc.content_type, doc.name, f"document-{index}")
+    if not 1 <= number <= len(opened.documents):
+        raise HTTPException(
+            status_code=404,
+            detail=f"message has {len(opened.documents)} documents, numbered from 1; there is no document {number}",
+        )
+    return opened.documents[number - 1]
+
+
+@router.get("/messages/{message_id}/documents/{number}", responses=ERRORS,
+            response_class=Response)
+def get_document(message_id: str, number: RowId, caller: CallerDep, node: NodeDep) -> Response:
+    """Download document ``number`` (1-based) of a message (audited as an opening)."""
+    doc = _opened_document(node, caller, message_id, number)
+    return document_response(doc.data, doc.content_type, doc.name, f"document-{number}")
+
+
+@router.get("/messages/{message_id}/documents/{number}/pages/{page}.png", responses={
+    **ERRORS, 200: {"content": {"image/png": {}}}}, response_class=Response)
+def get_page(message_id: str, number: RowId, page: RowId, caller: CallerDep, node: NodeDep,
+             zoom: bool = False) -> Response:
+    """Page ``page`` of document ``number`` (both 1-based) as PNG (audited as an opening); ``zoom`` enlarges it."""
+    doc = _opened_document(node, caller, message_id, number)
+    if _pages(doc.content_type, doc.data) is None:
+        raise HTTPException(status_code=404, detail=f"document {number} is not a PDF: it has no pages to show")
+    return page_response(node, doc.data, page, zoom=zoom)
 
 
 @router.get("/messages/{message_id}/status", response_model=list[RecipientStatusOut], responses=ERRORS)

@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field
 from inkless.app import Node
 from inkless.errors import SealError
 from inkless.seals.route_service import MAX_PDF_BYTES, RouteService
-from inkless.seals.routes import StepPlan
+from inkless.seals.routes import ResumeFrom, StepPlan
 from inkless.web.deps import Caller, RowId, WebServices, api_caller, client_address, get_node, get_services
+from inkless.web.downloads import document_response
 from inkless.web.pages import check_fresh_totp
+from inkless.web.pageview import page_response
 
 router = APIRouter(tags=["routes"])
 
@@ -40,10 +42,14 @@ class StampIn(BaseModel):
 
 
 class ReturnIn(BaseModel):
-    """A return (差し戻し): why, and to which step (default: the previous one)."""
+    """A return (差し戻し): why, and to whom (default: the starter, for a corrected version)."""
 
-    comment: str = Field(max_length=1000)
-    to_step: int | None = Field(default=None, ge=1, description="1-based step number")
+    comment: str = Field(max_length=1000, description="the reason (required)")
+    to_step: int | None = Field(
+        default=None, ge=1,
+        description="1-based number of an earlier step to return to; omitted: to the starter, who uploads a "
+                    "corrected version (POST /routes/{id}/resubmit)",
+    )
 
 
 class RejectIn(BaseModel):
@@ -77,6 +83,9 @@ async def start_route(
     name: Annotated[str, Form(max_length=200)] = "",
     comment: Annotated[str, Form(max_length=1000)] = "",
     deliver_to: Annotated[str, Form(max_length=200)] = "",
+    resume_from: Annotated[str, Form(
+        max_length=8, description="after a 差し戻し and a corrected version: 'step' (the step that returned it) "
+                                  "or 'start' (step 1)")] = ResumeFrom.STEP.value,
 ) -> dict[str, Any]:
     """Start a route as the caller: the approval strip is added and step 1's approvers see it in their queue."""
     try:
@@ -90,7 +99,7 @@ async def start_route(
     doc_name = name.strip() or (document.filename or "document").rsplit(".", 1)[0]
     route = await asyncio.to_thread(
         _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
-        comment=comment or None, deliver_to=deliver_to or None,
+        comment=comment or None, deliver_to=deliver_to or None, resume_from=resume_from,
     )
     return await asyncio.to_thread(_status, node, route.id, caller.user.login)
 
@@ -127,6 +136,39 @@ def document(route_id: RowId, node: NodeDep, caller: CallerDep, revision: RowId 
     return Response(pdf, media_type="application/pdf")
 
 
+@router.get("/routes/{route_id}/pages/{page}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def page(route_id: RowId, page: RowId, node: NodeDep, caller: CallerDep, zoom: bool = False) -> Response:
+    """Page ``page`` (1-based) of the route's current document as PNG, seal imprints included."""
+    pdf = _routes(node).document(route_id, viewer=caller.user.login)
+    return page_response(node, pdf, page, zoom=zoom)
+
+
+@router.get("/routes/{route_id}/versions/{version}/document", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}})
+def version_document(route_id: RowId, version: RowId, node: NodeDep, caller: CallerDep) -> Response:
+    """Version ``version`` (1-based; v1 is the first upload) of the document as its starter uploaded it."""
+    pdf = _routes(node).version_document(route_id, version, viewer=caller.user.login)
+    name = f"route-{route_id}-v{version}.pdf"
+    return document_response(pdf, "application/pdf", name, name)
+
+
+@router.post("/routes/{route_id}/resubmit")
+async def resubmit(
+    route_id: RowId,
+    node: NodeDep,
+    caller: CallerDep,
+    document: Annotated[UploadFile, File(description="The corrected PDF")],
+    comment: Annotated[str, Form(max_length=1000, description="what was corrected")] = "",
+) -> dict[str, Any]:
+    """The starter uploads a corrected version of a returned route (差し戻し); the route resumes."""
+    pdf = await document.read(MAX_PDF_BYTES + 1)
+    if len(pdf) > MAX_PDF_BYTES:
+        raise HTTPException(status_code=413, detail=f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+    await asyncio.to_thread(_routes(node).resubmit, route_id, caller.user.login, pdf, comment or None)
+    return await asyncio.to_thread(_status, node, route_id, caller.user.login)
+
+
 @router.post("/routes/{route_id}/stamp")
 async def stamp(route_id: RowId, body: StampIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
     """Stamp the caller's box of the current step."""
@@ -136,7 +178,7 @@ async def stamp(route_id: RowId, body: StampIn, node: NodeDep, caller: CallerDep
 
 @router.post("/routes/{route_id}/return")
 def return_route(route_id: RowId, body: ReturnIn, node: NodeDep, caller: CallerDep) -> dict[str, Any]:
-    """Return the route (差し戻し) to the previous or a chosen earlier step."""
+    """Return the route (差し戻し) to its starter for a corrected version, or to a chosen earlier step."""
     _routes(node).return_route(route_id, caller.user.login, body.comment,
                                None if body.to_step is None else body.to_step - 1)
     return _status(node, route_id, caller.user.login)

@@ -69,7 +69,9 @@ def create_app(node: Node) -> FastAPI:
             f"API of the inkless node `{settings.node_id}`. "
             "Authenticate with `Authorization: Bearer <token>` "
             "(an API token scoped to one office) or with a browser session plus the `X-CSRF-Token` header "
-            "on state-changing requests."
+            "on state-changing requests. "
+            "Numbers start at 1 everywhere: documents of a message, pages of a document, steps of a route "
+            "and versions of a route's document (v1 is the first upload)."
         ),
         # No Swagger UI: it loads scripts from a CDN, and a node must work offline under a strict CSP.
         # The OpenAPI document opens in any OpenAPI viewer or generator.
@@ -112,6 +114,7 @@ def create_app(node: Node) -> FastAPI:
         pages_routes,
         pages_sessions,
         pages_verify,
+        pickers,
     )
 
     # Peer nodes authenticate every request by its signature: no session, no CSRF token (see docs/federation.md).
@@ -134,6 +137,8 @@ def create_app(node: Node) -> FastAPI:
         (pages_sessions.router, ""),
         (_optional_router("inkless.web.pages_pickup"), ""),
         (_optional_router("inkless.web.pages_notices"), ""),
+        (pickers.router, ""),
+        (pickers.api_router, API_PREFIX),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

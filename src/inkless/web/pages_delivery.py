@@ -9,7 +9,6 @@ shown on the compose form, which keeps what the user typed.
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -31,21 +30,19 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
+from inkless.pageview import NotAPdfError, page_count
 from inkless.text import UnsafeTextError
 from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
 from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
+from inkless.web.pageview import page_response
+from inkless.web.pickers import entry_error, options, picker_of
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
 
 NodeDep = Annotated[Node, Depends(get_node)]
 CallerDep = Annotated[Caller, Depends(page_caller)]
-
-# Page previews: the first pages of each PDF at screen resolution, never larger than this on a side.
-PREVIEW_PAGES = 10
-PREVIEW_DPI = 100
-PREVIEW_MAX_PX = 2000
 
 CLASSIFICATION_LABELS = {0: N_("Public"), 1: N_("Internal"), 2: N_("Confidential"), 3: N_("Strictly confidential")}
 STATE_LABELS = {
@@ -167,53 +164,6 @@ def _fax_note(request: Request, render: Renderer) -> Callable[[FaxNote], str]:
 # --- one message ---------------------------------------------------------------------------
 
 
-def _pdf_pages(data: bytes) -> int | None:
-    """Number of pages of a PDF, or None if pdfium cannot read it."""
-    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
-
-    from inkless.pdfium_lock import PDFIUM_LOCK
-
-    with PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(data)
-        except pdfium.PdfiumError:
-            return None
-        try:
-            return len(pdf)
-        finally:
-            pdf.close()
-
-
-def render_page_png(data: bytes, page_number: int) -> bytes:
-    """PNG of page ``page_number`` (1-based) of a PDF at ``PREVIEW_DPI``; NotFoundError if there is none."""
-    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
-
-    from inkless.pdfium_lock import PDFIUM_LOCK
-
-    # pdfium is not thread-safe, not even across documents: the lock shared with the fax imaging.
-    with PDFIUM_LOCK:
-        try:
-            pdf = pdfium.PdfDocument(data)
-        except pdfium.PdfiumError:
-            raise NotFoundError(NO_SUCH_DOCUMENT) from None
-        try:
-            if not 1 <= page_number <= min(len(pdf), PREVIEW_PAGES):
-                raise NotFoundError(NO_SUCH_DOCUMENT)
-            page = pdf[page_number - 1]
-            try:
-                width, height = page.get_size()
-                scale = min(PREVIEW_DPI / 72, PREVIEW_MAX_PX / max(width, height, 1))
-                image = page.render(scale=scale).to_pil()
-            finally:
-                page.close()
-        finally:
-            pdf.close()
-    out = io.BytesIO()
-    # Encoding runs outside the lock: other threads may render meanwhile.
-    image.convert("RGB").save(out, format="PNG", optimize=False)
-    return out.getvalue()
-
-
 def _is_pdf(content_type: str, data: bytes) -> bool:
     return content_type == "application/pdf" or data[:1024].lstrip().startswith(b"%PDF-")
 
@@ -226,11 +176,11 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
     opened: OpenedMessage = await run_in_threadpool(svc.open_message, message_id, caller.user.login)
     info = await run_in_threadpool(svc.message, message_id, caller.user.login)
     documents = []
-    for index, doc in enumerate(opened.documents):
-        pages = await run_in_threadpool(_pdf_pages, doc.data) if _is_pdf(doc.content_type, doc.data) else None
+    for index, doc in enumerate(opened.documents, start=1):
+        pages = await run_in_threadpool(_pdf_pages, doc.content_type, doc.data)
         documents.append({
-            "index": index, "name": doc.name, "content_type": doc.content_type, "size": _size(len(doc.data)),
-            "sha256": doc.sha256, "pages": pages, "previews": list(range(1, min(pages or 0, PREVIEW_PAGES) + 1)),
+            "number": index, "name": doc.name, "content_type": doc.content_type, "size": _size(len(doc.data)),
+            "sha256": doc.sha256, "pages": pages, "previews": list(range(1, (pages or 0) + 1)),
         })
     meta = opened.metadata
     book = AddressBook(node)
@@ -245,7 +195,7 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
         statuses=info.recipients if isinstance(info, SentMessage) else (), fax_note=_fax_note(request, render),
         fax_first=info.fax_first if isinstance(info, InboxItem) else None,
         fax_copy=info.fax_copy_message_id if isinstance(info, InboxItem) else None,
-        can_reply=opened.copy == "received" and opened.authenticated, preview_pages=PREVIEW_PAGES,
+        can_reply=opened.copy == "received" and opened.authenticated,
         pickups=pickups, pickup_labels=PICKUP_LABELS,
         notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
         else None,
@@ -253,29 +203,42 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
     )
 
 
-def _document(node: Node, caller: Caller, message_id: str, index: int) -> tuple[str, str, bytes]:
+def _pdf_pages(content_type: str, data: bytes) -> int | None:
+    """Number of pages of a PDF document, or None if it is not a readable PDF."""
+    if not _is_pdf(content_type, data):
+        return None
+    try:
+        return page_count(data)
+    except NotAPdfError:
+        return None
+
+
+def _document(node: Node, caller: Caller, message_id: str, number: int) -> tuple[str, str, bytes]:
+    """Document ``number`` (1-based) of a message, opened (and audited) for the caller."""
     opened = delivery_of(node).open_message(message_id, caller.user.login)
-    if not 0 <= index < len(opened.documents):
+    if not 1 <= number <= len(opened.documents):
         raise HTTPException(status_code=404, detail=NO_SUCH_DOCUMENT)
-    doc = opened.documents[index]
+    doc = opened.documents[number - 1]
     return doc.name, doc.content_type, doc.data
 
 
-@router.get("/messages/{message_id}/documents/{index}")
-def document_download(message_id: str, index: RowId, node: NodeDep, caller: CallerDep) -> Response:
-    """Download one document of a message (audited as an opening)."""
-    name, content_type, data = _document(node, caller, message_id, index)
-    return document_response(data, content_type, name, f"document-{index}")
+@router.get("/messages/{message_id}/documents/{number}")
+def document_download(message_id: str, number: RowId, node: NodeDep, caller: CallerDep, view: str = "") -> Response:
+    """Download document ``number`` (1-based) of a message (audited as an opening); ``?view=inline`` opens a PDF
+    in the browser's own viewer."""
+    name, content_type, data = _document(node, caller, message_id, number)
+    return document_response(data, content_type, name, f"document-{number}", inline=view == "inline")
 
 
-@router.get("/messages/{message_id}/documents/{index}/pages/{page}.png")
-def page_preview(message_id: str, index: RowId, page: RowId, node: NodeDep, caller: CallerDep) -> Response:
-    """One page of a PDF document as PNG, authorised (and audited) like opening the message."""
-    _name, content_type, data = _document(node, caller, message_id, index)
+@router.get("/messages/{message_id}/documents/{number}/pages/{page}.png")
+def page_preview(message_id: str, number: RowId, page: RowId, node: NodeDep, caller: CallerDep,
+                 zoom: bool = False) -> Response:
+    """Page ``page`` of document ``number`` (both 1-based) as PNG, authorised (and audited) like opening the
+    message; ``?zoom=1`` renders it enlarged."""
+    _name, content_type, data = _document(node, caller, message_id, number)
     if not _is_pdf(content_type, data):
         raise HTTPException(status_code=404, detail=NO_SUCH_DOCUMENT)
-    png = render_page_png(data, page)
-    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+    return page_response(node, data, page, zoom=zoom)
 
 
 @router.get("/messages/{message_id}/report")
@@ -294,7 +257,6 @@ def report_download(message_id: str, node: NodeDep, caller: CallerDep) -> Respon
 def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer, form: ComposeForm,
                   status_code: int = 200, error: str | None = None, detail: str | None = None) -> Response:
     svc = delivery_of(node)
-    book = AddressBook(node)
     original: SentMessage | InboxItem | None = None
     source = form.forward or form.reply_to
     if source:
@@ -303,7 +265,9 @@ def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer
     return render.render(
         request, "delivery_compose.html", status_code=status_code, form=form, form_error=error,
         error_detail=detail,
-        addresses=sorted(book.names.items()), lists=svc.distribution_lists(), original=original,
+        lists=svc.distribution_lists(), original=original,
+        office_options=options(sorted(picker_of(node).offices(caller.office.code),
+                                      key=lambda m: (-m.recent, m.value))),
         levels=[(n, CLASSIFICATION_LABELS[n]) for n in range(0, caller.user.clearance + 1)],
         limit=_size(node.settings.max_message_bytes), **_common(caller, "compose"),
     )
@@ -409,6 +373,15 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
     to = [a.strip() for a in form.to.replace("、", ",").split(",") if a.strip()]
     if error is None and not form.reply_to and not to and not form.lists:
         error = NO_RECIPIENT
+    if error is None and to and not form.reply_to:
+        # A typed office name or kana (民事局, ミンジキョク) becomes the address it names; addresses stay.
+        try:
+            to = await run_in_threadpool(picker_of(node).resolve_offices, to, caller.office.code)
+        except InklessError as exc:
+            message = entry_error(lambda m: render.gettext(request, m), exc)
+            if message is None:
+                raise
+            return _compose_page(request, node, caller, render, form, 422, message)
     if error is None and not form.reply_to and not form.forward and not form.subject.strip():
         error = NO_SUBJECT
     if error is None and not form.forward and not documents:

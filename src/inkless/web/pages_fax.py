@@ -17,6 +17,7 @@ from inkless.errors import ConfigurationError, InklessError, ValidationError
 from inkless.fax.service import FaxService
 from inkless.web.deps import Caller, RowId, get_node, page_caller
 from inkless.web.pages import RendererDep
+from inkless.web.pickers import entry_error, options, picker_of
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -69,7 +70,8 @@ def _send_page(request: Request, node: Node, caller: Caller, render: Renderer, s
     return render.render(
         request, "fax_send.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="fax", jobs=fax.jobs(caller.office.code, limit=50), state_labels=STATE_LABELS,
-        cover_default=settings.cover_page_default, schedule=fax.default_schedule, **extra,
+        cover_default=settings.cover_page_default, schedule=fax.default_schedule,
+        fax_options=options(picker_of(node).fax_numbers(caller.office.code)), **extra,
     )
 
 
@@ -102,11 +104,13 @@ async def fax_send(
         data = await document.read(limit + 1)
         if len(data) > limit:
             raise ValidationError(f"the file is larger than the limit of {limit} bytes")
+        # A name or kana from the fax address book becomes its number; typed numbers stay.
+        number = picker_of(node).resolve_fax(number, caller.office.code) if number.strip() else number
         job_id = fax.send(caller.user.login, caller.office.code, number, [data], cover_page=bool(cover),
                           classification=classification, confirm_internal=bool(confirm), subject=subject or None)
     except InklessError as exc:
-        return _send_page(request, node, caller, render, status_code=exc.http_status,
-                          error=render.gettext(request, exc.message), form=form)
+        message = entry_error(lambda m: render.gettext(request, m), exc) or render.gettext(request, exc.message)
+        return _send_page(request, node, caller, render, status_code=exc.http_status, error=message, form=form)
     job = fax.job(job_id)
     notice = render.gettext(request, QUEUED) % {"id": job.id, "pages": job.pages, "number": job.number}
     return _send_page(request, node, caller, render, notice=notice)

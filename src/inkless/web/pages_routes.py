@@ -12,11 +12,15 @@ from fastapi.responses import RedirectResponse
 
 from inkless.app import Node
 from inkless.errors import AuthenticationError, InklessError, NotFoundError, PolicyError, RateLimitedError, SealError
+from inkless.pageview import NotAPdfError, page_count
 from inkless.seals.route_service import MAX_PDF_BYTES, RouteService, RouteStatus
-from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, RouteState, StepPlan, check_office_sealer
+from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, ResumeFrom, RouteState, StepPlan, check_office_sealer
 from inkless.seals.strip import field_boxes, render_page_png
 from inkless.web.deps import Caller, RowId, WebServices, client_address, get_node, get_services, page_caller
+from inkless.web.downloads import document_response
 from inkless.web.pages import WRONG_CODE, check_fresh_totp, renderer
+from inkless.web.pageview import page_response
+from inkless.web.pickers import entry_error, options, picker_of
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -30,6 +34,7 @@ PREVIEW_DPI = 110  # shown 560 px wide: sharp on high-density screens too
 FORM_ROWS = 6
 STATE_LABELS = {
     RouteState.IN_PROGRESS: N_("In progress"),
+    RouteState.RETURNED: N_("Returned"),
     RouteState.AWAITING_OFFICE_SEAL: N_("Awaiting the office seal"),
     RouteState.COMPLETED: N_("Completed"),
     RouteState.REJECTED: N_("Rejected"),
@@ -38,6 +43,7 @@ ACTION_LABELS = {
     "started": N_("Started"),
     "stamped": N_("Stamped"),
     "returned": N_("Returned"),
+    "resubmitted": N_("Corrected version submitted"),
     "rejected": N_("Rejected"),
     "office_sealed": N_("Office seal"),
 }
@@ -45,11 +51,19 @@ DONE_MESSAGES = {
     "started": N_("The route has started."),
     "stamped": N_("Your seal was applied."),
     "returned": N_("The route was returned."),
+    "resubmitted": N_("The corrected version was submitted: the route resumes."),
     "rejected": N_("The route was rejected."),
     "sealed": N_("The office seal was applied: the document is complete."),
 }
 NO_FILE = N_("Choose a PDF file.")
 TOO_LARGE = N_("The file is too large.")
+NO_REASON = N_("Enter the reason. Nothing was changed.")
+NOT_CONFIRMED = N_("Tick the confirmation box. Nothing was changed.")
+NOT_A_PDF = N_("The file is not a readable PDF. Nothing was changed.")
+RESUME_LABELS = {
+    ResumeFrom.STEP: N_("From the step that returned it"),
+    ResumeFrom.START: N_("From the first step"),
+}
 
 
 def _routes(node: Node) -> RouteService:
@@ -76,20 +90,25 @@ def queue_page(request: Request, node: NodeDep, caller: CallerDep, render: Rende
         for item in routes.queue(caller.user.login)
     ]
     office = [{"route": r, "state": STATE_LABELS[r.state]} for r in routes.routes_of_office(caller.office.code)]
+    returned = []
+    for route in routes.returned_to(caller.user.login):
+        back = routes.status(route.id).return_comment
+        returned.append({"route": route, "event": back,
+                         "step": route.steps[route.returned_step or 0].title})
     return render.render(
         request, "routes_queue.html", caller=caller, csrf_token=_csrf(caller), active="routes",
-        items=items, office_routes=office,
+        items=items, office_routes=office, returned=returned,
     )
 
 
 @router.get("/routes/new")
-def new_page(request: Request, caller: CallerDep, render: RendererDep) -> Response:
+def new_page(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
     """The form to start a route: the PDF, its name, and the steps."""
-    return _new_form(request, caller, render)
+    return _new_form(request, node, caller, render)
 
 
 def _new_form(
-    request: Request, caller: Caller, render: Renderer, status_code: int = 200, error: str | None = None,
+    request: Request, node: Node, caller: Caller, render: Renderer, status_code: int = 200, error: str | None = None,
     form: Mapping[str, Any] | None = None,
 ) -> Response:
     values = form or {"titles": ["担当", "係長", "課長", "部長"], "approvers": [caller.user.login]}
@@ -101,7 +120,10 @@ def _new_form(
     return render.render(
         request, "routes_new.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="routes", rows=rows, error=error, name=values.get("name", ""), comment=values.get("comment", ""),
-        deliver_to=values.get("deliver_to", ""),
+        deliver_to=values.get("deliver_to", ""), resume_labels=RESUME_LABELS,
+        resume_from=values.get("resume_from", ResumeFrom.STEP.value),
+        people=options(sorted(picker_of(node).people(), key=lambda m: m.kana or m.label)),
+        offices=options(sorted(picker_of(node).offices(caller.office.code), key=lambda m: (-m.recent, m.value))),
     )
 
 
@@ -118,16 +140,17 @@ async def start_route(
     deadline: Annotated[list[str] | None, Form()] = None,
     comment: Annotated[str, Form(max_length=1000)] = "",
     deliver_to: Annotated[str, Form(max_length=200)] = "",
+    resume_from: Annotated[str, Form(max_length=8)] = ResumeFrom.STEP.value,
 ) -> Response:
     """Start a route on the uploaded PDF; the caller is its starter."""
     titles, logins, dates = title or [], approvers or [], deadline or []
     form: dict[str, Any] = {"titles": titles, "approvers": logins, "deadlines": dates, "name": name, "comment": comment,
-            "deliver_to": deliver_to}
+            "deliver_to": deliver_to, "resume_from": resume_from}
     if document is None or not document.filename:
-        return _new_form(request, caller, render, 422, render.gettext(request, NO_FILE), form)
+        return _new_form(request, node, caller, render, 422, render.gettext(request, NO_FILE), form)
     pdf = await document.read(MAX_PDF_BYTES + 1)
     if len(pdf) > MAX_PDF_BYTES:
-        return _new_form(request, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+        return _new_form(request, node, caller, render, 413, render.gettext(request, TOO_LARGE), form)
     plans: list[StepPlan] = []
     try:
         for i in range(min(MAX_STEPS + 1, max(len(titles), len(logins)))):
@@ -136,17 +159,21 @@ async def start_route(
             d = dates[i].strip() if i < len(dates) else ""
             if not t and not a:
                 continue
-            plans.append(StepPlan(t, tuple(x.strip() for x in a.replace("、", ",").split(",")),
-                                  date.fromisoformat(d) if d else None))
+            typed = [x.strip() for x in a.replace("、", ",").split(",") if x.strip()]
+            # A typed name or kana (佐藤, サトウ) becomes the login it names; logins stay as they are.
+            logins_of_step = picker_of(node).resolve_people(typed)
+            plans.append(StepPlan(t, tuple(logins_of_step), date.fromisoformat(d) if d else None))
         doc_name = name.strip() or (document.filename.rsplit(".", 1)[0] if document.filename else "")
         route = await asyncio.to_thread(
             _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
-            comment=comment or None, deliver_to=deliver_to or None,
+            comment=comment or None, deliver_to=deliver_to or None, resume_from=resume_from,
         )
     except ValueError:
-        return _new_form(request, caller, render, 422, render.gettext(request, N_("A deadline is not a date.")), form)
+        not_a_date = render.gettext(request, N_("A deadline is not a date."))
+        return _new_form(request, node, caller, render, 422, not_a_date, form)
     except InklessError as exc:
-        return _new_form(request, caller, render, exc.http_status, render.gettext(request, exc.message), form)
+        message = entry_error(lambda m: render.gettext(request, m), exc) or render.gettext(request, exc.message)
+        return _new_form(request, node, caller, render, exc.http_status, message, form)
     return _redirect(f"/routes/{route.id}?done=started")
 
 
@@ -175,12 +202,43 @@ def _route_page(
             pass
     step = route.current
     earlier = [] if step is None else [s for s in route.steps if s.index < step.index]
+    pdf = _routes(node).document(route_id, viewer=login)
+    pages = page_count(pdf)
     return render.render(
         request, "routes_detail.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="routes", route=route, status=status, state_label=STATE_LABELS[route.state],
         action_labels=ACTION_LABELS, my_turn=my_turn, can_office_seal=can_office_seal, earlier=earlier,
-        error=error, notice=notice, timeline=_timeline(status),
+        error=error, notice=notice, timeline=_timeline(status), pages=list(range(1, pages + 1)), page_count=pages,
+        returned=status.return_comment, can_resubmit=route.state is RouteState.RETURNED and login == route.starter,
+        versions=_versions(status), resume_label=RESUME_LABELS[route.resume_from],
+        returned_step=route.steps[route.returned_step].title if route.returned_step is not None else None,
+        names=_names(node, [route.starter] + ([status.return_comment.actor] if status.return_comment else [])),
     )
+
+
+def _names(node: Node, logins: list[str]) -> dict[str, str]:
+    """Display names of people a page mentions (the login where there is none)."""
+    names = {}
+    for login in logins:
+        try:
+            names[login] = node.directory.user(login).display_name
+        except InklessError:
+            names[login] = login
+    return names
+
+
+def _versions(status: RouteStatus) -> list[dict[str, object]]:
+    """Every uploaded version, with what changed from the one before: page count and SHA-256."""
+    rows: list[dict[str, object]] = []
+    previous = None
+    for v in status.versions:
+        rows.append({
+            "v": v, "pages_before": previous.pages if previous else None,
+            "same_file": previous is not None and previous.sha256 == v.sha256,
+            "sha_before": previous.sha256 if previous else None,
+        })
+        previous = v
+    return rows
 
 
 def _timeline(status: RouteStatus) -> list[dict[str, object]]:
@@ -219,13 +277,76 @@ def preview(route_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
 
 
 @router.get("/routes/{route_id}/document.pdf")
-def download(route_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
-    """The current revision of the route's PDF."""
+def download(route_id: RowId, node: NodeDep, caller: CallerDep, view: str = "") -> Response:
+    """The current revision of the route's PDF; ``?view=inline`` opens it in the browser's own viewer."""
     pdf = _routes(node).document(route_id, viewer=caller.user.login)
-    return Response(
-        pdf, media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="route-{route_id}.pdf"'},
+    return document_response(pdf, "application/pdf", f"route-{route_id}.pdf", f"route-{route_id}.pdf",
+                             inline=view == "inline")
+
+
+@router.get("/routes/{route_id}/pages/{page}.png")
+def page_image(route_id: RowId, page: RowId, node: NodeDep, caller: CallerDep, zoom: bool = False) -> Response:
+    """Page ``page`` (1-based) of the route's current document, for those who may see the route."""
+    pdf = _routes(node).document(route_id, viewer=caller.user.login)
+    return page_response(node, pdf, page, zoom=zoom)
+
+
+@router.get("/routes/{route_id}/versions/{version}.pdf")
+def version_download(route_id: RowId, version: RowId, node: NodeDep, caller: CallerDep) -> Response:
+    """Version ``version`` (1-based) of the document as its starter uploaded it, in the browser's viewer."""
+    pdf = _routes(node).version_document(route_id, version, viewer=caller.user.login)
+    name = f"route-{route_id}-v{version}.pdf"
+    return document_response(pdf, "application/pdf", name, name, inline=True)
+
+
+@router.get("/routes/{route_id}/versions/{version}/pages/{page}.png")
+def version_page_image(route_id: RowId, version: RowId, page: RowId, node: NodeDep, caller: CallerDep,
+                       zoom: bool = False) -> Response:
+    """Page ``page`` of version ``version`` (both 1-based) of the route's document."""
+    pdf = _routes(node).version_document(route_id, version, viewer=caller.user.login)
+    return page_response(node, pdf, page, zoom=zoom)
+
+
+@router.get("/routes/{route_id}/versions/{version}")
+def version_page(request: Request, route_id: RowId, version: RowId, node: NodeDep, caller: CallerDep,
+                 render: RendererDep) -> Response:
+    """Every page of one uploaded version of the route's document."""
+    routes = _routes(node)
+    status = routes.status(route_id, viewer=caller.user.login)
+    found = next((v for v in status.versions if v.version == version), None)
+    if found is None:
+        raise NotFoundError(f"route {route_id} has no version {version}")
+    return render.render(
+        request, "routes_version.html", caller=caller, csrf_token=_csrf(caller), active="routes",
+        route=status.route, version=found, pages=list(range(1, found.pages + 1)),
     )
+
+
+@router.post("/routes/{route_id}/resubmit")
+async def resubmit(
+    request: Request,
+    route_id: RowId,
+    node: NodeDep,
+    caller: CallerDep,
+    render: RendererDep,
+    document: Annotated[UploadFile | None, File()] = None,
+    comment: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """The starter uploads a corrected version of a returned route (v2, v3 …); the route resumes."""
+    if document is None or not document.filename:
+        return await _message_page(request, node, caller, render, route_id, 422, NO_FILE)
+    pdf = await document.read(MAX_PDF_BYTES + 1)
+    if len(pdf) > MAX_PDF_BYTES:
+        return await _message_page(request, node, caller, render, route_id, 413, TOO_LARGE)
+    try:
+        await asyncio.to_thread(page_count, pdf)
+    except NotAPdfError:
+        return await _message_page(request, node, caller, render, route_id, 422, NOT_A_PDF)
+    try:
+        await asyncio.to_thread(_routes(node).resubmit, route_id, caller.user.login, pdf, comment or None)
+    except InklessError as exc:
+        return await _error_page(request, node, caller, render, route_id, exc)
+    return _redirect(f"/routes/{route_id}?done=resubmitted")
 
 
 @router.post("/routes/{route_id}/stamp")
@@ -254,11 +375,15 @@ async def return_route(
     caller: CallerDep,
     render: RendererDep,
     comment: Annotated[str, Form(max_length=1000)] = "",
-    to_step: Annotated[str, Form(max_length=4)] = "",
+    to_step: Annotated[str, Form(max_length=8)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
-    """Return the route (差し戻し) with a comment, to the previous or a chosen earlier step."""
+    """Return the route (差し戻し) with a reason: to its starter (``to_step`` ``starter``) or an earlier step."""
+    refused = _refuse_without_reason(comment, confirm)
+    if refused is not None:
+        return await _message_page(request, node, caller, render, route_id, 422, refused)
     try:
-        target = int(to_step) - 1 if to_step.strip() else None
+        target = int(to_step) - 1 if to_step.strip() and to_step != "starter" else None
         await asyncio.to_thread(_routes(node).return_route, route_id, caller.user.login, comment, target)
     except ValueError:
         return await _error_page(request, node, caller, render, route_id, None)
@@ -275,8 +400,12 @@ async def reject(
     caller: CallerDep,
     render: RendererDep,
     comment: Annotated[str, Form(max_length=1000)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
-    """Reject the route (却下) with a comment."""
+    """Reject the route (却下) with a reason; it ends."""
+    refused = _refuse_without_reason(comment, confirm)
+    if refused is not None:
+        return await _message_page(request, node, caller, render, route_id, 422, refused)
     try:
         await asyncio.to_thread(_routes(node).reject, route_id, caller.user.login, comment)
     except InklessError as exc:
@@ -308,6 +437,23 @@ async def office_seal(
     except InklessError as exc:
         return await _error_page(request, node, caller, render, route_id, exc)
     return _redirect(f"/routes/{route_id}?done=sealed")
+
+
+def _refuse_without_reason(comment: str, confirm: str) -> str | None:
+    """The message for a return or rejection sent without its reason or its confirmation, if so."""
+    if not comment.strip():
+        return NO_REASON
+    if confirm != "yes":
+        return NOT_CONFIRMED
+    return None
+
+
+async def _message_page(
+    request: Request, node: Node, caller: Caller, render: Renderer, route_id: int, status: int, message: str
+) -> Response:
+    return await asyncio.to_thread(
+        _route_page, request, node, caller, render, route_id, status, render.gettext(request, message)
+    )
 
 
 async def _error_page(

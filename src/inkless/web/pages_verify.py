@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
 from inkless.errors import InklessError, ValidationError
+from inkless.pageview import NotAPdfError, page_count, render_page
 from inkless.seals.imprint import SealKind, render_png
 from inkless.seals.model import Change, Indication, SubIndication
 from inkless.seals.sealing import imprint_for
@@ -25,6 +26,8 @@ NodeDep = Annotated[Node, Depends(get_node)]
 CallerDep = Annotated[Caller, Depends(page_caller)]
 
 PREVIEW_DPI = 200
+# Pages of a verified document, drawn into the report: readable on a screen, small enough to send inline.
+VERIFY_DPI = 72
 
 INDICATION_LABELS = {
     Indication.PASSED: N_("PASSED: the seal is valid"),
@@ -93,12 +96,25 @@ async def verify_submit(
     except InklessError as exc:
         return render.render(request, "verify.html", status_code=exc.http_status, active="verify",
                              error=render.gettext(request, exc.message))
+    # The document is not stored (the page promises it): its pages are drawn into the report itself.
+    pages = await run_in_threadpool(_page_images, pdf)
     return render.render(
         request, "verify_report.html", active="verify", report=report, file_name=file.filename or "",
+        page_images=pages,
         overall=INDICATION_LABELS[report.indication],
         overall_why=SUBINDICATION_LABELS.get(report.subindication) if report.subindication else None,
         seals=[_seal_view(s) for s in report.seals],
     )
+
+
+def _page_images(pdf: bytes) -> list[str]:
+    """Every page of the verified PDF as a data: URL (nothing kept on the node); empty if it has none."""
+    try:
+        count = page_count(pdf)
+    except NotAPdfError:
+        return []
+    return ["data:image/png;base64," + base64.b64encode(render_page(pdf, n, VERIFY_DPI)).decode("ascii")
+            for n in range(1, count + 1)]
 
 
 @router.get("/seals")
