@@ -325,20 +325,21 @@ def _field(values: dict[str, str], name: str, limit: int) -> str:
 
 
 def _error_text(render: Renderer, request: Request, node: Node, exc: InklessError) -> tuple[str, str | None]:
-    """A translated headline for a refused send, and the service's own detail beneath it."""
+    """A translated headline for a refused send, and the service's own sentence (translated) beneath it."""
+    detail = render.error_detail(request, exc)
     if isinstance(exc, MessageTooLargeError):
-        return render.gettext(request, TOO_LARGE) % {"limit": _size(node.settings.max_message_bytes)}, exc.message
+        return render.gettext(request, TOO_LARGE) % {"limit": _size(node.settings.max_message_bytes)}, detail
     if isinstance(exc, NotFoundError):
-        return render.gettext(request, UNKNOWN_RECIPIENT), exc.message
+        return render.gettext(request, UNKNOWN_RECIPIENT), detail
     if isinstance(exc, PolicyError):
         lead = NOT_PINNED if "pinned" in exc.message else NOT_ALLOWED
-        return render.gettext(request, lead), exc.message
+        return render.gettext(request, lead), detail
     if isinstance(exc, UnsafeTextError):
         # Translated sentence; beneath it the character (code point and Unicode name) to look for.
-        return render.gettext(request, exc.message), f"{exc.codepoint} {exc.char_name}"
+        return render.error_text(request, exc), f"{exc.codepoint} {exc.char_name}"
     if isinstance(exc, ValidationError):
-        return render.gettext(request, INVALID), exc.message
-    return render.gettext(request, exc.message), None
+        return render.gettext(request, INVALID), detail
+    return render.error_text(request, exc), None
 
 
 async def close_upload(request: Request) -> AsyncIterator[None]:

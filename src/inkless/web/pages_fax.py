@@ -106,7 +106,7 @@ async def fax_send(
                           classification=classification, confirm_internal=bool(confirm), subject=subject or None)
     except InklessError as exc:
         return _send_page(request, node, caller, render, status_code=exc.http_status,
-                          error=render.gettext(request, exc.message), form=form)
+                          error=render.error_text(request, exc), form=form)
     job = fax.job(job_id)
     notice = render.gettext(request, QUEUED) % {"id": job.id, "pages": job.pages, "number": job.number}
     return _send_page(request, node, caller, render, notice=notice)
@@ -184,7 +184,7 @@ def _admin_action(request: Request, node: Node, caller: Caller, render: Renderer
         action(fax_of(node))
     except InklessError as exc:
         return _admin_page(request, node, caller, render, status_code=exc.http_status,
-                           error=render.gettext(request, exc.message))
+                           error=render.error_text(request, exc))
     return RedirectResponse("/fax/admin", status_code=303)
 
 

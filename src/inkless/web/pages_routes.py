@@ -146,7 +146,7 @@ async def start_route(
     except ValueError:
         return _new_form(request, caller, render, 422, render.gettext(request, N_("A deadline is not a date.")), form)
     except InklessError as exc:
-        return _new_form(request, caller, render, exc.http_status, render.gettext(request, exc.message), form)
+        return _new_form(request, caller, render, exc.http_status, render.error_text(request, exc), form)
     return _redirect(f"/routes/{route.id}?done=started")
 
 
@@ -301,9 +301,10 @@ async def office_seal(
         await asyncio.to_thread(check_fresh_totp, node, services, login, code, client)
         await _routes(node).office_seal_async(route_id, login)
     except AuthenticationError as exc:
-        message = WRONG_CODE if not isinstance(exc, RateLimitedError) else exc.message
+        text = render.error_text(request, exc) if isinstance(exc, RateLimitedError) else render.gettext(
+            request, WRONG_CODE)
         return await asyncio.to_thread(
-            _route_page, request, node, caller, render, route_id, exc.http_status, render.gettext(request, message)
+            _route_page, request, node, caller, render, route_id, exc.http_status, text
         )
     except InklessError as exc:
         return await _error_page(request, node, caller, render, route_id, exc)
@@ -315,8 +316,7 @@ async def _error_page(
 ) -> Response:
     if isinstance(exc, NotFoundError):
         raise exc
-    message = exc.message if exc is not None else N_("The form was not filled in correctly.")
+    text = (render.error_text(request, exc) if exc is not None
+            else render.gettext(request, N_("The form was not filled in correctly.")))
     status = exc.http_status if exc is not None else 422
-    return await asyncio.to_thread(
-        _route_page, request, node, caller, render, route_id, status, render.gettext(request, message)
-    )
+    return await asyncio.to_thread(_route_page, request, node, caller, render, route_id, status, text)

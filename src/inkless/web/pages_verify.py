@@ -92,7 +92,7 @@ async def verify_submit(
         report = await sealing_of(node).verify_async(pdf, actor=None, with_imprints=True)
     except InklessError as exc:
         return render.render(request, "verify.html", status_code=exc.http_status, active="verify",
-                             error=render.gettext(request, exc.message))
+                             error=render.error_text(request, exc))
     return render.render(
         request, "verify_report.html", active="verify", report=report, file_name=file.filename or "",
         overall=INDICATION_LABELS[report.indication],
