@@ -21,7 +21,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from sqlalchemy import insert, select
+
 from inkless.app import Node, init_node
+from inkless.db.tables import offices
+from inkless.db.tables_fax import fax_calls
 from inkless.config import load_settings
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
@@ -83,6 +87,14 @@ def _seed(site: Site) -> None:
                                          "subject": "回答書", "classification": "0", "confirm": "1"},
                       files={"document": ("回答書.pdf", sample_pdf(1), "application/pdf")})
     assert fax.status_code == 200, fax.text
+    # A call the line recorded, with spandsp's English result text: the pages say it in plain words.
+    with site.node.db.begin() as conn:
+        office_id = conn.execute(select(offices.c.id).where(offices.c.code == "civil-affairs")).scalar_one()
+        conn.execute(insert(fax_calls).values(
+            direction="SEND", line="loopback", started_at=site.node.clock.now(), duration_s=41.0,
+            remote_number="0335814111", pages=2, bit_rate=14400, ecm=True, compression="T.6", bad_rows=0,
+            t30_code=49, t30_text="The call dropped prematurely", success=False, status="failed",
+            office_id=office_id))
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +183,17 @@ def _assert_japanese(response_text: str, *expected: str) -> None:
     shown = " ".join(visible_text(response_text))
     for text in expected:
         assert text in shown, shown
+
+
+def test_fax_results_are_plain_words_with_the_code_in_a_detail_line(site: Site) -> None:
+    log = site.clients["tanaka"].get("/fax/log")
+    _assert_japanese(log.text, "送信速度 14.4kbps・誤り訂正あり", "送信中に通話が切れました。", "T.30コード 49")
+    assert "ECM" not in " ".join(visible_text(log.text))
+    english = site.clients["tanaka"].get("/fax/log?lang=en")
+    shown = " ".join(visible_text(english.text))
+    assert "Speed 14.4 kbps・error correction on" in shown
+    assert "The call was cut off during the transmission." in shown and "T.30 code 49: The call dropped" in shown
+    site.clients["tanaka"].get("/fax/log?lang=ja")  # the language link's cookie, back to Japanese
 
 
 def test_error_pages_are_japanese(site: Site) -> None:

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from inkless import errors, timefmt
 from inkless.config import LANGUAGES
 from inkless.directory.model import Clearance
+from inkless.web import fax_words
 from inkless.web.i18n import LANG_COOKIE, choose_language
 
 log = logging.getLogger("inkless.web")
@@ -82,6 +83,8 @@ class Renderer:
             helpers = timefmt.jinja_helpers(lang, timezone)
             env.filters.update(helpers)
             env.globals["when"] = helpers["localtime"]
+            env.globals["fax_result"] = fax_words.fax_result
+            env.globals["speed_kbps"] = fax_words.speed_kbps
             self._envs[lang] = env
 
     def language(self, request: Request) -> str:
