@@ -362,7 +362,15 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         no_file = clerk.post("/fax/send", data={**form, "classification": "0"})
         assert no_file.status_code == 422 and "送信するPDFファイルを選んでください" in no_file.text
         assert len(fax.jobs("civil-affairs")) == jobs_before
-        sent = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1"}, files=files)
+        # Nothing is queued before the clerk confirms number, recipient, pages and classification.
+        check = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1"},
+                           files=files)
+        assert check.status_code == 200 and "FAX送信の確認" in check.text and "4ページ" in check.text
+        assert len(fax.jobs("civil-affairs")) == jobs_before
+        draft = re.search(r'name="draft" value="([^"]+)"', check.text)
+        assert draft
+        sent = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1",
+                                             "draft": draft.group(1), "step": "send"})
         assert sent.status_code == 200 and "を受け付けました" in sent.text
         [job] = [j for j in fax.jobs("civil-affairs") if j.number == "06-1234-0000"]
         assert (job.pages, job.classification, job.cover_page, job.created_by) == (4, 1, True, "tanaka")

@@ -20,13 +20,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-
 from sqlalchemy import insert, select
 
 from inkless.app import Node, init_node
+from inkless.config import load_settings
 from inkless.db.tables import offices
 from inkless.db.tables_fax import fax_calls
-from inkless.config import load_settings
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
 from inkless.web.i18n import LANG_COOKIE

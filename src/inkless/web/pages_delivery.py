@@ -33,6 +33,7 @@ from inkless.errors import (
 from inkless.text import UnsafeTextError
 from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
 from inkless.web.downloads import document_response
+from inkless.web.drafts import DraftFile, DraftStore
 from inkless.web.pages import RendererDep
 from inkless.web.render import N_, Renderer
 
@@ -83,6 +84,9 @@ class ComposeForm:
     procedure_code: str = ""
     reply_to: str = ""
     forward: str = ""
+    # Files sent with a form that came back with an error: kept server-side, shown as attached.
+    draft: str = ""
+    kept: list[DraftFile] = field(default_factory=list)
 
 
 def delivery_of(node: Node) -> DeliveryService:
@@ -376,6 +380,13 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
             form.priority, error = "normal", BAD_PRIORITY
         documents: list[NewDocument] = []
         total = 0
+        drafts = DraftStore(node.db, node.blobs, node.clock)
+        draft = _field(values, "draft", 64)
+        if not form.forward and draft and not values.get("drop_draft"):
+            for kept in await run_in_threadpool(drafts.files, caller.user.id, draft):
+                data = await run_in_threadpool(drafts.read, kept)
+                total += len(data)
+                documents.append(NewDocument(kept.name, data, kept.content_type))
         if not form.forward:
             for upload in parsed.getlist("files"):
                 # A file input left empty still sends a part, with no file name and no bytes.
@@ -395,6 +406,7 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
     if error is None and not form.forward and not documents:
         error = NO_DOCUMENT
     if error is not None:
+        await _keep_files(drafts, caller, form, draft, documents)
         return _compose_page(request, node, caller, render, form, 422, render.gettext(request, error))
     login, office = caller.user.login, caller.office.code
     try:
@@ -415,6 +427,21 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
         if exc.http_status >= 500:
             raise
         lead, detail = _error_text(render, request, node, exc)
+        if not isinstance(exc, MessageTooLargeError):
+            await _keep_files(drafts, caller, form, draft, documents)
         return _compose_page(request, node, caller, render, form, exc.http_status, lead, detail)
+    if draft:
+        await run_in_threadpool(drafts.drop, caller.user.id, draft)
     return RedirectResponse(f"/messages/{new_id}?sent=1", status_code=303)
+
+
+async def _keep_files(drafts: DraftStore, caller: Caller, form: ComposeForm, old: str,
+                      documents: list[NewDocument]) -> None:
+    """Keep the form's files in a fresh draft (the old one dropped) for the form shown again."""
+    if old:
+        await run_in_threadpool(drafts.drop, caller.user.id, old)
+    if documents:
+        form.draft = await run_in_threadpool(
+            drafts.keep, caller.user.id, [(d.name, d.content_type, d.data) for d in documents])
+        form.kept = await run_in_threadpool(drafts.files, caller.user.id, form.draft)
 

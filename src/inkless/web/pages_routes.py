@@ -16,6 +16,7 @@ from inkless.seals.route_service import MAX_PDF_BYTES, RouteService, RouteStatus
 from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, RouteState, StepPlan, check_office_sealer
 from inkless.seals.strip import field_boxes, render_page_png
 from inkless.web.deps import Caller, RowId, WebServices, client_address, get_node, get_services, page_caller
+from inkless.web.drafts import DraftStore
 from inkless.web.pages import WRONG_CODE, check_fresh_totp, renderer
 from inkless.web.render import N_, Renderer
 
@@ -49,6 +50,7 @@ DONE_MESSAGES = {
     "sealed": N_("The office seal was applied: the document is complete."),
 }
 NO_FILE = N_("Choose a PDF file.")
+NO_APPROVER = N_("Enter the approvers of step %(n)s (%(title)s), or clear its title.")
 TOO_LARGE = N_("The file is too large.")
 
 
@@ -96,12 +98,14 @@ def _new_form(
     titles = list(values.get("titles", [])) + [""] * FORM_ROWS
     approvers = list(values.get("approvers", [])) + [""] * FORM_ROWS
     deadlines = list(values.get("deadlines", [])) + [""] * FORM_ROWS
-    rows = [{"n": i + 1, "title": titles[i], "approvers": approvers[i], "deadline": deadlines[i]}
-            for i in range(FORM_ROWS)]
+    invalid = values.get("invalid")
+    rows = [{"n": i + 1, "title": titles[i], "approvers": approvers[i], "deadline": deadlines[i],
+             "invalid": invalid == i} for i in range(FORM_ROWS)]
     return render.render(
         request, "routes_new.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="routes", rows=rows, error=error, name=values.get("name", ""), comment=values.get("comment", ""),
-        deliver_to=values.get("deliver_to", ""),
+        deliver_to=values.get("deliver_to", ""), draft=values.get("draft", ""), kept=values.get("kept", []),
+        field_error=invalid is not None,
     )
 
 
@@ -118,16 +122,34 @@ async def start_route(
     deadline: Annotated[list[str] | None, Form()] = None,
     comment: Annotated[str, Form(max_length=1000)] = "",
     deliver_to: Annotated[str, Form(max_length=200)] = "",
+    draft: Annotated[str, Form(max_length=64)] = "",
+    drop_draft: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Start a route on the uploaded PDF; the caller is its starter."""
     titles, logins, dates = title or [], approvers or [], deadline or []
     form: dict[str, Any] = {"titles": titles, "approvers": logins, "deadlines": dates, "name": name, "comment": comment,
             "deliver_to": deliver_to}
-    if document is None or not document.filename:
+    drafts = DraftStore(node.db, node.blobs, node.clock)
+    kept = [] if drop_draft else await asyncio.to_thread(drafts.files, caller.user.id, draft)
+    if document is not None and document.filename:
+        pdf = await document.read(MAX_PDF_BYTES + 1)
+        if len(pdf) > MAX_PDF_BYTES:
+            return _new_form(request, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+        filename = document.filename
+    elif kept:
+        # The PDF sent with the form the last time, when it came back with an error.
+        pdf, filename = await asyncio.to_thread(drafts.read, kept[0]), kept[0].name
+    else:
         return _new_form(request, caller, render, 422, render.gettext(request, NO_FILE), form)
-    pdf = await document.read(MAX_PDF_BYTES + 1)
-    if len(pdf) > MAX_PDF_BYTES:
-        return _new_form(request, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+
+    async def refused(status: int, error: str, invalid: int | None = None) -> Response:
+        # The PDF stays attached for the corrected form; an approver field left empty is pointed at.
+        await asyncio.to_thread(drafts.drop, caller.user.id, draft)
+        form["draft"] = await asyncio.to_thread(drafts.keep, caller.user.id, [(filename, "application/pdf", pdf)])
+        form["kept"] = await asyncio.to_thread(drafts.files, caller.user.id, form["draft"])
+        form["invalid"] = invalid
+        return _new_form(request, caller, render, status, error, form)
+
     plans: list[StepPlan] = []
     try:
         for i in range(min(MAX_STEPS + 1, max(len(titles), len(logins)))):
@@ -136,17 +158,20 @@ async def start_route(
             d = dates[i].strip() if i < len(dates) else ""
             if not t and not a:
                 continue
+            if not a:
+                return await refused(422, render.gettext(request, NO_APPROVER) % {"n": i + 1, "title": t}, i)
             plans.append(StepPlan(t, tuple(x.strip() for x in a.replace("、", ",").split(",")),
                                   date.fromisoformat(d) if d else None))
-        doc_name = name.strip() or (document.filename.rsplit(".", 1)[0] if document.filename else "")
+        doc_name = name.strip() or (filename.rsplit(".", 1)[0] if filename else "")
         route = await asyncio.to_thread(
             _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
             comment=comment or None, deliver_to=deliver_to or None,
         )
     except ValueError:
-        return _new_form(request, caller, render, 422, render.gettext(request, N_("A deadline is not a date.")), form)
+        return await refused(422, render.gettext(request, N_("A deadline is not a date.")))
     except InklessError as exc:
-        return _new_form(request, caller, render, exc.http_status, render.error_text(request, exc), form)
+        return await refused(exc.http_status, render.error_text(request, exc))
+    await asyncio.to_thread(drafts.drop, caller.user.id, draft)
     return _redirect(f"/routes/{route.id}?done=started")
 
 
