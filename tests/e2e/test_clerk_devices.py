@@ -135,8 +135,11 @@ def _small_targets(page: Any) -> list[str]:
              const style = getComputedStyle(e);
              if (style.visibility === 'hidden' || style.display === 'none' || r.width === 0) return false;
              return r.height < min || r.width < min;
-           }).map(e => `${e.tagName.toLowerCase()} "${(e.textContent || e.value || '').trim().slice(0, 30)}" `
-                       + `${Math.round(e.getBoundingClientRect().width)}x${Math.round(e.getBoundingClientRect().height)}`)""",
+           }).map(e => {
+             const r = e.getBoundingClientRect();
+             const text = (e.textContent || e.value || '').trim().slice(0, 30);
+             return `${e.tagName.toLowerCase()} "${text}" ${Math.round(r.width)}x${Math.round(r.height)}`;
+           })""",
         MIN_TARGET,
     )
     return found
