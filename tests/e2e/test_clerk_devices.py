@@ -301,3 +301,27 @@ def test_keyboard_only_login_open_an_inbox_item_stamp_and_send_a_fax(
     page.keyboard.press("Enter")
     expect(page.locator("#route-state")).not_to_have_text("承認待ち")
     _shot(page, f"route-stamped-{PHONE}-ja")
+
+
+@pytest.mark.parametrize("width", [PHONE, DESKTOP])
+def test_a_refused_message_keeps_its_files_in_the_browser(
+    site: Site, open_as: Callable[..., Any], width: int
+) -> None:
+    from playwright.sync_api import expect
+
+    page = open_as("tanaka", width)
+    page.goto(site.url + "/compose")
+    page.get_by_label("宛先（部署アドレス、カンマ区切り）").fill("criminal-afairs@moj")
+    page.get_by_label("件名").fill("回答書の送付")
+    page.get_by_label("文書（PDF。その他の形式は添付ファイルとして）").set_input_files(
+        files=[{"name": "回答書.pdf", "mimeType": "application/pdf", "buffer": sample_pdf(1)}])
+    page.get_by_role("button", name="送信", exact=True).click()
+    expect(page.get_by_role("alert").first).to_contain_text("宛先または配信リストが見つかりません。")
+    expect(page.locator("#kept-files")).to_contain_text("回答書.pdf")
+    expect(page.get_by_label("件名")).to_have_value("回答書の送付")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    _shot(page, f"compose-kept-files-{width}-ja")
+    page.get_by_label("宛先（部署アドレス、カンマ区切り）").fill("criminal-affairs@moj")
+    page.get_by_role("button", name="送信", exact=True).click()
+    expect(page.get_by_text("送信を受け付けました")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("回答書.pdf")

@@ -301,7 +301,7 @@ def test_policy_refuses_confidential_and_asks_to_confirm_internal(fax_node: FaxN
         fax.send("sato", "civil-affairs", "0311112222", [pdf], classification=2, confirm_internal=True)
     with pytest.raises(PolicyError, match="never sent by fax"):
         fax.send("suzuki", "civil-affairs", "0311112222", [pdf], classification=3, confirm_internal=True)
-    with pytest.raises(ValidationError, match="確認"):
+    with pytest.raises(ValidationError, match="needs confirmation"):
         fax.send("tanaka", "civil-affairs", "0311112222", [pdf], classification=1)
     bad_inputs = [
         dict(number="not a number"), dict(number=""), dict(documents=[]), dict(documents=[b"GIF89a"]),
@@ -365,7 +365,8 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         # Nothing is queued before the clerk confirms number, recipient, pages and classification.
         check = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1"},
                            files=files)
-        assert check.status_code == 200 and "FAX送信の確認" in check.text and "4ページ" in check.text
+        assert check.status_code == 200 and "FAX送信の確認" in check.text
+        assert "3ページ" in check.text and "（ほかに送付状1枚）" in check.text
         assert len(fax.jobs("civil-affairs")) == jobs_before
         draft = re.search(r'name="draft" value="([^"]+)"', check.text)
         assert draft
