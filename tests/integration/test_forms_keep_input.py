@@ -184,3 +184,23 @@ def test_a_refused_fax_keeps_the_pdf_and_the_typed_number(clerks: dict[str, Cler
     shown = _shown(refused.text)
     assert "FAX番号「03-abc」は数字で入力してください" in shown and "通知.pdf" in shown
     assert 'value="03-abc"' in refused.text and DRAFT.search(refused.text)
+
+
+def test_a_file_chosen_again_replaces_the_kept_one(clerks: dict[str, Clerk]) -> None:
+    tanaka = clerks["tanaka"]
+    fields = {"csrf_token": tanaka.csrf, "subject": "再送", "classification": "0", "priority": "normal",
+              "to": "criminal-afairs@moj"}
+    first = tanaka.client.post("/compose", data=fields,
+                               files=[("files", ("資料.pdf", sample_pdf(1), "application/pdf"))])
+    draft = DRAFT.search(first.text)
+    assert draft
+    # The browser forgets the chosen file; a clerk who picks it again must not end up with two.
+    again = tanaka.client.post("/compose", data={**fields, "draft": draft.group(1)},
+                               files=[("files", ("資料.pdf", sample_pdf(2), "application/pdf"))])
+    kept = re.search(r'<div class="kept" id="kept-files">(.*?)</div>', again.text, re.S)
+    assert kept and kept.group(1).count("資料.pdf") == 1
+    sent = tanaka.client.post("/compose", data={**fields, "to": "criminal-affairs@moj",
+                                                "draft": DRAFT.search(again.text).group(1)},  # type: ignore[union-attr]
+                              files=[("files", ("資料.pdf", sample_pdf(2), "application/pdf"))],
+                              follow_redirects=False)
+    assert sent.status_code == 303, sent.text

@@ -202,7 +202,7 @@ def test_fax_results_are_plain_words_with_the_code_in_a_detail_line(site: Site) 
     assert "ECM" not in " ".join(visible_text(log.text))
     english = site.clients["tanaka"].get("/fax/log?lang=en")
     shown = " ".join(visible_text(english.text))
-    assert "Speed 14.4 kbps・error correction on" in shown
+    assert "Speed 14.4 kbps, error correction on" in shown
     assert "The call was cut off during the transmission." in shown and "T.30 code 49: The call dropped" in shown
     site.clients["tanaka"].get("/fax/log?lang=ja")  # the language link's cookie, back to Japanese
 

@@ -394,6 +394,10 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
                     continue
                 data = await upload.read()
                 total += len(data)
+                # A file chosen again under the name of a kept one replaces it (the user picked it anew).
+                for old in [d for d in documents if d.name == upload.filename]:
+                    documents.remove(old)
+                    total -= len(old.data)
                 documents.append(NewDocument(upload.filename, data,
                                              upload.content_type or "application/octet-stream"))
     finally:
