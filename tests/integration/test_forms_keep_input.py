@@ -87,6 +87,10 @@ def test_a_refused_message_keeps_its_files_and_sends_them_once_corrected(node: N
     assert "宛先または配信リストが見つかりません。" in shown
     assert "添付済み:" in shown and "統計資料.pdf" in shown and "別紙.pdf" in shown
     assert 'value="統計資料の送付"' in refused.text and 'value="criminal-afairs@moj"' in refused.text
+    # The address is the field in error: marked, described by the message, focused.
+    to = re.search(r'<input id="to"[^>]*>', refused.text)
+    assert to and 'aria-invalid="true"' in to.group(0) and 'aria-describedby="compose-error"' in to.group(0)
+    assert "autofocus" in to.group(0)
     draft = DRAFT.search(refused.text)
     assert draft
     # Another clerk cannot use the token: the draft is bound to the user who uploaded the files.

@@ -87,6 +87,8 @@ class ComposeForm:
     # Files sent with a form that came back with an error: kept server-side, shown as attached.
     draft: str = ""
     kept: list[DraftFile] = field(default_factory=list)
+    # The field the error is about (to, subject, files): marked and focused when the form is shown again.
+    invalid: str = ""
 
 
 def delivery_of(node: Node) -> DeliveryService:
@@ -410,6 +412,7 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
     if error is None and not form.forward and not documents:
         error = NO_DOCUMENT
     if error is not None:
+        form.invalid = {NO_RECIPIENT: "to", NO_SUBJECT: "subject", NO_DOCUMENT: "files"}.get(error, "")
         await _keep_files(drafts, caller, form, draft, documents)
         return _compose_page(request, node, caller, render, form, 422, render.gettext(request, error))
     login, office = caller.user.login, caller.office.code
@@ -431,6 +434,7 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
         if exc.http_status >= 500:
             raise
         lead, detail = _error_text(render, request, node, exc)
+        form.invalid = "to" if isinstance(exc, NotFoundError) else ""
         if not isinstance(exc, MessageTooLargeError):
             await _keep_files(drafts, caller, form, draft, documents)
         return _compose_page(request, node, caller, render, form, exc.http_status, lead, detail)
