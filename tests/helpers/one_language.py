@@ -77,3 +77,39 @@ def english_runs(text: str) -> list[str]:
 def english_sentences(html: str) -> list[str]:
     """Every English sentence in the visible text of ``html``."""
     return [run for piece in visible_text(html) for run in english_runs(piece)]
+
+
+class _Controls(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.label_for: set[str] = set()
+        self.in_label = 0
+        self.controls: list[tuple[str, dict[str, str | None], bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "label":
+            self.in_label += 1
+            if values.get("for"):
+                self.label_for.add(str(values["for"]))
+        elif tag in ("input", "select", "textarea"):
+            if tag == "input" and values.get("type") in ("hidden", "submit", "button", "reset", "image"):
+                return
+            self.controls.append((tag, values, self.in_label > 0))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label" and self.in_label:
+            self.in_label -= 1
+
+
+def unlabelled_controls(html: str) -> list[str]:
+    """Form controls of ``html`` with no label: no <label for>, no enclosing <label>, no aria-label(ledby)."""
+    parser = _Controls()
+    parser.feed(html)
+    parser.close()
+    return [
+        f"<{tag} name={values.get('name')!r} id={values.get('id')!r}>"
+        for tag, values, wrapped in parser.controls
+        if not wrapped and values.get("id") not in parser.label_for
+        and not values.get("aria-label") and not values.get("aria-labelledby")
+    ]

@@ -30,7 +30,7 @@ from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
 from inkless.web.i18n import LANG_COOKIE
 from tests.helpers.nodes import refused_url
-from tests.helpers.one_language import english_sentences, visible_text
+from tests.helpers.one_language import english_sentences, unlabelled_controls, visible_text
 from tests.helpers.route_docs import sample_pdf
 from tests.helpers.web import browser_login
 
@@ -58,6 +58,7 @@ class Site:
     csrf: dict[str, str]
     visited: dict[str, tuple[int, str]] = field(default_factory=dict)  # url → (status, content type)
     english: dict[str, list[str]] = field(default_factory=dict)  # "login url" → sentences found
+    pages: dict[str, str] = field(default_factory=dict)  # "login url" → the HTML
 
 
 def _client(app: FastAPI, node: Node, login: str) -> tuple[TestClient, str]:
@@ -161,6 +162,7 @@ def _walk(site: Site) -> None:
             site.visited[url] = (response.status_code, response.headers.get("content-type", ""))
             if not response.headers.get("content-type", "").startswith("text/html"):
                 continue
+            site.pages[f"{login} {url}"] = response.text
             found = english_sentences(response.text)
             if found:
                 site.english[f"{login} {url} ({response.status_code})"] = found
@@ -182,6 +184,12 @@ def test_every_page_a_clerk_approver_or_administrator_reaches_is_japanese(site: 
     assert any(u.startswith("/messages/") for u in site.visited)
     assert any(re.fullmatch(r"/routes/\d+", u) for u in site.visited)
     assert site.english == {}
+
+
+def test_every_control_on_every_page_has_a_label(site: Site) -> None:
+    # The same walk, for screen readers: a field nobody can name cannot be filled in without sight.
+    missing = {page: found for page, html in site.pages.items() if (found := unlabelled_controls(html))}
+    assert missing == {}
 
 
 def test_the_walk_reaches_every_page(site: Site) -> None:
