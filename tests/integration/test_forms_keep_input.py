@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from inkless.app import Node, init_node
 from inkless.config import load_settings
+from inkless.db.tables_drafts import form_drafts
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
-from inkless.web.drafts import DraftStore
+from inkless.web.drafts import DraftStore, expire_drafts
 from inkless.web.i18n import LANG_COOKIE
 from tests.helpers.nodes import refused_url
 from tests.helpers.one_language import visible_text
@@ -114,6 +116,11 @@ def test_an_expired_draft_holds_nothing(node: Node, clerks: dict[str, Clerk]) ->
     token = expired.keep(clerks["tanaka"].user_id, [("a.pdf", "application/pdf", sample_pdf(1))])
     assert expired.files(clerks["tanaka"].user_id, token) == []
     assert DraftStore(node.db, node.blobs, node.clock).files(clerks["tanaka"].user_id, token) == []
+    # The workers' task removes expired drafts, so that their files are collected with the blobs.
+    assert expire_drafts(node) >= 1
+    with node.db.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(form_drafts)
+                            .where(form_drafts.c.expires_at < node.clock.now())).scalar_one() == 0
 
 
 def test_an_empty_approver_is_pointed_at_and_the_pdf_stays_attached(clerks: dict[str, Clerk]) -> None:

@@ -17,12 +17,15 @@ from datetime import timedelta
 
 from sqlalchemy import delete, insert, select
 
+from inkless.app import Node
 from inkless.blobs import BlobStore
 from inkless.clock import Clock
 from inkless.db.engine import Database
 from inkless.db.tables_drafts import form_draft_files, form_drafts
+from inkless.workers import PeriodicTask, register
 
 DRAFT_MINUTES = 60
+EXPIRE_INTERVAL_SECONDS = 900.0
 MAX_TOKEN = 64
 
 
@@ -89,3 +92,12 @@ class DraftStore:
             with self._db.begin() as conn:
                 conn.execute(delete(form_drafts).where(form_drafts.c.id == _key(token),
                                                        form_drafts.c.user_id == user_id))
+
+
+def expire_drafts(node: Node) -> int:
+    """Delete the drafts whose time is up (their blobs become the blob collector's); returns how many."""
+    with node.db.begin() as conn:
+        return int(conn.execute(delete(form_drafts).where(form_drafts.c.expires_at < node.clock.now())).rowcount)
+
+
+register(PeriodicTask(name="drafts.expire", interval=lambda _node: EXPIRE_INTERVAL_SECONDS, run=expire_drafts))
