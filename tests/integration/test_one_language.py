@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import insert, select
 
@@ -121,10 +122,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def _page_routes(app: FastAPI) -> list[str]:
-    """Paths of the HTML GET routes (the API, node files and images left out)."""
+    """Paths of the HTML GET routes: the pages' routers stay out of the OpenAPI document, the API's and
+    the federation's (JSON for programs and peers) are in it; node files and images left out."""
     paths = []
     for path, route in app.state.route_table:
         if not isinstance(route, APIRoute) or "GET" not in route.methods or path.startswith(SKIP_PREFIXES):
+            continue
+        if route.include_in_schema and route.response_class is not HTMLResponse:
             continue
         if path.endswith((".png", ".pdf", ".json", ".pem")) or path in FILES:
             continue
