@@ -28,3 +28,4 @@ def test_a_result_in_plain_japanese(code: int, text: str, japanese: str) -> None
 def test_nothing_is_said_before_a_try_and_speeds_read_as_machines_print_them() -> None:
     assert fax_result(None, None) == ""
     assert [speed_kbps(b) for b in (14400, 9600, 2400, None)] == ["14.4", "9.6", "2.4", "0"]
+
