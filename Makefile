@@ -14,13 +14,15 @@ PYTEST_ARGS ?=
 # between 20 ms packets), so four workers keep two cores busy.
 TEST_WORKERS ?= 4
 
-.PHONY: run test system-deps lint typecheck bench mutants fuzz clean
+.PHONY: run test system-deps browser-test-deps lint typecheck bench mutants fuzz clean
+# axe-core for the accessibility browser tests, at the version pinned in its package-lock.json.
+AXE := tests/e2e/axe/node_modules/axe-core/axe.min.js
 
 run: $(VENV)/.installed
 	@test -f $(DEMO)/inkless.db -o -f $(DEMO)/inkless.toml || $(BIN)/inkless init --data $(DEMO) --demo --url http://$(HOST):$(PORT)
 	$(BIN)/inkless serve --data $(DEMO) --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-dev system-deps
+test: $(VENV)/.installed-dev system-deps browser-test-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Mutation testing of the security modules (docs/testing.md): MUTANTS="merkle policy" picks modules,
@@ -39,6 +41,12 @@ fuzz: $(VENV)/.installed-dev
 
 system-deps:
 	@scripts/install-system-deps
+
+browser-test-deps: $(AXE)
+
+$(AXE): tests/e2e/axe/package.json tests/e2e/axe/package-lock.json
+	npm ci --prefix tests/e2e/axe --no-audit --no-fund --ignore-scripts
+	@touch $@
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench fuzz

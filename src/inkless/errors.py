@@ -29,6 +29,16 @@ into these at the boundary that calls them, keeping the detail.
         └── AuditIntegrityError                      the audit log does not recompute (has .entry_index)
 
 Feature packages add their branches here, not in their own modules.
+
+Messages: an error's first argument is an English sentence that doubles as its message id in the
+web UI's catalogue, with ``{name}`` placeholders filled from keyword parameters::
+
+    raise NotFoundError("No office {code}.", code=code)
+
+``str(exc)`` (logs, CLI, API) is the filled-in English sentence; a page shows the catalogue's
+translation of the template filled with the same parameters, or, for a sentence the catalogue lacks,
+a generic sentence of the error's kind (``inkless.web.render.Renderer.error_text``), so that no
+English sentence reaches a Japanese page.
 """
 
 from __future__ import annotations
@@ -40,9 +50,14 @@ class InklessError(Exception):
     exit_code: int = 1
     http_status: int = 500
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, **params: object) -> None:
+        text = message.format(**params) if params else message
+        super().__init__(text)
+        #: the English sentence with its parameters filled in
+        self.message = text
+        #: the catalogue's message id and what fills it
+        self.template = message
+        self.params = params
 
     def __str__(self) -> str:
         return self.message
@@ -96,8 +111,8 @@ class RateLimitedError(AuthenticationError):
 
     http_status = 429
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: int, **params: object) -> None:
+        super().__init__(message, **params)
         self.retry_after = retry_after
 
 
@@ -146,8 +161,8 @@ class IntegrityError(InklessError):
 class AuditIntegrityError(IntegrityError):
     """The audit log does not recompute; ``entry_index`` names the first bad entry if known."""
 
-    def __init__(self, message: str, entry_index: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, entry_index: int | None = None, **params: object) -> None:
+        super().__init__(message, **params)
         self.entry_index = entry_index
 
 
@@ -171,8 +186,8 @@ class MessageTooLargeError(DeliveryError):
     exit_code = 2
     http_status = 413
 
-    def __init__(self, message: str, limit: int) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, limit: int, **params: object) -> None:
+        super().__init__(message, **params)
         self.limit = limit
 
 
@@ -181,8 +196,8 @@ class PeerUnreachableError(DeliveryError):
 
     http_status = 503
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, **params: object) -> None:
+        super().__init__(message, **params)
         self.retry_after = retry_after
 
 
@@ -191,8 +206,8 @@ class DeliveryRejectedError(DeliveryError):
 
     http_status = 422
 
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, reason: str, **params: object) -> None:
+        super().__init__(message, **params)
         self.reason = reason
 
 
@@ -202,8 +217,8 @@ class FaxError(InklessError):
     exit_code = 1
     http_status = 422
 
-    def __init__(self, message: str, t30_code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, t30_code: int | None = None, **params: object) -> None:
+        super().__init__(message, **params)
         self.t30_code = t30_code
 
 

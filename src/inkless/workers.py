@@ -41,7 +41,8 @@ def _load_tasks() -> None:
     import importlib
 
     for module in ("inkless.directory.tasks", "inkless.audit.tasks", "inkless.delivery.tasks",
-                   "inkless.fax.station", "inkless.fax.tasks", "inkless.blob_collector", "inkless.mail.tasks"):
+                   "inkless.fax.station", "inkless.fax.tasks", "inkless.blob_collector", "inkless.mail.tasks",
+                   "inkless.web.drafts"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

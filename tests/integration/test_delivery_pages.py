@@ -268,7 +268,7 @@ def test_bad_compose_input_is_refused_keeps_the_input_and_sends_nothing(
         # Forged form values beyond the choices offered: above tanaka's clearance, no such priority.
         ({"to": "criminal-affairs@moj", "classification": "3"}, good, 403, "送信規則により"),
         ({"to": "criminal-affairs@moj", "priority": "asap"}, good, 422, "優先度を一覧から選んでください"),
-        ({"to": "criminal-affairs@moj", "procedure_code": "手続 1"}, good, 422, "procedure code"),
+        ({"to": "criminal-affairs@moj", "procedure_code": "手続 1"}, good, 422, "手続コードは英数字"),
         ({"to": "records@elsewhere", "classification": "1"}, good, 404, "宛先または配信リストが見つかりません"),
         # A file name that displays as "photoexe.jpg" (U+202E RIGHT-TO-LEFT OVERRIDE).
         ({"to": "criminal-affairs@moj"}, [("photo\u202egpj.exe", pdf(1, "x"), "application/pdf")], 422,

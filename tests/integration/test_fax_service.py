@@ -301,7 +301,7 @@ def test_policy_refuses_confidential_and_asks_to_confirm_internal(fax_node: FaxN
         fax.send("sato", "civil-affairs", "0311112222", [pdf], classification=2, confirm_internal=True)
     with pytest.raises(PolicyError, match="never sent by fax"):
         fax.send("suzuki", "civil-affairs", "0311112222", [pdf], classification=3, confirm_internal=True)
-    with pytest.raises(ValidationError, match="確認"):
+    with pytest.raises(ValidationError, match="needs confirmation"):
         fax.send("tanaka", "civil-affairs", "0311112222", [pdf], classification=1)
     bad_inputs = [
         dict(number="not a number"), dict(number=""), dict(documents=[]), dict(documents=[b"GIF89a"]),
@@ -362,7 +362,16 @@ def test_fax_pages_for_clerks_and_administrators(fax_node: FaxNode) -> None:
         no_file = clerk.post("/fax/send", data={**form, "classification": "0"})
         assert no_file.status_code == 422 and "送信するPDFファイルを選んでください" in no_file.text
         assert len(fax.jobs("civil-affairs")) == jobs_before
-        sent = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1"}, files=files)
+        # Nothing is queued before the clerk confirms number, recipient, pages and classification.
+        check = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1"},
+                           files=files)
+        assert check.status_code == 200 and "FAX送信の確認" in check.text
+        assert "3ページ" in check.text and "（ほかに送付状1枚）" in check.text
+        assert len(fax.jobs("civil-affairs")) == jobs_before
+        draft = re.search(r'name="draft" value="([^"]+)"', check.text)
+        assert draft
+        sent = clerk.post("/fax/send", data={**form, "classification": "1", "confirm": "1", "cover": "1",
+                                             "draft": draft.group(1), "step": "send"})
         assert sent.status_code == 200 and "を受け付けました" in sent.text
         [job] = [j for j in fax.jobs("civil-affairs") if j.number == "06-1234-0000"]
         assert (job.pages, job.classification, job.cover_page, job.created_by) == (4, 1, True, "tanaka")

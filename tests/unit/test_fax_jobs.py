@@ -77,7 +77,7 @@ def test_busy_and_dropped_calls_are_retried_until_tries_or_kill_time_run_out() -
 def test_fax_policy_by_classification() -> None:
     check_fax_allowed(0, False)
     check_fax_allowed(1, True)
-    with pytest.raises(ValidationError, match="確認"):
+    with pytest.raises(ValidationError, match="needs confirmation"):
         check_fax_allowed(1, False)
     for level in (2, 3):
         with pytest.raises(PolicyError, match="never sent by fax"):

@@ -139,7 +139,7 @@ class DeliveryService:
             return Actor.operator()
         user = self._directory.user(login)
         if not user.active:
-            raise PolicyError(f"user {login} is deactivated")
+            raise PolicyError("user {login} is deactivated", login=login)
         return Actor.of(user)
 
     # --- sending -------------------------------------------------------------------------
@@ -190,9 +190,11 @@ class DeliveryService:
         if not subject or len(subject) > 200:
             raise ValidationError("the subject must be 1-200 characters without control characters")
         if not 0 <= classification <= 3:
-            raise ValidationError(f"classification {classification} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)")
+            raise ValidationError(
+                "classification {classification} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)",
+                classification=classification)
         if priority not in PRIORITY_RANK:
-            raise ValidationError(f"priority {priority!r} must be normal or urgent")
+            raise ValidationError("priority {priority!r} must be normal or urgent", priority=priority)
         if procedure_code is not None and not PROCEDURE_RE.match(procedure_code):
             raise ValidationError("the procedure code must be 1-64 letters, digits, '.', '_' or '-'")
         if not documents:
@@ -201,9 +203,9 @@ class DeliveryService:
         documents = [NewDocument(check_text(d.name, "document name"), d.data, d.content_type) for d in documents]
         for doc in documents:
             if not doc.name or "/" in doc.name or "\\" in doc.name or doc.name in (".", ".."):
-                raise ValidationError(f"document name {doc.name!r} is not a plain file name")
+                raise ValidationError("document name {doc_name!r} is not a plain file name", doc_name=doc.name)
             if doc.name in names:
-                raise ValidationError(f"two documents are named {doc.name!r}")
+                raise ValidationError("two documents are named {doc_name!r}", doc_name=doc.name)
             names.add(doc.name)
         self.check_size(sum(len(d.data) for d in documents))
         office = self._directory.office(from_office)
@@ -290,7 +292,9 @@ class DeliveryService:
                 seen[address] = Recipient(address, code, node, local=True, pinned=True)
             else:
                 if peers is None:
-                    raise NotFoundError(f"unknown recipient {address}: node {node} is not a peer of this node")
+                    raise NotFoundError(
+                        "unknown recipient {address}: node {node} is not a peer of this node",
+                        address=address, node=node)
                 peers.office(address)
                 seen[address] = Recipient(address, code, node, local=False, pinned=peers.is_pinned(node))
         return list(seen.values())
@@ -363,18 +367,24 @@ class DeliveryService:
                  fax_first: FaxFirst | None, claimed_id: str | None) -> bytes:
         limit = int(self._settings.max_message_bytes * ENVELOPE_OVERHEAD) + 65536
         if len(envelope) > limit:
-            raise EnvelopeError(f"the envelope is {len(envelope):,} bytes, over this node's limit of {limit:,}")
+            raise EnvelopeError(
+                "the envelope is {count:,} bytes, over this node's limit of {limit:,}",
+                count=len(envelope), limit=limit)
         try:
             code, node = split_address(recipient_address)
             sender_code, sender_node = split_address(sender_address)
         except ValidationError as exc:
             raise EnvelopeError(str(exc)) from None
         if node != self.node_id:
-            raise EnvelopeError(f"recipient {recipient_address} is not an office of node {self.node_id}")
+            raise EnvelopeError(
+                "recipient {recipient_address} is not an office of node {node_id}",
+                recipient_address=recipient_address, node_id=self.node_id)
         try:
             office = self._directory.office(code)
         except NotFoundError:
-            raise EnvelopeError(f"recipient {recipient_address}: no such office on node {self.node_id}") from None
+            raise EnvelopeError(
+                "recipient {recipient_address}: no such office on node {node_id}",
+                recipient_address=recipient_address, node_id=self.node_id) from None
 
         # Fast path for a repeated delivery: same office, same bytes → the receipt we already gave.
         with self._db.begin() as conn:
@@ -395,9 +405,13 @@ class DeliveryService:
         meta, docs = env.parse_mime(verified.content)
         _check_received_text(meta, docs)
         if meta.sender != sender_address:
-            raise EnvelopeError(f"the envelope says it is from {meta.sender}, the delivery claims {sender_address}")
+            raise EnvelopeError(
+                "the envelope says it is from {sender}, the delivery claims {sender_address}",
+                sender=meta.sender, sender_address=sender_address)
         if recipient_address not in meta.recipients:
-            raise EnvelopeError(f"the envelope is not addressed to {recipient_address}")
+            raise EnvelopeError(
+                "the envelope is not addressed to {recipient_address}",
+                recipient_address=recipient_address)
         try:
             uuid.UUID(meta.message_id)
         except ValueError:
@@ -449,7 +463,9 @@ class DeliveryService:
             row = conn.execute(select(inbox).where(
                 inbox.c.message_id == meta.message_id, inbox.c.office_id == office_id)).one()
         if row.envelope_sha256 != digest:
-            raise ConflictError(f"message {meta.message_id} was already received with a different envelope")
+            raise ConflictError(
+                "message {message_id} was already received with a different envelope",
+                message_id=meta.message_id)
         if row.receipt is not None:
             return bytes(row.receipt)
         if not authenticated:
@@ -498,7 +514,7 @@ class DeliveryService:
         travel inside the envelope.
         """
         if source not in ("fax",):
-            raise ValidationError(f"unknown source {source!r} (expected 'fax')")
+            raise ValidationError("unknown source {source!r} (expected 'fax')", source=source)
         if not documents:
             raise ValidationError("a deposit needs at least one document")
         if not 0 <= classification <= 3:
@@ -570,7 +586,9 @@ class DeliveryService:
             else:
                 transport = self._transport()
                 if transport is None:
-                    raise PeerUnreachableError(f"no federation transport on this node to reach {row.node_id}")
+                    raise PeerUnreachableError(
+                        "no federation transport on this node to reach {node_id}",
+                        node_id=row.node_id)
                 faxed = faxed_first(row)
                 # Only when the fax went out: fakes and older transports keep their five-argument deliver().
                 extra = {"fax_first": faxed} if faxed is not None else {}
@@ -641,7 +659,9 @@ class DeliveryService:
         actor = self.actor(viewer)
         office = self._directory.office(office_code)
         if not actor.is_operator and actor.office != office.code:
-            raise PolicyError(f"{actor.login} does not belong to office {office.code}")
+            raise PolicyError(
+                "{login} does not belong to office {office_code}",
+                login=actor.login, office_code=office.code)
         with self._db.read() as conn:
             rows = conn.execute(select(inbox).where(inbox.c.office_id == office.id)
                                 .order_by(inbox.c.received_at.desc(), inbox.c.id.desc())).all()
@@ -662,7 +682,9 @@ class DeliveryService:
         actor = self.actor(viewer)
         office = self._directory.office(office_code)
         if not actor.is_operator and actor.office != office.code:
-            raise PolicyError(f"{actor.login} does not belong to office {office.code}")
+            raise PolicyError(
+                "{login} does not belong to office {office_code}",
+                login=actor.login, office_code=office.code)
         with self._db.read() as conn:
             rows = conn.execute(select(messages).where(messages.c.office_id == office.id)
                                 .order_by(messages.c.created_at.desc())).all()
@@ -693,7 +715,7 @@ class DeliveryService:
                                     .where(inbox.c.message_id == message_id)).all()
         copies = {r.code: r for r in received}
         if sent is None and not copies:
-            raise NotFoundError(f"no message {message_id}")
+            raise NotFoundError("no message {message_id}", message_id=message_id)
         levels = [r.classification for r in received] + ([sent.classification] if sent is not None else [])
         return sent, copies, max(levels)
 
@@ -759,7 +781,7 @@ class DeliveryService:
         actor = self.actor(viewer)
         sent, _copies, _level = self._holders(message_id)
         if sent is None or not (actor.is_operator or actor.office == sent.code):
-            raise NotFoundError(f"no sent message {message_id}")
+            raise NotFoundError("no sent message {message_id}", message_id=message_id)
         with self._db.read() as conn:
             rows = conn.execute(select(outbox).where(outbox.c.message_id == message_id).order_by(outbox.c.id)).all()
         return [_status(r) for r in rows]
@@ -828,7 +850,9 @@ class DeliveryService:
         actor = self.actor(viewer)
         sent = self.message(message_id, viewer)
         if not isinstance(sent, SentMessage):
-            raise NotFoundError(f"no sent message {message_id}: transmission reports are for the sending office")
+            raise NotFoundError(
+                "no sent message {message_id}: transmission reports are for the sending office",
+                message_id=message_id)
         opened = self._open(actor, message_id)
         receipts = self.receipts(message_id, viewer)
         with self._db.begin() as conn:
@@ -871,7 +895,7 @@ class DeliveryService:
     def set_list(self, name: str, addresses: Sequence[str], actor: str = "operator") -> DistributionList:
         """Create or replace a distribution list."""
         if not LIST_NAME_RE.match(name):
-            raise ValidationError(f"list name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+            raise ValidationError("list name {name!r} must be lower-case letters, digits, '.', '_' or '-'", name=name)
         clean: list[str] = []
         for a in addresses:
             code, node = split_address(a)
@@ -895,7 +919,7 @@ class DeliveryService:
         with self._db.read() as conn:
             list_id = conn.execute(select(distribution_lists.c.id).where(distribution_lists.c.name == name)).scalar()
             if list_id is None:
-                raise NotFoundError(f"no distribution list {name!r}")
+                raise NotFoundError("no distribution list {name!r}", name=name)
             rows = conn.execute(select(distribution_list_members.c.address)
                                 .where(distribution_list_members.c.list_id == list_id)
                                 .order_by(distribution_list_members.c.address)).scalars().all()
@@ -926,7 +950,7 @@ def _check_received_text(meta: env.MessageMetadata, docs: Sequence[env.Document]
         try:
             check_text(value, field)
         except UnsafeTextError as exc:
-            raise EnvelopeError(f"the envelope's {exc}") from None
+            raise EnvelopeError("the envelope's {exc}", exc=exc) from None
 
 
 def _check_claimed_id(claimed: str | None, signed: str) -> None:

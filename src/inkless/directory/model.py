@@ -103,19 +103,19 @@ def check_role(role: str) -> Role:
     try:
         return Role(role)
     except ValueError:
-        raise ValidationError(f"role {role!r} must be one of: clerk, approver, admin") from None
+        raise ValidationError("role {role!r} must be one of: clerk, approver, admin", role=role) from None
 
 
 def check_clearance(level: int) -> int:
     if not 0 <= level <= 3:
-        raise ValidationError(f"clearance {level} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)")
+        raise ValidationError("clearance {level} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)", level=level)
     return level
 
 
 def check_name(name: str, what: str) -> str:
     name = check_text(name, what).strip()
     if not name or len(name) > 200:
-        raise ValidationError(f"{what} must be 1-200 characters")
+        raise ValidationError("{what} must be 1-200 characters", what=what)
     return name
 
 
@@ -123,5 +123,5 @@ def check_fax_number(number: str | None) -> str | None:
     if number is None or number == "":
         return None
     if not FAX_NUMBER_RE.match(number):
-        raise ValidationError(f"fax number {number!r} must be digits, optionally with '+', spaces or '-'")
+        raise ValidationError("fax number {number!r} must be digits, optionally with '+', spaces or '-'", number=number)
     return number

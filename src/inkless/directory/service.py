@@ -72,7 +72,7 @@ class DirectoryService:
         now = self._clock.now()
         with self._db.begin() as conn:
             if conn.execute(select(t.offices.c.id).where(t.offices.c.code == code)).first():
-                raise ConflictError(f"office {code!r} already exists")
+                raise ConflictError("office {code!r} already exists", code=code)
             office_id = conn.execute(
                 insert(t.offices).values(code=code, name=name, fax_number=fax_number, created_at=now)
             ).inserted_primary_key[0]  # type: ignore[index]
@@ -95,14 +95,14 @@ class DirectoryService:
         with self._maybe(conn) as c:
             row = c.execute(select(t.offices).where(t.offices.c.code == code)).one_or_none()
         if row is None:
-            raise NotFoundError(f"no office {code!r}")
+            raise NotFoundError("no office {code!r}", code=code)
         return _office(row)
 
     def office_by_id(self, office_id: int) -> Office:
         with self._db.read() as c:
             row = c.execute(select(t.offices).where(t.offices.c.id == office_id)).one_or_none()
         if row is None:
-            raise NotFoundError(f"no office with id {office_id}")
+            raise NotFoundError("no office with id {office_id}", office_id=office_id)
         return _office(row)
 
     def offices(self) -> list[Office]:
@@ -140,7 +140,7 @@ class DirectoryService:
         with self._db.begin() as conn:
             office = self.office(office_code, conn)
             if conn.execute(select(t.users.c.id).where(t.users.c.login == login)).first():
-                raise ConflictError(f"user {login!r} already exists")
+                raise ConflictError("user {login!r} already exists", login=login)
             user_id = conn.execute(
                 insert(t.users).values(
                     login=login,
@@ -259,7 +259,7 @@ class DirectoryService:
         with self._db.read() as c:
             row = c.execute(select(t.users.c.totp_secret_enc).where(t.users.c.login == login)).one_or_none()
         if row is None:
-            raise NotFoundError(f"no user {login!r}")
+            raise NotFoundError("no user {login!r}", login=login)
         return self._box.open(row.totp_secret_enc, _totp_context(login)).decode()
 
     def current_totp(self, login: str) -> str:
@@ -315,7 +315,7 @@ class DirectoryService:
                 .values(password_hash=self._hasher.hash(new_password), must_change_password=False)
             )
             if result.rowcount != 1:
-                raise NotFoundError(f"no user {login!r}")
+                raise NotFoundError("no user {login!r}", login=login)
             self._audit.record(
                 c, AuditEvent(actor=actor, action="user.password_changed", object_type="user", object_id=login)
             )

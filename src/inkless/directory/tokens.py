@@ -90,7 +90,7 @@ def check_expires_days(days: int | None) -> int | None:
     if days is None:
         return None
     if not 1 <= days <= MAX_EXPIRES_DAYS:
-        raise ValidationError(f"expiry must be 1-{MAX_EXPIRES_DAYS} days")
+        raise ValidationError("expiry must be 1-{max_expires_days} days", max_expires_days=MAX_EXPIRES_DAYS)
     return days
 
 
@@ -124,14 +124,14 @@ class ApiTokenService:
                     f"a token of {login!r} can only be scoped to their own office {user.office_code!r}"
                 )
             if not user.active:
-                raise PolicyError(f"user {login!r} is not active")
+                raise PolicyError("user {login!r} is not active", login=login)
             duplicate = conn.execute(
                 select(t.api_tokens.c.id).where(
                     t.api_tokens.c.user_id == user.id, t.api_tokens.c.name == name
                 )
             ).first()
             if duplicate:
-                raise ConflictError(f"{login!r} already has a token named {name!r}")
+                raise ConflictError("{login!r} already has a token named {name!r}", login=login, name=name)
             expires_at = now + timedelta(days=expires_days) if expires_days else None
             try:
                 token_id = conn.execute(
@@ -146,7 +146,7 @@ class ApiTokenService:
                 ).inserted_primary_key[0]  # type: ignore[index]
             except SAIntegrityError:
                 # Two requests creating the same name at once: the unique constraint decides.
-                raise ConflictError(f"{login!r} already has a token named {name!r}") from None
+                raise ConflictError("{login!r} already has a token named {name!r}", login=login, name=name) from None
             self._audit.record(
                 conn,
                 AuditEvent(
@@ -207,9 +207,9 @@ class ApiTokenService:
         with self._db.begin() as conn:
             token = self._get(conn, token_id)
             if owner is not None and token.user_login != owner:
-                raise NotFoundError(f"no API token {token_id}")
+                raise NotFoundError("no API token {token_id}", token_id=token_id)
             if token.revoked_at is not None:
-                raise ConflictError(f"API token {token_id} is already revoked")
+                raise ConflictError("API token {token_id} is already revoked", token_id=token_id)
             conn.execute(update(t.api_tokens).where(t.api_tokens.c.id == token_id).values(revoked_at=now))
             self._audit.record(
                 conn,
@@ -227,7 +227,7 @@ class ApiTokenService:
     def _get(self, conn: Any, token_id: int) -> ApiToken:
         row = conn.execute(_token_query().where(t.api_tokens.c.id == token_id)).one_or_none()
         if row is None:
-            raise NotFoundError(f"no API token {token_id}")
+            raise NotFoundError("no API token {token_id}", token_id=token_id)
         return _token(row)
 
 

@@ -7,22 +7,20 @@ from inkless.errors import PolicyError, ValidationError
 # The highest classification that may go out by fax at all (1 = internal, 内部).
 MAX_FAX_CLASSIFICATION = 1
 
-REFUSED = (
-    "秘・極秘（区分2以上）の文書はFAXで送信できません。"
-    " Documents of classification {level} (confidential or higher) are never sent by fax."
-)
+# English sentences that are also the message ids of the web UI's catalogue (Japanese there).
+REFUSED = "Documents of classification {level} (confidential or higher) are never sent by fax."
 NEEDS_CONFIRMATION = (
-    "内部文書（区分1）をFAXで送信するには確認が必要です。"
-    " Classification 1 (internal) needs confirmation before it is faxed: tick the confirmation box or pass --confirm."
+    "Classification 1 (internal) needs confirmation before it is faxed: tick the confirmation box or pass --confirm."
 )
 
 
 def check_fax_allowed(classification: int, confirm_internal: bool) -> None:
     """Raise PolicyError (level ≥ 2) or ValidationError (level 1 without confirmation)."""
     if not isinstance(classification, int) or not 0 <= classification <= 3:
-        raise ValidationError(f"classification {classification!r} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)")
+        raise ValidationError("classification {classification!r} must be 0-3 (0 公開, 1 内部, 2 秘, 3 極秘)",
+                              classification=classification)
     if classification > MAX_FAX_CLASSIFICATION:
-        raise PolicyError(REFUSED.format(level=classification))
+        raise PolicyError(REFUSED, level=classification)
     if classification == 1 and not confirm_internal:
         raise ValidationError(NEEDS_CONFIRMATION)
 

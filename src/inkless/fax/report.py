@@ -52,6 +52,14 @@ def _thumbnail(tiff: bytes) -> Image.Image | None:
         return None
 
 
+def _speed(bit_rate: int, ecm: bool) -> str:
+    """``14400, True`` → ``14.4kbps・誤り訂正あり / error correction on``, as a clerk reads it."""
+    if not bit_rate:
+        return "-"
+    correction = "誤り訂正あり / error correction on" if ecm else "誤り訂正なし / no error correction"
+    return f"{bit_rate / 1000:g}kbps・{correction}"
+
+
 def _register_font() -> str:
     from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped]
     from reportlab.pdfbase.ttfonts import TTFont  # type: ignore[import-untyped]
@@ -98,9 +106,10 @@ def render_report(report: TransmissionReport, tiff: bytes | None, tz: tzinfo = t
         ("終了 / Finished", timefmt.format_document_datetime(report.finished_at, tz, seconds=True)),
         ("枚数 / Pages", f"{report.pages_sent} / {report.pages_total}"),
         ("通信時間 / Duration", f"{report.duration_s:.1f} s"),
-        ("速度 / Bit rate", f"{report.bit_rate} bit/s" if report.bit_rate else "-"),
-        ("ECM / 符号化", f"{'ECM' if report.ecm else '-'}  {report.compression or '-'}"),
-        ("T.30", f"{report.t30_code}: {report.t30_text}"),
+        # Plain words first (送信速度 14.4kbps・誤り訂正あり), the machine's codes in the detail rows.
+        ("送信速度 / Speed", _speed(report.bit_rate, report.ecm)),
+        ("符号化 / Coding", f"{report.compression or '-'}{'  (ECM)' if report.ecm else ''}"),
+        ("T.30コード / T.30 code", f"{report.t30_code}: {report.t30_text}"),
     ]
     y = height - 130
     for label, value in rows:

@@ -145,7 +145,9 @@ class FaxService:
             exists = conn.execute(select(fax_routing_rules.c.id).where(
                 fax_routing_rules.c.kind == kind, fax_routing_rules.c.pattern == pattern)).scalar()
             if exists is not None:
-                raise ConflictError(f"a {kind} rule for {pattern!r} exists already (rule {exists})")
+                raise ConflictError(
+                    "a {kind} rule for {pattern!r} exists already (rule {exists})",
+                    kind=kind, pattern=pattern, exists=exists)
             rule_id = _pk(conn.execute(insert(fax_routing_rules).values(
                 kind=kind, pattern=pattern, office_id=office.id, priority=priority, created_by=actor, created_at=now,
             )))
@@ -159,7 +161,7 @@ class FaxService:
         now = self._clock.now()
         with self._db.begin() as conn:
             if not conn.execute(delete(fax_routing_rules).where(fax_routing_rules.c.id == rule_id)).rowcount:
-                raise NotFoundError(f"no routing rule {rule_id}")
+                raise NotFoundError("no routing rule {rule_id}", rule_id=rule_id)
             self._audit.record(conn, AuditEvent(actor=actor, action="fax.route_removed", object_type="fax_rule",
                                                 object_id=str(rule_id)), at=now)
 
@@ -184,7 +186,9 @@ class FaxService:
             exists = conn.execute(select(fax_block_list.c.id).where(
                 fax_block_list.c.kind == kind, fax_block_list.c.pattern == pattern)).scalar()
             if exists is not None:
-                raise ConflictError(f"{kind} {pattern!r} is blocked already (entry {exists})")
+                raise ConflictError(
+                    "{kind} {pattern!r} is blocked already (entry {exists})",
+                    kind=kind, pattern=pattern, exists=exists)
             entry_id = _pk(conn.execute(insert(fax_block_list).values(
                 kind=kind, pattern=pattern, reason=reason, created_by=actor, created_at=now,
             )))
@@ -198,7 +202,7 @@ class FaxService:
         now = self._clock.now()
         with self._db.begin() as conn:
             if not conn.execute(delete(fax_block_list).where(fax_block_list.c.id == entry_id)).rowcount:
-                raise NotFoundError(f"no block-list entry {entry_id}")
+                raise NotFoundError("no block-list entry {entry_id}", entry_id=entry_id)
             self._audit.record(conn, AuditEvent(actor=actor, action="fax.block_removed", object_type="fax_block",
                                                 object_id=str(entry_id)), at=now)
 
@@ -319,7 +323,7 @@ class FaxService:
             row = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
                 t.offices, t.offices.c.id == fax_calls.c.office_id).where(fax_calls.c.id == call_id)).first()
         if row is None or row.direction != "RECV":
-            raise NotFoundError(f"no received fax {call_id}")
+            raise NotFoundError("no received fax {call_id}", call_id=call_id)
         if row.status != "routed" or row.code is None or row.tiff_blob is None:
             return ReceivedFax(call_id, row.status, row.code, row.message_id)
         delivery = self._delivery()
@@ -397,7 +401,7 @@ class FaxService:
             ).values(status="routed", office_id=office.id, routed_by=f"admin:{actor}"[:80], resolved_at=now,
                      resolved_by=actor)).rowcount
             if not changed:
-                raise NotFoundError(f"no unroutable fax {call_id}")
+                raise NotFoundError("no unroutable fax {call_id}", call_id=call_id)
             self._audit.record(conn, AuditEvent(
                 actor=actor, action="fax.assigned", object_type="fax_call", object_id=str(call_id),
                 details={"office": office.code}), at=now)
@@ -423,7 +427,7 @@ class FaxService:
         with self._db.read() as conn:
             row = conn.execute(query).first()
         if row is None or row.tiff_blob is None:
-            raise NotFoundError(f"no received fax image {call_id}")
+            raise NotFoundError("no received fax image {call_id}", call_id=call_id)
         if row.pdf_blob:
             return self._blobs.get(row.pdf_blob)
         return self._to_pdf(self._blobs.get(row.tiff_blob))
@@ -451,7 +455,7 @@ class FaxService:
             row = conn.execute(select(fax_calls, t.offices.c.code).outerjoin(
                 t.offices, t.offices.c.id == fax_calls.c.office_id).where(fax_calls.c.id == call_id)).first()
         if row is None:
-            raise NotFoundError(f"no fax call {call_id}")
+            raise NotFoundError("no fax call {call_id}", call_id=call_id)
         return _entry(row)
 
     def call_report(self, call_id: int) -> bytes:
@@ -459,7 +463,7 @@ class FaxService:
         with self._db.read() as conn:
             digest = conn.execute(select(fax_calls.c.report_blob).where(fax_calls.c.id == call_id)).scalar()
         if not digest:
-            raise NotFoundError(f"no transmission report for call {call_id}")
+            raise NotFoundError("no transmission report for call {call_id}", call_id=call_id)
         return self._blobs.get(digest)
 
     # --- outbound --------------------------------------------------------------------------
@@ -498,9 +502,11 @@ class FaxService:
         try:
             check_fax_allowed(classification, confirm_internal)
             if not user.active:
-                raise PolicyError(f"user {sender_login} is deactivated")
+                raise PolicyError("user {sender_login} is deactivated", sender_login=sender_login)
             if user.office_code != office.code and origin == "clerk":
-                raise PolicyError(f"{sender_login} does not belong to office {office.code}")
+                raise PolicyError(
+                    "{sender_login} does not belong to office {office_code}",
+                    sender_login=sender_login, office_code=office.code)
             if classification > user.clearance:
                 raise PolicyError(
                     f"{sender_login} has clearance {user.clearance}; the document is classified {classification}")
@@ -579,7 +585,7 @@ class FaxService:
             row = conn.execute(select(fax_jobs, t.offices.c.code).join(
                 t.offices, t.offices.c.id == fax_jobs.c.office_id).where(fax_jobs.c.id == job_id)).first()
         if row is None:
-            raise NotFoundError(f"no fax job {job_id}")
+            raise NotFoundError("no fax job {job_id}", job_id=job_id)
         return _job(row)
 
     def jobs(self, office_code: str | None = None, limit: int = 200) -> list[FaxJob]:
@@ -595,7 +601,7 @@ class FaxService:
         """The transmission report of a job's last attempt."""
         job = self.job(job_id)
         if not job.has_report:
-            raise NotFoundError(f"fax job {job_id} has no transmission report yet")
+            raise NotFoundError("fax job {job_id} has no transmission report yet", job_id=job_id)
         with self._db.read() as conn:
             digest = conn.execute(select(fax_jobs.c.report_blob).where(fax_jobs.c.id == job_id)).scalar_one()
         return self._blobs.get(digest)

@@ -25,7 +25,7 @@ def revision_digest(conn: Connection, route_id: int, revision: int) -> str:
         )
     ).scalar()
     if digest is None:
-        raise NotFoundError(f"route {route_id} has no revision {revision}")
+        raise NotFoundError("route {route_id} has no revision {revision}", route_id=route_id, revision=revision)
     return str(digest)
 
 
@@ -116,7 +116,7 @@ def load_route(conn: Connection, route_id: int, lock: bool = False) -> ApprovalR
         query = query.with_for_update(of=s.routes)
     row = conn.execute(query).one_or_none()
     if row is None:
-        raise NotFoundError(f"no route {route_id}")
+        raise NotFoundError("no route {route_id}", route_id=route_id)
     steps = conn.execute(
         select(s.route_steps).where(s.route_steps.c.route_id == route_id).order_by(s.route_steps.c.idx)
     ).all()

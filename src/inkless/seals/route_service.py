@@ -245,7 +245,9 @@ class RouteService:
             stored = await _thread(self._store_stamp, route, login, seal_kind, sealed, comment)
             if stored is not None:
                 return stored
-        raise ConflictError(f"route {route_id} kept changing while {login} stamped it; try again")
+        raise ConflictError(
+            "route {route_id} kept changing while {login} stamped it; try again",
+            route_id=route_id, login=login)
 
     def _store_stamp(
         self, seen: ApprovalRoute, login: str, kind: SealKind, sealed: bytes, comment: str | None
@@ -511,11 +513,15 @@ class RouteService:
 
         route = self.route(route_id)
         if route.state is not RouteState.COMPLETED:
-            raise PolicyError(f"route {route_id} is not completed; only a finished document can be delivered")
+            raise PolicyError(
+                "route {route_id} is not completed; only a finished document can be delivered",
+                route_id=route_id)
         if route.deliver_to is None:
-            raise ValidationError(f"route {route_id} has no delivery address")
+            raise ValidationError("route {route_id} has no delivery address", route_id=route_id)
         if route.delivered_message_id is not None:
-            raise ConflictError(f"route {route_id} was already delivered as message {route.delivered_message_id}")
+            raise ConflictError(
+                "route {route_id} was already delivered as message {delivered_message_id}",
+                route_id=route_id, delivered_message_id=route.delivered_message_id)
         if self._courier is None:
             raise PolicyError("this node has no delivery service")
         pdf = self.document(route_id)
@@ -555,7 +561,9 @@ class RouteService:
         with self._db.begin() as conn:
             current = load_route(conn, seen.id, lock=True)
             if current.revision != seen.revision or current.state is not RouteState.AWAITING_OFFICE_SEAL:
-                raise ConflictError(f"route {seen.id} changed while the office seal was applied; look at it again")
+                raise ConflictError(
+                    "route {seen_id} changed while the office seal was applied; look at it again",
+                    seen_id=seen.id)
             after = current.office_sealed(user.login, current.revision + 2)
             add_revision(conn, current.id, current.revision + 1, sealed_digest, "office_seal", user.id, now)
             add_revision(conn, current.id, current.revision + 2, final_digest, "lta", user.id, now)
@@ -695,9 +703,9 @@ class RouteService:
         try:
             user = self._directory.user(login)
         except NotFoundError:
-            raise ValidationError(f"no user {login!r} on this node") from None
+            raise ValidationError("no user {login!r} on this node", login=login) from None
         if not user.active:
-            raise ValidationError(f"user {login!r} is deactivated")
+            raise ValidationError("user {login!r} is deactivated", login=login)
         return user
 
     def _check_viewer(self, conn: Connection, route: ApprovalRoute, viewer: str) -> None:
@@ -705,7 +713,7 @@ class RouteService:
         involved = viewer == route.starter or route.approver(viewer) is not None
         if not involved and user.office_code != route.office_code:
             # Same answer as for a route that does not exist: its existence is not for outsiders.
-            raise NotFoundError(f"no route {route.id}")
+            raise NotFoundError("no route {route_id}", route_id=route.id)
 
     def _document_at(self, route_id: int, revision: int) -> bytes:
         with self._db.read() as conn:
@@ -726,7 +734,7 @@ def _stamp_kind(kind: SealKind | str) -> SealKind:
     try:
         value = SealKind(kind)
     except ValueError:
-        raise ValidationError(f"unknown seal kind {kind!r}: use personal or date") from None
+        raise ValidationError("unknown seal kind {kind!r}: use personal or date", kind=kind) from None
     if value not in STAMP_KINDS:
         raise ValidationError("an approver stamps with their personal or date seal; the office seal closes the route")
     return value
@@ -738,7 +746,7 @@ def _check_address(address: str | None) -> str | None:
     address = address.strip()
     code, at, node = address.partition("@")
     if not at or not code or not node or len(address) > 200 or any(ch.isspace() for ch in address):
-        raise ValidationError(f"{address!r} is not an office address like civil-affairs@moj")
+        raise ValidationError("{address!r} is not an office address like civil-affairs@moj", address=address)
     return address
 
 

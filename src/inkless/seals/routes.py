@@ -163,11 +163,11 @@ class ApprovalRoute:
                 f"route {self.id} was returned to its starter ({self.starter}); it waits for a corrected version"
             )
         if self.state is RouteState.REJECTED:
-            raise PolicyError(f"route {self.id} was rejected; nobody can act on it any more")
+            raise PolicyError("route {id} was rejected; nobody can act on it any more", id=self.id)
         if self.state is RouteState.COMPLETED:
-            raise PolicyError(f"route {self.id} is completed; nobody can act on it any more")
+            raise PolicyError("route {id} is completed; nobody can act on it any more", id=self.id)
         if self.state is RouteState.AWAITING_OFFICE_SEAL:
-            raise PolicyError(f"every step of route {self.id} is stamped; only the office seal is missing")
+            raise PolicyError("every step of route {id} is stamped; only the office seal is missing", id=self.id)
         step = self.current
         assert step is not None
         if login in step.logins:
@@ -179,7 +179,7 @@ class ApprovalRoute:
             return step
         found = self.approver(login)
         if found is None:
-            raise PolicyError(f"{login} is not an approver of route {self.id}")
+            raise PolicyError("{login} is not an approver of route {id}", login=login, id=self.id)
         own, _ = found
         when = "comes later" if own.index > step.index else "is already done"
         raise PolicyError(
@@ -303,7 +303,9 @@ class ApprovalRoute:
     def office_sealed(self, login: str, revision: int) -> ApprovalRoute:
         """The route after the office seal (角印) was applied and the document extended to B-LTA."""
         if self.state is not RouteState.AWAITING_OFFICE_SEAL:
-            raise PolicyError(f"route {self.id} is not waiting for the office seal (it is {self.state.value})")
+            raise PolicyError(
+                "route {id} is not waiting for the office seal (it is {value})",
+                id=self.id, value=self.state.value)
         return replace(self, state=RouteState.COMPLETED, revision=revision, office_sealed_by=login)
 
 
@@ -314,11 +316,17 @@ def check_office_sealer(route: ApprovalRoute, login: str, role: str, office_code
     administrator, and only with the role approver or admin in the route's own office.
     """
     if route.state is not RouteState.AWAITING_OFFICE_SEAL:
-        raise PolicyError(f"route {route.id} is not waiting for the office seal (it is {route.state.value})")
+        raise PolicyError(
+            "route {route_id} is not waiting for the office seal (it is {state_value})",
+            route_id=route.id, state_value=route.state.value)
     if office_code != route.office_code:
-        raise PolicyError(f"{login} does not belong to office {route.office_code} and cannot use its office seal")
+        raise PolicyError(
+            "{login} does not belong to office {office_code} and cannot use its office seal",
+            login=login, office_code=route.office_code)
     if role not in ("approver", "admin"):
-        raise PolicyError(f"{login} is a {role}: only approvers and administrators may use the office seal")
+        raise PolicyError(
+            "{login} is a {role}: only approvers and administrators may use the office seal",
+            login=login, role=role)
     if role != "admin" and login not in route.last_step.logins:
         raise PolicyError(
             f"only an approver of the last step ({', '.join(route.last_step.logins)}) "
@@ -330,9 +338,11 @@ def check_plan(steps: Sequence[StepPlan], document_name: str) -> tuple[StepPlan,
     """The steps of a new route, checked: titles, approvers (each in one step only), box count."""
     name = check_text(document_name, "document name").strip()
     if not name or len(name) > MAX_DOCUMENT_NAME:
-        raise ValidationError(f"the document name must be 1-{MAX_DOCUMENT_NAME} characters without control characters")
+        raise ValidationError(
+            "the document name must be 1-{max_document_name} characters without control characters",
+            max_document_name=MAX_DOCUMENT_NAME)
     if not 1 <= len(steps) <= MAX_STEPS:
-        raise ValidationError(f"a route has 1 to {MAX_STEPS} steps, got {len(steps)}")
+        raise ValidationError("a route has 1 to {max_steps} steps, got {count}", max_steps=MAX_STEPS, count=len(steps))
     seen: dict[str, int] = {}
     checked: list[StepPlan] = []
     for i, plan in enumerate(steps):
@@ -347,7 +357,9 @@ def check_plan(steps: Sequence[StepPlan], document_name: str) -> tuple[StepPlan,
         for login in logins:
             if login in seen:
                 where = "twice in that step" if seen[login] == i else f"in steps {seen[login] + 1} and {i + 1}"
-                raise ValidationError(f"{login} appears {where}: each approver has one box in a route")
+                raise ValidationError(
+                    "{login} appears {where}: each approver has one box in a route",
+                    login=login, where=where)
             seen[login] = i
         checked.append(StepPlan(title, logins, plan.deadline))
     if len(seen) > MAX_BOXES:
@@ -363,7 +375,9 @@ def check_comment(comment: str | None) -> str | None:
         return None
     comment = check_text(comment, "comment", multiline=True).strip()
     if len(comment) > MAX_COMMENT:
-        raise ValidationError(f"a comment has at most {MAX_COMMENT} characters, got {len(comment)}")
+        raise ValidationError(
+            "a comment has at most {max_comment} characters, got {count}",
+            max_comment=MAX_COMMENT, count=len(comment))
     return comment
 
 

@@ -246,7 +246,7 @@ class SealingService:
         try:
             await pdf_signer.async_sign_pdf(writer, output=out)
         except (SigningError, PdfError) as exc:
-            raise SealError(f"cannot seal the document: {exc}") from exc
+            raise SealError("cannot seal the document: {exc}", exc=exc) from exc
         except InklessError:
             raise
         except (OSError, ValueError) as exc:
@@ -267,7 +267,7 @@ class SealingService:
     def _signer(self, conn: Connection, login: str, kind: SealKind) -> tuple[User, str, str]:
         user = self._directory.user(login, conn)
         if not user.active:
-            raise PolicyError(f"user {login!r} is deactivated and cannot seal")
+            raise PolicyError("user {login!r} is deactivated and cannot seal", login=login)
         office = self._directory.office(user.office_code, conn)
         if kind == SealKind.OFFICE and user.role not in OFFICE_SEAL_ROLES:
             # The 角印 speaks for the whole office: only its approvers and administrators may press it.
@@ -313,19 +313,27 @@ class SealingService:
                imprint: SealImprint) -> tuple[str, SigFieldSpec | None]:
         pages = int(writer.root["/Pages"]["/Count"])
         if placement.page > pages:
-            raise ValidationError(f"the document has {pages} page(s); there is no page {placement.page}")
+            raise ValidationError(
+                "the document has {pages} page(s); there is no page {page}",
+                pages=pages, page=placement.page)
         if placement.field_name is not None:
             found = list(fields.enumerate_sig_fields(writer, with_name=placement.field_name))
             if not found:
-                raise ValidationError(f"the document has no signature field named {placement.field_name!r}")
+                raise ValidationError(
+                    "the document has no signature field named {field_name!r}",
+                    field_name=placement.field_name)
             if found[0][1] is not None:
-                raise ValidationError(f"the signature field {placement.field_name!r} is already sealed")
+                raise ValidationError(
+                    "the signature field {field_name!r} is already sealed",
+                    field_name=placement.field_name)
             return placement.field_name, None
         assert placement.box is not None
         media = _page_box(writer, placement.page - 1)
         x1, y1, x2, y2 = placement.box
         if x1 < media[0] or y1 < media[1] or x2 > media[2] or y2 > media[3]:
-            raise ValidationError(f"the seal box {placement.box} lies outside page {placement.page} {media}")
+            raise ValidationError(
+                "the seal box {box} lies outside page {page} {media}",
+                box=placement.box, page=placement.page, media=media)
         taken = {name for name, _, _ in fields.enumerate_sig_fields(writer)}
         base = re.sub(r"[^A-Za-z0-9_-]", "_", f"seal-{kind.value}-{login}")
         n = 1
@@ -355,7 +363,7 @@ class SealingService:
             reader = PdfFileReader(io.BytesIO(pdf))
             await stamper.async_update_archival_timestamp_chain(reader, vc, output=out)
         except (SigningError, PdfError, ValueError, OSError) as exc:
-            raise SealError(f"cannot extend the document to PAdES B-LTA: {exc}") from exc
+            raise SealError("cannot extend the document to PAdES B-LTA: {exc}", exc=exc) from exc
         result = out.getvalue()
         with self._db.begin() as conn:
             self._audit.record(conn, AuditEvent(
@@ -430,14 +438,14 @@ def _sha(data: bytes) -> str:
 
 def _open_writer(pdf: bytes) -> IncrementalPdfFileWriter:
     if len(pdf) > MAX_PDF_BYTES:
-        raise ValidationError(f"the document is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
+        raise ValidationError("the document is larger than {mib} MiB", mib=MAX_PDF_BYTES // (1024 * 1024))
     if not pdf.lstrip()[:5] == b"%PDF-":
         raise ValidationError("the file is not a PDF (it does not start with %PDF-)")
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
         writer.root["/Pages"]["/Count"]
     except (PdfError, KeyError, ValueError, TypeError, IndexError) as exc:
-        raise ValidationError(f"the PDF cannot be read: {exc}") from exc
+        raise ValidationError("the PDF cannot be read: {exc}", exc=exc) from exc
     if writer.prev.encrypted:
         raise ValidationError("encrypted PDFs cannot be sealed; remove the password first")
     return writer

@@ -155,7 +155,7 @@ def add_approval_strip(pdf: bytes, steps: Sequence[StripStep], font: Glyphs | No
         out = io.BytesIO()
         writer.write(out)
     except (PdfError, KeyError, TypeError, ValueError) as exc:
-        raise ValidationError(f"cannot add the approval strip to this PDF: {exc}") from exc
+        raise ValidationError("cannot add the approval strip to this PDF: {exc}", exc=exc) from exc
     return StrippedDocument(pdf=out.getvalue(), boxes=tuple(boxes), page=page_ix + 1, new_page=not room)
 
 
@@ -169,15 +169,17 @@ def render_page_png(
     import pypdfium2  # type: ignore[import-untyped, unused-ignore]
 
     if not 36 <= dpi <= 300:
-        raise ValidationError(f"preview resolution must be between 36 and 300 dpi, got {dpi}")
+        raise ValidationError("preview resolution must be between 36 and 300 dpi, got {dpi}", dpi=dpi)
     with _PDFIUM_LOCK:
         try:
             document = pypdfium2.PdfDocument(pdf)
         except pypdfium2.PdfiumError as exc:
-            raise ValidationError(f"cannot read the PDF: {exc}") from None
+            raise ValidationError("cannot read the PDF: {exc}", exc=exc) from None
         try:
             if not 1 <= page <= len(document):
-                raise ValidationError(f"the PDF has {len(document)} pages, there is no page {page}")
+                raise ValidationError(
+                    "the PDF has {count} pages, there is no page {page}",
+                    count=len(document), page=page)
             # Signature appearances are widget annotations: pdfium draws them with forms initialised.
             document.init_forms()
             p = document[page - 1]
@@ -196,7 +198,7 @@ def render_page_png(
         finally:
             document.close()
     if channels != 4:
-        raise ValidationError(f"unexpected pdfium bitmap with {channels} channels")
+        raise ValidationError("unexpected pdfium bitmap with {channels} channels", channels=channels)
     # RGBX: the padding byte becomes an opaque alpha channel.
     rows = [_opaque(buffer[y * stride : y * stride + width * 4]) for y in range(height)]
     if highlight is not None:
@@ -251,7 +253,7 @@ def _read(pdf: bytes) -> PdfFileReader:
     try:
         return PdfFileReader(io.BytesIO(pdf), strict=False)
     except (PdfError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ValidationError(f"not a readable PDF: {exc}") from None
+        raise ValidationError("not a readable PDF: {exc}", exc=exc) from None
 
 
 def _open(pdf: bytes) -> PdfFileReader:
@@ -267,7 +269,7 @@ def _open(pdf: bytes) -> PdfFileReader:
     except ValidationError:
         raise
     except (PdfError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ValidationError(f"not a readable PDF: {exc}") from None
+        raise ValidationError("not a readable PDF: {exc}", exc=exc) from None
 
 
 def _new_page(content: Any, box: tuple[float, float, float, float]) -> Any:
@@ -424,4 +426,4 @@ def field_boxes(pdf: bytes) -> dict[str, tuple[float, float, float, float]]:
                 found[str(name)] = (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
         return found
     except (PdfError, KeyError, TypeError, ValueError) as exc:
-        raise ValidationError(f"not a readable PDF: {exc}") from None
+        raise ValidationError("not a readable PDF: {exc}", exc=exc) from None

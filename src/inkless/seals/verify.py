@@ -77,13 +77,13 @@ async def verify_document_async(pdf: bytes, context: ValidationContext, now: dat
     try:
         embedded = list(reader.embedded_signatures)
     except Exception as exc:  # pyHanko on hostile input raises anything; translated at this boundary
-        raise ValidationError(f"the PDF's signatures cannot be read: {one_line(exc)}") from exc
+        raise ValidationError("the PDF's signatures cannot be read: {detail}", detail=one_line(exc)) from exc
     try:
         # pyHanko reads objects lazily: a damaged page tree or DSS surfaces only here.
         pages = _page_numbers(reader)
         has_dss = _has_dss(reader)
     except Exception as exc:  # pyHanko on hostile input raises anything; translated at this boundary
-        raise ValidationError(f"the PDF cannot be read: {one_line(exc)}") from exc
+        raise ValidationError("the PDF cannot be read: {detail}", detail=one_line(exc)) from exc
     doc_ts_revisions = [e.signed_revision for e in embedded if e.sig_object_type == "/DocTimeStamp"]
     results: list[SealResult] = []
     for index, sig in enumerate(embedded, start=1):
@@ -108,7 +108,7 @@ def _open(pdf: bytes) -> PdfFileReader:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
         reader.root["/Pages"]
     except Exception as exc:  # any parser failure on a damaged file is the file's problem, said in one line
-        raise ValidationError(f"the PDF cannot be read: {one_line(exc)}") from exc
+        raise ValidationError("the PDF cannot be read: {detail}", detail=one_line(exc)) from exc
     return reader
 
 
@@ -375,7 +375,7 @@ def render_region(pdf: bytes, page_number: int, rect: tuple[float, float, float,
         try:
             document = pypdfium2.PdfDocument(pdf)
         except pypdfium2.PdfiumError as exc:
-            raise ValidationError(f"pdfium cannot open the PDF: {exc}") from exc
+            raise ValidationError("pdfium cannot open the PDF: {exc}", exc=exc) from exc
         try:
             page = document[page_number - 1]
             width, height = page.get_size()

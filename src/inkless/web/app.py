@@ -58,6 +58,9 @@ ERROR_TITLES = {
 }
 
 
+SERVER_FAILED = N_("The server could not complete the request.")
+
+
 def create_app(node: Node) -> FastAPI:
     """The ASGI app serving ``node``."""
     settings = node.settings
@@ -259,10 +262,14 @@ def _add_error_handlers(
     app: FastAPI, renderer: Renderer
 ) -> Callable[[Scope, StarletteHTTPException], Awaitable[Response]]:
     def error_page(
-        request: Request, status: int, message: str | None, headers: dict[str, str] | None = None
+        request: Request, status: int, message: str | None, headers: dict[str, str] | None = None,
+        *, text: str | None = None,
     ) -> Response:
         title = renderer.gettext(request, ERROR_TITLES.get(status, ERROR_TITLES[500]))
-        text = renderer.gettext(request, message) if message else None
+        # Only catalogue sentences reach the page: a framework's English detail ("Method Not Allowed") is
+        # left out where the reader's language has no translation of it; the title still says what happened.
+        if text is None and message:
+            text = renderer.translated(renderer.language(request), message)
         response = renderer.render(
             request, "error.html", status_code=status, title=title, message=text, status=status
         )
@@ -288,15 +295,23 @@ def _add_error_handlers(
     async def inkless_error(request: Request, exc: InklessError) -> Response:
         status = exc.http_status
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
-        # Server-side failures get a generic message: details belong in the log, not in the browser.
-        message = exc.message if status < 500 else N_("The server could not complete the request.")
         if status >= 500:
             log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
         if _is_api(request):
             # str() may say more than the translatable message (which field, which character).
-            return JSONResponse({"detail": str(exc) if status < 500 else message}, status_code=status,
+            # Server-side failures get a generic message: details belong in the log, not in the browser.
+            return JSONResponse({"detail": str(exc) if status < 500 else SERVER_FAILED}, status_code=status,
                                 headers=headers)
-        return error_page(request, status, message, headers)
+        # The page says it in the reader's language (the service's sentence from the catalogue, or its kind).
+        return error_page(request, status, None, headers, text=renderer.error_text(request, exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        # A bug: the browser gets the error page in its language (not the server's plain-text English);
+        # the traceback goes to the log (the server error middleware logs it after this answer).
+        if _is_api(request):
+            return JSONResponse({"detail": SERVER_FAILED}, status_code=500)
+        return error_page(request, 500, SERVER_FAILED)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

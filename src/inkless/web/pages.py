@@ -363,32 +363,32 @@ def password_submit(
     user = node.directory.user_by_id(current.user_id)
     error: str | None = None
     if new_password != new_password_again:
-        error = PASSWORDS_DIFFER
+        error = render.gettext(request, PASSWORDS_DIFFER)
     else:
         try:
             # The directory's rules (length, common passwords, login and office code, patterns)
             # are checked first: they need no password hashing, unlike the comparison below.
             check_password_strength(new_password, user.login, user.office_code)
         except ValidationError as exc:
-            error = exc.message
+            error = render.error_text(request, exc)
     if error is None:
         try:
             node.directory.check_password(user.login, new_password)
-            error = PASSWORD_UNCHANGED
+            error = render.gettext(request, PASSWORD_UNCHANGED)
         except AuthenticationError:
             pass
     if error is None:
         try:
             node.directory.set_password(user.login, new_password, actor=user.login)
         except ValidationError as exc:
-            error = exc.message
+            error = render.error_text(request, exc)
     if error is not None:
         return render.render(
             request,
             "password.html",
             status_code=422,
             csrf_token=current.csrf_token,
-            error=render.gettext(request, error),
+            error=error,
         )
     client = client_address(request)
     with node.db.begin() as conn:
@@ -470,7 +470,7 @@ def tokens_create(
             services,
             render,
             status_code=exc.http_status,
-            error=render.gettext(request, exc.message),
+            error=render.error_text(request, exc),
         )
     return _tokens_page(
         request, caller, services, render, new_secret=created.secret, new_name=created.token.name

@@ -34,6 +34,7 @@ from inkless.pageview import NotAPdfError, page_count
 from inkless.text import UnsafeTextError
 from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
 from inkless.web.downloads import document_response
+from inkless.web.drafts import DraftFile, DraftStore
 from inkless.web.pages import RendererDep
 from inkless.web.pageview import page_response
 from inkless.web.pickers import entry_error, options, picker_of
@@ -83,6 +84,11 @@ class ComposeForm:
     forward: str = ""
     mobile: str = ""
     confirm_external: bool = False
+    # Files sent with a form that came back with an error: kept server-side, shown as attached.
+    draft: str = ""
+    kept: list[DraftFile] = field(default_factory=list)
+    # The field the error is about (to, subject, files): marked and focused when the form is shown again.
+    invalid: str = ""
 
 
 def delivery_of(node: Node) -> DeliveryService:
@@ -304,24 +310,25 @@ EMAIL_CONFIRM = N_("This document is internal (classification 1). Tick the confi
 
 
 def _error_text(render: Renderer, request: Request, node: Node, exc: InklessError) -> tuple[str, str | None]:
-    """A translated headline for a refused send, and the service's own detail beneath it."""
+    """A translated headline for a refused send, and the service's own sentence (translated) beneath it."""
+    detail = render.error_detail(request, exc)
     if isinstance(exc, MessageTooLargeError):
-        return render.gettext(request, TOO_LARGE) % {"limit": _size(node.settings.max_message_bytes)}, exc.message
+        return render.gettext(request, TOO_LARGE) % {"limit": _size(node.settings.max_message_bytes)}, detail
     if isinstance(exc, NotFoundError):
-        return render.gettext(request, UNKNOWN_RECIPIENT), exc.message
+        return render.gettext(request, UNKNOWN_RECIPIENT), detail
     if isinstance(exc, PolicyError) and "never leaves the government" in exc.message:
         return render.gettext(request, EMAIL_CLASSIFIED), None
     if isinstance(exc, PolicyError) and "needs a confirmation" in exc.message:
         return render.gettext(request, EMAIL_CONFIRM), None
     if isinstance(exc, PolicyError):
         lead = NOT_PINNED if "pinned" in exc.message else NOT_ALLOWED
-        return render.gettext(request, lead), exc.message
+        return render.gettext(request, lead), detail
     if isinstance(exc, UnsafeTextError):
         # Translated sentence; beneath it the character (code point and Unicode name) to look for.
-        return render.gettext(request, exc.message), f"{exc.codepoint} {exc.char_name}"
+        return render.error_text(request, exc), f"{exc.codepoint} {exc.char_name}"
     if isinstance(exc, ValidationError):
-        return render.gettext(request, INVALID), exc.message
-    return render.gettext(request, exc.message), None
+        return render.gettext(request, INVALID), detail
+    return render.error_text(request, exc), None
 
 
 async def close_upload(request: Request) -> AsyncIterator[None]:
@@ -359,6 +366,13 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
             form.priority, error = "normal", BAD_PRIORITY
         documents: list[NewDocument] = []
         total = 0
+        drafts = DraftStore(node.db, node.blobs, node.clock)
+        draft = _field(values, "draft", 64)
+        if not form.forward and draft and not values.get("drop_draft"):
+            for kept in await run_in_threadpool(drafts.files, caller.user.id, draft):
+                data = await run_in_threadpool(drafts.read, kept)
+                total += len(data)
+                documents.append(NewDocument(kept.name, data, kept.content_type))
         if not form.forward:
             for upload in parsed.getlist("files"):
                 # A file input left empty still sends a part, with no file name and no bytes.
@@ -366,6 +380,10 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
                     continue
                 data = await upload.read()
                 total += len(data)
+                # A file chosen again under the name of a kept one replaces it (the user picked it anew).
+                for old in [d for d in documents if d.name == upload.filename]:
+                    documents.remove(old)
+                    total -= len(old.data)
                 documents.append(NewDocument(upload.filename, data,
                                              upload.content_type or "application/octet-stream"))
     finally:
@@ -381,12 +399,16 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
             message = entry_error(lambda m: render.gettext(request, m), exc)
             if message is None:
                 raise
+            form.invalid = "to"
+            await _keep_files(drafts, caller, form, draft, documents)
             return _compose_page(request, node, caller, render, form, 422, message)
     if error is None and not form.reply_to and not form.forward and not form.subject.strip():
         error = NO_SUBJECT
     if error is None and not form.forward and not documents:
         error = NO_DOCUMENT
     if error is not None:
+        form.invalid = {NO_RECIPIENT: "to", NO_SUBJECT: "subject", NO_DOCUMENT: "files"}.get(error, "")
+        await _keep_files(drafts, caller, form, draft, documents)
         return _compose_page(request, node, caller, render, form, 422, render.gettext(request, error))
     login, office = caller.user.login, caller.office.code
     try:
@@ -408,6 +430,22 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
         if exc.http_status >= 500:
             raise
         lead, detail = _error_text(render, request, node, exc)
+        form.invalid = "to" if isinstance(exc, NotFoundError) else ""
+        if not isinstance(exc, MessageTooLargeError):
+            await _keep_files(drafts, caller, form, draft, documents)
         return _compose_page(request, node, caller, render, form, exc.http_status, lead, detail)
+    if draft:
+        await run_in_threadpool(drafts.drop, caller.user.id, draft)
     return RedirectResponse(f"/messages/{new_id}?sent=1", status_code=303)
+
+
+async def _keep_files(drafts: DraftStore, caller: Caller, form: ComposeForm, old: str,
+                      documents: list[NewDocument]) -> None:
+    """Keep the form's files in a fresh draft (the old one dropped) for the form shown again."""
+    if old:
+        await run_in_threadpool(drafts.drop, caller.user.id, old)
+    if documents:
+        form.draft = await run_in_threadpool(
+            drafts.keep, caller.user.id, [(d.name, d.content_type, d.data) for d in documents])
+        form.kept = await run_in_threadpool(drafts.files, caller.user.id, form.draft)
 

@@ -9,13 +9,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 
 from inkless.app import Node
-from inkless.directory.model import Role
+from inkless.delivery.envelope import Document
+from inkless.delivery.report import page_count
+from inkless.directory.model import Role, check_fax_number
 from inkless.errors import ConfigurationError, InklessError, ValidationError
+from inkless.fax.policy import check_fax_allowed
+from inkless.fax.routing import normalise_number
 from inkless.fax.service import FaxService
 from inkless.web.deps import Caller, RowId, get_node, page_caller
+from inkless.web.drafts import DraftStore
 from inkless.web.pages import RendererDep
 from inkless.web.pickers import entry_error, options, picker_of
 from inkless.web.render import N_, Renderer
@@ -29,6 +35,7 @@ QUEUED = N_("Fax job %(id)s queued: %(pages)s pages to %(number)s.")
 ADMINS_ONLY = N_("administrators only")
 NO_FILE = N_("Choose a PDF file to send.")
 UNAUTHENTICATED = N_("Unauthenticated sender (fax)")
+CLASSIFICATION_LABELS = {0: N_("0 Public"), 1: N_("1 Internal"), 2: N_("2 Confidential (never sent by fax)")}
 STATE_LABELS = {
     "queued": N_("queued"),
     "sending": N_("sending"),
@@ -93,27 +100,80 @@ async def fax_send(
     cover: Annotated[str, Form(max_length=5)] = "",
     confirm: Annotated[str, Form(max_length=5)] = "",
     document: Annotated[UploadFile | None, File()] = None,
+    draft: Annotated[str, Form(max_length=64)] = "",
+    step: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    """Queue the uploaded PDF as a fax from the caller's office."""
+    """Check the fax and ask for confirmation (number, recipient, pages, classification); queue it once confirmed.
+
+    ``step`` is empty for the form, ``send`` from the confirmation page, ``edit`` to go back to the form;
+    the uploaded PDF is kept as a draft in between, and when the form comes back with an error.
+    """
     fax = fax_of(node)
-    form = {"number": number, "subject": subject, "classification": classification}
+    form: dict[str, Any] = {"number": number, "subject": subject, "classification": classification,
+                            "cover": bool(cover), "confirm": bool(confirm)}
+    drafts = DraftStore(node.db, node.blobs, node.clock)
+    kept = await run_in_threadpool(drafts.files, caller.user.id, draft)
+    data: bytes | None = None
+    filename = ""
+    limit = node.settings.max_message_bytes
+    if document is not None and document.filename:
+        data, filename = await document.read(limit + 1), document.filename
+    elif kept:
+        data, filename = await run_in_threadpool(drafts.read, kept[0]), kept[0].name
+
+    async def keep() -> None:
+        if data is not None and len(data) <= limit:
+            if draft:
+                await run_in_threadpool(drafts.drop, caller.user.id, draft)
+            token = await run_in_threadpool(drafts.keep, caller.user.id, [(filename, "application/pdf", data)])
+            form["draft"] = token
+            form["kept"] = await run_in_threadpool(drafts.files, caller.user.id, token)
+
+    if step == "edit":
+        await keep()
+        return _send_page(request, node, caller, render, form=form)
     try:
-        if document is None or not document.filename:
+        if data is None:
             raise ValidationError(NO_FILE)
-        limit = node.settings.max_message_bytes
-        data = await document.read(limit + 1)
         if len(data) > limit:
-            raise ValidationError(f"the file is larger than the limit of {limit} bytes")
+            raise ValidationError("the file is larger than the limit of {limit} bytes", limit=limit)
+        if not number.strip():
+            raise ValidationError("a fax number is required")
         # A name or kana from the fax address book becomes its number; typed numbers stay.
-        number = picker_of(node).resolve_fax(number, caller.office.code) if number.strip() else number
+        number = picker_of(node).resolve_fax(number, caller.office.code)
+        form["number"] = number
+        check_fax_number(number.strip())
+        check_fax_allowed(classification, bool(confirm))
+        if step != "send":
+            pages = await run_in_threadpool(page_count, Document(filename, "application/pdf", data))
+            if not pages:
+                raise ValidationError("only PDF documents can be faxed")
+            await keep()
+            return _confirm_page(request, node, caller, render, form, filename, pages)
         job_id = fax.send(caller.user.login, caller.office.code, number, [data], cover_page=bool(cover),
                           classification=classification, confirm_internal=bool(confirm), subject=subject or None)
     except InklessError as exc:
-        message = entry_error(lambda m: render.gettext(request, m), exc) or render.gettext(request, exc.message)
+        await keep()
+        message = entry_error(lambda m: render.gettext(request, m), exc) or render.error_text(request, exc)
         return _send_page(request, node, caller, render, status_code=exc.http_status, error=message, form=form)
+    if draft:
+        await run_in_threadpool(drafts.drop, caller.user.id, draft)
     job = fax.job(job_id)
     notice = render.gettext(request, QUEUED) % {"id": job.id, "pages": job.pages, "number": job.number}
     return _send_page(request, node, caller, render, notice=notice)
+
+
+def _confirm_page(request: Request, node: Node, caller: Caller, render: Renderer, form: dict[str, Any],
+                  filename: str, pages: int) -> Response:
+    """What will be sent, before anything is queued: number, who has it, pages, classification."""
+    wanted = normalise_number(str(form["number"]))
+    offices = [o for o in node.directory.offices() if o.fax_number]
+    recipients = [o for o in offices if normalise_number(o.fax_number) == wanted]
+    return render.render(
+        request, "fax_confirm.html", caller=caller, csrf_token=_csrf(caller), active="fax", form=form,
+        filename=filename, pages=pages, recipients=recipients, known=[] if recipients else offices,
+        classification_label=CLASSIFICATION_LABELS.get(int(form["classification"]), ""),
+    )
 
 
 @router.get("/fax/jobs/{job_id}/report")
@@ -188,7 +248,7 @@ def _admin_action(request: Request, node: Node, caller: Caller, render: Renderer
         action(fax_of(node))
     except InklessError as exc:
         return _admin_page(request, node, caller, render, status_code=exc.http_status,
-                           error=render.gettext(request, exc.message))
+                           error=render.error_text(request, exc))
     return RedirectResponse("/fax/admin", status_code=303)
 
 

@@ -18,6 +18,7 @@ from inkless.seals.routes import MAX_STEPS, OFFICE_SEAL_FIELD, ResumeFrom, Route
 from inkless.seals.strip import field_boxes, render_page_png
 from inkless.web.deps import Caller, RowId, WebServices, client_address, get_node, get_services, page_caller
 from inkless.web.downloads import document_response
+from inkless.web.drafts import DraftStore
 from inkless.web.pages import WRONG_CODE, check_fresh_totp, renderer
 from inkless.web.pageview import page_response
 from inkless.web.pickers import entry_error, options, picker_of
@@ -56,6 +57,7 @@ DONE_MESSAGES = {
     "sealed": N_("The office seal was applied: the document is complete."),
 }
 NO_FILE = N_("Choose a PDF file.")
+NO_APPROVER = N_("Enter the approvers of step %(n)s (%(title)s), or clear its title.")
 TOO_LARGE = N_("The file is too large.")
 NO_REASON = N_("Enter the reason. Nothing was changed.")
 NOT_CONFIRMED = N_("Tick the confirmation box. Nothing was changed.")
@@ -115,8 +117,9 @@ def _new_form(
     titles = list(values.get("titles", [])) + [""] * FORM_ROWS
     approvers = list(values.get("approvers", [])) + [""] * FORM_ROWS
     deadlines = list(values.get("deadlines", [])) + [""] * FORM_ROWS
-    rows = [{"n": i + 1, "title": titles[i], "approvers": approvers[i], "deadline": deadlines[i]}
-            for i in range(FORM_ROWS)]
+    invalid = values.get("invalid")
+    rows = [{"n": i + 1, "title": titles[i], "approvers": approvers[i], "deadline": deadlines[i],
+             "invalid": invalid == i} for i in range(FORM_ROWS)]
     return render.render(
         request, "routes_new.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="routes", rows=rows, error=error, name=values.get("name", ""), comment=values.get("comment", ""),
@@ -124,6 +127,7 @@ def _new_form(
         resume_from=values.get("resume_from", ResumeFrom.STEP.value),
         people=options(sorted(picker_of(node).people(), key=lambda m: m.kana or m.label)),
         offices=options(sorted(picker_of(node).offices(caller.office.code), key=lambda m: (-m.recent, m.value))),
+        draft=values.get("draft", ""), kept=values.get("kept", []), field_error=invalid is not None,
     )
 
 
@@ -141,16 +145,34 @@ async def start_route(
     comment: Annotated[str, Form(max_length=1000)] = "",
     deliver_to: Annotated[str, Form(max_length=200)] = "",
     resume_from: Annotated[str, Form(max_length=8)] = ResumeFrom.STEP.value,
+    draft: Annotated[str, Form(max_length=64)] = "",
+    drop_draft: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Start a route on the uploaded PDF; the caller is its starter."""
     titles, logins, dates = title or [], approvers or [], deadline or []
     form: dict[str, Any] = {"titles": titles, "approvers": logins, "deadlines": dates, "name": name, "comment": comment,
             "deliver_to": deliver_to, "resume_from": resume_from}
-    if document is None or not document.filename:
+    drafts = DraftStore(node.db, node.blobs, node.clock)
+    kept = [] if drop_draft else await asyncio.to_thread(drafts.files, caller.user.id, draft)
+    if document is not None and document.filename:
+        pdf = await document.read(MAX_PDF_BYTES + 1)
+        if len(pdf) > MAX_PDF_BYTES:
+            return _new_form(request, node, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+        filename = document.filename
+    elif kept:
+        # The PDF sent with the form the last time, when it came back with an error.
+        pdf, filename = await asyncio.to_thread(drafts.read, kept[0]), kept[0].name
+    else:
         return _new_form(request, node, caller, render, 422, render.gettext(request, NO_FILE), form)
-    pdf = await document.read(MAX_PDF_BYTES + 1)
-    if len(pdf) > MAX_PDF_BYTES:
-        return _new_form(request, node, caller, render, 413, render.gettext(request, TOO_LARGE), form)
+
+    async def refused(status: int, error: str, invalid: int | None = None) -> Response:
+        # The PDF stays attached for the corrected form; an approver field left empty is pointed at.
+        await asyncio.to_thread(drafts.drop, caller.user.id, draft)
+        form["draft"] = await asyncio.to_thread(drafts.keep, caller.user.id, [(filename, "application/pdf", pdf)])
+        form["kept"] = await asyncio.to_thread(drafts.files, caller.user.id, form["draft"])
+        form["invalid"] = invalid
+        return _new_form(request, node, caller, render, status, error, form)
+
     plans: list[StepPlan] = []
     try:
         for i in range(min(MAX_STEPS + 1, max(len(titles), len(logins)))):
@@ -159,21 +181,29 @@ async def start_route(
             d = dates[i].strip() if i < len(dates) else ""
             if not t and not a:
                 continue
+            if not a:
+                return await refused(422, render.gettext(request, NO_APPROVER) % {"n": i + 1, "title": t}, i)
             typed = [x.strip() for x in a.replace("、", ",").split(",") if x.strip()]
             # A typed name or kana (佐藤, サトウ) becomes the login it names; logins stay as they are.
-            logins_of_step = picker_of(node).resolve_people(typed)
+            try:
+                logins_of_step = picker_of(node).resolve_people(typed)
+            except InklessError as exc:
+                message = entry_error(lambda m: render.gettext(request, m), exc)
+                if message is None:
+                    raise
+                return await refused(exc.http_status, message, i)
             plans.append(StepPlan(t, tuple(logins_of_step), date.fromisoformat(d) if d else None))
-        doc_name = name.strip() or (document.filename.rsplit(".", 1)[0] if document.filename else "")
+        doc_name = name.strip() or (filename.rsplit(".", 1)[0] if filename else "")
         route = await asyncio.to_thread(
             _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
             comment=comment or None, deliver_to=deliver_to or None, resume_from=resume_from,
         )
     except ValueError:
-        not_a_date = render.gettext(request, N_("A deadline is not a date."))
-        return _new_form(request, node, caller, render, 422, not_a_date, form)
+        return await refused(422, render.gettext(request, N_("A deadline is not a date.")))
     except InklessError as exc:
-        message = entry_error(lambda m: render.gettext(request, m), exc) or render.gettext(request, exc.message)
-        return _new_form(request, node, caller, render, exc.http_status, message, form)
+        message = entry_error(lambda m: render.gettext(request, m), exc) or render.error_text(request, exc)
+        return await refused(exc.http_status, message)
+    await asyncio.to_thread(drafts.drop, caller.user.id, draft)
     return _redirect(f"/routes/{route.id}?done=started")
 
 
@@ -430,9 +460,10 @@ async def office_seal(
         await asyncio.to_thread(check_fresh_totp, node, services, login, code, client)
         await _routes(node).office_seal_async(route_id, login)
     except AuthenticationError as exc:
-        message = WRONG_CODE if not isinstance(exc, RateLimitedError) else exc.message
+        text = render.error_text(request, exc) if isinstance(exc, RateLimitedError) else render.gettext(
+            request, WRONG_CODE)
         return await asyncio.to_thread(
-            _route_page, request, node, caller, render, route_id, exc.http_status, render.gettext(request, message)
+            _route_page, request, node, caller, render, route_id, exc.http_status, text
         )
     except InklessError as exc:
         return await _error_page(request, node, caller, render, route_id, exc)
@@ -461,8 +492,7 @@ async def _error_page(
 ) -> Response:
     if isinstance(exc, NotFoundError):
         raise exc
-    message = exc.message if exc is not None else N_("The form was not filled in correctly.")
+    text = (render.error_text(request, exc) if exc is not None
+            else render.gettext(request, N_("The form was not filled in correctly.")))
     status = exc.http_status if exc is not None else 422
-    return await asyncio.to_thread(
-        _route_page, request, node, caller, render, route_id, status, render.gettext(request, message)
-    )
+    return await asyncio.to_thread(_route_page, request, node, caller, render, route_id, status, text)

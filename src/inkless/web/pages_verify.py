@@ -95,7 +95,7 @@ async def verify_submit(
         report = await sealing_of(node).verify_async(pdf, actor=None, with_imprints=True)
     except InklessError as exc:
         return render.render(request, "verify.html", status_code=exc.http_status, active="verify",
-                             error=render.gettext(request, exc.message))
+                             error=render.error_text(request, exc))
     # The document is not stored (the page promises it): its pages are drawn into the report itself.
     pages = await run_in_threadpool(_page_images, pdf)
     return render.render(
