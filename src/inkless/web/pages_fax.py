@@ -74,8 +74,11 @@ def _send_page(request: Request, node: Node, caller: Caller, render: Renderer, s
 
 
 @router.get("/fax")
-def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
-    """Send a fax, and the office's outbound fax jobs."""
+def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep, number: str = "") -> Response:
+    """Send a fax, and the office's outbound fax jobs; ``?number=`` fills in the number ("FAXで返信")."""
+    if number:
+        form = {"number": number.strip()[:40], "subject": "", "classification": 0}
+        return _send_page(request, node, caller, render, form=form)
     return _send_page(request, node, caller, render)
 
 
