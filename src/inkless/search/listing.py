@@ -222,9 +222,9 @@ class MessageListing:
         """Unread messages of the office, by folder (read from the partial index of unread rows)."""
         _actor, office_id, _code = self._office(office_code, viewer)
         with self._db.read() as conn:
-            counts: dict[str, int] = dict(conn.execute(
+            counts = {str(source): int(n) for source, n in conn.execute(
                 select(inbox.c.source, func.count()).where(inbox.c.office_id == office_id, inbox.c.opened_at.is_(None))
-                .group_by(inbox.c.source)).tuples().all())
+                .group_by(inbox.c.source)).all()}
             latest = conn.execute(select(func.max(inbox.c.id)).where(inbox.c.office_id == office_id)).scalar() or 0
         fax, digital = int(counts.get("fax", 0)), int(counts.get("inkless", 0))
         return UnreadCounts(total=fax + digital, fax=fax, digital=digital, latest=int(latest),

@@ -43,7 +43,8 @@ def listing_of(node: Node) -> MessageListing:
     return MessageListing(delivery_of(node), node.settings.tz)
 
 
-def _date(value: str) -> date | None:
+def date_param(value: str) -> date | None:
+    """A date field of a search form (YYYY-MM-DD); None if empty, ValidationError if unreadable."""
     value = value.strip()
     if not value:
         return None
@@ -53,10 +54,14 @@ def _date(value: str) -> date | None:
         raise ValidationError(BAD_DATE) from None
 
 
-def parse_filter(request: Request) -> tuple[ListFilter, dict[str, str]]:
-    """The filter in the query string, and the raw values to show again in the form."""
+def form_values(request: Request) -> dict[str, str]:
+    """The search form's fields as typed (shown again in the form, also after an error)."""
+    return {name: request.query_params.get(name, "")[:200] for name in ("q", "unread", "kind", "from", "to", "cls")}
+
+
+def parse_filter(request: Request, raw: dict[str, str]) -> ListFilter:
+    """The filter in the query string; ValidationError with one of this module's messages."""
     params = request.query_params
-    raw = {name: params.get(name, "")[:200] for name in ("q", "unread", "kind", "from", "to", "cls")}
     cls = raw["cls"].strip()
     if len(raw["q"]) > 100:
         raise ValidationError(TOO_LONG)
@@ -65,14 +70,13 @@ def parse_filter(request: Request) -> tuple[ListFilter, dict[str, str]]:
     kind = raw["kind"] or None
     if kind is not None and kind not in KINDS:
         raise ValidationError(BAD_FILTER)
-    date_from, date_to = _date(raw["from"]), _date(raw["to"])
+    date_from, date_to = date_param(raw["from"]), date_param(raw["to"])
     if date_from and date_to and date_from > date_to:
         raise ValidationError(DATE_ORDER)
     before = Cursor.decode(params["before"]) if params.get("before") else None
     after = Cursor.decode(params["after"]) if params.get("after") and before is None else None
-    filt = ListFilter(q=raw["q"].strip(), unread=raw["unread"] == "1", source=kind, date_from=date_from,
+    return ListFilter(q=raw["q"].strip(), unread=raw["unread"] == "1", source=kind, date_from=date_from,
                       date_to=date_to, classification=int(cls) if cls else None, before=before, after=after)
-    return filt, raw
 
 
 def _page_links(raw: dict[str, str], page: Page[Any]) -> dict[str, str | None]:
@@ -88,9 +92,9 @@ def _list_page(request: Request, node: Node, caller: Caller, render: Renderer, c
     require_own_office(caller, code)
     listing = listing_of(node)
     error: str | None = None
-    raw: dict[str, str] = {}
+    raw = form_values(request)
     try:
-        filt, raw = parse_filter(request)
+        filt = parse_filter(request, raw)
     except ValidationError as exc:
         # The message is one of ours (N_ above) or the cursor's: say it in the page's language.
         error = render.gettext(request, exc.message if exc.message in (BAD_DATE, DATE_ORDER, TOO_LONG) else BAD_FILTER)
