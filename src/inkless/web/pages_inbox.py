@@ -35,7 +35,7 @@ BAD_DATE = N_("Enter dates as YYYY-MM-DD.")
 BAD_FILTER = N_("The search could not be read; showing nothing until it is corrected.")
 DATE_ORDER = N_("The start date is after the end date.")
 TOO_LONG = N_("The search is too long (at most 100 characters).")
-KINDS = {"fax": N_("Fax"), "inkless": N_("Digital")}
+KINDS = {"fax": N_("Faxes"), "inkless": N_("Digital")}
 
 
 def listing_of(node: Node) -> MessageListing:
