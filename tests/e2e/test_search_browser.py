@@ -80,7 +80,7 @@ def deliver(node: Node, subject: str) -> None:
 
 def no_horizontal_scroll(page: Any) -> None:
     """The page's content (search, filters, list) fits the width: nothing to scroll sideways."""
-    width = page.evaluate("(() => { const m = document.querySelector('main'); return m.scrollWidth - m.clientWidth; })()")
+    width = page.evaluate("(m => m.scrollWidth - m.clientWidth)(document.querySelector('main'))")
     assert width <= 0, f"{width} px of horizontal scrolling"
 
 
