@@ -25,6 +25,7 @@ from collections.abc import Iterable
 MAX_GRAM = 3
 # A received fax's OCR text can be long; grams beyond this many characters are not indexed.
 MAX_TEXT_CHARS = 20_000
+CACHE_SIZE = 200_000
 _SPACE = re.compile(r"\s+")
 _NOT_DIGIT = re.compile(r"\D")
 
@@ -68,11 +69,19 @@ class GramTokens:
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # Grams repeat (a few thousand kanji and kana make most of them): remember recent tokens.
+        self._cache: dict[str, str] = {}
 
     def token(self, gram: str) -> str:
         """``t`` and 13 base32 characters: one word for FTS5's ascii tokenizer and for tsvector alike."""
-        digest = hmac.new(self._key, gram.encode(), hashlib.sha256).digest()[:8]
-        return "t" + base64.b32encode(digest).decode().rstrip("=").lower()
+        found = self._cache.get(gram)
+        if found is None:
+            digest = hmac.new(self._key, gram.encode(), hashlib.sha256).digest()[:8]
+            found = "t" + base64.b32encode(digest).decode().rstrip("=").lower()
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[gram] = found
+        return found
 
     def document(self, texts: Iterable[str]) -> str:
         """The tokens of every gram of ``texts``, space-separated and sorted (what the index row stores)."""

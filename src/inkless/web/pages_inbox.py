@@ -22,7 +22,7 @@ from inkless.errors import InklessError, ValidationError
 from inkless.search.listing import Cursor, ListFilter, MessageListing, Page
 from inkless.web.deps import SESSION_COOKIE, Caller, get_node, get_services, page_caller, require_own_office
 from inkless.web.pages import RendererDep
-from inkless.web.pages_delivery import AddressBook, common_context, delivery_of, fax_note_of
+from inkless.web.pages_delivery import CLASSIFICATION_LABELS, AddressBook, common_context, delivery_of, fax_note_of
 from inkless.web.render import N_, Renderer
 from inkless.web.security import Stage
 
@@ -110,10 +110,15 @@ def _list_page(request: Request, node: Node, caller: Caller, render: Renderer, c
     context: dict[str, Any] = {
         **common_context(caller, folder), "form": raw, "filtered": filt.narrowed or error is not None,
         "links": _page_links(raw, page), "counts": counts, "kinds": KINDS,
-        "levels": list(range(0, caller.user.clearance + 1)), "search_error": error,
+        "levels": list(range(0, caller.user.clearance + 1)), "search_error": error, "unread_total": counts.total,
         "first_page": filt.before is None and filt.after is None and not filt.narrowed,
     }
     status = 422 if error is not None else 200
+    # Level names and "(classified: …)" in the page's language, once per page rather than per row.
+    labels = {n: render.gettext(request, label) for n, label in CLASSIFICATION_LABELS.items()}
+    withheld = render.gettext(request, "(classified: %(level)s)")
+    context["t_cls"] = labels
+    context["t_withheld"] = {n: withheld % {"level": label} for n, label in labels.items()}
     if folder == "inbox":
         book = AddressBook(node)
         rows = [{"item": i, "sender_name": book.name(i.sender) if i.source != "fax" else None}
