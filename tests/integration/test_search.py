@@ -8,8 +8,10 @@ import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
@@ -253,3 +255,35 @@ def test_the_unread_endpoint_needs_a_login_and_does_not_keep_it_alive(node: Node
     with node.db.begin() as conn:
         after = dict(conn.execute(select(t.web_sessions.c.id, t.web_sessions.c.last_seen_at)).all())
     assert after == seen  # polling did not extend the idle time
+
+
+def test_the_migration_indexes_messages_that_were_there_before(backend: str, tmp_path: Path) -> None:
+    from inkless.db.migrate import downgrade, upgrade
+
+    with fresh_database(backend, tmp_path) as url:
+        settings = load_settings(tmp_path, env={}, overrides={
+            "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
+            "base_url": refused_url(), "workers": False,
+        })
+        older = init_node(settings)
+        try:
+            create_demo(older.directory)
+            received = send(older, "tanaka", "civil-affairs", "criminal-affairs@moj", "登記簿の照会")
+            faxed = fax_in(older, "criminal-affairs", "03-9999-0001", "本文")
+            # Back to the schema before search: no index at all.
+            downgrade(older.db, "0003_delivery_fax_state")
+            with older.db.begin() as conn:
+                assert "search_index" not in sa.inspect(conn).get_table_names()
+            # Without the master key the migration refuses rather than leave messages unfindable.
+            with pytest.raises(RuntimeError, match="master key"):
+                upgrade(older.db)
+            upgrade(older.db, box=older.box)
+            listing = MessageListing(older.delivery, older.settings.tz)  # type: ignore[arg-type]
+            found = listing.inbox("criminal-affairs", "takahashi", ListFilter(q="登記")).items
+            assert [i.message_id for i in found] == [received]
+            found = listing.inbox("criminal-affairs", "takahashi", ListFilter(q="0399990001")).items
+            assert [i.message_id for i in found] == [faxed]
+            sent = listing.sent("civil-affairs", "tanaka", ListFilter(q="刑事")).items
+            assert [m.message_id for m in sent] == [received]
+        finally:
+            older.close()

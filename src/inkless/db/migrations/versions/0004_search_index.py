@@ -70,15 +70,21 @@ def _backfill() -> None:
     from inkless.search.index import SearchIndex, inbox_texts, sent_texts, tokens_of
 
     index = SearchIndex(tokens_of(box))
+    # Offices of this node are found by name as well as by address, as the service indexes them.
+    node_meta = sa.table('node_meta', sa.column('key'), sa.column('value'))
+    offices = sa.table('offices', sa.column('code'), sa.column('name'))
+    node_id = conn.execute(sa.select(node_meta.c.value).where(node_meta.c.key == 'node_id')).scalar()
+    names = {f'{r.code}@{node_id}': r.name for r in conn.execute(sa.select(offices)).all()}
     for row in conn.execute(sa.select(inbox)).all():
         subject = box.open(row.subject_enc, f'inkless/subject/{row.message_id}').decode()
-        index.add_inbox(conn, row.id, inbox_texts(subject, row.sender))
+        index.add_inbox(conn, row.id, inbox_texts(subject, row.sender, names.get(row.sender)))
     recipients: dict[str, list[str]] = {}
     for row in conn.execute(sa.select(outbox)).all():
         recipients.setdefault(row.message_id, []).append(row.recipient)
     for row in conn.execute(sa.select(messages)).all():
         subject = box.open(row.subject_enc, f'inkless/subject/{row.id}').decode()
-        index.add_sent(conn, row.id, sent_texts(subject, recipients.get(row.id, []), sender_login=row.sender_login))
+        to = recipients.get(row.id, [])
+        index.add_sent(conn, row.id, sent_texts(subject, to, [names[a] for a in to if a in names], row.sender_login))
 
 
 def downgrade() -> None:
