@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Select, cast, insert, literal, select, text
+from sqlalchemy import ColumnElement, Connection, Select, cast, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
 
 from inkless.db.tables_search import search_index
@@ -85,6 +85,19 @@ class SearchIndex:
             return None
         return select(search_index.c.sent_id).where(self._condition(dialect, tokens),
                                                     search_index.c.sent_id.is_not(None))
+
+    def count(self, conn: Connection, query: str) -> int:
+        """How many index rows (inbox and sent) match ``query`` (SQLite: from the FTS doclists alone)."""
+        tokens = self.query_tokens(query)
+        if not tokens:
+            return 0
+        if conn.dialect.name == "postgresql":
+            found = conn.execute(select(func.count()).select_from(search_index)
+                                 .where(self._condition("postgresql", tokens))).scalar()
+        else:
+            found = conn.execute(text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :match"),
+                                 {"match": " AND ".join(f'"{t}"' for t in tokens)}).scalar()
+        return int(found or 0)
 
     @staticmethod
     def _condition(dialect: str, tokens: list[str]) -> ColumnElement[bool]:
