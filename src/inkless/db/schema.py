@@ -20,7 +20,7 @@ for _info in pkgutil.iter_modules(inkless.db.__path__):
 
 # Full-text structures each engine builds over ``search_index.tokens`` (FTS5 on SQLite, GIN on PostgreSQL):
 # created by the search migration, not described by the tables.
-ENGINE_SEARCH_OBJECTS = ("search_fts", "ix_search_index_tokens_gin")
+ENGINE_SEARCH_OBJECTS = ("search_fts_", "ix_search_index_tokens_gin")
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:

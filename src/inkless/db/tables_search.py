@@ -1,10 +1,10 @@
 """The search index: one row of keyed gram tokens per inbox row and per sent message.
 
-Rows are written in the same transaction as the message rows they describe. The full-text
-structure over ``tokens`` is the engine's own and not described here: on SQLite an FTS5 table
-``search_fts`` (external content, kept in step by triggers), on PostgreSQL a GIN index over
-``tokens::tsvector``. Both are created by the migration; :func:`inkless.db.schema.include_object`
-tells the schema comparison to leave them out.
+Rows are written in the same transaction as the message rows they describe, and never updated.
+The full-text structure over ``tokens`` is the engine's own and not described here: on SQLite the
+FTS5 tables ``search_fts_inbox`` and ``search_fts_sent`` (external content, kept in step by
+triggers), on PostgreSQL a GIN index over ``tokens::tsvector``. Both are created by the
+migration; :func:`inkless.db.schema.include_object` tells the schema comparison to leave them out.
 """
 
 from __future__ import annotations

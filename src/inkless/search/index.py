@@ -4,8 +4,9 @@ One row of keyed gram tokens per inbox row and per sent message (``search_index`
 service code in the transaction that writes the message. Matching is the engine's own full-text
 search over those tokens:
 
-* SQLite: an FTS5 table (``tokenize='ascii'``, external content over ``search_index``, kept in step
-  by triggers), queried with ``MATCH '"t…" AND "t…"'``;
+* SQLite: FTS5 tables (``tokenize='ascii'``, external content over ``search_index``, kept in step by
+  triggers; ``search_fts_inbox`` has the inbox row's id as its rowid, ``search_fts_sent`` the index
+  row's), queried with ``MATCH '"t…" AND "t…"'``;
 * PostgreSQL: a GIN index over ``tokens::tsvector``, queried with ``@@ 't… & t…'::tsquery``.
 
 Both give the same answers (the tests run on both); which one is used follows the connection's
@@ -15,8 +16,9 @@ dialect.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, cast, func, insert, literal, select, text
+from sqlalchemy import ColumnElement, Connection, Select, TextClause, cast, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
 
 from inkless.db.tables_search import search_index
@@ -70,40 +72,46 @@ class SearchIndex:
         """The tokens every match must hold (empty: the query has no characters)."""
         return self._tokens.query(query)[:MAX_QUERY_GRAMS]
 
-    def inbox_ids(self, dialect: str, query: str) -> Select[tuple[int | None]] | None:
-        """``SELECT inbox_id`` of received messages matching ``query``."""
+    def inbox_ids(self, dialect: str, query: str) -> Select[Any] | TextClause | None:
+        """The ids of inbox rows matching ``query`` (a subquery for ``IN``); None for an empty query."""
         tokens = self.query_tokens(query)
         if not tokens:
             return None
-        return select(search_index.c.inbox_id).where(self._condition(dialect, tokens),
-                                                     search_index.c.inbox_id.is_not(None))
+        if dialect == "postgresql":
+            return select(search_index.c.inbox_id).where(_tsquery(tokens), search_index.c.inbox_id.is_not(None))
+        # The FTS table's rowid is the inbox row's id: no search_index row is read.
+        return text("SELECT rowid FROM search_fts_inbox WHERE search_fts_inbox MATCH :m").bindparams(m=_match(tokens))
 
-    def sent_ids(self, dialect: str, query: str) -> Select[tuple[str | None]] | None:
-        """``SELECT sent_id`` of sent messages matching ``query``."""
+    def sent_ids(self, dialect: str, query: str) -> Select[Any] | None:
+        """The ids of sent messages matching ``query`` (a subquery for ``IN``); None for an empty query."""
         tokens = self.query_tokens(query)
         if not tokens:
             return None
-        return select(search_index.c.sent_id).where(self._condition(dialect, tokens),
-                                                    search_index.c.sent_id.is_not(None))
+        if dialect == "postgresql":
+            condition = _tsquery(tokens)
+        else:
+            condition = search_index.c.id.in_(
+                text("SELECT rowid FROM search_fts_sent WHERE search_fts_sent MATCH :s").bindparams(s=_match(tokens)))
+        return select(search_index.c.sent_id).where(condition, search_index.c.sent_id.is_not(None))
 
-    def count(self, conn: Connection, query: str) -> int:
-        """How many index rows (inbox and sent) match ``query`` (SQLite: from the FTS doclists alone)."""
+    def count_inbox(self, conn: Connection, query: str) -> int:
+        """How many inbox rows match ``query`` (SQLite: from the FTS doclists alone)."""
         tokens = self.query_tokens(query)
         if not tokens:
             return 0
         if conn.dialect.name == "postgresql":
-            found = conn.execute(select(func.count()).select_from(search_index)
-                                 .where(self._condition("postgresql", tokens))).scalar()
+            found = conn.execute(select(func.count()).select_from(search_index).where(
+                _tsquery(tokens), search_index.c.inbox_id.is_not(None))).scalar()
         else:
-            found = conn.execute(text("SELECT count(*) FROM search_fts WHERE search_fts MATCH :match"),
-                                 {"match": " AND ".join(f'"{t}"' for t in tokens)}).scalar()
+            found = conn.execute(text("SELECT count(*) FROM search_fts_inbox WHERE search_fts_inbox MATCH :m"),
+                                 {"m": _match(tokens)}).scalar()
         return int(found or 0)
 
-    @staticmethod
-    def _condition(dialect: str, tokens: list[str]) -> ColumnElement[bool]:
-        # Tokens are "t" + base32 (a-z, 2-7): nothing in them needs quoting in either query language.
-        if dialect == "postgresql":
-            return cast(search_index.c.tokens, TSVECTOR).op("@@")(cast(literal(" & ".join(tokens)), TSQUERY))
-        match = " AND ".join(f'"{t}"' for t in tokens)
-        return search_index.c.id.in_(text("SELECT rowid FROM search_fts WHERE search_fts MATCH :match")
-                                     .bindparams(match=match))
+
+def _match(tokens: list[str]) -> str:
+    # Tokens are "t" + base32 (a-z, 2-7): nothing in them needs quoting in either query language.
+    return " AND ".join(f'"{t}"' for t in tokens)
+
+
+def _tsquery(tokens: list[str]) -> ColumnElement[bool]:
+    return cast(search_index.c.tokens, TSVECTOR).op("@@")(cast(literal(" & ".join(tokens)), TSQUERY))

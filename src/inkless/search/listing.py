@@ -164,7 +164,7 @@ class MessageListing:
         if filt.q.strip():
             matches = self._delivery.search_index.sent_ids(self._db.backend, filt.q)
             if matches is not None:
-                conds.append(self._matching(messages.c.id, messages.c.id.concat(""), matches, filt.q))
+                conds.append(self._matching(messages.c.id, messages.c.id, matches, filt.q, sent=True))
         if filt.classification is not None:
             conds.append(messages.c.classification == filt.classification)
         start, end = self._day_bounds(filt)
@@ -184,7 +184,8 @@ class MessageListing:
         items = [self._delivery.sent_message(r, code, actor, statuses[r.id]) for r in rows]
         return Page(items, older, newer)
 
-    def _matching(self, key: Any, key_unindexed: Any, matches: Any, query: str) -> ColumnElement[bool]:
+    def _matching(self, key: Any, key_unindexed: Any, matches: Any, query: str, *, sent: bool = False
+                  ) -> ColumnElement[bool]:
         """``key IN matches``, written so that SQLite walks the list in order when the term is common.
 
         A rare term: fetch its few rows by primary key and sort them. A common one (登記 in every tenth
@@ -192,10 +193,10 @@ class MessageListing:
         newest first and keeping the rows in the match set stops after a few hundred. ``key + 0`` keeps
         SQLite from using the primary key for the IN; PostgreSQL's planner weighs the two by itself.
         """
-        if self._db.backend != "sqlite":
+        if self._db.backend != "sqlite" or sent:
             return key.in_(matches)  # type: ignore[no-any-return]
         with self._db.read() as conn:
-            common = self._delivery.search_index.count(conn, query) > COMMON_MATCHES
+            common = self._delivery.search_index.count_inbox(conn, query) > COMMON_MATCHES
         return (key_unindexed if common else key).in_(matches)  # type: ignore[no-any-return]
 
     def _keyset(self, query: Any, at: Any, ident: Any, conds: list[ColumnElement[bool]], filt: ListFilter,

@@ -17,14 +17,19 @@ down_revision = '0003_delivery_fax_state'
 branch_labels = None
 depends_on = None
 
+# SQLite: one FTS5 table per kind, external content over search_index, whose rowid is the listed row's own
+# id (the inbox row's id; the index row's id for sent messages, whose ids are UUIDs). A search then
+# yields inbox ids straight from the FTS doclists, without reading a search_index row per match.
+FTS_TABLES = {'search_fts_inbox': 'inbox_id', 'search_fts_sent': 'id'}
 FTS_TRIGGERS = (
     "CREATE TRIGGER search_fts_ai AFTER INSERT ON search_index BEGIN "
-    "INSERT INTO search_fts(rowid, tokens) VALUES (new.id, new.tokens); END",
+    "INSERT INTO search_fts_inbox(rowid, tokens) SELECT new.inbox_id, new.tokens WHERE new.inbox_id IS NOT NULL; "
+    "INSERT INTO search_fts_sent(rowid, tokens) SELECT new.id, new.tokens WHERE new.sent_id IS NOT NULL; END",
     "CREATE TRIGGER search_fts_ad AFTER DELETE ON search_index BEGIN "
-    "INSERT INTO search_fts(search_fts, rowid, tokens) VALUES ('delete', old.id, old.tokens); END",
-    "CREATE TRIGGER search_fts_au AFTER UPDATE ON search_index BEGIN "
-    "INSERT INTO search_fts(search_fts, rowid, tokens) VALUES ('delete', old.id, old.tokens); "
-    "INSERT INTO search_fts(rowid, tokens) VALUES (new.id, new.tokens); END",
+    "INSERT INTO search_fts_inbox(search_fts_inbox, rowid, tokens) "
+    "SELECT 'delete', old.inbox_id, old.tokens WHERE old.inbox_id IS NOT NULL; "
+    "INSERT INTO search_fts_sent(search_fts_sent, rowid, tokens) "
+    "SELECT 'delete', old.id, old.tokens WHERE old.sent_id IS NOT NULL; END",
 )
 
 
@@ -44,8 +49,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         op.execute('CREATE INDEX ix_search_index_tokens_gin ON search_index USING gin (CAST(tokens AS tsvector))')
     else:
-        op.execute("CREATE VIRTUAL TABLE search_fts USING fts5(tokens, content='search_index', "
-                   "content_rowid='id', tokenize='ascii')")
+        for table, rowid in FTS_TABLES.items():
+            op.execute(f"CREATE VIRTUAL TABLE {table} USING fts5(tokens, content='search_index', "
+                       f"content_rowid='{rowid}', tokenize='ascii')")
         for trigger in FTS_TRIGGERS:
             op.execute(trigger)
     # Unread counts per office and folder read only the unread rows.
@@ -93,7 +99,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         op.execute('DROP INDEX ix_search_index_tokens_gin')
     else:
-        for name in ('search_fts_ai', 'search_fts_ad', 'search_fts_au'):
+        for name in ('search_fts_ai', 'search_fts_ad'):
             op.execute(f'DROP TRIGGER {name}')
-        op.execute('DROP TABLE search_fts')
+        for table in FTS_TABLES:
+            op.execute(f'DROP TABLE {table}')
     op.drop_table('search_index')
