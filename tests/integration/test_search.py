@@ -143,6 +143,8 @@ def test_received_fax_found_by_its_text_and_number_in_inbox_and_fax_log(node: No
         assert other not in html
     # "FAXで返信" opens the fax form with the caller's number filled in.
     assert f'/fax?number={number}' in html and "FAXで返信" in html
+    status, opened = page(app_client, node, "tanaka", f"/messages/{message_id}")
+    assert status == 200 and f'/fax?number={number}' in opened and "FAXで返信" in opened
     status, form = page(app_client, node, "tanaka", f"/fax?number={number}")
     assert status == 200 and f'value="{number}"' in form
     # The fax log finds the call by the fax's text (in the caller's office only) and by number.
