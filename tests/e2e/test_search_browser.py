@@ -19,8 +19,8 @@ from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.web.app import create_app
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers.nodes import ThreadedServer, free_port
+from tests.helpers.text_pdf import text_pdf
 from tests.helpers.web import browser_login
-from tests.integration.test_search import pdf
 
 WIDTHS = (1366, 390)
 # live.js asks every 15 s; the browser's clock is moved on instead of waiting.
@@ -73,7 +73,7 @@ def open_as(browser: Any, node: Node, url: str, login: str, width: int) -> Any:
 def deliver(node: Node, subject: str) -> None:
     assert node.delivery is not None
     node.delivery.send("tanaka", "civil-affairs", ["criminal-affairs@moj"], [], subject,
-                       [NewDocument("a.pdf", pdf(subject))])
+                       [NewDocument("a.pdf", text_pdf(subject))])
     while node.delivery.deliver_due().delivered:
         pass
 

@@ -4,7 +4,6 @@ pages, unread counts, and who may find what."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,17 +11,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.pdfgen import canvas
 from sqlalchemy import insert, select
 
 from inkless.app import Node, init_node
 from inkless.config import load_settings
 from inkless.db.tables_fax import fax_calls
 from inkless.db.tables_search import search_index
-from inkless.delivery.report import gothic_font
 from inkless.delivery.service import NewDocument
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.search.listing import ListFilter, MessageListing
@@ -30,20 +24,8 @@ from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
 from tests.helpers.nodes import refused_url
+from tests.helpers.text_pdf import text_pdf
 from tests.helpers.web import TestClient, browser_login
-
-
-def pdf(text: str) -> bytes:
-    """A one-page A4 PDF whose text layer says ``text`` (what OCR leaves in a received fax)."""
-    if "IPAexGothic" not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont("IPAexGothic", str(gothic_font())))
-    out = io.BytesIO()
-    page = canvas.Canvas(out, pagesize=A4, invariant=True)
-    page.setFont("IPAexGothic", 14)
-    page.drawString(72, 720, text)
-    page.showPage()
-    page.save()
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -88,7 +70,7 @@ def subjects(html: str) -> list[str]:
 
 def send(node: Node, login: str, office: str, to: str, subject: str, classification: int = 0) -> str:
     assert node.delivery is not None
-    message_id = node.delivery.send(login, office, [to], [], subject, [NewDocument("a.pdf", pdf(subject))],
+    message_id = node.delivery.send(login, office, [to], [], subject, [NewDocument("a.pdf", text_pdf(subject))],
                                     classification=classification)
     while node.delivery.deliver_due().delivered:
         pass
@@ -98,7 +80,7 @@ def send(node: Node, login: str, office: str, to: str, subject: str, classificat
 def fax_in(node: Node, office: str, number: str, text: str) -> str:
     """A received fax as the fax service deposits it: a PDF with its OCR text layer, from ``number``."""
     assert node.delivery is not None
-    return node.delivery.deposit_external(office, [("fax.pdf", pdf(text), "application/pdf")], "fax",
+    return node.delivery.deposit_external(office, [("fax.pdf", text_pdf(text), "application/pdf")], "fax",
                                           {"from": number}, f"FAX受信 {number}（1枚）", classification=1)
 
 
