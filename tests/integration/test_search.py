@@ -219,8 +219,9 @@ def test_bad_search_input_is_refused_in_the_page_language(node: Node, app_client
     status, html = page(app_client, node, "tanaka",
                         "/offices/civil-affairs/inbox?from=2026-12-03&to=2026-12-01&lang=en")
     assert status == 422 and "The start date is after the end date." in html
-    status, html = page(app_client, node, "tanaka", "/offices/civil-affairs/inbox?before=garbage")
-    assert status == 422 and "検索条件を読み取れませんでした" in html
+    for position in ("before=garbage", "before=1764720000000000.abc", "after=99999999999999999999.1-2"):
+        status, html = page(app_client, node, "tanaka", f"/offices/civil-affairs/inbox?{position}")
+        assert status == 422 and "検索条件を読み取れませんでした" in html, position
     status, html = page(app_client, node, "tanaka", "/offices/civil-affairs/inbox?q=" + "長" * 101)
     assert status == 422 and "検索語が長すぎます" in html
 

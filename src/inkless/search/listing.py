@@ -53,7 +53,10 @@ class Cursor:
         if match is None:
             raise ValidationError("invalid page position")
         micros = int(match.group(1))
-        at = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")) + timedelta(microseconds=micros)
+        try:
+            at = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")) + timedelta(microseconds=micros)
+        except OverflowError:
+            raise ValidationError("invalid page position") from None
         return Cursor(at, match.group(2))
 
 
@@ -202,6 +205,8 @@ class MessageListing:
     def _keyset(self, query: Any, at: Any, ident: Any, conds: list[ColumnElement[bool]], filt: ListFilter,
                 limit: int, *, int_ids: bool) -> tuple[list[Any], Cursor | None, Cursor | None]:
         def key(c: Cursor) -> Any:
+            if int_ids and not c.id.isdigit():
+                raise ValidationError("invalid page position")
             return int(c.id) if int_ids else c.id
 
         if filt.after is not None:

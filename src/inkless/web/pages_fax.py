@@ -140,8 +140,9 @@ def fax_log(request: Request, node: NodeDep, caller: CallerDep, render: Renderer
     error = None
     try:
         before = params.get("before", "")
+        position = int(before) if before.isdigit() and len(before) <= 18 else None  # a call id, or the newest
         filt = FaxLogFilter(q=raw["q"].strip(), direction=raw["dir"] or None, date_from=date_param(raw["from"]),
-                            date_to=date_param(raw["to"]), before=int(before) if before.isdigit() else None)
+                            date_to=date_param(raw["to"]), before=position)
         if filt.date_from and filt.date_to and filt.date_from > filt.date_to:
             raise ValidationError(DATE_ORDER)
     except ValidationError as exc:

@@ -101,10 +101,14 @@ def _list_page(request: Request, node: Node, caller: Caller, render: Renderer, c
         filt = ListFilter()
     inbox_page: Page[InboxItem] = Page([])
     sent_page: Page[SentMessage] = Page([])
-    if error is None and folder == "inbox":
-        inbox_page = listing.inbox(code, caller.user.login, filt)
-    elif error is None:
-        sent_page = listing.sent(code, caller.user.login, filt)
+    try:
+        if error is None and folder == "inbox":
+            inbox_page = listing.inbox(code, caller.user.login, filt)
+        elif error is None:
+            sent_page = listing.sent(code, caller.user.login, filt)
+    except ValidationError:
+        # A page position of the other list (or made up): the same answer as any unreadable search.
+        error = render.gettext(request, BAD_FILTER)
     page: Page[Any] = inbox_page if folder == "inbox" else sent_page
     counts = listing.unread(code, caller.user.login)
     context: dict[str, Any] = {
