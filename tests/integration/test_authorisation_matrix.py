@@ -161,6 +161,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/directory/search'): (303, 200, 200, 200, 200),
     ('GET', '/api/v1/directory/search'): (401, 200, 200, 200, 200),
     ('GET', '/offices/{code}/inbox'): (303, 200, 403, 403, 200),
+    # Polled by the page: JSON, so no login redirect; the session is read without being extended.
+    ('GET', '/offices/{code}/inbox/unread.json'): (401, 200, 403, 403, 200),
     ('GET', '/api/v1/offices/{code}/inbox'): (401, 200, 403, 403, 200),
     ('GET', '/offices/{code}/sent'): (303, 200, 403, 403, 200),
     ('GET', '/api/v1/offices/{code}/sent'): (401, 200, 403, 403, 200),

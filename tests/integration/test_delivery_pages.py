@@ -188,7 +188,7 @@ def test_compose_deliver_inbox_message_previews_and_download(pages_node: Node, c
     assert download.status_code == 200 and download.content == one
     assert "filename*=UTF-8''%E8%A8%98%E9%8C%B2.pdf" in download.headers["content-disposition"]
     assert takahashi.client.get(f"/messages/{mid}/documents/2").content == two
-    assert "未読" not in takahashi.client.get("/offices/criminal-affairs/inbox").text
+    assert "unread-mark" not in takahashi.client.get("/offices/criminal-affairs/inbox").text  # no 未読 badge
     # Every opening (page, previews, downloads) is in the audit log; no subject, no content.
     with pages_node.db.begin() as conn:
         opened = conn.execute(select(audit_entries.c.entry).where(

@@ -127,12 +127,14 @@ def migrate(data: DataOption = None) -> None:
     """Upgrade the database schema to this version of inkless."""
     from inkless.db.engine import Database
     from inkless.db.migrate import current_heads, describe, script_heads, upgrade
+    from inkless.pki.keystore import SecretBox, load_master_key
 
     settings = load_settings(data)
     db = Database(settings.database_url, lock_timeout=settings.database_lock_timeout_seconds)
     try:
         before = current_heads(db)
-        upgrade(db)
+        # The key lets a migration index existing messages (the search index holds keyed tokens).
+        upgrade(db, box=SecretBox(load_master_key(settings.master_key_file)))
         typer.echo(f"schema {describe(before)} -> {describe(script_heads(db))}")
     finally:
         db.dispose()

@@ -17,21 +17,24 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import exc
 
 from inkless.db.engine import Database, storage_error
+from inkless.pki.keystore import SecretBox
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(db: Database) -> Config:
+def alembic_config(db: Database, box: SecretBox | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = db.engine
+    # Migrations that derive data from sealed columns (the search index) need the master key.
+    cfg.attributes["box"] = box
     return cfg
 
 
-def upgrade(db: Database, revision: str = "heads") -> None:
-    """Bring the schema up to ``revision`` (default: every head)."""
+def upgrade(db: Database, revision: str = "heads", box: SecretBox | None = None) -> None:
+    """Bring the schema up to ``revision`` (default: every head); ``box``: the node's master key."""
     try:
-        command.upgrade(alembic_config(db), revision)
+        command.upgrade(alembic_config(db, box), revision)
     except exc.OperationalError as error:
         raise storage_error(error) from error
 

@@ -18,4 +18,14 @@ for _info in pkgutil.iter_modules(inkless.db.__path__):
     if _info.name.startswith("tables_"):
         importlib.import_module(f"inkless.db.{_info.name}")
 
-__all__ = ["metadata"]
+# Full-text structures each engine builds over ``search_index.tokens`` (FTS5 on SQLite, GIN on PostgreSQL):
+# created by the search migration, not described by the tables.
+ENGINE_SEARCH_OBJECTS = ("search_fts_", "ix_search_index_tokens_gin")
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter: leave the engines' own full-text objects out of schema comparisons."""
+    return not (reflected and name is not None and name.startswith(ENGINE_SEARCH_OBJECTS))
+
+
+__all__ = ["ENGINE_SEARCH_OBJECTS", "include_object", "metadata"]

@@ -110,6 +110,9 @@ inbox = Table(
     CheckConstraint("source IN ('inkless', 'fax')", name="source"),
 )
 Index("ix_inbox_office_id_received_at", inbox.c.office_id, inbox.c.received_at)
+# Unread counts per office and folder (fax / digital) read only the unread rows.
+Index("ix_inbox_unread", inbox.c.office_id, inbox.c.source,
+      sqlite_where=inbox.c.opened_at.is_(None), postgresql_where=inbox.c.opened_at.is_(None))
 
 distribution_lists = Table(
     "distribution_lists",

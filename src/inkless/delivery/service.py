@@ -70,6 +70,8 @@ from inkless.errors import (
 from inkless.pki.ca import NodeCA
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertPurpose
+from inkless.search.index import SearchIndex, inbox_texts, sent_texts, tokens_of
+from inkless.search.text import pdf_text
 from inkless.text import UnsafeTextError, check_text
 
 if TYPE_CHECKING:
@@ -115,6 +117,8 @@ class DeliveryService:
     ) -> None:
         self._settings = settings
         self._db = db
+        self.database = db
+        self.directory = directory
         self._blobs = blobs
         self._pki = pki
         self._directory = directory
@@ -125,6 +129,8 @@ class DeliveryService:
         self._peers = peers
         self.node_id = settings.node_id
         self._key_cache: dict[int, tuple[Any, x509.Certificate]] = {}
+        # Keyed gram tokens of subjects, addresses and fax text, written with the rows they describe.
+        self.search_index = SearchIndex(tokens_of(box))
         self._cache_lock = threading.Lock()
         # Secure pickup (e-mail recipients), set by the composition root when the node has it.
         self.pickup: PickupService | None = None
@@ -252,6 +258,9 @@ class DeliveryService:
                 assert self.pickup is not None
                 self.pickup.record(conn, message_id=message_id, office_id=office.id, office_code=office.code,
                                    sender_login=actor.login, subject=subject, recipients=new_pickups, now=now)
+            self.search_index.add_sent(conn, message_id, sent_texts(
+                subject, [r.address for r in recipients],
+                [n for n in (self._office_name(r.address) for r in recipients) if n], actor.login))
             self._audit.record(conn, AuditEvent(
                 actor=actor.login, action="message.sent", object_type="message", object_id=message_id,
                 digests={"envelope": digest},
@@ -422,7 +431,7 @@ class DeliveryService:
 
     def _store_received(self, office_id: int, office_code: str, meta: env.MessageMetadata, envelope: bytes,
                         digest: str, document_count: int, sender: str, source: str, authenticated: bool,
-                        fax_first: FaxFirst | None = None) -> bytes:
+                        fax_first: FaxFirst | None = None, search_texts: Sequence[str] = ()) -> bytes:
         recipient = f"{office_code}@{self.node_id}"
         with self._db.begin() as conn:
             existing = conn.execute(select(inbox).where(
@@ -439,7 +448,7 @@ class DeliveryService:
             now = self._clock.now()
             try:
                 with self._db.begin() as conn:
-                    conn.execute(insert(inbox).values(
+                    inserted = conn.execute(insert(inbox).values(
                         message_id=meta.message_id, office_id=office_id, sender=sender[:200],
                         classification=meta.classification, priority=meta.priority,
                         subject_enc=self._box.seal(meta.subject.encode(), _subject_context(meta.message_id)),
@@ -448,6 +457,10 @@ class DeliveryService:
                         fax_first=fax_first.header() if fax_first else None,
                         fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
                     ))
+                    key = inserted.inserted_primary_key
+                    assert key is not None  # inbox rows have an integer key
+                    self.search_index.add_inbox(conn, int(key[0]), inbox_texts(
+                        meta.subject, sender, self._office_name(sender), "\n".join(search_texts) or None))
                     self._audit.record(conn, AuditEvent(
                         actor=sender[:128], action="message.received", object_type="message",
                         object_id=meta.message_id, digests={"envelope": digest},
@@ -535,9 +548,22 @@ class DeliveryService:
         docs = [env.Document(name, ctype, data) for name, data, ctype in documents]
         envelope = self._seal(meta, docs, office.code, [], [])
         digest = hashlib.sha256(envelope).hexdigest()
+        # The text layer of the deposited PDFs (a fax's OCR) and the sender's station id make it searchable.
+        texts = [str(facts.get("tsi") or "")] + [pdf_text(data) for _name, data, ctype in documents
+                                                 if ctype == "application/pdf"]
         self._store_received(office.id, office.code, meta, envelope, digest, len(docs), sender,
-                             source=source, authenticated=False)
+                             source=source, authenticated=False, search_texts=[t for t in texts if t.strip()])
         return message_id
+
+    def _office_name(self, address: str) -> str | None:
+        """The name of a sending office of this node (found by name as well as by address)."""
+        code, _, node = address.partition("@")
+        if node != self.node_id:
+            return None
+        try:
+            return self._directory.office(code).name
+        except NotFoundError:
+            return None
 
     # --- outbox worker -------------------------------------------------------------------
 
@@ -665,17 +691,18 @@ class DeliveryService:
         with self._db.read() as conn:
             rows = conn.execute(select(inbox).where(inbox.c.office_id == office.id)
                                 .order_by(inbox.c.received_at.desc(), inbox.c.id.desc())).all()
-        return [
-            InboxItem(
-                message_id=r.message_id, office=office.code, sender=r.sender,
-                subject=self._subject(r.subject_enc, r.message_id) if actor.clearance >= r.classification else None,
-                classification=r.classification, priority=r.priority, received_at=r.received_at,
-                document_count=r.document_count, envelope_sha256=r.envelope_sha256, source=r.source,
-                authenticated=r.authenticated, opened=r.opened_at is not None,
-                fax_first=_fax_first(r.fax_first), fax_copy_message_id=r.fax_copy_message_id,
-            )
-            for r in rows
-        ]
+        return [self.inbox_item(r, office.code, actor) for r in rows]
+
+    def inbox_item(self, r: Row[Any], office_code: str, actor: Actor) -> InboxItem:
+        """An inbox row as the viewer ``actor`` sees it (the subject only where cleared)."""
+        return InboxItem(
+            message_id=r.message_id, office=office_code, sender=r.sender,
+            subject=self._subject(r.subject_enc, r.message_id) if actor.clearance >= r.classification else None,
+            classification=r.classification, priority=r.priority, received_at=r.received_at,
+            document_count=r.document_count, envelope_sha256=r.envelope_sha256, source=r.source,
+            authenticated=r.authenticated, opened=r.opened_at is not None,
+            fax_first=_fax_first(r.fax_first), fax_copy_message_id=r.fax_copy_message_id,
+        )
 
     def sent(self, office_code: str, viewer: str | None) -> list[SentMessage]:
         """Messages sent by an office, newest first, with per-recipient status."""
@@ -692,6 +719,10 @@ class DeliveryService:
 
     def _sent(self, conn: Connection, r: Row[Any], office_code: str, actor: Actor) -> SentMessage:
         statuses = conn.execute(select(outbox).where(outbox.c.message_id == r.id).order_by(outbox.c.id)).all()
+        return self.sent_message(r, office_code, actor, statuses)
+
+    def sent_message(self, r: Row[Any], office_code: str, actor: Actor, statuses: Sequence[Row[Any]]) -> SentMessage:
+        """A sent message row and its outbox rows as the viewer ``actor`` sees them."""
         return SentMessage(
             message_id=r.id, office=office_code, sender_login=r.sender_login,
             subject=self._subject(r.subject_enc, r.id) if actor.clearance >= r.classification else None,
@@ -729,7 +760,8 @@ class DeliveryService:
             with self._db.read() as conn:
                 return self._sent(conn, sent, sent.code, actor)
         office = actor.office if actor.office in copies else next(iter(copies))
-        return next(i for i in self.inbox(office, None) if i.message_id == message_id)
+        # The row at hand, not the whole inbox: opening one message costs the same in any inbox.
+        return self.inbox_item(copies[office], office, actor)
 
     def open_message(self, message_id: str, viewer: str | None) -> OpenedMessage:
         """Decrypt a message in memory for an authorised viewer; audited as ``message.opened``."""

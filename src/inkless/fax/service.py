@@ -876,3 +876,8 @@ def build_fax(node: Any) -> FaxService:
                              settings.fax_kill_time_minutes * 60),
         timezone=settings.tz,
     )
+
+
+def call_entry(row: Row[Any]) -> FaxCallEntry:
+    """A ``fax_calls`` row (joined with its office code) as a log entry."""
+    return _entry(row)

@@ -17,9 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, insert, select
 
 from inkless.db import tables as t
@@ -74,6 +75,11 @@ class SecretBox:
 
     def __init__(self, master_key: bytes) -> None:
         self._aead = AESGCM(master_key)
+        self._master_key = master_key
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for another use of the master key (HKDF-SHA-256 with ``purpose`` as info)."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(self._master_key)
 
     def seal(self, plaintext: bytes, context: str) -> bytes:
         """Encrypt; the result is ``nonce || ciphertext+tag``."""

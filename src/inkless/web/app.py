@@ -6,6 +6,7 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -105,6 +106,7 @@ def create_app(node: Node) -> FastAPI:
         timezone=settings.tz,
     )
     app.state.renderer = renderer
+    renderer.unread_counter = _unread_counter(node)
 
     _add_node_routes(app, node)
     from inkless.web import (
@@ -114,6 +116,7 @@ def create_app(node: Node) -> FastAPI:
         api_seals,
         pages_delivery,
         pages_fax,
+        pages_inbox,
         pages_routes,
         pages_sessions,
         pages_verify,
@@ -129,6 +132,7 @@ def create_app(node: Node) -> FastAPI:
         (_optional_router("inkless.web.api_federation"), ""),
         (_optional_router("inkless.web.api_peers"), API_PREFIX),
         (api_delivery.router, API_PREFIX),
+        (pages_inbox.router, ""),
         (pages_delivery.router, ""),
         (api_seals.router, API_PREFIX),
         (api_seals.public_router, ""),
@@ -168,6 +172,22 @@ def _optional_router(module: str) -> APIRouter | None:
         return None
     assert isinstance(router, APIRouter)
     return router
+
+
+def _unread_counter(node: Node) -> Callable[[Any], int | None]:
+    """Unread messages of the caller's office (None if the node has no delivery service or it fails)."""
+
+    def count(caller: Any) -> int | None:
+        if node.delivery is None:
+            return None
+        from inkless.search.listing import MessageListing
+
+        try:
+            return MessageListing(node.delivery, node.settings.tz).unread(caller.office.code, None).total
+        except InklessError:
+            return None
+
+    return count
 
 
 def _add_node_routes(app: FastAPI, node: Node) -> None:

@@ -1,5 +1,5 @@
-"""HTML pages of delivery: the office inbox, a message with server-rendered page previews, compose
-(send, reply, forward) and the sent items with per-recipient status.
+"""HTML pages of delivery: a message with server-rendered page previews, and compose (send, reply,
+forward). The inbox and sent items lists are in :mod:`inkless.web.pages_inbox`.
 
 Routes parse the form and call :class:`inkless.delivery.service.DeliveryService`, which enforces the
 policy (office membership, clearance, pinned peers) and audits every opening; errors of a send are
@@ -32,7 +32,7 @@ from inkless.errors import (
 )
 from inkless.pageview import NotAPdfError, page_count
 from inkless.text import UnsafeTextError
-from inkless.web.deps import Caller, RowId, get_node, page_caller, require_own_office
+from inkless.web.deps import Caller, RowId, get_node, page_caller
 from inkless.web.downloads import document_response
 from inkless.web.drafts import DraftFile, DraftStore
 from inkless.web.pages import RendererDep
@@ -129,7 +129,8 @@ class AddressBook:
         return self.names.get(address)
 
 
-def _common(caller: Caller, active: str) -> dict[str, Any]:
+def common_context(caller: Caller, active: str) -> dict[str, Any]:
+    """What every delivery page shows: the caller, the CSRF token, the labels of levels and states."""
     return {
         "caller": caller, "csrf_token": _csrf(caller), "active": active,
         "classification_labels": CLASSIFICATION_LABELS, "state_labels": STATE_LABELS,
@@ -137,37 +138,20 @@ def _common(caller: Caller, active: str) -> dict[str, Any]:
     }
 
 
-# --- inbox ---------------------------------------------------------------------------------
-
-
-@router.get("/offices/{code}/inbox")
-def inbox_page(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
-    """The inbox of the caller's office (faxes are marked: their sender is not authenticated)."""
-    require_own_office(caller, code)
-    items = delivery_of(node).inbox(code, caller.user.login) if node.delivery is not None else []
-    book = AddressBook(node)
-    rows = [{"item": i, "sender_name": book.name(i.sender) if i.source != "fax" else None} for i in items]
-    return render.render(request, "inbox.html", messages=rows, **_common(caller, "inbox"))
-
-
-# --- sent items ----------------------------------------------------------------------------
-
-
-@router.get("/offices/{code}/sent")
-def sent_page(request: Request, code: str, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
-    """Messages sent by the caller's office, with the state of every recipient."""
-    require_own_office(caller, code)
-    sent = delivery_of(node).sent(code, caller.user.login)
-    return render.render(request, "delivery_outbox.html", messages=sent, book=AddressBook(node),
-                         fax_note=_fax_note(request, render), **_common(caller, "sent"))
-
-
-def _fax_note(request: Request, render: Renderer) -> Callable[[FaxNote], str]:
+def fax_note_of(request: Request, render: Renderer) -> Callable[[FaxNote], str]:
     """The fallback's decisions and fax outcomes in the request's language."""
     return lambda fax_note: fax_note.render(lambda message: render.gettext(request, message))
 
 
 # --- one message ---------------------------------------------------------------------------
+
+
+def fax_reply_number(info: SentMessage | InboxItem) -> str | None:
+    """The number to answer a received fax on, if the calling line gave one."""
+    if not isinstance(info, InboxItem) or info.source != "fax" or not info.sender.startswith("fax:"):
+        return None
+    number = info.sender.removeprefix("fax:")
+    return number if number and number != "unknown" else None
 
 
 def _is_pdf(content_type: str, data: bytes) -> bool:
@@ -198,14 +182,14 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
     return render.render(
         request, "delivery_message.html", message=meta, opened=opened, documents=documents, book=book,
         received_at=info.received_at if isinstance(info, InboxItem) else None,
-        statuses=info.recipients if isinstance(info, SentMessage) else (), fax_note=_fax_note(request, render),
+        statuses=info.recipients if isinstance(info, SentMessage) else (), fax_note=fax_note_of(request, render),
         fax_first=info.fax_first if isinstance(info, InboxItem) else None,
         fax_copy=info.fax_copy_message_id if isinstance(info, InboxItem) else None,
         can_reply=opened.copy == "received" and opened.authenticated,
-        pickups=pickups, pickup_labels=PICKUP_LABELS,
+        pickups=pickups, pickup_labels=PICKUP_LABELS, fax_reply_number=fax_reply_number(info),
         notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
         else None,
-        **_common(caller, "sent" if opened.copy == "sent" else "inbox"),
+        **common_context(caller, "sent" if opened.copy == "sent" else "inbox"),
     )
 
 
@@ -275,7 +259,7 @@ def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer
         office_options=options(sorted(picker_of(node).offices(caller.office.code),
                                       key=lambda m: (-m.recent, m.value))),
         levels=[(n, CLASSIFICATION_LABELS[n]) for n in range(0, caller.user.clearance + 1)],
-        limit=_size(node.settings.max_message_bytes), **_common(caller, "compose"),
+        limit=_size(node.settings.max_message_bytes), **common_context(caller, "compose"),
     )
 
 

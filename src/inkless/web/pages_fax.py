@@ -7,6 +7,7 @@ and each office's disaster fallback. Everyone else sees their own office's faxes
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -83,8 +84,11 @@ def _send_page(request: Request, node: Node, caller: Caller, render: Renderer, s
 
 
 @router.get("/fax")
-def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
-    """Send a fax, and the office's outbound fax jobs."""
+def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep, number: str = "") -> Response:
+    """Send a fax, and the office's outbound fax jobs; ``?number=`` fills in the number ("FAXで返信")."""
+    if number:
+        form = {"number": number.strip()[:40], "subject": "", "classification": 0}
+        return _send_page(request, node, caller, render, form=form)
     return _send_page(request, node, caller, render)
 
 
@@ -191,11 +195,39 @@ def fax_job_report(job_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
 @router.get("/fax/log")
 def fax_log(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep) -> Response:
     """The call log: every call for administrators, the caller's office's calls for everyone else."""
-    fax = fax_of(node)
-    office = None if caller.user.role == Role.ADMIN else caller.office.code
-    calls = list(reversed(fax.calls(office_code=office, limit=500)))
-    return render.render(request, "fax_log.html", caller=caller, csrf_token=_csrf(caller), active="fax_log",
-                         calls=calls, status_labels=CALL_STATUS_LABELS, unauthenticated=UNAUTHENTICATED)
+    from inkless.search.fax_log import FaxLogFilter, fax_log_page
+    from inkless.web.pages_inbox import BAD_FILTER, DATE_ORDER, date_param
+
+    fax_of(node)
+    params = request.query_params
+    raw = {name: params.get(name, "")[:100] for name in ("q", "dir", "from", "to")}
+    error = None
+    try:
+        before = params.get("before", "")
+        position = int(before) if before.isdigit() and len(before) <= 18 else None  # a call id, or the newest
+        filt = FaxLogFilter(q=raw["q"].strip(), direction=raw["dir"] or None, date_from=date_param(raw["from"]),
+                            date_to=date_param(raw["to"]), before=position)
+        if filt.date_from and filt.date_to and filt.date_from > filt.date_to:
+            raise ValidationError(DATE_ORDER)
+    except ValidationError as exc:
+        error = render.gettext(request, exc.message if exc.message == DATE_ORDER else BAD_FILTER)
+        filt = FaxLogFilter()
+    delivery = node.delivery
+    calls: list[Any] = []
+    older = None
+    if error is None and delivery is not None:
+        page = fax_log_page(
+            node.db, delivery.search_index, node.settings.tz, filt,
+            office_id=None if caller.user.role == Role.ADMIN else caller.office.id,
+            viewer_office_id=caller.office.id, clearance=caller.user.clearance)
+        calls, older = page.calls, page.older
+    kept = {k: v for k, v in raw.items() if v}
+    return render.render(request, "fax_log.html", status_code=422 if error else 200, caller=caller,
+                         csrf_token=_csrf(caller), active="fax_log", calls=calls, status_labels=CALL_STATUS_LABELS,
+                         unauthenticated=UNAUTHENTICATED, form=raw, search_error=error,
+                         filtered=bool(kept) or error is not None,
+                         older_link="?" + urlencode({**kept, "before": older}) if older else None,
+                         newest_link="?" + urlencode(kept) if filt.before is not None else None)
 
 
 def _admin_page(request: Request, node: Node, caller: Caller, render: Renderer, status_code: int = 200,

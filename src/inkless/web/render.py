@@ -8,6 +8,7 @@ requests, so each language gets its own environment, built once at startup.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ class Renderer:
         self.translations = translations
         self.default_language = default_language
         self._node_context = node_context
+        # The caller's unread messages, for the menu and the tab title of every page (set by the app).
+        self.unread_counter: Callable[[Any], int | None] | None = None
         self._envs: dict[str, Environment] = {}
         for lang, catalog in translations.items():
             env = Environment(
@@ -147,6 +150,8 @@ class Renderer:
         if caller is not None:
             labels = Clearance.LABELS if lang == "ja" else Clearance.LABELS_EN
             clearance_label = labels[caller.user.clearance]
+            if self.unread_counter is not None and "unread_total" not in context:
+                context["unread_total"] = self.unread_counter(caller)
         html = (
             self._envs[lang]
             .get_template(template)

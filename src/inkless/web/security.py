@@ -166,8 +166,11 @@ class SessionStore:
         )
         return token, record
 
-    def load(self, token: str | None) -> WebSession | None:
-        """The live session for a cookie value, or None; an expired session is deleted on sight."""
+    def load(self, token: str | None, *, touch: bool = True) -> WebSession | None:
+        """The live session for a cookie value, or None; an expired session is deleted on sight.
+
+        ``touch=False`` reads it without extending its idle time (background polling by a page).
+        """
         if not token or len(token) > 200:
             return None
         now = self._clock.now()
@@ -180,7 +183,7 @@ class SessionStore:
                 conn.execute(delete(t.web_sessions).where(t.web_sessions.c.id == sid))
                 return None
             session = _session(row)
-            if now - session.last_seen_at >= TOUCH_GRANULARITY:
+            if touch and now - session.last_seen_at >= TOUCH_GRANULARITY:
                 expires = session_expiry(session.created_at, now, session.stage, self._minutes)
                 conn.execute(
                     update(t.web_sessions)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from inkless.db.schema import metadata
+from inkless.db.schema import include_object, metadata
 
 engine = context.config.attributes["engine"]
 
@@ -14,6 +14,7 @@ with engine.connect() as connection:
         target_metadata=metadata,
         render_as_batch=engine.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
