@@ -112,7 +112,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/p/{token}'): (200, 200, 200, 200, 200),
     ('POST', '/p/{token}/code'): (200, 200, 200, 200, 200),
     ('POST', '/p/{token}/open'): (422, 422, 422, 422, 422),
-    ('GET', '/p/{token}/documents/{number}'): (422, 422, 422, 422, 422),
+    ('GET', '/p/{token}/documents/{number}'): (404, 404, 404, 404, 404),
     ('POST', '/p/{token}/reply'): (404, 404, 404, 404, 404),
     ('GET', '/pickups/replies/{reply_id}'): (303, 422, 422, 422, 422),
     ('POST', '/pickups/{pickup_id}/reopen'): (303, 422, 422, 422, 422),

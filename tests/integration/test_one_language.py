@@ -28,6 +28,7 @@ from inkless.config import load_settings
 from inkless.db.tables import offices
 from inkless.db.tables_fax import fax_calls
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.seals.routes import StepPlan
 from inkless.web.app import create_app
 from inkless.web.i18n import LANG_COOKIE
 from tests.helpers.nodes import refused_url
@@ -48,7 +49,12 @@ HREF = re.compile(r'href="([^"]+)"')
 SKIP_PREFIXES = ("/static/", "/pki/", "/api/", "/healthz", "/logout")
 # Routes that answer with a file (PDF, image), not a page, and that the seed data cannot reach without a fax
 # line and a worker: a sent fax's transmission report, an unroutable received fax's image.
-FILES = {"/fax/jobs/{job_id}/report", "/fax/admin/calls/{call_id}/image"}
+FILES = {"/fax/jobs/{job_id}/report", "/fax/admin/calls/{call_id}/image",
+         # secure pickup: a document the e-mail recipient downloads, a file they sent back
+         "/p/{token}/documents/{number}", "/pickups/replies/{reply_id}"}
+# Pages nothing links to: the page an e-mail recipient opens from the notice mail (a link nobody can
+# guess; a made-up one shows the same page, by design, so that links cannot be probed).
+PUBLIC_STARTS = ("/p/" + "x" * 43,)
 
 
 @dataclass
@@ -85,6 +91,12 @@ def _seed(site: Site) -> None:
                                            "title": ["課長"], "approvers": ["sato"]},
                           files={"document": ("plan.pdf", sample_pdf(1), "application/pdf")}, follow_redirects=False)
     assert started.status_code == 303, started.text
+    # A route that went back to its starter and came again as version 2: its versions have pages.
+    assert site.node.routes is not None
+    returned = site.node.routes.start(sample_pdf(1), "tanaka", [StepPlan("課長", ("sato",), None)],
+                                      document_name="予算案")
+    site.node.routes.return_route(returned.id, "sato", "数字を確認してください")
+    site.node.routes.resubmit(returned.id, "tanaka", sample_pdf(2), "数字を直しました")
     fax = tanaka.post("/fax/send", data={"csrf_token": site.csrf["tanaka"], "number": "03-3581-4111",
                                          "subject": "回答書", "classification": "0", "confirm": "1"},
                       files={"document": ("回答書.pdf", sample_pdf(1), "application/pdf")})
@@ -152,7 +164,7 @@ def _shape(url: str) -> str:
 
 
 def _walk(site: Site) -> None:
-    starts = [p for p in _page_routes(site.app) if "{" not in p]
+    starts = [p for p in _page_routes(site.app) if "{" not in p] + list(PUBLIC_STARTS)
     for login, client in site.clients.items():
         queue = list(starts)
         seen: set[str] = set(queue)
@@ -198,7 +210,7 @@ def test_every_control_on_every_page_has_a_label(site: Site) -> None:
 
 def test_the_walk_reaches_every_page(site: Site) -> None:
     missed = [p for p in _page_routes(site.app) if not _route_reached(p, list(site.visited))]
-    assert missed == [], "seed data (or a link) so that the walk reaches these pages"
+    assert missed == [], f"seed data (or a link) so that the walk reaches these pages: {missed}"
 
 
 def _assert_japanese(response_text: str, *expected: str) -> None:

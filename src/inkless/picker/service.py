@@ -162,7 +162,9 @@ class Picker:
 
     def resolve_fax(self, typed: str, office_code: str) -> str:
         """A fax number for a typed entry: digits stay; a name or kana from the address book becomes its number."""
-        if _digits(typed) and not normalise(typed).strip("0123456789()+"):
+        # Digits and ASCII only (03-3580-4111, 03-abc): a number as typed, checked as a number; names are
+        # Japanese (民事局, ミンジ) or letters without digits.
+        if _digits(typed) and (typed.isascii() or not normalise(typed).strip("0123456789()+")):
             return typed.strip()
         return self._resolve(typed, self.fax_numbers(office_code), "fax", lambda e: False)
 
