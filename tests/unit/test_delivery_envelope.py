@@ -192,6 +192,42 @@ def test_receipt_is_canonical_and_bound_to_the_envelope(world: dict[str, Office]
                                b'"received_at": "2026-04-01T09:00:00+00:00"}')
 
 
+def test_receipt_refusals_name_their_reason(world: dict[str, Office]) -> None:
+    """A sender accepts only its own message's receipt, signed by the addressed office, not revoked."""
+    recipient = world["recipient"]
+    key, cert, ca = recipient.sign_key, recipient.sign_cert, recipient.pki.ca
+    expected = {"message_id": "m-1", "envelope_sha256": "ab" * 32, "recipient": recipient.address}
+    good = make_receipt(ReceiptFacts("m-1", "ab" * 32, recipient.address, FIXED), key, cert, [ca])
+    # police@b signs a receipt whose facts say another office of its node stored the message.
+    for_fire = make_receipt(ReceiptFacts("m-1", "ab" * 32, "fire@b", FIXED), key, cert, [ca])
+    cases: list[tuple[bytes, dict[str, object], str]] = [
+        (good, {"message_id": "m-2"}, r"^the receipt is for message m-1, not m-2$"),
+        (good, {"envelope_sha256": "cd" * 32},
+         r"^the receipt names a different envelope digest: the peer stored other bytes$"),
+        (for_fire, {}, r"^the receipt is for fire@b, not police@b$"),
+        (good, {"is_revoked": lambda c: c == cert}, rf"^the signer certificate \(serial {cert.serial_number:x}\) is "
+                                                     r"revoked$"),
+    ]
+    for receipt, override, reason in cases:
+        with pytest.raises(EnvelopeError, match=reason):
+            verify_receipt(receipt, ca, now(), **{**expected, **override})  # type: ignore[arg-type]
+    assert verify_receipt(good, ca, now(), **expected, is_revoked=lambda c: c != cert).facts.message_id == "m-1"
+    malformed = [
+        (b"not json", r"^the receipt content is not the expected JSON \(Expecting value"),
+        (b'{"message_id":"m-1"}', r"^the receipt content is not the expected JSON \('envelope_sha256'\)$"),
+        (b'{"envelope_sha256":"x","message_id":"m-1","received_at":"yesterday","recipient":"r"}',
+         r"^the receipt content is not the expected JSON \(Invalid isoformat string"),
+        (b'{"message_id": "m-1", "envelope_sha256": "x", "recipient": "r", '
+         b'"received_at": "2026-04-01T09:00:00+00:00"}', r"^the receipt content is not in canonical form$"),
+    ]
+    for content, reason in malformed:
+        with pytest.raises(EnvelopeError, match=reason):
+            ReceiptFacts.from_json(content)
+        # The same content, signed by the right office, is refused by the sender's check as well.
+        with pytest.raises(EnvelopeError, match=reason):
+            verify_receipt(env.sign(content, key, cert, [ca]), ca, now(), **expected)  # type: ignore[arg-type]
+
+
 # --- the verifier's refusals, each on a CMS built to break exactly one rule ---------------------------
 
 CONTENT = b"MIME-Version: 1.0\r\n\r\nsigned content"
