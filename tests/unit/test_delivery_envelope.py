@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import email
 import email.policy
 import hashlib
+import json
+import quopri
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -310,3 +314,116 @@ def test_every_envelope_verifier_refusal_names_its_reason(world: dict[str, Offic
         with pytest.raises(EnvelopeError) as refused:
             env.verify(signed, ca, now())
         assert reason in str(refused.value), (name, str(refused.value))
+
+
+def test_metadata_carries_every_field_and_defaults_what_an_older_peer_leaves_out(world: dict[str, Office]) -> None:
+    sender, recipient, other = world["sender"], world["recipient"], world["other"]
+    faxed = env.MessageMetadata(
+        "0b7c6f1e-3d2a-4c5b-9e8f-7a6b5c4d3e2f", sender.address, (recipient.address, other.address), "FAX受信：照会",
+        0, "normal", NOW, procedure_code="K-12", reply_to="4d1c6a52-7f1e-4a7e-8b7c-2f1d5e6a9b10", source="fax",
+        facts={"fax_from": "+81-3-1234-5678", "pages": 3},
+    )
+    docs = [env.Document("fax.pdf", "application/pdf", b"%PDF-1.7\n" + bytes(range(256)))]
+    got, got_docs = env.parse_mime(env.build_mime(faxed, docs))
+    listed = ({"name": "fax.pdf", "content_type": "application/pdf", "size": 265, "sha256": docs[0].sha256},)
+    # Classification 0 (public) is a classification; the reply link, procedure, source and facts arrive.
+    assert got == dataclasses.replace(faxed, documents=listed) and got_docs == docs
+    minimal = {"message_id": "m-1", "from": sender.address, "to": [recipient.address], "subject": "照会",
+               "classification": 3, "priority": "urgent", "created_at": "2026-04-01T09:00:00+00:00"}
+    assert env.MessageMetadata.from_json(minimal) == env.MessageMetadata(
+        "m-1", sender.address, (recipient.address,), "照会", 3, "urgent", FIXED, procedure_code=None, reply_to=None,
+        documents=(), source="inkless", facts={})
+    refused = [
+        ({k: v for k, v in minimal.items() if k != "from"},
+         r"^the message metadata is incomplete or malformed \('from'\)$"),
+        ({**minimal, "classification": -1}, r"^the message metadata has an invalid classification or priority$"),
+        ({**minimal, "classification": 4}, r"^the message metadata has an invalid classification or priority$"),
+        ({**minimal, "priority": "low"}, r"^the message metadata has an invalid classification or priority$"),
+        ({**minimal, "created_at": "2026-04-01T09:00:00"},
+         r"^the message metadata has a creation time without time zone$"),
+    ]
+    for data, reason in refused:
+        with pytest.raises(EnvelopeError, match=reason):
+            env.MessageMetadata.from_json(data)
+
+
+def test_a_foreign_certificate_is_refused_for_its_ca_within_the_clock_skew_and_for_its_dates_beyond(
+        world: dict[str, Office]) -> None:
+    """Nodes' clocks may differ by CLOCK_SKEW: up to it a certificate's dates are not the reason given."""
+    sender = world["sender"]
+    stranger = PKI("z")
+    foreign = stranger.leaf("civil", sender.sign_key, True)
+    signed = cms.simple(CONTENT, sender.sign_key, foreign, signing_time=foreign.not_valid_before_utc)
+    second = timedelta(seconds=1)
+    start, end = foreign.not_valid_before_utc - env.CLOCK_SKEW, foreign.not_valid_after_utc + env.CLOCK_SKEW
+    not_ours = r"^the signer certificate \(CN=civil\) was not issued by the trusted CA of the sending node \(CN=a CA\)$"
+    dates = (rf"^the signer certificate is not valid now \(valid {foreign.not_valid_before_utc:%Y-%m-%d} to "
+             rf"{foreign.not_valid_after_utc:%Y-%m-%d}\): expired or not yet valid$")
+    for at, reason in [(start, not_ours), (start + 2 * env.CLOCK_SKEW - second, not_ours), (end, not_ours),
+                       (end - 2 * env.CLOCK_SKEW + second, not_ours), (start - second, dates), (end + second, dates)]:
+        with pytest.raises(EnvelopeError, match=reason):
+            env.verify(signed, sender.pki.ca, at)
+    no_usage = sender.pki.leaf("civil", sender.sign_key, False)
+    with pytest.raises(EnvelopeError, match=r"^the signer certificate may not make signatures \(its key usage lacks "
+                                            r"digitalSignature\)$"):
+        env.verify(cms.simple(CONTENT, sender.sign_key, no_usage), sender.pki.ca, now())
+
+
+def test_mime_written_by_another_program_opens(world: dict[str, Office]) -> None:
+    """A peer's MIME writer may use LF line ends, quoted-printable text and parts without a transfer encoding."""
+    sender, recipient = world["sender"], world["recipient"]
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 4
+    text = "照会の件\r\n第2項をご確認ください。".encode()
+    meta, _ = message(sender, recipient)
+    listed = [{"name": "scan.pdf", "content_type": "application/pdf", "size": len(pdf),
+               "sha256": hashlib.sha256(pdf).hexdigest()},
+              {"name": "memo.txt", "content_type": "text/plain", "size": len(text),
+               "sha256": hashlib.sha256(text).hexdigest()}]
+    metadata = json.dumps({**meta.to_json(), "documents": listed}).encode("ascii")
+    mime = b"\n".join([
+        b"MIME-Version: 1.0", b'Content-Type: multipart/mixed; boundary="b1"', b"", b"--b1",
+        b"Content-Type: application/json", b"", metadata,  # no Content-Transfer-Encoding: 7bit
+        b"--b1", b"Content-Type: application/pdf", b"Content-Transfer-Encoding: BASE64",
+        b'Content-Disposition: attachment; filename="scan.pdf"', b"", base64.encodebytes(pdf).rstrip(b"\n"),
+        b"--b1", b"Content-Type: text/plain; charset=utf-8", b"Content-Transfer-Encoding: quoted-printable",
+        b'Content-Disposition: attachment; filename="memo.txt"', b"", quopri.encodestring(text),
+        b"--b1--", b"",
+    ])
+    assert b"\r\n" not in mime.replace(quopri.encodestring(text), b"")  # LF line ends only
+    got_meta, docs = env.parse_mime(mime)
+    assert got_meta.subject == "至急：照会" and got_meta.sender == sender.address
+    assert [(d.name, d.content_type, d.data) for d in docs] == [
+        ("scan.pdf", "application/pdf", pdf), ("memo.txt", "text/plain", text)]
+    with pytest.raises(EnvelopeError, match=r"^unsupported content transfer encoding 'x-uuencode'$"):
+        env.parse_mime(mime.replace(b"quoted-printable", b"x-uuencode"))
+
+
+def test_the_metadata_part_is_the_documented_json(world: dict[str, Office]) -> None:
+    """docs/delivery.md lists the metadata fields: a peer's reader relies on exactly these, in version 1."""
+    meta, docs = message(world["sender"], world["recipient"])
+    parts = list(email.message_from_bytes(env.build_mime(meta, docs), policy=email.policy.default)  # type: ignore[attr-defined]
+                 .iter_parts())
+    fields = json.loads(parts[0].get_content())
+    assert sorted(fields) == sorted(["version", "message_id", "from", "to", "subject", "classification", "priority",
+                                     "procedure_code", "reply_to", "created_at", "documents", "source", "facts"])
+    assert fields["version"] == 1 and fields["procedure_code"] == "K-12" and fields["source"] == "inkless"
+    with pytest.raises(EnvelopeError, match=r"^an envelope needs at least one recipient certificate$"):
+        env.encrypt(b"x", [])
+
+
+@pytest.mark.parametrize("name", ['say "hi".pdf', "C:\\scans\\a.pdf", "報告 2026/04;v=2?.pdf",
+                                  "2026/04 report;v=2.pdf"])
+def test_file_names_with_mime_special_characters_arrive_unchanged(world: dict[str, Office], name: str) -> None:
+    """Quotes, backslashes, '/', ';', '=', '?' in a name: read back as written, by us and by any MIME parser."""
+    meta, _ = message(world["sender"], world["recipient"])
+    mime = env.build_mime(meta, [env.Document(name, "application/pdf", b"%PDF")])
+    assert env.parse_mime(mime)[1][0].name == name
+    part = list(email.message_from_bytes(mime, policy=email.policy.default).iter_parts())[1]  # type: ignore[attr-defined]
+    assert part.get_filename() == name
+    disposition = mime.split(b"Content-Disposition: ")[1].split(b"\r\n\r\n")[0].decode("ascii")
+    if name.isascii() and '"' not in name and "\\" not in name:  # a quoted string holds it as it is
+        assert disposition == f'attachment; filename="{name}"'
+    else:
+        # RFC 2231 values are attribute-chars and %XX only: no tspecials such as / ; = ? " \.
+        values = re.findall(r"filename\*\d+\*=(?:utf-8'')?([^;\r\n]*)", disposition)
+        assert values and all(re.fullmatch(r"(?:[A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-F]{2})+", v) for v in values), values
