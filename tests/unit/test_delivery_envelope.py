@@ -471,3 +471,22 @@ def test_hostile_mime_is_refused_with_its_reason(world: dict[str, Office]) -> No
         with pytest.raises(EnvelopeError) as refused:
             env.parse_mime(mime)
         assert str(refused.value).startswith(reason), (mime[:120], str(refused.value))
+
+
+def test_the_signing_time_may_lie_within_the_clock_skew_of_the_certificate_and_of_now(
+        world: dict[str, Office]) -> None:
+    sender = world["sender"]
+    key, cert, ca = sender.sign_key, sender.sign_cert, sender.pki.ca
+    start, end, skew, second = cert.not_valid_before_utc, cert.not_valid_after_utc, env.CLOCK_SKEW, timedelta(seconds=1)
+    after_end = end + timedelta(minutes=1)  # still within the skew for the certificate itself
+    for signed_at, at in [(start - skew, NOW), (start, NOW), (end, after_end), (NOW + skew, NOW)]:
+        signed = cms.simple(CONTENT, key, cert, [ca], signing_time=signed_at)
+        assert env.verify(signed, ca, at).signing_time == signed_at
+    for signed_at, at, reason in [
+        (start - skew - second, NOW, "the signer certificate was not valid at the signing time ("),
+        (end + second, after_end, "the signer certificate was not valid at the signing time ("),
+        (NOW + skew + second, NOW, "the signing time lies in the future"),
+    ]:
+        with pytest.raises(EnvelopeError) as refused:
+            env.verify(cms.simple(CONTENT, key, cert, [ca], signing_time=signed_at), ca, at)
+        assert str(refused.value).startswith(reason), (signed_at, str(refused.value))
