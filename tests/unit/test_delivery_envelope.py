@@ -490,3 +490,36 @@ def test_the_signing_time_may_lie_within_the_clock_skew_of_the_certificate_and_o
         with pytest.raises(EnvelopeError) as refused:
             env.verify(cms.simple(CONTENT, key, cert, [ca], signing_time=signed_at), ca, at)
         assert str(refused.value).startswith(reason), (signed_at, str(refused.value))
+
+
+def test_a_content_type_that_is_not_a_plain_token_is_sent_as_octet_stream(world: dict[str, Office]) -> None:
+    """A sender's content type cannot add header lines to the part (``\\r\\nContent-Disposition: ...``)."""
+    meta, _ = message(world["sender"], world["recipient"])
+    injected = "text/html\r\nContent-Disposition: inline"
+    mime = env.build_mime(meta, [env.Document("a.html", injected, b"<p>x</p>"),
+                                 env.Document("b.pdf", "application/pdf", b"%PDF")])
+    assert mime.count(b"Content-Disposition: inline") == 0
+    assert [(d.name, d.content_type) for d in env.parse_mime(mime)[1]] == [
+        ("a.html", "application/octet-stream"), ("b.pdf", "application/pdf")]
+
+
+def test_signed_data_with_bytes_after_it_or_several_repeated_attributes_is_refused(world: dict[str, Office]) -> None:
+    sender = world["sender"]
+    key, cert, ca = sender.sign_key, sender.sign_cert, sender.pki.ca
+    good = cms.simple(CONTENT, key, cert)
+    with pytest.raises(EnvelopeError, match=r"^not a valid CMS SignedData \(ValueError: "):
+        env.verify(good + b"\x00\x00", ca, now())
+    digest = hashlib.sha256(CONTENT).digest()
+    when = NOW - timedelta(minutes=1)
+    repeated = cms.simple(CONTENT, key, cert, attrs=[
+        cms.attribute("content_type", "data"), cms.attribute("message_digest", digest),
+        cms.attribute("message_digest", digest), cms.attribute("signing_time", when),
+        cms.attribute("signing_time", when)])
+    with pytest.raises(EnvelopeError, match=r"^the signed attribute message_digest, signing_time appears more than "
+                                            r"once$"):
+        env.verify(repeated, ca, now())
+    multi = cms.simple(CONTENT, key, cert, attrs=[
+        cms.attribute("content_type", "data", "data"), cms.attribute("message_digest", digest, digest)])
+    with pytest.raises(EnvelopeError, match=r"^the signed attribute content_type, message_digest must have exactly "
+                                            r"one value$"):
+        env.verify(multi, ca, now())
