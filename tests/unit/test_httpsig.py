@@ -346,3 +346,31 @@ def test_a_flagged_component_does_not_stand_in_for_the_required_one() -> None:
     )
     with pytest.raises(SignatureError, match=r'^the signature does not cover "content-digest"$'):
         verify_request(parse_signature(req.headers), "POST", URI, req.headers, b"envelope", key.public_key(), NOW)
+
+
+def test_a_second_signature_on_the_request_does_not_stand_in_for_ours() -> None:
+    """Another signature, even with the federation tag, is not ours: ours is the one labelled sig1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    proxy = ec.generate_private_key(ec.SECP256R1())
+    ours = sign_request("POST", URI, b"envelope", key, "moj", NOW)
+    theirs = Req("POST", URI, {})
+    _library_signer(proxy, "moj").sign(
+        theirs, key_id="moj", label="edge", created=datetime.fromtimestamp(NOW, UTC), nonce="n-2", tag=httpsig.TAG,
+        covered_component_ids=("@method", "@target-uri", "content-digest"), body=b"envelope",
+    )
+    both = {**ours, "Signature-Input": theirs.headers["Signature-Input"] + ", " + ours["Signature-Input"],
+            "Signature": theirs.headers["Signature"] + ", " + ours["Signature"]}
+    received = parse_signature(both)
+    assert received.label == "sig1"
+    verify_request(received, "POST", URI, both, b"envelope", key.public_key(), NOW)
+    # The proxy's key is not the peer's: its signature is never the one checked.
+    with pytest.raises(SignatureError, match=NOT_VERIFIED):
+        verify_request(received, "POST", URI, both, b"envelope", proxy.public_key(), NOW)
+
+
+def test_what_cannot_be_signed_is_refused_with_its_reason() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(SignatureError, match=r"^the request cannot be signed: .*newline"):
+        sign_request("POST", URI, b"e", key, "moj", NOW, covered={"Inkless-Subject": "a\r\nInkless-Recipient: x"})
+    with pytest.raises(SignatureError, match=r"^the response cannot be signed: .*URL"):
+        sign_response(200, b"{}", HttpMessage(headers={}, method="GET", target_uri=URI + "/é"), key, "npa", NOW)
