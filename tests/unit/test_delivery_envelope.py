@@ -401,6 +401,12 @@ def test_mime_written_by_another_program_opens(world: dict[str, Office]) -> None
     assert got_meta.subject == "至急：照会" and got_meta.sender == sender.address
     assert [(d.name, d.content_type, d.data) for d in docs] == [
         ("scan.pdf", "application/pdf", pdf), ("memo.txt", "text/plain", text)]
+    # 8bit and binary parts carry the bytes as they are (RFC 2045 §6.2).
+    for encoding in (b"8bit", b"binary"):
+        raw = env.parse_mime(mime.replace(b"Content-Transfer-Encoding: quoted-printable",
+                                          b"Content-Transfer-Encoding: " + encoding).replace(quopri.encodestring(text),
+                                                                                              text))
+        assert raw[1][1].data == text
     with pytest.raises(EnvelopeError, match=r"^unsupported content transfer encoding 'x-uuencode'$"):
         env.parse_mime(mime.replace(b"quoted-printable", b"x-uuencode"))
 
