@@ -28,6 +28,7 @@ from inkless.delivery.httpsig import (
 
 URI = "http://127.0.0.1:8081/federation/v1/messages"
 NOW = 1_800_000_000
+NOT_VERIFIED = r"^the signature does not verify \(message altered, or signed by another key\)$"
 
 
 # --- the library on its own: plain request / response objects as its docs describe --------------------
@@ -166,8 +167,8 @@ def test_every_tampering_is_refused_with_its_reason() -> None:
     good = _signed(key)
     nonce = parse_signature(good).params.nonce
     cases: list[tuple[str, dict[str, object], str]] = [
-        ("body", {"body": b"envelopf"}, "does not match its Content-Digest"),
-        ("method", {"method": "PUT"}, "does not verify"),
+        ("body", {"body": b"envelopf"}, r"^the body does not match its Content-Digest \(altered in transit\)$"),
+        ("method", {"method": "PUT"}, NOT_VERIFIED),
         ("uri", {"uri": URI.replace("messages", "directory")}, "does not verify"),
         ("host", {"uri": URI.replace("8081", "8082")}, "does not verify"),
         ("key", {"key": other.public_key()}, "does not verify"),
@@ -175,8 +176,10 @@ def test_every_tampering_is_refused_with_its_reason() -> None:
         ("future", {"now": NOW - 301}, "stale: created 301 s in the future"),
         ("digest swapped", {"headers": {**good, "Content-Digest": httpsig.content_digest(b"x")}, "body": b"x"},
          "does not verify"),
-        ("no digest", {"headers": {k: v for k, v in good.items() if k != "Content-Digest"}}, "no Content-Digest"),
-        ("unsigned", {"headers": {"Content-Digest": good["Content-Digest"]}}, "not signed"),
+        ("no digest", {"headers": {k: v for k, v in good.items() if k != "Content-Digest"}},
+         r"^no Content-Digest header$"),
+        ("unsigned", {"headers": {"Content-Digest": good["Content-Digest"]}},
+         r"^the message is not signed \(no Signature-Input / Signature headers\)$"),
         ("garbage input", {"headers": {**good, "Signature-Input": "sig1=(((("}}, "malformed structured header"),
         ("garbage value", {"headers": {**good, "Signature": "sig1=:!!!:"}}, "malformed structured header"),
         ("short", {"headers": {**good, "Signature": "sig1=:" + base64.b64encode(b"x" * 10).decode() + ":"}},
@@ -187,9 +190,10 @@ def test_every_tampering_is_refused_with_its_reason() -> None:
          "unsupported signature algorithm 'hmac-sha256'"),
         ("fewer components", {"headers": _replace_param(good, ' "content-digest"', "")},
          'does not cover "content-digest"'),
-        ("no nonce", {"headers": _replace_param(good, f';nonce="{nonce}"', "")}, "no 'nonce'"),
-        ("no keyid", {"headers": _replace_param(good, ';keyid="moj"', "")}, "no 'keyid'"),
-        ("no created", {"headers": _replace_param(good, f";created={NOW}", "")}, "no 'created'"),
+        ("no nonce", {"headers": _replace_param(good, f';nonce="{nonce}"', "")}, r"^the signature has no 'nonce'$"),
+        ("no keyid", {"headers": _replace_param(good, ';keyid="moj"', "")}, r"^the signature has no 'keyid'$"),
+        ("no created", {"headers": _replace_param(good, f";created={NOW}", "")},
+         r"^the signature has no 'created' time$"),
         ("foreign tag", {"headers": _replace_param(good, f'tag="{httpsig.TAG}"', 'tag="other-app"')},
          "not a federation signature"),
         ("expired", {"headers": _replace_param(good, f";created={NOW}", f";created={NOW};expires={NOW - 1}")},
@@ -219,8 +223,8 @@ def test_every_tampering_is_refused_with_its_reason() -> None:
     [
         ('sig1=:AAE=:', "sig1=:AAE=:", "Signature-Input member 'sig1' is not an inner list"),
         ('sig1=("@method");created=1', 'sig1=("x")', "Signature member 'sig1' is not a byte sequence"),
-        ('sig1=(1 "@method");created=1', "sig1=:AAE=:", "covered components must be strings"),
-        ('sig1=("signature";key=1);created=1', "sig1=:AAE=:", "the key parameter must be a string"),
+        ('sig1=(1 "@method");created=1', "sig1=:AAE=:", "^covered components must be strings$"),
+        ('sig1=("signature";key=1);created=1', "sig1=:AAE=:", "^the key parameter must be a string$"),
         ('sig1=("@method");created="yesterday"', "sig1=:AAE=:", "parameter 'created' has the wrong type"),
         ('sig1=("@method");created=1;keyid=7', "sig1=:AAE=:", "parameter 'keyid' has the wrong type"),
         ('sig1=("@method");created=?1', "sig1=:AAE=:", "parameter 'created' has the wrong type"),
@@ -285,10 +289,88 @@ def test_raw_ecdsa_refusals() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     signature = httpsig.sign_ecdsa(b"data", key)
     httpsig.verify_ecdsa(b"data", signature, key.public_key())
-    with pytest.raises(SignatureError, match="does not verify"):
+    with pytest.raises(SignatureError, match=NOT_VERIFIED):
         httpsig.verify_ecdsa(b"datb", signature, key.public_key())
     with pytest.raises(SignatureError, match="64 bytes, not 63"):
         httpsig.verify_ecdsa(b"data", signature[1:], key.public_key())
     p384 = ec.generate_private_key(ec.SECP384R1())
-    with pytest.raises(SignatureError, match="not an ECDSA P-256 key"):
+    with pytest.raises(SignatureError, match=r"^the signer's key is not an ECDSA P-256 key$"):
         httpsig.verify_ecdsa(b"data", signature, p384.public_key())
+
+
+def test_the_clock_window_and_expiry_are_inclusive_and_our_expiry_is_signed() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    good = _signed(key)
+    for now in (NOW - 300, NOW + 300):  # exactly MAX_SKEW_SECONDS either way still holds
+        verify_request(parse_signature(good), "POST", URI, good, b"envelope", key.public_key(), now)
+    expiring = sign_request("POST", URI, b"envelope", key, "moj", NOW, expires=NOW + 60)
+    received = parse_signature(expiring)
+    assert received.params.expires == NOW + 60
+    verify_request(received, "POST", URI, expiring, b"envelope", key.public_key(), NOW + 60)  # valid until then
+    with pytest.raises(SignatureError, match=r"^the signature expired 1 s ago$"):
+        verify_request(received, "POST", URI, expiring, b"envelope", key.public_key(), NOW + 61)
+
+
+def test_a_key_that_is_not_p256_and_a_message_without_its_request_line_are_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    good = _signed(key)
+    with pytest.raises(SignatureError, match=r"^the signer's key is not an ECDSA P-256 key$"):
+        verify_request(parse_signature(good), "POST", URI, good, b"envelope", p384.public_key(), NOW)
+    for request in (HttpMessage(headers={}, method=None, target_uri=URI), HttpMessage(headers={}, method="GET")):
+        with pytest.raises(SignatureError,
+                           match=r"^a request needs its method and target URI to be signed or verified$"):
+            sign_response(200, b"{}", request, key, "npa", NOW)
+    with pytest.raises(SignatureError, match=r"^the Content-Digest is not acceptable: "):
+        verify_request(parse_signature(good), "POST", URI, {**good, "Content-Digest": "md5=:AAAA:"}, b"envelope",
+                       key.public_key(), NOW)
+
+
+def test_a_request_with_a_garbled_signature_still_gets_a_signed_answer() -> None:
+    """The 401 that tells a caller its signature is malformed is signed, bound to the request line only."""
+    node_b = ec.generate_private_key(ec.SECP256R1())
+    request = HttpMessage(headers={"Signature-Input": 'sig1=("@method")', "Signature": "sig1=:!!!:"},
+                          method="POST", target_uri=URI)
+    headers = sign_response(401, b"refused", request, node_b, "npa", NOW)
+    assert '"signature";req' not in headers["Signature-Input"]
+    verify_response(parse_signature(headers), 401, headers, b"refused", request, node_b.public_key(), NOW)
+
+
+def test_a_flagged_component_does_not_stand_in_for_the_required_one() -> None:
+    """Covering "content-digest";sf is not covering "content-digest" (RFC 9421 §2.1: another component)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    req = Req("POST", URI, {})
+    _library_signer(key, "moj").sign(
+        req, key_id="moj", label="sig1", created=datetime.fromtimestamp(NOW, UTC), nonce="n-1", tag=httpsig.TAG,
+        covered_component_ids=("@method", "@target-uri", '"content-digest";sf'), body=b"envelope",
+    )
+    with pytest.raises(SignatureError, match=r'^the signature does not cover "content-digest"$'):
+        verify_request(parse_signature(req.headers), "POST", URI, req.headers, b"envelope", key.public_key(), NOW)
+
+
+def test_a_second_signature_on_the_request_does_not_stand_in_for_ours() -> None:
+    """Another signature, even with the federation tag, is not ours: ours is the one labelled sig1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    proxy = ec.generate_private_key(ec.SECP256R1())
+    ours = sign_request("POST", URI, b"envelope", key, "moj", NOW)
+    theirs = Req("POST", URI, {})
+    _library_signer(proxy, "moj").sign(
+        theirs, key_id="moj", label="edge", created=datetime.fromtimestamp(NOW, UTC), nonce="n-2", tag=httpsig.TAG,
+        covered_component_ids=("@method", "@target-uri", "content-digest"), body=b"envelope",
+    )
+    both = {**ours, "Signature-Input": theirs.headers["Signature-Input"] + ", " + ours["Signature-Input"],
+            "Signature": theirs.headers["Signature"] + ", " + ours["Signature"]}
+    received = parse_signature(both)
+    assert received.label == "sig1"
+    verify_request(received, "POST", URI, both, b"envelope", key.public_key(), NOW)
+    # The proxy's key is not the peer's: its signature is never the one checked.
+    with pytest.raises(SignatureError, match=NOT_VERIFIED):
+        verify_request(received, "POST", URI, both, b"envelope", proxy.public_key(), NOW)
+
+
+def test_what_cannot_be_signed_is_refused_with_its_reason() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(SignatureError, match=r"^the request cannot be signed: .*newline"):
+        sign_request("POST", URI, b"e", key, "moj", NOW, covered={"Inkless-Subject": "a\r\nInkless-Recipient: x"})
+    with pytest.raises(SignatureError, match=r"^the response cannot be signed: .*URL"):
+        sign_response(200, b"{}", HttpMessage(headers={}, method="GET", target_uri=URI + "/é"), key, "npa", NOW)

@@ -207,7 +207,7 @@ def _headers(head: bytes) -> Message:
 def _decode(headers: Message, body: bytes) -> bytes:
     cte = str(headers.get("Content-Transfer-Encoding", "7bit")).strip().lower()
     if cte == "base64":
-        return binascii.a2b_base64(body.replace(b"\r\n", b"").replace(b"\n", b""))
+        return binascii.a2b_base64(body)  # line breaks (CRLF or LF) are skipped
     if cte == "quoted-printable":
         return quopri.decodestring(body)
     if cte in ("7bit", "8bit", "binary"):

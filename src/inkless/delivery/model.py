@@ -92,7 +92,6 @@ class ReceiptInfo:
     receipt: bytes
     received_at: datetime | None
     signer_address: str | None
-    signer_subject: str | None
     status: str  # "valid" or the reason it is not
 
 

@@ -58,8 +58,6 @@ class VerifiedReceipt:
 
     facts: ReceiptFacts
     signer_address: str
-    signer_subject: str
-    signing_time: datetime | None
 
 
 def make_receipt(facts: ReceiptFacts, key: Any, certificate: x509.Certificate,
@@ -87,5 +85,4 @@ def verify_receipt(
         raise EnvelopeError("the receipt names a different envelope digest: the peer stored other bytes")
     if facts.recipient != recipient:
         raise EnvelopeError(f"the receipt is for {facts.recipient}, not {recipient}")
-    return VerifiedReceipt(facts=facts, signer_address=signed.signer_address,
-                           signer_subject=signed.signer.subject.rfc4514_string(), signing_time=signed.signing_time)
+    return VerifiedReceipt(facts=facts, signer_address=signed.signer_address)

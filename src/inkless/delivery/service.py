@@ -846,9 +846,9 @@ class DeliveryService:
         try:
             v = verify_receipt(receipt, self._trust_anchor(node), received_at or self._clock.now(),
                                message_id=message_id, envelope_sha256=digest, recipient=recipient)
-            return ReceiptInfo(recipient, receipt, v.facts.received_at, v.signer_address, v.signer_subject, "valid")
+            return ReceiptInfo(recipient, receipt, v.facts.received_at, v.signer_address, "valid")
         except InklessError as exc:
-            return ReceiptInfo(recipient, receipt, None, None, None, str(exc))
+            return ReceiptInfo(recipient, receipt, None, None, str(exc))
 
     def export(self, message_id: str, viewer: str | None, out_dir: Path) -> list[Path]:
         """Write the documents, the raw ``envelope.p7m`` and the receipts (``.p7s``) into ``out_dir``."""
