@@ -24,6 +24,7 @@ DEMO_USERS = [
     ("takahashi", "criminal-affairs", "clerk", 2, "高橋 美咲"),
     ("ito", "criminal-affairs", "approver", 3, "伊藤 誠"),
     ("yamada", "secretariat", "admin", 3, "山田 太郎"),
+    ("kobayashi", "secretariat", "operator", 3, "小林 直人"),
 ]
 
 # Readings in katakana, as a clerk types them into a picker.

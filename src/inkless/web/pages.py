@@ -322,6 +322,7 @@ def _second_factor(
     with node.db.begin() as conn:
         services.throttle.record(conn, user.login, client, success=True)
         token, _ = services.sessions.advance(conn, session, stage, client)
+        node.directory.record_login(user.login, conn)
         # (user.totp_enrolled is recorded by the directory, in the transaction that confirms the code.)
         node.audit.record(
             conn,
