@@ -38,7 +38,7 @@ from inkless.directory.model import (
     check_role,
 )
 from inkless.directory.service import DirectoryService, _totp_context
-from inkless.errors import ConflictError, NotFoundError, PolicyError, ValidationError
+from inkless.errors import ConflictError, PolicyError, ValidationError
 from inkless.pki.keystore import SecretBox
 
 CLI_ACTOR = "cli"
@@ -156,14 +156,9 @@ class Administration:
         return self._directory.users(by.office_code)
 
     def user(self, by: User | None, login: str) -> User:
-        """One user ``by`` may administer (NotFoundError outside their scope: others' logins are not told)."""
-        try:
-            user = self._directory.user(login)
-            self.check_office(by, user.office_code)
-        except PolicyError:
-            if by is not None and by.role.administers:
-                raise NotFoundError(f"no user {login!r}") from None
-            raise
+        """One user ``by`` may administer; PolicyError for a user of another office."""
+        user = self._directory.user(login)
+        self.check_office(by, user.office_code)
         return user
 
     # --- offices ------------------------------------------------------------------------------
