@@ -1,7 +1,7 @@
 """The admin console in Debian's chromium against ``inkless serve``: a node operator's main paths.
 
 One module shares two served nodes (moj with the demo offices, npa to pin) and one browser; the
-operator (kobayashi) logs in once. Each test works on its own objects (its own user, token, peer
+operator (matsumoto) logs in once. Each test works on its own objects (its own user, token, peer
 or block-list entry) and runs at 1366 or 390 px; screenshots of every page go to
 ``test-artifacts/admin/``.
 """
@@ -87,8 +87,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_context(locale="ja-JP", viewport=WIDE).new_page()
-                operator = accounts["kobayashi"]
-                login(page, moj.url, "kobayashi", operator["password"], operator["totp_secret"])
+                operator = accounts["matsumoto"]
+                login(page, moj.url, "matsumoto", operator["password"], operator["totp_secret"])
                 yield Console(moj, npa, accounts, browser, page)
             finally:
                 browser.close()
@@ -200,7 +200,7 @@ def test_lock_unlock_and_reset_one_time_codes_on_a_phone(ops: Console) -> None:
     page.goto(ops.url("/admin/audit?object_type=user&object_id=tanaka"))
     actions = page.locator("table.audit tbody tr td:nth-child(4)").all_inner_texts()
     assert actions[:3] == ["user.totp_reset", "user.unlocked", "user.locked"], actions
-    expect(page.locator("table.audit tbody tr").first).to_contain_text("kobayashi")
+    expect(page.locator("table.audit tbody tr").first).to_contain_text("matsumoto")
 
 
 def test_pin_a_peer_by_the_fingerprint_read_aloud(ops: Console) -> None:

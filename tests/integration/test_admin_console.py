@@ -120,8 +120,8 @@ def test_an_office_admin_manages_only_their_own_office_in_the_service_too(app: T
     clerk = node.directory.user("tanaka")
     with pytest.raises(PolicyError):
         admin.users(clerk)
-    assert [u.office_code for u in admin.users(kanri)] == ["civil-affairs"] * 4
-    operator = node.directory.user("kobayashi")
+    assert [u.office_code for u in admin.users(kanri)] == ["civil-affairs"] * 5
+    operator = node.directory.user("matsumoto")
     assert {u.office_code for u in admin.users(operator)} == {"civil-affairs", "criminal-affairs", "secretariat"}
     assert admin.add_office(operator, "tokyo", "東京法務局", "03-5213-1234", "トウキョウホウムキョク").name_kana == (
         "トウキョウホウムキョク")
