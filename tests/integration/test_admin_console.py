@@ -86,7 +86,7 @@ def test_bad_input_is_refused_in_japanese_and_changes_nothing(app: TestClient, n
     assert "ログイン名「tanaka」はすでに使われています。何も追加していません。" in duplicate.text
     assert 'value="別人"' in duplicate.text  # the form keeps what was typed
     bad_fax = client.post("/admin/offices/civil-affairs", data={
-        "name": "民事局", "name_kana": "ミンジキョク", "fax_number": "03-FAX-0000", "csrf_token": kanri.csrf})
+        "name": "民事局", "kana": "ミンジキョク", "fax_number": "03-FAX-0000", "csrf_token": kanri.csrf})
     assert bad_fax.status_code == 422
     assert "FAX番号は数字" in bad_fax.text and "何も変更していません" in bad_fax.text
     assert node.directory.office("civil-affairs").fax_number == "03-3580-4111"
@@ -123,7 +123,7 @@ def test_an_office_admin_manages_only_their_own_office_in_the_service_too(app: T
     assert [u.office_code for u in admin.users(kanri)] == ["civil-affairs"] * 5
     operator = node.directory.user("matsumoto")
     assert {u.office_code for u in admin.users(operator)} == {"civil-affairs", "criminal-affairs", "secretariat"}
-    assert admin.add_office(operator, "tokyo", "東京法務局", "03-5213-1234", "トウキョウホウムキョク").name_kana == (
+    assert admin.add_office(operator, "tokyo", "東京法務局", "03-5213-1234", "トウキョウホウムキョク").kana == (
         "トウキョウホウムキョク")
 
 

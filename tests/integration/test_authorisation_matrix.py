@@ -96,9 +96,6 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('POST', '/admin/users/{login}/reset-totp'): (303, 403, 403, 403, 422),
     ('POST', '/admin/users/{login}/unlock'): (303, 403, 403, 403, 409),  # not locked
     ('GET', '/api/v1/audit/entries'): (401, 403, 403, 200, 200),  # the node's audit log is for administrators
-    ('GET', '/api/v1/audit/witnesses'): (401, 403, 403, 200, 200),
-    ('GET', '/federation/v1/audit/witnessed/{log_id}'): (401, 401, 401, 401, 401),  # peers sign their requests
-    ('POST', '/federation/v1/audit/cosignatures'): (401, 401, 401, 401, 401),
     ('GET', '/api/v1/audit/proof/consistency'): (422, 422, 422, 422, 422),
     ('GET', '/api/v1/audit/proof/inclusion'): (422, 422, 422, 422, 422),
     ('GET', '/api/v1/audit/tree-head'): (200, 200, 200, 200, 200),

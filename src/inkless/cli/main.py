@@ -389,9 +389,9 @@ def office_set(
         office = node.directory.office(code)
         office = _admin(node).update_office(
             None, code, name if name is not None else office.name,
-            kana if kana is not None else office.name_kana,
+            kana if kana is not None else office.kana,
             fax_number if fax_number is not None else office.fax_number)
-    typer.echo(f"{office.code}: {office.name} ({office.name_kana or '-'}), fax {office.fax_number or '-'}")
+    typer.echo(f"{office.code}: {office.name} ({office.kana or '-'}), fax {office.fax_number or '-'}")
 
 
 @office_app.command("seal-image")

@@ -164,22 +164,22 @@ class Administration:
     # --- offices ------------------------------------------------------------------------------
 
     def add_office(self, by: User | None, code: str, name: str, fax_number: str | None = None,
-                   name_kana: str | None = None) -> Office:
+                   kana: str | None = None) -> Office:
         """Create an office (node operators)."""
         if not self.is_operator(by):
             raise PolicyError(OPERATORS_ONLY)
-        kana = check_kana(name_kana)
+        kana = check_kana(kana)
         office = self._directory.add_office(code, name, fax_number, actor=_actor(by))
         if kana is not None:
             return self.update_office(by, office.code, office.name, kana, office.fax_number)
         return office
 
-    def update_office(self, by: User | None, code: str, name: str, name_kana: str | None,
+    def update_office(self, by: User | None, code: str, name: str, kana: str | None,
                       fax_number: str | None) -> Office:
         """Change an office's name, its reading and its fax number."""
         self.check_office(by, code)
         name = check_name(name, "office name")
-        kana = check_kana(name_kana)
+        kana = check_kana(kana)
         fax = check_fax_number((fax_number or "").strip() or None)
         with self._db.begin() as conn:
             before = self._directory.office(code, conn)

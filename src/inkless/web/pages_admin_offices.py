@@ -65,13 +65,13 @@ def offices_add(
     request: Request, node: NodeDep, caller: AdminDep, render: RenderDep,
     code: Annotated[str, Form(max_length=64)] = "",
     name: Annotated[str, Form(max_length=400)] = "",
-    name_kana: Annotated[str, Form(max_length=400)] = "",
+    kana: Annotated[str, Form(max_length=400)] = "",
     fax_number: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     """Add an office (node operators)."""
     admin = administration(node)
-    form = {"code": code, "name": name, "name_kana": name_kana, "fax_number": fax_number}
-    error = _field_error(name, name_kana, fax_number)
+    form = {"code": code, "name": name, "kana": kana, "fax_number": fax_number}
+    error = _field_error(name, kana, fax_number)
     if error is None:
         try:
             check_office_code(code.strip())
@@ -80,7 +80,7 @@ def offices_add(
     if error is not None:
         return _list_page(request, render, caller, admin, 422, form=form, error=render.gettext(request, error))
     try:
-        office = admin.add_office(caller.user, code.strip(), name, fax_number.strip() or None, name_kana)
+        office = admin.add_office(caller.user, code.strip(), name, fax_number.strip() or None, kana)
     except InklessError as exc:
         message = explain(render, request, exc, {ConflictError: CODE_TAKEN, PolicyError: OPERATORS_ONLY},
                           code=code.strip())
@@ -112,17 +112,17 @@ def office_page(request: Request, code: str, node: NodeDep, caller: AdminDep, re
 def office_update(
     request: Request, code: str, node: NodeDep, caller: AdminDep, render: RenderDep,
     name: Annotated[str, Form(max_length=400)] = "",
-    name_kana: Annotated[str, Form(max_length=400)] = "",
+    kana: Annotated[str, Form(max_length=400)] = "",
     fax_number: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     """Save the office's name, reading and fax number."""
     admin = administration(node)
     admin.check_office(caller.user, code)
-    form = {"name": name, "name_kana": name_kana, "fax_number": fax_number}
-    error = _field_error(name, name_kana, fax_number)
+    form = {"name": name, "kana": kana, "fax_number": fax_number}
+    error = _field_error(name, kana, fax_number)
     if error is not None:
         return _detail(request, render, caller, node, code, 422, form=form, error=render.gettext(request, error))
-    admin.update_office(caller.user, code, name, name_kana, fax_number)
+    admin.update_office(caller.user, code, name, kana, fax_number)
     return RedirectResponse(f"/admin/offices/{code}?done=saved", status_code=303)
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from inkless.app import Node
 from inkless.delivery.envelope import Document
 from inkless.delivery.report import page_count
-from inkless.directory.model import Role, check_fax_number
+from inkless.directory.model import check_fax_number
 from inkless.errors import ConfigurationError, InklessError, ValidationError
 from inkless.fax.policy import check_fax_allowed
 from inkless.fax.routing import normalise_number
