@@ -257,7 +257,7 @@ def test_search_the_audit_log_and_see_an_entry_s_inclusion_proof_verify(ops: Con
     page.get_by_label("操作").fill("user.created")
     page.get_by_label("対象", exact=True).fill("sato")
     page.get_by_role("button", name="検索").click()
-    expect(page.locator(".count")).to_have_text("該当 1 件。")
+    expect(page.locator("#audit-count")).to_have_text("該当 1 件。")
     row = page.locator("table.audit tbody tr")
     expect(row).to_contain_text("user.created")
     assert row.locator("td:nth-child(2)").inner_text().endswith(" JST")
