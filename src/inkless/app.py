@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from inkless.audit.witness import WitnessService
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
+    from inkless.directory.admin import Administration
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
     from inkless.mail.notices import InboxNotices
@@ -71,6 +72,7 @@ class Node:
     witness: WitnessService | None = None
     pickup: PickupService | None = None
     notices: InboxNotices | None = None
+    admin: Administration | None = None
 
     @property
     def node_id(self) -> str:
@@ -157,6 +159,15 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.metrics.catalogue import ProcedureCatalogue
 
     node.procedures = ProcedureCatalogue(db, audit, clock)
+    from inkless.directory.admin import Administration
+
+    def cover_default(code: str, on: bool, actor: str) -> None:
+        # Read late: the fax service is the one the node has when the setting changes.
+        if node.fax is None:
+            raise ConfigurationError("this node has no fax service")
+        node.fax.set_office_settings(code, cover_page_default=on, actor=actor)
+
+    node.admin = Administration(db, settings.node_id, directory, audit, box, clock, cover_default=cover_default)
     return node
 
 

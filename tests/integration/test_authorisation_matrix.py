@@ -60,10 +60,41 @@ CIVIL_NUMBER = "03-3580-4111"
 # The objects: {message_id} a message to civil-affairs, {route_id} its approval route (step 1 waits for
 # sato), {job_id} its fax job (with a report), {call_id} the unroutable fax ("[call]": a fax delivered to
 # civil-affairs), {token_id} tanaka's API token, {rule_id}/{entry_id} a fax routing rule / block entry,
-# {code} civil-affairs, {node_id} a node that is not pinned.
+# {code} civil-affairs, {node_id} a node that is not pinned,
+# {login} tanaka (a user of civil-affairs), {index} audit entry 0.
 EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     #                                                            anon clerk clerk2 admin2 operator
     ('GET', '/'): (303, 303, 303, 303, 303),
+    # The admin console: clerks get 403 on every page and action; an office administrator (admin2, of the
+    # secretariat) gets 403 on civil-affairs' users, offices and tokens; node-wide sections (peers, audit
+    # log) are for every administrator. Empty forms are refused (422) or change nothing (409).
+    ('GET', '/admin'): (303, 403, 403, 200, 200),
+    ('GET', '/admin/audit'): (303, 403, 403, 200, 200),
+    ('GET', '/admin/audit/{index}'): (303, 403, 403, 200, 200),
+    ('POST', '/admin/audit/verify'): (303, 403, 403, 200, 200),
+    ('GET', '/admin/offices'): (303, 403, 403, 200, 200),  # each administrator sees their own offices
+    ('POST', '/admin/offices'): (303, 403, 403, 422, 422),  # (a filled-in form from an office admin: 403)
+    ('GET', '/admin/offices/{code}'): (303, 403, 403, 403, 200),
+    ('POST', '/admin/offices/{code}'): (303, 403, 403, 403, 422),
+    ('POST', '/admin/offices/{code}/cover'): (303, 403, 403, 403, 303),
+    ('GET', '/admin/offices/{code}/seal'): (303, 403, 403, 403, 404),  # no seal image uploaded
+    ('POST', '/admin/offices/{code}/seal'): (303, 403, 403, 403, 422),
+    ('GET', '/admin/peers'): (303, 403, 403, 200, 200),
+    ('POST', '/admin/peers'): (303, 403, 403, 422, 422),
+    ('POST', '/admin/peers/inspect'): (303, 403, 403, 422, 422),
+    ('POST', '/admin/peers/{node_id}/refresh'): (303, 403, 403, 404, 404),
+    ('POST', '/admin/peers/{node_id}/unpin'): (303, 403, 403, 422, 422),  # not confirmed
+    ('GET', '/admin/tokens'): (303, 403, 403, 200, 200),
+    ('POST', '/admin/tokens/{token_id}/revoke'): (303, 403, 403, 403, 422),
+    ('GET', '/admin/users'): (303, 403, 403, 200, 200),
+    ('POST', '/admin/users'): (303, 403, 403, 422, 422),
+    ('GET', '/admin/users/{login}'): (303, 403, 403, 403, 200),
+    ('POST', '/admin/users/{login}/change'): (303, 403, 403, 403, 422),
+    ('POST', '/admin/users/{login}/deactivate'): (303, 403, 403, 403, 422),
+    ('POST', '/admin/users/{login}/lock'): (303, 403, 403, 403, 422),
+    ('POST', '/admin/users/{login}/reactivate'): (303, 403, 403, 403, 409),  # already active
+    ('POST', '/admin/users/{login}/reset-totp'): (303, 403, 403, 403, 422),
+    ('POST', '/admin/users/{login}/unlock'): (303, 403, 403, 403, 409),  # not locked
     ('GET', '/api/v1/audit/entries'): (401, 403, 403, 200, 200),  # the node's audit log is for administrators
     ('GET', '/api/v1/audit/proof/consistency'): (422, 422, 422, 422, 422),
     ('GET', '/api/v1/audit/proof/inclusion'): (422, 422, 422, 422, 422),
@@ -204,12 +235,13 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('POST', '/api/v1/seal'): (401, 422, 422, 422, 422),
     ('GET', '/seals'): (303, 200, 200, 200, 200),
     ('GET', '/seals/preview/{kind}.png'): (303, 200, 200, 200, 200),
-    ('GET', '/tokens'): (303, 200, 200, 200, 200),
-    ('POST', '/tokens'): (303, 422, 422, 422, 422),
+    ('GET', '/tokens'): (303, 403, 403, 200, 200),
+    ('POST', '/tokens'): (303, 403, 403, 422, 422),
     ('GET', '/api/v1/tokens'): (401, 200, 200, 200, 200),
     ('POST', '/api/v1/tokens'): (401, 422, 422, 422, 422),
-    ('DELETE', '/api/v1/tokens/{token_id}'): (401, 409, 404, 404, 404),  # 409: already revoked by the page row above
-    ('POST', '/tokens/{token_id}/revoke'): (303, 303, 404, 404, 404),
+    # The token pages are for administrators and integrators; a clerk revokes their own token by the API.
+    ('DELETE', '/api/v1/tokens/{token_id}'): (401, 200, 404, 404, 404),
+    ('POST', '/tokens/{token_id}/revoke'): (303, 403, 403, 404, 404),
     ('POST', '/tsa'): (415, 415, 415, 415, 415),  # public; 415 without the timestamp-query content type
     ('GET', '/verify'): (200, 200, 200, 200, 200),
     ('POST', '/verify'): (422, 422, 422, 422, 422),
@@ -318,8 +350,8 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
             .replace("{job_id}", ids["job"]).replace("{token_id}", ids["token"]).replace("{rule_id}", ids["rule"])
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
             .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1")
-            .replace("{page}", "1")
-            .replace("{kind}", "personal"))
+            .replace("{page}", "1").replace("{index}", "0")
+            .replace("{kind}", "personal").replace("{login}", "tanaka"))
 
 
 def _call_path(method: str, path: str, ids: dict[str, str]) -> str:

@@ -117,3 +117,33 @@ def test_data_folder_from_environment(demo_dir: tuple[Path, dict[str, str]]) -> 
     data, env = demo_dir
     result = run("office", "list", "--json", env={**env, "INKLESS_DATA": str(data)})
     assert result.returncode == 0 and len(json.loads(result.stdout)) >= 3
+
+
+def test_user_and_office_administration(demo_dir: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """What the admin console changes, the node's operator can change from the command line (same service)."""
+    data, env = demo_dir
+    d = ["--data", str(data)]
+    assert run("user", "add", "honda", "--office", "criminal-affairs", "--role", "integrator", "--clearance", "1",
+               "--name", "本田 翼", *d, env=env).returncode == 0
+    for args, said in ((("lock", "honda"), "locked honda"), (("unlock", "honda"), "unlocked honda"),
+                       (("reset-totp", "honda"), "TOTP key of honda reset"),
+                       (("set", "honda", "--role", "approver", "--clearance", "2"),
+                        "honda: role approver, clearance 2"),
+                       (("deactivate", "honda"), "deactivated honda")):
+        done = run("user", *args, *d, env=env)
+        assert done.returncode == 0 and said in done.stdout, done.stderr
+    again = run("user", "deactivate", "honda", *d, env=env)
+    assert again.returncode == 7 and "already deactivated" in again.stderr
+    office = run("office", "set", "secretariat", "--kana", "ダイジンカンボウ", "--fax-number", "03-3580-4199", *d,
+                 env=env)
+    assert office.stdout.strip() == "secretariat: 大臣官房 (ダイジンカンボウ), fax 03-3580-4199", office.stderr
+    bad = run("office", "set", "secretariat", "--kana", "daijin", *d, env=env)
+    assert bad.returncode == 2 and "kana" in bad.stderr
+    fake = tmp_path / "seal.png"
+    fake.write_bytes(b"GIF89a not really a png")
+    refused = run("office", "seal-image", "secretariat", str(fake), *d, env=env)
+    assert refused.returncode == 2 and "PNG or JPEG" in refused.stderr
+    audit = run("audit", "list", "--object-id", "honda", "--json", *d, env=env)
+    actions = [e["action"] for e in json.loads(audit.stdout)]
+    assert actions == ["user.created", "user.locked", "user.unlocked", "user.totp_reset", "user.changed",
+                       "user.deactivated"]

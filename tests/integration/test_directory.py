@@ -36,7 +36,7 @@ def test_demo_directory(node: Node, demo: DemoSample) -> None:
     assert (tanaka.office_code, tanaka.surname, tanaka.must_change_password) == ("civil-affairs", "田中", True)
     with node.db.begin() as conn:
         actions = conn.execute(select(t.audit_entries.c.action)).scalars().all()
-    assert actions.count("office.created") == 3 and actions.count("user.created") == 6
+    assert actions.count("office.created") == 3 and actions.count("user.created") == 8
 
 
 BAD_INPUT: list[tuple[Callable[[DirectoryService], object], type[Exception]]] = [

@@ -51,7 +51,9 @@ SKIP_PREFIXES = ("/static/", "/pki/", "/api/", "/healthz", "/logout")
 # line and a worker: a sent fax's transmission report, an unroutable received fax's image.
 FILES = {"/fax/jobs/{job_id}/report", "/fax/admin/calls/{call_id}/image",
          # secure pickup: a document the e-mail recipient downloads, a file they sent back
-         "/p/{token}/documents/{number}", "/pickups/replies/{reply_id}"}
+         "/p/{token}/documents/{number}", "/pickups/replies/{reply_id}",
+         # an office seal image, linked once one is uploaded
+         "/admin/offices/{code}/seal"}
 # Pages nothing links to: the page an e-mail recipient opens from the notice mail (a link nobody can
 # guess; a made-up one shows the same page, by design, so that links cannot be probed).
 PUBLIC_STARTS = ("/p/" + "x" * 43,)

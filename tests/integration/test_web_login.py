@@ -362,8 +362,11 @@ def test_unfinished_login_expires(client: TestClient, web_node: Node, clock: Fix
 def test_tokens_page_creates_shows_once_and_revokes(
     client: TestClient, web_node: Node, clock: FixedClock
 ) -> None:
-    make_ready(web_node, clock, "sato")
-    inbox = login_fully(client, web_node, clock, "sato")
+    # API tokens are for administrators and integrators (a scanner's account, for instance).
+    web_node.directory.add_user("renkei", "civil-affairs", "integrator", 1, "連携 一郎", actor="test")
+    make_ready(web_node, clock, "renkei")
+    inbox = login_fully(client, web_node, clock, "renkei")
+    assert 'href="/tokens"' in inbox
     page = client.post(
         "/tokens", data={"name": "scanner", "expires_days": "30", "csrf_token": csrf_of(inbox)}
     )
@@ -379,8 +382,16 @@ def test_tokens_page_creates_shows_once_and_revokes(
     assert bad.status_code == 422 and "トークン名は1〜100文字" in bad.text
     page = client.post(f"/tokens/{token_id.group(1)}/revoke", data={"csrf_token": csrf_of(listing.text)})
     assert "失効" in page.text
-    tokens = ApiTokenService(web_node.db, web_node.directory, web_node.audit, clock).list("sato")
+    tokens = ApiTokenService(web_node.db, web_node.directory, web_node.audit, clock).list("renkei")
     assert [(tok.name, tok.state(clock.now())) for tok in tokens] == [("scanner", "revoked")]
+
+
+def test_clerks_and_approvers_see_no_api_tokens(client: TestClient, web_node: Node, clock: FixedClock) -> None:
+    make_ready(web_node, clock, "sato")
+    inbox = login_fully(client, web_node, clock, "sato")
+    assert 'href="/tokens"' not in inbox and 'href="/admin"' not in inbox
+    refused = client.get("/tokens")
+    assert refused.status_code == 403 and "APIトークンは管理者と連携担当者のためのものです。" in refused.text
 
 
 def test_session_cookie_is_secure_on_an_https_node(web_node: Node, clock: FixedClock) -> None:

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from inkless.cli.common import DataOption, JsonOption, open_node, print_json, pr
 from inkless.config import load_settings
 from inkless.directory.model import Clearance
 from inkless.errors import InklessError
+
+if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
+    from inkless.directory.admin import Administration
 
 app = typer.Typer(
     name="inkless",
@@ -240,7 +243,7 @@ def office_list(data: DataOption = None, as_json: JsonOption = False) -> None:
 def user_add(
     login: Annotated[str, typer.Argument(help="Login name, e.g. yamada")],
     office: Annotated[str, typer.Option("--office", help="Office code.")],
-    role: Annotated[str, typer.Option("--role", help="clerk, approver or admin.")],
+    role: Annotated[str, typer.Option("--role", help="clerk, approver, integrator, admin or operator.")],
     clearance: Annotated[int, typer.Option("--clearance", help="0 公開, 1 内部, 2 秘, 3 極秘.")],
     name: Annotated[str, typer.Option("--name", help='Full name, e.g. "山田 太郎".')],
     data: DataOption = None,
@@ -308,6 +311,99 @@ def user_totp(
         print_json({"login": login, "code": code})
     else:
         typer.echo(code)
+
+
+def _admin(node: object) -> Administration:
+    from inkless.directory.admin import Administration
+
+    admin = getattr(node, "admin", None)
+    assert isinstance(admin, Administration)
+    return admin
+
+
+@user_app.command("set")
+def user_set(
+    login: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option("--role", help="clerk, approver, integrator, admin or operator.")],
+    clearance: Annotated[int, typer.Option("--clearance", help="0 公開, 1 内部, 2 秘, 3 極秘.")],
+    data: DataOption = None,
+) -> None:
+    """Change a user's role and clearance."""
+    with open_node(data) as node:
+        user = _admin(node).change_user(None, login, role, clearance)
+    typer.echo(f"{user.login}: role {user.role.value}, clearance {user.clearance}")
+
+
+@user_app.command("lock")
+def user_lock(login: Annotated[str, typer.Argument(help="Login name.")], data: DataOption = None) -> None:
+    """Lock an account: its sessions end, no login and no API token work until 'inkless user unlock'."""
+    with open_node(data) as node:
+        _admin(node).lock(None, login)
+    typer.echo(f"locked {login}")
+
+
+@user_app.command("unlock")
+def user_unlock(login: Annotated[str, typer.Argument(help="Login name.")], data: DataOption = None) -> None:
+    """Unlock an account."""
+    with open_node(data) as node:
+        _admin(node).unlock(None, login)
+    typer.echo(f"unlocked {login}")
+
+
+@user_app.command("reset-totp")
+def user_reset_totp(login: Annotated[str, typer.Argument(help="Login name.")], data: DataOption = None) -> None:
+    """Give the user a new TOTP key: they register their authenticator app again at the next login."""
+    with open_node(data) as node:
+        _admin(node).reset_totp(None, login)
+    typer.echo(f"TOTP key of {login} reset; the next login enrols the authenticator again")
+
+
+@user_app.command("deactivate")
+def user_deactivate(login: Annotated[str, typer.Argument(help="Login name.")], data: DataOption = None) -> None:
+    """Deactivate an account (someone who left); 'inkless user reactivate' undoes it."""
+    with open_node(data) as node:
+        _admin(node).set_active(None, login, False)
+    typer.echo(f"deactivated {login}")
+
+
+@user_app.command("reactivate")
+def user_reactivate(login: Annotated[str, typer.Argument(help="Login name.")], data: DataOption = None) -> None:
+    """Reactivate a deactivated account."""
+    with open_node(data) as node:
+        _admin(node).set_active(None, login, True)
+    typer.echo(f"reactivated {login}")
+
+
+@office_app.command("set")
+def office_set(
+    code: Annotated[str, typer.Argument(help="Office code.")],
+    name: Annotated[str | None, typer.Option("--name", help="New office name.")] = None,
+    kana: Annotated[str | None, typer.Option("--kana", help="The name's reading in kana, e.g. ミンジキョク.")] = None,
+    fax_number: Annotated[
+        str | None, typer.Option("--fax-number", help="The office's fax number ('' for none).")
+    ] = None,
+    data: DataOption = None,
+) -> None:
+    """Change an office's name, reading or fax number (options not given stay as they are)."""
+    with open_node(data) as node:
+        office = node.directory.office(code)
+        office = _admin(node).update_office(
+            None, code, name if name is not None else office.name,
+            kana if kana is not None else office.kana,
+            fax_number if fax_number is not None else office.fax_number)
+    typer.echo(f"{office.code}: {office.name} ({office.kana or '-'}), fax {office.fax_number or '-'}")
+
+
+@office_app.command("seal-image")
+def office_seal_image(
+    code: Annotated[str, typer.Argument(help="Office code.")],
+    image: Annotated[Path, typer.Argument(help="PNG or JPEG scan of the office seal (at most 1 MB).")],
+    data: DataOption = None,
+) -> None:
+    """Store the office's seal image (checked by decoding it, whatever its file name says)."""
+    with open_node(data) as node:
+        seal = _admin(node).set_seal_image(None, code, image.read_bytes())
+    typer.echo(f"{code}: seal image {seal.media_type} {seal.width}x{seal.height} ({seal.sha256[:16]}…)")
 
 
 def _register_optional() -> None:

@@ -87,10 +87,30 @@ users = Table(
     Column("must_change_password", Boolean, nullable=False, default=True),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("role IN ('clerk', 'approver', 'admin')", name="role"),
+    # The end of the user's last completed login (password and one-time code), for administrators.
+    Column("last_login_at", UTCDateTime, nullable=True),
+    # Set while an administrator has locked the account: no login, no API token, sessions ended.
+    Column("locked_at", UTCDateTime, nullable=True),
+    CheckConstraint(
+        "role IN ('clerk', 'approver', 'admin', 'operator', 'integrator')", name="role"
+    ),
     CheckConstraint("clearance BETWEEN 0 AND 3", name="clearance"),
 )
 Index("ix_users_office_id", users.c.office_id)
+
+# An office's seal as scanned from paper (角印): shown in the admin console, validated by content.
+office_seal_images = Table(
+    "office_seal_images",
+    metadata,
+    Column("office_id", Integer, ForeignKey("offices.id", ondelete="CASCADE"), primary_key=True),
+    Column("media_type", String(32), nullable=False),
+    Column("image", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("uploaded_at", UTCDateTime, nullable=False),
+    Column("uploaded_by", String(64), nullable=False),
+)
 
 # Private keys, never in clear: AES-256-GCM under the node master key.
 private_keys = Table(

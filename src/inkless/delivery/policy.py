@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inkless.directory.model import Clearance, Role, User
+from inkless.directory.model import Clearance, User
 from inkless.errors import NotFoundError, PolicyError
 
 OPERATOR_LOGIN = "operator"
@@ -31,7 +31,7 @@ class Actor:
     @classmethod
     def of(cls, user: User) -> Actor:
         return cls(login=user.login, office=user.office_code, clearance=user.clearance,
-                   admin=user.role == Role.ADMIN)
+                   admin=user.role.administers)
 
     @classmethod
     def operator(cls) -> Actor:

@@ -24,6 +24,8 @@ DEMO_USERS = [
     ("takahashi", "criminal-affairs", "clerk", 2, "高橋 美咲"),
     ("ito", "criminal-affairs", "approver", 3, "伊藤 誠"),
     ("yamada", "secretariat", "admin", 3, "山田 太郎"),
+    ("matsumoto", "secretariat", "operator", 3, "松本 直人"),
+    ("kimura", "civil-affairs", "integrator", 1, "木村 拓也"),
 ]
 
 # Readings in katakana, as a clerk types them into a picker.

@@ -13,11 +13,28 @@ from inkless.text import check_text
 
 
 class Role(StrEnum):
-    """What a user may do: clerks send and start routes, approvers stamp, admins administer."""
+    """What a user may do.
+
+    Clerks send and start routes, approvers stamp; integrators are clerks who may also hold API
+    tokens (for scanners and line-of-business systems); office administrators (``admin``) run
+    their own office; node operators (``operator``) run the whole node. See docs/admin.md.
+    """
 
     CLERK = "clerk"
     APPROVER = "approver"
     ADMIN = "admin"
+    OPERATOR = "operator"
+    INTEGRATOR = "integrator"
+
+    @property
+    def administers(self) -> bool:
+        """Office administrators and node operators: the console, the audit log, fax and peer settings."""
+        return self in (Role.ADMIN, Role.OPERATOR)
+
+    @property
+    def holds_tokens(self) -> bool:
+        """Who sees API tokens in the UI and may create them from a browser session."""
+        return self in (Role.ADMIN, Role.OPERATOR, Role.INTEGRATOR)
 
 
 class Clearance:
@@ -66,6 +83,13 @@ class User:
     must_change_password: bool
     active: bool
     created_at: datetime
+    last_login_at: datetime | None = None
+    locked_at: datetime | None = None
+
+    @property
+    def locked(self) -> bool:
+        """Locked by an administrator: no login and no API token until unlocked."""
+        return self.locked_at is not None
 
     @property
     def surname(self) -> str:
@@ -117,6 +141,19 @@ def check_name(name: str, what: str) -> str:
     if not name or len(name) > 200:
         raise ValidationError("{what} must be 1-200 characters", what=what)
     return name
+
+
+KANA_RE = re.compile(r"^[\u30a0-\u30ff\u3040-\u309f\u3000 ・ー]+$")
+
+
+def check_kana(kana: str | None) -> str | None:
+    """A name's reading in kana (katakana or hiragana, spaces allowed); None when empty."""
+    if kana is None or not kana.strip():
+        return None
+    kana = kana.strip()
+    if len(kana) > 200 or not KANA_RE.match(kana):
+        raise ValidationError(f"reading {kana!r} must be written in kana (e.g. ミンジキョク)")
+    return kana
 
 
 def check_fax_number(number: str | None) -> str | None:

@@ -283,6 +283,24 @@ class PeerService:
         result = self._refresh_one(node_id, actor)
         return self.get(node_id), result
 
+    def presented(self, url: str) -> tuple[str, str]:
+        """(node id, CA fingerprint) that the node at ``url`` presents now; nothing is stored or trusted.
+
+        The admin console shows this fingerprint for reading aloud; pinning still takes the fingerprint the
+        peer's administrator reads out (typed by the admin) and :meth:`add` compares it with this one again.
+        """
+        url = normalise_url(url)
+        answer = self.client.request("GET", url + NODE_PATH, peer=url, ca=None, sign=False)
+        if answer.status != 200:
+            raise PeerUnreachableError(f"{url} answered HTTP {answer.status} to {NODE_PATH}: {answer.detail()}")
+        try:
+            document = json.loads(answer.body)
+            ca = x509.load_pem_x509_certificate(document["ca_certificate"].encode("ascii"))
+            claimed = str(document["node_id"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValidationError(f"{url}{NODE_PATH} did not return an inkless node document ({exc})") from None
+        return claimed, fingerprint(ca.public_bytes(serialization.Encoding.DER))
+
     def remove(self, node_id: str, actor: str = "system") -> None:
         """Unpin a peer: its requests are refused from now on and its directory is forgotten."""
         with self._db.begin() as conn:

@@ -240,13 +240,15 @@ class DirectoryService:
         failure = AuthenticationError("wrong login or password")
         with self._db.begin() as c:
             row = c.execute(
-                select(t.users.c.id, t.users.c.password_hash, t.users.c.active).where(t.users.c.login == login)
+                select(t.users.c.id, t.users.c.password_hash, t.users.c.active, t.users.c.locked_at)
+                .where(t.users.c.login == login)
             ).one_or_none()
             if row is None:
                 # Spend the same time as a real check, so that timing does not reveal which logins exist.
                 _verify(self._hasher, _DUMMY_HASH, password)
                 raise failure
-            if not _verify(self._hasher, row.password_hash, password) or not row.active:
+            # A locked or deactivated account gets the same answer as a wrong password.
+            if not _verify(self._hasher, row.password_hash, password) or not row.active or row.locked_at:
                 raise failure
             if self._hasher.check_needs_rehash(row.password_hash):
                 c.execute(
@@ -320,6 +322,10 @@ class DirectoryService:
                 c, AuditEvent(actor=actor, action="user.password_changed", object_type="user", object_id=login)
             )
 
+    def record_login(self, login: str, conn: Connection) -> None:
+        """Remember when ``login`` last completed a login (shown to administrators)."""
+        conn.execute(update(t.users).where(t.users.c.login == login).values(last_login_at=self._clock.now()))
+
     # --- helpers -------------------------------------------------------------------
 
     def _maybe(self, conn: Connection | None) -> Any:
@@ -363,6 +369,8 @@ def _user_query() -> Any:
         t.users.c.must_change_password,
         t.users.c.active,
         t.users.c.created_at,
+        t.users.c.last_login_at,
+        t.users.c.locked_at,
     ).join(t.offices, t.offices.c.id == t.users.c.office_id)
 
 
@@ -384,6 +392,8 @@ def _user(row: Row[Any]) -> User:
         must_change_password=bool(row.must_change_password),
         active=bool(row.active),
         created_at=row.created_at,
+        last_login_at=row.last_login_at,
+        locked_at=row.locked_at,
     )
 
 

@@ -182,7 +182,7 @@ class ApiTokenService:
                 raise failure
             user = self._directory.user_by_id(row.user_id, conn)
             # A user moved to another office loses the tokens of the old one.
-            if not user.active or user.office_id != row.office_id:
+            if not user.active or user.locked or user.office_id != row.office_id:
                 raise failure
             if row.last_used_at is None or now - row.last_used_at >= LAST_USED_GRANULARITY:
                 conn.execute(update(t.api_tokens).where(t.api_tokens.c.id == row.id).values(last_used_at=now))

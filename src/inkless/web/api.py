@@ -51,7 +51,7 @@ class MeOut(BaseModel):
 
     login: str
     display_name: str
-    role: str = Field(description="clerk, approver or admin")
+    role: str = Field(description="clerk, approver, integrator, admin or operator")
     clearance: int = Field(
         ge=0, le=3, description="0 public, 1 internal, 2 confidential, 3 strictly confidential"
     )

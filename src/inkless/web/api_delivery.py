@@ -21,7 +21,6 @@ from inkless.app import Node
 from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
-from inkless.directory.model import Role
 from inkless.errors import ConfigurationError, ValidationError
 from inkless.pageview import NotAPdfError, page_count
 from inkless.web.deps import Caller, RowId, api_caller, get_node, require_own_office
@@ -420,7 +419,7 @@ def get_lists(caller: CallerDep, node: NodeDep) -> list[ListOut]:
 @router.post("/lists", response_model=ListOut, status_code=201, responses=ERRORS)
 def post_list(body: ListIn, caller: CallerDep, node: NodeDep) -> ListOut:
     """Create or replace a distribution list (administrators only)."""
-    if caller.user.role != Role.ADMIN:
+    if not caller.user.role.administers:
         raise HTTPException(status_code=403, detail="only administrators manage distribution lists")
     saved = _svc(node).set_list(body.name, body.addresses, actor=caller.user.login)
     return ListOut(name=saved.name, addresses=list(saved.addresses))

@@ -189,7 +189,7 @@ def list_calls(node: NodeDep, caller: CallerDep, limit: int = 200) -> list[FaxCa
     """The call log, newest last: administrators see every call, others their office's."""
     if not 1 <= limit <= 5000:
         raise ValidationError("limit must be 1-5000")
-    office = None if caller.user.role == "admin" else caller.office.code
+    office = None if caller.user.role.administers else caller.office.code
     return [_call(c) for c in fax_of(node).calls(office_code=office, limit=limit)]
 
 

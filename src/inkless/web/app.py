@@ -43,6 +43,10 @@ CSP = (
 # Public, cacheable resources; everything else may show personal data and is never stored by caches.
 CACHEABLE_PREFIXES = ("/static/", "/pki/", "/healthz")
 
+# The admin console's modules: its menu (pages_admin) and one module per section.
+ADMIN_CONSOLE = ("pages_admin", "pages_admin_users", "pages_admin_offices", "pages_admin_peers",
+                 "pages_admin_audit", "pages_admin_tokens")
+
 ERROR_TITLES = {
     400: N_("Bad request"),
     401: N_("Not logged in"),
@@ -146,6 +150,7 @@ def create_app(node: Node) -> FastAPI:
         (_optional_router("inkless.web.pages_notices"), ""),
         (pickers.router, ""),
         (pickers.api_router, API_PREFIX),
+        *((importlib.import_module(f"inkless.web.{m}").router, "") for m in ADMIN_CONSOLE),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

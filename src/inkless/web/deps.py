@@ -24,7 +24,7 @@ from starlette.types import Scope
 
 from inkless.app import Node
 from inkless.audit.traffic import AnonymousTraffic
-from inkless.directory.model import Office, Role, User
+from inkless.directory.model import Office, User
 from inkless.directory.tokens import ApiTokenService
 from inkless.errors import AuthenticationError, RateLimitedError
 from inkless.web.render import N_
@@ -215,7 +215,7 @@ def not_logged_in(request: Request, services: Annotated[WebServices, Depends(get
 
 def _caller_of_session(node: Node, session: WebSession) -> Caller:
     user = node.directory.user_by_id(session.user_id)
-    if not user.active:
+    if not user.active or user.locked:
         raise AuthenticationError("this account is disabled")
     return Caller(user=user, office=node.directory.office(user.office_code), session=session)
 
@@ -263,7 +263,7 @@ def session_api_caller(caller: Annotated[Caller, Depends(api_caller)]) -> Caller
 
 def require_admin(caller: Annotated[Caller, Depends(api_caller)]) -> Caller:
     """Allow only an authenticated administrator (session or API token)."""
-    if caller.user.role != Role.ADMIN:
+    if not caller.user.role.administers:
         raise HTTPException(status_code=403, detail=N_("administrators only"))
     return caller
 

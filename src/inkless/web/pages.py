@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import segno
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from inkless.app import Node
@@ -322,6 +322,7 @@ def _second_factor(
     with node.db.begin() as conn:
         services.throttle.record(conn, user.login, client, success=True)
         token, _ = services.sessions.advance(conn, session, stage, client)
+        node.directory.record_login(user.login, conn)
         # (user.totp_enrolled is recorded by the directory, in the transaction that confirms the code.)
         node.audit.record(
             conn,
@@ -432,8 +433,21 @@ def logout(request: Request, node: NodeDep, services: ServicesDep, session: Sess
 # --- API tokens ----------------------------------------------------------------------------
 
 
+TOKENS_NOT_FOR_ROLE = N_("API tokens are for administrators and integrators.")
+
+
+def token_holder(caller: CallerDep) -> Caller:
+    """The caller of the API token pages: 403 for clerks and approvers (their menus do not show tokens)."""
+    if not caller.user.role.holds_tokens:
+        raise HTTPException(status_code=403, detail=TOKENS_NOT_FOR_ROLE)
+    return caller
+
+
+TokenHolderDep = Annotated[Caller, Depends(token_holder)]
+
+
 @router.get("/tokens")
-def tokens_page(request: Request, caller: CallerDep, services: ServicesDep, render: RendererDep) -> Response:
+def tokens_page(request: Request, caller: TokenHolderDep, services: ServicesDep, render: RendererDep) -> Response:
     """The caller's API tokens, and a form to create one."""
     return _tokens_page(request, caller, services, render)
 
@@ -441,7 +455,7 @@ def tokens_page(request: Request, caller: CallerDep, services: ServicesDep, rend
 @router.post("/tokens")
 def tokens_create(
     request: Request,
-    caller: CallerDep,
+    caller: TokenHolderDep,
     services: ServicesDep,
     render: RendererDep,
     name: Annotated[str, Form(max_length=200)] = "",
@@ -478,7 +492,7 @@ def tokens_create(
 
 
 @router.post("/tokens/{token_id}/revoke")
-def tokens_revoke(token_id: RowId, caller: CallerDep, services: ServicesDep) -> Response:
+def tokens_revoke(token_id: RowId, caller: TokenHolderDep, services: ServicesDep) -> Response:
     """Revoke one of the caller's tokens."""
     services.tokens.revoke(token_id, actor=caller.user.login, owner=caller.user.login)
     return _redirect("/tokens")

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from inkless.app import Node
 from inkless.delivery.envelope import Document
 from inkless.delivery.report import page_count
-from inkless.directory.model import Role, check_fax_number
+from inkless.directory.model import check_fax_number
 from inkless.errors import ConfigurationError, InklessError, ValidationError
 from inkless.fax.policy import check_fax_allowed
 from inkless.fax.routing import normalise_number
@@ -67,7 +67,7 @@ def _csrf(caller: Caller) -> str:
 
 
 def _admin(caller: Caller) -> None:
-    if caller.user.role != Role.ADMIN:
+    if not caller.user.role.administers:
         raise HTTPException(status_code=403, detail=ADMINS_ONLY)
 
 
@@ -218,7 +218,7 @@ def fax_log(request: Request, node: NodeDep, caller: CallerDep, render: Renderer
     if error is None and delivery is not None:
         page = fax_log_page(
             node.db, delivery.search_index, node.settings.tz, filt,
-            office_id=None if caller.user.role == Role.ADMIN else caller.office.id,
+            office_id=None if caller.user.role.administers else caller.office.id,
             viewer_office_id=caller.office.id, clearance=caller.user.clearance)
         calls, older = page.calls, page.older
     kept = {k: v for k, v in raw.items() if v}
