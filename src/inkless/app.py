@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
+    from inkless.intake.service import IntakeService
     from inkless.mail.notices import InboxNotices
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
@@ -71,6 +72,7 @@ class Node:
     witness: WitnessService | None = None
     pickup: PickupService | None = None
     notices: InboxNotices | None = None
+    intake: IntakeService | None = None
 
     @property
     def node_id(self) -> str:
@@ -157,6 +159,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.metrics.catalogue import ProcedureCatalogue
 
     node.procedures = ProcedureCatalogue(db, audit, clock)
+    from inkless.intake.service import build_intake
+
+    node.intake = build_intake(node)
     return node
 
 

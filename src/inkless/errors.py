@@ -8,6 +8,7 @@ into these at the boundary that calls them, keeping the detail.
     ├── ConfigurationError             exit code 6   bad inkless.toml / INKLESS_* value
     │   └── FontNotFoundError                        no Japanese font installed (fontconfig)
     ├── ValidationError                exit code 2   bad input from a user or a peer
+    │   └── UntrustedFileError                       a file from the public refused (has .reason, .file_name)
     ├── NotFoundError                  exit code 3   no such office, user, entry ...
     ├── ConflictError                  exit code 7   already exists / already initialised
     │   └── MessageIdMismatchError                   a delivery's Inkless-Message-Id is not the envelope's id
@@ -79,6 +80,19 @@ class ValidationError(InklessError):
 
     exit_code = 2
     http_status = 422
+
+
+class UntrustedFileError(ValidationError):
+    """A file from outside (intake window, pickup reply) was refused: wrong type, too large, unreadable, infected.
+
+    ``reason`` is a short code (``type``, ``size``, ``pages``, ``pixels``, ``unreadable``, ``encrypted``,
+    ``virus``, ``scan_failed``) for tallies and translated messages; ``file_name`` is the name as sent.
+    """
+
+    def __init__(self, message: str, reason: str, file_name: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.file_name = file_name
 
 
 class NotFoundError(InklessError):

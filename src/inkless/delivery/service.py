@@ -519,15 +519,15 @@ class DeliveryService:
         subject: str,
         classification: int = 1,
     ) -> str:
-        """Put documents that arrived outside inkless (an inbound fax) into an office's inbox.
+        """Put documents that arrived outside inkless (an inbound fax, the intake window) into an office's inbox.
 
         They are sealed like any message — signed by the receiving office's own key, which only
         attests that this node deposited them, and encrypted to the office — and marked
         unauthenticated: nobody vouches for the sender. ``facts`` (e.g. the calling fax number)
         travel inside the envelope.
         """
-        if source not in ("fax",):
-            raise ValidationError("unknown source {source!r} (expected 'fax')", source=source)
+        if source not in ("fax", "intake"):
+            raise ValidationError("unknown source {source!r} (expected 'fax' or 'intake')", source=source)
         if not documents:
             raise ValidationError("a deposit needs at least one document")
         if not 0 <= classification <= 3:

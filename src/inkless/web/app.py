@@ -117,6 +117,7 @@ def create_app(node: Node) -> FastAPI:
         pages_delivery,
         pages_fax,
         pages_inbox,
+        pages_intake,
         pages_routes,
         pages_sessions,
         pages_verify,
@@ -146,6 +147,7 @@ def create_app(node: Node) -> FastAPI:
         (_optional_router("inkless.web.pages_notices"), ""),
         (pickers.router, ""),
         (pickers.api_router, API_PREFIX),
+        (pages_intake.router, ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:
