@@ -118,6 +118,7 @@ def create_app(node: Node) -> FastAPI:
         pages_fax,
         pages_inbox,
         pages_intake,
+        pages_invite,
         pages_routes,
         pages_sessions,
         pages_verify,
@@ -148,6 +149,7 @@ def create_app(node: Node) -> FastAPI:
         (pickers.router, ""),
         (pickers.api_router, API_PREFIX),
         (pages_intake.router, ""),
+        (pages_invite.router, ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

@@ -49,6 +49,17 @@ FILE_REFUSALS = {
     "scan_failed": N_("%(name)s: the virus check is not available now. Please try again later."),
 }
 FIELDS = ("name", "organisation", "email", "phone", "subject", "procedure", "message")
+# The service's messages, marked here so that the catalogs carry them (the service knows no web layer).
+SERVICE_MESSAGES = (
+    N_("Please enter your name."), N_("Please enter a valid e-mail address."),
+    N_("The phone number may contain only digits, spaces, hyphens and brackets."), N_("Please enter a subject."),
+    N_("Please choose a procedure from the list."), N_("One of the fields is too long."),
+    N_("Please attach at least one file."), N_("Too many files for this window."),
+    N_("The code is not right. Check the latest mail and try again."),
+    N_("The code was entered wrongly too many times and no longer works. Please start again."),
+    N_("The code has expired or was already used. Please start again."), N_("This intake window is closed."),
+    N_("Open the intake window of this office before inviting fax senders to it."),
+)
 
 
 def intake_of(node: Node) -> IntakeService:
