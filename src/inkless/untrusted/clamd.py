@@ -45,8 +45,12 @@ class ClamdScanner:
             host, _, port = self.address[4:].rpartition(":")
             return socket.create_connection((host, int(port)), timeout=self.timeout)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.address)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.address)
+        except OSError:
+            sock.close()
+            raise
         return sock
 
     def scan(self, data: bytes) -> ScanVerdict:
