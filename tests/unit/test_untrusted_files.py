@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import io
-import struct
 import tracemalloc
-import zlib
 
 import pytest
 from PIL import Image
 
 from inkless.errors import UntrustedFileError
-from inkless.untrusted.files import PNG_SIGNATURE, FileLimits, check_file, image_size, safe_name, sniff
+from inkless.untrusted.files import FileLimits, check_file, image_size, safe_name, sniff
+from tests.helpers.intake import huge_png
 from tests.helpers.seals import sample_pdf
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def huge_png(width: int = 60_000, height: int = 60_000) -> bytes:
-    """A valid PNG header of a 60,000 × 60,000 RGB image with one tiny compressed row: a few hundred bytes."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
 
 
 def _image(kind: str, size: tuple[int, int] = (640, 480)) -> bytes:

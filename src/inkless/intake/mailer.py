@@ -7,31 +7,22 @@ has :class:`NoMailer`: the window then says it cannot take submissions rather th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from inkless.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
-class MailAttachment:
-    """A file attached to a mail (the 受付証明 PDF)."""
-
-    name: str
-    content_type: str
-    data: bytes
-
-
-@dataclass(frozen=True)
 class OutgoingMail:
-    """One mail to one address: Japanese and English in one body, plain text and HTML."""
+    """One mail to one address: Japanese and English in one body. Nothing is attached (脱PPAP): the
+    受付証明 is downloaded from the status page after a fresh code."""
 
     to: str
     subject: str
     text: str
-    html: str | None = None
-    attachments: tuple[MailAttachment, ...] = field(default_factory=tuple)
-    purpose: str = "intake"  # for the outbox's listing: intake.code, intake.receipt, intake.status
+    purpose: str = "intake"  # the outbox's kind: intake.code, intake.receipt, intake.status
+    ref: str | None = None  # the receipt number, once there is one
 
 
 class Mailer(Protocol):

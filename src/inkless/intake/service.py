@@ -38,7 +38,7 @@ from inkless.errors import (
 from inkless.intake import codes
 from inkless.intake.codes import CodeOutcome, CodeState
 from inkless.intake.documents import CertificateFacts, ListedFile, certificate_pdf, invitation_pdf, seal_placement
-from inkless.intake.mailer import MailAttachment, Mailer, OutgoingMail
+from inkless.intake.mailer import Mailer, OutgoingMail
 from inkless.intake.model import (
     NEED_FILES,
     TOO_MANY_FILES,
@@ -196,7 +196,6 @@ class IntakeService:
         except ValidationError:
             self._note(EP_SUBMIT, client, "refused_form")
             raise
-        self.address_traffic.admit(EP_ADDRESS, _address_key(checked_form.email))
         if not files:
             self._note(EP_SUBMIT, client, "refused_form")
             raise ValidationError(NEED_FILES)
@@ -211,6 +210,8 @@ class IntakeService:
             except UntrustedFileError as exc:
                 self._note(EP_SUBMIT, client, f"refused_{exc.reason}")
                 raise
+        # Codes per address: counted only for submissions that would mail one.
+        self.address_traffic.admit(EP_ADDRESS, _address_key(checked_form.email))
         stored = [{"name": f.name, "kind": f.kind, "pages": f.pages, "size": f.original_size,
                    "sha256": hashlib.sha256(f.pdf).hexdigest(), "blob": self._blobs.put(f.pdf)} for f in checked]
         payload = {"form": checked_form.__dict__, "files": stored}
@@ -314,7 +315,7 @@ class IntakeService:
                 digests={"certificate": certificate_blob, **{f"file{i + 1}": f["sha256"] for i, f in enumerate(files)}},
                 details={"office": office.code, "message_id": message_id, "files": len(files),
                          "procedure": form.procedure, "email_verified": True}), at=now)
-        self._mail_receipt(email, office, receipt_number, now, certificate)
+        self._mail_receipt(email, office, receipt_number, now)
         return AcceptedSubmission(receipt_number, office.code, office.name, now, message_id, len(files), certificate)
 
     def _unique_receipt_number(self, now: datetime) -> str:
@@ -337,12 +338,12 @@ class IntakeService:
                                                      reason=f"受付証明 {receipt_number}"))
 
     def certificate(self, token: str) -> tuple[str, bytes]:
-        """The 受付証明 of the submission a browser's token accepted, for an hour after; NotFoundError otherwise."""
+        """The 受付証明 of the receipt a browser's code accepted (submission or status check), for an hour after;
+        NotFoundError otherwise."""
         now = self._clock.now()
         with self._db.read() as conn:
             row = conn.execute(select(intake_codes.c.receipt_number, intake_codes.c.expires_at).where(
-                intake_codes.c.token_hash == codes.token_hash(token[:200]), intake_codes.c.purpose == "submit",
-                intake_codes.c.state == "accepted")).first()
+                intake_codes.c.token_hash == codes.token_hash(token[:200]), intake_codes.c.state == "accepted")).first()
             if row is None or row.receipt_number is None or \
                     row.expires_at + timedelta(hours=CERTIFICATE_HOURS) < now:
                 raise NotFoundError("no such certificate")
@@ -416,22 +417,22 @@ class IntakeService:
                 f"Confirmation code to see the status of receipt {number}: {code} (valid for 10 minutes).\n")
         self.mailer.send(OutgoingMail(email, f"確認コード {code} / Confirmation code", text, purpose="intake.status"))
 
-    def _mail_receipt(self, email: str, office: Office, number: str, at: datetime, certificate: bytes) -> None:
+    def _mail_receipt(self, email: str, office: Office, number: str, at: datetime) -> None:
         when_ja = timefmt.format_datetime(at, "ja", self._tz)
         when_en = timefmt.format_datetime(at, "en", self._tz)
         status = f"{self.base_url}/intake/{office.code}/status"
         text = (f"{self.organisation} {office.name} 受付窓口です。次のとおり受け付けました。\n\n"
                 f"受付番号: {number}\n受付日時: {when_ja}\n\n"
-                "受付証明（PDF、電子印つき）を添付します。\n"
-                f"受付状況は次のページで確認できます（受付番号とメールアドレス）:\n{status}\n\n"
+                "受付状況の確認と受付証明（PDF、電子印つき）のダウンロードは、次のページからできます\n"
+                f"（受付番号とこのメールアドレスを入力してください）:\n{status}\n\n"
+                "書類はこのメールには添付していません。\n\n"
                 "---\n"
                 f"{office.name} has received your submission.\nReceipt number: {number}\nReceived: {when_en}\n"
-                f"The sealed certificate of receipt is attached. Check the status at:\n{status}\n")
+                "Check the status and download the sealed certificate of receipt (PDF) with the receipt number\n"
+                f"and this address at:\n{status}\n")
         try:
-            self.mailer.send(OutgoingMail(
-                email, f"受付番号 {number} / Receipt number", text,
-                attachments=(MailAttachment(f"受付証明-{number}.pdf", "application/pdf", certificate),),
-                purpose="intake.receipt"))
+            self.mailer.send(OutgoingMail(email, f"受付番号 {number} / Receipt number", text, purpose="intake.receipt",
+                                          ref=number))
         except InklessError as exc:
             # The submission is in the office's inbox and the receipt is on screen: a mail problem is logged.
             log.error("receipt mail for %s could not be queued: %s", number, exc)

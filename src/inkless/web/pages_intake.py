@@ -8,7 +8,7 @@
     POST /intake/{office}/certificate     the sealed 受付証明 PDF of the receipt page
     GET  /intake/{office}/status          receipt number and e-mail address
     POST /intake/{office}/status          → the code page (a code is mailed if they match)
-    POST /intake/{office}/status/confirm  the code → the status
+    POST /intake/{office}/status/confirm  the code → the status, with the 受付証明 to download
 
 Every POST comes from this site (same-origin check, as the login steps) and is counted per client
 address (429 over ``public_requests_per_minute``); codes are also limited per e-mail address.
@@ -229,4 +229,4 @@ async def intake_status_confirm(
         return _page(render, request, "intake_code.html", window, exc.http_status, token=token,
                      locked=exc.http_status == 403, error=render.gettext(request, exc.message),
                      action=f"/intake/{office}/status/confirm", purpose="status", pending=None)
-    return _page(render, request, "intake_status_result.html", window, status=status)
+    return _page(render, request, "intake_status_result.html", window, status=status, token=token)
