@@ -74,9 +74,11 @@ def qr_png(url: str, scale: int = 8) -> bytes:
     return out.getvalue()
 
 
-def qr_svg(url: str) -> str:
-    """The QR code of ``url`` as SVG markup (for pages: no script, no external resource)."""
-    return str(segno.make(url, error="m").svg_inline(scale=6, border=4, omitsize=False))
+def qr_svg(url: str) -> bytes:
+    """The QR code of ``url`` as a standalone SVG file (no script, no external resource)."""
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="svg", scale=6, border=4, title="QR")
+    return out.getvalue()
 
 
 def _wrap(text: str, width: int) -> list[str]:
