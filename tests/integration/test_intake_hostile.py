@@ -27,6 +27,7 @@ from inkless.config import load_settings
 from inkless.db import tables as t
 from inkless.db.tables_intake import intake_codes, intake_submissions
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.intake.tasks import purge_expired_codes
 from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
@@ -261,3 +262,19 @@ def test_status_answers_look_the_same_whether_or_not_the_receipt_exists(state: S
     assert pages["real"] == pages["unknown number"]
     # Only the real one mailed a code; the other's token accepts nothing and locks the same way.
     assert len(mailbox.messages("taro@example.jp")) == 3  # code, receipt, status code
+
+
+def test_codes_are_forgotten_a_day_after_they_expired(state: Shared) -> None:
+    page = submit(client(state.node, "198.51.100.40"))
+    assert page.status_code == 200
+    assert codes_since(state) == [("pending", 0)]
+    now = state.clock.current
+    try:
+        state.clock.advance(hours=24, minutes=9)
+        assert purge_expired_codes(state.node) == 0  # expired, but not a day ago yet
+        assert codes_since(state) == [("pending", 0)]
+        state.clock.advance(minutes=2)
+        assert purge_expired_codes(state.node) >= 1
+        assert codes_since(state) == []
+    finally:
+        state.clock.current = now

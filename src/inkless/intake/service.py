@@ -307,8 +307,9 @@ class IntakeService:
                 receipt_number=receipt_number, office_id=office.id, message_id=message_id,
                 email_enc=self._box.seal(email.encode(), email_context(receipt_number)),
                 certificate_blob=certificate_blob, file_count=len(files), received_at=now))
+            # The form now lives in the office's envelope: the waiting copy is dropped (the blob collector deletes it).
             conn.execute(update(intake_codes).where(intake_codes.c.token_hash == row.token_hash).values(
-                receipt_number=receipt_number))
+                receipt_number=receipt_number, payload_blob=None))
             # No name or address in the audit log: the receipt number, the office, the message and the digests.
             self._audit.record(conn, AuditEvent(
                 actor="anonymous", action="intake.submitted", object_type="intake_receipt", object_id=receipt_number,
