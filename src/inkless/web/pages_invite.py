@@ -14,7 +14,6 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
-from inkless.directory.model import Role
 from inkless.intake.model import Invitation
 from inkless.web.deps import Caller, get_node, page_caller
 from inkless.web.pages_intake import intake_of
@@ -24,19 +23,20 @@ router = APIRouter(include_in_schema=False)
 NodeDep = Annotated[Node, Depends(get_node)]
 CallerDep = Annotated[Caller, Depends(page_caller)]
 
-NOT_YOURS = N_("You may only invite senders of your own office's faxes.")
+NOT_YOURS = N_("No such fax in your office.")
 NO_NUMBER = N_("The sender of this fax sent no number: nobody can be invited.")
 
 
 def _invite_call(node: Node, caller: Caller, call_id: int) -> Invitation:
     assert node.fax is not None
     call = node.fax.call(call_id)
-    if call.direction != "RECV" or (call.office_code != caller.office.code and caller.user.role != Role.ADMIN):
-        raise HTTPException(status_code=403, detail=NOT_YOURS)
+    # A received fax is its office's mail: for anyone else (administrators too) it does not exist.
+    if call.direction != "RECV" or call.office_code is None or call.office_code != caller.office.code:
+        raise HTTPException(status_code=404, detail=NOT_YOURS)
     if not call.remote_number:
         raise HTTPException(status_code=422, detail=NO_NUMBER)
-    office = call.office_code or caller.office.code
-    return intake_of(node).invite_by_fax(office, call.remote_number, caller.user.login, "fax_call", str(call_id))
+    return intake_of(node).invite_by_fax(call.office_code, call.remote_number, caller.user.login, "fax_call",
+                                         str(call_id))
 
 
 @router.post("/fax/calls/{call_id}/invite")
