@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
 from inkless.intake.model import Invitation
-from inkless.web.deps import Caller, get_node, page_caller
+from inkless.web.deps import Caller, RowId, get_node, page_caller
 from inkless.web.pages_intake import intake_of
 from inkless.web.render import N_
 
@@ -40,7 +40,7 @@ def _invite_call(node: Node, caller: Caller, call_id: int) -> Invitation:
 
 
 @router.post("/fax/calls/{call_id}/invite")
-async def invite_from_fax_log(call_id: int, node: NodeDep, caller: CallerDep) -> Response:
+async def invite_from_fax_log(call_id: RowId, node: NodeDep, caller: CallerDep) -> Response:
     """Fax an invitation to the sender of a received call."""
     invitation = await run_in_threadpool(_invite_call, node, caller, call_id)
     return RedirectResponse(f"/fax/log?invited={invitation.fax_job_id}", status_code=303)
