@@ -6,7 +6,8 @@ into these at the boundary that calls them, keeping the detail.
 
     InklessError                       exit code 1
     ├── ConfigurationError             exit code 6   bad inkless.toml / INKLESS_* value
-    │   └── FontNotFoundError                        no Japanese font installed (fontconfig)
+    │   ├── FontNotFoundError                        no Japanese font installed (fontconfig)
+    │   └── MailUnavailableError                     no mail outbox to send a code through (HTTP 503)
     ├── ValidationError                exit code 2   bad input from a user or a peer
     │   └── UntrustedFileError                       a file from the public refused (has .reason, .file_name)
     ├── NotFoundError                  exit code 3   no such office, user, entry ...
@@ -73,6 +74,12 @@ class ConfigurationError(InklessError):
 
 class FontNotFoundError(ConfigurationError):
     """No Japanese font can be found on this machine (fontconfig missing, or no CJK font installed)."""
+
+
+class MailUnavailableError(ConfigurationError):
+    """A public page needs to mail a code and the node sends no e-mail (``smtp_url`` is not set)."""
+
+    http_status = 503
 
 
 class ValidationError(InklessError):

@@ -32,7 +32,7 @@ from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
 from tests.helpers.intake import FORM, OFFICE, code_in, huge_png, open_window, two_files
-from tests.helpers.mailbox import Mailbox
+from tests.helpers.mailbox import Mailbox, smtp_nowhere
 from tests.helpers.nodes import refused_url
 from tests.helpers.web import browser_login
 
@@ -63,6 +63,7 @@ def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         settings = load_settings(folder, env={}, overrides={
             "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
             "base_url": refused_url(), "workers": False, "audit_tally_seconds": TALLY_SECONDS,
+            "smtp_url": smtp_nowhere(), "smtp_from": "法務省 民事局 <no-reply@moj.example.lg.jp>",
         })
         node = init_node(settings, clock)
         try:
@@ -87,7 +88,7 @@ def state(shared: Shared) -> Shared:
     """The reset between tests: earlier traffic tallied away, the clock at the real time, counts taken from here."""
     _flush_tallies(shared)
     shared.clock.current = datetime.now(UTC).replace(microsecond=0)
-    shared.mailbox.sent.clear()
+    shared.mailbox.mark()
     with shared.node.db.read() as conn:
         shared.audit_start = int(conn.execute(select(func.coalesce(func.max(t.audit_entries.c.idx), -1))).scalar_one())
     shared.inbox_start = inbox_count(shared.node)

@@ -479,7 +479,7 @@ class IntakeService:
 
 def build_intake(node: Node, mailer: Mailer | None = None) -> IntakeService:
     """The intake service of ``node``; the fax service's cover pages invite to open windows."""
-    from inkless.intake.mailer import NoMailer
+    from inkless.intake.mailer import NoMailer, OutboxMailer
     from inkless.untrusted.clamd import scanner_for
 
     settings = node.settings
@@ -491,7 +491,8 @@ def build_intake(node: Node, mailer: Mailer | None = None) -> IntakeService:
                          settings.audit_tally_seconds),
         base_url=settings.base_url, organisation=settings.organisation or settings.node_id, timezone=settings.tz,
         delivery=lambda: node.delivery, sealing=lambda: node.sealing, fax=lambda: node.fax,
-        mailer=mailer or NoMailer(), scanner=scanner_for(settings.clamd_socket),
+        mailer=mailer or (OutboxMailer(node.mail) if node.mail is not None else NoMailer()),
+        scanner=scanner_for(settings.clamd_socket),
     )
     if node.fax is not None:
         node.fax.invitation_for = service.invitation_for

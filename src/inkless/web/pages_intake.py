@@ -23,7 +23,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
-from inkless.errors import InklessError, NotFoundError, RateLimitedError, UntrustedFileError
+from inkless.errors import InklessError, MailUnavailableError, NotFoundError, RateLimitedError, UntrustedFileError
 from inkless.intake.documents import qr_svg
 from inkless.intake.model import IntakeForm, IntakeWindow
 from inkless.intake.service import IntakeService
@@ -59,6 +59,7 @@ SERVICE_MESSAGES = (
     N_("The code was entered wrongly too many times and no longer works. Please start again."),
     N_("The code has expired or was already used. Please start again."), N_("This intake window is closed."),
     N_("Open the intake window of this office before inviting fax senders to it."),
+    N_("This window cannot send e-mail at the moment. Please try again later or contact the office."),
 )
 
 
@@ -142,6 +143,9 @@ async def intake_submit(
     except RateLimitedError:
         return _page(render, request, "intake_form.html", window, 429, form=kept,
                      error=render.gettext(request, TOO_MANY), url=intake_of(node).intake_url(office))
+    except MailUnavailableError as exc:
+        return _page(render, request, "intake_form.html", window, 503, form=kept,
+                     error=render.gettext(request, exc.message), url=intake_of(node).intake_url(office))
     except InklessError as exc:
         if exc.http_status >= 500:
             raise
@@ -204,6 +208,9 @@ async def intake_status_request(
     except RateLimitedError:
         return _page(render, request, "intake_status.html", window, 429, form=kept,
                      error=render.gettext(request, TOO_MANY))
+    except MailUnavailableError as exc:
+        return _page(render, request, "intake_status.html", window, 503, form=kept,
+                     error=render.gettext(request, exc.message))
     except InklessError as exc:
         if exc.http_status >= 500:
             raise
