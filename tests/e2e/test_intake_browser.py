@@ -37,7 +37,7 @@ class Window:
 def window(tmp_path: Path) -> Iterator[Window]:
     if (missing := postfix_available()) is not None:
         pytest.fail(missing)
-    with running_postfix(tmp_path / "postfix") as postfix:
+    with running_postfix() as postfix:
         data = tmp_path / "node"
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -72,7 +72,6 @@ def _mails(w: Window, count: int) -> list[EmailMessage]:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_person_submits_two_files_from_a_phone_and_checks_the_status(window: Window, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
