@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seal import bare_signer
+from tests.helpers.mailbox import smtp_nowhere
 
 from inkless.app import Node, init_node
 from inkless.config import load_settings
@@ -60,7 +61,7 @@ def one_megabyte_pdf() -> bytes:
     page = canvas.Canvas(out, pagesize=A4)
     for number in range(3):
         page.drawString(72, 780, f"申請書 page {number + 1}")
-        noise = Image.frombytes("L", (500, 500), os.urandom(250_000))
+        noise = Image.frombytes("L", (520, 520), os.urandom(520 * 520))
         page.drawImage(ImageReader(noise), 72, 200, 450, 450)
         page.showPage()
     page.save()
@@ -90,7 +91,7 @@ def submissions(node: Node, n: int) -> None:
     from inkless.web.app import create_app
 
     assert node.intake is not None
-    codes = Codes(node.intake.mailer if type(node.intake.mailer).__name__ != "NoMailer" else None)
+    codes = Codes(node.intake.mailer)
     node.intake.mailer = codes
     # The flood guards would stop a benchmark at 30 a minute: one client address per run.
     pdf = one_megabyte_pdf()
@@ -143,16 +144,98 @@ def measure(label: str, n: int, ours: Callable[[], object], peer: Callable[[], o
           f"ratio {m_ours / m_peer:5.2f} (median)  {sum(t_ours) / sum(t_peer):5.2f} (mean)")
 
 
+def mail_round(node: Node, postfix: object, n: int) -> float:
+    """Seconds for ``n`` intake notices: queued in the outbox one transaction each, sent by its worker pass,
+    until Postfix has handed every one to its sink."""
+    from tests.helpers.postfix import PrivatePostfix
+
+    assert isinstance(postfix, PrivatePostfix) and node.intake is not None and node.mail is not None
+    from inkless.intake.mailer import OutboxMailer
+
+    mailer = OutboxMailer(node.mail)
+    start = time.perf_counter()
+    for i in range(n):
+        mailer.send(OutgoingMail(f"user{i}@example.jp", f"受付番号 20261203-BENCH{i:02d} / Receipt number",
+                                 NOTICE, purpose="intake.receipt", ref=f"bench-{i}"))
+    sent = 0
+    while sent < n:
+        sent += node.mail.deliver_due(limit=100).sent
+    while not postfix.queue_empty():
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+def postfix_round(postfix: object, n: int) -> float:
+    """Seconds for ``n`` mails of the same size handed to Postfix by smtplib on one connection, until sunk."""
+    import email.policy
+    import smtplib
+    from email.message import EmailMessage
+
+    from tests.helpers.postfix import PrivatePostfix
+
+    assert isinstance(postfix, PrivatePostfix)
+    mails = []
+    for i in range(n):
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["From"] = "no-reply@moj.example.lg.jp"
+        msg["To"] = f"user{i}@example.jp"
+        msg["Subject"] = f"受付番号 20261203-BENCH{i:02d} / Receipt number"
+        msg.set_content(NOTICE, charset="utf-8", cte="base64")
+        mails.append((msg["To"], msg.as_bytes()))
+    start = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as client:
+        for to, mail in mails:
+            client.sendmail("no-reply@moj.example.lg.jp", [to], mail)
+    while not postfix.queue_empty():
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+NOTICE = ("法務省 民事局 受付窓口です。次のとおり受け付けました。\n\n受付番号: 20261203-BENCH00\n"
+          "受付状況の確認と受付証明のダウンロードは次のページからできます:\nhttps://moj.example.lg.jp/intake/civil-affairs/status\n")
+
+
+def mails(n: int, rounds: int) -> None:
+    from tests.helpers.postfix import postfix_available, running_postfix
+
+    why_not = postfix_available()
+    if why_not:
+        print(f"mail: skipped — {why_not}")
+        return
+    with running_postfix(sink="discard") as postfix, tempfile.TemporaryDirectory() as folder:
+        data = Path(folder)
+        settings = load_settings(data, env={}, overrides={
+            "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION,
+            "database_url": f"sqlite:///{data / 'inkless.db'}", "smtp_url": postfix.smtp_url,
+            "smtp_from": "法務省 民事局 <no-reply@moj.example.lg.jp>", "workers": False,
+        })
+        node = init_node(settings)
+        try:
+            ours, peer = [], []
+            mail_round(node, postfix, 5), postfix_round(postfix, 5)  # warm-up
+            for _ in range(rounds):
+                ours.append(mail_round(node, postfix, n))
+                peer.append(postfix_round(postfix, n))
+        finally:
+            node.close()
+    m_ours, m_peer = statistics.median(ours), statistics.median(peer)
+    print(f"{n} intake notices: inkless outbox → Postfix {n / m_ours:7.1f} mails/s   Postfix alone (smtplib, one "
+          f"connection) {n / m_peer:7.1f} mails/s   ratio {m_ours / m_peer:5.2f} (median of {rounds})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10, help="submissions (and bare seals) to time")
     parser.add_argument("--mails", type=int, default=200, help="mails per run of the mail comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the mail comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder)
         settings = load_settings(data, env={}, overrides={
             "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION,
             "database_url": f"sqlite:///{data / 'inkless.db'}", "public_requests_per_minute": 10**6,
+            # The mails are queued in the outbox as in production (no worker sends them in this part).
+            "smtp_url": smtp_nowhere(), "smtp_from": "法務省 民事局 <no-reply@moj.example.lg.jp>", "workers": False,
         })
         node = init_node(settings)
         try:
@@ -162,6 +245,7 @@ def main() -> int:
             submissions(node, args.n)
         finally:
             node.close()
+    mails(args.mails, args.rounds)
     return 0
 
 
