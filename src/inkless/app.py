@@ -159,6 +159,7 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.metrics.catalogue import ProcedureCatalogue
 
     node.procedures = ProcedureCatalogue(db, audit, clock)
+
     from inkless.intake.service import build_intake
 
     node.intake = build_intake(node)

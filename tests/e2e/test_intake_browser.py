@@ -54,7 +54,7 @@ def window(tmp_path: Path) -> Iterator[Window]:
         node = ServedNode(url=url, data=data, env=env, process=process, log=log, accounts=accounts)
         try:
             _wait_until_healthy(node)
-            opened = node.cli("intake", "open", "civil-affairs", "--procedure", "営業許可")
+            opened = node.cli("intake", "open", "civil-affairs")
             assert opened.returncode == 0, opened.stderr
             yield Window(node, postfix)
         finally:
@@ -91,7 +91,8 @@ def test_a_person_submits_two_files_from_a_phone_and_checks_the_status(window: W
             page.get_by_label("会社名・団体名（任意）").fill("山田商店")
             page.get_by_label("メールアドレス").fill(ADDRESS)
             page.get_by_label("件名").fill("営業許可の更新申請")
-            page.get_by_label("手続").select_option("営業許可")
+            # The procedures are the office's in the node's catalogue (the demo catalogue), then その他.
+            page.get_by_label("手続").select_option("戸籍謄本等の交付請求")
             page.get_by_label("ご用件（任意）").fill("更新の書類と免許証の写真を送ります。")
             page.get_by_label("ファイル").set_input_files([str(tmp_path / "営業許可申請書.pdf"),
                                                         str(tmp_path / "免許証.png")])
@@ -145,7 +146,8 @@ def test_a_person_submits_two_files_from_a_phone_and_checks_the_status(window: W
                 status_before = _status(page, window, number, 3)
                 assert "受け付けました（担当部署の確認前）" in status_before
                 message = office.get(f"/messages/{item['message_id']}").text
-                assert "山田 太郎" in message and ADDRESS in message and "営業許可" in message
+                assert "山田 太郎" in message and ADDRESS in message and "戸籍謄本等の交付請求" in message
+                assert "MOJ-MIN-005" in message  # the catalogue's code travels in the envelope, for the figures
             status_after = _status(page, window, number, 4)
             assert "担当部署が確認しました" in status_after
             page.screenshot(path=str(shots / "status-390.png"), full_page=True)

@@ -92,7 +92,7 @@ class IntakeService:
         *, base_url: str, organisation: str, timezone: tzinfo,
         delivery: Callable[[], DeliveryService | None], sealing: Callable[[], SealingService | None],
         fax: Callable[[], FaxService | None], mailer: Mailer, scanner: VirusScanner | None = None,
-        procedures: Callable[[str], Sequence[str]] | None = None,
+        procedures: Callable[[str], Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self._db = db
         self._blobs = blobs
@@ -123,7 +123,8 @@ class IntakeService:
         office = self._directory.office(office_code)
         with self._db.read() as conn:
             row = conn.execute(select(intake_windows).where(intake_windows.c.office_id == office.id)).first()
-        listed = tuple(self._procedures(office.code)) if self._procedures is not None else ()
+        # The node's procedure catalogue first (the office's own and the node-wide procedures), by name.
+        listed = tuple(name for _code, name in self._procedures(office.code)) if self._procedures is not None else ()
         if row is None:
             return IntakeWindow(office.code, office.name, False, procedures=listed)
         own = tuple(p for p in row.procedures.splitlines() if p.strip())
@@ -295,12 +296,14 @@ class IntakeService:
             raise InklessError("this node has no delivery service")
         documents = [(f"受付証明-{receipt_number}.pdf", certificate, "application/pdf")] + [
             (f["name"], self._blobs.get(f["blob"]), "application/pdf") for f in files]
+        codes_by_name = {name: code for code, name in self._procedures(office.code)} if self._procedures else {}
         message_id = delivery.deposit_external(
             office.code, documents, "intake",
             {"receipt_number": receipt_number, "from": receipt_number, "name": form.name,
              "organisation": form.organisation, "email": email, "email_verified": True, "phone": form.phone,
              "procedure": form.procedure, "message": form.message},
-            f"{form.subject}（{form.name}）", classification=INBOUND_CLASSIFICATION)
+            f"{form.subject}（{form.name}）", classification=INBOUND_CLASSIFICATION,
+            procedure_code=codes_by_name.get(form.procedure))
         certificate_blob = self._blobs.put(certificate)
         with self._db.begin() as conn:
             conn.execute(insert(intake_submissions).values(
@@ -477,6 +480,18 @@ class IntakeService:
         return [Invitation(r.id, r.code, r.number, r.invited_at, r.invited_by, r.fax_job_id, r.source) for r in rows]
 
 
+def _catalogue(node: Node) -> Callable[[str], Sequence[tuple[str, str]]] | None:
+    """(code, name) of an office's procedures in the node's catalogue, when the node has one with entries."""
+    catalogue = node.procedures
+    if catalogue is None:
+        return None
+
+    def listed(office_code: str) -> list[tuple[str, str]]:
+        return [(p.code, p.name) for p in catalogue.procedures(office_code)]
+
+    return listed
+
+
 def build_intake(node: Node, mailer: Mailer | None = None) -> IntakeService:
     """The intake service of ``node``; the fax service's cover pages invite to open windows."""
     from inkless.intake.mailer import NoMailer, OutboxMailer
@@ -492,7 +507,7 @@ def build_intake(node: Node, mailer: Mailer | None = None) -> IntakeService:
         base_url=settings.base_url, organisation=settings.organisation or settings.node_id, timezone=settings.tz,
         delivery=lambda: node.delivery, sealing=lambda: node.sealing, fax=lambda: node.fax,
         mailer=mailer or (OutboxMailer(node.mail) if node.mail is not None else NoMailer()),
-        scanner=scanner_for(settings.clamd_socket),
+        scanner=scanner_for(settings.clamd_socket), procedures=_catalogue(node),
     )
     if node.fax is not None:
         node.fax.invitation_for = service.invitation_for
