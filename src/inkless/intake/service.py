@@ -151,7 +151,7 @@ class IntakeService:
             "max_pages": max_pages if max_pages is not None else current.max_pages,
             "max_pixels": max_pixels if max_pixels is not None else current.max_pixels,
             "procedures": "\n".join(p.strip() for p in procedures if p.strip()) if procedures is not None else
-            "\n".join(current.procedures if self._procedures is None else ()),
+            self._own_procedures(office.id),
             "updated_at": self._clock.now(), "updated_by": actor[:64],
         }
         for name in ("max_files", "max_file_bytes", "max_pages", "max_pixels"):
@@ -174,6 +174,13 @@ class IntakeService:
                                                 if k in ("max_files", "max_file_bytes", "max_pages", "max_pixels")},
             ))
         return self.window(office.code)
+
+    def _own_procedures(self, office_id: int) -> str:
+        """The window's own procedure list as stored (kept when the window is reopened without one)."""
+        with self._db.read() as conn:
+            stored = conn.execute(select(intake_windows.c.procedures).where(
+                intake_windows.c.office_id == office_id)).scalar()
+        return str(stored or "")
 
     # --- submitting ----------------------------------------------------------------------
 
