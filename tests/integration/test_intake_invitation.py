@@ -94,3 +94,17 @@ def test_the_fax_log_button_invites_the_caller_once_the_window_is_open(faxed: tu
     assert _cover_codes(node, ordinary, tmp_path) == [url]
     # Without the session's CSRF token nothing is sent.
     assert office.post(f"/fax/calls/{call_id}/invite").status_code == 403
+
+
+def test_a_node_without_mail_says_the_window_cannot_send_codes(node: Node, demo: DemoSample) -> None:
+    from tests.helpers.intake import FORM, two_files
+
+    open_window(node)
+    assert node.mail is not None and not node.mail.enabled  # no smtp_url
+    stranger = TestClient(create_app(node), client=("198.51.100.9", 40000))
+    page = stranger.post(f"/intake/{OFFICE}", data=FORM, files=two_files())
+    assert page.status_code == 503
+    assert "この窓口では現在メールを送れません" in page.text and 'value="営業許可の更新申請"' in page.text
+    english = stranger.post(f"/intake/{OFFICE}?lang=en", data=FORM, files=two_files())
+    assert "This window cannot send e-mail at the moment." in english.text
+    assert node.delivery is not None and node.delivery.inbox(OFFICE, "tanaka") == []
