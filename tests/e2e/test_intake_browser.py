@@ -93,7 +93,7 @@ def test_a_person_submits_two_files_from_a_phone_and_checks_the_status(window: W
             page.get_by_label("件名").fill("営業許可の更新申請")
             # The procedures are the office's in the node's catalogue (the demo catalogue), then その他.
             page.get_by_label("手続").select_option("戸籍謄本等の交付請求")
-            page.get_by_label("ご用件（任意）").fill("更新の書類と免許証の写真を送ります。")
+            page.get_by_label("メッセージ（任意）").fill("更新の書類と免許証の写真を送ります。")
             page.get_by_label("ファイル").set_input_files([str(tmp_path / "営業許可申請書.pdf"),
                                                         str(tmp_path / "免許証.png")])
             page.screenshot(path=str(shots / "form-390.png"), full_page=True)
