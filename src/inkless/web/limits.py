@@ -45,6 +45,7 @@ UPLOAD_ROUTES = (
     "/api/v1/messages", "/api/v1/messages/{id}/reply", "/compose", "/fax/send", "/api/v1/fax/jobs",
     "/routes", "/api/v1/routes", "/api/v1/seal", "/federation/v1/messages",
     "/p/{id}/reply",  # files a pickup recipient sends back
+    "/routes/{id}/resubmit", "/api/v1/routes/{id}/resubmit",  # a returned route's corrected document
 )
 # The public intake window's form (files from the public): intake_max_bytes.
 INTAKE_ROUTES = ("/intake/{id}",)
