@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from inkless.directory.admin import Administration
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
+    from inkless.intake.service import IntakeService
     from inkless.mail.notices import InboxNotices
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
@@ -73,6 +74,7 @@ class Node:
     pickup: PickupService | None = None
     notices: InboxNotices | None = None
     admin: Administration | None = None
+    intake: IntakeService | None = None
 
     @property
     def node_id(self) -> str:
@@ -168,6 +170,10 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
         node.fax.set_office_settings(code, cover_page_default=on, actor=actor)
 
     node.admin = Administration(db, settings.node_id, directory, audit, box, clock, cover_default=cover_default)
+
+    from inkless.intake.service import build_intake
+
+    node.intake = build_intake(node)
     return node
 
 

@@ -122,6 +122,10 @@ class Settings:
     mail_backoff_cap_seconds: int = 3600
     mail_poll_seconds: int = 2
     pickup_expiry_days: int = 7  # how long a secure-pickup link works (offices may set their own)
+    # The public intake window (see docs/external.md).
+    intake_max_bytes: int = 50 * 1024 * 1024  # one intake form with its files, before any office limit
+    intake_address_per_minute: int = 3  # codes mailed per address and minute (per IP: public_requests_per_minute)
+    clamd_socket: str = ""  # clamd's Unix socket (/run/clamav/clamd.ctl) or tcp:HOST:PORT; empty = no virus scan
 
     @property
     def backend(self) -> str:
@@ -215,7 +219,8 @@ def _validate(settings: Settings) -> None:
                  "body_login_max_bytes", "body_max_bytes", "body_timeout_seconds", "body_min_rate_bytes",
                  "form_max_parts", "form_field_max_bytes", "uploads_in_flight", "max_connections",
                  "smtp_timeout_seconds", "mail_expiry_hours", "mail_backoff_base_seconds",
-                 "mail_backoff_cap_seconds", "mail_poll_seconds", "pickup_expiry_days"):
+                 "mail_backoff_cap_seconds", "mail_poll_seconds", "pickup_expiry_days",
+                 "intake_max_bytes", "intake_address_per_minute"):
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"{name} must be positive")
     if settings.audit_witness_interval_seconds < 0:

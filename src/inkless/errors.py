@@ -6,8 +6,10 @@ into these at the boundary that calls them, keeping the detail.
 
     InklessError                       exit code 1
     ├── ConfigurationError             exit code 6   bad inkless.toml / INKLESS_* value
-    │   └── FontNotFoundError                        no Japanese font installed (fontconfig)
+    │   ├── FontNotFoundError                        no Japanese font installed (fontconfig)
+    │   └── MailUnavailableError                     no mail outbox to send a code through (HTTP 503)
     ├── ValidationError                exit code 2   bad input from a user or a peer
+    │   └── UntrustedFileError                       a file from the public refused (has .reason, .file_name)
     ├── NotFoundError                  exit code 3   no such office, user, entry ...
     ├── ConflictError                  exit code 7   already exists / already initialised
     │   └── MessageIdMismatchError                   a delivery's Inkless-Message-Id is not the envelope's id
@@ -74,11 +76,30 @@ class FontNotFoundError(ConfigurationError):
     """No Japanese font can be found on this machine (fontconfig missing, or no CJK font installed)."""
 
 
+class MailUnavailableError(ConfigurationError):
+    """A public page needs to mail a code and the node sends no e-mail (``smtp_url`` is not set)."""
+
+    http_status = 503
+
+
 class ValidationError(InklessError):
     """Input from a user or a peer is malformed or out of range."""
 
     exit_code = 2
     http_status = 422
+
+
+class UntrustedFileError(ValidationError):
+    """A file from outside (intake window, pickup reply) was refused: wrong type, too large, unreadable, infected.
+
+    ``reason`` is a short code (``type``, ``size``, ``pages``, ``pixels``, ``unreadable``, ``encrypted``,
+    ``virus``, ``scan_failed``) for tallies and translated messages; ``file_name`` is the name as sent.
+    """
+
+    def __init__(self, message: str, reason: str, file_name: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.file_name = file_name
 
 
 class NotFoundError(InklessError):

@@ -243,6 +243,21 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('DELETE', '/api/v1/tokens/{token_id}'): (401, 200, 404, 404, 404),
     ('POST', '/tokens/{token_id}/revoke'): (303, 403, 403, 404, 404),
     ('POST', '/tsa'): (415, 415, 415, 415, 415),  # public; 415 without the timestamp-query content type
+    # The public intake window (civil-affairs' window is closed here: its polite page).
+    ('GET', '/i/{office}'): (303, 303, 303, 303, 303),
+    ('GET', '/intake/{office}'): (200, 200, 200, 200, 200),
+    ('POST', '/intake/{office}'): (200, 200, 200, 200, 200),
+    ('GET', '/intake/{office}/qr.svg'): (200, 200, 200, 200, 200),
+    ('POST', '/intake/{office}/confirm'): (422, 422, 422, 422, 422),
+    ('POST', '/intake/{office}/certificate'): (422, 422, 422, 422, 422),
+    ('GET', '/intake/{office}/status'): (200, 200, 200, 200, 200),
+    ('POST', '/intake/{office}/status'): (422, 422, 422, 422, 422),
+    ('POST', '/intake/{office}/status/confirm'): (422, 422, 422, 422, 422),
+    # 招待FAXを送る: the unroutable fax is nobody's office's; the delivered one is civil-affairs' (422: its window
+    # is closed); a message that did not come by fax has no number to invite (422).
+    ('POST', '/fax/calls/{call_id}/invite'): (303, 404, 404, 404, 404),
+    ('POST', '/fax/calls/{call_id}/invite [call]'): (303, 422, 404, 404, 422),
+    ('POST', '/messages/{message_id}/invite'): (303, 422, 404, 404, 422),
     ('GET', '/verify'): (200, 200, 200, 200, 200),
     ('POST', '/verify'): (422, 422, 422, 422, 422),
     ('POST', '/api/v1/verify'): (422, 422, 422, 422, 422),
@@ -351,7 +366,7 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
             .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1")
             .replace("{page}", "1").replace("{index}", "0")
-            .replace("{kind}", "personal").replace("{login}", "tanaka"))
+            .replace("{kind}", "personal").replace("{login}", "tanaka").replace("{office}", ids["code"]))
 
 
 def _call_path(method: str, path: str, ids: dict[str, str]) -> str:
@@ -365,6 +380,7 @@ def _call_path(method: str, path: str, ids: dict[str, str]) -> str:
 # Extra rows on concrete objects that the route table alone does not name.
 EXTRA: list[tuple[str, str, str]] = [
     ("GET", "/fax/admin/calls/{call_id}/image", "call"),
+    ("POST", "/fax/calls/{call_id}/invite", "call"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -228,12 +229,13 @@ def test_990_file_parts_of_1_mb_are_refused_after_the_first_few(server: Threaded
 def test_every_route_taking_a_file_has_the_upload_cap_and_the_tables_name_real_routes(guarded: Node) -> None:
     from fastapi.routing import APIRoute
 
-    from inkless.web.limits import LOGIN_ROUTES, UPLOAD_ROUTES, VERIFY_ROUTES, BodyCaps
+    from inkless.web.limits import INTAKE_ROUTES, LOGIN_ROUTES, UPLOAD_ROUTES, VERIFY_ROUTES, BodyCaps
 
     app = create_app(guarded)
     table: list[tuple[str, APIRoute]] = app.state.route_table
-    posts = {path.replace("{message_id}", "{id}") for path, route in table if "POST" in route.methods}
-    assert set(UPLOAD_ROUTES + VERIFY_ROUTES + LOGIN_ROUTES) <= posts
+    # Every path parameter reads as {id}, the placeholder of the limit tables.
+    posts = {re.sub(r"\{[^}]+\}", "{id}", path) for path, route in table if "POST" in route.methods}
+    assert set(UPLOAD_ROUTES + VERIFY_ROUTES + LOGIN_ROUTES + INTAKE_ROUTES) <= posts
     caps = BodyCaps(guarded.settings)
     uploading = set()
     for path, route in table:
@@ -241,10 +243,12 @@ def test_every_route_taking_a_file_has_the_upload_cap_and_the_tables_name_real_r
         reads_form = route.endpoint.__name__ in ("send_message", "reply_message", "compose_send")
         if takes_file or reads_form:
             uploading.add(path)
-            concrete = path.replace("{message_id}", "m1")
-            assert caps.of("POST", concrete) in (caps.upload, caps.verify), path
+            concrete = re.sub(r"\{[^}]+\}", "m1", path)
+            assert caps.of("POST", concrete) in (caps.upload, caps.verify, caps.intake), path
     assert {"/api/v1/routes", "/routes", "/verify", "/api/v1/verify", "/api/v1/seal", "/fax/send",
-            "/api/v1/fax/jobs", "/compose", "/api/v1/messages"} <= uploading
+            "/api/v1/fax/jobs", "/compose", "/api/v1/messages", "/intake/{office}"} <= uploading
+    assert caps.of("POST", "/intake/civil-affairs") == caps.intake
+    assert caps.of("POST", "/intake/civil-affairs/confirm") == caps.default
     assert caps.of("POST", "/api/v1/tokens") == caps.default
     assert caps.of("POST", "/login") == caps.login
     assert caps.of("GET", "/api/v1/messages") == caps.default

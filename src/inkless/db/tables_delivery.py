@@ -107,7 +107,7 @@ inbox = Table(
     Column("fax_first", Text, nullable=True),
     Column("fax_copy_message_id", String(36), nullable=True),
     UniqueConstraint("message_id", "office_id", name="uq_inbox_message_office"),
-    CheckConstraint("source IN ('inkless', 'fax')", name="source"),
+    CheckConstraint("source IN ('inkless', 'fax', 'intake')", name="source"),
 )
 Index("ix_inbox_office_id_received_at", inbox.c.office_id, inbox.c.received_at)
 # Unread counts per office and folder (fax / digital) read only the unread rows.

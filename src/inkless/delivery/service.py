@@ -518,20 +518,23 @@ class DeliveryService:
         facts: dict[str, Any],
         subject: str,
         classification: int = 1,
+        procedure_code: str | None = None,
     ) -> str:
-        """Put documents that arrived outside inkless (an inbound fax) into an office's inbox.
+        """Put documents that arrived outside inkless (an inbound fax, the intake window) into an office's inbox.
 
         They are sealed like any message — signed by the receiving office's own key, which only
         attests that this node deposited them, and encrypted to the office — and marked
         unauthenticated: nobody vouches for the sender. ``facts`` (e.g. the calling fax number)
         travel inside the envelope.
         """
-        if source not in ("fax",):
-            raise ValidationError("unknown source {source!r} (expected 'fax')", source=source)
+        if source not in ("fax", "intake"):
+            raise ValidationError("unknown source {source!r} (expected 'fax' or 'intake')", source=source)
         if not documents:
             raise ValidationError("a deposit needs at least one document")
         if not 0 <= classification <= 3:
             raise ValidationError("classification must be 0-3")
+        if procedure_code is not None and not PROCEDURE_RE.match(procedure_code):
+            raise ValidationError(f"procedure code {procedure_code!r} is not valid")
         office = self._directory.office(office_code)
         self.check_size(sum(len(d[1]) for d in documents))
         message_id = str(uuid.uuid4())
@@ -543,7 +546,7 @@ class DeliveryService:
             message_id=message_id, sender=sender, recipients=(address,),
             subject=check_text(subject, "subject").strip()[:200] or source,
             classification=classification, priority="normal", created_at=now, source=source,
-            facts={str(k): v for k, v in facts.items()},
+            facts={str(k): v for k, v in facts.items()}, procedure_code=procedure_code,
         )
         docs = [env.Document(name, ctype, data) for name, data, ctype in documents]
         envelope = self._seal(meta, docs, office.code, [], [])

@@ -64,8 +64,30 @@ def cover_image(cover: CoverPage) -> Image.Image:
         y += 130
         draw.line((140, y - 30, 1588, y - 30), fill=0, width=2)
     draw.text((140, y + 80), "この送信票を含め全ページが届かない場合は送信元へご連絡ください。", font=small, fill=0)
+    if cover.invitation_url:
+        _draw_invitation(page, draw, cover.invitation_url, y + 200)
     squeezed = page.resize((1728, COVER_HEIGHT), Image.Resampling.LANCZOS)
     return squeezed.point(lambda v: 255 if v >= 160 else 0).convert("1")
+
+
+def _draw_invitation(page: Image.Image, draw: ImageDraw.ImageDraw, url: str, top: int) -> None:
+    """The invitation block: a sentence, the intake URL in large type, and its QR code to the right."""
+    import io
+
+    import segno
+
+    draw.line((140, top, 1588, top), fill=0, width=4)
+    draw.text((140, top + 40), "次回からはオンラインで送れます", font=fax_font(64), fill=0)
+    draw.text((140, top + 150), "QRコード（右下）を読み取るか、次のアドレスへ:", font=fax_font(36), fill=0)
+    # The URL alone on its line, in a size Tesseract and people read at fax resolution.
+    size = 52 if len(url) <= 40 else 40
+    draw.text((140, top + 230), url, font=fax_font(size), fill=0)
+    draw.text((140, top + 320), "You can send documents online next time.", font=fax_font(32), fill=0)
+    qr = io.BytesIO()
+    segno.make(url, error="m").save(qr, kind="png", scale=10, border=2)
+    code = Image.open(io.BytesIO(qr.getvalue())).convert("L")
+    side = min(360, code.width)
+    page.paste(code.resize((side, side), Image.Resampling.NEAREST), (1588 - side, top + 420))
 
 
 def render_for_fax(documents: Sequence[bytes], cover: CoverPage | None) -> RenderedFax:

@@ -97,6 +97,7 @@ class CoverPage:
     sent_at: datetime
     reference: str | None = None
     timezone: tzinfo = timefmt.TOKYO  # the zone the cover page's date is written in
+    invitation_url: str | None = None  # the office's intake window: "次回からはオンラインで送れます" and a QR code
 
 
 class FaxService:
@@ -131,6 +132,8 @@ class FaxService:
         self._ocr = ocr or _default_ocr
         self.default_schedule = schedule or JobSchedule()
         self._stopping = threading.Event()
+        # The intake window's URL for an office (None while closed): every cover page invites to it.
+        self.invitation_for: Callable[[str], str | None] | None = None
 
     # --- routing rules and block list (administrators) ------------------------------------
 
@@ -556,8 +559,9 @@ class FaxService:
             cover_page = self.office_settings(office.code).cover_page_default
         subject = check_text(subject or "", "subject").strip()[:200] or None
         now = self._clock.now()
+        invitation = self.invitation_for(office.code) if self.invitation_for is not None and cover_page else None
         cover = CoverPage(office.name, office.fax_number, sender_name, checked_number, 0, subject, now,
-                          reference, self._tz) \
+                          reference, self._tz, invitation) \
             if cover_page else None
         rendered = self._render(list(documents), cover)
         document_blob = self._blobs.put(documents[0] if len(documents) == 1 else _join_pdfs(documents))

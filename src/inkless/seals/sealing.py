@@ -217,6 +217,26 @@ class SealingService:
             user, office_code, office_name = self._signer(conn, signer_login, kind)
             material = self._material(conn, signer_login if kind != SealKind.OFFICE else office_code, kind)
         imprint = imprint_for(user, office_name, kind, self._clock.now(), size_mm, self.timezone)
+        return await self._apply(pdf, signer_login, kind, placement, material, imprint, actor=actor, reason=reason,
+                                 certify=certify)
+
+    async def seal_as_office_async(self, pdf: bytes, office_code: str, placement: SealPlacement, *, actor: str,
+                                   reason: str | None = None) -> bytes:
+        """Seal ``pdf`` with an office's 角印 on the node's own behalf (no person presses it).
+
+        For documents the node issues by itself for the office, such as the 受付証明 of the public
+        intake window: the seal says that this office's node received and recorded what it lists.
+        """
+        with self._db.begin() as conn:
+            office = self._directory.office(office_code, conn)
+            material = self._material(conn, office.code, SealKind.OFFICE)
+        imprint = office_seal(office.name, 21.0)
+        return await self._apply(pdf, f"node-{office.code}", SealKind.OFFICE, placement, material, imprint,
+                                 actor=actor, reason=reason, certify=True)
+
+    async def _apply(self, pdf: bytes, signer_login: str, kind: SealKind, placement: SealPlacement,
+                     material: SignerMaterial, imprint: SealImprint, *, actor: str, reason: str | None,
+                     certify: bool) -> bytes:
         writer = _open_writer(pdf)
         field_name, new_field = self._field(writer, placement, kind, signer_login, imprint)
         already_sealed = _has_signatures(writer)

@@ -121,6 +121,8 @@ def create_app(node: Node) -> FastAPI:
         pages_delivery,
         pages_fax,
         pages_inbox,
+        pages_intake,
+        pages_invite,
         pages_routes,
         pages_sessions,
         pages_verify,
@@ -151,6 +153,8 @@ def create_app(node: Node) -> FastAPI:
         (pickers.router, ""),
         (pickers.api_router, API_PREFIX),
         *((importlib.import_module(f"inkless.web.{m}").router, "") for m in ADMIN_CONSOLE),
+        (pages_intake.router, ""),
+        (pages_invite.router, ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

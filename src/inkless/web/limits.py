@@ -45,7 +45,10 @@ UPLOAD_ROUTES = (
     "/api/v1/messages", "/api/v1/messages/{id}/reply", "/compose", "/fax/send", "/api/v1/fax/jobs",
     "/routes", "/api/v1/routes", "/api/v1/seal", "/federation/v1/messages",
     "/p/{id}/reply",  # files a pickup recipient sends back
+    "/routes/{id}/resubmit", "/api/v1/routes/{id}/resubmit",  # a returned route's corrected document
 )
+# The public intake window's form (files from the public): intake_max_bytes.
+INTAKE_ROUTES = ("/intake/{id}",)
 # The public seal verification: anyone may call it, so it has its own, smaller limit.
 VERIFY_ROUTES = ("/verify", "/api/v1/verify")
 # The login steps: a login name, a password or a code, and a CSRF token.
@@ -78,6 +81,10 @@ class BodyCaps:
             settings.verify_max_bytes + FORM_OVERHEAD // 16,
             f"the file is larger than this node's limit of {settings.verify_max_bytes:,} bytes for verification "
             "(verify_max_bytes)", "verify")
+        self.intake = BodyCap(
+            settings.intake_max_bytes + FORM_OVERHEAD // 16,
+            f"the form is larger than this node's limit of {settings.intake_max_bytes:,} bytes of files "
+            "(intake_max_bytes)", "upload")
         self.login = BodyCap(settings.body_login_max_bytes, "the body is larger than this node's limit of "
                              f"{settings.body_login_max_bytes:,} bytes for a login form (body_login_max_bytes)")
         self.default = BodyCap(settings.body_max_bytes, "the body is larger than this node's limit of "
@@ -85,6 +92,7 @@ class BodyCaps:
         self._rules = (
             (_pattern(UPLOAD_ROUTES), self.upload),
             (_pattern(VERIFY_ROUTES), self.verify),
+            (_pattern(INTAKE_ROUTES), self.intake),
             (_pattern(LOGIN_ROUTES), self.login),
         )
 

@@ -188,7 +188,10 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
         can_reply=opened.copy == "received" and opened.authenticated,
         pickups=pickups, pickup_labels=PICKUP_LABELS, fax_reply_number=fax_reply_number(info),
         notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
-        else None,
+        else render.gettext(request, N_("The invitation fax was queued (fax job %(job)s).")) % {
+            "job": request.query_params["invited"]} if request.query_params.get("invited", "").isdigit() else None,
+        can_invite=meta.source == "fax" and opened.copy == "received" and bool((meta.facts or {}).get("cid"))
+        and node.intake is not None and node.intake.invitation_for(opened.office) is not None,
         **common_context(caller, "sent" if opened.copy == "sent" else "inbox"),
     )
 

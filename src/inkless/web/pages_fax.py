@@ -222,12 +222,18 @@ def fax_log(request: Request, node: NodeDep, caller: CallerDep, render: Renderer
             viewer_office_id=caller.office.id, clearance=caller.user.clearance)
         calls, older = page.calls, page.older
     kept = {k: v for k, v in raw.items() if v}
+    invitable = {code for code in {getattr(c, "office_code", None) for c in calls} if code
+                 and node.intake is not None and node.intake.invitation_for(code) is not None}
+    invited = params.get("invited", "")
+    notice = render.gettext(request, N_("The invitation fax was queued (fax job %(job)s).")) % {
+        "job": invited} if invited.isdigit() else None
     return render.render(request, "fax_log.html", status_code=422 if error else 200, caller=caller,
                          csrf_token=_csrf(caller), active="fax_log", calls=calls, status_labels=CALL_STATUS_LABELS,
                          unauthenticated=UNAUTHENTICATED, form=raw, search_error=error,
                          filtered=bool(kept) or error is not None,
                          older_link="?" + urlencode({**kept, "before": older}) if older else None,
-                         newest_link="?" + urlencode(kept) if filt.before is not None else None)
+                         newest_link="?" + urlencode(kept) if filt.before is not None else None,
+                         invitable=invitable, notice=notice)
 
 
 def _admin_page(request: Request, node: Node, caller: Caller, render: Renderer, status_code: int = 200,
