@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from inkless.mail.notices import InboxNotices
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
+    from inkless.metrics.service import MetricsService
     from inkless.pickup.service import PickupService
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
@@ -71,6 +72,7 @@ class Node:
     witness: WitnessService | None = None
     pickup: PickupService | None = None
     notices: InboxNotices | None = None
+    metrics: MetricsService | None = None
 
     @property
     def node_id(self) -> str:
@@ -157,6 +159,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.metrics.catalogue import ProcedureCatalogue
 
     node.procedures = ProcedureCatalogue(db, audit, clock)
+    from inkless.metrics.service import MetricsService
+
+    node.metrics = MetricsService(db, node.procedures, audit, clock)
     return node
 
 
