@@ -70,6 +70,14 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/audit/tree-head'): (200, 200, 200, 200, 200),
     ('GET', '/api/v1/audit/witnesses'): (401, 403, 403, 200, 200),
     ('GET', '/compose'): (303, 200, 200, 200, 200),
+    # migration metrics: everyone their own office, administrators the node (the items need a figure: 422)
+    ('GET', '/dashboard'): (303, 200, 200, 200, 200),
+    ('GET', '/dashboard/procedures'): (303, 200, 200, 200, 200),
+    ('GET', '/dashboard/who-faxes'): (303, 200, 200, 200, 200),
+    ('GET', '/dashboard/items'): (303, 422, 422, 422, 422),
+    ('GET', '/dashboard/export/{table}'): (303, 200, 200, 200, 200),
+    ('POST', '/dashboard/paper'): (303, 422, 422, 422, 422),
+    ('POST', '/dashboard/classify'): (303, 422, 422, 422, 422),
     ('POST', '/compose'): (303, 422, 422, 422, 422),
     ('GET', '/fax'): (303, 200, 200, 200, 200),
     ('GET', '/fax/admin'): (303, 403, 403, 200, 200),
@@ -319,7 +327,7 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
             .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1")
             .replace("{page}", "1")
-            .replace("{kind}", "personal"))
+            .replace("{kind}", "personal").replace("{table}", "weeks"))
 
 
 def _call_path(method: str, path: str, ids: dict[str, str]) -> str:

@@ -99,6 +99,10 @@ class MetricsService:
         self._audit = audit
         self._clock = clock
 
+    @property
+    def catalogue(self) -> ProcedureCatalogue:
+        return self._catalogue
+
     def current_week(self) -> str:
         return week_of(self._clock.now())
 

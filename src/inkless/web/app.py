@@ -146,6 +146,7 @@ def create_app(node: Node) -> FastAPI:
         (_optional_router("inkless.web.pages_notices"), ""),
         (pickers.router, ""),
         (pickers.api_router, API_PREFIX),
+        (_optional_router("inkless.web.pages_metrics"), ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:
