@@ -26,6 +26,13 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}" if value != int(value) else str(int(value))
 
 
+def _short(category: str) -> str:
+    """A week or month label that fits under a bar: W49, 12月."""
+    if len(category) == 7 and category[4] == "-" and category[5:].isdigit():
+        return f"{int(category[5:])}月"
+    return category[-3:]
+
+
 def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *, width: int = 720,
               height: int = 240, chart_id: str = "chart") -> str:
     """Grouped bars, one group per category (weeks, months), values printed above the bars."""
@@ -54,7 +61,7 @@ def bar_chart(title: str, categories: Sequence[str], series: Sequence[Series], *
             if value:
                 parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{y - 3:.1f}" font-size="9" text-anchor="middle">'
                              f'{escape(_fmt(value))}</text>')
-        label = category[-3:] if len(categories) > 8 else category
+        label = _short(category) if len(categories) > 8 else category
         parts.append(f'<text x="{gx + group_w / 2 - 3:.1f}" y="{top + plot_h + 14}" font-size="10" '
                      f'text-anchor="middle">{escape(label)}</text>')
     x = left
@@ -88,7 +95,7 @@ def share_line(title: str, categories: Sequence[str], values: Sequence[float | N
     for i, (category, value) in enumerate(zip(categories, values, strict=True)):
         x = left + step * (i + 0.5)
         parts.append(f'<text x="{x:.1f}" y="{height - 8}" font-size="10" text-anchor="middle">'
-                     f'{escape(category[-3:] if len(categories) > 8 else category)}</text>')
+                     f'{escape(_short(category) if len(categories) > 8 else category)}</text>')
         if value is None:
             continue
         y = top + plot_h * (1 - value / 100)
