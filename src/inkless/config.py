@@ -122,6 +122,8 @@ class Settings:
     mail_backoff_cap_seconds: int = 3600
     mail_poll_seconds: int = 2
     pickup_expiry_days: int = 7  # how long a secure-pickup link works (offices may set their own)
+    # OpenMetrics without authentication on a separate HOST:PORT (e.g. 127.0.0.1:9464); empty = off.
+    metrics_listen: str = ""
 
     @property
     def backend(self) -> str:

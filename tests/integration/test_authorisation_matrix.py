@@ -70,6 +70,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/audit/tree-head'): (200, 200, 200, 200, 200),
     ('GET', '/api/v1/audit/witnesses'): (401, 403, 403, 200, 200),
     ('GET', '/compose'): (303, 200, 200, 200, 200),
+    # OpenMetrics on the main port: only a token with the metrics scope (tests/integration/test_openmetrics.py)
+    ('GET', '/metrics'): (401, 401, 401, 401, 401),
     # migration metrics: everyone their own office, administrators the node (the items need a figure: 422)
     ('GET', '/dashboard'): (303, 200, 200, 200, 200),
     ('GET', '/dashboard/procedures'): (303, 200, 200, 200, 200),

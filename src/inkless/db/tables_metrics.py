@@ -119,3 +119,12 @@ procedure_rules = Table(
     CheckConstraint("kind IN ('did', 'tsi', 'cid', 'keyword')", name="kind"),
     UniqueConstraint("kind", "pattern", name="uq_procedure_rules_kind_pattern"),
 )
+
+# Each worker process says it is alive (OpenMetrics shows the age of the last beat per worker).
+metrics_heartbeats = Table(
+    "metrics_heartbeats",
+    metadata,
+    Column("worker", String(128), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+)

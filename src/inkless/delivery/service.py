@@ -642,6 +642,7 @@ class DeliveryService:
                                           delivered_at=done, attempts=row.attempts, last_error=None,
                                           updated_at=done))
             if result.rowcount:
+                rollup.add(conn, rollup.delivered(msg.created_at, done))
                 self._audit.record(conn, AuditEvent(
                     actor="system", action="message.delivered", object_type="message", object_id=row.message_id,
                     digests={"receipt": hashlib.sha256(receipt).hexdigest()},

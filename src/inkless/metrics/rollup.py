@@ -44,6 +44,15 @@ ANALOGUE_ITEMS = (FAX_IN, FAX_OUT, PAPER_RECEIVED)
 SEAL_KINDS = ("stamp", "office_seal")
 
 Key = tuple[str, str, str, str]  # period, office, procedure, metric
+TOTAL = "total"
+# Delivery latency (sent → receipt verified) as a histogram of running totals, for OpenMetrics.
+LATENCY_BUCKETS = (1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0)
+LATENCY_COUNT = "latency_count"
+LATENCY_SUM_MS = "latency_sum_ms"
+
+
+def latency_metric(bound: float) -> str:
+    return f"latency_le_{int(bound)}"
 BATCH = 5000
 
 
@@ -51,16 +60,17 @@ BATCH = 5000
 class Counts:
     """What one source row counts: metric values at a time, for an office and a procedure."""
 
-    at: datetime | date
+    at: datetime | date | None  # None: node-wide running totals only (period "total")
     office: str | None
     procedure: str | None
     values: Mapping[str, int]
 
     def keys(self) -> Iterable[tuple[Key, int]]:
         office, procedure = self.office or "", self.procedure or ""
+        periods = (TOTAL,) if self.at is None else (week_of(self.at), month_of(self.at))
         for metric, value in self.values.items():
             if value:
-                for period in (week_of(self.at), month_of(self.at)):
+                for period in periods:
                     yield (period, office, procedure, metric), value
 
 
@@ -82,6 +92,14 @@ def fax_call(direction: str, at: datetime, office: str | None, procedure: str | 
         received = pages > 0 and status not in ("blocked", "voice")
         return Counts(at, office, procedure, {FAX_IN: int(received), FAX_IN_PAGES: pages if received else 0})
     return Counts(at, office, procedure, {FAX_OUT: int(success), FAX_OUT_PAGES: pages})
+
+
+def delivered(sent_at: datetime, delivered_at: datetime) -> Counts:
+    """A delivery confirmed by a receipt: one observation of the latency histogram."""
+    seconds = max(0.0, (delivered_at - sent_at).total_seconds())
+    values = {latency_metric(b): int(seconds <= b) for b in LATENCY_BUCKETS}
+    values.update({LATENCY_COUNT: 1, LATENCY_SUM_MS: round(seconds * 1000)})
+    return Counts(None, None, None, values)
 
 
 def seal(at: datetime, office: str, procedure: str | None, kind: str) -> Counts:
@@ -144,7 +162,7 @@ def _offices(conn: Connection) -> dict[int, str]:
 
 def source_counts(conn: Connection) -> Iterable[Counts]:
     """The Counts of every source row, read in batches."""
-    from inkless.db.tables_delivery import inbox, messages
+    from inkless.db.tables_delivery import inbox, messages, outbox
     from inkless.db.tables_fax import fax_calls
     from inkless.db.tables_seals import route_documents, routes
 
@@ -152,6 +170,11 @@ def source_counts(conn: Connection) -> Iterable[Counts]:
     m = messages.c
     for row in conn.execute(select(m.created_at, m.office_id, m.procedure_code).execution_options(yield_per=BATCH)):
         yield message_out(row.created_at, offices[row.office_id], row.procedure_code)
+    o = outbox.c
+    for row1 in conn.execute(
+            select(m.created_at, o.delivered_at).join(messages, m.id == o.message_id)
+            .where(o.state == "delivered", o.delivered_at.is_not(None)).execution_options(yield_per=BATCH)):
+        yield delivered(row1.created_at, row1.delivered_at)
     i = inbox.c
     for row2 in conn.execute(
             select(i.received_at, i.office_id, i.procedure_code, i.source).where(i.source == "inkless")

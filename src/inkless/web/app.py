@@ -147,6 +147,7 @@ def create_app(node: Node) -> FastAPI:
         (pickers.router, ""),
         (pickers.api_router, API_PREFIX),
         (_optional_router("inkless.web.pages_metrics"), ""),
+        (_optional_router("inkless.web.api_metrics"), ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

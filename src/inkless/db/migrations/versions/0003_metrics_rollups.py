@@ -1,4 +1,4 @@
-"""metrics: roll-ups, paper records, targets, procedure rules; the procedure of received messages, faxes, routes
+"""metrics: roll-ups, paper records, targets, procedure rules, heartbeats; procedures on messages, faxes, routes; token scope
 
 Revision ID: 0003_metrics_rollups
 Revises: 0002_metrics_procedures, 0003_delivery_fax_state, 0003_fax_sip, 0002_seals
@@ -61,12 +61,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_procedure_rules')),
     sa.UniqueConstraint('kind', 'pattern', name='uq_procedure_rules_kind_pattern')
     )
+    op.create_table('metrics_heartbeats',
+    sa.Column('worker', sa.String(length=128), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('worker', name=op.f('pk_metrics_heartbeats'))
+    )
     for table in ('inbox', 'fax_jobs', 'fax_calls', 'routes'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('procedure_code', sa.String(length=64), nullable=True))
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('scope', sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.drop_column('scope')
+    op.drop_table('metrics_heartbeats')
     for table in ('routes', 'fax_calls', 'fax_jobs', 'inbox'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column('procedure_code')
