@@ -29,7 +29,7 @@ from inkless.metrics import rollup as r
 if TYPE_CHECKING:
     from inkless.app import Node
 
-# Further families from other features (the mail outbox, the intake window): each yields Metrics.
+# Further families from other features (the intake window): each yields Metrics.
 EXTRA_FAMILIES: list[Callable[[Connection], Iterator[Metric]]] = []
 
 
@@ -48,6 +48,7 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from inkless.db.tables_delivery import outbox
         from inkless.db.tables_fax import fax_calls, fax_jobs
+        from inkless.db.tables_mail import mail_outbox
 
         node = self._node
         now = node.clock.now()
@@ -67,6 +68,9 @@ class NodeCollector(Collector):
                                  .group_by(fax_calls.c.direction, fax_calls.c.status)).all()
             audit_size = conn.execute(select(t.audit_state.c.tree_size)).scalar() or 0
             head_at = conn.execute(select(func.max(t.audit_tree_heads.c.signed_at))).scalar()
+            mail_states: dict[str, int] = {
+                state: int(n) for state, n in conn.execute(select(mail_outbox.c.state, func.count())
+                                                           .group_by(mail_outbox.c.state))}
             beats = conn.execute(select(metrics_heartbeats.c.worker, metrics_heartbeats.c.last_seen)).all()
             extra = [m for family in EXTRA_FAMILIES for m in family(conn)]
 
@@ -111,6 +115,15 @@ class NodeCollector(Collector):
         yield seals
         yield CounterMetricFamily("inkless_intake_submissions", "Submissions through the public intake window",
                                   value=months.get(r.INTAKE, 0))
+        mail_depth = GaugeMetricFamily("inkless_mail_outbox_depth", "Mails waiting for the SMTP server, by state",
+                                       labels=["state"])
+        for state in ("queued", "retrying"):
+            mail_depth.add_metric([state], mail_states.get(state, 0))
+        yield mail_depth
+        mails = CounterMetricFamily("inkless_mails", "Mails that reached a final state", labels=["result"])
+        for state in ("sent", "failed", "expired"):
+            mails.add_metric([state], mail_states.get(state, 0))
+        yield mails
         yield GaugeMetricFamily("inkless_audit_log_entries", "Entries in the audit log", value=int(audit_size))
         age = GaugeMetricFamily("inkless_audit_signed_head_age_seconds",
                                 "Seconds since the last signed audit tree head (NaN: none yet)",
