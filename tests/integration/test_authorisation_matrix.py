@@ -77,6 +77,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/dashboard/procedures'): (303, 200, 200, 200, 200),
     ('GET', '/dashboard/who-faxes'): (303, 200, 200, 200, 200),
     ('GET', '/dashboard/items'): (303, 422, 422, 422, 422),
+    ('GET', '/dashboard/government'): (303, 403, 403, 200, 200),  # the hub's table: administrators
+    # a peer's signed aggregate: the signature is the credential (an empty body is no signed document)
+    ('POST', '/federation/v1/metrics/aggregates'): (401, 401, 401, 401, 401),
     ('GET', '/dashboard/export/{table}'): (303, 200, 200, 200, 200),
     ('POST', '/dashboard/paper'): (303, 422, 422, 422, 422),
     ('POST', '/dashboard/classify'): (303, 422, 422, 422, 422),

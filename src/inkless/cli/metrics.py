@@ -239,3 +239,71 @@ def rule_remove(rule: Annotated[int, typer.Argument()], actor: Annotated[str, ty
     with open_node(data) as node:
         _service(node).remove_rule(rule, actor)
     typer.echo(f"procedure rule {rule} removed")
+
+
+aggregate_app = typer.Typer(help="Signed weekly aggregates to peers or a hub, and the hub's government-wide table.",
+                            no_args_is_help=True)
+app.add_typer(aggregate_app, name="aggregate")
+
+
+@aggregate_app.command("target")
+def aggregate_target(
+    action: Annotated[str, typer.Argument(help="add, remove or list.")],
+    node_id: Annotated[str | None, typer.Argument(help="A pinned peer (the hub).")] = None,
+    actor: Annotated[str, typer.Option("--actor")] = "cli",
+    data: DataOption = None,
+) -> None:
+    """Choose the peers or the hub this node sends its weekly aggregates to."""
+    from inkless.errors import ValidationError
+    from inkless.metrics import aggregates
+
+    with open_node(data) as node:
+        if action == "list":
+            for target in aggregates.targets(node):
+                typer.echo(target)
+            return
+        if action not in ("add", "remove") or not node_id:
+            raise ValidationError("use: inkless metrics aggregate target add|remove NODE_ID, or list")
+        (aggregates.add_target if action == "add" else aggregates.remove_target)(node, node_id, actor)
+    typer.echo(f"aggregates {'now go' if action == 'add' else 'no longer go'} to {node_id}")
+
+
+@aggregate_app.command("send")
+def aggregate_send(week: WeekOption = None, data: DataOption = None, as_json: JsonOption = False) -> None:
+    """Sign the week's aggregate (default: last week) and send it to every target."""
+    from inkless.metrics import aggregates
+
+    with open_node(data) as node:
+        results = aggregates.send_aggregates(node, week)
+    if as_json:
+        print_json(results)
+    else:
+        for node_id, outcome in results.items():
+            typer.echo(f"{node_id}: {outcome}")
+        if not results:
+            typer.echo("no targets: add one with 'inkless metrics aggregate target add NODE_ID'")
+    if any(v.startswith("error") for v in results.values()):
+        raise typer.Exit(1)
+
+
+@aggregate_app.command("table")
+def aggregate_table(week: WeekOption = None, data: DataOption = None, as_json: JsonOption = False) -> None:
+    """The hub's table: every node × the last 8 weeks (digital share, fax pages), and the late nodes."""
+    from inkless.metrics import aggregates
+
+    with open_node(data) as node:
+        assert node.metrics is not None
+        table = aggregates.government_table(node, week or node.metrics.current_week())
+    if as_json:
+        print_json(table)
+        return
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        share = "-" if value["digital_share"] is None else f"{value['digital_share']:.1f}%"
+        return f"{share} / {value['fax_pages']}"
+
+    print_table([[n["node_id"], n["organisation"]] + [cell(n["weeks"][w]) for w in table["weeks"]]
+                 for n in table["nodes"]], ["node", "organisation"] + [w[-3:] for w in table["weeks"]])
+    typer.echo(f"late for {table['week']}: {', '.join(table['late']) or 'none'}")

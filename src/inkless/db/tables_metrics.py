@@ -128,3 +128,27 @@ metrics_heartbeats = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("last_seen", UTCDateTime, nullable=False),
 )
+
+# Nodes this node sends its signed weekly aggregates to (peers or a hub), chosen by an administrator.
+metrics_aggregate_targets = Table(
+    "metrics_aggregate_targets",
+    metadata,
+    Column("node_id", String(32), primary_key=True),
+    Column("added_by", String(128), nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+)
+
+# Aggregates received (on a hub), one per node and week: the latest verified one; a corrected re-send
+# replaces it (audited).
+metrics_aggregates = Table(
+    "metrics_aggregates",
+    metadata,
+    Column("node_id", String(32), primary_key=True),
+    Column("week", String(10), primary_key=True),
+    Column("organisation", String(200), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("counts", Text, nullable=False),  # JSON: metric -> value, and the procedure headline
+    Column("jws", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("replaced", Integer, nullable=False),
+)

@@ -247,3 +247,19 @@ def classify(
         return _error(request, render, caller, exc)
     # Only back to a dashboard page of this site.
     return RedirectResponse(back if back.startswith("/dashboard") else "/dashboard", status_code=303)
+
+
+@router.get("/dashboard/government")
+def government(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep,
+               week: WeekQuery = None) -> Response:
+    """The hub's government-wide table (administrators): nodes × weeks, verified aggregates, late nodes."""
+    from inkless.metrics.aggregates import government_table
+
+    if caller.user.role != Role.ADMIN:
+        raise HTTPException(status_code=403, detail=N_("administrators only"))
+    try:
+        table = government_table(node, _week(node, week))
+    except InklessError as exc:
+        return _error(request, render, caller, exc)
+    return render.render(request, "metrics_government.html", caller=caller, csrf_token=_csrf(caller),
+                         active="dashboard", table=table, link=_link)

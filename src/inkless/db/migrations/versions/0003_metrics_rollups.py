@@ -67,6 +67,23 @@ def upgrade() -> None:
     sa.Column('last_seen', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('worker', name=op.f('pk_metrics_heartbeats'))
     )
+    op.create_table('metrics_aggregate_targets',
+    sa.Column('node_id', sa.String(length=32), nullable=False),
+    sa.Column('added_by', sa.String(length=128), nullable=False),
+    sa.Column('added_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('node_id', name=op.f('pk_metrics_aggregate_targets'))
+    )
+    op.create_table('metrics_aggregates',
+    sa.Column('node_id', sa.String(length=32), nullable=False),
+    sa.Column('week', sa.String(length=10), nullable=False),
+    sa.Column('organisation', sa.String(length=200), nullable=False),
+    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('counts', sa.Text(), nullable=False),
+    sa.Column('jws', sa.Text(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('replaced', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('node_id', 'week', name=op.f('pk_metrics_aggregates'))
+    )
     for table in ('inbox', 'fax_jobs', 'fax_calls', 'routes'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('procedure_code', sa.String(length=64), nullable=True))
@@ -78,6 +95,8 @@ def downgrade() -> None:
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_column('scope')
     op.drop_table('metrics_heartbeats')
+    op.drop_table('metrics_aggregates')
+    op.drop_table('metrics_aggregate_targets')
     for table in ('routes', 'fax_calls', 'fax_jobs', 'inbox'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column('procedure_code')
