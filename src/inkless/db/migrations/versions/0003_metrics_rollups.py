@@ -24,6 +24,8 @@ def upgrade() -> None:
     sa.Column('value', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('period', 'office_code', 'procedure_code', 'metric', name=op.f('pk_metrics_rollup'))
     )
+    with op.batch_alter_table('metrics_rollup', schema=None) as batch_op:
+        batch_op.create_index('ix_metrics_rollup_period_metric', ['period', 'metric', 'value'], unique=False)
     op.create_table('metrics_paper_records',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('office_code', sa.String(length=64), nullable=False),
@@ -105,4 +107,6 @@ def downgrade() -> None:
     with op.batch_alter_table('metrics_paper_records', schema=None) as batch_op:
         batch_op.drop_index('ix_metrics_paper_records_day')
     op.drop_table('metrics_paper_records')
+    with op.batch_alter_table('metrics_rollup', schema=None) as batch_op:
+        batch_op.drop_index('ix_metrics_rollup_period_metric')
     op.drop_table('metrics_rollup')
