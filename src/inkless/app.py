@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from inkless.mail.notices import InboxNotices
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
+    from inkless.metrics.service import MetricsService
     from inkless.pickup.service import PickupService
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
@@ -75,6 +76,7 @@ class Node:
     notices: InboxNotices | None = None
     admin: Administration | None = None
     intake: IntakeService | None = None
+    metrics: MetricsService | None = None
 
     @property
     def node_id(self) -> str:
@@ -174,6 +176,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     from inkless.intake.service import build_intake
 
     node.intake = build_intake(node)
+    from inkless.metrics.service import MetricsService
+
+    node.metrics = MetricsService(db, node.procedures, audit, clock)
     return node
 
 

@@ -126,6 +126,8 @@ class Settings:
     intake_max_bytes: int = 50 * 1024 * 1024  # one intake form with its files, before any office limit
     intake_address_per_minute: int = 3  # codes mailed per address and minute (per IP: public_requests_per_minute)
     clamd_socket: str = ""  # clamd's Unix socket (/run/clamav/clamd.ctl) or tcp:HOST:PORT; empty = no virus scan
+    # OpenMetrics without authentication on a separate HOST:PORT (e.g. 127.0.0.1:9464); empty = off.
+    metrics_listen: str = ""
 
     @property
     def backend(self) -> str:

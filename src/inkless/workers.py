@@ -42,7 +42,7 @@ def _load_tasks() -> None:
 
     for module in ("inkless.directory.tasks", "inkless.audit.tasks", "inkless.delivery.tasks",
                    "inkless.fax.station", "inkless.fax.tasks", "inkless.blob_collector", "inkless.mail.tasks",
-                   "inkless.web.drafts", "inkless.intake.tasks"):
+                   "inkless.web.drafts", "inkless.intake.tasks", "inkless.metrics.tasks"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -101,6 +101,19 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/api/v1/audit/tree-head'): (200, 200, 200, 200, 200),
     ('GET', '/api/v1/audit/witnesses'): (401, 403, 403, 200, 200),
     ('GET', '/compose'): (303, 200, 200, 200, 200),
+    # OpenMetrics on the main port: only a token with the metrics scope (tests/integration/test_openmetrics.py)
+    ('GET', '/metrics'): (401, 401, 401, 401, 401),
+    # migration metrics: everyone their own office, administrators the node (the items need a figure: 422)
+    ('GET', '/dashboard'): (303, 200, 200, 200, 200),
+    ('GET', '/dashboard/procedures'): (303, 200, 200, 200, 200),
+    ('GET', '/dashboard/who-faxes'): (303, 200, 200, 200, 200),
+    ('GET', '/dashboard/items'): (303, 422, 422, 422, 422),
+    ('GET', '/dashboard/government'): (303, 403, 403, 200, 200),  # the hub's table: administrators
+    # a peer's signed aggregate: the signature is the credential (an empty body is no signed document)
+    ('POST', '/federation/v1/metrics/aggregates'): (401, 401, 401, 401, 401),
+    ('GET', '/dashboard/export/{table}'): (303, 200, 200, 200, 200),
+    ('POST', '/dashboard/paper'): (303, 422, 422, 422, 422),
+    ('POST', '/dashboard/classify'): (303, 422, 422, 422, 422),
     ('POST', '/compose'): (303, 422, 422, 422, 422),
     ('GET', '/fax'): (303, 200, 200, 200, 200),
     ('GET', '/fax/admin'): (303, 403, 403, 200, 200),
@@ -366,7 +379,8 @@ def _concrete(path: str, ids: dict[str, str]) -> str:
             .replace("{entry_id}", ids["block"]).replace("{code}", ids["code"]).replace("{node_id}", ids["peer"])
             .replace("{ref}", "no-such-session").replace("{number}", "1").replace("{version}", "1")
             .replace("{page}", "1").replace("{index}", "0")
-            .replace("{kind}", "personal").replace("{login}", "tanaka").replace("{office}", ids["code"]))
+            .replace("{kind}", "personal").replace("{login}", "tanaka").replace("{office}", ids["code"])
+            .replace("{table}", "weeks"))
 
 
 def _call_path(method: str, path: str, ids: dict[str, str]) -> str:

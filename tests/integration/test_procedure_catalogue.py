@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+from collections.abc import Iterator
 
-from inkless.app import Node
+import pytest
+from sqlalchemy import delete, select
+
+from inkless.app import Node, init_node
+from inkless.config import load_settings
 from inkless.db import tables as t
-from inkless.directory.demo import DemoSample
+from inkless.db.tables_metrics import procedure_versions, procedures
+from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.errors import NotFoundError, ValidationError
 from inkless.metrics.catalogue import ProcedureCatalogue
 from inkless.metrics.catalogue_csv import CatalogueFileError
 from inkless.metrics.demo import DEMO_PROCEDURES, create_demo_procedures
 from inkless.metrics.model import ProcedureFields, SealRequirement
+from tests.conftest import BACKENDS
+from tests.helpers.db import fresh_database
+from tests.helpers.nodes import refused_url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """One demo node per backend for the module; ``catalogue`` puts the demo catalogue back before each test."""
+    folder = tmp_path_factory.mktemp("catalogue")
+    with fresh_database(str(request.param), folder) as url:
+        settings = load_settings(folder / "node", env={}, overrides={
+            "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
+            "base_url": refused_url()})
+        node = init_node(settings)
+        try:
+            create_demo(node.directory)
+            yield node
+        finally:
+            node.close()
 
 
 @pytest.fixture
-def catalogue(node: Node, demo: DemoSample) -> ProcedureCatalogue:
-    assert node.procedures is not None
-    create_demo_procedures(node.procedures)
-    return node.procedures
+def node(shared_node: Node) -> Node:
+    return shared_node
+
+
+@pytest.fixture
+def catalogue(shared_node: Node) -> ProcedureCatalogue:
+    assert shared_node.procedures is not None
+    with shared_node.db.begin() as conn:
+        conn.execute(delete(procedure_versions))
+        conn.execute(delete(procedures))
+    create_demo_procedures(shared_node.procedures)
+    return shared_node.procedures
 
 
 def _audit(node: Node, action_prefix: str) -> list[tuple[str, str | None, str]]:

@@ -58,3 +58,25 @@ def test_bad_file_exit_code_and_message(data: Path, tmp_path: Path) -> None:
     assert missing.returncode == 3 and "no procedure 'NOPE'" in missing.stderr
     unreadable = run("procedure", "import", str(tmp_path / "absent.csv"), "--data", str(data))
     assert unreadable.returncode == 2 and "cannot read" in unreadable.stderr
+
+
+def test_metrics_commands(data: Path, tmp_path: Path) -> None:
+    recorded = run("metrics", "paper", "civil-affairs", "--day", "2026-12-01", "--received", "4", "--sealed", "3",
+                   "--procedure", "MOJ-MIN-006", "--actor", "tanaka", "--data", str(data))
+    assert recorded.returncode == 0, recorded.stderr
+    report = json.loads(run("metrics", "report", "--week", "2026-W49", "--json", "--data", str(data)).stdout)
+    assert report["figures"]["paper_received"] == 4 and report["seals"] == {"digital": 0, "paper": 3}
+    assert report["figures"]["digital_share"] == 0.0
+    assert report["headline"]["text"] == "37手続中0手続が完全デジタル（0.0%）"
+    human = run("metrics", "report", "--week", "2026-W49", "--office", "civil-affairs", "--data", str(data)).stdout
+    assert "2026-W49  civil-affairs (民事局)" in human and "紙で受付 (paper received)" in human
+    out = tmp_path / "procedures.csv"
+    assert run("metrics", "export", "procedures", "--week", "2026-W49", "-o", str(out), "--data", str(data)
+               ).returncode == 0
+    lines = out.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "手続コード,手続名,担当部署,区分,デジタル件数,電子押印,FAX件数,FAX枚数,紙で受付,紙で押印"
+    assert "MOJ-MIN-006,供託申請,civil-affairs,FAX・紙のみ,0,0,0,0,4,3" in lines
+    checked = run("metrics", "rebuild", "--check", "--data", str(data))
+    assert checked.returncode == 0 and checked.stdout.strip().endswith("; 0 differ")
+    bad = run("metrics", "report", "--week", "49", "--data", str(data))
+    assert bad.returncode == 2 and "is not an ISO week such as 2026-W49" in bad.stderr

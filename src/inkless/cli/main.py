@@ -413,7 +413,7 @@ def _register_optional() -> None:
     for module, name in (("inkless.cli.audit", "audit"), ("inkless.cli.token", "token"), ("inkless.cli.peer", "peer"),
                          ("inkless.cli.fax", "fax"), ("inkless.cli.routes", "route"),
                          ("inkless.cli.mail", "mail"), ("inkless.cli.pickup", "pickup"),
-                         ("inkless.cli.procedure", "procedure"),
+                         ("inkless.cli.procedure", "procedure"), ("inkless.cli.metrics", "metrics"),
                          ("inkless.cli.intake", "intake")):
         try:
             sub = import_module(module)

@@ -31,6 +31,7 @@ def _row(token: ApiToken, node: Node) -> dict[str, object]:
         "expires_at": token.expires_at.isoformat() if token.expires_at else None,
         "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
         "state": token.state(node.clock.now()),
+        "scope": token.scope,
     }
 
 
@@ -42,12 +43,15 @@ def create(
     expires_days: Annotated[
         int | None, typer.Option("--expires-days", help="Days until it expires (default: never).")
     ] = None,
+    scope: Annotated[
+        str | None, typer.Option("--scope", help="'metrics': reads only /metrics (administrators; for Prometheus).")
+    ] = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a token; prints the secret once (only its SHA-256 is stored)."""
     with open_node(data) as node:
-        created = _service(node).create(login, office, name, expires_days, actor="cli")
+        created = _service(node).create(login, office, name, expires_days, actor="cli", scope=scope)
         row = _row(created.token, node)
     if as_json:
         print_json({**row, "token": created.secret})

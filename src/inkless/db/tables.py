@@ -230,5 +230,7 @@ api_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=True),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # NULL: the office API; "metrics": only /metrics on the main port (no office data).
+    Column("scope", String(16), nullable=True),
     UniqueConstraint("user_id", "name", name="uq_api_tokens_user_name"),
 )

@@ -106,6 +106,8 @@ inbox = Table(
     # received it on this node's fax line.
     Column("fax_first", Text, nullable=True),
     Column("fax_copy_message_id", String(36), nullable=True),
+    # The procedure the sender named (metrics count the message against it).
+    Column("procedure_code", String(64), nullable=True),
     UniqueConstraint("message_id", "office_id", name="uq_inbox_message_office"),
     CheckConstraint("source IN ('inkless', 'fax', 'intake')", name="source"),
 )

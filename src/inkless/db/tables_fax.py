@@ -47,6 +47,8 @@ fax_jobs = Table(
     Column("origin", String(16), nullable=False),
     Column("outbox_ref", String(128), nullable=True),
     Column("report_blob", String(64), nullable=True, info=BLOB),
+    # The procedure the clerk chose (metrics count the fax against it).
+    Column("procedure_code", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("state IN ('queued', 'sending', 'retrying', 'done', 'failed')", name="state"),
@@ -103,6 +105,8 @@ fax_calls = Table(
     Column("media", String(8), nullable=True),
     Column("call_id", String(128), nullable=True),
     Column("gateway", String(128), nullable=True),
+    # SEND: the job's procedure; RECV: from a routing rule or a clerk's classification (NULL: 未分類).
+    Column("procedure_code", String(64), nullable=True),
     CheckConstraint("direction IN ('SEND', 'RECV')", name="direction"),
 )
 Index("ix_fax_calls_started_at", fax_calls.c.started_at)

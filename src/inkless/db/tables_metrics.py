@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from inkless.db.tables import metadata
 from inkless.db.types import UTCDateTime
@@ -47,4 +59,98 @@ procedure_versions = Table(
     Column("changed_at", UTCDateTime, nullable=False),
     Column("changed_by", String(128), nullable=False),
     Column("audit_index", BigInteger, nullable=True),
+)
+
+# Roll-ups: one counter per period (ISO week "2026-W49" or month "2026-12", both in Asia/Tokyo), office,
+# procedure and metric, kept in the same transaction as the event that changes it (see metrics.rollup).
+# Office "" is a fax no office was found for yet; procedure "" is 未分類 (not classified).
+metrics_rollup = Table(
+    "metrics_rollup",
+    metadata,
+    Column("period", String(10), primary_key=True),
+    Column("office_code", String(64), primary_key=True),
+    Column("procedure_code", String(64), primary_key=True),
+    Column("metric", String(24), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+# Covers the dashboards' sums per period and metric (node-wide) without reading the table.
+Index("ix_metrics_rollup_period_metric", metrics_rollup.c.period, metrics_rollup.c.metric, metrics_rollup.c.value)
+
+# What inkless does not see: paper a clerk received (紙で受付) or sealed by hand (紙で押印), counted by hand.
+metrics_paper_records = Table(
+    "metrics_paper_records",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("office_code", String(64), nullable=False),
+    Column("procedure_code", String(64), nullable=True),
+    Column("day", Date, nullable=False),
+    Column("received", Integer, nullable=False),
+    Column("sealed", Integer, nullable=False),
+    Column("recorded_by", String(128), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+Index("ix_metrics_paper_records_day", metrics_paper_records.c.day)
+
+# Targets an administrator sets, e.g. FAX枚数を2027年3月までに90%削減 (office NULL: node-wide).
+metrics_targets = Table(
+    "metrics_targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("office_code", String(64), nullable=True),
+    Column("measure", String(24), nullable=False),
+    Column("reduction_percent", Integer, nullable=False),
+    Column("baseline_from", Date, nullable=False),
+    Column("baseline_to", Date, nullable=False),
+    Column("deadline", Date, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Which procedure an inbound fax belongs to: by the number called (DID), the sender's station id (TSI) or
+# number (CID), or a keyword in the OCR text of page 1; tried in priority order, first match wins.
+procedure_rules = Table(
+    "procedure_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("pattern", String(128), nullable=False),
+    Column("procedure_code", String(64), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('did', 'tsi', 'cid', 'keyword')", name="kind"),
+    UniqueConstraint("kind", "pattern", name="uq_procedure_rules_kind_pattern"),
+)
+
+# Each worker process says it is alive (OpenMetrics shows the age of the last beat per worker).
+metrics_heartbeats = Table(
+    "metrics_heartbeats",
+    metadata,
+    Column("worker", String(128), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+)
+
+# Nodes this node sends its signed weekly aggregates to (peers or a hub), chosen by an administrator.
+metrics_aggregate_targets = Table(
+    "metrics_aggregate_targets",
+    metadata,
+    Column("node_id", String(32), primary_key=True),
+    Column("added_by", String(128), nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+)
+
+# Aggregates received (on a hub), one per node and week: the latest verified one; a corrected re-send
+# replaces it (audited).
+metrics_aggregates = Table(
+    "metrics_aggregates",
+    metadata,
+    Column("node_id", String(32), primary_key=True),
+    Column("week", String(10), primary_key=True),
+    Column("organisation", String(200), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    Column("counts", Text, nullable=False),  # JSON: metric -> value, and the procedure headline
+    Column("jws", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("replaced", Integer, nullable=False),
 )

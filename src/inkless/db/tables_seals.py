@@ -33,6 +33,8 @@ routes = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     # Where a corrected version resumes: 'step' (the step that returned it) or 'start' (step 1).
     Column("resume_from", String(8), nullable=False, server_default="step"),
+    # The procedure the route belongs to (metrics count its seals against it).
+    Column("procedure_code", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint(

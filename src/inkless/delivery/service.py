@@ -67,6 +67,7 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
+from inkless.metrics import rollup
 from inkless.pki.ca import NodeCA
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertPurpose
@@ -247,6 +248,7 @@ class DeliveryService:
                 subject_enc=self._box.seal(subject.encode(), _subject_context(message_id)),
                 envelope_sha256=digest, envelope_size=len(envelope), document_count=len(docs), created_at=now,
             ))
+            rollup.add(conn, rollup.message_out(now, office.code, procedure_code))
             if recipients:
                 conn.execute(insert(outbox), [
                     {"message_id": message_id, "recipient": r.address, "node_id": r.node_id,
@@ -433,6 +435,8 @@ class DeliveryService:
                         digest: str, document_count: int, sender: str, source: str, authenticated: bool,
                         fax_first: FaxFirst | None = None, search_texts: Sequence[str] = ()) -> bytes:
         recipient = f"{office_code}@{self.node_id}"
+        # A peer's procedure code is kept only when it is well-formed: counted, never trusted further.
+        procedure = meta.procedure_code if meta.procedure_code and PROCEDURE_RE.match(meta.procedure_code) else None
         with self._db.begin() as conn:
             existing = conn.execute(select(inbox).where(
                 inbox.c.message_id == meta.message_id, inbox.c.office_id == office_id)).first()
@@ -456,11 +460,13 @@ class DeliveryService:
                         source=source, authenticated=authenticated, received_at=now, receipt=None,
                         fax_first=fax_first.header() if fax_first else None,
                         fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
+                        procedure_code=procedure,
                     ))
                     key = inserted.inserted_primary_key
                     assert key is not None  # inbox rows have an integer key
                     self.search_index.add_inbox(conn, int(key[0]), inbox_texts(
                         meta.subject, sender, self._office_name(sender), "\n".join(search_texts) or None))
+                    rollup.add(conn, rollup.message_in(now, office_code, procedure, source))
                     self._audit.record(conn, AuditEvent(
                         actor=sender[:128], action="message.received", object_type="message",
                         object_id=meta.message_id, digests={"envelope": digest},
@@ -639,6 +645,7 @@ class DeliveryService:
                                           delivered_at=done, attempts=row.attempts, last_error=None,
                                           updated_at=done))
             if result.rowcount:
+                rollup.add(conn, rollup.delivered(msg.created_at, done))
                 self._audit.record(conn, AuditEvent(
                     actor="system", action="message.delivered", object_type="message", object_id=row.message_id,
                     digests={"receipt": hashlib.sha256(receipt).hexdigest()},

@@ -37,6 +37,8 @@ TOKEN_PREFIX = "ink_"  # noqa: S105 - a prefix that makes leaked tokens recognis
 MAX_EXPIRES_DAYS = 3650
 # Writing last_used_at on every request would turn every API read into a write; once a minute is enough.
 LAST_USED_GRANULARITY = timedelta(seconds=60)
+METRICS_SCOPE = "metrics"
+SCOPES = (None, METRICS_SCOPE)
 
 
 def hash_token(secret: str) -> str:
@@ -61,6 +63,7 @@ class ApiToken:
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scope: str | None = None
 
     def state(self, now: datetime) -> str:
         """``active``, ``expired`` or ``revoked``."""
@@ -110,9 +113,16 @@ class ApiTokenService:
         name: str,
         expires_days: int | None = None,
         actor: str | None = None,
+        scope: str | None = None,
     ) -> NewApiToken:
-        """Create a token for ``login`` scoped to ``office_code`` (which must be the user's own office)."""
+        """Create a token for ``login`` scoped to ``office_code`` (which must be the user's own office).
+
+        ``scope="metrics"`` makes a token that reads only ``/metrics`` on the main port (an
+        administrator's, for a Prometheus server); it opens no office API.
+        """
         name = check_token_name(name)
+        if scope not in SCOPES:
+            raise ValidationError(f"scope must be one of: {', '.join(s for s in SCOPES if s)}")
         expires_days = check_expires_days(expires_days)
         now = self._clock.now()
         secret = new_token_secret()
@@ -125,6 +135,8 @@ class ApiTokenService:
                 )
             if not user.active:
                 raise PolicyError("user {login!r} is not active", login=login)
+            if scope == METRICS_SCOPE and user.role.value != "admin":
+                raise PolicyError("only administrators may create a metrics token")
             duplicate = conn.execute(
                 select(t.api_tokens.c.id).where(
                     t.api_tokens.c.user_id == user.id, t.api_tokens.c.name == name
@@ -142,6 +154,7 @@ class ApiTokenService:
                         token_hash=hash_token(secret),
                         created_at=now,
                         expires_at=expires_at,
+                        scope=scope,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
             except SAIntegrityError:
@@ -159,6 +172,7 @@ class ApiTokenService:
                         "office": office.code,
                         "name": name,
                         "expires_days": expires_days,
+                        "scope": scope,
                     },
                 ),
                 at=now,
@@ -166,8 +180,11 @@ class ApiTokenService:
             token = self._get(conn, token_id)
         return NewApiToken(token=token, secret=secret)
 
-    def authenticate(self, secret: str) -> tuple[User, Office]:
-        """The user and office a token stands for; AuthenticationError if unknown, expired or revoked."""
+    def authenticate(self, secret: str, scope: str | None = None) -> tuple[User, Office]:
+        """The user and office a token stands for; AuthenticationError if unknown, expired or revoked.
+
+        A token opens only what its scope names: the office API (``scope=None``) or ``/metrics``.
+        """
         failure = AuthenticationError("invalid, expired or revoked API token")
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             raise failure
@@ -176,7 +193,7 @@ class ApiTokenService:
             row = conn.execute(
                 select(t.api_tokens).where(t.api_tokens.c.token_hash == hash_token(secret))
             ).one_or_none()
-            if row is None or row.revoked_at is not None:
+            if row is None or row.revoked_at is not None or row.scope != scope:
                 raise failure
             if row.expires_at is not None and row.expires_at <= now:
                 raise failure
@@ -242,6 +259,7 @@ def _token_query() -> Any:
             t.api_tokens.c.expires_at,
             t.api_tokens.c.last_used_at,
             t.api_tokens.c.revoked_at,
+            t.api_tokens.c.scope,
         )
         .join(t.users, t.users.c.id == t.api_tokens.c.user_id)
         .join(t.offices, t.offices.c.id == t.api_tokens.c.office_id)
@@ -258,4 +276,5 @@ def _token(row: Row[Any]) -> ApiToken:
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        scope=row.scope,
     )

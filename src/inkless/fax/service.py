@@ -48,6 +48,8 @@ from inkless.fax.routing import (
     check_pattern,
     route,
 )
+from inkless.metrics import classify, rollup
+from inkless.metrics.model import check_procedure_code
 from inkless.text import check_text
 
 log = logging.getLogger("inkless.fax")
@@ -292,14 +294,21 @@ class FaxService:
                                  sub_address=result.sub_address, remote_ident=result.remote_ident,
                                  calling_number=result.calling_number)
                 status = "routed" if decision.routed else "unroutable"
+            procedure = None
+            if block is None:
+                rule = classify.match_call(classify.rules(conn), called_number=result.called_number,
+                                           remote_ident=result.remote_ident, calling_number=result.calling_number)
+                procedure = rule.procedure_code if rule else None
             office_id = None
             if decision is not None and decision.office_code is not None:
                 office_id = self._directory.office(decision.office_code, conn).id
             call_id = _pk(conn.execute(insert(fax_calls).values(
                 **_call_values(result, "RECV", line_name), status=status, office_id=office_id,
                 tiff_blob=tiff_blob if block is None else None,
-                routed_by=decision.routed_by if decision else None,
+                routed_by=decision.routed_by if decision else None, procedure_code=procedure,
             )))
+            rollup.add(conn, rollup.fax_call("RECV", result.started_at, decision.office_code if decision else None,
+                                             procedure, result.pages_transferred, result.success, status))
             details: dict[str, Any] = {
                 "line": line_name, "cid": result.calling_number, "tsi": (result.remote_ident or "").strip(),
                 "did": result.called_number, "pages": result.pages_transferred, "t30_code": result.t30_code,
@@ -349,6 +358,8 @@ class FaxService:
         except InklessError as exc:
             return self._fail_call(call_id, f"the received image could not be converted: {exc}")
         pdf_blob = self._blobs.put(pdf)
+        if row.procedure_code is None:
+            self._classify_by_text(call_id, row.code, pdf)
         facts = _facts(row)
         subject = _inbound_subject(row)
         when = f"{timefmt.to_local(row.started_at, self._tz):%Y%m%d-%H%M%S}"
@@ -364,6 +375,25 @@ class FaxService:
                 actor=actor, action="fax.delivered", object_type="fax_call", object_id=str(call_id),
                 digests={"pdf": pdf_blob}, details={"office": row.code, "message_id": message_id}), at=now)
         return ReceivedFax(call_id, "delivered", row.code, message_id)
+
+    def _classify_by_text(self, call_id: int, office_code: str, pdf: bytes) -> None:
+        """Count a fax against the procedure whose keyword rule matches the OCR text of page 1."""
+        with self._db.read() as conn:
+            keyword_rules = [r for r in classify.rules(conn) if r.kind == "keyword"]
+        if not keyword_rules:
+            return
+        rule = classify.match_text(keyword_rules, classify.page_one_text(pdf))
+        if rule is None:
+            return
+        with self._db.begin() as conn:
+            row = conn.execute(select(fax_calls).where(fax_calls.c.id == call_id)).first()
+            if row is None or row.procedure_code is not None:
+                return
+            conn.execute(update(fax_calls).where(fax_calls.c.id == call_id).values(procedure_code=rule.procedure_code))
+            rollup.move(conn, call_counts(row, office_code), call_counts(row, office_code, rule.procedure_code))
+            self._audit.record(conn, AuditEvent(
+                actor="system", action="fax.classified", object_type="fax_call", object_id=str(call_id),
+                details={"procedure": rule.procedure_code, "rule": rule.id}), at=self._clock.now())
 
     def _fail_call(self, call_id: int, reason: str) -> ReceivedFax:
         now = self._clock.now()
@@ -399,12 +429,14 @@ class FaxService:
         office = self._directory.office(office_code)
         now = self._clock.now()
         with self._db.begin() as conn:
+            before = conn.execute(select(fax_calls).where(fax_calls.c.id == call_id)).first()
             changed = conn.execute(update(fax_calls).where(
                 fax_calls.c.id == call_id, fax_calls.c.direction == "RECV", fax_calls.c.status == "unroutable",
             ).values(status="routed", office_id=office.id, routed_by=f"admin:{actor}"[:80], resolved_at=now,
                      resolved_by=actor)).rowcount
-            if not changed:
+            if not changed or before is None:
                 raise NotFoundError("no unroutable fax {call_id}", call_id=call_id)
+            rollup.move(conn, call_counts(before, None), call_counts(before, office.code))
             self._audit.record(conn, AuditEvent(
                 actor=actor, action="fax.assigned", object_type="fax_call", object_id=str(call_id),
                 details={"office": office.code}), at=now)
@@ -486,6 +518,7 @@ class FaxService:
         origin: str = "clerk",
         outbox_ref: str | None = None,
         reference: str | None = None,
+        procedure_code: str | None = None,
     ) -> int:
         """Queue documents (PDF) to be faxed to ``number``; returns the job id.
 
@@ -498,9 +531,10 @@ class FaxService:
         sender when it was sent, and that sender may be the node operator, who has no user account.
         """
         office = self._directory.office(from_office)
+        procedure_code = check_procedure_code(procedure_code) if procedure_code else None
         if origin == "fallback":
             return self._queue_fallback(sender_login, office, number, documents, classification, subject,
-                                        schedule, outbox_ref, reference)
+                                        schedule, outbox_ref, reference, procedure_code)
         user = self._directory.user(sender_login)
         try:
             check_fax_allowed(classification, confirm_internal)
@@ -521,11 +555,11 @@ class FaxService:
             raise
         return self._queue(sender_login, user.display_name, office, number, documents, cover_page=cover_page,
                            classification=classification, subject=subject, schedule=schedule, origin=origin,
-                           outbox_ref=outbox_ref, reference=reference)
+                           outbox_ref=outbox_ref, reference=reference, procedure_code=procedure_code)
 
     def _queue_fallback(self, sender_login: str, office: Office, number: str, documents: Sequence[bytes],
                         classification: int, subject: str | None, schedule: JobSchedule | None,
-                        outbox_ref: str | None, reference: str | None) -> int:
+                        outbox_ref: str | None, reference: str | None, procedure_code: str | None) -> int:
         try:
             check_fax_allowed(classification, True)  # still never above 内部, whoever asks
         except PolicyError as exc:
@@ -540,11 +574,12 @@ class FaxService:
             sender_name = office.name  # the operator (or a since deleted user): the office sends it
         return self._queue(sender_login, sender_name, office, number, documents, cover_page=True,
                            classification=classification, subject=subject, schedule=schedule, origin="fallback",
-                           outbox_ref=outbox_ref, reference=reference)
+                           outbox_ref=outbox_ref, reference=reference, procedure_code=procedure_code)
 
     def _queue(self, sender_login: str, sender_name: str, office: Office, number: str, documents: Sequence[bytes], *,
                cover_page: bool | None, classification: int, subject: str | None, schedule: JobSchedule | None,
-               origin: str, outbox_ref: str | None, reference: str | None) -> int:
+               origin: str, outbox_ref: str | None, reference: str | None,
+               procedure_code: str | None = None) -> int:
         """Render and queue a checked fax."""
         checked_number = check_fax_number(number.strip())
         if checked_number is None:
@@ -572,7 +607,7 @@ class FaxService:
                 tiff_blob=tiff_blob, pages=rendered.pages, cover_page=bool(cover_page), classification=classification,
                 state=JobState.QUEUED.value, tries=0, max_tries=schedule.max_tries, interval_s=schedule.interval_s,
                 kill_at=now + timedelta(seconds=schedule.kill_after_s), next_attempt_at=now, claimed_until=None,
-                origin=origin, outbox_ref=outbox_ref, created_at=now, updated_at=now,
+                origin=origin, outbox_ref=outbox_ref, procedure_code=procedure_code, created_at=now, updated_at=now,
             )))
             # No subject in the audit log: only who, to which number, how many pages, and the digests.
             self._audit.record(conn, AuditEvent(
@@ -718,8 +753,10 @@ class FaxService:
             values = _call_values(call_result, "SEND", line.name)
             values.update(remote_number=row.number, called_number=None, status=outcome.call_status,
                           office_id=row.office_id, job_id=job_id, attempt=row.tries, report_blob=report_blob,
-                          t30_code=outcome.code, t30_text=outcome.text[:MAX_TEXT])
+                          t30_code=outcome.code, t30_text=outcome.text[:MAX_TEXT], procedure_code=row.procedure_code)
             call_id = _pk(conn.execute(insert(fax_calls).values(**values)))
+            rollup.add(conn, rollup.fax_call("SEND", values["started_at"], row.code, row.procedure_code,
+                                             values["pages"], bool(values["success"]), outcome.call_status))
             conn.execute(update(fax_jobs).where(fax_jobs.c.id == job_id).values(
                 state=outcome.state.value, claimed_until=None, last_code=outcome.code,
                 last_text=outcome.text[:MAX_TEXT], report_blob=report_blob, updated_at=now,
@@ -748,6 +785,12 @@ def _pk(result: Any) -> int:
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+def call_counts(row: Row[Any], office_code: str | None, procedure_code: str | None = None) -> rollup.Counts:
+    """What a logged call counts in the metrics, for the given office (and procedure, else its own)."""
+    return rollup.fax_call(row.direction, row.started_at, office_code, procedure_code or row.procedure_code,
+                           row.pages, bool(row.success), row.status)
 
 
 def _call_values(result: CallResult, direction: str, line_name: str) -> dict[str, Any]:

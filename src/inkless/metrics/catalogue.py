@@ -110,6 +110,18 @@ class ProcedureCatalogue:
             self._save(conn, new, actor)
             return self.get(new.code, conn)
 
+    def save_all(self, procedures: Sequence[ProcedureFields], actor: str) -> ImportSummary:
+        """Create or change several procedures in one transaction (the demo, the admin console's bulk edit)."""
+        created: list[str] = []
+        changed: list[str] = []
+        unchanged: list[str] = []
+        with self._db.begin() as conn:
+            for new in procedures:
+                self._check_office(conn, new.office_code)
+                outcome = self._save(conn, new, actor)
+                {"created": created, "changed": changed, "unchanged": unchanged}[outcome].append(new.code)
+        return ImportSummary(created=tuple(created), changed=tuple(changed), unchanged=tuple(unchanged))
+
     def retire(self, code: str, actor: str) -> Procedure:
         """Take a procedure out of the catalogue's lists; its history and counts stay."""
         code = check_procedure_code(code)

@@ -53,8 +53,5 @@ DEMO_PROCEDURES: list[tuple[str, str, str | None, str, SealRequirement, bool]] =
 
 def create_demo_procedures(catalogue: ProcedureCatalogue, actor: str = "demo") -> ImportSummary:
     """Put the sample procedures into the catalogue (the demo offices must exist)."""
-    created: list[str] = []
-    for code, name, office, basis, seal, allowed in DEMO_PROCEDURES:
-        catalogue.save(ProcedureFields.checked(code, name, MINISTRY, office, basis, seal, allowed), actor)
-        created.append(code)
-    return ImportSummary(created=tuple(created), changed=(), unchanged=())
+    return catalogue.save_all([ProcedureFields.checked(code, name, MINISTRY, office, basis, seal, allowed)
+                               for code, name, office, basis, seal, allowed in DEMO_PROCEDURES], actor)

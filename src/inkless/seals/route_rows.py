@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 from inkless.db import tables as t
 from inkless.db import tables_seals as s
 from inkless.errors import NotFoundError
+from inkless.metrics import rollup
 from inkless.seals.routes import ApprovalRoute, Approver, ResumeFrom, RouteState, RouteStep, StepState
 
 
@@ -38,6 +39,11 @@ def add_revision(
             route_id=route_id, revision=revision, blob_digest=digest, kind=kind, actor_id=actor_id, created_at=at
         )
     )
+    if kind in rollup.SEAL_KINDS:
+        # A stamp or the office seal: counted for the route's office and procedure in this transaction.
+        route = conn.execute(select(t.offices.c.code, s.routes.c.procedure_code).join(
+            s.routes, s.routes.c.office_id == t.offices.c.id).where(s.routes.c.id == route_id)).one()
+        rollup.add(conn, rollup.seal(at, route.code, route.procedure_code, kind))
 
 
 def add_event(

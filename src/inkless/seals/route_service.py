@@ -27,6 +27,7 @@ from inkless.db.engine import Database
 from inkless.directory.model import User
 from inkless.directory.service import DirectoryService
 from inkless.errors import ConflictError, NotFoundError, PolicyError, SealError, ValidationError
+from inkless.metrics.model import check_procedure_code
 from inkless.pageview.render import page_count
 from inkless.seals.imprint import SealKind
 from inkless.seals.model import SealPlacement
@@ -129,11 +130,13 @@ class RouteService:
         comment: str | None = None,
         deliver_to: str | None = None,
         resume_from: ResumeFrom | str = ResumeFrom.STEP,
+        procedure_code: str | None = None,
     ) -> ApprovalRoute:
         """Start a route: add the approval strip and empty fields, store revision 0 (version 1), open step 1.
 
         ``resume_from`` says where the route resumes after a 差し戻し and a corrected version.
         """
+        procedure_code = check_procedure_code(procedure_code) if procedure_code else None
         if len(pdf) > MAX_PDF_BYTES:
             raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
         plans = check_plan(steps, document_name)
@@ -165,6 +168,7 @@ class RouteService:
                     deliver_to=deliver_to,
                     resume_from=resume.value,
                     version=1,
+                    procedure_code=procedure_code,
                     created_at=now,
                     updated_at=now,
                 )

@@ -155,6 +155,8 @@ def create_app(node: Node) -> FastAPI:
         *((importlib.import_module(f"inkless.web.{m}").router, "") for m in ADMIN_CONSOLE),
         (pages_intake.router, ""),
         (pages_invite.router, ""),
+        (_optional_router("inkless.web.pages_metrics"), ""),
+        (_optional_router("inkless.web.api_metrics"), ""),
     ]
     table: list[tuple[str, APIRoute]] = []
     for router, prefix in included:

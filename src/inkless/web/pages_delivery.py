@@ -263,6 +263,7 @@ def _compose_page(request: Request, node: Node, caller: Caller, render: Renderer
                                       key=lambda m: (-m.recent, m.value))),
         levels=[(n, CLASSIFICATION_LABELS[n]) for n in range(0, caller.user.clearance + 1)],
         limit=_size(node.settings.max_message_bytes), **common_context(caller, "compose"),
+        procedures=node.procedures.procedures(caller.office.code) if node.procedures else [],
     )
 
 

@@ -24,8 +24,13 @@ def run_server(settings: Settings) -> None:
     node = build_node(settings)
     stop = threading.Event()
     worker: threading.Thread | None = None
+    metrics_server = None
     try:
         app = create_app(node)
+        from inkless.metrics.openmetrics import start_listener
+
+        # Unauthenticated OpenMetrics on its own address (metrics_listen), for a Prometheus beside the node.
+        metrics_server = start_listener(node)
         if settings.workers:
             from inkless.workers import run_forever
 
@@ -56,6 +61,10 @@ def run_server(settings: Settings) -> None:
         server.run()
     finally:
         stop.set()
+        if metrics_server is not None:
+            from inkless.metrics.openmetrics import stop_listener
+
+            stop_listener(metrics_server)
         if worker is not None:
             worker.join(WORKER_JOIN_SECONDS)
             if worker.is_alive():
