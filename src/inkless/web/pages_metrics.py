@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import RedirectResponse
 
 from inkless.app import Node
-from inkless.directory.model import Role
 from inkless.errors import ConfigurationError, InklessError, ValidationError
 from inkless.metrics import charts, export
 from inkless.metrics import rollup as r
