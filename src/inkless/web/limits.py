@@ -46,6 +46,7 @@ UPLOAD_ROUTES = (
     "/routes", "/api/v1/routes", "/api/v1/seal", "/federation/v1/messages",
     "/p/{id}/reply",  # files a pickup recipient sends back
     "/routes/{id}/resubmit", "/api/v1/routes/{id}/resubmit",  # a returned route's corrected document
+    "/admin/offices/{id}/seal",  # an office's seal image (the console checks its own, smaller limit)
 )
 # The public intake window's form (files from the public): intake_max_bytes.
 INTAKE_ROUTES = ("/intake/{id}",)
