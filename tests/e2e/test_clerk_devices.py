@@ -311,7 +311,7 @@ def test_a_refused_message_keeps_its_files_in_the_browser(
 
     page = open_as("tanaka", width)
     page.goto(site.url + "/compose")
-    page.get_by_label("宛先（部署アドレス、カンマ区切り）").fill("criminal-afairs@moj")
+    page.get_by_label("宛先（部署アドレスまたはメールアドレス、カンマ区切り）").fill("criminal-afairs@moj")
     page.get_by_label("件名").fill("回答書の送付")
     page.get_by_label("文書（PDF。その他の形式は添付ファイルとして）").set_input_files(
         files=[{"name": "回答書.pdf", "mimeType": "application/pdf", "buffer": sample_pdf(1)}])
@@ -321,7 +321,7 @@ def test_a_refused_message_keeps_its_files_in_the_browser(
     expect(page.get_by_label("件名")).to_have_value("回答書の送付")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     _shot(page, f"compose-kept-files-{width}-ja")
-    page.get_by_label("宛先（部署アドレス、カンマ区切り）").fill("criminal-affairs@moj")
+    page.get_by_label("宛先（部署アドレスまたはメールアドレス、カンマ区切り）").fill("criminal-affairs@moj")
     page.get_by_role("button", name="送信", exact=True).click()
     expect(page.get_by_text("送信を受け付けました")).to_be_visible()
     expect(page.locator("main")).to_contain_text("回答書.pdf")

@@ -115,7 +115,7 @@ def test_a_clerk_sends_a_pdf_and_the_other_office_opens_it_with_its_preview(
             row.get_by_role("link", name=SUBJECT).click()
             expect(page.locator("#subject")).to_contain_text(SUBJECT)
             expect(page.locator("#facts")).to_contain_text("civil-affairs@moj")
-            preview = page.locator("figure.page-preview img").first
+            preview = page.locator("figure.page-image img").first
             expect(preview).to_be_visible()
             preview.scroll_into_view_if_needed()
             page.wait_for_load_state("load")  # images included

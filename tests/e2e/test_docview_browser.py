@@ -23,7 +23,6 @@ from inkless.config import load_settings
 from inkless.delivery.service import NewDocument
 from inkless.seals.route_service import RouteService
 from inkless.seals.routes import StepPlan
-from tests.conftest import BACKENDS
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, INKLESS, ServedNode, _clean_env, _wait_until_healthy
 from tests.e2e.test_approver_browser import _vermilion_pixels
 from tests.helpers.db import fresh_database
@@ -83,7 +82,9 @@ def _first_login(page: Any, url: str, login: str, account: dict[str, Any]) -> No
     expect(page.get_by_role("button", name="ログアウト")).to_be_visible()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+# SQLite only: the same pages on PostgreSQL are covered by tests/integration/test_route_versions.py and
+# test_pickers.py on both engines; a browser on each engine doubled this module's time for no new finding.
+@pytest.fixture(scope="module", params=["sqlite"])
 def browsing(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browsing]:
     """A served demo node, one chromium, and a signed-in session for each clerk."""
     from playwright.sync_api import sync_playwright

@@ -123,6 +123,8 @@ def test_the_inbox_and_the_tab_title_update_themselves(served: tuple[Node, str],
     from playwright.sync_api import expect
 
     node, url = served
+    # The list exists whatever ran before (in random order this test may be the module's first).
+    deliver(node, f"既存の文書 {width}")
     page = open_as(browser, node, url, "takahashi", width)
     try:
         page.clock.install()

@@ -142,7 +142,7 @@ def _secret_forms(node: Node) -> dict[str, bytes]:
 
 def test_no_private_key_or_totp_secret_in_clear_anywhere(node: Node, demo: DemoSample) -> None:
     forms = _secret_forms(node)
-    assert len([f for f in forms if f.endswith("pkcs8")]) == 3 + 3 * 2 + 6  # CA+node+TSA, 3 offices, 6 users
+    assert len([f for f in forms if f.endswith("pkcs8")]) == 3 + 3 * 2 + 8  # CA+node+TSA, 3 offices, 8 users
     haystacks: dict[str, bytes] = {}
     for path in node.settings.data_dir.rglob("*"):
         if path.is_file() and path != node.settings.master_key_file:

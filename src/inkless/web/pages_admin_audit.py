@@ -32,7 +32,7 @@ def _filter(value: str) -> str | None:
 
 @router.get("/admin/audit")
 def audit_page(request: Request, node: NodeDep, caller: AdminDep, render: RenderDep, action: str = "",
-               actor: str = "", object_type: str = "", object_id: str = "", start: int | None = None) -> Response:
+               actor: str = "", object_type: str = "", object_id: str = "", start: RowId | None = None) -> Response:
     """Search the audit log by action, actor and object; newest page first when nothing is filtered."""
     filters = {"action": _filter(action), "actor": _filter(actor), "object_type": _filter(object_type),
                "object_id": _filter(object_id)}
