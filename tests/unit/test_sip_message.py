@@ -8,16 +8,16 @@ from inkless.errors import SipMessageError
 from inkless.fax.sip.message import MAX_MESSAGE_BYTES, NameAddr, SipUri, parse, response_to
 
 INVITE = (
-    b"INVITE sip:0312345678@127.0.0.1:5070 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK776asdhds;rport\r\n"
+    b"INVITE sip:0312345678@192.0.2.10:5070 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n"
     b"v: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKfirst, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKsecond\r\n"
     b"Max-Forwards: 70\r\n"
-    b"Record-Route: <sip:127.0.0.1:5060;lr>, <sip:10.0.0.9;lr>\r\n"
+    b"Record-Route: <sip:192.0.2.10:5060;lr>, <sip:10.0.0.9;lr>\r\n"
     b"t: <sip:0312345678@example.org>\r\n"
     b'f: "Sender" <sip:0398765432@example.org>;tag=1928301774\r\n'
     b"i: a84b4c76e66710@pc33.example.org\r\n"
     b"CSeq: 314159 INVITE\r\n"
-    b"m: <sip:sender@127.0.0.1:5062>\r\n"
+    b"m: <sip:sender@192.0.2.10:5062>\r\n"
     b"Subject: a folded\r\n header line\r\n"
     b"c: application/sdp\r\n"
     b"l: 4\r\n\r\nv=0\r\nEXTRA"
@@ -30,7 +30,7 @@ def test_a_request_with_compact_headers_and_multiple_vias_parses() -> None:
     assert msg.request_uri.port == 5070
     assert [v.branch for v in msg.vias] == ["z9hG4bK776asdhds", "z9hG4bKfirst", "z9hG4bKsecond"]
     assert msg.top_via.param("rport") == ""
-    assert msg.values("Record-Route") == ["<sip:127.0.0.1:5060;lr>", "<sip:10.0.0.9;lr>"]
+    assert msg.values("Record-Route") == ["<sip:192.0.2.10:5060;lr>", "<sip:10.0.0.9;lr>"]
     assert msg.to.uri.user == "0312345678" and msg.to.tag is None
     assert msg.from_.tag == "1928301774" and msg.from_.display == "Sender"
     assert msg.call_id == "a84b4c76e66710@pc33.example.org"
@@ -64,9 +64,9 @@ def test_a_response_keeps_via_from_to_callid_cseq_and_adds_the_to_tag() -> None:
     INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: x INVITE"),
     INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 1 BYE"),
     INVITE.replace(b"i: a84b4c76e66710@pc33.example.org\r\n", b""),
-    INVITE.replace(b"Via: SIP/2.0/UDP 127.0.0.1:5060", b"Via: SIP/3.0/UDP 127.0.0.1:5060"),
-    INVITE.replace(b"127.0.0.1:5060;branch", b"127.0.0.1:99999;branch"),
-    INVITE.replace(b"INVITE sip:0312345678@127.0.0.1:5070 SIP/2.0", b"INVITE  SIP/2.0"),
+    INVITE.replace(b"Via: SIP/2.0/UDP 192.0.2.10:5060", b"Via: SIP/3.0/UDP 192.0.2.10:5060"),
+    INVITE.replace(b"192.0.2.10:5060;branch", b"192.0.2.10:99999;branch"),
+    INVITE.replace(b"INVITE sip:0312345678@192.0.2.10:5070 SIP/2.0", b"INVITE  SIP/2.0"),
     INVITE.replace(b"l: 4", b"l: -4"),
     INVITE.replace(b"Max-Forwards: 70", b"Max Forwards: 70"),
     b"SIP/2.0 99 Weird\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
