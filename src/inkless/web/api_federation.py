@@ -125,6 +125,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _signed_by_peer(request: Request, node: Node, too_large: str) -> tuple[str, bytes] | Response:
+    """The pinned peer that signed this small request and its body, or the signed refusal to answer with."""
+    if (refused := await _strangers_wait(request, node)) is not None:
+        return refused
+    try:
+        body = await _read_body(request, SMALL_BODY_LIMIT)
+        peer = await run_in_threadpool(
+            _peers(node).verify_request, request.method, target_uri(node, request), dict(request.headers.items()),
+            body, (), client_address(request),
+        )
+    except _TooLarge:
+        return _error(request, node, 413, too_large)
+    except SignatureError as exc:
+        return _error(request, node, 401, str(exc))
+    return peer, body
+
+
 @router.get("/node", summary="This node's identity and CA certificate, signed")
 async def node_document(request: Request) -> Response:
     """Node id, base URL, CA certificate (PEM) and fingerprint; the ``signed`` JWS is what peers check."""
@@ -138,18 +155,9 @@ async def directory_document(request: Request) -> Response:
     """Every office with its encryption and signing certificates, signed by the node; signed request required."""
     node = get_node(request)
     peers = _peers(node)
-    if (refused := await _strangers_wait(request, node)) is not None:
-        return refused
-    try:
-        body = await _read_body(request, SMALL_BODY_LIMIT)
-        await run_in_threadpool(
-            peers.verify_request, "GET", target_uri(node, request), dict(request.headers.items()), body, (),
-            client_address(request),
-        )
-    except _TooLarge:
-        return _error(request, node, 413, "a directory request has no body")
-    except SignatureError as exc:
-        return _error(request, node, 401, str(exc))
+    signed = await _signed_by_peer(request, node, "a directory request has no body")
+    if isinstance(signed, Response):
+        return signed
     document = await run_in_threadpool(peers.directory_document)
     return _json(request, node, 200, document)
 
@@ -221,19 +229,10 @@ async def receive_message(request: Request) -> Response:
 async def receive_cosignature(request: Request) -> Response:
     """Body: the cosignature (JSON, see docs/audit.md); signed request by the witness. Answers 201."""
     node = get_node(request)
-    peers = _peers(node)
-    if (refused := await _strangers_wait(request, node)) is not None:
-        return refused
-    try:
-        body = await _read_body(request, SMALL_BODY_LIMIT)
-        witness_id = await run_in_threadpool(
-            peers.verify_request, "POST", target_uri(node, request), dict(request.headers.items()), body, (),
-            client_address(request),
-        )
-    except _TooLarge:
-        return _error(request, node, 413, f"a cosignature is at most {SMALL_BODY_LIMIT} bytes")
-    except SignatureError as exc:
-        return _error(request, node, 401, str(exc))
+    signed = await _signed_by_peer(request, node, f"a cosignature is at most {SMALL_BODY_LIMIT} bytes")
+    if isinstance(signed, Response):
+        return signed
+    witness_id, body = signed
     if node.witness is None:
         return _error(request, node, 503, "witnessing is not available on this node")
     try:
@@ -254,19 +253,9 @@ async def receive_cosignature(request: Request) -> Response:
 async def witnessed_head(request: Request, node_id: str) -> Response:
     """Pinned peers only (signed request): lets a node compare its log with what its witnesses hold."""
     node = get_node(request)
-    peers = _peers(node)
-    if (refused := await _strangers_wait(request, node)) is not None:
-        return refused
-    try:
-        body = await _read_body(request, SMALL_BODY_LIMIT)
-        await run_in_threadpool(
-            peers.verify_request, "GET", target_uri(node, request), dict(request.headers.items()), body, (),
-            client_address(request),
-        )
-    except _TooLarge:
-        return _error(request, node, 413, "this request has no body")
-    except SignatureError as exc:
-        return _error(request, node, 401, str(exc))
+    signed = await _signed_by_peer(request, node, "this request has no body")
+    if isinstance(signed, Response):
+        return signed
     if node.witness is None:
         return _error(request, node, 503, "witnessing is not available on this node")
     cosignature = await run_in_threadpool(node.witness.newest_witnessed, node_id[:64])
