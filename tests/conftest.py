@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from argon2 import PasswordHasher
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from inkless.app import Node, build_node, init_node
+from inkless.directory import service as directory_service
+from inkless.pki import ca as node_ca
 from inkless.config import Settings, load_settings
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, DemoSample, create_demo
 from tests.helpers.db import fresh_database, postgres_url
@@ -26,6 +31,43 @@ def usual_ports_taken() -> Iterator[list[int]]:
     """
     with occupy_usual_ports() as taken:
         yield taken
+
+
+# Real keys and real hashes, made cheaper for the tests run in this process:
+# - an RSA-3072 office key takes 0.2-0.5 s to generate; a test process keeps a pool of real
+#   keys and hands them out in turn, so that any 64 keys generated one after another differ
+#   (every office and node of one test has its own key) while a process makes at most 64;
+# - Argon2id at the library's default cost takes 0.15 s per password; the tests hash with the
+#   smallest cost. Verification reads the cost from each stored hash, so hashes written by a node
+#   in another process (``inkless init`` in a subprocess) still verify.
+# Neither is used by the nodes the tests start as separate processes: those run the product as is.
+RSA_POOL_SIZE = 64
+_rsa_generate = rsa.generate_private_key
+_rsa_pool: list[rsa.RSAPrivateKey] = []
+_rsa_handed_out = 0
+
+
+def _pooled_rsa_key(public_exponent: int, key_size: int, backend: object = None) -> rsa.RSAPrivateKey:
+    global _rsa_handed_out
+    if public_exponent != 65537 or key_size != node_ca.RSA_BITS:
+        return _rsa_generate(public_exponent, key_size)
+    if len(_rsa_pool) < RSA_POOL_SIZE:
+        _rsa_pool.append(_rsa_generate(public_exponent, key_size))
+    key = _rsa_pool[_rsa_handed_out % len(_rsa_pool)]
+    _rsa_handed_out += 1
+    return key
+
+
+def _quick_hasher() -> PasswordHasher:
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_keys_and_hashes() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rsa, "generate_private_key", _pooled_rsa_key)
+        patch.setattr(directory_service, "PasswordHasher", _quick_hasher)
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
