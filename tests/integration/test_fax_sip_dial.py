@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +110,40 @@ def test_a_call_that_rings_too_long_is_cancelled(
     assert gateways[0].methods() == ["INVITE", "CANCEL", "ACK"]
     invite, cancel = gateways[0].received[:2]
     assert cancel.top_via.branch == invite.top_via.branch and cancel.cseq == (invite.cseq[0], "CANCEL")
+
+
+def test_a_ringing_call_is_cancelled_at_once_when_the_process_stops(
+        tmp_path: Path, gateways: list[ScriptedGateway]) -> None:
+    # The gateway rings for ever; the worker stops 1 s into the ringing: CANCEL goes out then, not after
+    # the two minutes of ring time, and the dial ends as "no answer" (the job goes back to the queue).
+    gateways.append(ScriptedGateway(100, 180))
+    data = tmp_path / "node"
+    data.mkdir()
+    line = SipLine(load_settings(data, env={
+        "INKLESS_FAX_LINE": "sip", "INKLESS_FAX_SIP_LISTEN": f"127.0.0.1:{free_udp_port()}",
+        "INKLESS_FAX_SIP_GATEWAYS": gateways[0].uri, "INKLESS_FAX_SIP_RTP_PORTS": "43100-43199",
+    }))
+    outcome: list[FaxError] = []
+
+    def dial() -> None:
+        try:
+            line.dial("0335804111", simple_fax_tiff(1, rows=300), ident="0669410351", header=None)
+        except FaxError as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=dial)
+    try:
+        caller.start()
+        deadline = time.monotonic() + 10
+        while "INVITE" not in gateways[0].methods() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        stopped_at = time.monotonic()
+        line.hang_up()
+        caller.join(20)
+        assert not caller.is_alive()
+        assert time.monotonic() - stopped_at < 10
+    finally:
+        line.close()
+    assert [e.message for e in outcome] == [NO_ANSWER]
+    assert gateways[0].methods() == ["INVITE", "CANCEL", "ACK"]

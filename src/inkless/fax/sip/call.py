@@ -72,6 +72,9 @@ class SipCall:
         self.gateway: str | None = None
         self.on_fallback = on_fallback
         self.fallback_reason: str | None = None
+        # Set (in the event loop) when the process stops while the INVITE still rings: CANCEL it now.
+        # (asyncio.Event binds to a loop only when first awaited, so it may be made in any thread.)
+        self.stop_ringing = asyncio.Event()
         self._offering = False
         self._tasks: set[asyncio.Task[Any]] = set()
 

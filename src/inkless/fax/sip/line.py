@@ -297,21 +297,29 @@ class SipLine:
                         if media is not None:
                             call.apply(media)
 
+            if call.stop_ringing.is_set():
+                break  # the process is stopping: no new INVITE
             ring = min(RING_TIMEOUT_S, timeout_s)
             task = ua.loop.create_task(ua.request_with_auth(
                 build, gateway.address(), self._credentials(), on_provisional=on_provisional,
                 on_sent=on_sent))
+            stopping = ua.loop.create_task(call.stop_ringing.wait())
             try:
-                invite, response = await asyncio.wait_for(asyncio.shield(task), ring)
+                await asyncio.wait({task, stopping}, timeout=ring, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not task.done():
+                # Rang too long, or the process is stopping: CANCEL the INVITE, as a caller hangs up.
+                await self._cancel(ua, sent)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 40.0)
+                raise FaxError(NO_ANSWER)
+            try:
+                invite, response = task.result()
             except SipTimeout:
                 log.warning("SIP gateway %s did not answer; trying the next", gateway)
                 last_error = NO_ANSWER
                 continue
-            except TimeoutError:
-                await self._cancel(ua, sent)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, 40.0)
-                raise FaxError(NO_ANSWER) from None
             status = response.status or 0
             if 200 <= status < 300:
                 local_contact = ua.contact(user)
@@ -365,14 +373,16 @@ class SipLine:
     def hang_up(self) -> None:
         """Drop the outbound calls in progress (the process is stopping); their jobs go back to the queue.
 
-        A call whose media runs ends at once; a call still ringing ends when its INVITE is answered or
-        times out.
+        A call whose media runs ends at once; a call still ringing is CANCELled at once.
         """
         with self._lock:
             outbound = [call for call, status in self._calls.values() if status.direction == "SEND"]
         for call in outbound:
             with contextlib.suppress(Exception):
                 call.session.hangup()
+            if call.dialog is None:
+                with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing rings
+                    call.ua.loop.call_soon_threadsafe(call.stop_ringing.set)
 
     def listen(self, handler: IncomingCallHandler) -> None:
         """Answer inbound calls (registering first when a registrar is set)."""
