@@ -310,6 +310,8 @@ async def reply_message(
     /messages; ``to`` and ``list`` are ignored; ``subject`` defaults to "Re: …"; the classification
     defaults to the original's and can only go up unless an administrator lowers it)."""
     svc = _svc(node)
+    # The message is looked up before the body is read: a message the caller may not see costs no upload.
+    await run_in_threadpool(svc.message, message_id, caller.user.login)
     fields, _to, _lists, classification, docs = await _read_upload(request, svc)
     requested = classification if "classification" in fields else None
     new_id = await run_in_threadpool(

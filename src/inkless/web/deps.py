@@ -114,6 +114,10 @@ async def submitted_csrf(request: Request) -> str | None:
         return header
     if request.method in SAFE_METHODS:
         return None
+    if request.cookies.get(SESSION_COOKIE) is None or request.headers.get("authorization"):
+        # No session to protect (a stranger, or a caller with a token): the body is not read for a
+        # token nobody will check, so that a route can look things up before it takes an upload.
+        return None
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         # Starlette caches the parsed form, so the route's Form() parameters still see it.
