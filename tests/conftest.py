@@ -6,15 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from inkless.app import Node, build_node, init_node
-from inkless.directory import service as directory_service
-from inkless.pki import ca as node_ca
 from inkless.config import Settings, load_settings
+from inkless.directory import service as directory_service
 from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, DemoSample, create_demo
+from inkless.pki import ca as node_ca
 from tests.helpers.db import fresh_database, postgres_url
 from tests.helpers.nodes import refused_url
 from tests.helpers.usual_ports import occupy_usual_ports
@@ -70,7 +69,19 @@ def quick_keys_and_hashes() -> Iterator[None]:
         yield
 
 
+def _weight(item: pytest.Item) -> int:
+    """Modules holding slow tests first, then the rest of e2e, integration, unit (0 runs first)."""
+    tier = item.nodeid.split("/")[1] if item.nodeid.startswith("tests/") else ""
+    return {"e2e": 1, "integration": 2}.get(tier, 3)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # After pytest-randomly has shuffled: a stable sort keeps the random order within each group, and the
+    # parallel run (one module per worker at a time) starts the long real-time modules first instead of
+    # finding one of them last, with the other workers idle.
+    slow_modules = {item.nodeid.split("::")[0] for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: 0 if item.nodeid.split("::")[0] in slow_modules else _weight(item))
     if postgres_url():
         return
     skip = pytest.mark.skip(reason="set INKLESS_TEST_POSTGRES_URL to run the PostgreSQL tests")

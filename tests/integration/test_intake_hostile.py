@@ -272,7 +272,8 @@ def test_codes_are_forgotten_a_day_after_they_expired(state: Shared) -> None:
     now = state.clock.current
     try:
         state.clock.advance(hours=24, minutes=9)
-        assert purge_expired_codes(state.node) == 0  # expired, but not a day ago yet
+        # Codes of earlier tests (the node is the module's) may go now; this one expired, but not a day ago.
+        purge_expired_codes(state.node)
         assert codes_since(state) == [("pending", 0)]
         state.clock.advance(minutes=2)
         assert purge_expired_codes(state.node) >= 1
