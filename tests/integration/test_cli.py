@@ -1,4 +1,8 @@
-"""The ``inkless`` command as an operator runs it: real process, exit codes, --json, clear errors."""
+"""The ``inkless`` command as an operator runs it: exit codes, --json, clear errors.
+
+The first and the missing-node tests run the real console script; the others run the same command in the
+test process (tests/helpers/cli.py), against a node the real script created.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,19 @@ import pyotp
 import pytest
 
 from tests.conftest import BACKENDS
+from tests.helpers.cli import inkless
 from tests.helpers.db import fresh_database
 
 INKLESS = str(Path(sys.executable).with_name("inkless"))
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """In this process (see the module docstring)."""
+    return inkless(*args, env=env)
+
+
+def real(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The console script in a process of its own."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}
     full_env.update(env or {})
     return subprocess.run([INKLESS, *args], capture_output=True, text=True, env=full_env, check=False, timeout=120)
@@ -34,14 +45,14 @@ def demo_dir(
     data = tmp_path / "demo"
     with fresh_database(backend, tmp_path) as url:
         env = {"INKLESS_DATABASE_URL": url} if backend == "postgresql" else {}
-        result = run("init", "--data", str(data), "--demo", "--json", env=env)
+        result = real("init", "--data", str(data), "--demo", "--json", env=env)
         assert result.returncode == 0, result.stderr
         yield data, env
 
 
 def test_init_demo_and_node_info(demo_dir: tuple[Path, dict[str, str]]) -> None:
     data, env = demo_dir
-    info = json.loads(run("node", "info", "--data", str(data), "--json", env=env).stdout)
+    info = json.loads(real("node", "info", "--data", str(data), "--json", env=env).stdout)
     assert info["node_id"] == "moj" and info["database"] == ("postgresql" if env else "sqlite")
     assert info["ca_fingerprint"].startswith("SHA256:") and len(info["ca_fingerprint"]) == 7 + 64
     assert oct((data / "master.key").stat().st_mode & 0o777) == "0o600"
@@ -49,7 +60,7 @@ def test_init_demo_and_node_info(demo_dir: tuple[Path, dict[str, str]]) -> None:
     assert {a["login"] for a in accounts} >= {"tanaka", "yamada"}
     # `inkless user totp` prints the code the user's authenticator shows.
     tanaka = next(a for a in accounts if a["login"] == "tanaka")
-    code = run("user", "totp", "tanaka", "--data", str(data), env=env).stdout.strip()
+    code = real("user", "totp", "tanaka", "--data", str(data), env=env).stdout.strip()
     assert pyotp.TOTP(tanaka["totp_secret"]).verify(code, valid_window=1)
 
 
@@ -103,12 +114,12 @@ def test_errors_are_clear_and_change_nothing(
 
 
 def test_missing_node_and_bad_settings(tmp_path: Path) -> None:
-    result = run("node", "info", "--data", str(tmp_path / "nothing"))
+    result = real("node", "info", "--data", str(tmp_path / "nothing"))
     assert result.returncode == 6 and "inkless init" in result.stderr
     assert not (tmp_path / "nothing").exists()
-    result = run("node", "info", env={"INKLESS_DATA": str(tmp_path), "INKLESS_PROT": "1"})
+    result = real("node", "info", env={"INKLESS_DATA": str(tmp_path), "INKLESS_PROT": "1"})
     assert result.returncode == 6 and "INKLESS_PROT" in result.stderr
-    result = run("node", "info")
+    result = real("node", "info")
     assert result.returncode == 6 and "--data" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -18,16 +18,14 @@ from cryptography.hazmat.primitives import serialization
 
 from inkless.audit import merkle
 from inkless.audit.log import TreeHead, verify_tree_head_signature
+from tests.helpers.cli import inkless as run_inkless
 
 INKLESS = Path(sys.executable).with_name("inkless")
 
 
 def inkless(*args: str) -> subprocess.CompletedProcess[str]:
-    # A clean environment: no INKLESS_* variable of the test run leaks into the command.
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    return subprocess.run(
-        [str(INKLESS), *args], capture_output=True, text=True, env=env, check=False, timeout=120
-    )
+    # In this process, with a clean environment: no INKLESS_* variable of the test run leaks in.
+    return run_inkless(*args)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,14 @@ import pytest
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
+from tests.helpers.cli import inkless as run_inkless
+
 INKLESS = Path(sys.executable).with_name("inkless")
 
 
 def inkless(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    return subprocess.run([str(INKLESS), *args, "--data", str(data)], capture_output=True, text=True, env=env,
-                          check=False, timeout=120)
+    # The command in this process (tests/helpers/cli.py), with a clean environment.
+    return run_inkless(*args, "--data", str(data))
 
 
 def ok(data: Path, *args: str) -> str:
@@ -41,8 +42,7 @@ def pdf(text: str, pages: int = 1) -> bytes:
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh demo node per test: a message one test leaves queued would be delivered by another's deliver."""
     folder = tmp_path_factory.mktemp("cli") / "node"
-    result = subprocess.run([str(INKLESS), "init", "--data", str(folder), "--demo"], capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, check=False, timeout=120)
+    result = run_inkless("init", "--data", str(folder), "--demo")
     assert result.returncode == 0, result.stderr
     return folder
 

@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -34,6 +33,7 @@ from inkless.fax.simulate import AnsweringRemote
 from inkless.fax.spool import SpoolLine
 from inkless.web.app import create_app
 from tests.conftest import BACKENDS
+from tests.helpers.cli import inkless as run_inkless
 from tests.helpers.db import fresh_database
 from tests.helpers.faxdocs import three_page_pdf
 
@@ -251,14 +251,11 @@ def test_a_fax_sent_after_15_utc_carries_the_next_tokyo_day_on_header_cover_repo
 
 
 def test_cli_tables_show_the_node_zone_and_json_keeps_utc(tmp_path: Path) -> None:
-    inkless = Path(sys.executable).parent / "inkless"
     data = tmp_path / "node"
 
     def run(*args: str, zone: str = "Europe/Berlin") -> str:
-        # The server's own TZ is UTC; the node's zone comes from the setting only.
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TZ": "UTC", "INKLESS_TIMEZONE": zone}
-        done = subprocess.run([str(inkless), *args, "--data", str(data)], capture_output=True, text=True,
-                              env=env, check=False, timeout=120)
+        # The machine's own TZ is UTC; the node's zone comes from the setting only.
+        done = run_inkless(*args, "--data", str(data), env={"TZ": "UTC", "INKLESS_TIMEZONE": zone})
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -271,7 +268,5 @@ def test_cli_tables_show_the_node_zone_and_json_keeps_utc(tmp_path: Path) -> Non
     _assert_no_utc(table + audit)
     [token] = json.loads(run("token", "list", "--json"))
     assert token["expires_at"].endswith("+00:00")
-    bad = subprocess.run([str(inkless), "audit", "list", "--data", str(data)], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "INKLESS_TIMEZONE": "Asia/Tokio"},
-                         check=False, timeout=120)
+    bad = run_inkless("audit", "list", "--data", str(data), env={"INKLESS_TIMEZONE": "Asia/Tokio"})
     assert bad.returncode != 0 and "timezone 'Asia/Tokio' is not an IANA time zone" in bad.stderr
