@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.cli import inkless
 from tests.helpers.db import fresh_database
 
 INKLESS = str(Path(sys.executable).with_name("inkless"))
@@ -87,14 +88,9 @@ def served_node(backend: str, tmp_path: Path) -> Iterator[ServedNode]:
     url = f"http://127.0.0.1:{port}"
     with fresh_database(backend, tmp_path) as database_url:
         env = _clean_env({"INKLESS_DATABASE_URL": database_url} if backend == "postgresql" else {})
-        init = subprocess.run(
-            [INKLESS, "init", "--data", str(data), "--demo", "--url", url, "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=300,
-        )
+        # The init in this process (tests/helpers/cli.py); the server below is a real process.
+        init = inkless("init", "--data", str(data), "--demo", "--url", url, "--json",
+                       env={k: v for k, v in env.items() if k.startswith("INKLESS_")})
         assert init.returncode == 0, init.stderr
         accounts = {a["login"]: a for a in json.loads(init.stdout)["accounts"]}
         log = tmp_path / "serve.log"

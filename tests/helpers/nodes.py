@@ -125,20 +125,21 @@ class NodeProcess:
         """``inkless init`` with this node's id and URL, then the offices (code, name)."""
         self.finish_init(self.begin_init(), offices)
 
-    def begin_init(self) -> subprocess.Popen[str]:
-        """Start ``inkless init`` in the background (initialise several nodes at once)."""
-        return subprocess.Popen(
-            [INKLESS, "init", "--node-id", self.node_id, "--url", self.url, "--json", "--data", str(self.data)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
-        )
+    def begin_init(self) -> subprocess.CompletedProcess[str]:
+        """``inkless init`` for this node, run in this process (tests/helpers/cli.py): the command costs
+        a tenth of a second here against seconds of imports and key generation in a process of its own."""
+        from tests.helpers.cli import inkless
 
-    def finish_init(self, process: subprocess.Popen[str], offices: tuple[tuple[str, str], ...]) -> None:
-        """Wait for ``inkless init`` and add the offices.
+        env = {k: v for k, v in self.env.items() if k.startswith("INKLESS_")}
+        return inkless("init", "--node-id", self.node_id, "--url", self.url, "--json", "--data", str(self.data),
+                       env=env)
 
-        The offices are added in-process, as ``inkless office add`` would: every command
-        start costs seconds of imports, and that command has its own tests.
+    def finish_init(self, process: subprocess.CompletedProcess[str], offices: tuple[tuple[str, str], ...]) -> None:
+        """Check ``inkless init`` and add the offices.
+
+        The offices are added in-process, as ``inkless office add`` would: that command has its own tests.
         """
-        out, err = process.communicate(timeout=300)
+        out, err = process.stdout, process.stderr
         if process.returncode != 0:
             raise AssertionError(f"inkless init exited {process.returncode}:\n{err}")
         self.fingerprint = str(json.loads(out)["node"]["ca_fingerprint"])
@@ -228,7 +229,7 @@ def node_processes(
 
 
 def init_nodes(offices: dict[NodeProcess, tuple[tuple[str, str], ...]]) -> None:
-    """Initialise several nodes at once (``inkless init`` in parallel), each with its offices."""
+    """Initialise several nodes, each with its offices."""
     started = [(node, node.begin_init()) for node in offices]
     for node, process in started:
         node.finish_init(process, offices[node])
