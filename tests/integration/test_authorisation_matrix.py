@@ -195,7 +195,6 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/messages/{message_id}/documents/{number}/pages/{page}.png'): (303, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/documents/{number}/pages/{page}.png'): (401, 200, 404, 404, 200),
     ('POST', '/api/v1/messages/{message_id}/forward'): (401, 422, 404, 404, 422),
-    # the upload is read before the message is looked up
     ('POST', '/api/v1/messages/{message_id}/reply'): (401, 422, 404, 404, 422),  # looked up before the upload
     ('GET', '/messages/{message_id}/report'): (303, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/report'): (401, 200, 404, 404, 200),
