@@ -33,6 +33,7 @@ from inkless.mail.address import normalise_email
 from inkless.mail.compose import MailContent
 from inkless.mail.outbox import MailStatus
 from inkless.pickup.files import ReplyFile
+from inkless.pickup.status import PickupReply, PickupStatus
 
 if TYPE_CHECKING:
     from inkless.app import Node
@@ -64,58 +65,6 @@ class PickupCodeRefused(ValidationError):
 
 class PickupClosed(NotFoundError):
     """The link does not work (unknown, expired, revoked, or the session is not this recipient's)."""
-
-
-@dataclass(frozen=True)
-class PickupStatus:
-    """One e-mail recipient of a sent message, as the sender sees it."""
-
-    id: int
-    message_id: str
-    recipient: str
-    mobile: str | None
-    created_at: datetime
-    expires_at: datetime
-    notified_at: datetime | None
-    opened_at: datetime | None
-    downloaded_at: datetime | None
-    replied_at: datetime | None
-    bounced_at: datetime | None
-    bounce_detail: str | None
-    revoked_at: datetime | None
-    locked_at: datetime | None
-    expired: bool
-    replies: tuple[PickupReply, ...] = ()
-
-    @property
-    def states(self) -> list[tuple[str, datetime]]:
-        """What happened, in order: (state, time) with state one of notified, opened, downloaded, replied,
-        bounced, locked, revoked, expired."""
-        events = [(name, at) for name, at in (
-            ("notified", self.notified_at), ("opened", self.opened_at), ("downloaded", self.downloaded_at),
-            ("replied", self.replied_at), ("bounced", self.bounced_at), ("locked", self.locked_at),
-            ("revoked", self.revoked_at)) if at is not None]
-        if self.expired:
-            events.append(("expired", self.expires_at))
-        return sorted(events, key=lambda e: e[1])
-
-    @property
-    def state(self) -> str:
-        """The latest state (``queued`` until the notice is sent)."""
-        states = self.states
-        return states[-1][0] if states else "queued"
-
-
-@dataclass(frozen=True)
-class PickupReply:
-    """A file the recipient sent back."""
-
-    id: int
-    name: str
-    content_type: str
-    size: int
-    received_at: datetime
-    comment: str | None
 
 
 @dataclass(frozen=True)

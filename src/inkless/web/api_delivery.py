@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.errors import ConfigurationError, ValidationError
 from inkless.pageview import NotAPdfError, page_count
+from inkless.web.api_pickup import PickupRecipientOut, pickup_out
 from inkless.web.deps import Caller, RowId, api_caller, get_node, require_own_office
 from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
@@ -58,8 +59,9 @@ class FaxNoteOut(BaseModel):
 
 
 class RecipientStatusOut(BaseModel):
-    """Delivery state for one recipient."""
+    """Delivery state for one recipient office."""
 
+    kind: Literal["office"] = "office"
     recipient: str = Field(examples=["criminal-affairs@moj"])
     state: str = Field(description="queued, retrying, delivered, expired, rejected or fax")
     attempts: int
@@ -75,6 +77,7 @@ class RecipientStatusOut(BaseModel):
         default=None, description="how the fallback fax went: queued, sent, failed or not_queued")
 
 
+StatusOut = Annotated[RecipientStatusOut | PickupRecipientOut, Field(discriminator="kind")]
 
 
 class InboxMessageOut(BaseModel):
@@ -384,11 +387,14 @@ def get_page(message_id: str, number: RowId, page: RowId, caller: CallerDep, nod
     return page_response(node, doc.data, page, zoom=zoom)
 
 
-@router.get("/messages/{message_id}/status", response_model=list[RecipientStatusOut], responses=ERRORS)
-def get_status(message_id: str, caller: CallerDep, node: NodeDep, gettext: GettextDep) -> list[RecipientStatusOut]:
-    """Per-recipient delivery state of a message the caller's office sent, with the disaster fallback's
-    decision and fax outcome (reason codes, and their text in the caller's language)."""
-    return [_status_out(s, gettext) for s in _svc(node).status(message_id, caller.user.login)]
+@router.get("/messages/{message_id}/status", response_model=list[StatusOut], responses=ERRORS)
+def get_status(message_id: str, caller: CallerDep, node: NodeDep, gettext: GettextDep) -> list[StatusOut]:
+    """Per-recipient delivery state of a message the caller's office sent: offices with the disaster fallback's
+    decision and fax outcome (reason codes, and their text in the caller's language), then e-mail recipients
+    (``kind`` email) with each step — notified, opened, downloaded, replied, bounced, expired — and its time."""
+    offices: list[StatusOut] = [_status_out(s, gettext) for s in _svc(node).status(message_id, caller.user.login)]
+    pickups = node.pickup.statuses(message_id, caller.user.login) if node.pickup is not None else []
+    return offices + [pickup_out(p, gettext) for p in pickups]
 
 
 @router.get("/messages/{message_id}/report", responses=ERRORS, response_class=Response)

@@ -27,6 +27,7 @@ from inkless.app import Node
 from inkless.errors import NotFoundError, ValidationError
 from inkless.pickup.files import ReplyFileRefused, check_reply_file
 from inkless.pickup.service import MAX_TRIES, PickupClosed, PickupCodeRefused, PickupService
+from inkless.pickup.status import STATE_LABELS
 from inkless.web.deps import (
     Caller,
     RowId,
@@ -62,11 +63,7 @@ FILE_REFUSALS = {
 }
 NO_FILE = N_("Please attach at least one file.")
 TOO_MANY_FILES = N_("Please send at most 5 files at once.")
-STATE_LABELS = {
-    "queued": N_("Notice queued"), "notified": N_("Notified"), "opened": N_("Opened"),
-    "downloaded": N_("Downloaded"), "replied": N_("Replied"), "expired": N_("Expired"),
-    "bounced": N_("Undeliverable"), "locked": N_("Locked"), "revoked": N_("Cancelled"),
-}
+__all__ = ["STATE_LABELS", "router", "sender_view"]
 
 
 def pickup_of(node: Node) -> PickupService:
