@@ -202,7 +202,26 @@ def test_a_clerk_sends_two_sealed_pdfs_to_an_email_address_and_follows_every_ste
     assert row.opened_at < row.downloaded_at < row.replied_at
     assert "申請書.pdf" in view and "受け取りました。申請書を返送します。" in view
     reply_link = re.search(r'href="(/pickups/replies/\d+)"', view)
-    assert reply_link and sender.get(reply_link.group(1)).content.startswith(b"%PDF-")
+    assert reply_link
+    reply_link_bytes = sender.get(reply_link.group(1)).content
+    assert reply_link_bytes.startswith(b"%PDF-")
+
+    # The reply threads into the conversation: one item in the sending office's inbox, marked external, that
+    # answers the sent message; the sent message lists it among its replies, and the reply links back.
+    thread = re.search(r'<li data-message="([0-9a-f-]{36})" data-direction="received" data-source="pickup">(.*?)</li>',
+                       view, re.S)
+    assert thread and "メール受取人からの返信" in thread.group(2) and to in thread.group(2)
+    assert "Re: 住民票の写しの送付" in thread.group(2) and "外部・メール確認済み" in thread.group(2)
+    reply_id = thread.group(1)
+    assert f'<a class="reply-message" href="/messages/{reply_id}">' in view
+    inbox_page = sender.get("/offices/civil-affairs/inbox").text
+    row_html = re.search(rf'<tr data-message="{reply_id}" data-source="pickup".*?</tr>', inbox_page, re.S)
+    assert row_html and to in row_html.group(0) and "外部・メール確認済み" in row_html.group(0)
+    reply_page = sender.get(f"/messages/{reply_id}").text
+    assert f'<a href="/messages/{message_id}">' in reply_page and "受け取りました。申請書を返送します。" in reply_page
+    assert "申請書.pdf" in reply_page and "メール受取人からの返信" in reply_page
+    documents = re.search(rf'href="(/messages/{reply_id}/documents/1)"', reply_page)
+    assert documents and sender.get(documents.group(1)).content == reply_link_bytes
     assert actions(node, row.id) == ["pickup.created", "pickup.code_sent", "pickup.opened", "pickup.downloaded",
                                      "pickup.downloaded", "pickup.replied"]
 

@@ -27,6 +27,7 @@ from inkless.audit.model import AuditEvent
 from inkless.db import tables as t
 from inkless.db.tables_delivery import messages
 from inkless.db.tables_pickup import pickup_office_settings, pickup_replies, pickups
+from inkless.delivery.model import SentMessage
 from inkless.delivery.policy import Actor
 from inkless.errors import NotFoundError, PolicyError, ValidationError
 from inkless.mail.address import normalise_email
@@ -346,7 +347,12 @@ class PickupService:
         return doc.name, doc.content_type, doc.data
 
     def reply(self, token: str, session: str | None, files: Sequence[ReplyFile], comment: str, client: str) -> int:
-        """Store the checked files the recipient sent back; they thread into the message's conversation."""
+        """Store the checked files the recipient sent back; they thread into the message's conversation.
+
+        The files land in the sending office's inbox as one item (source ``pickup``, marked external and
+        e-mail verified, at the sent message's classification) whose ``reply_to`` is the sent message: the
+        clerk finds it in the inbox and in the message's conversation, not as an unrelated item.
+        """
         if not files:
             raise ValidationError("attach at least one file")
         comment = comment.strip()
@@ -354,6 +360,14 @@ class PickupService:
             raise ValidationError("the comment must be at most 2,000 characters of text")
         with self.db.read() as conn:
             row = self._session_row(conn, token, session)
+        assert self.node.delivery is not None
+        sent = self.node.delivery.message(str(row.message_id), None)  # the sender's copy, as the operator
+        assert isinstance(sent, SentMessage) and sent.subject is not None
+        reply_id = self.node.delivery.deposit_external(
+            sent.office, [(f.name, f.data, f.content_type) for f in files], "pickup",
+            {"from": row.recipient, "email": row.recipient, "email_verified": True, "pickup_id": row.id,
+             "comment": comment}, f"Re: {sent.subject}", classification=sent.classification,
+            procedure_code=sent.procedure_code, reply_to=str(row.message_id))
         digests = [(f, self.node.blobs.put(f.data)) for f in files]
         now = self.clock.now()
         with self.db.begin() as conn:
@@ -361,12 +375,13 @@ class PickupService:
                 conn.execute(insert(pickup_replies).values(
                     pickup_id=row.id, name=f.name, content_type=f.content_type, sha256=digest, size=len(f.data),
                     comment_enc=self.box.seal(comment.encode(), f"pickup-reply:{row.id}:{digest}") if comment
-                    else None, received_at=now))
+                    else None, received_at=now, inbox_message_id=reply_id))
             conn.execute(update(pickups).where(pickups.c.id == row.id).values(replied_at=now))
             self.audit.record(conn, AuditEvent(
                 actor="anonymous", action="pickup.replied", object_type="pickup", object_id=str(row.id),
                 digests={f"file{i + 1}": d for i, (_, d) in enumerate(digests)},
-                details={"files": len(files), "message": row.message_id, "client": client[:64]}), at=now)
+                details={"files": len(files), "message": row.message_id, "reply": reply_id,
+                         "client": client[:64]}), at=now)
         return len(files)
 
     # --- the sender's side -----------------------------------------------------------------
@@ -400,7 +415,7 @@ class PickupService:
                     replies=tuple(PickupReply(
                         id=p.id, name=p.name, content_type=p.content_type, size=p.size, received_at=p.received_at,
                         comment=self.box.open(p.comment_enc, f"pickup-reply:{r.id}:{p.sha256}").decode()
-                        if p.comment_enc else None) for p in replies)))
+                        if p.comment_enc else None, message_id=p.inbox_message_id) for p in replies)))
         return out
 
     def _sender_pickup(self, conn: Connection, pickup_id: int, viewer: str | None) -> Row[Any]:

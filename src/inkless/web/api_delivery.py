@@ -90,7 +90,9 @@ class InboxMessageOut(BaseModel):
     priority: str
     received_at: datetime
     documents: int
-    source: str = Field(description="inkless or fax")
+    source: str = Field(description="inkless, fax, intake (the public intake window) or pickup (files an e-mail "
+                                    "recipient sent back through a pickup link; the message's reply_to names the "
+                                    "sent message)")
     authenticated: bool = Field(description="false for faxes: nobody signed them")
     opened: bool
     envelope_sha256: str
