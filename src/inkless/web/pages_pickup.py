@@ -48,9 +48,11 @@ CallerDep = Annotated[Caller, Depends(page_caller)]
 SameOrigin = Depends(same_origin)
 COOKIE = "inkless_pickup"
 
-WRONG_CODE = N_("The code is not right, or it has expired. Check the latest mail, or ask for a new code.")
-LOCKED = N_("The code was entered wrongly %(n)s times. This link is locked; please contact the office that "
-            "sent you the documents.")
+# One refusal for a wrong or expired code, an unknown or cancelled link and a link locked by wrong codes: the
+# page must not tell a stranger holding some token whether it belongs to a real recipient. The sentence
+# still tells the real recipient what to do when the link is locked.
+REFUSED = N_("The code is not right, or it has expired. Check the latest mail, or ask for a new code. After "
+             "%(n)s wrong codes the link is locked; then please contact the office that sent you the documents.")
 CLOSED = N_("This link does not work. It may have expired or been cancelled by the sender. Please contact "
             "the office that sent you the documents.")
 FILE_REFUSALS = {
@@ -116,11 +118,10 @@ async def pickup_open(request: Request, token: str, node: NodeDep, render: Rende
     _limit(request, "pickup")
     try:
         session = await run_in_threadpool(pickup_of(node).verify_code, token, code, client_address(request))
-    except PickupCodeRefused as exc:
-        message = (render.gettext(request, LOCKED) % {"n": MAX_TRIES} if exc.reason == "locked"
-                   else render.gettext(request, WRONG_CODE))
-        return _code_page(render, request, token, 422, error=message, code_sent=exc.reason != "locked",
-                          locked=exc.reason == "locked")
+    except PickupCodeRefused:
+        # The reason (wrong or locked) is in the audit log (pickup.code_failed, pickup.locked), not on the page.
+        return _code_page(render, request, token, 422, error=render.gettext(request, REFUSED) % {"n": MAX_TRIES},
+                          code_sent=True)
     response = RedirectResponse(f"/p/{token}", status_code=303)
     response.set_cookie(COOKIE, session, max_age=30 * 60, path=f"/p/{token}", httponly=True, samesite="strict",
                         secure=node.settings.base_url.startswith("https://"))
