@@ -394,3 +394,28 @@ def test_codes_for_one_address_are_limited_whatever_client_asks(
         codes = conn.execute(select(func.count()).select_from(mail_outbox).where(
             mail_outbox.c.recipient == to, mail_outbox.c.kind == "pickup.code")).scalar_one()
     assert codes == 3  # nothing was queued for the refused ones
+
+
+def test_a_refused_reply_says_why_in_japanese_and_stores_nothing(
+        app: object, node: Node, postfix: PrivatePostfix) -> None:
+    from inkless.db.tables_delivery import inbox
+    from inkless.db.tables_pickup import pickup_replies
+
+    to = address()
+    status, _ = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    pump(node)
+    path = link_of(postfix.wait_for(to)[0])
+    public = TestClient(app)  # type: ignore[arg-type]
+    code = ask_code(public, postfix, node, path, to, 2)
+    assert public.post(f"{path}/open", data={"code": code}, follow_redirects=False).status_code == 303
+    with node.db.read() as conn:
+        before = conn.execute(select(func.count()).select_from(inbox)).scalar_one()
+    r = public.post(f"{path}/reply", data={"comment": "あ" * 2001},
+                    files=[("files", ("申請書.pdf", sample_pdf(), "application/pdf"))])
+    assert r.status_code == 422 and "メッセージは2,000文字以内の文章にしてください。" in r.text
+    assert "characters" not in r.text  # no English sentence on the Japanese page
+    with node.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(inbox)).scalar_one() == before
+        assert conn.execute(select(func.count()).select_from(pickup_replies).join(
+            pickups, pickups.c.id == pickup_replies.c.pickup_id).where(pickups.c.recipient == to)).scalar_one() == 0

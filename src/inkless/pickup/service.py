@@ -64,6 +64,10 @@ class PickupCodeRefused(ValidationError):
         self.reason = reason
 
 
+class CommentRefused(ValidationError):
+    """The recipient's message with a reply is too long or not plain text."""
+
+
 class PickupClosed(NotFoundError):
     """The link does not work (unknown, expired, revoked, or the session is not this recipient's)."""
 
@@ -357,7 +361,7 @@ class PickupService:
             raise ValidationError("attach at least one file")
         comment = comment.strip()
         if len(comment) > 2000 or any(ord(c) < 32 and c not in "\n\r\t" for c in comment):
-            raise ValidationError("the comment must be at most 2,000 characters of text")
+            raise CommentRefused("the comment must be at most 2,000 characters of text")
         with self.db.read() as conn:
             row = self._session_row(conn, token, session)
         assert self.node.delivery is not None

@@ -24,9 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from inkless.app import Node
-from inkless.errors import NotFoundError, ValidationError
+from inkless.errors import MessageTooLargeError, NotFoundError, ValidationError
 from inkless.pickup.files import ReplyFileRefused, check_reply_file
-from inkless.pickup.service import MAX_TRIES, PickupClosed, PickupCodeRefused, PickupService
+from inkless.pickup.service import MAX_TRIES, CommentRefused, PickupClosed, PickupCodeRefused, PickupService
 from inkless.pickup.status import STATE_LABELS
 from inkless.web.deps import (
     Caller,
@@ -65,6 +65,9 @@ FILE_REFUSALS = {
 }
 NO_FILE = N_("Please attach at least one file.")
 TOO_MANY_FILES = N_("Please send at most 5 files at once.")
+COMMENT_REFUSED = N_("The message must be plain text of at most 2,000 characters.")
+TOO_LARGE = N_("Together the files are larger than the office accepts at once (%(mb)s MB). Please send fewer "
+               "or smaller files.")
 __all__ = ["STATE_LABELS", "router", "sender_view"]
 
 
@@ -175,8 +178,12 @@ async def pickup_reply(request: Request, token: str, node: NodeDep, render: Rend
     if error is None:
         try:
             await run_in_threadpool(service.reply, token, session, checked, comment, client_address(request))
+        except CommentRefused:
+            error = render.gettext(request, COMMENT_REFUSED)
+        except MessageTooLargeError as exc:
+            error = render.gettext(request, TOO_LARGE) % {"mb": (exc.limit or 0) // (1024 * 1024)}
         except ValidationError as exc:
-            error = str(exc)
+            error = render.error_text(request, exc)
     if error is not None:
         view = await run_in_threadpool(service.view, token, session)
         return render.render(request, "pickup_documents.html", status_code=422, token=token, view=view,
