@@ -199,6 +199,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     # the upload is read before the message is looked up
     ('POST', '/api/v1/messages/{message_id}/reply'): (401, 422, 422, 422, 422),
     ('GET', '/messages/{message_id}/report'): (303, 200, 404, 404, 200),
+    ('GET', '/api/v1/messages/{message_id}/replies'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/report'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/status'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/offices'): (401, 200, 200, 200, 200),

@@ -58,6 +58,15 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             n.close()
 
 
+def auth(node: Node, login: str) -> dict[str, str]:
+    """An API token of ``login`` (one per user for the module's node)."""
+    tokens = node.extras.setdefault("tokens", {})
+    assert isinstance(tokens, dict)
+    if login not in tokens:
+        tokens[login] = bearer(node, login)
+    return dict(tokens[login])
+
+
 def pump(node: Node) -> None:
     assert node.mail is not None
     while node.mail.deliver_due().total:
@@ -115,8 +124,8 @@ def test_the_api_and_the_cli_show_every_step_of_an_email_recipient_with_times(
     with node.db.read() as conn:
         row = conn.execute(select(pickups).where(pickups.c.recipient == taro)).one()
 
-    api, auth = TestClient(create_app(node)), bearer(node, "tanaka")  # type: ignore[arg-type]
-    answer = api.get(f"/api/v1/messages/{message_id}/status", headers=auth)
+    api, tanaka = TestClient(create_app(node)), auth(node, "tanaka")  # type: ignore[arg-type]
+    answer = api.get(f"/api/v1/messages/{message_id}/status", headers=tanaka)
     assert answer.status_code == 200, answer.text
     rows = answer.json()
     assert [r["kind"] for r in rows] == ["office", "email", "email"]
@@ -130,9 +139,22 @@ def test_the_api_and_the_cli_show_every_step_of_an_email_recipient_with_times(
         assert datetime.fromisoformat(mine[key].replace("Z", "+00:00")) == at
     assert all(e["at"].endswith(("Z", "+00:00")) for e in mine["events"])  # UTC for programs
     assert [r["name"] for r in mine["replies"]] == ["申請書.pdf"]
+
+    # The reply is in the conversation for programs too: below the sent message, and pointing back at it.
+    [reply] = api.get(f"/api/v1/messages/{message_id}/replies", headers=tanaka).json()
+    assert (reply["direction"], reply["source"], reply["sender"], reply["subject"]) == (
+        "received", "pickup", f"pickup:{taro}", "Re: 住民票の写しの送付")
+    assert mine["replies"][0]["message_id"] == reply["message_id"]
+    opened = api.get(f"/api/v1/messages/{reply['message_id']}", headers=tanaka).json()
+    assert opened["reply_to"] == message_id and opened["authenticated"] is False
+    assert opened["facts"]["email"] == taro and [d["name"] for d in opened["documents"]] == ["申請書.pdf"]
+    inbox = api.get("/api/v1/offices/civil-affairs/inbox", headers=tanaka).json()["messages"]
+    assert [i["source"] for i in inbox if i["message_id"] == reply["message_id"]] == ["pickup"]
+    other = auth(node, "takahashi")  # another office: the same 404 as for the message itself
+    assert api.get(f"/api/v1/messages/{message_id}/replies", headers=other).status_code == 404
     bounced = email_rows(rows)[gone]
     assert bounced["state"] == "bounced" and bounced["state_text"] == "不達" and "550 5.1.1" in bounced["bounce_detail"]
-    assert api.get(f"/api/v1/messages/{message_id}/status?lang=en", headers=auth).json()[1]["state_text"] == "Replied"
+    assert api.get(f"/api/v1/messages/{message_id}/status?lang=en", headers=tanaka).json()[1]["state_text"] == "Replied"
 
     # The CLI gives programs the same keys, and people the Japanese words with JST times.
     as_json = email_rows(json.loads(cli(node, monkeypatch, "message", "status", message_id, "--as", "tanaka",
@@ -168,7 +190,6 @@ def test_an_expired_link_shows_expired_with_its_time_and_other_offices_see_nothi
     assert f"期限切れ {timefmt.format_datetime(past, 'en', node.settings.tz)}" in table
     # Another office's clerk gets the same 404 as for a message that does not exist.
     api = TestClient(create_app(node))  # type: ignore[arg-type]
-    auth = bearer(node, "takahashi")
-    other = api.get(f"/api/v1/messages/{message_id}/status", headers=auth)
-    missing = api.get(f"/api/v1/messages/{uuid.uuid4()}/status", headers=auth)
+    other = api.get(f"/api/v1/messages/{message_id}/status", headers=auth(node, "takahashi"))
+    missing = api.get(f"/api/v1/messages/{uuid.uuid4()}/status", headers=auth(node, "takahashi"))
     assert other.status_code == missing.status_code == 404

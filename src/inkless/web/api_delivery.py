@@ -351,6 +351,31 @@ def get_message(message_id: str, caller: CallerDep, node: NodeDep) -> MessageOut
     )
 
 
+class ThreadReplyOut(BaseModel):
+    """A message answering another (its ``reply_to``), as the caller's office sent or received it."""
+
+    message_id: str
+    direction: str = Field(description="sent (by the caller's office) or received")
+    sender: str = Field(examples=["criminal-affairs@moj", "pickup:taro@example.co.jp"])
+    subject: str | None = Field(description="null when the caller is not cleared for it")
+    classification: int = Field(ge=0, le=3)
+    at: datetime = Field(description="when it was sent or received")
+    source: str = Field(description="inkless, or pickup for files an e-mail recipient sent back")
+
+
+@router.get("/messages/{message_id}/replies", response_model=list[ThreadReplyOut], responses=ERRORS)
+def get_replies(message_id: str, caller: CallerDep, node: NodeDep) -> list[ThreadReplyOut]:
+    """The conversation below a message: the replies the caller's office sent or received to it, oldest first
+    (answers from other offices, and files an e-mail recipient sent back through a pickup link)."""
+    from inkless.delivery.conversation import replies
+
+    svc = _svc(node)
+    svc.message(message_id, caller.user.login)  # the same refusal (404) as for the message itself
+    return [ThreadReplyOut(message_id=r.message_id, direction=r.direction, sender=r.sender, subject=r.subject,
+                           classification=r.classification, at=r.at, source=r.source)
+            for r in replies(node.db, svc, message_id, caller.user.login)]
+
+
 def _pages(content_type: str, data: bytes) -> int | None:
     if content_type != "application/pdf" and not data[:1024].lstrip().startswith(b"%PDF-"):
         return None
