@@ -125,6 +125,17 @@ def test_a_recipient_collects_documents_on_a_phone_and_replies(
             clerk.screenshot(path=str(shots / "pickup-sender-390.png"), full_page=True)
             clerk.set_viewport_size({"width": 1366, "height": 900})
             clerk.screenshot(path=str(shots / "pickup-sender-1366.png"), full_page=True)
+
+            # The reply threads into the conversation: listed under the message, it opens as an item of the
+            # office's inbox (external, e-mail verified) that points back at the message.
+            thread = clerk.locator('#conversation li[data-source="pickup"]')
+            expect(thread).to_contain_text("メール受取人からの返信")
+            expect(thread).to_contain_text("外部・メール確認済み")
+            thread.get_by_role("link", name="Re: 過料決定通知書の送付").click()
+            expect(clerk.locator("#pickup-comment")).to_contain_text("確認しました。")
+            expect(clerk.locator(f'#facts a[href="/messages/{message_id}"]')).to_be_visible()
+            clerk.goto(f"{url}/offices/civil-affairs/inbox")
+            expect(clerk.locator('tr[data-source="pickup"]')).to_contain_text("Re: 過料決定通知書の送付")
         finally:
             browser.close()
 

@@ -161,3 +161,46 @@ def test_seal_image_is_stored_and_served_as_its_content_type(app: TestClient, no
     assert image.headers["content-type"] == "image/png" and image.content == _png()
     with pytest.raises(ValidationError):
         node.admin.set_seal_image(None, "civil-affairs", _png(8))  # type: ignore[union-attr]  # too small to be a seal
+
+
+def test_an_office_admin_opens_and_closes_the_intake_window_from_the_console(app: TestClient, node: Node) -> None:
+    assert node.intake is not None
+    kanri = browser_login(node, "kanri")
+    client = _as(app, kanri)
+    before = _size(node)
+    page = client.get("/admin/offices/civil-affairs").text
+    assert '<section class="card" id="intake" data-open="0">' in page and "受付窓口を開く" in page
+    assert "http://" in page.split('id="intake"')[1].split("</section>")[0]  # the window's URL, to print
+
+    # No CSRF token, or neither open nor close: refused, the window stays closed, nothing audited.
+    assert client.post("/admin/offices/civil-affairs/intake", data={"open": "1"}).status_code == 403
+    bad = client.post("/admin/offices/civil-affairs/intake", data={"open": "yes", "csrf_token": kanri.csrf})
+    assert bad.status_code == 422 and "受付窓口を開くか閉じるかを選んでください。何も変更していません。" in bad.text
+    assert not node.intake.window("civil-affairs").is_open
+    assert _audit_actions(node, before) == []
+
+    opened = client.post("/admin/offices/civil-affairs/intake", data={"open": "1", "csrf_token": kanri.csrf})
+    assert opened.status_code == 303
+    page = client.get(opened.headers["location"]).text
+    assert "受付窓口を開きました。" in page and 'data-open="1"' in page and "受付窓口を閉じる" in page
+    assert node.intake.window("civil-affairs").is_open
+    assert app.get("/intake/civil-affairs").status_code == 200  # the public form
+
+    english = client.get("/admin/offices/civil-affairs?lang=en").text.split('id="intake"')[1].split("</section>")[0]
+    assert "Close the intake window" in english and not any("\u3040" <= c <= "\u9fff" for c in english)
+
+    # Another office's administrator cannot touch it.
+    yamada = browser_login(node, "yamada")
+    other = TestClient(app.app, follow_redirects=False)
+    other.cookies.set("inkless_session", yamada.cookie)
+    assert other.post("/admin/offices/civil-affairs/intake",
+                      data={"open": "0", "csrf_token": yamada.csrf}).status_code == 403
+    assert node.intake.window("civil-affairs").is_open
+
+    closed = client.post("/admin/offices/civil-affairs/intake", data={"open": "0", "csrf_token": kanri.csrf})
+    assert closed.status_code == 303
+    # (?lang=en above left the language cookie on English)
+    assert "The intake window is closed" in client.get(closed.headers["location"]).text
+    assert not node.intake.window("civil-affairs").is_open
+    assert _audit_actions(node, before) == [("kanri", "intake.opened", "civil-affairs"),
+                                            ("kanri", "intake.closed", "civil-affairs")]

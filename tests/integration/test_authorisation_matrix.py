@@ -77,6 +77,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('GET', '/admin/offices/{code}'): (303, 403, 403, 403, 200),
     ('POST', '/admin/offices/{code}'): (303, 403, 403, 403, 422),
     ('POST', '/admin/offices/{code}/cover'): (303, 403, 403, 403, 303),
+    ('POST', '/admin/offices/{code}/intake'): (303, 403, 403, 403, 422),  # neither open=1 nor open=0: nothing changes
     ('GET', '/admin/offices/{code}/seal'): (303, 403, 403, 403, 404),  # no seal image uploaded
     ('POST', '/admin/offices/{code}/seal'): (303, 403, 403, 403, 422),
     ('GET', '/admin/peers'): (303, 403, 403, 200, 200),
@@ -197,6 +198,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     ('POST', '/api/v1/messages/{message_id}/forward'): (401, 422, 404, 404, 422),
     ('POST', '/api/v1/messages/{message_id}/reply'): (401, 422, 404, 404, 422),  # looked up before the upload
     ('GET', '/messages/{message_id}/report'): (303, 200, 404, 404, 200),
+    ('GET', '/api/v1/messages/{message_id}/replies'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/report'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/messages/{message_id}/status'): (401, 200, 404, 404, 200),
     ('GET', '/api/v1/offices'): (401, 200, 200, 200, 200),

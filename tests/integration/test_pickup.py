@@ -202,7 +202,26 @@ def test_a_clerk_sends_two_sealed_pdfs_to_an_email_address_and_follows_every_ste
     assert row.opened_at < row.downloaded_at < row.replied_at
     assert "申請書.pdf" in view and "受け取りました。申請書を返送します。" in view
     reply_link = re.search(r'href="(/pickups/replies/\d+)"', view)
-    assert reply_link and sender.get(reply_link.group(1)).content.startswith(b"%PDF-")
+    assert reply_link
+    reply_link_bytes = sender.get(reply_link.group(1)).content
+    assert reply_link_bytes.startswith(b"%PDF-")
+
+    # The reply threads into the conversation: one item in the sending office's inbox, marked external, that
+    # answers the sent message; the sent message lists it among its replies, and the reply links back.
+    thread = re.search(r'<li data-message="([0-9a-f-]{36})" data-direction="received" data-source="pickup">(.*?)</li>',
+                       view, re.S)
+    assert thread and "メール受取人からの返信" in thread.group(2) and to in thread.group(2)
+    assert "Re: 住民票の写しの送付" in thread.group(2) and "外部・メール確認済み" in thread.group(2)
+    reply_id = thread.group(1)
+    assert f'<a class="reply-message" href="/messages/{reply_id}">' in view
+    inbox_page = sender.get("/offices/civil-affairs/inbox").text
+    row_html = re.search(rf'<tr data-message="{reply_id}" data-source="pickup".*?</tr>', inbox_page, re.S)
+    assert row_html and to in row_html.group(0) and "外部・メール確認済み" in row_html.group(0)
+    reply_page = sender.get(f"/messages/{reply_id}").text
+    assert f'<a href="/messages/{message_id}">' in reply_page and "受け取りました。申請書を返送します。" in reply_page
+    assert "申請書.pdf" in reply_page and "メール受取人からの返信" in reply_page
+    documents = re.search(rf'href="(/messages/{reply_id}/documents/1)"', reply_page)
+    assert documents and sender.get(documents.group(1)).content == reply_link_bytes
     assert actions(node, row.id) == ["pickup.created", "pickup.code_sent", "pickup.opened", "pickup.downloaded",
                                      "pickup.downloaded", "pickup.replied"]
 
@@ -248,14 +267,18 @@ def test_five_wrong_codes_lock_the_link_until_the_clerk_unlocks_it(
     public = TestClient(app)  # type: ignore[arg-type]
     code = ask_code(public, postfix, node, path, to, 2)
     wrong = "000000" if code != "000000" else "111111"
-    for attempt in range(1, 6):
+    unknown = "/p/" + "D" * 43
+    stranger = public.post(f"{unknown}/open", data={"code": wrong})
+    for _attempt in range(1, 6):
         r = public.post(f"{path}/open", data={"code": wrong})
-        assert r.status_code == 422
-        if attempt < 5:
-            assert "確認コードが違うか" in r.text
-    assert "5回間違えたため、このリンクはロックされました" in r.text
-    r = public.post(f"{path}/open", data={"code": code})  # even the right code no longer opens it
-    assert r.status_code == 422 and "ロックされました" in r.text
+        assert r.status_code == 422 and "確認コードが違うか、有効期限が切れています。" in r.text
+        assert "5回間違えるとリンクはロックされます" in r.text
+    # Locked, even the right code no longer opens it — and the page says exactly what it says for a link that
+    # does not exist: no oracle for a stranger holding some token. The reason is in the audit log.
+    r = public.post(f"{path}/open", data={"code": code})
+    assert r.status_code == stranger.status_code == 422
+    assert r.text.replace(path, unknown) == stranger.text
+    assert dict(r.headers).keys() == dict(stranger.headers).keys()
     assert public.get(f"{path}/documents/1").status_code == 404
     with node.db.read() as conn:
         pickup_id = conn.execute(select(pickups.c.id).where(pickups.c.recipient == to)).scalar_one()
@@ -371,3 +394,28 @@ def test_codes_for_one_address_are_limited_whatever_client_asks(
         codes = conn.execute(select(func.count()).select_from(mail_outbox).where(
             mail_outbox.c.recipient == to, mail_outbox.c.kind == "pickup.code")).scalar_one()
     assert codes == 3  # nothing was queued for the refused ones
+
+
+def test_a_refused_reply_says_why_in_japanese_and_stores_nothing(
+        app: object, node: Node, postfix: PrivatePostfix) -> None:
+    from inkless.db.tables_delivery import inbox
+    from inkless.db.tables_pickup import pickup_replies
+
+    to = address()
+    status, _ = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    pump(node)
+    path = link_of(postfix.wait_for(to)[0])
+    public = TestClient(app)  # type: ignore[arg-type]
+    code = ask_code(public, postfix, node, path, to, 2)
+    assert public.post(f"{path}/open", data={"code": code}, follow_redirects=False).status_code == 303
+    with node.db.read() as conn:
+        before = conn.execute(select(func.count()).select_from(inbox)).scalar_one()
+    r = public.post(f"{path}/reply", data={"comment": "あ" * 2001},
+                    files=[("files", ("申請書.pdf", sample_pdf(), "application/pdf"))])
+    assert r.status_code == 422 and "メッセージは2,000文字以内の文章にしてください。" in r.text
+    assert "characters" not in r.text  # no English sentence on the Japanese page
+    with node.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(inbox)).scalar_one() == before
+        assert conn.execute(select(func.count()).select_from(pickup_replies).join(
+            pickups, pickups.c.id == pickup_replies.c.pickup_id).where(pickups.c.recipient == to)).scalar_one() == 0

@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` star
     from inkless.delivery.faxnote import FaxNote
     from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
     from inkless.delivery.service import DeliveryService
-    from inkless.pickup.service import PickupStatus
 
 message_app = typer.Typer(help="One message: show, status, export.", no_args_is_help=True)
 list_app = typer.Typer(help="Distribution lists (broadcast).", no_args_is_help=True)
@@ -45,7 +44,9 @@ def _iso(value: Any) -> str | None:
 
 
 LangOption = Annotated[
-    str | None, typer.Option("--lang", help="Language of the fax fallback notes: ja or en (default: the node's).")
+    str | None,
+    typer.Option("--lang", help="Language of the fax fallback notes and of e-mail recipients' states: ja or en "
+                                "(default: the node's)."),
 ]
 
 
@@ -65,22 +66,11 @@ def _note_json(n: FaxNote | None, gettext: Callable[[str], str]) -> dict[str, An
 
 
 def _status_json(s: RecipientStatus, gettext: Callable[[str], str] = str) -> dict[str, Any]:
-    return {"recipient": s.recipient, "state": s.state, "attempts": s.attempts,
+    return {"kind": "office", "recipient": s.recipient, "state": s.state, "attempts": s.attempts,
             "next_attempt_at": _iso(s.next_attempt_at), "last_error": s.last_error,
             "expires_at": _iso(s.expires_at), "delivered_at": _iso(s.delivered_at),
             "received_at": _iso(s.received_at), "receipt": s.has_receipt,
             "fax_decision": _note_json(s.fax_decision, gettext), "fax_outcome": _note_json(s.fax_outcome, gettext)}
-
-
-def _pickup_json(p: PickupStatus) -> dict[str, Any]:
-    """An e-mail recipient (secure pickup): its state and the time of each step, in UTC."""
-    return {"recipient": p.recipient, "kind": "email", "state": p.state, "pickup_id": p.id,
-            "created_at": _iso(p.created_at), "expires_at": _iso(p.expires_at),
-            "notified_at": _iso(p.notified_at), "opened_at": _iso(p.opened_at),
-            "downloaded_at": _iso(p.downloaded_at), "replied_at": _iso(p.replied_at),
-            "bounced_at": _iso(p.bounced_at), "bounce_detail": p.bounce_detail,
-            "revoked_at": _iso(p.revoked_at), "locked_at": _iso(p.locked_at), "expired": p.expired,
-            "replies": [{"name": r.name, "size": r.size, "received_at": _iso(r.received_at)} for r in p.replies]}
 
 
 def _item_json(i: InboxItem) -> dict[str, Any]:
@@ -196,20 +186,27 @@ def message_status(
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Per-recipient delivery state of a sent message, with the disaster fallback's decision and fax outcome."""
+    """Per-recipient delivery state of a sent message, with the disaster fallback's decision and fax outcome.
+
+    E-mail recipients (secure pickup) follow the offices: 通知済み / 開封 / ダウンロード / 返信 / 期限切れ / 不達 with
+    the time of each step (``--json``: English state keys and ISO UTC times).
+    """
+    from inkless.pickup.status import STATE_LABELS, status_json
+
     with open_node(data) as node:
         gettext = _gettext(node, lang)
         rows = _svc(node).status(message_id, as_login)
         pickups = node.pickup.statuses(message_id, as_login) if node.pickup is not None else []
     if as_json:
-        print_json([_status_json(s, gettext) for s in rows] + [_pickup_json(p) for p in pickups])
+        print_json([_status_json(s, gettext) for s in rows] + [status_json(p, gettext) for p in pickups])
         return
     print_table([(s.recipient, s.state, s.attempts, shown_time(node, s.delivered_at or s.next_attempt_at),
                   s.last_error or (s.fax_outcome.detail if s.fax_outcome else None) or "",
                   " ".join(n.render(gettext) for n in (s.fax_decision, s.fax_outcome) if n is not None))
                  for s in rows] +
-                [(p.recipient, p.state, "", shown_time(node, p.states[-1][1] if p.states else p.created_at),
-                  p.bounce_detail or "", " ".join(f"{state} {shown_time(node, at)}" for state, at in p.states))
+                [(p.recipient, gettext(STATE_LABELS[p.state]), "",
+                  shown_time(node, p.states[-1][1] if p.states else p.created_at), p.bounce_detail or "",
+                  ", ".join(f"{gettext(STATE_LABELS[state])} {shown_time(node, at)}" for state, at in p.states))
                  for p in pickups], ["RECIPIENT", "STATE", "ATTEMPTS", "WHEN", "REASON", "EVENTS"])
 
 

@@ -47,6 +47,7 @@ messages = Table(
     CheckConstraint("priority IN ('normal', 'urgent')", name="priority"),
 )
 Index("ix_messages_office_id_created_at", messages.c.office_id, messages.c.created_at)
+Index("ix_messages_reply_to", messages.c.reply_to)
 
 # One row per recipient of a sent message: the delivery state machine.
 outbox = Table(
@@ -108,10 +109,15 @@ inbox = Table(
     Column("fax_copy_message_id", String(36), nullable=True),
     # The procedure the sender named (metrics count the message against it).
     Column("procedure_code", String(64), nullable=True),
+    # The message this one answers (from the signed envelope): the conversation of a message is the
+    # sent and received rows whose reply_to is its id.
+    Column("reply_to", String(36), nullable=True),
     UniqueConstraint("message_id", "office_id", name="uq_inbox_message_office"),
-    CheckConstraint("source IN ('inkless', 'fax', 'intake')", name="source"),
+    # pickup: files an e-mail recipient sent back through a secure pickup link (a reply to a sent message).
+    CheckConstraint("source IN ('inkless', 'fax', 'intake', 'pickup')", name="source"),
 )
 Index("ix_inbox_office_id_received_at", inbox.c.office_id, inbox.c.received_at)
+Index("ix_inbox_reply_to", inbox.c.reply_to)
 # Unread counts per office and folder (fax / digital) read only the unread rows.
 Index("ix_inbox_unread", inbox.c.office_id, inbox.c.source,
       sqlite_where=inbox.c.opened_at.is_(None), postgresql_where=inbox.c.opened_at.is_(None))

@@ -54,6 +54,8 @@ pickup_replies = Table(
     Column("size", Integer, nullable=False),
     Column("comment_enc", LargeBinary, nullable=True),
     Column("received_at", UTCDateTime, nullable=False),
+    # The reply in the sender office's inbox (source 'pickup', reply_to the sent message): one per reply.
+    Column("inbox_message_id", String(36), nullable=True),
 )
 Index("ix_pickup_replies_pickup_id", pickup_replies.c.pickup_id)
 

@@ -460,7 +460,7 @@ class DeliveryService:
                         source=source, authenticated=authenticated, received_at=now, receipt=None,
                         fax_first=fax_first.header() if fax_first else None,
                         fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
-                        procedure_code=procedure,
+                        procedure_code=procedure, reply_to=_thread_id(meta.reply_to),
                     ))
                     key = inserted.inserted_primary_key
                     assert key is not None  # inbox rows have an integer key
@@ -525,16 +525,19 @@ class DeliveryService:
         subject: str,
         classification: int = 1,
         procedure_code: str | None = None,
+        reply_to: str | None = None,
     ) -> str:
-        """Put documents that arrived outside inkless (an inbound fax, the intake window) into an office's inbox.
+        """Put documents that arrived outside inkless (an inbound fax, the intake window, files an e-mail
+        recipient sent back through a pickup link) into an office's inbox; ``reply_to`` threads a deposit
+        into the conversation of a message the office sent.
 
         They are sealed like any message — signed by the receiving office's own key, which only
         attests that this node deposited them, and encrypted to the office — and marked
         unauthenticated: nobody vouches for the sender. ``facts`` (e.g. the calling fax number)
         travel inside the envelope.
         """
-        if source not in ("fax", "intake"):
-            raise ValidationError("unknown source {source!r} (expected 'fax' or 'intake')", source=source)
+        if source not in ("fax", "intake", "pickup"):
+            raise ValidationError("unknown source {source!r} (expected 'fax', 'intake' or 'pickup')", source=source)
         if not documents:
             raise ValidationError("a deposit needs at least one document")
         if not 0 <= classification <= 3:
@@ -552,7 +555,7 @@ class DeliveryService:
             message_id=message_id, sender=sender, recipients=(address,),
             subject=check_text(subject, "subject").strip()[:200] or source,
             classification=classification, priority="normal", created_at=now, source=source,
-            facts={str(k): v for k, v in facts.items()}, procedure_code=procedure_code,
+            facts={str(k): v for k, v in facts.items()}, procedure_code=procedure_code, reply_to=reply_to,
         )
         docs = [env.Document(name, ctype, data) for name, data, ctype in documents]
         envelope = self._seal(meta, docs, office.code, [], [])
@@ -993,6 +996,13 @@ def _check_received_text(meta: env.MessageMetadata, docs: Sequence[env.Document]
             check_text(value, field)
         except UnsafeTextError as exc:
             raise EnvelopeError("the envelope's {exc}", exc=exc) from None
+
+
+def _thread_id(reply_to: str | None) -> str | None:
+    """The id a received message answers, kept for threading only when it looks like a message id."""
+    if reply_to and len(reply_to) <= 36 and all(c.isalnum() or c == "-" for c in reply_to):
+        return reply_to
+    return None
 
 
 def _check_claimed_id(claimed: str | None, signed: str) -> None:

@@ -27,12 +27,14 @@ from inkless.audit.model import AuditEvent
 from inkless.db import tables as t
 from inkless.db.tables_delivery import messages
 from inkless.db.tables_pickup import pickup_office_settings, pickup_replies, pickups
+from inkless.delivery.model import SentMessage
 from inkless.delivery.policy import Actor
 from inkless.errors import NotFoundError, PolicyError, ValidationError
 from inkless.mail.address import normalise_email
 from inkless.mail.compose import MailContent
 from inkless.mail.outbox import MailStatus
 from inkless.pickup.files import ReplyFile
+from inkless.pickup.status import PickupReply, PickupStatus
 
 if TYPE_CHECKING:
     from inkless.app import Node
@@ -62,60 +64,12 @@ class PickupCodeRefused(ValidationError):
         self.reason = reason
 
 
+class CommentRefused(ValidationError):
+    """The recipient's message with a reply is too long or not plain text."""
+
+
 class PickupClosed(NotFoundError):
     """The link does not work (unknown, expired, revoked, or the session is not this recipient's)."""
-
-
-@dataclass(frozen=True)
-class PickupStatus:
-    """One e-mail recipient of a sent message, as the sender sees it."""
-
-    id: int
-    message_id: str
-    recipient: str
-    mobile: str | None
-    created_at: datetime
-    expires_at: datetime
-    notified_at: datetime | None
-    opened_at: datetime | None
-    downloaded_at: datetime | None
-    replied_at: datetime | None
-    bounced_at: datetime | None
-    bounce_detail: str | None
-    revoked_at: datetime | None
-    locked_at: datetime | None
-    expired: bool
-    replies: tuple[PickupReply, ...] = ()
-
-    @property
-    def states(self) -> list[tuple[str, datetime]]:
-        """What happened, in order: (state, time) with state one of notified, opened, downloaded, replied,
-        bounced, locked, revoked, expired."""
-        events = [(name, at) for name, at in (
-            ("notified", self.notified_at), ("opened", self.opened_at), ("downloaded", self.downloaded_at),
-            ("replied", self.replied_at), ("bounced", self.bounced_at), ("locked", self.locked_at),
-            ("revoked", self.revoked_at)) if at is not None]
-        if self.expired:
-            events.append(("expired", self.expires_at))
-        return sorted(events, key=lambda e: e[1])
-
-    @property
-    def state(self) -> str:
-        """The latest state (``queued`` until the notice is sent)."""
-        states = self.states
-        return states[-1][0] if states else "queued"
-
-
-@dataclass(frozen=True)
-class PickupReply:
-    """A file the recipient sent back."""
-
-    id: int
-    name: str
-    content_type: str
-    size: int
-    received_at: datetime
-    comment: str | None
 
 
 @dataclass(frozen=True)
@@ -397,14 +351,27 @@ class PickupService:
         return doc.name, doc.content_type, doc.data
 
     def reply(self, token: str, session: str | None, files: Sequence[ReplyFile], comment: str, client: str) -> int:
-        """Store the checked files the recipient sent back; they thread into the message's conversation."""
+        """Store the checked files the recipient sent back; they thread into the message's conversation.
+
+        The files land in the sending office's inbox as one item (source ``pickup``, marked external and
+        e-mail verified, at the sent message's classification) whose ``reply_to`` is the sent message: the
+        clerk finds it in the inbox and in the message's conversation, not as an unrelated item.
+        """
         if not files:
             raise ValidationError("attach at least one file")
         comment = comment.strip()
         if len(comment) > 2000 or any(ord(c) < 32 and c not in "\n\r\t" for c in comment):
-            raise ValidationError("the comment must be at most 2,000 characters of text")
+            raise CommentRefused("the comment must be at most 2,000 characters of text")
         with self.db.read() as conn:
             row = self._session_row(conn, token, session)
+        assert self.node.delivery is not None
+        sent = self.node.delivery.message(str(row.message_id), None)  # the sender's copy, as the operator
+        assert isinstance(sent, SentMessage) and sent.subject is not None
+        reply_id = self.node.delivery.deposit_external(
+            sent.office, [(f.name, f.data, f.content_type) for f in files], "pickup",
+            {"from": row.recipient, "email": row.recipient, "email_verified": True, "pickup_id": row.id,
+             "comment": comment}, f"Re: {sent.subject}", classification=sent.classification,
+            procedure_code=sent.procedure_code, reply_to=str(row.message_id))
         digests = [(f, self.node.blobs.put(f.data)) for f in files]
         now = self.clock.now()
         with self.db.begin() as conn:
@@ -412,12 +379,13 @@ class PickupService:
                 conn.execute(insert(pickup_replies).values(
                     pickup_id=row.id, name=f.name, content_type=f.content_type, sha256=digest, size=len(f.data),
                     comment_enc=self.box.seal(comment.encode(), f"pickup-reply:{row.id}:{digest}") if comment
-                    else None, received_at=now))
+                    else None, received_at=now, inbox_message_id=reply_id))
             conn.execute(update(pickups).where(pickups.c.id == row.id).values(replied_at=now))
             self.audit.record(conn, AuditEvent(
                 actor="anonymous", action="pickup.replied", object_type="pickup", object_id=str(row.id),
                 digests={f"file{i + 1}": d for i, (_, d) in enumerate(digests)},
-                details={"files": len(files), "message": row.message_id, "client": client[:64]}), at=now)
+                details={"files": len(files), "message": row.message_id, "reply": reply_id,
+                         "client": client[:64]}), at=now)
         return len(files)
 
     # --- the sender's side -----------------------------------------------------------------
@@ -451,7 +419,7 @@ class PickupService:
                     replies=tuple(PickupReply(
                         id=p.id, name=p.name, content_type=p.content_type, size=p.size, received_at=p.received_at,
                         comment=self.box.open(p.comment_enc, f"pickup-reply:{r.id}:{p.sha256}").decode()
-                        if p.comment_enc else None) for p in replies)))
+                        if p.comment_enc else None, message_id=p.inbox_message_id) for p in replies)))
         return out
 
     def _sender_pickup(self, conn: Connection, pickup_id: int, viewer: str | None) -> Row[Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from inkless.delivery.model import InboxItem, RecipientStatus, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
 from inkless.errors import ConfigurationError, ValidationError
 from inkless.pageview import NotAPdfError, page_count
+from inkless.web.api_pickup import PickupRecipientOut, pickup_out
 from inkless.web.deps import Caller, RowId, api_caller, get_node, require_own_office
 from inkless.web.downloads import document_response
 from inkless.web.pages import RendererDep
@@ -58,8 +59,9 @@ class FaxNoteOut(BaseModel):
 
 
 class RecipientStatusOut(BaseModel):
-    """Delivery state for one recipient."""
+    """Delivery state for one recipient office."""
 
+    kind: Literal["office"] = "office"
     recipient: str = Field(examples=["criminal-affairs@moj"])
     state: str = Field(description="queued, retrying, delivered, expired, rejected or fax")
     attempts: int
@@ -75,6 +77,7 @@ class RecipientStatusOut(BaseModel):
         default=None, description="how the fallback fax went: queued, sent, failed or not_queued")
 
 
+StatusOut = Annotated[RecipientStatusOut | PickupRecipientOut, Field(discriminator="kind")]
 
 
 class InboxMessageOut(BaseModel):
@@ -87,7 +90,9 @@ class InboxMessageOut(BaseModel):
     priority: str
     received_at: datetime
     documents: int
-    source: str = Field(description="inkless or fax")
+    source: str = Field(description="inkless, fax, intake (the public intake window) or pickup (files an e-mail "
+                                    "recipient sent back through a pickup link; the message's reply_to names the "
+                                    "sent message)")
     authenticated: bool = Field(description="false for faxes: nobody signed them")
     opened: bool
     envelope_sha256: str
@@ -346,6 +351,31 @@ def get_message(message_id: str, caller: CallerDep, node: NodeDep) -> MessageOut
     )
 
 
+class ThreadReplyOut(BaseModel):
+    """A message answering another (its ``reply_to``), as the caller's office sent or received it."""
+
+    message_id: str
+    direction: str = Field(description="sent (by the caller's office) or received")
+    sender: str = Field(examples=["criminal-affairs@moj", "pickup:taro@example.co.jp"])
+    subject: str | None = Field(description="null when the caller is not cleared for it")
+    classification: int = Field(ge=0, le=3)
+    at: datetime = Field(description="when it was sent or received")
+    source: str = Field(description="inkless, or pickup for files an e-mail recipient sent back")
+
+
+@router.get("/messages/{message_id}/replies", response_model=list[ThreadReplyOut], responses=ERRORS)
+def get_replies(message_id: str, caller: CallerDep, node: NodeDep) -> list[ThreadReplyOut]:
+    """The conversation below a message: the replies the caller's office sent or received to it, oldest first
+    (answers from other offices, and files an e-mail recipient sent back through a pickup link)."""
+    from inkless.delivery.conversation import replies
+
+    svc = _svc(node)
+    svc.message(message_id, caller.user.login)  # the same refusal (404) as for the message itself
+    return [ThreadReplyOut(message_id=r.message_id, direction=r.direction, sender=r.sender, subject=r.subject,
+                           classification=r.classification, at=r.at, source=r.source)
+            for r in replies(node.db, svc, message_id, caller.user.login)]
+
+
 def _pages(content_type: str, data: bytes) -> int | None:
     if content_type != "application/pdf" and not data[:1024].lstrip().startswith(b"%PDF-"):
         return None
@@ -384,11 +414,14 @@ def get_page(message_id: str, number: RowId, page: RowId, caller: CallerDep, nod
     return page_response(node, doc.data, page, zoom=zoom)
 
 
-@router.get("/messages/{message_id}/status", response_model=list[RecipientStatusOut], responses=ERRORS)
-def get_status(message_id: str, caller: CallerDep, node: NodeDep, gettext: GettextDep) -> list[RecipientStatusOut]:
-    """Per-recipient delivery state of a message the caller's office sent, with the disaster fallback's
-    decision and fax outcome (reason codes, and their text in the caller's language)."""
-    return [_status_out(s, gettext) for s in _svc(node).status(message_id, caller.user.login)]
+@router.get("/messages/{message_id}/status", response_model=list[StatusOut], responses=ERRORS)
+def get_status(message_id: str, caller: CallerDep, node: NodeDep, gettext: GettextDep) -> list[StatusOut]:
+    """Per-recipient delivery state of a message the caller's office sent: offices with the disaster fallback's
+    decision and fax outcome (reason codes, and their text in the caller's language), then e-mail recipients
+    (``kind`` email) with each step — notified, opened, downloaded, replied, bounced, expired — and its time."""
+    offices: list[StatusOut] = [_status_out(s, gettext) for s in _svc(node).status(message_id, caller.user.login)]
+    pickups = node.pickup.statuses(message_id, caller.user.login) if node.pickup is not None else []
+    return offices + [pickup_out(p, gettext) for p in pickups]
 
 
 @router.get("/messages/{message_id}/report", responses=ERRORS, response_class=Response)

@@ -35,7 +35,11 @@ SAVED = N_("The office was saved.")
 SEAL_SAVED = N_("The seal image was saved.")
 COVER_SAVED = N_("The cover page default was saved.")
 OFFICE_ADDED = N_("The office was added.")
-NOTICES = {"saved": SAVED, "seal": SEAL_SAVED, "cover": COVER_SAVED, "added": OFFICE_ADDED}
+INTAKE_OPENED = N_("The intake window is open: anyone can now submit documents to this office online.")
+INTAKE_CLOSED = N_("The intake window is closed: its page now says so, and faxes no longer invite to it.")
+INTAKE_CHOICE = N_("Choose whether to open or close the intake window. Nothing was changed.")
+NOTICES = {"saved": SAVED, "seal": SEAL_SAVED, "cover": COVER_SAVED, "added": OFFICE_ADDED,
+           "intake-open": INTAKE_OPENED, "intake-closed": INTAKE_CLOSED}
 
 
 def _list_page(request: Request, render: Renderer, caller: Caller, admin: Administration, status_code: int = 200,
@@ -94,8 +98,10 @@ def _detail(request: Request, render: Renderer, caller: Caller, node: NodeDep, c
     admin.check_office(caller.user, code)
     office = node.directory.office(code)
     cover = node.fax.office_settings(code).cover_page_default if node.fax is not None else None
+    intake = node.intake.window(code) if node.intake is not None else None
     return render_console(request, render, caller, "admin_office.html", "offices", status_code=status_code,
                           office=office, seal=admin.seal_image(caller.user, code), cover_default=cover,
+                          intake=intake, intake_url=node.intake.intake_url(code) if node.intake is not None else None,
                           form=extra.pop("form", None), **extra)
 
 
@@ -132,6 +138,21 @@ def office_cover(request: Request, code: str, node: NodeDep, caller: AdminDep,
     """Whether the office's faxes get a cover page (送信票) unless the sender says otherwise."""
     administration(node).set_cover_default(caller.user, code, enabled == "1")
     return RedirectResponse(f"/admin/offices/{code}?done=cover", status_code=303)
+
+
+@router.post("/admin/offices/{code}/intake")
+def office_intake(request: Request, code: str, node: NodeDep, caller: AdminDep, render: RenderDep,
+                  open_: Annotated[str, Form(alias="open", max_length=5)] = "") -> Response:
+    """Open (``open=1``) or close (``open=0``) the office's public intake window (受付窓口); audited as
+    ``intake.opened`` / ``intake.closed`` with the administrator's login, as ``inkless intake open|close``."""
+    administration(node).check_office(caller.user, code)
+    if node.intake is None:
+        raise HTTPException(status_code=404, detail=N_("Not found"))
+    if open_ not in ("0", "1"):
+        return _detail(request, render, caller, node, code, 422, error=render.gettext(request, INTAKE_CHOICE))
+    node.intake.set_window(code, open_ == "1", caller.user.login)
+    return RedirectResponse(f"/admin/offices/{code}?done=intake-{'open' if open_ == '1' else 'closed'}#intake",
+                            status_code=303)
 
 
 @router.post("/admin/offices/{code}/seal")

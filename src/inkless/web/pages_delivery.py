@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import UploadFile
 
 from inkless.app import Node
+from inkless.delivery.conversation import replies
 from inkless.delivery.faxnote import FaxNote
 from inkless.delivery.model import InboxItem, OpenedMessage, SentMessage
 from inkless.delivery.service import DeliveryService, NewDocument
@@ -179,6 +180,7 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
 
     pickups = (await run_in_threadpool(sender_view, node, message_id, caller.user.login)
                if opened.copy == "sent" else [])
+    thread = await run_in_threadpool(replies, node.db, svc, message_id, caller.user.login)
     return render.render(
         request, "delivery_message.html", message=meta, opened=opened, documents=documents, book=book,
         received_at=info.received_at if isinstance(info, InboxItem) else None,
@@ -186,7 +188,7 @@ async def message_page(request: Request, message_id: str, node: NodeDep, caller:
         fax_first=info.fax_first if isinstance(info, InboxItem) else None,
         fax_copy=info.fax_copy_message_id if isinstance(info, InboxItem) else None,
         can_reply=opened.copy == "received" and opened.authenticated,
-        pickups=pickups, pickup_labels=PICKUP_LABELS, fax_reply_number=fax_reply_number(info),
+        pickups=pickups, pickup_labels=PICKUP_LABELS, thread=thread, fax_reply_number=fax_reply_number(info),
         notice=render.gettext(request, N_("The message was queued for delivery.")) if "sent" in request.query_params
         else render.gettext(request, N_("The invitation fax was queued (fax job %(job)s).")) % {
             "job": request.query_params["invited"]} if request.query_params.get("invited", "").isdigit() else None,

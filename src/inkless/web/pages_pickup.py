@@ -24,9 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from inkless.app import Node
-from inkless.errors import NotFoundError, ValidationError
+from inkless.errors import MessageTooLargeError, NotFoundError, ValidationError
 from inkless.pickup.files import ReplyFileRefused, check_reply_file
-from inkless.pickup.service import MAX_TRIES, PickupClosed, PickupCodeRefused, PickupService
+from inkless.pickup.service import MAX_TRIES, CommentRefused, PickupClosed, PickupCodeRefused, PickupService
+from inkless.pickup.status import STATE_LABELS
 from inkless.web.deps import (
     Caller,
     RowId,
@@ -47,9 +48,11 @@ CallerDep = Annotated[Caller, Depends(page_caller)]
 SameOrigin = Depends(same_origin)
 COOKIE = "inkless_pickup"
 
-WRONG_CODE = N_("The code is not right, or it has expired. Check the latest mail, or ask for a new code.")
-LOCKED = N_("The code was entered wrongly %(n)s times. This link is locked; please contact the office that "
-            "sent you the documents.")
+# One refusal for a wrong or expired code, an unknown or cancelled link and a link locked by wrong codes: the
+# page must not tell a stranger holding some token whether it belongs to a real recipient. The sentence
+# still tells the real recipient what to do when the link is locked.
+REFUSED = N_("The code is not right, or it has expired. Check the latest mail, or ask for a new code. After "
+             "%(n)s wrong codes the link is locked; then please contact the office that sent you the documents.")
 CLOSED = N_("This link does not work. It may have expired or been cancelled by the sender. Please contact "
             "the office that sent you the documents.")
 FILE_REFUSALS = {
@@ -62,11 +65,10 @@ FILE_REFUSALS = {
 }
 NO_FILE = N_("Please attach at least one file.")
 TOO_MANY_FILES = N_("Please send at most 5 files at once.")
-STATE_LABELS = {
-    "queued": N_("Notice queued"), "notified": N_("Notified"), "opened": N_("Opened"),
-    "downloaded": N_("Downloaded"), "replied": N_("Replied"), "expired": N_("Expired"),
-    "bounced": N_("Undeliverable"), "locked": N_("Locked"), "revoked": N_("Cancelled"),
-}
+COMMENT_REFUSED = N_("The message must be plain text of at most 2,000 characters.")
+TOO_LARGE = N_("Together the files are larger than the office accepts at once (%(mb)s MB). Please send fewer "
+               "or smaller files.")
+__all__ = ["STATE_LABELS", "router", "sender_view"]
 
 
 def pickup_of(node: Node) -> PickupService:
@@ -119,11 +121,10 @@ async def pickup_open(request: Request, token: str, node: NodeDep, render: Rende
     _limit(request, "pickup")
     try:
         session = await run_in_threadpool(pickup_of(node).verify_code, token, code, client_address(request))
-    except PickupCodeRefused as exc:
-        message = (render.gettext(request, LOCKED) % {"n": MAX_TRIES} if exc.reason == "locked"
-                   else render.gettext(request, WRONG_CODE))
-        return _code_page(render, request, token, 422, error=message, code_sent=exc.reason != "locked",
-                          locked=exc.reason == "locked")
+    except PickupCodeRefused:
+        # The reason (wrong or locked) is in the audit log (pickup.code_failed, pickup.locked), not on the page.
+        return _code_page(render, request, token, 422, error=render.gettext(request, REFUSED) % {"n": MAX_TRIES},
+                          code_sent=True)
     response = RedirectResponse(f"/p/{token}", status_code=303)
     response.set_cookie(COOKIE, session, max_age=30 * 60, path=f"/p/{token}", httponly=True, samesite="strict",
                         secure=node.settings.base_url.startswith("https://"))
@@ -177,8 +178,12 @@ async def pickup_reply(request: Request, token: str, node: NodeDep, render: Rend
     if error is None:
         try:
             await run_in_threadpool(service.reply, token, session, checked, comment, client_address(request))
+        except CommentRefused:
+            error = render.gettext(request, COMMENT_REFUSED)
+        except MessageTooLargeError as exc:
+            error = render.gettext(request, TOO_LARGE) % {"mb": (exc.limit or 0) // (1024 * 1024)}
         except ValidationError as exc:
-            error = str(exc)
+            error = render.error_text(request, exc)
     if error is not None:
         view = await run_in_threadpool(service.view, token, session)
         return render.render(request, "pickup_documents.html", status_code=422, token=token, view=view,
