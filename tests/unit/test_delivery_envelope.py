@@ -411,6 +411,26 @@ def test_mime_written_by_another_program_opens(world: dict[str, Office]) -> None
         env.parse_mime(mime.replace(b"quoted-printable", b"x-uuencode"))
 
 
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_a_part_without_header_lines_keeps_the_blank_lines_of_its_body(world: dict[str, Office], eol: bytes) -> None:
+    """RFC 2046: a part may have no header lines (then it is text/plain, 7bit); its body starts after the
+    blank line that opens the part, and a blank line inside that body belongs to the body."""
+    sender, recipient = world["sender"], world["recipient"]
+    text = eol.join([b"first paragraph", b"", b"Content-Type: application/pdf", b"", b"second paragraph"])
+    meta, _ = message(sender, recipient)
+    listed = [{"name": "note", "content_type": "text/plain", "size": len(text),
+               "sha256": hashlib.sha256(text).hexdigest()}]
+    metadata = json.dumps({**meta.to_json(), "documents": listed}).encode("ascii")
+    mime = eol.join([
+        b"MIME-Version: 1.0", b'Content-Type: multipart/mixed; boundary="b1"', b"", b"--b1",
+        b"Content-Type: application/json", b"", metadata,
+        b"--b1", b"", text,  # no header lines at all
+        b"--b1--", b"",
+    ])
+    _, docs = env.parse_mime(mime)
+    assert [(d.name, d.content_type, d.data) for d in docs] == [("document", "text/plain", text)]
+
+
 def test_the_metadata_part_is_the_documented_json(world: dict[str, Office]) -> None:
     """docs/delivery.md lists the metadata fields: a peer's reader relies on exactly these, in version 1."""
     meta, docs = message(world["sender"], world["recipient"])

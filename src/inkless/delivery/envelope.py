@@ -192,6 +192,12 @@ def build_mime(meta: MessageMetadata, documents: Sequence[Document]) -> bytes:
 
 
 def _split_head(part: bytes) -> tuple[bytes, bytes]:
+    # No header lines at all: the part opens with the blank line (RFC 2046: the body is then text/plain),
+    # and a blank line inside the body must not be taken for the end of a header section.
+    if part.startswith(b"\r\n"):
+        return b"", part[2:]
+    if part.startswith(b"\n"):
+        return b"", part[1:]
     crlf, lf = part.find(b"\r\n\r\n"), part.find(b"\n\n")
     if crlf >= 0 and (lf < 0 or crlf <= lf):
         return part[:crlf + 2], part[crlf + 4:]
