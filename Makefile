@@ -11,8 +11,8 @@ PYTEST_ARGS ?=
 # The tests run in a random order (pytest-randomly); the header prints "Using --randomly-seed=N".
 # Replay that order with PYTEST_ARGS="-p randomly --randomly-seed=N", or keep file order with "-p no:randomly".
 # Test processes: the suite waits on fsync, child processes, a browser and real-time fax calls (which sleep
-# between 20 ms packets), so four workers keep two cores busy.
-TEST_WORKERS ?= 4
+# between 20 ms packets), so six workers keep two cores busy.
+TEST_WORKERS ?= 6
 
 .PHONY: run test system-deps browser-test-deps lint typecheck bench mutants fuzz clean
 # axe-core for the accessibility browser tests, at the version pinned in its package-lock.json.
