@@ -118,9 +118,13 @@ def who_faxes(week: WeekOption = None, office: OfficeOption = None, data: DataOp
             return
         from datetime import datetime
 
+        def when(text: str | None) -> str:
+            return shown_time(node, datetime.fromisoformat(text)) if text else ""
+
         print_table([(x["direction_ja"], x["number"], x["ident"], x["calls"], x["pages"],
-                      shown_time(node, datetime.fromisoformat(x["last_seen"])), " ".join(x["offices"]),
-                      export._cell(x["invited"]) or "不明", export._cell(x["moved"]) or "不明")
+                      when(x["last_seen"]), " ".join(x["offices"]),
+                      export._cell(x["invited"]) or "不明", when(x["invited_at"]),
+                      export._cell(x["moved"]) or "不明", when(x["moved_at"]), x["moved_via_ja"] or "")
                      for x in found["remotes"]],
                     [h for _, h in export.REMOTE_COLUMNS])
 

@@ -73,9 +73,15 @@ intake_submissions = Table(
     Column("certificate_blob", String(64), nullable=False, info=BLOB),
     Column("file_count", Integer, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # Keyed digests of the phone number and e-mail address (inkless.intake.contacts), to tell whether a
+    # remote fax number has since used the window; NULL for submissions made before they were kept.
+    Column("phone_digest", String(64), nullable=True),
+    Column("email_digest", String(64), nullable=True),
 )
 Index("ix_intake_submissions_office_id_received_at", intake_submissions.c.office_id,
       intake_submissions.c.received_at)
+Index("ix_intake_submissions_phone_digest", intake_submissions.c.phone_digest)
+Index("ix_intake_submissions_email_digest", intake_submissions.c.email_digest)
 
 # Who was invited to the intake window by fax: the number, the office, when, by whom, and the fax job.
 fax_invitations = Table(

@@ -37,6 +37,7 @@ from inkless.errors import (
 )
 from inkless.intake import codes
 from inkless.intake.codes import CodeOutcome, CodeState
+from inkless.intake.contacts import ContactDigests
 from inkless.intake.documents import CertificateFacts, ListedFile, certificate_pdf, invitation_pdf, seal_placement
 from inkless.intake.mailer import Mailer, OutgoingMail
 from inkless.intake.model import (
@@ -111,6 +112,7 @@ class IntakeService:
         self.mailer = mailer
         self.scanner = scanner
         self._procedures = procedures
+        self.contacts = ContactDigests(box)
 
     # --- windows -------------------------------------------------------------------------
 
@@ -316,7 +318,8 @@ class IntakeService:
             conn.execute(insert(intake_submissions).values(
                 receipt_number=receipt_number, office_id=office.id, message_id=message_id,
                 email_enc=self._box.seal(email.encode(), email_context(receipt_number)),
-                certificate_blob=certificate_blob, file_count=len(files), received_at=now))
+                certificate_blob=certificate_blob, file_count=len(files), received_at=now,
+                phone_digest=self.contacts.phone(form.phone), email_digest=self.contacts.email(email)))
             # The form now lives in the office's envelope: the waiting copy is dropped (the blob collector deletes it).
             conn.execute(update(intake_codes).where(intake_codes.c.token_hash == row.token_hash).values(
                 receipt_number=receipt_number, payload_blob=None))

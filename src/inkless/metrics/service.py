@@ -93,8 +93,10 @@ def _week_values(values: dict[str, int]) -> dict[str, Any]:
 class MetricsService:
     """Reads the roll-ups into reports; records what inkless does not see; classifies faxes."""
 
-    def __init__(self, db: Database, catalogue: ProcedureCatalogue, audit: AuditRecorder, clock: Clock) -> None:
+    def __init__(self, db: Database, catalogue: ProcedureCatalogue, audit: AuditRecorder, clock: Clock,
+                 remote_status: fax_items.RemoteStatus | None = None) -> None:
         self._db = db
+        self._remote_status = remote_status
         self._catalogue = catalogue
         self._audit = audit
         self._clock = clock
@@ -158,7 +160,7 @@ class MetricsService:
         start, _ = week_bounds(first)
         _, end = week_bounds(week)
         with self._db.read() as conn:
-            found = fax_items.remotes(conn, start, end, office)
+            found = fax_items.remotes(conn, start, end, office, status=self._remote_status)
         return {"week": week, "from_week": first, "office": office, "remotes": [x.to_json() for x in found]}
 
     def items(self, metric: str, period: str, office: str | None, procedure: str | None,
