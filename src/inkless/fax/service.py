@@ -863,6 +863,7 @@ def _job(r: Row[Any]) -> FaxJob:
         max_tries=r.max_tries, interval_s=r.interval_s, kill_at=r.kill_at, next_attempt_at=r.next_attempt_at,
         last_code=r.last_code, last_text=r.last_text, origin=r.origin, outbox_ref=r.outbox_ref,
         created_at=r.created_at, updated_at=r.updated_at, has_report=bool(r.report_blob),
+        procedure_code=r.procedure_code,
     )
 
 
