@@ -1,6 +1,6 @@
 """The clerk chooses the procedure an item is counted against (SQLite and PostgreSQL): on the fax send page
 (and its API and command), checked against the office's catalogue, shown before sending, stored with the job
-and counted when the fax goes out."""
+and counted when the fax goes out; the procedure chosen for a counterpart is chosen again next time."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from inkless.app import Node
 from inkless.cli.main import app as cli
+from inkless.delivery.service import NewDocument
 from inkless.directory.demo import DemoSample
 from inkless.fax import imaging
 from inkless.fax.model import CallResult
@@ -121,3 +122,53 @@ def test_the_fax_send_page_counts_the_chosen_procedure(catalogue: Node, tmp_path
     queued = runner.invoke(cli, [*args, "--procedure", "MOJ-MIN-002"])
     assert queued.exit_code == 0, queued.output
     assert '"procedure_code": "MOJ-MIN-002"' in queued.output
+
+
+def test_the_procedure_chosen_for_a_counterpart_is_chosen_again(catalogue: Node) -> None:
+    node = catalogue
+    assert node.fax is not None and node.delivery is not None and node.procedures is not None
+    node.fax.send("tanaka", OFFICE, "06-1234-0000", [sample_pdf(1)], procedure_code="MOJ-MIN-006")
+    clerk = browser_login(node, "tanaka")
+    web = TestClient(create_app(node), cookies=clerk.cookies)
+
+    # 「FAXで返信」 and the like open the page with the number: the procedure is already chosen.
+    page = web.get("/fax", params={"number": "+81 6 1234 0000"})
+    assert 'name="procedure_code" type="text" maxlength="64" value="MOJ-MIN-006"' in page.text
+    assert "この相手に前回選んだ手続です。" in page.text and 'data-remembered-from="number"' in page.text
+    # The number typed again, the procedure left empty: the confirmation shows the remembered one.
+    form = {"number": "06 1234 0000", "classification": "0", "csrf_token": clerk.csrf, "procedure_code": ""}
+    check = web.post("/fax/send", data=form, files={"document": ("a.pdf", sample_pdf(1), "application/pdf")})
+    assert re.search(r'<dd class="procedure">MOJ-MIN-006 供託申請 <span class="sub remembered">'
+                     r"この相手に前回選んだ手続です。</span></dd>", check.text)
+    draft = re.search(r'name="draft" value="([^"]+)"', check.text)
+    assert draft and 'name="procedure_code" value="MOJ-MIN-006"' in check.text
+    web.post("/fax/send", data={**form, "procedure_code": "MOJ-MIN-006", "draft": draft.group(1), "step": "send"})
+    assert [j.procedure_code for j in node.fax.jobs(OFFICE)] == ["MOJ-MIN-006", "MOJ-MIN-006"]
+    # A number nobody chose a procedure for starts empty.
+    fresh = web.get("/fax", params={"number": "06-9999-0000"})
+    assert 'name="procedure_code" type="text" maxlength="64" value=""' in fresh.text
+
+    # Messages: each address the clerk typed remembers the procedure; the page's script asks for it.
+    node.delivery.send("tanaka", OFFICE, ["criminal-affairs@moj"], [], "照会",
+                       [NewDocument("a.pdf", sample_pdf(1))], procedure_code="MOJ-MIN-001")
+    assert 'data-remembered-from="to"' in web.get("/compose").text
+    for to in ("criminal-affairs@moj", "Criminal-Affairs@MOJ", "刑事局", "ケイジキョク, secretariat@moj"):
+        assert web.get("/procedures/remembered", params={"to": to}).json() == {
+            "code": "MOJ-MIN-001", "name": "登記事項証明書の交付請求"}, to
+    assert web.get("/procedures/remembered", params={"number": "0612340000"}).json()["code"] == "MOJ-MIN-006"
+    assert web.get("/procedures/remembered", params={"to": "secretariat@moj"}).json()["code"] is None
+    # A later choice replaces the earlier one.
+    node.delivery.send("tanaka", OFFICE, ["criminal-affairs@moj"], [], "照会",
+                       [NewDocument("a.pdf", sample_pdf(1))], procedure_code="MOJ-MIN-002")
+    assert web.get("/procedures/remembered", params={"to": "刑事局"}).json()["code"] == "MOJ-MIN-002"
+    # Another office remembers its own choices: 刑事局 never chose one for this number.
+    other = browser_login(node, "takahashi")
+    theirs = TestClient(create_app(node), cookies=other.cookies)
+    assert theirs.get("/procedures/remembered", params={"number": "06-1234-0000"}).json()["code"] is None
+    # A procedure taken out of the catalogue is no longer offered.
+    node.procedures.retire("MOJ-MIN-006", "yamada")
+    assert web.get("/procedures/remembered", params={"number": "06-1234-0000"}).json()["code"] is None
+    assert 'value="MOJ-MIN-006"' not in web.get("/fax", params={"number": "06-1234-0000"}).text
+    # Signed out: nothing.
+    stranger = TestClient(create_app(node), follow_redirects=False)
+    assert stranger.get("/procedures/remembered", params={"to": "刑事局"}).status_code in (303, 401)

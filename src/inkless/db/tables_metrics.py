@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -104,6 +105,18 @@ metrics_targets = Table(
     Column("deadline", Date, nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The procedure an office last chose for a counterpart (a fax number, an office address, an e-mail address),
+# offered again on the next compose or fax to it (see metrics.memory).
+procedure_memory = Table(
+    "procedure_memory",
+    metadata,
+    Column("office_id", Integer, ForeignKey("offices.id"), primary_key=True),
+    Column("counterpart", String(300), primary_key=True),
+    Column("procedure_code", String(64), nullable=False),
+    Column("chosen_by", String(64), nullable=False),
+    Column("chosen_at", UTCDateTime, nullable=False),
 )
 
 # Which procedure an inbound fax belongs to: by the number called (DID), the sender's station id (TSI) or

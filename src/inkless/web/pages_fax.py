@@ -24,7 +24,7 @@ from inkless.fax.service import FaxService
 from inkless.web.deps import Caller, RowId, get_node, page_caller
 from inkless.web.drafts import DraftStore
 from inkless.web.pages import RendererDep
-from inkless.web.pickers import entry_error, options, picker_of
+from inkless.web.pickers import entry_error, options, picker_of, remembered_procedure
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -100,7 +100,10 @@ def _procedure_choice(node: Node, caller: Caller, code: str) -> str | None:
 def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep, number: str = "") -> Response:
     """Send a fax, and the office's outbound fax jobs; ``?number=`` fills in the number ("FAXで返信")."""
     if number:
-        form = {"number": number.strip()[:40], "subject": "", "classification": 0, "procedure_code": ""}
+        number = number.strip()[:40]
+        remembered = remembered_procedure(node, caller.office.code, number=number)
+        form = {"number": number, "subject": "", "classification": 0,
+                "procedure_code": remembered[0] if remembered else "", "procedure_remembered": bool(remembered)}
         return _send_page(request, node, caller, render, form=form)
     return _send_page(request, node, caller, render)
 
@@ -163,6 +166,11 @@ async def fax_send(
         check_fax_number(number.strip())
         check_fax_allowed(classification, bool(confirm))
         procedure = _procedure_choice(node, caller, procedure_code)
+        if procedure is None and step != "send":
+            # Nothing chosen: the procedure the office chose for this number last time, shown before sending.
+            remembered = remembered_procedure(node, caller.office.code, number=number)
+            if remembered:
+                form["procedure_code"], form["procedure_remembered"] = remembered[0], True
         if step != "send":
             pages = await run_in_threadpool(page_count, Document(filename, "application/pdf", data))
             if not pages:
