@@ -172,3 +172,50 @@ def test_the_procedure_chosen_for_a_counterpart_is_chosen_again(catalogue: Node)
     # Signed out: nothing.
     stranger = TestClient(create_app(node), follow_redirects=False)
     assert stranger.get("/procedures/remembered", params={"to": "刑事局"}).status_code in (303, 401)
+
+
+def test_a_route_started_with_a_procedure_counts_its_seals_against_it(catalogue: Node, tmp_path: Path) -> None:
+    node = catalogue
+    assert node.routes is not None
+    clerk = browser_login(node, "tanaka")
+    web = TestClient(create_app(node), cookies=clerk.cookies, follow_redirects=False)
+    page = web.get("/routes/new")
+    assert 'id="procedure_code"' in page.text
+    assert '<option value="MOJ-MIN-002">所有権移転登記の申請</option>' in page.text
+    assert "この稟議の押印は、移行状況の集計でこの手続に数えられます。" in page.text
+    form = {"csrf_token": clerk.csrf, "name": "登記申請書", "title": ["係長"], "approvers": ["sato"]}
+    files = {"document": ("申請書.pdf", sample_pdf(1), "application/pdf")}
+    refused = web.post("/routes", data={**form, "procedure_code": "MOJ-KEI-001"}, files=files)
+    assert refused.status_code == 422 and "手続コード MOJ-KEI-001 はこの部署の手続一覧にありません。" in refused.text
+    assert 'value="MOJ-KEI-001"' in refused.text and node.routes.queue("sato") == []
+    started = web.post("/routes", data={**form, "procedure_code": "MOJ-MIN-002"}, files=files)
+    assert started.status_code == 303, started.text
+    route_id = int(started.headers["location"].split("/")[2].split("?")[0])
+    detail = web.get(f"/routes/{route_id}")
+    assert re.search(r'<dd id="route-procedure">MOJ-MIN-002 所有権移転登記の申請</dd>', detail.text)
+    node.routes.approve(route_id, "sato")
+    with node.db.read() as conn:
+        kept = r.stored(conn)
+    assert kept[(week_of(node.clock.now()), OFFICE, "MOJ-MIN-002", r.SEALS_DIGITAL)] == 1
+
+    # The API and the command line take it too, with the same check.
+    headers = {"X-CSRF-Token": clerk.csrf}
+    steps = '[{"title": "係長", "approvers": ["sato"]}]'
+    bad = web.post("/api/v1/routes", data={"steps": steps, "procedure_code": "NOPE-1"}, files=files, headers=headers)
+    assert bad.status_code == 422
+    made = web.post("/api/v1/routes", data={"steps": steps, "procedure_code": "MOJ-MIN-001"}, files=files,
+                    headers=headers)
+    assert made.status_code == 201 and made.json()["procedure_code"] == "MOJ-MIN-001"
+    document = tmp_path / "申請書.pdf"
+    document.write_bytes(sample_pdf(1))
+    runner = CliRunner(env={"INKLESS_DATABASE_URL": node.settings.database_url, "INKLESS_NODE_ID": node.node_id})
+    args = ["route", "start", str(document), "--as", "tanaka", "--step", "sato", "--title", "係長", "--json",
+            "--data", str(node.settings.data_dir)]
+    refused_cli = runner.invoke(cli, [*args, "--procedure", "MOJ-KEI-001"])
+    assert refused_cli.exit_code != 0
+    queued = runner.invoke(cli, [*args, "--procedure", "MOJ-MIN-005"])
+    assert queued.exit_code == 0, queued.output
+    assert '"procedure_code": "MOJ-MIN-005"' in queued.output
+    # Waiting for sato's stamp: the API's route and the command's; the refused ones made none.
+    stamps = [q.route.procedure_code for q in node.routes.queue("sato") if q.action == "stamp"]
+    assert sorted(c or "" for c in stamps) == ["MOJ-MIN-001", "MOJ-MIN-005"]
