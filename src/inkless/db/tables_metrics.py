@@ -153,6 +153,24 @@ metrics_aggregate_targets = Table(
     Column("added_at", UTCDateTime, nullable=False),
 )
 
+# The sending side: each weekly aggregate sent (or being sent) to each target, so that the worker sends a
+# week once per target and again only when its counts changed (a corrected re-send); failures back off.
+metrics_aggregate_sends = Table(
+    "metrics_aggregate_sends",
+    metadata,
+    Column("target", String(32), primary_key=True),
+    Column("week", String(10), primary_key=True),
+    Column("state", String(8), nullable=False),
+    # SHA-256 of the counts the target last accepted (NULL until one was accepted).
+    Column("sent_digest", String(64), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("last_result", Text, nullable=True),
+    CheckConstraint("state IN ('pending', 'sent', 'failed')", name="state"),
+)
+
 # Aggregates received (on a hub), one per node and week: the latest verified one; a corrected re-send
 # replaces it (audited).
 metrics_aggregates = Table(
