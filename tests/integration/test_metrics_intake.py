@@ -137,6 +137,11 @@ def test_intake_is_counted_and_who_faxes_shows_who_moved(node: Node, demo: DemoS
     with TestClient(create_app(node), base_url=node.settings.base_url) as client:
         page = client.get(f"/dashboard/who-faxes?week={week}", headers={"Cookie": f"inkless_session={session.cookie}"})
         dashboard = client.get(f"/dashboard?week={week}", headers={"Cookie": f"inkless_session={session.cookie}"})
+        listed = client.get("/dashboard/items", params={"metric": "intake", "period": week, "office": OFFICE},
+                            headers={"Cookie": f"inkless_session={session.cookie}"})
+    assert listed.status_code == 200 and first in listed.text and second in listed.text
+    message_ids = {i.ref for i in metrics.items("intake", week, OFFICE, None)}
+    assert all(f'href="/messages/{m}"' in listed.text for m in message_ids) and len(message_ids) == 2
     assert page.status_code == 200
     row = re.search(rf"<tr><td>[^<]*</td>\s*<td>{INVITED_MOVED}</td>.*?</tr>", page.text, re.S)
     assert row is not None and "受付窓口" in row.group(0) and row.group(0).count("はい") == 2
