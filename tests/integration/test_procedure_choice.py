@@ -157,9 +157,18 @@ def test_the_procedure_chosen_for_a_counterpart_is_chosen_again(catalogue: Node)
             "code": "MOJ-MIN-001", "name": "登記事項証明書の交付請求"}, to
     assert web.get("/procedures/remembered", params={"number": "0612340000"}).json()["code"] == "MOJ-MIN-006"
     assert web.get("/procedures/remembered", params={"to": "secretariat@moj"}).json()["code"] is None
-    # A later choice replaces the earlier one.
-    node.delivery.send("tanaka", OFFICE, ["criminal-affairs@moj"], [], "照会",
-                       [NewDocument("a.pdf", sample_pdf(1))], procedure_code="MOJ-MIN-002")
+    # A later choice on the compose page replaces the earlier one; a code the office's catalogue lacks is
+    # refused there as on the fax page, and nothing is sent.
+    compose = {"to": "刑事局", "subject": "照会", "classification": "0", "csrf_token": clerk.csrf}
+    attached = {"files": ("a.pdf", sample_pdf(1), "application/pdf")}
+    sent_before = len(node.delivery.sent(OFFICE, "tanaka"))
+    refused = web.post("/compose", data={**compose, "procedure_code": "MOJ-KEI-001"}, files=attached,
+                       follow_redirects=False)
+    assert refused.status_code == 422 and "手続コード MOJ-KEI-001 はこの部署の手続一覧にありません。" in refused.text
+    assert len(node.delivery.sent(OFFICE, "tanaka")) == sent_before
+    done = web.post("/compose", data={**compose, "procedure_code": "MOJ-MIN-002"}, files=attached,
+                    follow_redirects=False)
+    assert done.status_code == 303, done.text
     assert web.get("/procedures/remembered", params={"to": "刑事局"}).json()["code"] == "MOJ-MIN-002"
     # Another office remembers its own choices: 刑事局 never chose one for this number.
     other = browser_login(node, "takahashi")
