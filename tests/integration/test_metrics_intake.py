@@ -33,6 +33,7 @@ INVITED_MOVED = "0798-11-2222"  # invited, then submits giving +81 798 11 2222 a
 PICKUP_ONLY = "06-1111-2222"  # never invited; opens an e-mail pickup sent with this number as mobile
 INVITED_ONLY = "011-222-3333"  # invited, never moved
 BY_ADDRESS = "045-999-0000"  # a pickup to this mobile names d@example.jp; later d@ submits without a phone
+BY_LINK = "092-333-4444"  # invited; submits by the invitation letter's link, giving no phone
 
 
 class RecordingMailer:
@@ -49,10 +50,10 @@ def _fax_from(node: Node, number: str) -> None:
         Writer(conn).fax("RECV", datetime.now(UTC), OFFICE, None, 2, number)
 
 
-def _submit(node: Node, mailer: RecordingMailer, procedure: str, email: str, phone: str = "") -> str:
+def _submit(node: Node, mailer: RecordingMailer, procedure: str, email: str, phone: str = "", via: str = "") -> str:
     assert node.intake is not None
     form = IntakeForm(name="山田 太郎", email=email, subject="申請", procedure=procedure, phone=phone)
-    pending = node.intake.start_submission(OFFICE, form, [("申請書.pdf", sample_pdf(1))], "198.51.100.7")
+    pending = node.intake.start_submission(OFFICE, form, [("申請書.pdf", sample_pdf(1))], "198.51.100.7", via)
     accepted = node.intake.confirm_submission(pending.token, code_in(mailer.sent[-1].text), "198.51.100.7")
     return accepted.receipt_number
 
@@ -84,33 +85,38 @@ def test_intake_is_counted_and_who_faxes_shows_who_moved(node: Node, demo: DemoS
     metrics = node.metrics
     week = metrics.current_week()
 
-    for number in (INVITED_MOVED, PICKUP_ONLY, INVITED_ONLY, BY_ADDRESS):
+    for number in (INVITED_MOVED, PICKUP_ONLY, INVITED_ONLY, BY_ADDRESS, BY_LINK):
         _fax_from(node, number)
     before = metrics.who_faxes(week)
     assert {x["number"]: (x["invited"], x["moved"]) for x in before["remotes"]} == dict.fromkeys(
-        (INVITED_MOVED, PICKUP_ONLY, INVITED_ONLY, BY_ADDRESS), (False, False))
+        (INVITED_MOVED, PICKUP_ONLY, INVITED_ONLY, BY_ADDRESS, BY_LINK), (False, False))
     node.intake.invite_by_fax(OFFICE, INVITED_MOVED, "tanaka", "cli")
     node.intake.invite_by_fax(OFFICE, INVITED_ONLY, "tanaka", "cli")
+    link = node.intake.invite_by_fax(OFFICE, BY_LINK, "tanaka", "cli")
+    assert link.code and [i.code for i in node.intake.invitations(OFFICE) if i.number == BY_LINK] == [link.code]
 
     first = _submit(node, mailer, name, "taro@example.jp", phone="+81 798 11 2222")
     second = _submit(node, mailer, "その他", "d@example.jp")
+    _submit(node, mailer, "その他", "shop@example.jp", via=link.code)
+    _submit(node, mailer, "その他", "other@example.jp", via="not-a-code-of-ours")  # matches nothing
     _pickup(node, PICKUP_ONLY, "someone@example.jp", opened=True)
     _pickup(node, BY_ADDRESS, "D@Example.jp", opened=False)
 
     # Counted: one submission for the catalogue procedure, one for その他 (未分類), in the office's week.
     report = metrics.report(week, OFFICE)
-    assert report["figures"]["intake"] == 2 and report["figures"]["messages_in"] == 0
-    assert report["figures"]["digital_items"] == 2 + 2  # and the two pickup messages sent
+    assert report["figures"]["intake"] == 4 and report["figures"]["messages_in"] == 0
+    assert report["figures"]["digital_items"] == 4 + 2  # and the two pickup messages sent
     with node.db.read() as conn:
         kept = r.stored(conn)
-    assert kept[(week, OFFICE, code, r.INTAKE)] == 1 and kept[(week, OFFICE, "", r.INTAKE)] == 1
+    assert kept[(week, OFFICE, code, r.INTAKE)] == 1 and kept[(week, OFFICE, "", r.INTAKE)] == 3
     assert r.rebuild(node.db, check_only=True).differences == {}
-    assert metrics.report(week)["figures"]["intake"] == 2
+    assert metrics.report(week)["figures"]["intake"] == 4
     assert [i.counterpart for i in metrics.items("intake", week, OFFICE, code)] == [first]
-    assert [i.counterpart for i in metrics.items("intake", week, OFFICE, "")] == [second]
+    unclassified = [i.counterpart for i in metrics.items("intake", week, OFFICE, "")]
+    assert len(unclassified) == 3 and unclassified[0] == second
     assert metrics.items("intake", week, "criminal-affairs", None) == []
     headers, rows = export.table(report, "weeks")
-    assert rows[-1][headers.index("窓口受付")] == 2
+    assert rows[-1][headers.index("窓口受付")] == 4
     procedures = {p["code"]: p for p in report["procedures"]}
     assert procedures[code]["digital_items"] == 1
 
@@ -123,6 +129,8 @@ def test_intake_is_counted_and_who_faxes_shows_who_moved(node: Node, demo: DemoS
     assert (found[PICKUP_ONLY]["invited"], found[PICKUP_ONLY]["moved"], found[PICKUP_ONLY]["moved_via"]) == (
         False, True, "pickup")
     assert (found[INVITED_ONLY]["invited"], found[INVITED_ONLY]["moved"]) == (True, False)
+    # The invitation letter's link names its invitation: moved, though the submitter gave no phone.
+    assert (found[BY_LINK]["invited"], found[BY_LINK]["moved"], found[BY_LINK]["moved_via"]) == (True, True, "intake")
     # The unopened pickup ties d@example.jp to the number; d@ then used the window without giving a phone.
     assert (found[BY_ADDRESS]["invited"], found[BY_ADDRESS]["moved"], found[BY_ADDRESS]["moved_via"]) == (
         False, True, "intake")
@@ -141,12 +149,12 @@ def test_intake_is_counted_and_who_faxes_shows_who_moved(node: Node, demo: DemoS
                             headers={"Cookie": f"inkless_session={session.cookie}"})
     assert listed.status_code == 200 and first in listed.text and second in listed.text
     message_ids = {i.ref for i in metrics.items("intake", week, OFFICE, None)}
-    assert all(f'href="/messages/{m}"' in listed.text for m in message_ids) and len(message_ids) == 2
+    assert all(f'href="/messages/{m}"' in listed.text for m in message_ids) and len(message_ids) == 4
     assert page.status_code == 200
     row = re.search(rf"<tr><td>[^<]*</td>\s*<td>{INVITED_MOVED}</td>.*?</tr>", page.text, re.S)
     assert row is not None and "受付窓口" in row.group(0) and row.group(0).count("はい") == 2
     assert "案内済み：この番号に受付窓口の案内FAXを送ったことがあります。" in page.text
-    assert re.search(r'id="fig-intake".*?<span class="value">2</span>', dashboard.text, re.S)
+    assert re.search(r'id="fig-intake".*?<span class="value">4</span>', dashboard.text, re.S)
 
     # The command line prints the same figures.
     runner = CliRunner(env={"INKLESS_DATABASE_URL": node.settings.database_url, "INKLESS_NODE_ID": node.node_id})
@@ -155,6 +163,21 @@ def test_intake_is_counted_and_who_faxes_shows_who_moved(node: Node, demo: DemoS
     assert result.exit_code == 0, result.output
     assert "窓口受付 (intake submissions)" in result.output
     line = next(x for x in result.output.splitlines() if x.startswith("窓口受付"))
-    assert line.split()[-1] == "2"
+    assert line.split()[-1] == "4"
     result = runner.invoke(cli, ["metrics", "who-faxes", "--week", week, "--data", data])
     assert result.exit_code == 0 and "受付窓口" in result.output
+
+
+def test_the_invitation_link_leads_to_the_form_and_is_kept(node: Node, demo: DemoSample) -> None:
+    assert node.intake is not None
+    open_window(node)
+    client = TestClient(create_app(node), follow_redirects=False)
+    short = client.get(f"/i/{OFFICE}", params={"via": "Abc123_-xyZ"})
+    assert short.status_code == 303 and short.headers["location"] == f"/intake/{OFFICE}?via=Abc123_-xyZ"
+    form = client.get(short.headers["location"])
+    assert '<input type="hidden" name="via" value="Abc123_-xyZ">' in form.text
+    # Anything that is not such a code is dropped, never echoed.
+    for bad in ("<script>", "a b", "short"):
+        assert client.get(f"/i/{OFFICE}", params={"via": bad}).headers["location"] == f"/intake/{OFFICE}"
+        assert 'name="via"' not in client.get(f"/intake/{OFFICE}", params={"via": bad}).text
+
