@@ -177,8 +177,9 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
 
     node.intake = build_intake(node)
     from inkless.metrics.service import MetricsService
+    from inkless.metrics.uptake import RemoteUptake
 
-    node.metrics = MetricsService(db, node.procedures, audit, clock)
+    node.metrics = MetricsService(db, node.procedures, audit, clock, remote_status=RemoteUptake(box))
     return node
 
 

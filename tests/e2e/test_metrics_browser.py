@@ -67,7 +67,8 @@ def test_dashboards_in_japanese(served: tuple[Node, str], width: int, tmp_path: 
             expect(page.locator("h1")).to_contain_text("移行状況")
             expect(page.locator("#headline")).to_have_text("37手続中2手続が完全デジタル（5.4%）")
             expect(page.locator("#fig-fax_in_pages .value")).to_have_text("31")
-            expect(page.locator("#fig-share .value")).to_have_text("44.0%")
+            expect(page.locator("#fig-share .value")).to_have_text("50.0%")
+            expect(page.locator("#fig-intake .value")).to_have_text("3")
             expect(page.locator("#targets")).to_contain_text("FAX枚数を2027年3月までに90%削減")
             # Charts scroll inside their box on a phone; the page itself stays within the screen.
             box = page.locator("div.chart-wrap").first.bounding_box()

@@ -33,21 +33,21 @@ from inkless.metrics.periods import TOKYO, week_monday
 OFFICES = ("civil-affairs", "criminal-affairs", "secretariat")
 WEEKS = ("2026-W46", "2026-W47", "2026-W48", "2026-W49")
 # Per office: procedures and what each does per week: (out, in, fax_in calls, fax_in pages each,
-# fax_out calls, fax_out pages each, seals). A procedure with no fax is fully digital; with no
-# message still fax or paper; the rest mixed.
-PLAN: dict[str, dict[str | None, tuple[int, int, int, int, int, int, int]]] = {
+# fax_out calls, fax_out pages each, seals, intake submissions). A procedure with no fax is fully
+# digital; with no message or submission still fax or paper; the rest mixed.
+PLAN: dict[str, dict[str | None, tuple[int, int, int, int, int, int, int, int]]] = {
     "civil-affairs": {
-        "MOJ-MIN-001": (3, 2, 0, 0, 0, 0, 1),   # fully digital
-        "MOJ-MIN-005": (1, 1, 2, 3, 1, 2, 0),   # mixed
-        "MOJ-MIN-006": (0, 0, 4, 2, 0, 0, 0),   # still fax
-        None: (0, 0, 1, 5, 0, 0, 0),            # 未分類 faxes
+        "MOJ-MIN-001": (3, 2, 0, 0, 0, 0, 1, 2),   # fully digital
+        "MOJ-MIN-005": (1, 1, 2, 3, 1, 2, 0, 0),   # mixed
+        "MOJ-MIN-006": (0, 0, 4, 2, 0, 0, 0, 0),   # still fax
+        None: (0, 0, 1, 5, 0, 0, 0, 0),            # 未分類 faxes
     },
     "criminal-affairs": {
-        "MOJ-KEI-001": (0, 0, 3, 4, 2, 1, 0),   # still fax
-        "MOJ-KEI-003": (2, 1, 0, 0, 0, 0, 2),   # fully digital
+        "MOJ-KEI-001": (0, 0, 3, 4, 2, 1, 0, 0),   # still fax
+        "MOJ-KEI-003": (2, 1, 0, 0, 0, 0, 2, 0),   # fully digital
     },
     "secretariat": {
-        "MOJ-KAN-006": (1, 0, 0, 0, 1, 1, 1),   # mixed
+        "MOJ-KAN-006": (1, 0, 0, 0, 1, 1, 1, 1),   # mixed
     },
 }
 REMOTES = ("03-5555-0001", "06-6666-0002", "011-777-0003")
@@ -105,6 +105,14 @@ class Writer:
             source="inkless", authenticated=True, received_at=at, procedure_code=procedure))
         rollup.add(self.conn, rollup.message_in(at, office, procedure, "inkless"))
 
+    def intake(self, at: datetime, office: str, procedure: str | None) -> None:
+        """A submission through the intake window: the inbox row the window deposits is what counts."""
+        self.conn.execute(insert(inbox).values(
+            message_id=str(uuid.uuid4()), office_id=self.offices[office], sender=f"intake:R{secrets.token_hex(4)}",
+            classification=1, priority="normal", subject_enc=b"x", envelope_sha256="0" * 64, envelope_size=1,
+            document_count=2, source="intake", authenticated=False, received_at=at, procedure_code=procedure))
+        rollup.add(self.conn, rollup.message_in(at, office, procedure, "intake"))
+
     def fax(self, direction: str, at: datetime, office: str | None, procedure: str | None, pages: int,
             remote: str, success: bool = True, status: str | None = None) -> int:
         status = status or ("delivered" if direction == "RECV" else "done")
@@ -136,7 +144,7 @@ def plan_events(weeks: tuple[str, ...] = WEEKS, scale: int = 1) -> Iterator[tupl
     """Every event of the plan, in order: (kind, arguments)."""
     for week in weeks:
         for office, procedures in PLAN.items():
-            for procedure, (out, inn, fin, fin_pages, fout, fout_pages, seals) in procedures.items():
+            for procedure, (out, inn, fin, fin_pages, fout, fout_pages, seals, intake) in procedures.items():
                 for at in event_times(week, out * scale):
                     yield "message_out", {"at": at, "office": office, "procedure": procedure}
                 for at in event_times(week, inn * scale):
@@ -149,6 +157,8 @@ def plan_events(weeks: tuple[str, ...] = WEEKS, scale: int = 1) -> Iterator[tupl
                                       "remote": REMOTES[(i + 1) % len(REMOTES)]}
                 for at in event_times(week, seals * scale):
                     yield "seal", {"at": at, "office": office, "procedure": procedure}
+                for at in event_times(week, intake * scale):
+                    yield "intake", {"at": at, "office": office, "procedure": procedure}
 
 
 def apply(writer: Writer, history: History, kind: str, a: dict[str, Any]) -> None:
@@ -161,6 +171,9 @@ def apply(writer: Writer, history: History, kind: str, a: dict[str, Any]) -> Non
     elif kind == "message_in":
         writer.message_in(a["at"], office, procedure)
         history.count(week, office, procedure, rollup.MESSAGES_IN)
+    elif kind == "intake":
+        writer.intake(a["at"], office, procedure)
+        history.count(week, office, procedure, rollup.INTAKE)
     elif kind in ("fax_in", "fax_out"):
         direction = "RECV" if kind == "fax_in" else "SEND"
         writer.fax(direction, a["at"], office, procedure, a["pages"], a["remote"])

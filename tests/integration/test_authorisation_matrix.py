@@ -205,6 +205,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int, int, int, int]] = {
     # Pickers: every signed-in caller finds offices, people and fax numbers (their own office's book).
     ('GET', '/directory/search'): (303, 200, 200, 200, 200),
     ('GET', '/api/v1/directory/search'): (401, 200, 200, 200, 200),
+    # The procedure the caller's own office last chose for a counterpart (nothing of another office's).
+    ('GET', '/procedures/remembered'): (303, 200, 200, 200, 200),
     ('GET', '/offices/{code}/inbox'): (303, 200, 403, 403, 200),
     # Polled by the page: JSON, so no login redirect; the session is read without being extended.
     ('GET', '/offices/{code}/inbox/unread.json'): (401, 200, 403, 403, 200),

@@ -91,9 +91,9 @@ def test_two_nodes_to_a_hub(nodes: tuple[Node, Node, Node]) -> None:
         kept = aggregates.aggregate(hub, "moj", WEEK)
         assert kept.organisation == "法務省" and kept.counts["fax_in_pages"] == 31 and kept.counts["messages_out"] == 7
         assert kept.counts["procedures"] == 37 and kept.counts["fully_digital"] == 2
-        assert kept.digital_share == 44.0 and kept.procedures_digital_percent == 5.4
+        assert kept.digital_share == 50.0 and kept.procedures_digital_percent == 5.4 and kept.counts["intake"] == 3
         other = aggregates.aggregate(hub, "mhlw", WEEK)
-        assert other.counts["paper_received"] == 6 and other.digital_share == round(100 * 11 / 31, 1)
+        assert other.counts["paper_received"] == 6 and other.digital_share == round(100 * 14 / 34, 1)
 
         # A corrected re-send (issued later) replaces the week's aggregate, audited with what it replaced.
         a.metrics.record_paper("civil-affairs", "MOJ-MIN-001", date(2026, 12, 2), received=0, sealed=4, actor="x")

@@ -161,7 +161,7 @@ def test_csv_and_json_exports(dashboards: Dashboards) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert rows[0][:3] == ["週", "FAX受信件数", "FAX受信枚数"]
-    assert rows[-1] == [WEEK, "10", "31", "4", "5", "4", "7", "0", "0", "44.0", "4", "0"]
+    assert rows[-1] == [WEEK, "10", "31", "4", "5", "4", "7", "3", "0", "50.0", "4", "0"]
     response = dashboards.client.get(f"/dashboard/export/procedures?week={WEEK}&format=json",
                                      headers=cookie(session))
     by_code = {row["手続コード"]: row for row in response.json()}

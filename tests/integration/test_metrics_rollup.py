@@ -47,11 +47,11 @@ def test_every_figure_and_csv_cell_matches_the_generated_totals(node: Node,
     fig = report["figures"]
     for metric in r.METRICS:
         assert fig[metric] == h.total(metric, week=week), metric
-    # By hand from the plan: per week 6 messages out, 4 in; faxes in 10 (3 pages-classes), out 4.
+    # By hand from the plan: per week 7 messages out, 4 in, 3 intake submissions; faxes in 10, out 4.
     assert (fig["messages_out"], fig["messages_in"], fig["fax_in"], fig["fax_out"]) == (7, 4, 10, 4)
-    assert (fig["fax_in_pages"], fig["fax_out_pages"], fig["seals_digital"]) == (31, 5, 4)
-    assert fig["digital_items"] == 11 and fig["fax_paper_items"] == 14
-    assert fig["digital_share"] == round(100 * 11 / 25, 1) == 44.0
+    assert (fig["fax_in_pages"], fig["fax_out_pages"], fig["seals_digital"], fig["intake"]) == (31, 5, 4, 3)
+    assert fig["digital_items"] == 14 and fig["fax_paper_items"] == 14
+    assert fig["digital_share"] == round(100 * 14 / 28, 1) == 50.0
     assert report["seals"] == {"digital": 4, "paper": 0}
     # Twelve weeks of trend, the generated four at the end.
     assert [w["week"] for w in report["weeks"]][-4:] == list(WEEKS)
@@ -60,18 +60,20 @@ def test_every_figure_and_csv_cell_matches_the_generated_totals(node: Node,
     months = {m["month"]: m for m in report["months"]}
     assert months["2026-11"]["messages_out"] + months["2026-12"]["messages_out"] == 4 * 7
     assert report["fiscal_year"]["year"] == 2026 and report["fiscal_year"]["fax_in"] == 40
+    assert months["2026-11"]["intake"] + months["2026-12"]["intake"] == report["fiscal_year"]["intake"] == 4 * 3
 
     # Per office; the node-wide office table adds up to the node.
     civil = metrics.report(week, "civil-affairs")
     for metric in r.METRICS:
         assert civil["figures"][metric] == h.total(metric, week=week, office="civil-affairs"), metric
-    assert civil["office_name"] == "民事局" and civil["figures"]["fax_in"] == 7
+    assert civil["office_name"] == "民事局" and civil["figures"]["fax_in"] == 7 and civil["figures"]["intake"] == 2
     assert {o["office"] for o in report["offices"]} == set(OFFICES)
     assert sum(o["fax_in_pages"] for o in report["offices"]) == fig["fax_in_pages"]
 
     # Per procedure over the 13 weeks ending W49 (all four generated weeks).
     procedures = {p["code"]: p for p in report["procedures"]}
-    assert procedures["MOJ-MIN-001"]["label"] == "digital" and procedures["MOJ-MIN-001"]["digital_items"] == 20
+    # MOJ-MIN-001: 5 messages and 2 intake submissions a week, four weeks.
+    assert procedures["MOJ-MIN-001"]["label"] == "digital" and procedures["MOJ-MIN-001"]["digital_items"] == 28
     assert procedures["MOJ-MIN-005"]["label"] == "mixed"
     assert (procedures["MOJ-MIN-006"]["label"], procedures["MOJ-MIN-006"]["fax"],
             procedures["MOJ-MIN-006"]["fax_pages"]) == ("analogue", 16, 32)
@@ -86,10 +88,11 @@ def test_every_figure_and_csv_cell_matches_the_generated_totals(node: Node,
     # The CSV tables carry the same figures, cell by cell.
     headers, rows = export.table(report, "weeks")
     assert headers[:5] == ["週", "FAX受信件数", "FAX受信枚数", "FAX送信件数", "FAX送信枚数"]
-    assert rows[-1] == [week, 10, 31, 4, 5, 4, 7, 0, 0, 44.0, 4, 0]
+    assert headers[7] == "窓口受付"
+    assert rows[-1] == [week, 10, 31, 4, 5, 4, 7, 3, 0, 50.0, 4, 0]
     assert rows[0][1:] == [0, 0, 0, 0, 0, 0, 0, 0, "", 0, 0]
     csv_text = export.to_csv(headers, rows)
-    assert csv_text.splitlines()[-1] == "2026-W49,10,31,4,5,4,7,0,0,44.0,4,0"
+    assert csv_text.splitlines()[-1] == "2026-W49,10,31,4,5,4,7,3,0,50.0,4,0"
     headers, rows = export.table(report, "procedures")
     cells = {row[0]: row for row in rows}
     assert cells["MOJ-MIN-006"] == ["MOJ-MIN-006", "供託申請", "civil-affairs", "FAX・紙のみ", 0, 0, 16, 32, 0, 0]
@@ -97,6 +100,7 @@ def test_every_figure_and_csv_cell_matches_the_generated_totals(node: Node,
     _, office_rows = export.table(report, "offices")
     assert [row[:4] for row in office_rows] == [
         ["civil-affairs", "民事局", 7, 19], ["criminal-affairs", "刑事局", 3, 12], ["secretariat", "大臣官房", 0, 0]]
+    assert [row[8] for row in office_rows] == [2, 0, 1]  # 窓口受付 per office
 
     # Who still faxes: the three generated numbers, pages and calls as generated.
     who = metrics.who_faxes(week)
@@ -108,7 +112,9 @@ def test_every_figure_and_csv_cell_matches_the_generated_totals(node: Node,
                 assert found[(number, direction)]["calls"] == h.remote_calls[key]
                 assert found[(number, direction)]["pages"] == h.remote_pages[key]
     top = who["remotes"][0]
-    assert top["number"] == "03-5555-0001" and top["direction"] == "RECV" and top["invited"] is None
+    # Nobody was invited and nobody used the window with these numbers: known "no", not "unknown".
+    assert top["number"] == "03-5555-0001" and top["direction"] == "RECV" and top["invited"] is False
+    assert top["moved"] is False and top["moved_via"] is None
     assert set(top["offices"]) == {"civil-affairs", "criminal-affairs"}
     headers, rows = export.table(who, "remotes")
     assert headers[:5] == ["方向", "FAX番号", "発信元ID", "通数", "枚数"] and rows[0][:2] == ["受信", "03-5555-0001"]
@@ -120,6 +126,10 @@ def test_every_figure_and_csv_cell_matches_the_generated_totals(node: Node,
     assert len(metrics.items("fax_in", week, "", None)) == 0  # every generated fax found its office
     assert len(metrics.items("messages_out", week, "civil-affairs", "")) == 0
     assert len(metrics.items("seals_digital", week, "criminal-affairs", None)) == 2
+    intake = metrics.items("intake", week, "civil-affairs", "MOJ-MIN-001")
+    assert len(intake) == 2 and {i.kind for i in intake} == {"intake"}
+    assert all(i.counterpart and i.counterpart.startswith("R") for i in intake)
+    assert [i.office for i in metrics.items("intake", week, None, None)].count("secretariat") == 1
 
 
 def test_bad_report_input_is_refused(history: tuple[MetricsService, History]) -> None:
@@ -147,7 +157,7 @@ def test_paper_records_targets_and_a_procedure_that_goes_digital(node: Node,
     procedures = {p["code"]: p for p in report["procedures"]}
     assert procedures["MOJ-MIN-001"]["label"] == "mixed" and procedures["MOJ-MIN-001"]["paper_sealed"] == 2
     assert report["headline"]["fully_digital"] == 1
-    assert report["figures"]["digital_share"] == round(100 * 11 / 28, 1)
+    assert report["figures"]["digital_share"] == round(100 * 14 / 31, 1)
 
     # A target on fax pages, baseline W46–W47 (31 + 5 pages a week), now 36 a week: no progress yet.
     metrics.set_target(None, "fax_pages", 90, date(2026, 11, 9), date(2026, 11, 22), date(2027, 3, 31), "yamada")

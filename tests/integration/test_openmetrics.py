@@ -68,7 +68,7 @@ def test_metrics_endpoint_values_and_access(node: Node, demo: DemoSample) -> Non
     assert s[("inkless_fax_pages_total", recv)] == history.total("fax_in_pages") == 124
     assert s[("inkless_fax_pages_total", (("direction", "send"), ("result", "done")))] == 20
     assert s[("inkless_seals_total", (("kind", "digital"),))] == history.total("seals_digital") == 16
-    assert s[("inkless_intake_submissions_total", ())] == 0
+    assert s[("inkless_intake_submissions_total", ())] == history.total("intake") == 12
     assert s[("inkless_mail_outbox_depth", (("state", "queued"),))] == 0
     # One delivery observed: count 1, in every bucket from its latency up.
     assert s[("inkless_delivery_latency_seconds_count", ())] == 1

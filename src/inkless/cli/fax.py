@@ -140,6 +140,7 @@ def send(
     tries: Annotated[int | None, typer.Option("--tries", "-t", help="Maximum attempts (sendfax -t).")] = None,
     interval: Annotated[str | None, typer.Option("--interval", "-I", help="Retry interval: 90, 90s, 5m.")] = None,
     kill_time: Annotated[str | None, typer.Option("--kill-time", "-k", help="Give up after: 3h, 1d.")] = None,
+    procedure: Annotated[str | None, typer.Option("--procedure", help="Procedure code of the catalogue.")] = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -159,8 +160,9 @@ def send(
             parse_duration(interval, "interval") if interval else base.interval_s,
             parse_duration(kill_time, "kill time") if kill_time else base.kill_after_s,
         )
+        code = node.procedures.check_choice(procedure, from_office) if node.procedures else procedure
         job_id = fax.send(sender, from_office, to, documents, cover_page=cover, classification=classification,
-                          confirm_internal=confirm, subject=subject, schedule=schedule)
+                          confirm_internal=confirm, subject=subject, schedule=schedule, procedure_code=code)
         job = fax.job(job_id)
     if as_json:
         print_json(_job_dict(job))
@@ -184,6 +186,7 @@ def _job_dict(job: FaxJob) -> dict[str, object]:
         "tries": job.tries, "max_tries": job.max_tries, "interval_s": job.interval_s,
         "kill_at": job.kill_at.isoformat(), "next_attempt_at": job.next_attempt_at.isoformat(),
         "last_code": job.last_code, "last_text": job.last_text, "origin": job.origin,
+        "procedure_code": job.procedure_code,
     }
 
 

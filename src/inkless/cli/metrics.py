@@ -118,9 +118,13 @@ def who_faxes(week: WeekOption = None, office: OfficeOption = None, data: DataOp
             return
         from datetime import datetime
 
+        def when(text: str | None) -> str:
+            return shown_time(node, datetime.fromisoformat(text)) if text else ""
+
         print_table([(x["direction_ja"], x["number"], x["ident"], x["calls"], x["pages"],
-                      shown_time(node, datetime.fromisoformat(x["last_seen"])), " ".join(x["offices"]),
-                      export._cell(x["invited"]) or "不明", export._cell(x["moved"]) or "不明")
+                      when(x["last_seen"]), " ".join(x["offices"]),
+                      export._cell(x["invited"]) or "不明", when(x["invited_at"]),
+                      export._cell(x["moved"]) or "不明", when(x["moved_at"]), x["moved_via_ja"] or "")
                      for x in found["remotes"]],
                     [h for _, h in export.REMOTE_COLUMNS])
 
@@ -270,11 +274,14 @@ def aggregate_target(
 
 @aggregate_app.command("send")
 def aggregate_send(week: WeekOption = None, data: DataOption = None, as_json: JsonOption = False) -> None:
-    """Sign the week's aggregate (default: last week) and send it to every target."""
-    from inkless.metrics import aggregates
+    """Sign the week's aggregate (default: last week) and send it to every target now.
+
+    The workers send each week's aggregate by themselves once the week is over; this is for a resend
+    or an older week."""
+    from inkless.metrics.aggregate_sends import send_now
 
     with open_node(data) as node:
-        results = aggregates.send_aggregates(node, week)
+        results = send_now(node, week)
     if as_json:
         print_json(results)
     else:
@@ -284,6 +291,25 @@ def aggregate_send(week: WeekOption = None, data: DataOption = None, as_json: Js
             typer.echo("no targets: add one with 'inkless metrics aggregate target add NODE_ID'")
     if any(v.startswith("error") for v in results.values()):
         raise typer.Exit(1)
+
+
+@aggregate_app.command("status")
+def aggregate_status(week: WeekOption = None, data: DataOption = None, as_json: JsonOption = False) -> None:
+    """What was sent to each target: per week, sent or failed (with the reason), attempts, next try."""
+    from inkless.cli.common import shown_time
+    from inkless.metrics.aggregate_sends import sends
+
+    with open_node(data) as node:
+        found = sends(node, week)
+        if as_json:
+            print_json([x.to_json() for x in found])
+            return
+        if not found:
+            typer.echo("nothing sent yet")
+            return
+        print_table([(x.week, x.target, x.state, shown_time(node, x.sent_at), x.attempts,
+                      shown_time(node, x.next_attempt_at), x.last_result or "") for x in found],
+                    ["week", "target", "state", "sent", "attempts", "next try", "result"])
 
 
 @aggregate_app.command("table")

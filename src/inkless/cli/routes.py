@@ -78,6 +78,9 @@ def start(
         ResumeFrom, typer.Option("--resume-from", help="After a 差し戻し and a corrected version, resume at the "
                                                        "step that returned it (step) or at step 1 (start).")
     ] = ResumeFrom.STEP,
+    procedure: Annotated[
+        str | None, typer.Option("--procedure", help="Procedure code of the catalogue the seals are counted against.")
+    ] = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -91,9 +94,11 @@ def start(
     ]
     pdf = file.read_bytes()
     with open_node(data) as node:
+        code = (node.procedures.check_choice(procedure, node.directory.user(starter).office_code)
+                if node.procedures and procedure else procedure)
         route = _routes(node).start(
             pdf, starter, plans, document_name=name or file.stem, comment=comment, deliver_to=deliver_to,
-            resume_from=resume_from,
+            resume_from=resume_from, procedure_code=code,
         )
         status = _routes(node).status(route.id)
     if as_json:
@@ -285,7 +290,7 @@ def _print_status(found: RouteStatus, node: Node) -> None:
     typer.echo(f"route {r.id}  {r.document_name}")
     typer.echo(f"office {r.office_code}  started by {r.starter}  {shown_time(node, r.created_at)}")
     typer.echo(f"state {STATE_LABELS[r.state]}  version v{r.version}  revision {r.revision}  "
-               f"strip on page {r.strip_page}")
+               f"strip on page {r.strip_page}" + (f"  procedure {r.procedure_code}" if r.procedure_code else ""))
     rows = []
     for st in r.steps:
         marker = "▶" if st.index == r.current_step else ""

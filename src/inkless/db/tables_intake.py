@@ -73,9 +73,18 @@ intake_submissions = Table(
     Column("certificate_blob", String(64), nullable=False, info=BLOB),
     Column("file_count", Integer, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # Keyed digests of the phone number and e-mail address (inkless.intake.contacts), to tell whether a
+    # remote fax number has since used the window; NULL for submissions made before they were kept.
+    Column("phone_digest", String(64), nullable=True),
+    Column("email_digest", String(64), nullable=True),
+    # The invitation whose link (printed on the invitation fax) the submitter came by, if any.
+    Column("invitation_id", Integer, nullable=True),
 )
 Index("ix_intake_submissions_office_id_received_at", intake_submissions.c.office_id,
       intake_submissions.c.received_at)
+Index("ix_intake_submissions_phone_digest", intake_submissions.c.phone_digest)
+Index("ix_intake_submissions_email_digest", intake_submissions.c.email_digest)
+Index("ix_intake_submissions_invitation_id", intake_submissions.c.invitation_id)
 
 # Who was invited to the intake window by fax: the number, the office, when, by whom, and the fax job.
 fax_invitations = Table(
@@ -90,7 +99,10 @@ fax_invitations = Table(
     # Where the clerk pressed the button: a received fax call or an inbox message.
     Column("source", String(16), nullable=False),
     Column("source_ref", String(64), nullable=True),
+    # The code in the invitation's link (/i/OFFICE?via=CODE): a submission that came by it names the invitation.
+    Column("code", String(16), nullable=True),
     CheckConstraint("source IN ('fax_call', 'message', 'cli')", name="source"),
 )
 Index("ix_fax_invitations_number", fax_invitations.c.number)
+Index("ix_fax_invitations_code", fax_invitations.c.code, unique=True)
 Index("ix_fax_invitations_office_id_invited_at", fax_invitations.c.office_id, fax_invitations.c.invited_at)

@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -106,6 +107,18 @@ metrics_targets = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# The procedure an office last chose for a counterpart (a fax number, an office address, an e-mail address),
+# offered again on the next compose or fax to it (see metrics.memory).
+procedure_memory = Table(
+    "procedure_memory",
+    metadata,
+    Column("office_id", Integer, ForeignKey("offices.id"), primary_key=True),
+    Column("counterpart", String(300), primary_key=True),
+    Column("procedure_code", String(64), nullable=False),
+    Column("chosen_by", String(64), nullable=False),
+    Column("chosen_at", UTCDateTime, nullable=False),
+)
+
 # Which procedure an inbound fax belongs to: by the number called (DID), the sender's station id (TSI) or
 # number (CID), or a keyword in the OCR text of page 1; tried in priority order, first match wins.
 procedure_rules = Table(
@@ -138,6 +151,24 @@ metrics_aggregate_targets = Table(
     Column("node_id", String(32), primary_key=True),
     Column("added_by", String(128), nullable=False),
     Column("added_at", UTCDateTime, nullable=False),
+)
+
+# The sending side: each weekly aggregate sent (or being sent) to each target, so that the worker sends a
+# week once per target and again only when its counts changed (a corrected re-send); failures back off.
+metrics_aggregate_sends = Table(
+    "metrics_aggregate_sends",
+    metadata,
+    Column("target", String(32), primary_key=True),
+    Column("week", String(10), primary_key=True),
+    Column("state", String(8), nullable=False),
+    # SHA-256 of the counts the target last accepted (NULL until one was accepted).
+    Column("sent_digest", String(64), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("last_result", Text, nullable=True),
+    CheckConstraint("state IN ('pending', 'sent', 'failed')", name="state"),
 )
 
 # Aggregates received (on a hub), one per node and week: the latest verified one; a corrected re-send

@@ -67,7 +67,7 @@ from inkless.errors import (
     PolicyError,
     ValidationError,
 )
-from inkless.metrics import rollup
+from inkless.metrics import memory, rollup
 from inkless.pki.ca import NodeCA
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertPurpose
@@ -249,6 +249,11 @@ class DeliveryService:
                 envelope_sha256=digest, envelope_size=len(envelope), document_count=len(docs), created_at=now,
             ))
             rollup.add(conn, rollup.message_out(now, office.code, procedure_code))
+            if procedure_code:
+                # The next message of the office to an address typed here starts with the same procedure chosen
+                # (members of a distribution list are not counterparts the clerk chose).
+                memory.remember(conn, office.id, [memory.address_counterpart(a) for a in [*office_to, *email_to]],
+                                procedure_code, actor.login, now)
             if recipients:
                 conn.execute(insert(outbox), [
                     {"message_id": message_id, "recipient": r.address, "node_id": r.node_id,

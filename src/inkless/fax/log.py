@@ -100,6 +100,7 @@ class FaxJob:
     created_at: datetime
     updated_at: datetime
     has_report: bool
+    procedure_code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from inkless.fax.routing import (
     check_pattern,
     route,
 )
-from inkless.metrics import classify, rollup
+from inkless.metrics import classify, memory, rollup
 from inkless.metrics.model import check_procedure_code
 from inkless.text import check_text
 
@@ -609,6 +609,10 @@ class FaxService:
                 kill_at=now + timedelta(seconds=schedule.kill_after_s), next_attempt_at=now, claimed_until=None,
                 origin=origin, outbox_ref=outbox_ref, procedure_code=procedure_code, created_at=now, updated_at=now,
             )))
+            if procedure_code and origin == "clerk":
+                # The next fax of the office to this number starts with the same procedure chosen.
+                memory.remember(conn, office.id, [memory.fax_counterpart(checked_number)], procedure_code,
+                                sender_login, now)
             # No subject in the audit log: only who, to which number, how many pages, and the digests.
             self._audit.record(conn, AuditEvent(
                 actor=sender_login, action="fax.queued", object_type="fax_job", object_id=str(job_id),
@@ -863,6 +867,7 @@ def _job(r: Row[Any]) -> FaxJob:
         max_tries=r.max_tries, interval_s=r.interval_s, kill_at=r.kill_at, next_attempt_at=r.next_attempt_at,
         last_code=r.last_code, last_text=r.last_text, origin=r.origin, outbox_ref=r.outbox_ref,
         created_at=r.created_at, updated_at=r.updated_at, has_report=bool(r.report_blob),
+        procedure_code=r.procedure_code,
     )
 
 

@@ -13,6 +13,14 @@ OTHER_PROCEDURE = "その他"
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()-]{5,24}$")
+# The code of an invitation's link, as the invitation fax prints it (/i/OFFICE?via=CODE).
+VIA_RE = re.compile(r"^[A-Za-z0-9_-]{8,16}$")
+
+
+def checked_via(text: str | None) -> str:
+    """The invitation code of a link, or "" for none or anything else."""
+    text = (text or "").strip()
+    return text if VIA_RE.match(text) else ""
 
 # Messages people see (the web UI translates them; English msgids).
 NEED_NAME = "Please enter your name."
@@ -136,6 +144,7 @@ class Invitation:
     invited_by: str
     fax_job_id: int | None
     source: str
+    code: str | None = None  # the code of its link (/i/OFFICE?via=CODE)
 
 
 def email_context(key: str) -> str:

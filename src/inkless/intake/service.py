@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from inkless.errors import (
 )
 from inkless.intake import codes
 from inkless.intake.codes import CodeOutcome, CodeState
+from inkless.intake.contacts import ContactDigests
 from inkless.intake.documents import CertificateFacts, ListedFile, certificate_pdf, invitation_pdf, seal_placement
 from inkless.intake.mailer import Mailer, OutgoingMail
 from inkless.intake.model import (
@@ -48,6 +50,7 @@ from inkless.intake.model import (
     Invitation,
     PendingCode,
     SubmissionStatus,
+    checked_via,
     email_context,
     mask_email,
     normalise_email,
@@ -111,6 +114,7 @@ class IntakeService:
         self.mailer = mailer
         self.scanner = scanner
         self._procedures = procedures
+        self.contacts = ContactDigests(box)
 
     # --- windows -------------------------------------------------------------------------
 
@@ -195,7 +199,7 @@ class IntakeService:
             self.traffic.note(conn, endpoint, client, outcome)
 
     def start_submission(self, office_code: str, form: IntakeForm, files: Sequence[tuple[str, bytes]],
-                         client: str) -> PendingCode:
+                         client: str, via: str = "") -> PendingCode:
         """Check the form and files, keep them (encrypted) and mail a code to the address; nothing is
         accepted until the code comes back."""
         window = self._open_window(office_code)
@@ -222,7 +226,7 @@ class IntakeService:
         self.address_traffic.admit(EP_ADDRESS, _address_key(checked_form.email))
         stored = [{"name": f.name, "kind": f.kind, "pages": f.pages, "size": f.original_size,
                    "sha256": hashlib.sha256(f.pdf).hexdigest(), "blob": self._blobs.put(f.pdf)} for f in checked]
-        payload = {"form": checked_form.__dict__, "files": stored}
+        payload = {"form": checked_form.__dict__, "files": stored, "via": checked_via(via)}
         payload_blob = self._blobs.put(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
         office = self._directory.office(window.office_code)
         pending = self._new_code(office, "submit", checked_form.email, payload_blob=payload_blob)
@@ -289,6 +293,7 @@ class IntakeService:
         payload = json.loads(self._blobs.get(row.payload_blob))
         form = IntakeForm(**payload["form"])
         files = payload["files"]
+        via = checked_via(payload.get("via"))
         now = self._clock.now()
         receipt_number = self._unique_receipt_number(now)
         listed = [ListedFile(f["name"], f["pages"], f["size"], f["sha256"]) for f in files]
@@ -313,10 +318,15 @@ class IntakeService:
             procedure_code=codes_by_name.get(form.procedure))
         certificate_blob = self._blobs.put(certificate)
         with self._db.begin() as conn:
+            # The invitation link the submitter came by (an invitation of this office; any other code is ignored).
+            invitation_id = conn.execute(select(fax_invitations.c.id).where(
+                fax_invitations.c.code == via, fax_invitations.c.office_id == office.id)).scalar() if via else None
             conn.execute(insert(intake_submissions).values(
                 receipt_number=receipt_number, office_id=office.id, message_id=message_id,
                 email_enc=self._box.seal(email.encode(), email_context(receipt_number)),
-                certificate_blob=certificate_blob, file_count=len(files), received_at=now))
+                certificate_blob=certificate_blob, file_count=len(files), received_at=now,
+                phone_digest=self.contacts.phone(form.phone), email_digest=self.contacts.email(email),
+                invitation_id=invitation_id))
             # The form now lives in the office's envelope: the waiting copy is dropped (the blob collector deletes it).
             conn.execute(update(intake_codes).where(intake_codes.c.token_hash == row.token_hash).values(
                 receipt_number=receipt_number, payload_blob=None))
@@ -459,7 +469,9 @@ class IntakeService:
         fax = self._fax()
         if fax is None:
             raise InklessError("this node has no fax service")
-        url = self.intake_url(window.office_code)
+        # The letter's link names this invitation, so that a submission that comes by it is known to be its answer.
+        code = secrets.token_urlsafe(9)[:12]
+        url = f"{self.intake_url(window.office_code)}?via={code}"
         now = self._clock.now()
         letter = invitation_pdf(window.office_name, self.organisation, url, now, self._tz)
         job = fax.send(actor, window.office_code, number, [letter], cover_page=True,
@@ -469,22 +481,24 @@ class IntakeService:
             checked = conn.execute(select(t.offices.c.id).where(t.offices.c.id == office.id)).scalar_one()
             invitation_id = conn.execute(insert(fax_invitations).values(
                 office_id=checked, number=number.strip()[:32], invited_at=now, invited_by=actor[:64],
-                fax_job_id=job, source=source, source_ref=(source_ref or "")[:64] or None,
+                fax_job_id=job, source=source, source_ref=(source_ref or "")[:64] or None, code=code,
             )).inserted_primary_key
             assert invitation_id is not None
             self._audit.record(conn, AuditEvent(
                 actor=actor, action="intake.invited", object_type="office", object_id=office.code,
                 details={"number": number.strip()[:32], "fax_job": job, "source": source}), at=now)
-        return Invitation(int(invitation_id[0]), office.code, number.strip(), now, actor, job, source)
+        return Invitation(int(invitation_id[0]), office.code, number.strip(), now, actor, job, source, code)
 
     def invitations(self, office_code: str | None = None) -> list[Invitation]:
         """Invitations sent, newest first."""
-        query = select(fax_invitations, t.offices.c.code).join(t.offices, t.offices.c.id == fax_invitations.c.office_id)
+        query = select(fax_invitations, t.offices.c.code.label("office_code")).join(
+            t.offices, t.offices.c.id == fax_invitations.c.office_id)
         if office_code is not None:
             query = query.where(t.offices.c.code == office_code)
         with self._db.read() as conn:
             rows = conn.execute(query.order_by(fax_invitations.c.id.desc())).all()
-        return [Invitation(r.id, r.code, r.number, r.invited_at, r.invited_by, r.fax_job_id, r.source) for r in rows]
+        return [Invitation(r.id, r.office_code, r.number, r.invited_at, r.invited_by, r.fax_job_id, r.source,
+                           r.code) for r in rows]
 
 
 def _catalogue(node: Node) -> Callable[[str], Sequence[tuple[str, str]]] | None:

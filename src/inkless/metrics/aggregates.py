@@ -22,7 +22,7 @@ from inkless.db.tables_metrics import metrics_aggregate_targets, metrics_aggrega
 from inkless.delivery.httpsig import SignatureError
 from inkless.errors import ConflictError, NotFoundError, PolicyError, ValidationError
 from inkless.metrics import rollup as r
-from inkless.metrics.periods import WEEK_RE, parse_week, week_monday, week_of
+from inkless.metrics.periods import WEEK_RE, parse_week
 
 if TYPE_CHECKING:
     from inkless.app import Node
@@ -58,16 +58,23 @@ class StoredAggregate:
         return round(100.0 * self.counts.get("fully_digital", 0) / total, 1) if total else None
 
 
-def build_aggregate(node: Node, week: str) -> str:
-    """This node's signed aggregate of ``week`` (JWS)."""
-    from inkless.directory.documents import sign_document
-
-    week = parse_week(week)
-    assert node.metrics is not None and node.peers is not None
-    report = node.metrics.report(week)
+def aggregate_counts(node: Node, week: str) -> dict[str, int]:
+    """The node-wide counts of ``week`` an aggregate carries: the roll-up metrics and the procedure headline."""
+    assert node.metrics is not None
+    report = node.metrics.report(parse_week(week))
     counts = {m: int(report["figures"][m]) for m in r.METRICS}
     counts.update(procedures=int(report["headline"]["procedures"]),
                   fully_digital=int(report["headline"]["fully_digital"]))
+    return counts
+
+
+def build_aggregate(node: Node, week: str, counts: dict[str, int] | None = None) -> str:
+    """This node's signed aggregate of ``week`` (JWS), of ``counts`` when given (else computed now)."""
+    from inkless.directory.documents import sign_document
+
+    week = parse_week(week)
+    assert node.peers is not None
+    counts = counts if counts is not None else aggregate_counts(node, week)
     payload = {"type": AGGREGATE_DOCUMENT, "node_id": node.node_id, "organisation": node.settings.organisation,
                "week": week, "issued_at": node.clock.now().isoformat(), "counts": counts}
     key, cert = node.peers.node_key()  # type: ignore[attr-defined]
@@ -185,7 +192,7 @@ def government_table(node: Node, week: str, weeks: int = 8) -> dict[str, Any]:
     return {"week": week, "weeks": columns, "nodes": table, "late": late}
 
 
-# --- the sending side -------------------------------------------------------------------------
+# --- the sending side: targets (sending itself: inkless.metrics.aggregate_sends) ---------------------
 
 def add_target(node: Node, node_id: str, actor: str) -> None:
     assert node.peers is not None
@@ -215,28 +222,4 @@ def targets(node: Node) -> list[str]:
         return sorted(x for (x,) in conn.execute(select(metrics_aggregate_targets.c.node_id)))
 
 
-def send_aggregates(node: Node, week: str | None = None) -> dict[str, str]:
-    """Sign ``week``'s aggregate (default: last week) and POST it to every target; node -> outcome or error."""
-    import httpx
-
-    week = parse_week(week) if week else week_of(week_monday(week_of(node.clock.now())) - timedelta(days=7))
-    jws = build_aggregate(node, week)
-    results: dict[str, str] = {}
-    assert node.peers is not None
-    for node_id in targets(node):
-        peer = node.peers.get(node_id)  # type: ignore[attr-defined]
-        try:
-            response = httpx.post(peer.url.rstrip("/") + AGGREGATE_PATH, content=jws.encode("ascii"),
-                                  headers={"Content-Type": "application/jose"}, timeout=30)
-            detail = response.json().get("outcome") if response.status_code == 200 else response.text[:200]
-            results[node_id] = str(detail) if response.status_code == 200 else f"error {response.status_code}: {detail}"
-        except httpx.HTTPError as exc:
-            results[node_id] = f"error: {exc or type(exc).__name__}"
-    with node.db.begin() as conn:
-        node.audit.record(conn, AuditEvent(actor="system", action="metrics.aggregate_sent", object_type="aggregate",
-                                           object_id=f"{node.node_id}/{week}", details={"results": results}),
-                          at=node.clock.now())
-    return results
-
-
-__all__ = ["SignatureError", "build_aggregate", "government_table", "receive_aggregate", "send_aggregates"]
+__all__ = ["SignatureError", "aggregate_counts", "build_aggregate", "government_table", "receive_aggregate"]

@@ -72,6 +72,21 @@ class ProcedureCatalogue:
         with self._db.read() as c:
             return [_procedure(r) for r in c.execute(query).all()]
 
+    def check_choice(self, code: str | None, office_code: str) -> str | None:
+        """The procedure a clerk of ``office_code`` chose for an item: None for none; once the catalogue lists
+        procedures for the office, one of them (its own or node-wide, not retired); ValidationError otherwise."""
+        text = (code or "").strip()
+        if not text:
+            return None
+        try:
+            text = check_procedure_code(text)
+        except ValidationError:
+            raise ValidationError("the procedure code must be 1-64 letters, digits, '.', '_' or '-'") from None
+        listed = {p.code for p in self.procedures(office_code)}
+        if listed and text not in listed:
+            raise ValidationError("the procedure {code} is not in the procedure catalogue of this office", code=text)
+        return text
+
     def get(self, code: str, conn: Connection | None = None) -> Procedure:
         query = select(procedures).where(procedures.c.code == code)
         if conn is not None:

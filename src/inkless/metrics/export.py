@@ -26,7 +26,8 @@ PROCEDURE_COLUMNS = [
 ]
 REMOTE_COLUMNS = [
     ("direction_ja", "方向"), ("number", "FAX番号"), ("ident", "発信元ID"), ("calls", "通数"), ("pages", "枚数"),
-    ("last_seen", "最終"), ("offices", "相手部署"), ("invited", "案内済み"), ("moved", "移行済み"),
+    ("last_seen", "最終"), ("offices", "相手部署"), ("invited", "案内済み"), ("invited_at", "案内日時"),
+    ("moved", "移行済み"), ("moved_at", "移行日時"), ("moved_via_ja", "移行先"),
 ]
 TABLES = ("weeks", "months", "offices", "procedures", "remotes")
 

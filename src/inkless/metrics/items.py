@@ -19,13 +19,13 @@ from inkless.db import tables as t
 from inkless.errors import ValidationError
 from inkless.metrics import rollup as r
 from inkless.metrics.periods import MONTH_RE, TOKYO, WEEK_RE, week_bounds
+from inkless.metrics.uptake import Uptake
 
 MAX_ITEMS = 500
 
-# Further facts about a remote fax number: (invited to the digital path?, has it since used intake or
-# e-mail pickup?). The intake window registers a lookup here; without one both read "unknown" (None).
-RemoteStatus = Callable[[Connection, list[str]], dict[str, tuple[bool | None, bool | None]]]
-REMOTE_STATUS_SOURCES: list[RemoteStatus] = []
+# Whether remote fax numbers were invited and have since moved (inkless.metrics.uptake.RemoteUptake):
+# (connection, numbers, start of the period) -> number -> Uptake. Without one both read "unknown".
+RemoteStatus = Callable[[Connection, list[str], datetime], dict[str, Uptake]]
 
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:
@@ -47,7 +47,7 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
 class Item:
     """One source row behind a figure."""
 
-    kind: str  # message_out, message_in, fax_in, fax_out, seal, paper
+    kind: str  # message_out, message_in, intake, fax_in, fax_out, seal, paper
     ref: str  # message id, fax call id, route id, paper record id
     at: datetime
     office: str | None
@@ -94,17 +94,20 @@ def items(conn: Connection, metric: str, period: str, office: str | None, proced
         for row in conn.execute(query.order_by(m.created_at).limit(MAX_ITEMS)):
             out.append(Item("message_out", row.id, row.created_at, offices.get(row.office_id), row.procedure_code,
                             None, 1))
-    elif metric == r.MESSAGES_IN:
+    elif metric in (r.MESSAGES_IN, r.INTAKE):
         i = inbox.c
+        source = "inkless" if metric == r.MESSAGES_IN else "intake"
         query = select(i.message_id, i.received_at, i.office_id, i.procedure_code, i.sender).where(
-            i.received_at >= start, i.received_at < end, i.source == "inkless", i.classification <= clearance)
+            i.received_at >= start, i.received_at < end, i.source == source, i.classification <= clearance)
         if office is not None:
             query = query.where(i.office_id == office_id)
         if (cond := _procedure_filter(i.procedure_code, procedure)) is not None:
             query = query.where(cond)
         for row in conn.execute(query.order_by(i.received_at).limit(MAX_ITEMS)):
-            out.append(Item("message_in", row.message_id, row.received_at, offices.get(row.office_id),
-                            row.procedure_code, row.sender, 1))
+            # An intake submission's sender is "intake:<receipt number>": the number, no personal data.
+            out.append(Item("message_in" if source == "inkless" else "intake", row.message_id, row.received_at,
+                            offices.get(row.office_id), row.procedure_code,
+                            row.sender.removeprefix("intake:") if source == "intake" else row.sender, 1))
     elif metric in (r.FAX_IN, r.FAX_IN_PAGES, r.FAX_OUT, r.FAX_OUT_PAGES):
         f = fax_calls.c
         direction = "RECV" if metric in (r.FAX_IN, r.FAX_IN_PAGES) else "SEND"
@@ -147,8 +150,6 @@ def items(conn: Connection, metric: str, period: str, office: str | None, proced
                 at = datetime.combine(row.day, time(12), TOKYO).astimezone(UTC)
                 out.append(Item("paper", str(row.id), at, row.office_code, row.procedure_code, row.recorded_by,
                                 int(getattr(row, column))))
-    else:  # intake: the intake window's own rows
-        pass
     return out
 
 
@@ -163,18 +164,33 @@ class Remote:
     pages: int
     last_seen: datetime
     offices: tuple[str, ...]
-    invited: bool | None
-    moved: bool | None
+    uptake: Uptake | None  # None: unknown (no number, or the node has no intake window)
+
+    @property
+    def invited(self) -> bool | None:
+        return None if self.uptake is None else self.uptake.invited_at is not None
+
+    @property
+    def moved(self) -> bool | None:
+        return None if self.uptake is None else self.uptake.moved_at is not None
 
     def to_json(self) -> dict[str, Any]:
+        u = self.uptake
         return {"direction": self.direction, "direction_ja": "受信" if self.direction == "RECV" else "送信",
                 "number": self.number, "ident": self.ident, "calls": self.calls, "pages": self.pages,
                 "last_seen": self.last_seen.isoformat(), "offices": list(self.offices), "invited": self.invited,
-                "moved": self.moved}
+                "invited_at": u.invited_at.isoformat() if u and u.invited_at else None,
+                "moved": self.moved, "moved_at": u.moved_at.isoformat() if u and u.moved_at else None,
+                "moved_via": u.moved_via if u else None,
+                "moved_via_ja": VIA_JA.get(u.moved_via or "") if u else None}
 
 
-def remotes(conn: Connection, start: datetime, end: datetime, office: str | None, limit: int = 50) -> list[Remote]:
-    """The remote numbers and station ids of the period's fax calls, most pages first."""
+VIA_JA = {"intake": "受付窓口", "pickup": "メール受取"}
+
+
+def remotes(conn: Connection, start: datetime, end: datetime, office: str | None, limit: int = 50,
+            status: RemoteStatus | None = None) -> list[Remote]:
+    """The remote numbers and station ids of the period's fax calls, most pages first, with their uptake."""
     from inkless.db.tables_fax import fax_calls
 
     f = fax_calls.c
@@ -194,14 +210,12 @@ def remotes(conn: Connection, start: datetime, end: datetime, office: str | None
         g["last"] = row.started_at if g["last"] is None or row.started_at > g["last"] else g["last"]
         if row.office_id is not None:
             g["offices"].add(offices.get(row.office_id, "?"))
-    numbers = sorted({k[1] for k in groups if k[1]})
-    status: dict[str, tuple[bool | None, bool | None]] = {}
-    for source in REMOTE_STATUS_SOURCES:
-        status.update(source(conn, numbers))
-    found = [Remote(k[0], k[1], k[2], g["calls"], g["pages"], g["last"], tuple(sorted(g["offices"])),
-                    *status.get(k[1] or "", (None, None))) for k, g in groups.items()]
-    found.sort(key=lambda x: (-x.pages, -x.calls, x.number or "", x.ident or ""))
-    return found[:limit]
+    ranked = sorted(groups.items(), key=lambda kg: (-kg[1]["pages"], -kg[1]["calls"], kg[0][1] or "", kg[0][2] or ""))
+    ranked = ranked[:limit]
+    numbers = sorted({k[1] for k, _ in ranked if k[1]})
+    found_status = status(conn, numbers, start) if status is not None and numbers else {}
+    return [Remote(k[0], k[1], k[2], g["calls"], g["pages"], g["last"], tuple(sorted(g["offices"])),
+                   found_status.get(k[1] or "")) for k, g in ranked]
 
 
 def numbers_of(found: Iterable[Remote]) -> list[str]:

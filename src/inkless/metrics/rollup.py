@@ -12,7 +12,7 @@ counts with its rows.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -40,6 +40,8 @@ METRICS = (MESSAGES_OUT, MESSAGES_IN, INTAKE, FAX_IN, FAX_IN_PAGES, FAX_OUT, FAX
 # Items that went the digital way, and those that went by fax or on paper (pages and seals aside).
 DIGITAL_ITEMS = (MESSAGES_OUT, MESSAGES_IN, INTAKE)
 ANALOGUE_ITEMS = (FAX_IN, FAX_OUT, PAPER_RECEIVED)
+# Inbox rows counted as items: messages from peers and intake submissions (faxes count as fax calls).
+INBOX_SOURCES = ("inkless", "intake")
 # Route revisions that put a digital seal on a document.
 SEAL_KINDS = ("stamp", "office_seal")
 
@@ -81,7 +83,10 @@ def message_out(at: datetime, office: str, procedure: str | None) -> Counts:
 
 
 def message_in(at: datetime, office: str, procedure: str | None, source: str) -> Counts:
-    """A received message; fax deposits are counted as fax calls, not here."""
+    """A received message: from a peer, or an intake submission (its inbox row); fax deposits are counted as
+    fax calls, not here."""
+    if source == "intake":
+        return intake(at, office, procedure)
     return Counts(at, office, procedure, {MESSAGES_IN: 1 if source == "inkless" else 0})
 
 
@@ -111,7 +116,7 @@ def paper(day: date, office: str, procedure: str | None, received: int, sealed: 
 
 
 def intake(at: datetime, office: str, procedure: str | None) -> Counts:
-    """An intake submission (the intake window calls :func:`add` with this when it stores one)."""
+    """An intake submission, counted with the inbox row the window deposits (source ``intake``)."""
     return Counts(at, office, procedure, {INTAKE: 1})
 
 
@@ -152,10 +157,6 @@ def move(conn: Connection, before: Counts, after: Counts) -> None:
 
 # --- recomputing from the source rows ----------------------------------------------------------------
 
-# Further sources register here (the intake window): each yields the Counts of its rows.
-EXTRA_SOURCES: list[Callable[[Connection], Iterable[Counts]]] = []
-
-
 def _offices(conn: Connection) -> dict[int, str]:
     return {r.id: r.code for r in conn.execute(select(t.offices.c.id, t.offices.c.code))}
 
@@ -177,7 +178,7 @@ def source_counts(conn: Connection) -> Iterable[Counts]:
         yield delivered(row1.created_at, row1.delivered_at)
     i = inbox.c
     for row2 in conn.execute(
-            select(i.received_at, i.office_id, i.procedure_code, i.source).where(i.source == "inkless")
+            select(i.received_at, i.office_id, i.procedure_code, i.source).where(i.source.in_(INBOX_SOURCES))
             .execution_options(yield_per=BATCH)):
         yield message_in(row2.received_at, offices[row2.office_id], row2.procedure_code, row2.source)
     f = fax_calls.c
@@ -194,8 +195,6 @@ def source_counts(conn: Connection) -> Iterable[Counts]:
     p = metrics_paper_records.c
     for row5 in conn.execute(select(p.day, p.office_code, p.procedure_code, p.received, p.sealed)):
         yield paper(row5.day, row5.office_code, row5.procedure_code, row5.received, row5.sealed)
-    for source in EXTRA_SOURCES:
-        yield from source(conn)
 
 
 def recompute(conn: Connection) -> dict[Key, int]:

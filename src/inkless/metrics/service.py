@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -14,10 +15,11 @@ from inkless.db import tables as t
 from inkless.db.engine import Database
 from inkless.db.tables_metrics import metrics_paper_records, metrics_targets, procedure_rules
 from inkless.errors import NotFoundError, ValidationError
-from inkless.metrics import classify, figures
+from inkless.metrics import classify, figures, memory
 from inkless.metrics import items as fax_items
 from inkless.metrics import rollup as r
 from inkless.metrics.catalogue import ProcedureCatalogue
+from inkless.metrics.model import Procedure
 from inkless.metrics.periods import (
     fiscal_year_months,
     fiscal_year_of,
@@ -93,8 +95,10 @@ def _week_values(values: dict[str, int]) -> dict[str, Any]:
 class MetricsService:
     """Reads the roll-ups into reports; records what inkless does not see; classifies faxes."""
 
-    def __init__(self, db: Database, catalogue: ProcedureCatalogue, audit: AuditRecorder, clock: Clock) -> None:
+    def __init__(self, db: Database, catalogue: ProcedureCatalogue, audit: AuditRecorder, clock: Clock,
+                 remote_status: fax_items.RemoteStatus | None = None) -> None:
         self._db = db
+        self._remote_status = remote_status
         self._catalogue = catalogue
         self._audit = audit
         self._clock = clock
@@ -158,7 +162,7 @@ class MetricsService:
         start, _ = week_bounds(first)
         _, end = week_bounds(week)
         with self._db.read() as conn:
-            found = fax_items.remotes(conn, start, end, office)
+            found = fax_items.remotes(conn, start, end, office, status=self._remote_status)
         return {"week": week, "from_week": first, "office": office, "remotes": [x.to_json() for x in found]}
 
     def items(self, metric: str, period: str, office: str | None, procedure: str | None,
@@ -303,6 +307,21 @@ class MetricsService:
                 details={"procedure": procedure or None, "before": row.procedure_code}), at=now)
 
     # --- helpers ---------------------------------------------------------------------------------------
+
+    # --- procedures remembered per counterpart ---------------------------------------------------
+
+    def remembered(self, office: str, counterparts: Sequence[str | None]) -> Procedure | None:
+        """The procedure the office last chose for one of ``counterparts`` (keys of metrics.memory), while the
+        catalogue still offers it to the office; None otherwise."""
+        with self._db.read() as conn:
+            office_id = conn.execute(select(t.offices.c.id).where(t.offices.c.code == office)).scalar()
+            if office_id is None:
+                return None
+            codes = memory.recall(conn, int(office_id), counterparts)
+        if not codes:
+            return None
+        offered = {p.code: p for p in self._catalogue.procedures(office)}
+        return next((offered[c] for c in codes if c in offered), None)
 
     def _office_exists(self, office: str, conn: Connection | None = None) -> None:
         query = select(t.offices.c.id).where(t.offices.c.code == office)

@@ -165,4 +165,5 @@ def load_route(conn: Connection, route_id: int, lock: bool = False) -> ApprovalR
         version=row.version,
         resume_from=ResumeFrom(row.resume_from),
         returned_step=row.returned_step,
+        procedure_code=row.procedure_code,
     )

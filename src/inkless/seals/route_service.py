@@ -537,6 +537,7 @@ class RouteService:
             route.document_name,
             [NewDocument(f"route-{route_id}.pdf", pdf)],
             classification=DELIVERY_CLASSIFICATION,
+            procedure_code=route.procedure_code,
         )
         now = self._clock.now()
         with self._db.begin() as conn:

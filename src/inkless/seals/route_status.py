@@ -85,6 +85,7 @@ class RouteStatus:
             "strip_page": r.strip_page,
             "office_sealed_by": r.office_sealed_by,
             "deliver_to": r.deliver_to,
+            "procedure_code": r.procedure_code,
             "delivered_message_id": r.delivered_message_id,
             "created_at": r.created_at.isoformat(),
             "steps": [

@@ -130,6 +130,7 @@ class ApprovalRoute:
     resume_from: ResumeFrom = ResumeFrom.STEP
     # While returned to the starter (差し戻し): the 0-based step that returned it.
     returned_step: int | None = None
+    procedure_code: str | None = None  # the procedure the route's seals are counted against
 
     # --- reading -------------------------------------------------------------------
 

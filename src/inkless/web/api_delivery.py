@@ -296,9 +296,12 @@ async def send_message(
     svc = _svc(node)
     fields, to, lists, classification, docs = await _read_upload(request, svc)
     mobiles = dict(m.split("=", 1) for m in fields.get("mobile", "").split(",") if "=" in m)
+    procedure = fields.get("procedure_code") or None
+    if procedure and node.procedures is not None:
+        procedure = node.procedures.check_choice(procedure, caller.office.code)
     message_id = await run_in_threadpool(functools.partial(
         svc.send, caller.user.login, caller.office.code, to, lists, fields.get("subject", ""), docs,
-        classification, fields.get("priority", "normal"), fields.get("procedure_code") or None,
+        classification, fields.get("priority", "normal"), procedure,
         fields.get("reply_to") or None, confirm=fields.get("confirm_external", "").lower() in ("1", "true", "yes"),
         mobiles={k.strip(): v.strip() for k, v in mobiles.items()},
     ))

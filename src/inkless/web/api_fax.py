@@ -42,6 +42,7 @@ class FaxJobOut(BaseModel):
     last_text: str | None
     origin: str = Field(description="clerk, or fallback (disaster fallback of a delivery)")
     has_report: bool
+    procedure_code: str | None = Field(default=None, description="The procedure the fax is counted against")
 
 
 class FaxCallOut(BaseModel):
@@ -104,6 +105,7 @@ def _job(job: FaxJob) -> FaxJobOut:
         cover_page=job.cover_page, classification=job.classification, state=job.state, tries=job.tries,
         max_tries=job.max_tries, interval_s=job.interval_s, kill_at=job.kill_at, next_attempt_at=job.next_attempt_at,
         last_code=job.last_code, last_text=job.last_text, origin=job.origin, has_report=job.has_report,
+        procedure_code=job.procedure_code,
     )
 
 
@@ -138,9 +140,12 @@ async def send_fax(
     tries: Annotated[int | None, Form(ge=1, le=50)] = None,
     interval: Annotated[str | None, Form(max_length=10)] = None,
     kill_time: Annotated[str | None, Form(max_length=10)] = None,
+    procedure_code: Annotated[str | None, Form(max_length=64, description="Procedure of the catalogue")] = None,
 ) -> FaxJobOut:
     """Queue a PDF as a fax from the caller's office (classification ≥ 2 is refused with 403)."""
     fax = fax_of(node)
+    procedure = (node.procedures.check_choice(procedure_code, caller.office.code) if node.procedures
+                 else procedure_code or None)
     limit = node.settings.max_message_bytes
     data = await document.read(limit + 1)
     if len(data) > limit:
@@ -153,7 +158,7 @@ async def send_fax(
     )
     job_id = fax.send(caller.user.login, caller.office.code, number, [data], cover_page=cover_page,
                       classification=classification, confirm_internal=confirm_internal, subject=subject,
-                      schedule=schedule)
+                      schedule=schedule, procedure_code=procedure)
     return _job(fax.job(job_id))
 
 

@@ -86,6 +86,7 @@ async def start_route(
     resume_from: Annotated[str, Form(
         max_length=8, description="after a 差し戻し and a corrected version: 'step' (the step that returned it) "
                                   "or 'start' (step 1)")] = ResumeFrom.STEP.value,
+    procedure_code: Annotated[str, Form(max_length=64, description="Procedure of the catalogue")] = "",
 ) -> dict[str, Any]:
     """Start a route as the caller: the approval strip is added and step 1's approvers see it in their queue."""
     try:
@@ -97,9 +98,12 @@ async def start_route(
         raise HTTPException(status_code=413, detail=f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
     plans = [StepPlan(s.title, tuple(s.approvers), s.deadline) for s in parsed]
     doc_name = name.strip() or (document.filename or "document").rsplit(".", 1)[0]
+    procedure = (node.procedures.check_choice(procedure_code, caller.office.code) if node.procedures
+                 else procedure_code.strip() or None)
     route = await asyncio.to_thread(
         _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
         comment=comment or None, deliver_to=deliver_to or None, resume_from=resume_from,
+        procedure_code=procedure,
     )
     return await asyncio.to_thread(_status, node, route.id, caller.user.login)
 

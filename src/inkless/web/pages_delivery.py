@@ -413,9 +413,12 @@ async def compose_send(request: Request, _close: Annotated[None, Depends(close_u
                 form.priority, office)
         else:
             mobiles = {a: form.mobile for a in to if "@" in a and "." in a.rpartition("@")[2]} if form.mobile else {}
+            # The procedure, once the office has a catalogue, must be one of it (as on the fax and route pages).
+            procedure = (node.procedures.check_choice(form.procedure_code, office) if node.procedures
+                         else form.procedure_code or None)
             new_id = await run_in_threadpool(functools.partial(
                 svc.send, login, office, to, form.lists, form.subject, documents, form.classification,
-                form.priority, form.procedure_code or None, None, confirm=form.confirm_external, mobiles=mobiles))
+                form.priority, procedure, None, confirm=form.confirm_external, mobiles=mobiles))
     except InklessError as exc:
         if exc.http_status >= 500:
             raise

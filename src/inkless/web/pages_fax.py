@@ -24,7 +24,7 @@ from inkless.fax.service import FaxService
 from inkless.web.deps import Caller, RowId, get_node, page_caller
 from inkless.web.drafts import DraftStore
 from inkless.web.pages import RendererDep
-from inkless.web.pickers import entry_error, options, picker_of
+from inkless.web.pickers import entry_error, options, picker_of, remembered_procedure
 from inkless.web.render import N_, Renderer
 
 router = APIRouter(include_in_schema=False)
@@ -79,15 +79,31 @@ def _send_page(request: Request, node: Node, caller: Caller, render: Renderer, s
         request, "fax_send.html", status_code=status_code, caller=caller, csrf_token=_csrf(caller),
         active="fax", jobs=fax.jobs(caller.office.code, limit=50), state_labels=STATE_LABELS,
         cover_default=settings.cover_page_default, schedule=fax.default_schedule,
-        fax_options=options(picker_of(node).fax_numbers(caller.office.code)), **extra,
+        fax_options=options(picker_of(node).fax_numbers(caller.office.code)),
+        procedures=_procedures(node, caller), **extra,
     )
+
+
+def _procedures(node: Node, caller: Caller) -> list[Any]:
+    """The procedures a clerk of the caller's office can choose (its own and the node-wide ones)."""
+    return node.procedures.procedures(caller.office.code) if node.procedures else []
+
+
+def _procedure_choice(node: Node, caller: Caller, code: str) -> str | None:
+    """The chosen procedure code, checked against the office's catalogue (empty: none)."""
+    if node.procedures is None:
+        return code.strip() or None
+    return node.procedures.check_choice(code, caller.office.code)
 
 
 @router.get("/fax")
 def fax_home(request: Request, node: NodeDep, caller: CallerDep, render: RendererDep, number: str = "") -> Response:
     """Send a fax, and the office's outbound fax jobs; ``?number=`` fills in the number ("FAXで返信")."""
     if number:
-        form = {"number": number.strip()[:40], "subject": "", "classification": 0}
+        number = number.strip()[:40]
+        remembered = remembered_procedure(node, caller.office.code, number=number)
+        form = {"number": number, "subject": "", "classification": 0,
+                "procedure_code": remembered[0] if remembered else "", "procedure_remembered": bool(remembered)}
         return _send_page(request, node, caller, render, form=form)
     return _send_page(request, node, caller, render)
 
@@ -103,6 +119,7 @@ async def fax_send(
     classification: Annotated[int, Form(ge=0, le=3)] = 0,
     cover: Annotated[str, Form(max_length=5)] = "",
     confirm: Annotated[str, Form(max_length=5)] = "",
+    procedure_code: Annotated[str, Form(max_length=100)] = "",
     document: Annotated[UploadFile | None, File()] = None,
     draft: Annotated[str, Form(max_length=64)] = "",
     step: Annotated[str, Form(max_length=10)] = "",
@@ -114,7 +131,7 @@ async def fax_send(
     """
     fax = fax_of(node)
     form: dict[str, Any] = {"number": number, "subject": subject, "classification": classification,
-                            "cover": bool(cover), "confirm": bool(confirm)}
+                            "cover": bool(cover), "confirm": bool(confirm), "procedure_code": procedure_code.strip()}
     drafts = DraftStore(node.db, node.blobs, node.clock)
     kept = await run_in_threadpool(drafts.files, caller.user.id, draft)
     data: bytes | None = None
@@ -148,6 +165,12 @@ async def fax_send(
         form["number"] = number
         check_fax_number(number.strip())
         check_fax_allowed(classification, bool(confirm))
+        procedure = _procedure_choice(node, caller, procedure_code)
+        if procedure is None and step != "send":
+            # Nothing chosen: the procedure the office chose for this number last time, shown before sending.
+            remembered = remembered_procedure(node, caller.office.code, number=number)
+            if remembered:
+                form["procedure_code"], form["procedure_remembered"] = remembered[0], True
         if step != "send":
             pages = await run_in_threadpool(page_count, Document(filename, "application/pdf", data))
             if not pages:
@@ -155,7 +178,8 @@ async def fax_send(
             await keep()
             return _confirm_page(request, node, caller, render, form, filename, pages)
         job_id = fax.send(caller.user.login, caller.office.code, number, [data], cover_page=bool(cover),
-                          classification=classification, confirm_internal=bool(confirm), subject=subject or None)
+                          classification=classification, confirm_internal=bool(confirm), subject=subject or None,
+                          procedure_code=procedure)
     except InklessError as exc:
         await keep()
         message = entry_error(lambda m: render.gettext(request, m), exc) or render.error_text(request, exc)
@@ -173,8 +197,11 @@ def _confirm_page(request: Request, node: Node, caller: Caller, render: Renderer
     wanted = normalise_number(str(form["number"]))
     offices = [o for o in node.directory.offices() if o.fax_number]
     recipients = [o for o in offices if normalise_number(o.fax_number) == wanted]
+    code = form.get("procedure_code") or ""
+    procedure = next((p for p in _procedures(node, caller) if p.code == code), None)
     return render.render(
         request, "fax_confirm.html", caller=caller, csrf_token=_csrf(caller), active="fax", form=form,
+        procedure_name=procedure.name if procedure else "",
         filename=filename, pages=pages, recipients=recipients, known=[] if recipients else offices,
         classification_label=CLASSIFICATION_LABELS.get(int(form["classification"]), ""),
     )

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
 from inkless.errors import InklessError, MailUnavailableError, NotFoundError, RateLimitedError, UntrustedFileError
 from inkless.intake.documents import qr_svg
-from inkless.intake.model import IntakeForm, IntakeWindow
+from inkless.intake.model import IntakeForm, IntakeWindow, checked_via
 from inkless.intake.service import IntakeService
 from inkless.web.deps import admit_anonymous, client_address, get_node, same_origin
 from inkless.web.downloads import content_disposition
@@ -79,18 +79,21 @@ def _page(render: Renderer, request: Request, template: str, window: IntakeWindo
 
 
 @router.get("/i/{office}")
-def short_url(office: str) -> Response:
-    """The short URL printed on faxes."""
-    return RedirectResponse(f"/intake/{office}", status_code=303)
+def short_url(office: str, via: Annotated[str, Query(max_length=40)] = "") -> Response:
+    """The short URL printed on faxes (``?via=CODE``: the link of an invitation fax, kept with the form)."""
+    code = checked_via(via)
+    return RedirectResponse(f"/intake/{office}" + (f"?via={code}" if code else ""), status_code=303)
 
 
 @router.get("/intake/{office}")
-def intake_form(request: Request, office: str, node: NodeDep, render: RendererDep) -> Response:
+def intake_form(request: Request, office: str, node: NodeDep, render: RendererDep,
+                via: Annotated[str, Query(max_length=40)] = "") -> Response:
     """The form, or the closed page."""
     window = _window(node, office)
     if not window.is_open:
         return _page(render, request, "intake_closed.html", window)
-    return _page(render, request, "intake_form.html", window, form={}, url=intake_of(node).intake_url(office))
+    return _page(render, request, "intake_form.html", window, form={"via": checked_via(via)},
+                 url=intake_of(node).intake_url(office))
 
 
 @router.get("/intake/{office}/qr.svg")
@@ -117,6 +120,7 @@ async def intake_submit(
     subject: Annotated[str, Form(max_length=400)] = "",
     procedure: Annotated[str, Form(max_length=400)] = "",
     message: Annotated[str, Form(max_length=8000)] = "",
+    via: Annotated[str, Form(max_length=40)] = "",
     files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
     """Check the form and files and mail a code."""
@@ -126,7 +130,7 @@ async def intake_submit(
         return _page(render, request, "intake_closed.html", window)
     form = IntakeForm(name=name, email=email, subject=subject, procedure=procedure, message=message,
                       organisation=organisation, phone=phone)
-    kept = {k: getattr(form, k) for k in FIELDS}
+    kept = {k: getattr(form, k) for k in FIELDS} | {"via": checked_via(via)}
     uploads = [f for f in (files or []) if f.filename or f.size]
     try:
         contents: list[tuple[str, bytes]] = []
@@ -136,7 +140,7 @@ async def intake_submit(
         if len(uploads) > window.max_files:
             contents.append(("", b""))  # the count check refuses it
         pending = await run_in_threadpool(intake_of(node).start_submission, office, form, contents,
-                                          client_address(request))
+                                          client_address(request), kept["via"])
     except UntrustedFileError as exc:
         return _page(render, request, "intake_form.html", window, 422, form=kept,
                      error=_file_message(render, request, exc, window), url=intake_of(node).intake_url(office))

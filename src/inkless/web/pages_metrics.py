@@ -165,6 +165,8 @@ def who_faxes(request: Request, node: NodeDep, caller: CallerDep, render: Render
         return _error(request, render, caller, exc)
     for remote in found["remotes"]:
         remote["last_seen_at"] = datetime.fromisoformat(remote["last_seen"])
+        for key in ("invited_at", "moved_at"):
+            remote[key + "_dt"] = datetime.fromisoformat(remote[key]) if remote[key] else None
     return render.render(request, "metrics_remotes.html", caller=caller, csrf_token=_csrf(caller),
                          active="dashboard", found=found, scope=scope, link=_link,
                          is_admin=caller.user.role.administers)

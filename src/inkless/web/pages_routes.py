@@ -128,6 +128,8 @@ def _new_form(
         people=options(sorted(picker_of(node).people(), key=lambda m: m.kana or m.label)),
         offices=options(sorted(picker_of(node).offices(caller.office.code), key=lambda m: (-m.recent, m.value))),
         draft=values.get("draft", ""), kept=values.get("kept", []), field_error=invalid is not None,
+        procedure_code=values.get("procedure_code", ""),
+        procedures=node.procedures.procedures(caller.office.code) if node.procedures else [],
     )
 
 
@@ -145,13 +147,14 @@ async def start_route(
     comment: Annotated[str, Form(max_length=1000)] = "",
     deliver_to: Annotated[str, Form(max_length=200)] = "",
     resume_from: Annotated[str, Form(max_length=8)] = ResumeFrom.STEP.value,
+    procedure_code: Annotated[str, Form(max_length=100)] = "",
     draft: Annotated[str, Form(max_length=64)] = "",
     drop_draft: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Start a route on the uploaded PDF; the caller is its starter."""
     titles, logins, dates = title or [], approvers or [], deadline or []
     form: dict[str, Any] = {"titles": titles, "approvers": logins, "deadlines": dates, "name": name, "comment": comment,
-            "deliver_to": deliver_to, "resume_from": resume_from}
+            "deliver_to": deliver_to, "resume_from": resume_from, "procedure_code": procedure_code.strip()}
     drafts = DraftStore(node.db, node.blobs, node.clock)
     kept = [] if drop_draft else await asyncio.to_thread(drafts.files, caller.user.id, draft)
     if document is not None and document.filename:
@@ -194,9 +197,12 @@ async def start_route(
                 return await refused(exc.http_status, message, i)
             plans.append(StepPlan(t, tuple(logins_of_step), date.fromisoformat(d) if d else None))
         doc_name = name.strip() or (filename.rsplit(".", 1)[0] if filename else "")
+        procedure = (node.procedures.check_choice(procedure_code, caller.office.code) if node.procedures
+                     else procedure_code.strip() or None)
         route = await asyncio.to_thread(
             _routes(node).start, pdf, caller.user.login, plans, document_name=doc_name,
             comment=comment or None, deliver_to=deliver_to or None, resume_from=resume_from,
+            procedure_code=procedure,
         )
     except ValueError:
         return await refused(422, render.gettext(request, N_("A deadline is not a date.")))
@@ -243,7 +249,18 @@ def _route_page(
         versions=_versions(status), resume_label=RESUME_LABELS[route.resume_from],
         returned_step=route.steps[route.returned_step].title if route.returned_step is not None else None,
         names=_names(node, [route.starter] + ([status.return_comment.actor] if status.return_comment else [])),
+        procedure_name=_procedure_name(node, route.procedure_code),
     )
+
+
+def _procedure_name(node: Node, code: str | None) -> str:
+    """The catalogue's name of a procedure (empty when unknown)."""
+    if not code or node.procedures is None:
+        return ""
+    try:
+        return node.procedures.get(code).name
+    except InklessError:
+        return ""
 
 
 def _names(node: Node, logins: list[str]) -> dict[str, str]:

@@ -81,6 +81,43 @@ def search_page(node: NodeDep, caller: Annotated[Caller, Depends(page_caller)], 
     return _search(node, caller, q, kind)
 
 
+def remembered_procedure(node: Node, office: str, *, number: str = "", to: str = "") -> tuple[str, str] | None:
+    """(code, name) of the procedure the office last chose for the fax ``number`` or an address in ``to``
+    (comma-separated), while the catalogue offers it; None otherwise."""
+    from inkless.metrics import memory
+
+    if node.metrics is None:
+        return None
+    picker = picker_of(node)
+    keys: list[str | None] = []
+    if number.strip():
+        try:  # a name or kana from the fax address book stands for its number
+            number = picker.resolve_fax(number, office)
+        except InklessError:
+            pass
+        keys.append(memory.fax_counterpart(number))
+    for entry in (a.strip() for a in to.replace("、", ",").split(",")):
+        if not entry:
+            continue
+        try:  # an office's name or kana stands for its address
+            entry = picker.resolve_offices([entry], office)[0]
+        except InklessError:
+            pass
+        keys.append(memory.address_counterpart(entry))
+    found = node.metrics.remembered(office, keys)
+    return (found.code, found.name) if found else None
+
+
+@router.get("/procedures/remembered")
+def remembered_page(node: NodeDep, caller: Annotated[Caller, Depends(page_caller)],
+                    number: Annotated[str, Query(max_length=40)] = "",
+                    to: Annotated[str, Query(max_length=4000)] = "") -> dict[str, Any]:
+    """The procedure the caller's office last chose for this fax number or these addresses (the pages' script
+    pre-selects it while the procedure field is empty)."""
+    found = remembered_procedure(node, caller.office.code, number=number, to=to)
+    return {"code": found[0], "name": found[1]} if found else {"code": None, "name": None}
+
+
 @api_router.get("/directory/search")
 def search_api(node: NodeDep, caller: Annotated[Caller, Depends(api_caller)], q: TextQuery = "",
                kind: KindQuery = None) -> dict[str, Any]:

@@ -43,4 +43,30 @@
     });
   }
   document.querySelectorAll("input[data-picker][list]").forEach(attach);
+
+  // A procedure field with data-remembered-from="FIELD": once FIELD names a counterpart, the procedure
+  // the office chose for it last time is filled in, unless the clerk has typed one.
+  function remember(field) {
+    var from = document.getElementById(field.dataset.rememberedFrom);
+    if (!from) { return; }
+    var filled = "";
+    var asked = 0;
+    function ask() {
+      if (field.value && field.value !== filled) { return; }
+      var param = from.name === "number" ? "number" : "to";
+      var ticket = ++asked;
+      fetch("/procedures/remembered?" + param + "=" + encodeURIComponent(from.value.trim()),
+            { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : { code: null }; })
+        .then(function (body) {
+          if (ticket !== asked || (field.value && field.value !== filled)) { return; }
+          filled = body.code || "";
+          field.value = filled;
+          field.dataset.remembered = filled;
+        })
+        .catch(function () { /* the clerk chooses as before */ });
+    }
+    from.addEventListener("change", ask);
+  }
+  document.querySelectorAll("input[data-remembered-from]").forEach(remember);
 })();
