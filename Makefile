@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 # The tests run in a random order (pytest-randomly); the header prints "Using --randomly-seed=N".
 # Replay that order with PYTEST_ARGS="-p randomly --randomly-seed=N", or keep file order with "-p no:randomly".
 # Test processes: the suite waits on fsync, child processes, a browser and real-time fax calls (which sleep
-# between 20 ms packets), so six workers keep two cores busy.
+# between 20 ms packets), so six workers keep two cores busy. --no-loadscope-reorder keeps the order of
+# tests/conftest.py (files with slow tests first) instead of xdist's "most tests first".
 TEST_WORKERS ?= 6
 
 .PHONY: run test system-deps browser-test-deps lint typecheck bench mutants fuzz clean
@@ -23,7 +24,7 @@ run: $(VENV)/.installed
 	$(BIN)/inkless serve --data $(DEMO) --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev system-deps browser-test-deps
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Mutation testing of the security modules (docs/testing.md): MUTANTS="merkle policy" picks modules,
 # MUTANTS_JOBS the parallel mutants (default 1: the machine is shared).

@@ -59,6 +59,13 @@ class ScriptedGateway:
                     self.sock.sendto(response_to(invite, 487, to_tag="gw").encode(), source)
 
     def methods(self) -> list[str]:
+        """The methods received, once nothing more has arrived for 0.3 s (the ACK of a final answer is
+        sent as the dial returns: it may still be on its way)."""
+        deadline = time.monotonic() + 3
+        seen = -1
+        while len(self.received) != seen and time.monotonic() < deadline:
+            seen = len(self.received)
+            time.sleep(0.3)
         return [m.method or "" for m in self.received]
 
     def close(self) -> None:
