@@ -11,9 +11,10 @@ PYTEST_ARGS ?=
 # The tests run in a random order (pytest-randomly); the header prints "Using --randomly-seed=N".
 # Replay that order with PYTEST_ARGS="-p randomly --randomly-seed=N", or keep file order with "-p no:randomly".
 # Test processes: the suite waits on fsync, child processes, a browser and real-time fax calls (which sleep
-# between 20 ms packets), so six workers keep two cores busy. --no-loadscope-reorder keeps the order of
+# between 20 ms packets), so four workers keep two cores busy; more starve the real-time fax calls of CPU
+# (G.711 training then fails). --no-loadscope-reorder keeps the order of
 # tests/conftest.py (files with slow tests first) instead of xdist's "most tests first".
-TEST_WORKERS ?= 6
+TEST_WORKERS ?= 4
 
 .PHONY: run test system-deps browser-test-deps lint typecheck bench mutants fuzz clean
 # axe-core for the accessibility browser tests, at the version pinned in its package-lock.json.
