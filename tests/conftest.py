@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +75,27 @@ def _weight(item: pytest.Item) -> int:
     """Modules holding slow tests first, then the rest of e2e, integration, unit (0 runs first)."""
     tier = item.nodeid.split("/")[1] if item.nodeid.startswith("tests/") else ""
     return {"e2e": 1, "integration": 2}.get(tier, 3)
+
+
+_yielding = False
+
+
+@pytest.fixture(autouse=True)
+def yield_cpu_to_real_time_tests(request: pytest.FixtureRequest) -> None:
+    """A test process that reaches its first test not marked ``slow`` lowers its own priority (nice 10,
+    inherited by the servers, browsers and OCR it starts), for good.
+
+    The slow files are handed out first (``pytest_collection_modifyitems`` below), so a process never
+    gets a slow file after an ordinary one; while the real-time fax calls (G.711 audio paced at 20 ms)
+    still run in other processes, they get the CPU before PDF rendering, OCR and browsers. Starved of it,
+    a call fails its modem training and is retried, and the receiver keeps two faxes.
+    """
+    global _yielding
+    if _yielding or "slow" in request.keywords:
+        return
+    _yielding = True
+    with contextlib.suppress(OSError):
+        os.nice(10)
 
 
 @pytest.hookimpl(trylast=True)
