@@ -50,13 +50,13 @@ class Wire:
 
 
 def _request(method: str) -> SipMessage:
-    msg = SipMessage(method=method, uri="sip:0312345678@127.0.0.1")
-    msg.add("Via", f"SIP/2.0/UDP 127.0.0.1:5060;branch={new_branch()}")
-    msg.add("From", "<sip:a@127.0.0.1>;tag=1")
-    msg.add("To", "<sip:b@127.0.0.1>")
+    msg = SipMessage(method=method, uri="sip:0312345678@192.0.2.10")
+    msg.add("Via", f"SIP/2.0/UDP 192.0.2.10:5060;branch={new_branch()}")
+    msg.add("From", "<sip:a@192.0.2.10>;tag=1")
+    msg.add("To", "<sip:b@192.0.2.10>")
     msg.add("Call-ID", "c1")
     msg.add("CSeq", f"1 {method}")
-    msg.add("Contact", "<sip:a@127.0.0.1:5060>")
+    msg.add("Contact", "<sip:a@192.0.2.10:5060>")
     return msg
 
 
