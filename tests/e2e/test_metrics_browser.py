@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from inkless.app import Node, init_node
-from inkless.config import load_settings
-from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.app import Node
 from inkless.metrics.demo import create_demo_procedures
 from inkless.web.app import create_app
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.helpers.db import fresh_database
 from tests.helpers.metrics_history import generate
 from tests.helpers.nodes import ThreadedServer, free_port
+from tests.helpers.seals import demo_node
 from tests.helpers.web import browser_login
 
 WEEK = "2026-W49"
@@ -28,24 +26,16 @@ SHOTS_ENV = "INKLESS_SCREENSHOTS"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str]]:
-    folder = tmp_path_factory.mktemp("metrics-browser")
-    with fresh_database("sqlite", folder) as url:
-        port = free_port()
-        settings = load_settings(folder / "node", env={}, overrides={
-            "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
-            "base_url": f"http://127.0.0.1:{port}"})
-        node = init_node(settings)
-        try:
-            create_demo(node.directory)
-            assert node.procedures is not None and node.metrics is not None
-            create_demo_procedures(node.procedures)
-            generate(node.db)
-            node.metrics.set_target(None, "fax_pages", 90, date(2026, 11, 9), date(2026, 11, 22), date(2027, 3, 31),
-                                    "yamada")
-            with ThreadedServer(create_app(node), port) as server:
-                yield node, server.url
-        finally:
-            node.close()
+    port = free_port()
+    with demo_node("sqlite", tmp_path_factory.mktemp("metrics-browser") / "node",
+                   base_url=f"http://127.0.0.1:{port}") as node:
+        assert node.procedures is not None and node.metrics is not None
+        create_demo_procedures(node.procedures)
+        generate(node.db)
+        node.metrics.set_target(None, "fax_pages", 90, date(2026, 11, 9), date(2026, 11, 22), date(2027, 3, 31),
+                                "yamada")
+        with ThreadedServer(create_app(node), port) as server:
+            yield node, server.url
 
 
 @pytest.mark.browser

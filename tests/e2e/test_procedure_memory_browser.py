@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from inkless.app import Node, init_node
-from inkless.config import load_settings
+from inkless.app import Node
 from inkless.delivery.service import NewDocument
-from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
 from inkless.metrics.demo import create_demo_procedures
 from inkless.web.app import create_app
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.helpers.db import fresh_database
 from tests.helpers.nodes import ThreadedServer, free_port
-from tests.helpers.seals import sample_pdf
+from tests.helpers.seals import demo_node, sample_pdf
 from tests.helpers.web import browser_login
 
 SHOTS_ENV = "INKLESS_SCREENSHOTS"
@@ -27,24 +24,16 @@ SHOTS_ENV = "INKLESS_SCREENSHOTS"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str]]:
-    folder = tmp_path_factory.mktemp("procedure-memory")
-    with fresh_database("sqlite", folder) as url:
-        port = free_port()
-        settings = load_settings(folder / "node", env={}, overrides={
-            "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
-            "base_url": f"http://127.0.0.1:{port}"})
-        node = init_node(settings)
-        try:
-            create_demo(node.directory)
-            assert node.procedures is not None and node.fax is not None and node.delivery is not None
-            create_demo_procedures(node.procedures)
-            node.fax.send("tanaka", "civil-affairs", "06-1234-0000", [sample_pdf(1)], procedure_code="MOJ-MIN-006")
-            node.delivery.send("tanaka", "civil-affairs", ["criminal-affairs@moj"], [], "照会",
-                               [NewDocument("a.pdf", sample_pdf(1))], procedure_code="MOJ-MIN-001")
-            with ThreadedServer(create_app(node), port) as server:
-                yield node, server.url
-        finally:
-            node.close()
+    port = free_port()
+    with demo_node("sqlite", tmp_path_factory.mktemp("procedure-memory") / "node",
+                   base_url=f"http://127.0.0.1:{port}") as node:
+        assert node.procedures is not None and node.fax is not None and node.delivery is not None
+        create_demo_procedures(node.procedures)
+        node.fax.send("tanaka", "civil-affairs", "06-1234-0000", [sample_pdf(1)], procedure_code="MOJ-MIN-006")
+        node.delivery.send("tanaka", "civil-affairs", ["criminal-affairs@moj"], [], "照会",
+                           [NewDocument("a.pdf", sample_pdf(1))], procedure_code="MOJ-MIN-001")
+        with ThreadedServer(create_app(node), port) as server:
+            yield node, server.url
 
 
 @pytest.mark.browser

@@ -21,11 +21,12 @@ A4 = (0.0, 0.0, 595.0, 842.0)
 
 
 @contextmanager
-def demo_node(backend: str, folder: Path) -> Iterator[Node]:
-    """An initialised node holding the demo offices and users."""
+def demo_node(backend: str, folder: Path, base_url: str | None = None) -> Iterator[Node]:
+    """An initialised node holding the demo offices and users (``base_url``: where it will be served)."""
     with fresh_database(backend, folder) as url:
         settings = load_settings(folder, env={}, overrides={
             "node_id": DEMO_NODE_ID, "organisation": DEMO_ORGANISATION, "database_url": url,
+            **({"base_url": base_url} if base_url else {}),
         })
         node = init_node(settings)
         try:
