@@ -121,6 +121,14 @@ def code_of(mail: EmailMessage) -> str:
     return found.group(1)
 
 
+def sent_link(app: object, node: Node, postfix: PrivatePostfix, to: str) -> tuple[str, str]:
+    """A sample PDF sent to ``to`` by tanaka: the sent message's page and the link its notice mail names."""
+    status, location = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    pump(node)
+    return location, link_of(postfix.wait_for(to)[0])
+
+
 def ask_code(public: TestClient, postfix: PrivatePostfix, node: Node, path: str, to: str, count: int) -> str:
     r = public.post(f"{path}/code")
     assert r.status_code == 200 and "確認コードを送りました" in r.text
@@ -260,10 +268,7 @@ def test_a_recipient_postfix_refuses_is_shown_as_undeliverable(app: object, node
 def test_five_wrong_codes_lock_the_link_until_the_clerk_unlocks_it(
         app: object, node: Node, postfix: PrivatePostfix) -> None:
     to = address()
-    status, location = send(app, node, to, [sample_pdf()])
-    assert status == 303
-    pump(node)
-    path = link_of(postfix.wait_for(to)[0])
+    location, path = sent_link(app, node, postfix, to)
     public = TestClient(app)  # type: ignore[arg-type]
     code = ask_code(public, postfix, node, path, to, 2)
     wrong = "000000" if code != "000000" else "111111"
@@ -380,10 +385,7 @@ def test_codes_for_one_address_are_limited_whatever_client_asks(
     import dataclasses
 
     to = address()
-    status, _ = send(app, node, to, [sample_pdf()])
-    assert status == 303
-    pump(node)
-    path = link_of(postfix.wait_for(to)[0])
+    _, path = sent_link(app, node, postfix, to)
     strict = create_app(dataclasses.replace(
         node, settings=dataclasses.replace(node.settings, public_requests_per_minute=3)))
     early_in_a_minute()
@@ -402,10 +404,7 @@ def test_a_refused_reply_says_why_in_japanese_and_stores_nothing(
     from inkless.db.tables_pickup import pickup_replies
 
     to = address()
-    status, _ = send(app, node, to, [sample_pdf()])
-    assert status == 303
-    pump(node)
-    path = link_of(postfix.wait_for(to)[0])
+    _, path = sent_link(app, node, postfix, to)
     public = TestClient(app)  # type: ignore[arg-type]
     code = ask_code(public, postfix, node, path, to, 2)
     assert public.post(f"{path}/open", data={"code": code}, follow_redirects=False).status_code == 303
