@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -325,3 +326,10 @@ def _wait_listening(instance: PrivatePostfix, timeout: float = 30.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"postfix did not listen on {instance.port}: {instance.log()[-2000:]}") from None
             time.sleep(0.1)
+
+
+def deliver_queued_mail(node: Any) -> None:
+    """Hand everything due in ``node``'s mail outbox to its SMTP server, as the worker would."""
+    assert node.mail is not None
+    while node.mail.deliver_due().total:
+        pass

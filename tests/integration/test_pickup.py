@@ -27,7 +27,7 @@ from inkless.seals.model import SealPlacement
 from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
-from tests.helpers.postfix import PrivatePostfix, postfix_available, running_postfix
+from tests.helpers.postfix import PrivatePostfix, deliver_queued_mail, postfix_available, running_postfix
 from tests.helpers.seals import sample_pdf
 from tests.helpers.web import TestClient, browser_login
 
@@ -99,12 +99,6 @@ def send(app: object, node: Node, to: str, docs: list[bytes], classification: in
     return r.status_code, r.headers.get("location", "") if r.status_code == 303 else r.text
 
 
-def pump(node: Node) -> None:
-    assert node.mail is not None
-    while node.mail.deliver_due().total:
-        pass
-
-
 def link_of(mail: EmailMessage) -> str:
     body = mail.get_body(("plain",))
     assert body is not None
@@ -125,14 +119,14 @@ def sent_link(app: object, node: Node, postfix: PrivatePostfix, to: str) -> tupl
     """A sample PDF sent to ``to`` by tanaka: the sent message's page and the link its notice mail names."""
     status, location = send(app, node, to, [sample_pdf()])
     assert status == 303
-    pump(node)
+    deliver_queued_mail(node)
     return location, link_of(postfix.wait_for(to)[0])
 
 
 def ask_code(public: TestClient, postfix: PrivatePostfix, node: Node, path: str, to: str, count: int) -> str:
     r = public.post(f"{path}/code")
     assert r.status_code == 200 and "確認コードを送りました" in r.text
-    pump(node)
+    deliver_queued_mail(node)
     mails = postfix.wait_for(to, count=count)
     assert "確認コード" in str(mails[-1]["Subject"])
     return code_of(mails[-1])
@@ -162,7 +156,7 @@ def test_a_clerk_sends_two_sealed_pdfs_to_an_email_address_and_follows_every_ste
     message_id = location.split("/messages/")[1].split("?")[0]
 
     # The notice: Japanese subject naming the office, a link, the expiry in JST, no attachment, a Message-ID.
-    pump(node)
+    deliver_queued_mail(node)
     [notice] = postfix.wait_for(to)
     assert str(notice["Subject"]) == "【法務省 民事局】文書のお受け取りのご案内 / Documents for you"
     assert notice["Message-ID"] and notice["Message-ID"].endswith("@moj.example.go.jp>")
@@ -258,7 +252,7 @@ def test_a_recipient_postfix_refuses_is_shown_as_undeliverable(app: object, node
     to = address("bounce")
     status, location = send(app, node, to, [sample_pdf()])
     assert status == 303
-    pump(node)
+    deliver_queued_mail(node)
     sender, _ = clerk(app, node)
     view = sender.get(location.split("?")[0]).text
     assert 'data-state="bounced"' in view and "不達" in view and "550 5.1.1" in view
@@ -303,7 +297,7 @@ def test_an_expired_link_and_another_recipients_link_do_not_open(
     first, second = address(), address()
     status, _ = send(app, node, f"{first}, {second}", [sample_pdf()])
     assert status == 303
-    pump(node)
+    deliver_queued_mail(node)
     path_a, path_b = link_of(postfix.wait_for(first)[0]), link_of(postfix.wait_for(second)[0])
     public = TestClient(app)  # type: ignore[arg-type]
     code_a = ask_code(public, postfix, node, path_a, first, 2)
@@ -349,7 +343,7 @@ def test_a_user_who_asked_for_it_gets_a_mail_notice_of_a_new_inbox_item_without_
                            [NewDocument("a.pdf", sample_pdf())], classification=1)
         while node.delivery.deliver_due().total:
             pass
-        pump(node)
+        deliver_queued_mail(node)
     [mail] = postfix.wait_for(to)
     assert str(mail["Subject"]) == "【法務省】新着文書があります / New document"
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]

@@ -27,7 +27,7 @@ from inkless.pickup.files import check_reply_file
 from inkless.web.app import create_app
 from tests.conftest import BACKENDS
 from tests.helpers.db import fresh_database
-from tests.helpers.postfix import PrivatePostfix, postfix_available, running_postfix
+from tests.helpers.postfix import PrivatePostfix, deliver_queued_mail, postfix_available, running_postfix
 from tests.helpers.seals import sample_pdf
 from tests.helpers.web import TestClient, bearer
 
@@ -67,12 +67,6 @@ def auth(node: Node, login: str) -> dict[str, str]:
     return dict(tokens[login])
 
 
-def pump(node: Node) -> None:
-    assert node.mail is not None
-    while node.mail.deliver_due().total:
-        pass
-
-
 def sent_to(node: Node, *addresses: str) -> str:
     assert node.delivery is not None
     return node.delivery.send("tanaka", "civil-affairs", list(addresses), [], "住民票の写しの送付",
@@ -82,14 +76,14 @@ def sent_to(node: Node, *addresses: str) -> str:
 def collect_and_reply(node: Node, postfix: PrivatePostfix, to: str) -> None:
     """The recipient opens the link with the code from the second mail, downloads, and sends a file back."""
     assert node.pickup is not None
-    pump(node)
+    deliver_queued_mail(node)
     body = postfix.wait_for(to)[0].get_body(("plain",))
     assert body is not None
     found = TOKEN.search(body.get_content())
     assert found
     token = found.group(1)
     assert node.pickup.request_code(token, "192.0.2.1") == to
-    pump(node)
+    deliver_queued_mail(node)
     code_mail = postfix.wait_for(to, count=2)[-1].get_body(("plain",))
     assert code_mail is not None
     code = re.search(r"確認コード: (\d{6})", code_mail.get_content())
@@ -177,7 +171,7 @@ def test_an_expired_link_shows_expired_with_its_time_and_other_offices_see_nothi
         node: Node, postfix: PrivatePostfix, monkeypatch: pytest.MonkeyPatch) -> None:
     hanako = f"hanako-{uuid.uuid4().hex[:8]}@example.co.jp"
     message_id = sent_to(node, hanako)
-    pump(node)
+    deliver_queued_mail(node)
     past = datetime.now(UTC) - timedelta(minutes=1)
     with node.db.begin() as conn:
         conn.execute(update(pickups).where(pickups.c.recipient == hanako).values(
