@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # Test processes: the suite waits on fsync, child processes, a browser and real-time fax calls (which sleep
 # between 20 ms packets), so four workers keep two cores busy; more starve the real-time fax calls of CPU
 # (G.711 training then fails). --no-loadscope-reorder keeps the order of
-# tests/conftest.py (files with slow tests first) instead of xdist's "most tests first".
+# tests/conftest.py (real-time files first, then slow ones) instead of xdist's "most tests first".
 TEST_WORKERS ?= 4
 
 .PHONY: run test system-deps browser-test-deps lint typecheck bench mutants fuzz clean

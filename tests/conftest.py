@@ -72,7 +72,7 @@ def quick_keys_and_hashes() -> Iterator[None]:
 
 
 def _weight(item: pytest.Item) -> int:
-    """Modules holding slow tests first, then the rest of e2e, integration, unit (0 runs first)."""
+    """The rest of e2e, then integration, then unit (the lowest runs first)."""
     tier = item.nodeid.split("/")[1] if item.nodeid.startswith("tests/") else ""
     return {"e2e": 1, "integration": 2}.get(tier, 3)
 
@@ -82,29 +82,40 @@ _yielding = False
 
 @pytest.fixture(autouse=True)
 def yield_cpu_to_real_time_tests(request: pytest.FixtureRequest) -> None:
-    """A test process that reaches its first test not marked ``slow`` lowers its own priority (nice 10,
+    """A test process that reaches its first test not marked ``realtime`` lowers its own priority (nice 10,
     inherited by the servers, browsers and OCR it starts), for good.
 
-    The slow files are handed out first (``pytest_collection_modifyitems`` below), so a process never
-    gets a slow file after an ordinary one; while the real-time fax calls (G.711 audio paced at 20 ms)
-    still run in other processes, they get the CPU before PDF rendering, OCR and browsers. Starved of it,
-    a call fails its modem training and is retried, and the receiver keeps two faxes.
+    The real-time files are handed out first (``pytest_collection_modifyitems`` below), so a process never
+    gets a real-time file after any other; while the real-time fax calls (G.711 audio paced at 20 ms) still
+    run in other processes, they get the CPU before PDF rendering, OCR, large uploads and browsers — the
+    other slow files included. Starved of it, a call fails its modem training and is retried, and the
+    receiver keeps two faxes.
     """
     global _yielding
-    if _yielding or "slow" in request.keywords:
+    if _yielding or "realtime" in request.keywords:
         return
     _yielding = True
     with contextlib.suppress(OSError):
         os.nice(10)
 
 
+def _group(item: pytest.Item, realtime: set[str], slow: set[str]) -> int:
+    module = item.nodeid.split("::")[0]
+    if module in realtime:
+        return 0
+    if module in slow:
+        return 1
+    return 1 + _weight(item)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # After pytest-randomly has shuffled: a stable sort keeps the random order within each group, and the
-    # parallel run (one module per worker at a time) starts the long real-time modules first instead of
-    # finding one of them last, with the other workers idle.
-    slow_modules = {item.nodeid.split("::")[0] for item in items if "slow" in item.keywords}
-    items.sort(key=lambda item: 0 if item.nodeid.split("::")[0] in slow_modules else _weight(item))
+    # parallel run (one module per worker at a time) starts the real-time modules first, then the other
+    # long ones, instead of finding one of them last with the other workers idle.
+    realtime = {item.nodeid.split("::")[0] for item in items if "realtime" in item.keywords}
+    slow = {item.nodeid.split("::")[0] for item in items if "slow" in item.keywords}
+    items.sort(key=lambda item: _group(item, realtime, slow))
     if postgres_url():
         return
     skip = pytest.mark.skip(reason="set INKLESS_TEST_POSTGRES_URL to run the PostgreSQL tests")

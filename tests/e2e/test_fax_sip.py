@@ -34,7 +34,7 @@ from tests.helpers.sip_nodes import (
     wait_received,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 @pytest.fixture
 def kamailio(tmp_path: Path) -> Iterator[Kamailio]:

@@ -21,7 +21,7 @@ from tests.helpers.faxdocs import simple_fax_tiff
 from tests.helpers.kamailio import Kamailio, free_udp_port, running_kamailio
 from tests.helpers.udp_impair import UdpImpairRelay
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 A, B = "0669410351", "0335804111"
 PASSWORDS = {A: "a-impaired", B: "b-impaired"}

@@ -17,7 +17,7 @@ from inkless.fax.sip import line as sip_line
 from inkless.fax.sip.line import SipLine
 from tests.helpers.kamailio import Kamailio, free_udp_port, running_kamailio
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 NUMBER = "0335804111"
 PASSWORD = "pw-voice-4111"

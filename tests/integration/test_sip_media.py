@@ -28,7 +28,7 @@ from inkless.fax.terminal import AudioTerminal, Outcome, T38Terminal, TerminalOp
 from tests.helpers.faxdocs import simple_fax_tiff
 from tests.helpers.udp_impair import UdpImpairRelay
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.realtime]
 
 CALL_TIMEOUT_S = 180.0
 CALLER_ID = "+81 3 1111 2222"
