@@ -47,9 +47,9 @@ def seeds() -> dict[str, list[bytes]]:
     from inkless.audit.log import TreeHead, tree_head_bytes
     from inkless.audit.witness import Cosignature, cosignature_bytes
     from inkless.delivery import envelope as env
-    from inkless.delivery import httpsig
     from inkless.delivery.receipt import ReceiptFacts, make_receipt
     from inkless.fax.imaging import encode_tiff, tiff_to_pdf
+    from inkless.federation import httpsig
 
     pki = _pki()
     ca = pki["ca"].cert

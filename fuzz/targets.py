@@ -108,7 +108,7 @@ def http_signature(data: bytes) -> None:
     """Request headers (``Name: value`` lines, then a blank line and the body) checked as a federation request."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from inkless.delivery import httpsig
+    from inkless.federation import httpsig
 
     head, _, body = data.partition(b"\n\n")
     headers: dict[str, str] = {}

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from sqlalchemy import insert, select
 from sqlalchemy.exc import ProgrammingError
 
@@ -132,28 +133,23 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
         settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir, box), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
-    from inkless.mail.outbox import build_mail
-
-    node.mail = build_mail(node)
+    node.mail = _mail(node)
     from inkless.directory.tokens import ApiTokenService
 
     node.tokens = ApiTokenService(db, directory, audit, clock)
-    from inkless.directory.peers import build_federation
-
-    build_federation(node)
+    _federation(node)
     from inkless.delivery.service import build_delivery
 
     node.delivery = build_delivery(node)
-    from inkless.pickup.service import build_pickup
+    from inkless.mail.notices import InboxNotices
+    from inkless.pickup.service import PickupService
 
-    node.pickup = build_pickup(node)
+    node.pickup = PickupService(settings, db, clock, audit, box, node.blobs, directory, node.mail,
+                                delivery=lambda: node.delivery)
     node.delivery.pickup = node.pickup
-    from inkless.mail.notices import build_notices
-
-    node.notices = build_notices(node)
-    from inkless.seals.sealing import build_sealing
-
-    node.sealing = build_sealing(node)
+    node.notices = InboxNotices(settings, db, clock, audit, directory, node.mail)
+    node.delivery.on_received.append(node.notices.on_received)
+    node.sealing = _sealing(node)
     from inkless.seals.route_service import RouteService
 
     node.routes = RouteService(db, node.blobs, directory, node.sealing, audit, clock, courier=node.delivery)
@@ -172,10 +168,7 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
         node.fax.set_office_settings(code, cover_page_default=on, actor=actor)
 
     node.admin = Administration(db, settings.node_id, directory, audit, box, clock, cover_default=cover_default)
-
-    from inkless.intake.service import build_intake
-
-    node.intake = build_intake(node)
+    node.intake = _intake(node)
     from inkless.metrics.service import MetricsService
     from inkless.metrics.uptake import RemoteUptake
 
@@ -279,3 +272,93 @@ def data_path(settings: Settings, *parts: str) -> Path:
 
 def utc_iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+# --- the services that read other parts of the node -------------------------------------------
+
+
+def _mail(node: Node) -> MailOutbox:
+    """The node's mail outbox, sending through ``smtp_url`` (a node without it queues nothing)."""
+    from inkless.mail.options import smtp_options
+    from inkless.mail.outbox import MailOutbox, helo_name
+    from inkless.mail.smtp import SmtpTransport
+
+    settings = node.settings
+    options = smtp_options(settings)
+    transport = SmtpTransport(options, helo_name=helo_name(settings.base_url)) if options.enabled else None
+    return MailOutbox(
+        node.db, node.box, node.clock, node.audit, options, transport,
+        expiry=timedelta(hours=settings.mail_expiry_hours),
+        backoff_base=float(settings.mail_backoff_base_seconds), backoff_cap=float(settings.mail_backoff_cap_seconds),
+        lease=timedelta(seconds=max(60.0, 4 * options.timeout)),
+    )
+
+
+def _federation(node: Node) -> None:
+    """The pinned-peer directory, the HTTP envelope transport and the witness of peers' audit logs."""
+    from inkless.audit.witness import WitnessService
+    from inkless.delivery.transport_http import HttpTransport
+    from inkless.directory.peers import PeerService
+
+    settings = node.settings
+    peers = PeerService(
+        node.db, settings.node_id, settings.base_url, settings.organisation, node.pki, node.directory, node.audit,
+        node.clock,
+    )
+    node.peers = peers
+    node.transport = HttpTransport(peers)
+    node.witness = WitnessService(node.db, settings.node_id, node.audit, peers, node.clock)
+
+
+def _sealing(node: Node) -> SealingService:
+    """The sealing service: node TSA (or ``tsa_url``), trust in own and pinned peers' CAs."""
+    from inkless.seals.sealing import SealingService
+    from inkless.seals.tsa import NodeTimeStampAuthority, choose_timestamper
+
+    tsa = NodeTimeStampAuthority(node.db, node.pki, node.audit, node.clock, node.settings.node_id)
+    node.extras["tsa"] = tsa
+
+    def peer_cas() -> list[x509.Certificate]:
+        # The CAs of pinned peers (federation) are trust anchors too; without federation only our own.
+        from inkless.directory.peers import PeerService
+
+        if isinstance(node.peers, PeerService):
+            return [peer.ca_certificate for peer in node.peers.all()]
+        return []
+
+    return SealingService(
+        node.db, node.pki, node.directory, node.audit, node.clock,
+        node_id=node.settings.node_id, organisation=node.settings.organisation,
+        timestamper=choose_timestamper(node.settings.tsa_url, tsa), trust_source=peer_cas,
+        timezone=node.settings.tz,
+    )
+
+
+def _intake(node: Node) -> IntakeService:
+    """The intake service; the fax service's cover pages invite to open windows."""
+    from inkless.audit.traffic import AnonymousTraffic
+    from inkless.intake.mailer import NoMailer, OutboxMailer
+    from inkless.intake.service import IntakeService
+    from inkless.untrusted.clamd import scanner_for
+
+    settings = node.settings
+    catalogue = node.procedures
+
+    def listed(office_code: str) -> list[tuple[str, str]]:
+        # (code, name) of an office's procedures in the node's catalogue
+        assert catalogue is not None
+        return [(p.code, p.name) for p in catalogue.procedures(office_code)]
+
+    service = IntakeService(
+        node.db, node.blobs, node.box, node.clock, node.audit, node.directory,
+        AnonymousTraffic(node.db, node.clock, node.audit, settings.public_requests_per_minute,
+                         settings.audit_tally_seconds),
+        AnonymousTraffic(node.db, node.clock, node.audit, settings.intake_address_per_minute,
+                         settings.audit_tally_seconds),
+        base_url=settings.base_url, organisation=settings.organisation or settings.node_id, timezone=settings.tz,
+        delivery=lambda: node.delivery, sealing=lambda: node.sealing, fax=lambda: node.fax,
+        mailer=OutboxMailer(node.mail) if node.mail is not None else NoMailer(),
+        scanner=scanner_for(settings.clamd_socket), procedures=listed if catalogue is not None else None,
+    )
+    if node.fax is not None:
+        node.fax.invitation_for = service.invitation_for
+    return service

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from inkless.app import Node
 from inkless.audit.model import AuditEvent
 from inkless.blobs import LocalBlobStore
-from inkless.db.tables import blob_columns
+from inkless.db.schema import blob_columns
 from inkless.workers import PeriodicTask, register
 
 log = logging.getLogger("inkless.blobs")

@@ -23,16 +23,11 @@ from sqlalchemy import func, select
 
 from inkless.app import Node
 from inkless.db import tables as t
-from inkless.delivery import httpsig
 from inkless.delivery.model import RecipientStatus
 from inkless.delivery.service import NewDocument
-from inkless.delivery.transport_http import (
-    DIRECTORY_PATH,
-    MESSAGE_HEADERS,
-    MESSAGES_PATH,
-    certificate_header,
-)
 from inkless.directory.peers import PeerService
+from inkless.federation import httpsig
+from inkless.federation.client import DIRECTORY_PATH, MESSAGE_HEADERS, MESSAGES_PATH, certificate_header
 from inkless.pki.model import CertPurpose
 from tests.conftest import BACKENDS
 from tests.helpers.nodes import NodeProcess, init_nodes, node_processes, start_nodes

@@ -24,8 +24,8 @@ from inkless.audit.tasks import tally_anonymous_traffic
 from inkless.clock import FixedClock
 from inkless.db import tables as t
 from inkless.db.tables_traffic import anonymous_requests
-from inkless.delivery.transport_http import DIRECTORY_PATH
 from inkless.directory.demo import DemoSample
+from inkless.federation.client import DIRECTORY_PATH
 from inkless.seals.tsa import TIMESTAMP_QUERY
 from inkless.web.app import create_app
 from tests.helpers.seals import sample_pdf

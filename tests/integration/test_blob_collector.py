@@ -14,7 +14,7 @@ from sqlalchemy import select
 from inkless.app import Node, build_node, init_node
 from inkless.blob_collector import collect_orphan_blobs, referenced_blobs
 from inkless.config import load_settings
-from inkless.db.tables import blob_columns
+from inkless.db.schema import blob_columns
 from inkless.db.tables_fax import fax_jobs
 from inkless.directory.demo import DEMO_NODE_ID, create_demo
 from inkless.errors import StorageError

@@ -29,10 +29,15 @@ from inkless.db.tables import audit_entries
 from inkless.db.tables_delivery import outbox
 from inkless.db.tables_fax import fax_jobs
 from inkless.db.tables_federation import federation_peers
-from inkless.delivery import httpsig
 from inkless.delivery.faxnote import FAX_FIRST_HEADER, FaxFirst
 from inkless.delivery.service import NewDocument
-from inkless.delivery.transport_http import (
+from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
+from inkless.directory.peers import PeerService
+from inkless.fax.fallback import DisasterFallback
+from inkless.fax.loopback import LoopbackLine
+from inkless.fax.simulate import AnsweringRemote
+from inkless.federation import httpsig
+from inkless.federation.client import (
     ENVELOPE_MEDIA_TYPE,
     MESSAGE_ID_HEADER,
     MESSAGES_PATH,
@@ -40,11 +45,6 @@ from inkless.delivery.transport_http import (
     SENDER_HEADER,
     certificate_header,
 )
-from inkless.directory.demo import DEMO_NODE_ID, DEMO_ORGANISATION, create_demo
-from inkless.directory.peers import PeerService
-from inkless.fax.fallback import DisasterFallback
-from inkless.fax.loopback import LoopbackLine
-from inkless.fax.simulate import AnsweringRemote
 from inkless.pki.ca import fingerprint
 from inkless.web.app import create_app
 from inkless.web.i18n import load_translations

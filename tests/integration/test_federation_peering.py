@@ -24,8 +24,17 @@ from inkless.db.tables_delivery import inbox
 from inkless.db.tables_federation import federation_nonces
 from inkless.db.tables_traffic import anonymous_requests
 from inkless.delivery import envelope as env
-from inkless.delivery import httpsig
-from inkless.delivery.transport_http import (
+from inkless.directory.peers import PeerService
+from inkless.errors import (
+    AuthenticationError,
+    ConflictError,
+    DeliveryRejectedError,
+    NotFoundError,
+    PeerUnreachableError,
+    ValidationError,
+)
+from inkless.federation import httpsig
+from inkless.federation.client import (
     DIRECTORY_PATH,
     ENVELOPE_MEDIA_TYPE,
     MESSAGE_ID_HEADER,
@@ -35,15 +44,6 @@ from inkless.delivery.transport_http import (
     SENDER_HEADER,
     FederationAnswer,
     certificate_header,
-)
-from inkless.directory.peers import PeerService
-from inkless.errors import (
-    AuthenticationError,
-    ConflictError,
-    DeliveryRejectedError,
-    NotFoundError,
-    PeerUnreachableError,
-    ValidationError,
 )
 from inkless.pki.model import CertPurpose
 from inkless.web.app import create_app

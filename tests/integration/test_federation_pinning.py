@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from inkless.app import Node
-from inkless.delivery import httpsig
-from inkless.delivery.transport_http import DIRECTORY_PATH, NODE_PATH, FederationClient, certificate_header
-from inkless.directory.documents import DIRECTORY_DOCUMENT, NODE_DOCUMENT, sign_document
 from inkless.directory.peers import PeerService
 from inkless.errors import AuthenticationError, ConflictError, NotFoundError
+from inkless.federation import httpsig
+from inkless.federation.client import DIRECTORY_PATH, NODE_PATH, FederationClient, certificate_header
+from inkless.federation.documents import DIRECTORY_DOCUMENT, NODE_DOCUMENT, sign_document
 from inkless.pki.ca import fingerprint
 from tests.helpers.pki import StandaloneCA
 

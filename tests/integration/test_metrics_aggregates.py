@@ -18,7 +18,7 @@ from inkless.config import load_settings
 from inkless.db import tables as t
 from inkless.db.tables_federation import federation_peers
 from inkless.directory.demo import create_demo
-from inkless.directory.documents import sign_document
+from inkless.federation.documents import sign_document
 from inkless.metrics import aggregates
 from inkless.metrics.demo import create_demo_procedures
 from inkless.web.app import create_app

@@ -15,8 +15,8 @@ from http_message_signatures import HTTPMessageSigner, HTTPMessageVerifier, Mapp
 from http_message_signatures import InvalidSignature as LibraryInvalidSignature
 from http_message_signatures.algorithms import ECDSA_P256_SHA256
 
-from inkless.delivery import httpsig
-from inkless.delivery.httpsig import (
+from inkless.federation import httpsig
+from inkless.federation.httpsig import (
     HttpMessage,
     SignatureError,
     parse_signature,

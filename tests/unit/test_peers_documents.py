@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from inkless.delivery.httpsig import SignatureError
-from inkless.directory.documents import (
+from inkless.directory.peers import normalise_fingerprint, normalise_url
+from inkless.errors import PKIError, ValidationError
+from inkless.federation.documents import (
     DIRECTORY_DOCUMENT,
     NODE_DOCUMENT,
     check_node_certificate,
@@ -21,8 +22,7 @@ from inkless.directory.documents import (
     sign_document,
     verify_document,
 )
-from inkless.directory.peers import normalise_fingerprint, normalise_url
-from inkless.errors import PKIError, ValidationError
+from inkless.federation.httpsig import SignatureError
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

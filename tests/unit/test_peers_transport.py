@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from inkless.clock import FixedClock
-from inkless.delivery import httpsig
-from inkless.delivery.httpsig import HttpMessage
-from inkless.delivery.transport_http import FederationClient, HttpTransport, certificate_header
+from inkless.delivery.transport_http import HttpTransport
 from inkless.errors import DeliveryRejectedError, NotFoundError, PeerUnreachableError
+from inkless.federation import httpsig
+from inkless.federation.client import FederationClient, certificate_header
+from inkless.federation.httpsig import HttpMessage
 from tests.unit.test_peers_documents import ThrowawayCA
 
 NODE_EKU = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]

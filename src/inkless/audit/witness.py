@@ -54,7 +54,6 @@ from inkless.audit.model import AuditEvent
 from inkless.clock import Clock
 from inkless.db.engine import Database
 from inkless.db.tables_witness import audit_cosignatures, witness_refusals, witnessed_heads
-from inkless.delivery.httpsig import SignatureError
 from inkless.errors import (
     AuthenticationError,
     ConflictError,
@@ -64,6 +63,7 @@ from inkless.errors import (
     PKIError,
     ValidationError,
 )
+from inkless.federation.httpsig import SignatureError
 
 if TYPE_CHECKING:
     from inkless.directory.peers import Peer, PeerService
@@ -116,7 +116,7 @@ class Cosignature:
 
     def verify(self, ca: x509.Certificate, now: datetime) -> None:
         """Raise SignatureError unless the signature verifies with a node certificate of the witness under ``ca``."""
-        from inkless.directory.documents import check_node_certificate
+        from inkless.federation.documents import check_node_certificate
 
         try:
             cert = x509.load_der_x509_certificate(self.certificate_der)
@@ -296,7 +296,7 @@ class WitnessService:
             raise _Refused(f"the tree head is malformed: {exc}") from None
         if head.node_id != peer.node_id:
             raise _Refused(f"the tree head is of node {head.node_id!r}, not of {peer.node_id!r}", head)
-        from inkless.directory.documents import check_node_certificate
+        from inkless.federation.documents import check_node_certificate
 
         try:
             check_node_certificate(x509.load_der_x509_certificate(head.certificate_der), peer.ca_certificate,

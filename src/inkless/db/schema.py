@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
+
+from sqlalchemy import Column
 
 import inkless.db
 from inkless.db.tables import metadata
@@ -23,9 +26,14 @@ for _info in pkgutil.iter_modules(inkless.db.__path__):
 ENGINE_SEARCH_OBJECTS = ("search_fts_", "ix_search_index_tokens_gin")
 
 
+def blob_columns() -> list[Column[Any]]:
+    """Every column of the schema that names a blob (``info=BLOB``)."""
+    return [c for table in metadata.sorted_tables for c in table.columns if c.info.get("blob")]
+
+
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """Alembic's filter: leave the engines' own full-text objects out of schema comparisons."""
     return not (reflected and name is not None and name.startswith(ENGINE_SEARCH_OBJECTS))
 
 
-__all__ = ["ENGINE_SEARCH_OBJECTS", "include_object", "metadata"]
+__all__ = ["ENGINE_SEARCH_OBJECTS", "blob_columns", "include_object", "metadata"]

@@ -7,8 +7,6 @@ SQLite and PostgreSQL).
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -40,12 +38,6 @@ metadata = MetaData(naming_convention=NAMING)
 # garbage collector keeps every blob some marked column names, and deletes the rest after a grace period.
 BLOB = {"blob": True}
 
-
-def blob_columns() -> list[Column[Any]]:
-    """Every column of the schema that names a blob (all feature tables loaded)."""
-    import inkless.db.schema  # noqa: F401  (registers the feature tables)
-
-    return [c for table in metadata.sorted_tables for c in table.columns if c.info.get("blob")]
 
 # Small facts about the node itself: node id, when it was initialised, CA fingerprint.
 node_meta = Table(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from sqlalchemy import Connection, Row, delete, insert, select, update
@@ -76,7 +76,20 @@ from inkless.search.text import pdf_text
 from inkless.text import UnsafeTextError, check_text
 
 if TYPE_CHECKING:
-    from inkless.pickup.service import PickupService
+    from inkless.pickup.model import NewPickup
+
+
+class EmailRecipients(Protocol):
+    """Secure pickup as sending uses it (:class:`inkless.pickup.service.PickupService`)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def check(self, actor: Actor, office_code: str, classification: int, recipients: Sequence[NewPickup],
+              confirmed: bool) -> None: ...
+
+    def record(self, conn: Connection, *, message_id: str, office_id: int, office_code: str, sender_login: str,
+               subject: str, recipients: Sequence[NewPickup], now: datetime) -> list[int]: ...
 
 log = logging.getLogger("inkless.delivery")
 
@@ -134,7 +147,7 @@ class DeliveryService:
         self.search_index = SearchIndex(tokens_of(box))
         self._cache_lock = threading.Lock()
         # Secure pickup (e-mail recipients), set by the composition root when the node has it.
-        self.pickup: PickupService | None = None
+        self.pickup: EmailRecipients | None = None
         # Called in the transaction that stores a new inbox item: (conn, office id, office code, time).
         self.on_received: list[Callable[[Connection, int, str, datetime], None]] = []
 
@@ -216,14 +229,14 @@ class DeliveryService:
             names.add(doc.name)
         self.check_size(sum(len(d.data) for d in documents))
         office = self._directory.office(from_office)
-        from inkless.pickup.service import NewPickup, check_mobile, split_recipients
+        from inkless.pickup.model import NewPickup, check_mobile, split_recipients
 
         office_to, email_to = split_recipients(to)
         recipients = self._resolve(office_to, list_names) if office_to or list_names or not email_to else []
         check_send(actor, office.code, classification, recipients)
         new_pickups = [NewPickup(a, check_mobile((mobiles or {}).get(a))) for a in dict.fromkeys(email_to)]
         if new_pickups:
-            if self.pickup is None or not self.pickup.node.mail or not self.pickup.node.mail.enabled:
+            if self.pickup is None or not self.pickup.enabled:
                 raise ValidationError("this node sends no e-mail (smtp_url is not set): "
                                       "it cannot send to an e-mail address")
             self.pickup.check(actor, office.code, classification, new_pickups, confirm)

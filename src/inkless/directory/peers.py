@@ -31,23 +31,7 @@ from inkless.clock import Clock
 from inkless.config import NODE_ID_RE
 from inkless.db.engine import Database
 from inkless.db.tables_federation import federation_nonces, federation_peers
-from inkless.delivery import httpsig
-from inkless.delivery.httpsig import HttpMessage, SignatureError
 from inkless.delivery.transport import RemoteOffice, split_address
-from inkless.delivery.transport_http import (
-    DIRECTORY_PATH,
-    NODE_PATH,
-    FederationClient,
-    read_certificate_header,
-)
-from inkless.directory.documents import (
-    DIRECTORY_DOCUMENT,
-    NODE_DOCUMENT,
-    check_node_certificate,
-    check_office_certificate,
-    sign_document,
-    verify_document,
-)
 from inkless.directory.service import DirectoryService
 from inkless.errors import (
     AuthenticationError,
@@ -57,6 +41,17 @@ from inkless.errors import (
     PKIError,
     ValidationError,
 )
+from inkless.federation import httpsig
+from inkless.federation.client import DIRECTORY_PATH, NODE_PATH, FederationClient, read_certificate_header
+from inkless.federation.documents import (
+    DIRECTORY_DOCUMENT,
+    NODE_DOCUMENT,
+    check_node_certificate,
+    check_office_certificate,
+    sign_document,
+    verify_document,
+)
+from inkless.federation.httpsig import HttpMessage, SignatureError
 from inkless.pki.ca import NodeCA, fingerprint
 from inkless.pki.model import CertPurpose
 
@@ -637,20 +632,3 @@ def _peer(row: Any) -> Peer:
         last_seen_at=row.last_seen_at, last_error=row.last_error, unreachable_since=row.unreachable_since,
         directory_fetched_at=row.directory_fetched_at, office_count=offices,
     )
-
-
-def build_federation(node: Any) -> PeerService:
-    """Put the pinned-peer directory and the HTTP transport on ``node`` (a :class:`inkless.app.Node`)."""
-    from inkless.delivery.transport_http import HttpTransport
-
-    settings = node.settings
-    peers = PeerService(
-        node.db, settings.node_id, settings.base_url, settings.organisation, node.pki, node.directory, node.audit,
-        node.clock,
-    )
-    node.peers = peers
-    node.transport = HttpTransport(peers)
-    from inkless.audit.witness import WitnessService
-
-    node.witness = WitnessService(node.db, settings.node_id, node.audit, peers, node.clock)
-    return peers

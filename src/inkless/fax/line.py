@@ -1,7 +1,13 @@
-"""The seam between the fax service and a telephone line (loopback, spool, sip)."""
+"""The seam between the fax service and a telephone line.
+
+The interface knows no driver: each line driver (loopback, spool, sip) registers a factory under the
+name the ``fax_line`` setting uses, when its module is imported; the node's fax station imports the
+drivers and opens the configured one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from inkless.fax.model import CallResult
@@ -64,24 +70,26 @@ class FaxLine(Protocol):
         ...
 
 
+LineFactory = Callable[["Settings", "Clock | None"], FaxLine]
+_drivers: dict[str, LineFactory] = {}
+
+
+def register_line(name: str, factory: LineFactory) -> None:
+    """Make ``fax_line = name`` open a line made by ``factory(settings, clock)``."""
+    _drivers[name] = factory
+
+
 def open_line(settings: Settings, clock: Clock | None = None) -> FaxLine | None:
-    """The line the settings choose (``fax_line``): loopback, spool, sip, or None for "none".
+    """The line the settings choose (``fax_line``), or None for "none".
 
-    ``clock`` and the ``timezone`` setting date the header line stamped on outbound pages.
+    ``clock`` and the ``timezone`` setting date the header line stamped on outbound pages. The driver
+    must have registered itself (its module imported); otherwise this is a configuration error.
     """
-    if settings.fax_line == "loopback":
-        from inkless.fax.loopback import LoopbackLine
+    if settings.fax_line == "none":
+        return None
+    factory = _drivers.get(settings.fax_line)
+    if factory is None:
+        from inkless.errors import ConfigurationError
 
-        return LoopbackLine(
-            settings.fax_loopback_socket, settings.fax_loopback_remote,
-            ident=settings.fax_ident, max_calls=settings.fax_max_calls, clock=clock, timezone=settings.tz,
-        )
-    if settings.fax_line == "spool":
-        from inkless.fax.spool import SpoolLine
-
-        return SpoolLine(settings.fax_spool_dir, ident=settings.fax_ident, clock=clock, timezone=settings.tz)
-    if settings.fax_line == "sip":
-        from inkless.fax.sip.line import SipLine
-
-        return SipLine(settings, clock)
-    return None
+        raise ConfigurationError(f"fax_line {settings.fax_line!r}: no line driver of that name is loaded")
+    return factory(settings, clock)

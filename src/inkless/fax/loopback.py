@@ -26,13 +26,13 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inkless import timefmt
 from inkless.clock import Clock, SystemClock
 from inkless.errors import FaxError
 from inkless.fax import header as fax_header
-from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler
+from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler, register_line
 from inkless.fax.model import CallResult, CallSetup
 from inkless.fax.terminal import (
     DROPPED_LINE_GRACE_S,
@@ -45,6 +45,9 @@ from inkless.fax.terminal import (
     TerminalOptions,
     call_result,
 )
+
+if TYPE_CHECKING:
+    from inkless.config import Settings
 
 log = logging.getLogger("inkless.fax.loopback")
 
@@ -474,3 +477,13 @@ class LoopbackLine:
         if self._answerer is not None:
             self._answerer.stop()
             self._answerer = None
+
+
+def _from_settings(settings: Settings, clock: Clock | None) -> LoopbackLine:
+    return LoopbackLine(
+        settings.fax_loopback_socket, settings.fax_loopback_remote,
+        ident=settings.fax_ident, max_calls=settings.fax_max_calls, clock=clock, timezone=settings.tz,
+    )
+
+
+register_line("loopback", _from_settings)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
+
+from inkless import timefmt
 
 # Widths a TIFF Class F page may have (ISO A4/B4/A3 at 8 pels/mm).
 FAX_WIDTHS = (1728, 2048, 2432)
@@ -59,3 +62,33 @@ class CallResult:
     call_id: str | None = None
     gateway: str | None = None
     voice: bool = False
+
+
+@dataclass(frozen=True)
+class RenderedFax:
+    """A document rendered for the line: a multi-page TIFF-F and its page count."""
+
+    tiff: bytes
+    pages: int
+
+
+# The engine's imaging, behind two callables so that the service can be tested without it.
+Renderer = Callable[[Sequence[bytes], "CoverPage | None"], RenderedFax]
+PdfMaker = Callable[[bytes], bytes]
+Ocr = Callable[[bytes], tuple[bytes, bool]]
+
+
+@dataclass(frozen=True)
+class CoverPage:
+    """What a cover page says."""
+
+    sender_office: str
+    sender_number: str | None
+    sender_name: str
+    recipient_number: str
+    pages: int
+    subject: str | None
+    sent_at: datetime
+    reference: str | None = None
+    timezone: tzinfo = timefmt.TOKYO  # the zone the cover page's date is written in
+    invitation_url: str | None = None  # the office's intake window: "次回からはオンラインで送れます" and a QR code

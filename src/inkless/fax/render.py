@@ -16,7 +16,7 @@ from inkless import timefmt
 from inkless.errors import FaxError
 
 if TYPE_CHECKING:
-    from inkless.fax.service import CoverPage, RenderedFax
+    from inkless.fax.model import CoverPage, RenderedFax
 
 # An A4 page at fine resolution: 1728 × 2292 (297 mm at 7.7 lines/mm).
 COVER_HEIGHT = 2292
@@ -95,7 +95,7 @@ def render_for_fax(documents: Sequence[bytes], cover: CoverPage | None) -> Rende
     import dataclasses
 
     from inkless.fax import imaging
-    from inkless.fax.service import RenderedFax
+    from inkless.fax.model import RenderedFax
 
     pages: list[Image.Image] = []
     for document in documents:

@@ -37,7 +37,7 @@ from inkless.errors import ConflictError, FaxError, InklessError, NotFoundError,
 from inkless.fax import line as fax_line
 from inkless.fax.jobs import CLAIM_SECONDS, JobSchedule, JobState, after_attempt
 from inkless.fax.log import FaxCallEntry, FaxJob, OfficeFaxSettings
-from inkless.fax.model import CallResult
+from inkless.fax.model import CallResult, CoverPage, Ocr, PdfMaker, RenderedFax, Renderer
 from inkless.fax.policy import check_fax_allowed
 from inkless.fax.routing import (
     BLOCK_KINDS,
@@ -70,36 +70,6 @@ class ReceivedFax:
     status: str
     office_code: str | None
     message_id: str | None
-
-
-@dataclass(frozen=True)
-class RenderedFax:
-    """A document rendered for the line: a multi-page TIFF-F and its page count."""
-
-    tiff: bytes
-    pages: int
-
-
-# The engine's imaging, behind two callables so that the service can be tested without it.
-Renderer = Callable[[Sequence[bytes], "CoverPage | None"], RenderedFax]
-PdfMaker = Callable[[bytes], bytes]
-Ocr = Callable[[bytes], tuple[bytes, bool]]
-
-
-@dataclass(frozen=True)
-class CoverPage:
-    """What a cover page says."""
-
-    sender_office: str
-    sender_number: str | None
-    sender_name: str
-    recipient_number: str
-    pages: int
-    subject: str | None
-    sent_at: datetime
-    reference: str | None = None
-    timezone: tzinfo = timefmt.TOKYO  # the zone the cover page's date is written in
-    invitation_url: str | None = None  # the office's intake window: "次回からはオンラインで送れます" and a QR code
 
 
 class FaxService:

@@ -30,15 +30,18 @@ import time
 import uuid
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inkless import timefmt
 from inkless.clock import Clock, SystemClock
 from inkless.errors import FaxError
 from inkless.fax import header as fax_header
 from inkless.fax import imaging
-from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler
+from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler, register_line
 from inkless.fax.model import CallResult
+
+if TYPE_CHECKING:
+    from inkless.config import Settings
 
 log = logging.getLogger("inkless.fax.spool")
 
@@ -258,3 +261,10 @@ class SpoolLine:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+
+def _from_settings(settings: Settings, clock: Clock | None) -> SpoolLine:
+    return SpoolLine(settings.fax_spool_dir, ident=settings.fax_ident, clock=clock, timezone=settings.tz)
+
+
+register_line("spool", _from_settings)

@@ -32,8 +32,16 @@ def _someone_answers(path: Path) -> bool:
     return True
 
 
+def _load_drivers() -> None:
+    """Import the line drivers; each registers itself with the line interface (``register_line``)."""
+    import inkless.fax.loopback
+    import inkless.fax.sip.line
+    import inkless.fax.spool  # noqa: F401
+
+
 def station_line(node: Any) -> FaxLine | None:
     """The line this process uses for ``node`` (None when ``fax_line = "none"``)."""
+    _load_drivers()
     with _lock:
         key = id(node)
         if key not in _lines:

@@ -60,7 +60,6 @@ from inkless.untrusted.clamd import VirusScanner
 from inkless.untrusted.files import CheckedFile, FileLimits, check_file
 
 if TYPE_CHECKING:
-    from inkless.app import Node
     from inkless.delivery.service import DeliveryService
     from inkless.fax.service import FaxService
     from inkless.seals.sealing import SealingService
@@ -499,37 +498,3 @@ class IntakeService:
             rows = conn.execute(query.order_by(fax_invitations.c.id.desc())).all()
         return [Invitation(r.id, r.office_code, r.number, r.invited_at, r.invited_by, r.fax_job_id, r.source,
                            r.code) for r in rows]
-
-
-def _catalogue(node: Node) -> Callable[[str], Sequence[tuple[str, str]]] | None:
-    """(code, name) of an office's procedures in the node's catalogue, when the node has one with entries."""
-    catalogue = node.procedures
-    if catalogue is None:
-        return None
-
-    def listed(office_code: str) -> list[tuple[str, str]]:
-        return [(p.code, p.name) for p in catalogue.procedures(office_code)]
-
-    return listed
-
-
-def build_intake(node: Node, mailer: Mailer | None = None) -> IntakeService:
-    """The intake service of ``node``; the fax service's cover pages invite to open windows."""
-    from inkless.intake.mailer import NoMailer, OutboxMailer
-    from inkless.untrusted.clamd import scanner_for
-
-    settings = node.settings
-    service = IntakeService(
-        node.db, node.blobs, node.box, node.clock, node.audit, node.directory,
-        AnonymousTraffic(node.db, node.clock, node.audit, settings.public_requests_per_minute,
-                         settings.audit_tally_seconds),
-        AnonymousTraffic(node.db, node.clock, node.audit, settings.intake_address_per_minute,
-                         settings.audit_tally_seconds),
-        base_url=settings.base_url, organisation=settings.organisation or settings.node_id, timezone=settings.tz,
-        delivery=lambda: node.delivery, sealing=lambda: node.sealing, fax=lambda: node.fax,
-        mailer=mailer or (OutboxMailer(node.mail) if node.mail is not None else NoMailer()),
-        scanner=scanner_for(settings.clamd_socket), procedures=_catalogue(node),
-    )
-    if node.fax is not None:
-        node.fax.invitation_for = service.invitation_for
-    return service

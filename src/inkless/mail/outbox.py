@@ -29,11 +29,10 @@ from inkless.delivery.outbox import backoff_delay
 from inkless.errors import NotFoundError
 from inkless.mail.address import normalise_email
 from inkless.mail.compose import MailContent, compose, new_message_id
-from inkless.mail.options import SmtpOptions, smtp_options
-from inkless.mail.smtp import MailTransport, OutgoingMail, SendOutcome, SmtpTransport
+from inkless.mail.options import SmtpOptions
+from inkless.mail.smtp import MailTransport, OutgoingMail, SendOutcome
 
 if TYPE_CHECKING:
-    from inkless.app import Node
     from inkless.audit.model import AuditRecorder
     from inkless.clock import Clock
     from inkless.db.engine import Database
@@ -270,20 +269,6 @@ def helo_name(base_url: str) -> str | None:
     except ValueError:
         return host
     return f"[{host}]"
-
-
-def build_mail(node: Node, transport: MailTransport | None = None) -> MailOutbox:
-    """The node's mail outbox, sending through ``smtp_url`` (or the given transport, for tests and demos)."""
-    settings = node.settings
-    options = smtp_options(settings)
-    if transport is None and options.enabled:
-        transport = SmtpTransport(options, helo_name=helo_name(settings.base_url))
-    return MailOutbox(
-        node.db, node.box, node.clock, node.audit, options, transport,
-        expiry=timedelta(hours=settings.mail_expiry_hours),
-        backoff_base=float(settings.mail_backoff_base_seconds), backoff_cap=float(settings.mail_backoff_cap_seconds),
-        lease=timedelta(seconds=max(60.0, 4 * options.timeout)),
-    )
 
 
 def pending_count(conn: Connection) -> int:

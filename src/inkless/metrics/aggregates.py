@@ -2,7 +2,7 @@
 
 A node signs, per ISO week, its node-wide counts (no personal data, no content, no office or
 remote numbers) and the procedure headline as a JWS with its node key (the same signed-document
-format as its directory, see inkless.directory.documents). An administrator chooses the peers or
+format as its directory, see inkless.federation.documents). An administrator chooses the peers or
 the hub it goes to; the hub accepts it only from a pinned peer, verifies the signature against
 that peer's pinned CA, and keeps one aggregate per node and week: the same document again changes
 nothing, a corrected one (issued later) replaces it and is audited, an older one is refused.
@@ -19,8 +19,8 @@ from sqlalchemy import delete, insert, select, update
 
 from inkless.audit.model import AuditEvent
 from inkless.db.tables_metrics import metrics_aggregate_targets, metrics_aggregates
-from inkless.delivery.httpsig import SignatureError
 from inkless.errors import ConflictError, NotFoundError, PolicyError, ValidationError
+from inkless.federation.httpsig import SignatureError
 from inkless.metrics import rollup as r
 from inkless.metrics.periods import WEEK_RE, parse_week
 
@@ -70,7 +70,7 @@ def aggregate_counts(node: Node, week: str) -> dict[str, int]:
 
 def build_aggregate(node: Node, week: str, counts: dict[str, int] | None = None) -> str:
     """This node's signed aggregate of ``week`` (JWS), of ``counts`` when given (else computed now)."""
-    from inkless.directory.documents import sign_document
+    from inkless.federation.documents import sign_document
 
     week = parse_week(week)
     assert node.peers is not None
@@ -99,7 +99,7 @@ def receive_aggregate(node: Node, jws: str) -> tuple[str, StoredAggregate]:
     SignatureError for a bad signature or a signer not under the peer's pinned CA (tampered, forged);
     PolicyError for a node that is not a pinned peer; ConflictError for an older issue than the one kept.
     """
-    from inkless.directory.documents import open_document, verify_document
+    from inkless.federation.documents import open_document, verify_document
 
     if len(jws) > MAX_AGGREGATE_BYTES:
         raise ValidationError(f"an aggregate is at most {MAX_AGGREGATE_BYTES} bytes")

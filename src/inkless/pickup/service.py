@@ -29,21 +29,28 @@ from inkless.db.tables_delivery import messages
 from inkless.db.tables_pickup import pickup_office_settings, pickup_replies, pickups
 from inkless.delivery.model import SentMessage
 from inkless.delivery.policy import Actor
-from inkless.errors import NotFoundError, PolicyError, ValidationError
-from inkless.mail.address import normalise_email
+from inkless.errors import ConfigurationError, NotFoundError, PolicyError, ValidationError
 from inkless.mail.compose import MailContent
 from inkless.mail.outbox import MailStatus
 from inkless.pickup.files import ReplyFile
+from inkless.pickup.model import NewPickup
 from inkless.pickup.status import PickupReply, PickupStatus
 
 if TYPE_CHECKING:
-    from inkless.app import Node
+    from inkless.audit.model import AuditRecorder
+    from inkless.blobs import BlobStore
+    from inkless.clock import Clock
+    from inkless.config import Settings
+    from inkless.db.engine import Database
+    from inkless.delivery.service import DeliveryService
+    from inkless.directory.service import DirectoryService
+    from inkless.mail.outbox import MailOutbox
+    from inkless.pki.keystore import SecretBox
 
 CODE_DIGITS = 6
 CODE_MINUTES = 10
 MAX_TRIES = 5
 SESSION_MINUTES = 30
-MAX_MOBILE = 32
 
 
 def _hash(secret: str) -> str:
@@ -84,26 +91,34 @@ class PickupView:
     replies: int
 
 
-@dataclass(frozen=True)
-class NewPickup:
-    """An e-mail recipient given when sending."""
-
-    address: str
-    mobile: str | None = None
-
-
 class PickupService:
     """See the module docstring."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.settings = node.settings
-        self.db = node.db
-        self.clock = node.clock
-        self.audit = node.audit
-        self.box = node.box
-        if node.mail is not None:
-            node.mail.listen("pickup.notice", self._notice_ended)
+    def __init__(self, settings: Settings, db: Database, clock: Clock, audit: AuditRecorder, box: SecretBox,
+                 blobs: BlobStore, directory: DirectoryService, mail: MailOutbox | None,
+                 delivery: Callable[[], DeliveryService | None]) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.audit = audit
+        self.box = box
+        self.blobs = blobs
+        self.directory = directory
+        self.mail = mail
+        self._delivery = delivery  # read late: the delivery service is built before this one
+        if mail is not None:
+            mail.listen("pickup.notice", self._notice_ended)
+
+    def _deliveries(self) -> DeliveryService:
+        delivery = self._delivery()
+        if delivery is None:
+            raise ConfigurationError("this node has no delivery service")
+        return delivery
+
+    @property
+    def enabled(self) -> bool:
+        """Whether e-mail recipients can be given: the node sends mail."""
+        return self.mail is not None and self.mail.enabled
 
     # --- sending --------------------------------------------------------------------------
 
@@ -137,7 +152,7 @@ class PickupService:
         """Set an office's link lifetime (1-90 days)."""
         if not 1 <= days <= 90:
             raise ValidationError("the pickup link lifetime must be 1-90 days")
-        office = self.node.directory.office(office_code)
+        office = self.directory.office(office_code)
         with self.db.begin() as conn:
             conn.execute(pickup_office_settings.delete().where(pickup_office_settings.c.office_id == office.id))
             conn.execute(insert(pickup_office_settings).values(office_id=office.id, expiry_days=days))
@@ -147,7 +162,7 @@ class PickupService:
     def record(self, conn: Connection, *, message_id: str, office_id: int, office_code: str, sender_login: str,
                subject: str, recipients: Sequence[NewPickup], now: datetime) -> list[int]:
         """Create the pickups of a message being sent and queue their notices (in the send transaction)."""
-        assert self.node.mail is not None
+        assert self.mail is not None
         office = conn.execute(select(t.offices.c.name).where(t.offices.c.id == office_id)).scalar_one()
         expires = now + timedelta(days=self.expiry_days(office_id, conn))
         ids = []
@@ -157,7 +172,7 @@ class PickupService:
                 message_id=message_id, office_id=office_id, sender_login=sender_login, recipient=r.address,
                 mobile=r.mobile, token_hash=_hash(token), created_at=now, expires_at=expires, code_tries=0,
             )).inserted_primary_key[0])  # type: ignore[index]
-            self.node.mail.enqueue(conn, kind="pickup.notice", recipient=r.address, ref=f"pickup:{pickup_id}",
+            self.mail.enqueue(conn, kind="pickup.notice", recipient=r.address, ref=f"pickup:{pickup_id}",
                                    content=self._notice(office, subject, expires, token))
             self.audit.record(conn, AuditEvent(
                 actor=sender_login, action="pickup.created", object_type="pickup", object_id=str(pickup_id),
@@ -226,7 +241,7 @@ class PickupService:
         refuse). The caller answers the same way in every other case: the page never tells whether a
         link exists.
         """
-        assert self.node.mail is not None
+        assert self.mail is not None
         now = self.clock.now()
         if admit is not None:
             # Outside the write transaction: the rate limiter writes its own counts.
@@ -244,7 +259,7 @@ class PickupService:
                 code_hash=_code_hash(row.token_hash, code), code_expires_at=now + timedelta(minutes=CODE_MINUTES),
                 code_enc=self.box.seal(code.encode(), f"pickup-code:{row.id}") if row.mobile else None))
             office = conn.execute(select(t.offices.c.name).where(t.offices.c.id == row.office_id)).scalar_one()
-            self.node.mail.enqueue(conn, kind="pickup.code", recipient=row.recipient, ref=f"pickup:{row.id}",
+            self.mail.enqueue(conn, kind="pickup.code", recipient=row.recipient, ref=f"pickup:{row.id}",
                                    content=self._code_mail(office, code))
             self.audit.record(conn, AuditEvent(
                 actor="anonymous", action="pickup.code_sent", object_type="pickup", object_id=str(row.id),
@@ -318,8 +333,7 @@ class PickupService:
         return True
 
     def _opened(self, row: Row[Any]) -> Any:
-        assert self.node.delivery is not None
-        return self.node.delivery.open_message(str(row.message_id), None)
+        return self._deliveries().open_message(str(row.message_id), None)
 
     def view(self, token: str, session: str | None) -> PickupView:
         with self.db.read() as conn:
@@ -364,15 +378,15 @@ class PickupService:
             raise CommentRefused("the comment must be at most 2,000 characters of text")
         with self.db.read() as conn:
             row = self._session_row(conn, token, session)
-        assert self.node.delivery is not None
-        sent = self.node.delivery.message(str(row.message_id), None)  # the sender's copy, as the operator
+        delivery = self._deliveries()
+        sent = delivery.message(str(row.message_id), None)  # the sender's copy, as the operator
         assert isinstance(sent, SentMessage) and sent.subject is not None
-        reply_id = self.node.delivery.deposit_external(
+        reply_id = delivery.deposit_external(
             sent.office, [(f.name, f.data, f.content_type) for f in files], "pickup",
             {"from": row.recipient, "email": row.recipient, "email_verified": True, "pickup_id": row.id,
              "comment": comment}, f"Re: {sent.subject}", classification=sent.classification,
             procedure_code=sent.procedure_code, reply_to=str(row.message_id))
-        digests = [(f, self.node.blobs.put(f.data)) for f in files]
+        digests = [(f, self.blobs.put(f.data)) for f in files]
         now = self.clock.now()
         with self.db.begin() as conn:
             for f, digest in digests:
@@ -391,8 +405,7 @@ class PickupService:
     # --- the sender's side -----------------------------------------------------------------
 
     def _sender_check(self, conn: Connection, message_id: str, viewer: str | None) -> Any:
-        assert self.node.delivery is not None
-        actor = self.node.delivery.actor(viewer)
+        actor = self._deliveries().actor(viewer)
         sent = conn.execute(select(messages.c.id, t.offices.c.code)
                             .join(t.offices, t.offices.c.id == messages.c.office_id)
                             .where(messages.c.id == message_id)).first()
@@ -467,32 +480,4 @@ class PickupService:
             if rep is None:
                 raise NotFoundError(f"no reply file {reply_id}")
             self._sender_pickup(conn, rep.pickup_id, viewer)
-        return rep.name, rep.content_type, self.node.blobs.get(rep.sha256)
-
-
-def split_recipients(addresses: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Office addresses (``code@node``) and e-mail addresses (a domain with a dot) apart, order kept."""
-    offices, emails = [], []
-    for a in addresses:
-        a = a.strip()
-        if not a:
-            continue
-        if "@" in a and "." in a.rpartition("@")[2]:
-            emails.append(normalise_email(a))
-        else:
-            offices.append(a)
-    return offices, emails
-
-
-def check_mobile(text: str | None) -> str | None:
-    """A mobile number as typed (digits, spaces, hyphens, brackets, a leading +), or None."""
-    if text is None or not text.strip():
-        return None
-    clean = text.strip()
-    if len(clean) > MAX_MOBILE or not all(c.isdigit() or c in " -()+" for c in clean):
-        raise ValidationError("the mobile number may contain only digits, spaces, hyphens and brackets")
-    return clean
-
-
-def build_pickup(node: Node) -> PickupService:
-    return PickupService(node)
+        return rep.name, rep.content_type, self.blobs.get(rep.sha256)

@@ -63,7 +63,6 @@ from inkless.seals.imprint import (
 from inkless.seals.model import SealPlacement, VerificationReport
 
 if TYPE_CHECKING:
-    from inkless.app import Node
     from inkless.directory.service import DirectoryService
 
 __all__ = ["SealKind", "SealPlacement", "SealingService", "SignerMaterial", "imprint_for"]
@@ -494,26 +493,3 @@ def _lock_existing_field(writer: IncrementalPdfFileWriter, field_name: str) -> N
                 "breaking the earlier seals: seal at a new position, or create the field with a lock "
                 "before the first seal (as approval routes do)"
             )
-
-
-def build_sealing(node: Node) -> SealingService:
-    """The sealing service of ``node``: node TSA (or ``tsa_url``), trust in own and pinned peers' CAs."""
-    from inkless.seals.tsa import NodeTimeStampAuthority, choose_timestamper
-
-    tsa = NodeTimeStampAuthority(node.db, node.pki, node.audit, node.clock, node.settings.node_id)
-    node.extras["tsa"] = tsa
-
-    def peer_cas() -> list[cx509.Certificate]:
-        # The CAs of pinned peers (federation) are trust anchors too; without federation only our own.
-        from inkless.directory.peers import PeerService
-
-        if isinstance(node.peers, PeerService):
-            return [peer.ca_certificate for peer in node.peers.all()]
-        return []
-
-    return SealingService(
-        node.db, node.pki, node.directory, node.audit, node.clock,
-        node_id=node.settings.node_id, organisation=node.settings.organisation,
-        timestamper=choose_timestamper(node.settings.tsa_url, tsa), trust_source=peer_cas,
-        timezone=node.settings.tz,
-    )

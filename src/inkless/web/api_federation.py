@@ -8,7 +8,7 @@
 - ``GET /audit/witnessed/NODE``: the newest head of NODE that this node cosigned (pinned peers only).
 
 Every answer, errors included, is signed with the node key (RFC 9421, see
-:mod:`inkless.delivery.httpsig`). These routes use neither sessions nor CSRF
+:mod:`inkless.federation.httpsig`). These routes use neither sessions nor CSRF
 tokens: a peer authenticates every request with its signature.
 """
 
@@ -23,19 +23,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
-from inkless.delivery import httpsig
 from inkless.delivery.faxnote import FAX_FIRST_HEADER, parse_fax_first
-from inkless.delivery.httpsig import HttpMessage, SignatureError
 from inkless.delivery.transport import split_address
-from inkless.delivery.transport_http import (
-    FEDERATION_PREFIX,
-    MESSAGE_HEADERS,
-    MESSAGE_ID_HEADER,
-    RECEIPT_MEDIA_TYPE,
-    RECIPIENT_HEADER,
-    SENDER_HEADER,
-    certificate_header,
-)
 from inkless.directory.peers import PeerService
 from inkless.errors import (
     AuthenticationError,
@@ -45,6 +34,17 @@ from inkless.errors import (
     MessageTooLargeError,
     ValidationError,
 )
+from inkless.federation import httpsig
+from inkless.federation.client import (
+    FEDERATION_PREFIX,
+    MESSAGE_HEADERS,
+    MESSAGE_ID_HEADER,
+    RECEIPT_MEDIA_TYPE,
+    RECIPIENT_HEADER,
+    SENDER_HEADER,
+    certificate_header,
+)
+from inkless.federation.httpsig import HttpMessage, SignatureError
 from inkless.web.deps import client_address, get_node, get_services
 
 log = logging.getLogger("inkless.federation")

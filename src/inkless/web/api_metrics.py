@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
-from inkless.delivery.httpsig import SignatureError
 from inkless.directory.tokens import METRICS_SCOPE
 from inkless.errors import AuthenticationError, InklessError
+from inkless.federation.httpsig import SignatureError
 from inkless.metrics.aggregates import AGGREGATE_PATH, receive_aggregate
 from inkless.metrics.openmetrics import exposition
 from inkless.web.deps import get_node

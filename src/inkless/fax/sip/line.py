@@ -24,7 +24,7 @@ from inkless import timefmt
 from inkless.clock import Clock, SystemClock
 from inkless.errors import FaxError
 from inkless.fax import header as fax_header
-from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler
+from inkless.fax.line import BUSY, DEFAULT_DIAL_TIMEOUT_S, NO_ANSWER, IncomingCallHandler, register_line
 from inkless.fax.model import CallResult, CallSetup
 from inkless.fax.sip import sdp
 from inkless.fax.sip.call import CallPolicy, SipCall
@@ -540,3 +540,6 @@ def _rmtree(path: Path) -> None:
 
 
 __all__ = ["SipLine", "SipTimeout", "call_setup"]
+
+
+register_line("sip", SipLine)

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from inkless.delivery.httpsig import SignatureError, sign_ecdsa, verify_ecdsa
 from inkless.errors import PKIError
+from inkless.federation.httpsig import SignatureError, sign_ecdsa, verify_ecdsa
 
 NODE_DOCUMENT = "inkless-node"
 DIRECTORY_DOCUMENT = "inkless-directory"
