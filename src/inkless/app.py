@@ -84,6 +84,10 @@ class Node:
         return self.settings.node_id
 
     def close(self) -> None:
+        from inkless.directory.peers import PeerService
+
+        if isinstance(self.peers, PeerService):
+            self.peers.client.close()
         self.db.dispose()
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +86,13 @@ class FederationAnswer:
         return f"HTTP {self.status}"
 
 
+def _close_pooled(pooled: dict[int, httpx.Client]) -> None:
+    client = pooled.pop(os.getpid(), None)
+    pooled.clear()
+    if client is not None:
+        client.close()
+
+
 class FederationClient:
     """Signed HTTP requests from this node to peer nodes."""
 
@@ -99,16 +109,38 @@ class FederationClient:
         self._clock = clock
         self._http = http
         self._timeout = timeout
+        # One pooled client per process (keep-alive, the TLS context built once), made on first use: a
+        # process forked after this object was built (a worker) must not share the parent's sockets.
+        # Its connections are closed with close(), or when this object is collected.
+        self._pooled: dict[int, httpx.Client] = {}
+        self._lock = threading.Lock()
+        weakref.finalize(self, _close_pooled, self._pooled)
 
     @contextmanager
     def _client(self) -> Iterator[httpx.Client]:
         if self._http is not None:
             yield self._http
             return
-        # A client per request: nothing stays open between deliveries, in whatever thread or process.
-        # No redirects: a signature covers one target URI, and a redirect would change it.
-        with httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False) as client:
-            yield client
+        yield self._pool()
+
+    def _pool(self) -> httpx.Client:
+        pid = os.getpid()
+        with self._lock:
+            client = self._pooled.get(pid)
+            if client is None:
+                self._pooled.clear()  # a parent's client: its sockets are the parent's to close
+                # No redirects: a signature covers one target URI, and a redirect would change it.
+                client = httpx.Client(
+                    timeout=self._timeout, follow_redirects=False, trust_env=False,
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0),
+                )
+                self._pooled[pid] = client
+            return client
+
+    def close(self) -> None:
+        """Close the pooled connections of this process (a new request opens them again)."""
+        with self._lock:
+            _close_pooled(self._pooled)
 
     def request(
         self,
