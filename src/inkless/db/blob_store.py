@@ -16,16 +16,18 @@ which keeps them from the collector as rewriting a blob file does.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from inkless.blobs import _CHUNK, _FILE_ID, _chunk_context, _check_digest, _lookahead
+from inkless.blobs import _CHUNK, _FILE_ID, LocalBlobStore, _check_digest, _chunk_context, _lookahead
 from inkless.db.engine import Database
 from inkless.db.tables_blobs import blob_chunks, blobs
 from inkless.errors import IntegrityError, KeyStoreError, NotFoundError
@@ -194,3 +196,78 @@ class DatabaseBlobStore:
             if gone:
                 conn.execute(delete(blob_chunks).where(blob_chunks.c.digest == digest))
         return bool(gone)
+
+
+@dataclass(frozen=True)
+class BlobMove:
+    """What ``inkless blobs migrate --to postgresql`` did."""
+
+    moved: int  # copied into the database, read back and verified
+    present: int  # in the database already (an earlier, interrupted run), verified there
+    corrupt: tuple[str, ...]  # files that do not match their address: left in place, not copied
+    bytes_moved: int
+    files_removed: int
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read()-able view of a chunk iterator, so a file blob can be streamed into ``put_stream``."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = chunk
+        size = len(self._pending) if size < 0 else size
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+
+def _verify(store: DatabaseBlobStore, digest: str) -> None:
+    for _ in store.stream(digest):
+        pass
+
+
+def move_blob_folder(folder: LocalBlobStore, store: DatabaseBlobStore, *, keep_files: bool = False,
+                     progress: Callable[[str, str], None] | None = None) -> BlobMove:
+    """Copy every blob file of ``folder`` into ``store``, checking each hash on both sides.
+
+    Resumable and idempotent: a blob the database holds already is verified there and not copied again.
+    A file is removed (unless ``keep_files``) only after its copy has been read back and verified; a file
+    that does not match its own address is reported and left where it is.
+    """
+    moved = present = removed = 0
+    size = 0
+    corrupt: list[str] = []
+    for digest in sorted(folder):
+        try:
+            if store.exists(digest):
+                _verify(store, digest)
+                present += 1
+                outcome = "present"
+            else:
+                stored = store.put_stream(_ChunkReader(folder.stream(digest)))  # type: ignore[arg-type]
+                if stored != digest:  # the stream raises first; this is the belt to its braces
+                    raise IntegrityError(f"blob {digest} is corrupt (it hashes to {stored})")
+                _verify(store, digest)
+                moved += 1
+                size += store.size(digest)
+                outcome = "moved"
+        except IntegrityError:
+            corrupt.append(digest)
+            if progress:
+                progress(digest, "corrupt")
+            continue
+        if not keep_files:
+            folder.delete(digest)
+            removed += 1
+        if progress:
+            progress(digest, outcome)
+    return BlobMove(moved, present, tuple(corrupt), size, removed)
