@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inkless.app import Node, build_node, init_node
+from inkless.app import build_node, init_node
 from inkless.blob_collector import referenced_blobs
 from inkless.blobs import LocalBlobStore
 from inkless.config import load_settings, write_config
