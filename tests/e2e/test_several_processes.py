@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.skipif(not haproxy_available(), reason="haproxy is not installed (scripts/install-system-deps)"),
 ]
 
-SENDS = 60
+SENDS = 500
 CLIENTS = 4
 WAIT_SECONDS = 240
 FAST = {
@@ -112,18 +112,36 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             try:
                 assert control.tokens is not None
                 token = control.tokens.create("tanaka", "civil-affairs", "several processes").secret
-                web = [Process(f"web{i + 1}", ["serve", "--no-workers", "--data", str(data), "--port", str(port)],
-                               env, tmp_path / f"web{i + 1}.log") for i, port in enumerate(web_ports)]
-                workers = [Process(f"worker{i + 1}", ["worker", "--data", str(data)], env,
-                                   tmp_path / f"worker{i + 1}.log") for i in range(2)]
+                web = [
+                    Process(
+                        f"web{i + 1}",
+                        ["serve", "--no-workers", "--data", str(data), "--port", str(port)],
+                        env,
+                        tmp_path / f"web{i + 1}.log",
+                    )
+                    for i, port in enumerate(web_ports)
+                ]
+                workers = [
+                    Process(f"worker{i + 1}", ["worker", "--data", str(data)], env, tmp_path / f"worker{i + 1}.log")
+                    for i in range(2)
+                ]
                 processes = [*web, *workers]
                 for p in processes:
                     p.start()
                 for p, port in zip(web, web_ports, strict=True):
                     wait_healthy(f"http://127.0.0.1:{port}", alive=p.alive, log=p.log)
                 wait_healthy(lb, log=tmp_path / "haproxy.log")
-                yield Cluster(data, settings_env, lb, web, web_ports, workers, control, token,
-                              [p.log for p in processes] + [tmp_path / "haproxy.log"])
+                yield Cluster(
+                    data,
+                    settings_env,
+                    lb,
+                    web,
+                    web_ports,
+                    workers,
+                    control,
+                    token,
+                    [p.log for p in processes] + [tmp_path / "haproxy.log"],
+                )
             finally:
                 for p in processes:
                     p.stop()
@@ -145,8 +163,9 @@ class Sender:
 
     def _client(self) -> httpx.Client:
         if not hasattr(self._local, "client"):
-            self._local.client = httpx.Client(base_url=self.cluster.url, timeout=60,
-                                              headers={"Authorization": f"Bearer {self.cluster.token}"})
+            self._local.client = httpx.Client(
+                base_url=self.cluster.url, timeout=60, headers={"Authorization": f"Bearer {self.cluster.token}"}
+            )
             with self._lock:
                 self._clients.append(self._local.client)
         client: httpx.Client = self._local.client
@@ -168,9 +187,15 @@ class Sender:
         subject = f"several processes {number}"
         while True:
             try:
-                answer = self._client().post("/api/v1/messages", data={
-                    "to": "criminal-affairs@moj", "subject": subject, "classification": "0",
-                }, files={"files": (f"notice-{number}.txt", f"notice {number}\n".encode(), "text/plain")})
+                answer = self._client().post(
+                    "/api/v1/messages",
+                    data={
+                        "to": "criminal-affairs@moj",
+                        "subject": subject,
+                        "classification": "0",
+                    },
+                    files={"files": (f"notice-{number}.txt", f"notice {number}\n".encode(), "text/plain")},
+                )
             except httpx.TransportError:
                 answer = None
             if answer is not None and answer.status_code == 201:
@@ -220,8 +245,10 @@ def test_sends_through_haproxy_survive_kill_9_of_a_web_process_and_a_worker(clus
         finally:
             sender.close()
     wait_healthy(f"http://127.0.0.1:{cluster.web_ports[0]}", alive=web1.alive, log=web1.log)
-    print(f"{SENDS} sends; answers lost to the kill and looked up: {sender.lost_answers}; "
-          f"served by {dict(sender.served_by)}")
+    print(
+        f"{SENDS} sends; answers lost to the kill and looked up: {sender.lost_answers}; "
+        f"served by {dict(sender.served_by)}"
+    )
 
     ids = sorted(set(sender.acknowledged.values()))
     assert len(ids) == SENDS

@@ -36,10 +36,13 @@ def haproxy(folder: Path, web: list[int]) -> Iterator[int]:
     port = free_port()
     config = folder / "haproxy.cfg"
     config.write_text(documented_config(), encoding="utf-8")
-    env = {**os.environ, "INKLESS_LB_BIND": f"127.0.0.1:{port}",
-           "INKLESS_WEB1": f"127.0.0.1:{web[0]}", "INKLESS_WEB2": f"127.0.0.1:{web[1]}"}
-    check = subprocess.run(["haproxy", "-c", "-f", str(config)], env=env, capture_output=True, text=True,
-                           check=False)
+    env = {
+        **os.environ,
+        "INKLESS_LB_BIND": f"127.0.0.1:{port}",
+        "INKLESS_WEB1": f"127.0.0.1:{web[0]}",
+        "INKLESS_WEB2": f"127.0.0.1:{web[1]}",
+    }
+    check = subprocess.run(["haproxy", "-c", "-f", str(config)], env=env, capture_output=True, text=True, check=False)
     assert check.returncode == 0, f"haproxy refuses the documented configuration:\n{check.stdout}{check.stderr}"
     log = (folder / "haproxy.log").open("wb")
     process = subprocess.Popen(["haproxy", "-db", "-f", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from inkless.app import Node, build_node, init_node
+from inkless.blob_collector import collect_orphan_blobs
 from inkless.blobs import LocalBlobStore
 from inkless.config import load_settings
 from inkless.db.blob_store import DatabaseBlobStore
@@ -31,8 +32,9 @@ MIB = 1024 * 1024
 @pytest.fixture
 def pg_node(tmp_path: Path) -> Iterator[Node]:
     with fresh_database("postgresql", tmp_path / "node") as url:
-        node = init_node(load_settings(tmp_path / "node", env={},
-                                       overrides={"node_id": DEMO_NODE_ID, "database_url": url}))
+        node = init_node(
+            load_settings(tmp_path / "node", env={}, overrides={"node_id": DEMO_NODE_ID, "database_url": url})
+        )
         try:
             yield node
         finally:
@@ -63,9 +65,12 @@ class Generated(io.RawIOBase):
 
 def chunk_rows(node: Node, digest: str) -> list[bytes]:
     with node.db.read() as conn:
-        return [bytes(d) for d in conn.execute(
-            select(blob_chunks.c.data).where(blob_chunks.c.digest == digest).order_by(blob_chunks.c.seq)
-        ).scalars()]
+        return [
+            bytes(d)
+            for d in conn.execute(
+                select(blob_chunks.c.data).where(blob_chunks.c.digest == digest).order_by(blob_chunks.c.seq)
+            ).scalars()
+        ]
 
 
 def test_a_node_on_postgresql_keeps_its_blobs_in_the_database_and_none_on_disk(pg_node: Node) -> None:
@@ -131,7 +136,7 @@ def test_a_tampered_blob_is_refused(pg_node: Node, tamper: str) -> None:
     other = pg_node.blobs.put(os.urandom(2 * MIB))
     rows = chunk_rows(pg_node, digest)
     with pg_node.db.begin() as conn:
-        where = (blob_chunks.c.digest == digest)
+        where = blob_chunks.c.digest == digest
         if tamper == "flip a byte":
             changed = bytearray(rows[1])
             changed[100] ^= 1
@@ -161,8 +166,12 @@ def test_the_collector_sees_when_a_blob_was_last_written(pg_node: Node) -> None:
     assert pg_node.blobs.delete_if_stored_before(digest, later)
     assert not pg_node.blobs.exists(digest)
     with pg_node.db.read() as conn:
-        assert conn.execute(select(func.count()).select_from(blob_chunks)
-                            .where(blob_chunks.c.digest == digest)).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count()).select_from(blob_chunks).where(blob_chunks.c.digest == digest)
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_blob_store_setting(tmp_path: Path, pg_node: Node) -> None:
@@ -175,3 +184,11 @@ def test_blob_store_setting(tmp_path: Path, pg_node: Node) -> None:
         load_settings(tmp_path / "sqlite", env={}, overrides={"blob_store": "database"})
     with pytest.raises(ConfigurationError, match="blob_store 'disk' must be one of auto, files, database"):
         load_settings(tmp_path / "sqlite", env={}, overrides={"blob_store": "disk"})
+
+
+def test_the_collector_removes_an_orphan_from_the_database_after_the_grace_period(pg_node: Node) -> None:
+    orphan = pg_node.blobs.put(b"written, then its transaction failed")
+    assert collect_orphan_blobs(pg_node).blobs == ()  # within the grace period
+    later = time.time() + pg_node.settings.blob_gc_grace_hours * 3600 + 60
+    assert collect_orphan_blobs(pg_node, now=later).blobs == (orphan,)
+    assert not pg_node.blobs.exists(orphan)

@@ -30,13 +30,21 @@ def folder_node(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     with a delivered message: envelope, documents, receipt."""
     data = tmp_path / "node"
     with fresh_database("postgresql", data) as url:
-        node = init_node(load_settings(data, env={}, overrides={
-            "node_id": DEMO_NODE_ID, "database_url": url, "blob_store": "files"}))
+        node = init_node(
+            load_settings(data, env={}, overrides={"node_id": DEMO_NODE_ID, "database_url": url, "blob_store": "files"})
+        )
         try:
             create_demo(node.directory)
             assert node.delivery is not None
-            message_id = node.delivery.send("tanaka", "civil-affairs", [CRIMINAL], [], "移行前の文書",
-                                            [NewDocument("a.pdf", sample_pdf(pages=1))], classification=1)
+            message_id = node.delivery.send(
+                "tanaka",
+                "civil-affairs",
+                [CRIMINAL],
+                [],
+                "移行前の文書",
+                [NewDocument("a.pdf", sample_pdf(pages=1))],
+                classification=1,
+            )
             assert node.delivery.deliver_due().delivered == 1
             node.blobs.put(os.urandom(2 * 1024 * 1024 + 17))  # three chunks
             node.blobs.put(b"")

@@ -28,8 +28,11 @@ def test_healthz_lists_the_workers_heartbeats(node: Node) -> None:
     heartbeat(node, node.clock.now(), name="host-a:101")
     heartbeat(node, node.clock.now(), name="host-b:202")
     with node.db.begin() as conn:  # host-b was killed two minutes ago
-        conn.execute(update(metrics_heartbeats).where(metrics_heartbeats.c.worker == "host-b:202")
-                     .values(last_seen=node.clock.now() - timedelta(minutes=2)))
+        conn.execute(
+            update(metrics_heartbeats)
+            .where(metrics_heartbeats.c.worker == "host-b:202")
+            .values(last_seen=node.clock.now() - timedelta(minutes=2))
+        )
     with TestClient(create_app(node)) as client:
         health = client.get("/healthz")
     assert health.status_code == 200
@@ -46,8 +49,9 @@ def test_healthz_answers_503_while_the_database_is_unreachable_and_200_once_it_i
         parsed = make_url(url)
         relay = TcpRelay((parsed.host or "127.0.0.1", parsed.port or 5432))
         through = parsed.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
-        node = init_node(load_settings(tmp_path / "node", env={},
-                                       overrides={"node_id": DEMO_NODE_ID, "database_url": through}))
+        node = init_node(
+            load_settings(tmp_path / "node", env={}, overrides={"node_id": DEMO_NODE_ID, "database_url": through})
+        )
         try:
             with TestClient(create_app(node)) as client:
                 assert client.get("/healthz").status_code == 200

@@ -25,8 +25,16 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def two_processes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
     with fresh_database("postgresql", tmp_path / "node") as url:
-        settings = load_settings(tmp_path / "node", env={}, overrides={
-            "node_id": DEMO_NODE_ID, "database_url": url, "tree_head_interval_seconds": 600, "fax_max_calls": 2})
+        settings = load_settings(
+            tmp_path / "node",
+            env={},
+            overrides={
+                "node_id": DEMO_NODE_ID,
+                "database_url": url,
+                "tree_head_interval_seconds": 600,
+                "fax_max_calls": 2,
+            },
+        )
         first = init_node(settings)
         second = build_node(dataclasses.replace(settings))
         try:
@@ -39,8 +47,7 @@ def two_processes(tmp_path: Path) -> Iterator[tuple[Node, Node]]:
 def record(node: Node, n: int) -> None:
     with node.db.begin() as conn:
         for i in range(n):
-            node.audit.record(conn, AuditEvent(actor="test", action="test.event", object_type="t",
-                                               object_id=str(i)))
+            node.audit.record(conn, AuditEvent(actor="test", action="test.event", object_type="t", object_id=str(i)))
 
 
 def test_the_signed_head_schedule_is_the_nodes_not_each_processes(two_processes: tuple[Node, Node]) -> None:

@@ -52,16 +52,22 @@ def migrate(
             result = BlobMove(0, 0, (), 0, 0)
         total = node.blobs.count()
     report = {
-        "moved": result.moved, "already_in_database": result.present, "corrupt": list(result.corrupt),
-        "bytes_moved": result.bytes_moved, "files_removed": result.files_removed,
-        "blobs_in_database": total, "folder": str(settings.blob_dir),
+        "moved": result.moved,
+        "already_in_database": result.present,
+        "corrupt": list(result.corrupt),
+        "bytes_moved": result.bytes_moved,
+        "files_removed": result.files_removed,
+        "blobs_in_database": total,
+        "folder": str(settings.blob_dir),
     }
     if as_json:
         print_json(report)
     else:
-        typer.echo(f"moved {result.moved} blob(s) ({result.bytes_moved} bytes) into the database, "
-                   f"{result.present} were there already; {result.files_removed} file(s) removed; "
-                   f"{total} blob(s) in the database")
+        typer.echo(
+            f"moved {result.moved} blob(s) ({result.bytes_moved} bytes) into the database, "
+            f"{result.present} were there already; {result.files_removed} file(s) removed; "
+            f"{total} blob(s) in the database"
+        )
     if result.corrupt:
         raise IntegrityError(
             f"{len(result.corrupt)} blob file(s) do not match their address and were not moved: "

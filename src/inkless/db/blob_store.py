@@ -56,7 +56,7 @@ class DatabaseBlobStore:
 
     def put(self, data: bytes) -> str:
         view = memoryview(data)
-        return self._write(bytes(view[i:i + _CHUNK]) for i in range(0, len(view), _CHUNK))
+        return self._write(bytes(view[i : i + _CHUNK]) for i in range(0, len(view), _CHUNK))
 
     def put_stream(self, stream: BinaryIO) -> str:
         return self._write(iter(lambda: stream.read(_CHUNK), b""))
@@ -79,9 +79,12 @@ class DatabaseBlobStore:
             added = conn.execute(self._insert_new(conn).values(**row).returning(blobs.c.digest)).first() is not None
             # Stored already (by us earlier, or by a writer that committed while we wrote): keep that copy,
             # marked as written now; should the collector have removed it in between, ours takes its place.
-            if not added and conn.execute(
-                update(blobs).where(blobs.c.digest == digest).values(stored_at=row["stored_at"])
-            ).rowcount:
+            if (
+                not added
+                and conn.execute(
+                    update(blobs).where(blobs.c.digest == digest).values(stored_at=row["stored_at"])
+                ).rowcount
+            ):
                 conn.execute(delete(blob_chunks).where(blob_chunks.c.digest == temporary))
             else:
                 if not added:
@@ -190,9 +193,7 @@ class DatabaseBlobStore:
         _check_digest(digest)
         with self._db.begin() as conn:
             # One statement decides: a writer that moved stored_at meanwhile keeps the blob.
-            gone = conn.execute(
-                delete(blobs).where(blobs.c.digest == digest, blobs.c.stored_at < _at(cutoff))
-            ).rowcount
+            gone = conn.execute(delete(blobs).where(blobs.c.digest == digest, blobs.c.stored_at < _at(cutoff))).rowcount
             if gone:
                 conn.execute(delete(blob_chunks).where(blob_chunks.c.digest == digest))
         return bool(gone)
@@ -235,8 +236,13 @@ def _verify(store: DatabaseBlobStore, digest: str) -> None:
         pass
 
 
-def move_blob_folder(folder: LocalBlobStore, store: DatabaseBlobStore, *, keep_files: bool = False,
-                     progress: Callable[[str, str], None] | None = None) -> BlobMove:
+def move_blob_folder(
+    folder: LocalBlobStore,
+    store: DatabaseBlobStore,
+    *,
+    keep_files: bool = False,
+    progress: Callable[[str, str], None] | None = None,
+) -> BlobMove:
     """Copy every blob file of ``folder`` into ``store``, checking each hash on both sides.
 
     Resumable and idempotent: a blob the database holds already is verified there and not copied again.
