@@ -20,7 +20,8 @@ from inkless.blobs import LocalBlobStore
 from inkless.config import load_settings
 from inkless.db.blob_store import DatabaseBlobStore
 from inkless.db.tables_blobs import blob_chunks, blobs
-from inkless.directory.demo import DEMO_NODE_ID
+from inkless.delivery.service import NewDocument
+from inkless.directory.demo import DEMO_NODE_ID, create_demo
 from inkless.errors import ConfigurationError, IntegrityError, NotFoundError, ValidationError
 from tests.helpers.db import fresh_database
 
@@ -192,3 +193,23 @@ def test_the_collector_removes_an_orphan_from_the_database_after_the_grace_perio
     later = time.time() + pg_node.settings.blob_gc_grace_hours * 3600 + 60
     assert collect_orphan_blobs(pg_node, now=later).blobs == (orphan,)
     assert not pg_node.blobs.exists(orphan)
+
+
+def test_a_send_and_its_delivery_write_no_blob_file(pg_node: Node) -> None:
+    create_demo(pg_node.directory)
+    assert pg_node.delivery is not None
+    document = b"%PDF-1.7 " + os.urandom(3 * MIB)
+    message_id = pg_node.delivery.send(
+        "tanaka",
+        "civil-affairs",
+        [f"criminal-affairs@{DEMO_NODE_ID}"],
+        [],
+        "ディスクに残さない",
+        [NewDocument("a.pdf", document)],
+        classification=1,
+    )
+    assert pg_node.delivery.deliver_due().delivered == 1
+    assert pg_node.delivery.open_message(message_id, "takahashi").documents[0].data == document
+    assert not pg_node.settings.blob_dir.exists()
+    leftovers = [p for p in pg_node.settings.data_dir.rglob("*") if p.is_file() and p.stat().st_size > MIB]
+    assert leftovers == []  # not in any other file of the data folder either
