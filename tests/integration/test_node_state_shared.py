@@ -4,6 +4,7 @@ stand for two worker processes (on two machines) of one node."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,11 +14,15 @@ import pytest
 from inkless.app import Node, build_node, init_node
 from inkless.audit.model import AuditEvent
 from inkless.audit.tasks import sign_tree_head_when_due
+from inkless.audit.traffic import AnonymousTraffic
 from inkless.clock import FixedClock
 from inkless.config import load_settings
 from inkless.directory.demo import DEMO_NODE_ID, create_demo
+from inkless.errors import RateLimitedError
+from inkless.web.app import create_app
 from tests.helpers.db import fresh_database
 from tests.helpers.seals import sample_pdf
+from tests.helpers.web import TestClient, browser_login
 
 pytestmark = pytest.mark.postgres
 
@@ -85,3 +90,40 @@ def test_the_fax_lines_calls_are_counted_for_the_whole_node(two_processes: tuple
     finally:
         rescuer.close()
     assert len(again) == 2 and set(again) <= set(jobs)
+
+
+def test_a_browser_session_is_the_same_on_every_web_process(two_processes: tuple[Node, Node]) -> None:
+    first, second = two_processes
+    create_demo(first.directory)
+    session = browser_login(first, "tanaka")
+    with TestClient(create_app(first)) as on_first, TestClient(create_app(second)) as on_second:
+        for c in (on_first, on_second):
+            c.cookies.set("inkless_session", session.cookie)
+        assert on_first.get("/api/v1/sessions").status_code == 200
+        assert on_second.get("/api/v1/sessions").status_code == 200  # haproxy sent the next request elsewhere
+        ended = on_second.post("/api/v1/sessions/end-all", headers={"X-CSRF-Token": session.csrf})
+        assert ended.status_code == 200, ended.text
+        assert on_first.get("/api/v1/sessions").status_code == 401  # signed out everywhere
+
+
+def test_two_processes_admitting_one_client_at_once_share_its_limit(two_processes: tuple[Node, Node]) -> None:
+    limit = 5
+    traffic = [AnonymousTraffic(n.db, n.clock, n.audit, limit, 3600) for n in two_processes]
+    admitted: list[bool] = []
+    start = threading.Barrier(20)
+
+    def knock(i: int) -> None:
+        start.wait()
+        try:
+            traffic[i % 2].admit("verify", "198.51.100.9")
+        except RateLimitedError:
+            admitted.append(False)
+        else:
+            admitted.append(True)
+
+    threads = [threading.Thread(target=knock, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert admitted.count(True) == limit and admitted.count(False) == 20 - limit
