@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -46,6 +48,8 @@ def migrate(
         folder = settings.blob_dir
         if folder.is_dir():
             result = move_blob_folder(LocalBlobStore(folder, node.box), node.blobs, keep_files=keep_files)
+            if not keep_files:
+                _remove_empty_folders(folder)
         else:
             from inkless.db.blob_store import BlobMove
 
@@ -73,3 +77,12 @@ def migrate(
             f"{len(result.corrupt)} blob file(s) do not match their address and were not moved: "
             + ", ".join(result.corrupt)
         )
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """Remove the ``ab/cd`` folders (and ``tmp``) the move emptied, deepest first; the folder itself too if empty."""
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: a file that was not moved stays, with its folders
+            path.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
