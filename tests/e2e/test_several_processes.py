@@ -1,7 +1,8 @@
 """One node on several processes: two ``inkless serve --no-workers`` behind haproxy (configured as
 docs/deployment.md says) and two ``inkless worker`` on one PostgreSQL database. Sends spread over both
 web processes while one web process and one worker are killed with SIGKILL and started again: every
-message is delivered exactly once, the audit log verifies, no blob is missing and none is on disk."""
+message is delivered exactly once, the audit log verifies, no blob is missing and none is on disk. And a web
+process that loses its database answers 503 on /healthz, and haproxy takes it out until it is back."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from inkless.app import Node, build_node
 from inkless.blob_collector import referenced_blobs
@@ -27,6 +30,7 @@ from tests.helpers.cli import inkless
 from tests.helpers.db import fresh_database
 from tests.helpers.haproxy import haproxy, haproxy_available
 from tests.helpers.nodes import INKLESS, clean_env, free_port, wait_healthy
+from tests.helpers.tcp_relay import TcpRelay
 
 pytestmark = [
     pytest.mark.slow,
@@ -91,17 +95,27 @@ class Cluster:
     control: Node
     token: str
     logs: list[Path] = field(default_factory=list)
+    relay: TcpRelay | None = None  # web1's way to the database, when the test cuts it
 
     def tails(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(tmp_path: Path, *, workers: int = 2, web1_through_relay: bool = False) -> Iterator[Cluster]:
+    """Two web processes behind haproxy and ``workers`` workers on one fresh PostgreSQL node; with
+    ``web1_through_relay``, web1 reaches the database through a relay the test can cut."""
     with fresh_database("postgresql", tmp_path) as url:
         data = tmp_path / "data"
         web_ports = [free_port(), free_port()]
         env = clean_env({"INKLESS_DATABASE_URL": url, **FAST})
+        relay = None
+        web1_env = env
+        if web1_through_relay:
+            parsed = make_url(url)
+            relay = TcpRelay((parsed.host or "127.0.0.1", parsed.port or 5432))
+            through = parsed.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+            web1_env = {**env, "INKLESS_DATABASE_URL": through}
         processes: list[Process] = []
         with haproxy(tmp_path, web_ports) as lb_port:
             lb = f"http://127.0.0.1:{lb_port}"
@@ -116,16 +130,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                     Process(
                         f"web{i + 1}",
                         ["serve", "--no-workers", "--data", str(data), "--port", str(port)],
-                        env,
+                        web1_env if i == 0 else env,
                         tmp_path / f"web{i + 1}.log",
                     )
                     for i, port in enumerate(web_ports)
                 ]
-                workers = [
+                worker_processes = [
                     Process(f"worker{i + 1}", ["worker", "--data", str(data)], env, tmp_path / f"worker{i + 1}.log")
-                    for i in range(2)
+                    for i in range(workers)
                 ]
-                processes = [*web, *workers]
+                processes = [*web, *worker_processes]
                 for p in processes:
                     p.start()
                 for p, port in zip(web, web_ports, strict=True):
@@ -137,15 +151,24 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                     lb,
                     web,
                     web_ports,
-                    workers,
+                    worker_processes,
                     control,
                     token,
                     [p.log for p in processes] + [tmp_path / "haproxy.log"],
+                    relay,
                 )
             finally:
                 for p in processes:
                     p.stop()
                 control.close()
+                if relay is not None:
+                    relay.cut()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(tmp_path) as running:
+        yield running
 
 
 class Sender:
@@ -290,3 +313,26 @@ def test_sends_through_haproxy_survive_kill_9_of_a_web_process_and_a_worker(clus
     # A clerk of the receiving office reads a message through haproxy.
     opened = delivery.open_message(ids[-1], "takahashi")
     assert opened.documents[0].data.startswith(b"notice ")
+
+
+def test_haproxy_takes_out_a_web_process_that_lost_its_database_and_brings_it_back(tmp_path: Path) -> None:
+    with (
+        running_cluster(tmp_path, workers=0, web1_through_relay=True) as cluster,
+        httpx.Client(base_url=cluster.url, timeout=30, headers={"Authorization": f"Bearer {cluster.token}"}) as client,
+    ):
+        assert cluster.relay is not None
+
+        def served_by() -> str:
+            """Which web process answered a clerk's request, or "failed" (before haproxy took web1 out)."""
+            answer = client.get("/api/v1/offices")
+            return answer.headers["X-Inkless-Web"] if answer.status_code == 200 else "failed"
+
+        wait_until(lambda: {served_by() for _ in range(6)} == {"web1", "web2"}, "both web processes", cluster)
+        cluster.relay.cut()
+        direct = httpx.get(f"http://127.0.0.1:{cluster.web_ports[0]}/healthz", timeout=30)
+        assert direct.status_code == 503 and direct.json()["database_reachable"] is False
+        # haproxy's checks see the 503 and take web1 out: from then on every request succeeds, on web2.
+        wait_until(lambda: {served_by() for _ in range(6)} == {"web2"}, "web1 taken out", cluster)
+        assert {served_by() for _ in range(20)} == {"web2"}
+        cluster.relay.restore()
+        wait_until(lambda: "web1" in {served_by() for _ in range(6)}, "web1 back in", cluster)
