@@ -22,7 +22,7 @@ from inkless.db.blob_store import DatabaseBlobStore
 from inkless.db.tables_blobs import blob_chunks, blobs
 from inkless.delivery.service import NewDocument
 from inkless.directory.demo import DEMO_NODE_ID, create_demo
-from inkless.errors import ConfigurationError, IntegrityError, NotFoundError, ValidationError
+from inkless.errors import IntegrityError, NotFoundError, ValidationError
 from tests.helpers.db import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -175,16 +175,12 @@ def test_the_collector_sees_when_a_blob_was_last_written(pg_node: Node) -> None:
         )
 
 
-def test_blob_store_setting(tmp_path: Path, pg_node: Node) -> None:
+def test_blob_store_files_keeps_the_folder_on_postgresql(pg_node: Node) -> None:
     forced = build_node(dataclasses.replace(pg_node.settings, blob_store="files"))
     try:
         assert isinstance(forced.blobs, LocalBlobStore)
     finally:
         forced.close()
-    with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
-        load_settings(tmp_path / "sqlite", env={}, overrides={"blob_store": "database"})
-    with pytest.raises(ConfigurationError, match="blob_store 'disk' must be one of auto, files, database"):
-        load_settings(tmp_path / "sqlite", env={}, overrides={"blob_store": "disk"})
 
 
 def test_the_collector_removes_an_orphan_from_the_database_after_the_grace_period(pg_node: Node) -> None:
