@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from inkless.app import build_node, init_node
 from inkless.blob_collector import referenced_blobs
 from inkless.blobs import LocalBlobStore
 from inkless.config import load_settings, write_config
 from inkless.db.blob_store import DatabaseBlobStore
+from inkless.db.tables_blobs import blob_chunks
 from inkless.delivery.service import NewDocument
 from inkless.directory.demo import DEMO_NODE_ID, create_demo
 from tests.helpers.cli import inkless
@@ -96,12 +98,16 @@ def test_an_interrupted_migration_resumes_and_a_corrupt_file_is_named_and_left(f
     data, _ = folder_node
     folder = data / "blobs"
     files = sorted(blob_files(folder))
-    # An earlier run copied the first blob and was killed before removing its file.
+    # An earlier run copied the first two blobs and was killed before removing their files; the second copy
+    # was damaged in the database since (it is copied again from its file).
     node = build_node(load_settings(data, env={}))
     try:
         assert isinstance(node.blobs, DatabaseBlobStore)
         local = LocalBlobStore(folder, node.box)
         node.blobs.put(local.get(files[0].name))
+        node.blobs.put(local.get(files[1].name))
+        with node.db.begin() as conn:
+            conn.execute(update(blob_chunks).where(blob_chunks.c.digest == files[1].name).values(data=b"damaged"))
     finally:
         node.close()
     # And one file was damaged on disk.
@@ -114,12 +120,14 @@ def test_an_interrupted_migration_resumes_and_a_corrupt_file_is_named_and_left(f
     assert result.returncode == 5
     report = json.loads(result.stdout)
     assert report["already_in_database"] == 1 and report["moved"] == len(files) - 2
+    assert len(files) >= 3  # one present, one copied again, one damaged
     assert report["corrupt"] == [damaged.name]
     assert damaged.name in result.stderr and "do not match their address" in result.stderr
     assert blob_files(folder) == [damaged]  # kept for the operator to look at; not copied
     node = build_node(load_settings(data, env={}))
     try:
         assert not node.blobs.exists(damaged.name)
+        assert node.blobs.get(files[1].name)  # the damaged copy was replaced from its file
     finally:
         node.close()
 

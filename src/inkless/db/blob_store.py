@@ -89,6 +89,8 @@ class DatabaseBlobStore:
             else:
                 if not added:
                     conn.execute(insert(blobs).values(**row))
+                # No blob of this address existed: chunks under it are leftovers (a row deleted by hand).
+                conn.execute(delete(blob_chunks).where(blob_chunks.c.digest == digest))
                 conn.execute(update(blob_chunks).where(blob_chunks.c.digest == temporary).values(digest=digest))
         return digest
 
@@ -236,6 +238,14 @@ def _verify(store: DatabaseBlobStore, digest: str) -> None:
         pass
 
 
+def _intact(store: DatabaseBlobStore, digest: str) -> bool:
+    try:
+        _verify(store, digest)
+    except IntegrityError:
+        return False
+    return True
+
+
 def move_blob_folder(
     folder: LocalBlobStore,
     store: DatabaseBlobStore,
@@ -254,11 +264,12 @@ def move_blob_folder(
     corrupt: list[str] = []
     for digest in sorted(folder):
         try:
-            if store.exists(digest):
-                _verify(store, digest)
+            if store.exists(digest) and _intact(store, digest):
                 present += 1
                 outcome = "present"
             else:
+                # Not there yet, or a damaged copy (it goes, and the file's bytes take its place).
+                store.delete(digest)
                 stored = store.put_stream(_ChunkReader(folder.stream(digest)))  # type: ignore[arg-type]
                 if stored != digest:  # the stream raises first; this is the belt to its braces
                     raise IntegrityError(f"blob {digest} is corrupt (it hashes to {stored})")
