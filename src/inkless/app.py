@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
+log = logging.getLogger("inkless")
+
 
 @dataclass
 class Node:
@@ -134,7 +136,7 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     audit = AuditLog(clock)
     directory = DirectoryService(db, settings.node_id, pki, audit, box, clock)
     node = Node(
-        settings=settings, db=db, blobs=LocalBlobStore(settings.blob_dir, box), clock=clock, box=box,
+        settings=settings, db=db, blobs=open_blob_store(settings, db, box), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
     node.mail = _mail(node)
@@ -178,6 +180,20 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
 
     node.metrics = MetricsService(db, node.procedures, audit, clock, remote_status=RemoteUptake(box))
     return node
+
+
+def open_blob_store(settings: Settings, db: Database, box: SecretBox) -> BlobStore:
+    """The node's blob store: in the database on PostgreSQL (``blob_store``), else the blob folder."""
+    if not settings.blobs_in_database:
+        return LocalBlobStore(settings.blob_dir, box)
+    from inkless.db.blob_store import DatabaseBlobStore
+
+    if any(settings.blob_dir.glob("??/??/*")):
+        log.warning(
+            "blobs are kept in the database, but %s still holds blob files: "
+            "run 'inkless blobs migrate --to postgresql' to move them", settings.blob_dir
+        )
+    return DatabaseBlobStore(db, box)
 
 
 def _check_initialised(db: Database, settings: Settings) -> None:

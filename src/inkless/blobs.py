@@ -54,6 +54,11 @@ class BlobStore(Protocol):
     def get(self, digest: str) -> bytes:
         """The bytes stored under ``digest`` (verified)."""
 
+    def stream(self, digest: str) -> Iterator[bytes]:
+        """The bytes stored under ``digest`` in chunks, without holding them all; verified as they come,
+        the address after the last chunk (:class:`IntegrityError` then)."""
+        ...
+
     def exists(self, digest: str) -> bool: ...
 
     def delete(self, digest: str) -> None:
@@ -187,6 +192,52 @@ class LocalBlobStore:
                 return b"".join(parts)
             index += 1
 
+    def stream(self, digest: str) -> Iterator[bytes]:
+        try:
+            fh = self._path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found") from None
+        return self._stream(digest, fh)
+
+    def _stream(self, digest: str, fh: BinaryIO) -> Iterator[bytes]:
+        sha = hashlib.sha256()
+        with fh:
+            total = os.fstat(fh.fileno()).st_size
+            head = fh.read(len(MAGIC) + _FILE_ID)
+            chunks: Iterator[bytes]
+            if head.startswith(MAGIC) and not _file_matches(fh, digest):
+                chunks = self._sealed_chunks(digest, fh, head[len(MAGIC):], total)
+            else:
+                # In clear (written before encryption, or by a store without a key).
+                fh.seek(0)
+                chunks = iter(lambda: fh.read(_CHUNK), b"")
+            for chunk in chunks:
+                sha.update(chunk)
+                yield chunk
+        if sha.hexdigest() != digest:
+            raise IntegrityError(f"blob {digest} is corrupt (its content no longer matches its address)")
+
+    def _sealed_chunks(self, digest: str, fh: BinaryIO, file_id: bytes, total: int) -> Iterator[bytes]:
+        if self._box is None:
+            raise KeyStoreError(f"blob {digest} is encrypted and this store has no master key")
+        index = 0
+        while True:
+            prefix = fh.read(_LENGTH.size)
+            if len(prefix) < _LENGTH.size:
+                raise IntegrityError(f"blob {digest} is corrupt (truncated)")
+            (length,) = _LENGTH.unpack(prefix)
+            sealed = fh.read(length)
+            last = fh.tell() >= total
+            try:
+                yield self._box.open(sealed, _chunk_context(file_id, index, last))
+            except KeyStoreError:
+                raise IntegrityError(
+                    f"blob {digest} is corrupt (it does not decrypt: tampered, truncated or another node's key)"
+                ) from None
+            if last:
+                return
+            index += 1
+
     def exists(self, digest: str) -> bool:
         return self._path(digest).exists()
 
@@ -255,6 +306,10 @@ class MemoryBlobStore:
         except KeyError:
             raise NotFoundError(f"blob {digest} not found") from None
 
+    def stream(self, digest: str) -> Iterator[bytes]:
+        data = self.get(digest)
+        return iter([data[i:i + _CHUNK] for i in range(0, len(data), _CHUNK)] or [b""])
+
     def exists(self, digest: str) -> bool:
         return _check_digest(digest) in self._blobs
 
@@ -276,6 +331,17 @@ class MemoryBlobStore:
             return False
         self.delete(digest)
         return True
+
+
+def _file_matches(fh: BinaryIO, digest: str) -> bool:
+    """Whether the whole file, as it is, hashes to ``digest`` (a clear blob); leaves ``fh`` where it was."""
+    position = fh.tell()
+    fh.seek(0)
+    sha = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(_CHUNK), b""):
+        sha.update(chunk)
+    fh.seek(position)
+    return sha.hexdigest() == digest
 
 
 def _fsync_dir(path: Path) -> None:

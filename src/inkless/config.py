@@ -31,6 +31,7 @@ _ENV_NOT_SETTINGS = {"INKLESS_DATA", "INKLESS_TEST_POSTGRES_URL", "INKLESS_MASTE
 NODE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 LANGUAGES = ("ja", "en")
 FAX_LINES = ("loopback", "spool", "sip", "none")
+BLOB_STORES = ("auto", "files", "database")
 # The shortest fax_fallback_after_minutes: 0.1 min = 6 s, about the time a peer needs to answer a probe.
 FALLBACK_MIN_MINUTES = 0.1
 
@@ -46,6 +47,8 @@ class Settings:
     database_url: str = ""
     database_lock_timeout_seconds: int = 30  # how long SQLite waits for another process's write lock
     blob_dir: Path = field(default=Path())
+    # Where blobs live: "auto" = in the database on PostgreSQL, in blob_dir on SQLite; or "files" / "database".
+    blob_store: str = "auto"
     master_key_file: Path = field(default=Path())
     host: str = "127.0.0.1"
     port: int = 8080
@@ -135,6 +138,11 @@ class Settings:
         return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
 
     @property
+    def blobs_in_database(self) -> bool:
+        """Whether blobs live in the database (``blob_store``; "auto" means: on PostgreSQL)."""
+        return self.blob_store == "database" or (self.blob_store == "auto" and self.backend == "postgresql")
+
+    @property
     def tz(self) -> ZoneInfo:
         """The zone of ``timezone``, in which every time shown to a person is written."""
         return ZoneInfo(self.timezone)
@@ -197,6 +205,13 @@ def _validate(settings: Settings) -> None:
         )
     if not 0 < settings.port < 65536:
         raise ConfigurationError(f"port {settings.port} is out of range (1-65535)")
+    if settings.blob_store not in BLOB_STORES:
+        raise ConfigurationError(f"blob_store {settings.blob_store!r} must be one of {', '.join(BLOB_STORES)}")
+    if settings.blob_store == "database" and settings.backend != "postgresql":
+        raise ConfigurationError(
+            "blob_store = \"database\" needs PostgreSQL (database_url = postgresql+psycopg://…); "
+            "on SQLite blobs live in blob_dir"
+        )
     if settings.fax_line not in FAX_LINES:
         raise ConfigurationError(f"fax_line {settings.fax_line!r} must be one of {', '.join(FAX_LINES)}")
     if settings.fax_max_calls <= 0:

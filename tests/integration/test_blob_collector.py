@@ -95,9 +95,11 @@ def test_every_blob_address_column_is_known_to_the_collector() -> None:
     }
     # Digests that are not blob addresses: an image kept in the row itself, a cache key (the page images
     # of a document are cached under its SHA-256; the rendered PNG's own blob is png_digest), keyed digests
-    # of a submitter's phone and e-mail (matched, never stored in clear), the digest of an aggregate sent.
+    # of a submitter's phone and e-mail (matched, never stored in clear), the digest of an aggregate sent,
+    # and the blob store's own tables (where blobs live on PostgreSQL, not records that name one).
     not_addresses = {"office_seal_images.sha256", "page_images.source_sha256", "intake_submissions.phone_digest",
-                     "intake_submissions.email_digest", "metrics_aggregate_sends.sent_digest"}
+                     "intake_submissions.email_digest", "metrics_aggregate_sends.sent_digest",
+                     "blobs.digest", "blob_chunks.digest"}
     assert looks_like_a_blob - not_addresses == marked
     assert {"messages.envelope_sha256", "route_documents.blob_digest", "fax_calls.pdf_blob"} <= marked
 

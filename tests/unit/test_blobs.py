@@ -123,3 +123,32 @@ def test_an_encrypted_blob_without_the_master_key_is_a_key_store_error(tmp_path:
     digest = sealed_store(tmp_path).put(b"secret")
     with pytest.raises(KeyStoreError):
         LocalBlobStore(tmp_path).get(digest)
+
+
+def test_streaming_out_gives_the_same_bytes_chunk_by_chunk(store: BlobStore) -> None:
+    data = bytes(range(256)) * 10_000  # 2.5 MB: three chunks
+    digest = store.put(data)
+    chunks = list(store.stream(digest))
+    assert b"".join(chunks) == data
+    assert max(len(c) for c in chunks) <= 1024 * 1024
+    with pytest.raises(NotFoundError):
+        store.stream("0" * 64)
+
+
+def test_streaming_reads_a_clear_blob_that_starts_like_an_encrypted_one(tmp_path: Path) -> None:
+    data = MAGIC + b"not really sealed"
+    digest = LocalBlobStore(tmp_path).put(data)
+    assert b"".join(sealed_store(tmp_path).stream(digest)) == data
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_streaming_out_a_damaged_blob_fails(tmp_path: Path, sealed: bool) -> None:
+    store = sealed_store(tmp_path) if sealed else LocalBlobStore(tmp_path)
+    digest = store.put(bytes(range(256)) * 10_000)
+    path = on_disk(tmp_path, digest)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="corrupt"):
+        for _ in store.stream(digest):
+            pass

@@ -111,3 +111,15 @@ def test_fallback_delay_from_the_file_keeps_its_fraction(tmp_path: Path) -> None
 def test_fallback_delay_out_of_range_is_a_clear_error(tmp_path: Path, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_settings(tmp_path, env={"INKLESS_FAX_FALLBACK_AFTER_MINUTES": value})
+
+
+def test_blobs_follow_the_database_unless_a_setting_says_otherwise(tmp_path: Path) -> None:
+    pg = "postgresql+psycopg://u@db/x"
+    assert not load_settings(tmp_path, env={}).blobs_in_database
+    assert load_settings(tmp_path, env={"INKLESS_DATABASE_URL": pg}).blobs_in_database
+    forced = load_settings(tmp_path, env={"INKLESS_DATABASE_URL": pg, "INKLESS_BLOB_STORE": "files"})
+    assert not forced.blobs_in_database
+    with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
+        load_settings(tmp_path, env={"INKLESS_BLOB_STORE": "database"})
+    with pytest.raises(ConfigurationError, match="blob_store 'disk' must be one of auto, files, database"):
+        load_settings(tmp_path, env={"INKLESS_BLOB_STORE": "disk"})

@@ -462,13 +462,17 @@ class AuditLog:
 
     # --- tree heads ----------------------------------------------------------------------
 
-    def sign_tree_head(self, conn: Connection, pki: NodeCA) -> TreeHead:
-        """Sign a head for the current size with the node key; returns the latest if it already covers it."""
-        # Same lock as record(): the head's size and root are those of one consistent state.
+    def lock(self, conn: Connection) -> int:
+        """Take the log's lock (the one record() takes) for the rest of the transaction; returns the size."""
         locked = conn.execute(
             select(t.audit_state.c.tree_size).where(t.audit_state.c.id == 1).with_for_update()
         ).scalar()
-        size = int(locked or 0)
+        return int(locked or 0)
+
+    def sign_tree_head(self, conn: Connection, pki: NodeCA) -> TreeHead:
+        """Sign a head for the current size with the node key; returns the latest if it already covers it."""
+        # Same lock as record(): the head's size and root are those of one consistent state.
+        size = self.lock(conn)
         latest = self.latest_tree_head(conn)
         if latest is not None and latest.tree_size >= size:
             return latest

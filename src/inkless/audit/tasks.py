@@ -27,6 +27,28 @@ def sign_tree_head_if_new(node: Node) -> TreeHead | None:
     return head
 
 
+def sign_tree_head_when_due(node: Node) -> TreeHead | None:
+    """The periodic task: sign a head when there is something new and the node's last head is at least
+    ``tree_head_interval_seconds`` old.
+
+    The schedule is the newest head's time in the database, read under the audit log's lock, so the
+    worker processes of a node together sign one head per interval, however many of them run.
+    """
+    with node.db.begin() as conn:
+        node.audit.lock(conn)
+        latest = node.audit.latest_tree_head(conn)
+        if latest is not None:
+            if latest.tree_size >= node.audit.tree_size(conn):
+                return None
+            age = (node.clock.now() - latest.timestamp).total_seconds()
+            if age < node.settings.tree_head_interval_seconds:
+                return None
+        head = node.audit.sign_tree_head(conn, node.pki)
+    log.info("signed audit tree head: size %d, root %s", head.tree_size, head.root_hash.hex())
+    export_signed_head(node, head)
+    return head
+
+
 def export_signed_head(node: Node, head: TreeHead) -> None:
     """Write the head to ``audit_head_export_dir`` (if set), one file per head, never overwritten."""
     folder = node.settings.audit_head_export_dir
@@ -43,7 +65,7 @@ TREE_HEAD_TASK = register(
     PeriodicTask(
         name="audit.sign-tree-head",
         interval=lambda node: float(node.settings.tree_head_interval_seconds),
-        run=sign_tree_head_if_new,
+        run=sign_tree_head_when_due,
     )
 )
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from inkless.audit.model import AuditEvent, AuditRecorder
@@ -31,6 +31,8 @@ from inkless.db.tables_traffic import anonymous_requests as requests
 from inkless.errors import RateLimitedError
 
 RATE_LIMITED = "rate_limited"
+# The first key of the PostgreSQL advisory locks that serialise one client's admissions ("anon").
+ADVISORY_SPACE = 0x616E6F6E
 TALLY_ACTION = "traffic.anonymous"
 
 
@@ -125,6 +127,11 @@ class AnonymousTraffic:
         return len(tallies)
 
     def _used(self, conn: Connection, endpoint: str, client: str, minute: datetime) -> int:
+        if conn.dialect.name == "postgresql":
+            # Two web processes admitting the same client at once must not both see "one left": the
+            # check and the count of one (endpoint, client) take turns (SQLite's BEGIN IMMEDIATE does this).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                         {"space": ADVISORY_SPACE, "key": f"{endpoint[:32]}|{client[:64]}"})
         used = conn.execute(
             select(func.coalesce(func.sum(requests.c.count), 0)).where(
                 requests.c.endpoint == endpoint,

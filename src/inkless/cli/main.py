@@ -414,7 +414,7 @@ def _register_optional() -> None:
                          ("inkless.cli.fax", "fax"), ("inkless.cli.routes", "route"),
                          ("inkless.cli.mail", "mail"), ("inkless.cli.pickup", "pickup"),
                          ("inkless.cli.procedure", "procedure"), ("inkless.cli.metrics", "metrics"),
-                         ("inkless.cli.intake", "intake")):
+                         ("inkless.cli.intake", "intake"), ("inkless.cli.blobs", "blobs")):
         try:
             sub = import_module(module)
         except ModuleNotFoundError as exc:

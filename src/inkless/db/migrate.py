@@ -3,7 +3,9 @@
 Each feature package owns a branch of migrations that starts from the foundation
 revision ``0001`` (branch labels ``delivery``, ``seals``, ``fax`` …), so features
 can grow their tables independently; a node is up to date when its database is at
-every head.
+every head. ``0007_merge_heads`` joined every branch into one head, on which later
+revisions build (``0008_blobs``); a feature that starts a branch again is joined
+by the next merge revision.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy import text as sql
 
 from inkless import timefmt
 from inkless.audit.model import AuditEvent, AuditRecorder
@@ -57,6 +58,8 @@ log = logging.getLogger("inkless.fax")
 MAX_TEXT = 500
 # Converting, OCRing and depositing a received fax takes seconds to minutes; a claim older than this was abandoned.
 DELIVERY_CLAIM_SECONDS = 15 * 60
+# The advisory lock (PostgreSQL) under which processes count the line's calls and claim jobs for it.
+LINE_CLAIM_LOCK = 0x696E6B6C_66617831  # "inkl" "fax1"
 # Received faxes are at most internal (内部): they came over an open telephone line.
 INBOUND_CLASSIFICATION = 1
 UNAUTHENTICATED_LABEL = "送信元未認証（FAX）"
@@ -645,16 +648,30 @@ class FaxService:
                     details={"reason": reason, "tries": row.tries}), at=now)
         return [r.id for r in rows]
 
-    def claim_due_jobs(self, limit: int = 4) -> list[int]:
-        """Claim due jobs (queued/retrying whose time has come, or abandoned by a dead worker)."""
+    def claim_due_jobs(self, limit: int = 4, max_calls: int | None = None) -> list[int]:
+        """Claim due jobs (queued/retrying whose time has come, or abandoned by a dead worker).
+
+        ``max_calls``: the line's simultaneous calls for the whole node. The jobs being dialled by any
+        process (claimed, claim not run out) take their slots, so several worker processes together never
+        dial more calls than the line carries.
+        """
         now = self._clock.now()
-        query = (select(fax_jobs.c.id).where(
-            or_(
-                fax_jobs.c.state.in_((JobState.QUEUED.value, JobState.RETRYING.value))
-                & (fax_jobs.c.next_attempt_at <= now),
-                (fax_jobs.c.state == JobState.SENDING.value) & (fax_jobs.c.claimed_until < now),
-            )).order_by(fax_jobs.c.next_attempt_at, fax_jobs.c.id).limit(limit))
         with self._db.begin() as conn:
+            if max_calls is not None:
+                if conn.dialect.name == "postgresql":
+                    # Claimers of the line take turns (SQLite's BEGIN IMMEDIATE already serialises them).
+                    conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": LINE_CLAIM_LOCK})
+                busy = conn.execute(select(func.count()).select_from(fax_jobs).where(
+                    fax_jobs.c.state == JobState.SENDING.value, fax_jobs.c.claimed_until >= now)).scalar_one()
+                limit = min(limit, max_calls - int(busy))
+                if limit <= 0:
+                    return []
+            query = (select(fax_jobs.c.id).where(
+                or_(
+                    fax_jobs.c.state.in_((JobState.QUEUED.value, JobState.RETRYING.value))
+                    & (fax_jobs.c.next_attempt_at <= now),
+                    (fax_jobs.c.state == JobState.SENDING.value) & (fax_jobs.c.claimed_until < now),
+                )).order_by(fax_jobs.c.next_attempt_at, fax_jobs.c.id).limit(limit))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             ids = list(conn.execute(query).scalars().all())

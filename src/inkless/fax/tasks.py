@@ -48,7 +48,7 @@ def dial_due_jobs(node: Any) -> int:
         free = node.settings.fax_max_calls - len(running)
     if free <= 0:
         return 0
-    job_ids = fax.claim_due_jobs(limit=free)
+    job_ids = fax.claim_due_jobs(limit=free, max_calls=node.settings.fax_max_calls)
     for job_id in job_ids:
         future = pool.submit(fax.attempt, job_id, line)
         future.add_done_callback(_log_failure(job_id))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -187,6 +187,28 @@ def stop_listener(server: Any) -> None:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+# A worker that has not beaten for this long (three missed beats of metrics.tasks) counts as gone.
+HEARTBEAT_STALE_SECONDS = 45.0
+# /healthz lists workers seen within this; older rows are processes that ended long ago.
+HEARTBEAT_LISTED_SECONDS = 3600.0
+
+
+def worker_heartbeats(node: Node) -> list[dict[str, object]]:
+    """The workers seen within the last hour, newest first: name, seconds since the last beat, alive or not."""
+    now = node.clock.now()
+    since = now - timedelta(seconds=HEARTBEAT_LISTED_SECONDS)
+    with node.db.read() as conn:
+        rows = conn.execute(
+            select(metrics_heartbeats.c.worker, metrics_heartbeats.c.last_seen)
+            .where(metrics_heartbeats.c.last_seen >= since).order_by(metrics_heartbeats.c.last_seen.desc())
+        ).all()
+    beats = []
+    for worker, last_seen in rows:
+        age = max(0.0, (now - last_seen).total_seconds())
+        beats.append({"worker": worker, "last_seen_seconds": round(age, 1), "alive": age <= HEARTBEAT_STALE_SECONDS})
+    return beats
 
 
 def heartbeat(node: Node, started_at: datetime, name: str | None = None) -> None:

@@ -204,9 +204,16 @@ def _unread_counter(node: Node) -> Callable[[Any], int | None]:
 def _add_node_routes(app: FastAPI, node: Node) -> None:
     @app.get("/healthz", tags=["node"])
     def healthz() -> JSONResponse:
-        """Liveness and identity: node id, database backend, version."""
+        """Liveness and identity for a load balancer: node id, database reachable, worker heartbeats, version.
+
+        503 when the database cannot be read: this process can do nothing useful, take it out. Workers
+        are reported, not required: a web process serves while the workers are restarted.
+        """
+        from inkless.metrics.openmetrics import worker_heartbeats
+
         try:
             facts = node_facts(node)
+            workers = worker_heartbeats(node)
         except InklessError as exc:
             log.warning("health check failed: %s", exc)
             return JSONResponse(
@@ -214,6 +221,7 @@ def _add_node_routes(app: FastAPI, node: Node) -> None:
                     "status": "unavailable",
                     "node_id": node.node_id,
                     "database": node.settings.backend,
+                    "database_reachable": False,
                     "version": __version__,
                 },
                 status_code=503,
@@ -223,6 +231,10 @@ def _add_node_routes(app: FastAPI, node: Node) -> None:
                 "status": "ok",
                 "node_id": facts["node_id"],
                 "database": facts["database"],
+                "database_reachable": True,
+                "blobs": "database" if node.settings.blobs_in_database else "files",
+                "workers_alive": sum(1 for w in workers if w["alive"]),
+                "workers": workers,
                 "version": facts["version"],
             }
         )
