@@ -9,8 +9,11 @@ logins count for nothing. The state is in the database: two web processes agree.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -177,3 +180,48 @@ def test_two_web_processes_share_the_count(web_node: Node, clock: FixedClock) ->
         assert fail(first, "ito") == 429 and fail(second, "ito") == 429
     finally:
         other.close()
+
+
+def test_guesses_sent_at_once_are_each_counted_before_any_is_checked(
+    web_node: Node, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve wrong passwords sent together: each counts as it is let through, not once its hash is done,
+    so no more of them are checked than the pair may fail; the others wait like any later guess."""
+    make_ready(web_node, clock, "yamada")
+    check_password = web_node.directory.check_password
+
+    def slow_check(login: str, password: str) -> object:
+        time.sleep(0.3)  # what a real Argon2 hash costs (the suite hashes at the smallest cost)
+        return check_password(login, password)
+
+    monkeypatch.setattr(web_node.directory, "check_password", slow_check)
+    browsers = [at(web_node, "198.51.100.30") for _ in range(12)]
+    start = threading.Barrier(12)
+
+    def guess(browser: TestClient) -> int:
+        start.wait()
+        return fail(browser, "yamada")
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = sorted(pool.map(guess, browsers))
+    assert statuses == [401] * MAX_FAILURES + [429] * (12 - MAX_FAILURES)
+    assert attempts(web_node) == MAX_FAILURES  # refused guesses are not rows; checked ones are one each
+    assert log_in(at(web_node, "203.0.113.30"), web_node, clock, "yamada") != ""  # elsewhere: not locked
+    with web_node.db.begin() as conn:
+        failures = conn.execute(
+            select(func.count()).select_from(t.login_attempts).where(
+                t.login_attempts.c.client == "198.51.100.30", t.login_attempts.c.success.is_(False))
+        ).scalar_one()
+    assert failures == MAX_FAILURES
+
+
+def test_a_right_password_is_not_held_against_the_pair(web_node: Node, clock: FixedClock) -> None:
+    make_ready(web_node, clock, "suzuki")
+    browser = at(web_node, "192.0.2.31")
+    for _ in range(MAX_FAILURES - 1):
+        fail(browser, "suzuki")
+    before = attempts(web_node)
+    page = browser.post("/login", data={"login": "suzuki", "password": NEW_PASSWORD})
+    assert page.url.path == "/login/totp"
+    assert attempts(web_node) == before  # counted while checked, forgiven once the password was right
+    assert fail(at(web_node, "192.0.2.31"), "suzuki") == 401  # still one failure short of the limit

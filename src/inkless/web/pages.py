@@ -154,7 +154,7 @@ def login_submit(
         )
     try:
         with node.db.begin() as conn:
-            services.throttle.check(conn, login, client)
+            attempt = services.throttle.reserve(conn, login, client)
     except RateLimitedError as exc:
         # Refused before the password is even looked at: a right guess must not be confirmed either.
         refused = render.render(
@@ -165,7 +165,7 @@ def login_submit(
     try:
         user = node.directory.check_password(login, password)
     except AuthenticationError:
-        record_failed_login(node, services, login, client, "password")
+        record_failed_login(node, services, login, client, "password", counted=True)
         return render.render(
             request,
             "login.html",
@@ -176,6 +176,7 @@ def login_submit(
     stage = Stage.TOTP if user.totp_confirmed else Stage.ENROL
     with node.db.begin() as conn:
         # Housekeeping rides on logins: abandoned sessions and stale attempts are dropped here.
+        services.throttle.settle(conn, attempt, success=True)
         services.sessions.purge_expired(conn)
         services.throttle.prune(conn)
         token, _ = services.sessions.start(conn, user.id, stage, client, request.headers.get("user-agent"))
@@ -184,12 +185,16 @@ def login_submit(
     return response
 
 
-def record_failed_login(node: Node, services: WebServices, login: str, client: str, step: str) -> None:
-    """Count a failed attempt against the login rate limit and audit it (never the secret tried)."""
+def record_failed_login(node: Node, services: WebServices, login: str, client: str, step: str, *,
+                        counted: bool = False) -> None:
+    """Count a failed attempt against the login rate limit and audit it (never the secret tried).
+
+    ``counted``: the attempt was already counted when it was let through (``LoginThrottle.reserve``)."""
     if not login:
         return
     with node.db.begin() as conn:
-        services.throttle.record(conn, login, client, success=False)
+        if not counted:
+            services.throttle.record(conn, login, client, success=False)
         if step == "password":
             # Anyone can fail a password: counted in the anonymous tally, not one permanent entry each.
             services.traffic.note(conn, "login", client, "password-failed")
@@ -203,12 +208,14 @@ def check_fresh_totp(node: Node, services: WebServices, login: str, code: str, c
     """Ask a logged-in user to prove again that they hold the authenticator (office seal), rate-limited."""
     # The office seal speaks for the whole office: a live session or token is not enough.
     with node.db.begin() as conn:
-        services.throttle.check(conn, login, client)
+        attempt = services.throttle.reserve(conn, login, client)
     try:
         node.directory.verify_totp(login, code)
     except AuthenticationError:
-        record_failed_login(node, services, login, client, "office-seal")
+        record_failed_login(node, services, login, client, "office-seal", counted=True)
         raise
+    with node.db.begin() as conn:
+        services.throttle.settle(conn, attempt, success=True)
 
 
 # --- step 2: TOTP, or enrolment --------------------------------------------------------
@@ -298,7 +305,7 @@ def _second_factor(
     template = "enrol.html" if enrolment else "totp.html"
     try:
         with node.db.begin() as conn:
-            services.throttle.check(conn, user.login, client)
+            attempt = services.throttle.reserve(conn, user.login, client)
     except RateLimitedError as exc:
         message = _wait_message(render, request, exc)
         if enrolment:
@@ -313,13 +320,14 @@ def _second_factor(
         user = node.directory.verify_totp(user.login, code)
     except AuthenticationError:
         # Wrong codes count like wrong passwords: six digits must not be guessable at leisure.
-        record_failed_login(node, services, user.login, client, "enrol" if enrolment else "totp")
+        record_failed_login(node, services, user.login, client, "enrol" if enrolment else "totp", counted=True)
         message = render.gettext(request, WRONG_CODE)
         if enrolment:
             return _enrol_page(request, node, render, session, message, 401)
         return render.render(request, template, status_code=401, csrf_token=session.csrf_token, error=message)
     stage = _next_stage(user)
     with node.db.begin() as conn:
+        services.throttle.settle(conn, attempt, success=True)
         services.throttle.record(conn, user.login, client, success=True)
         token, _ = services.sessions.advance(conn, session, stage, client)
         node.directory.record_login(user.login, conn)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from inkless.clock import Clock
 from inkless.db import tables as t
@@ -261,6 +261,10 @@ class SessionStore:
         return int(result.rowcount or 0)
 
 
+# The first key of the PostgreSQL advisory locks that make one address's login checks take turns ("logn").
+LOGIN_ADVISORY_SPACE = 0x6C6F676E
+
+
 class LoginThrottle:
     """Failed logins in ``login_attempts``: a growing delay per (login, address) pair, a cap per address.
 
@@ -288,6 +292,34 @@ class LoginThrottle:
 
     def check(self, conn: Connection, login: str, client: str) -> None:
         """Raise RateLimitedError if this login from this client, or this client at all, must wait."""
+        self._check(conn, login, client)
+
+    def reserve(self, conn: Connection, login: str, client: str) -> int | None:
+        """Check, and count this attempt as failed at once (the row id, None without a login name).
+
+        Attempts that arrive together must not all pass the check while the first password is still
+        being hashed: each one counts before its secret is looked at, and :meth:`settle` forgives it
+        when the secret was right. On PostgreSQL one address's checks take turns (on SQLite the
+        write transaction already does this)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))"),
+                         {"space": LOGIN_ADVISORY_SPACE, "key": client[:64]})
+        self._check(conn, login, client)
+        if not login:
+            return None
+        row = conn.execute(
+            insert(t.login_attempts)
+            .values(login=login[:64], client=client[:64], at=self._clock.now(), success=False)
+            .returning(t.login_attempts.c.id)
+        ).scalar_one()
+        return int(row)
+
+    def settle(self, conn: Connection, attempt: int | None, success: bool) -> None:
+        """The reserved attempt's outcome: a right secret is not held against the pair or the address."""
+        if attempt is not None and success:
+            conn.execute(delete(t.login_attempts).where(t.login_attempts.c.id == attempt))
+
+    def _check(self, conn: Connection, login: str, client: str) -> None:
         now = self._clock.now()
         since = now - timedelta(seconds=self.window_seconds)
         waits: list[int] = []
