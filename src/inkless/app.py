@@ -342,7 +342,7 @@ def _sealing(node: Node) -> SealingService:
         from inkless.directory.peers import PeerService
 
         if isinstance(node.peers, PeerService):
-            return [peer.ca_certificate for peer in node.peers.all()]
+            return node.peers.ca_certificates()
         return []
 
     return SealingService(

@@ -10,6 +10,7 @@ receipts) is checked against that CA, and nothing else from it is accepted.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -407,6 +408,12 @@ class PeerService:
                 select(federation_peers.c.node_id).where(federation_peers.c.node_id == node_id)
             ).first() is not None
 
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """The pinned CA certificates of every peer (trust anchors for seals), read with one narrow query."""
+        with self._db.read() as conn:
+            ders = conn.execute(select(federation_peers.c.ca_der).order_by(federation_peers.c.node_id)).scalars()
+            return [_ca_from_der(bytes(der)) for der in ders]
+
     def ca_certificate(self, node_id: str) -> x509.Certificate:
         """The pinned CA certificate of ``node_id``; NotFoundError if not pinned."""
         return self.get(node_id).ca_certificate
@@ -616,6 +623,12 @@ def _directory_digest(jws: str) -> str:
     except (ValueError, IndexError, AttributeError):
         offices = jws
     return hashlib.sha256(json.dumps(offices, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _ca_from_der(der: bytes) -> x509.Certificate:
+    # A certificate object is immutable: parse each pinned CA once per process, not at every verification.
+    return x509.load_der_x509_certificate(der)
 
 
 def _peer(row: Any) -> Peer:

@@ -1,0 +1,210 @@
+"""Batch sealing: the same seal on many PDFs, in parallel worker processes, one result per file.
+
+Sealing is CPU-bound Python (pyHanko, asn1crypto), so threads would share one core: each worker is a
+process that opens the node once and then seals file after file. A file that cannot be sealed (not a
+PDF, no such page, a seal box outside the page, …) is reported by name with the reason, and the others
+go on. The results come back in the order the files were given; ``progress`` is called as each one
+finishes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inkless.errors import InklessError, ValidationError
+from inkless.seals.imprint import SealKind
+from inkless.seals.model import SealPlacement
+
+if TYPE_CHECKING:
+    from inkless.app import Node
+    from inkless.config import Settings
+
+
+@dataclass(frozen=True)
+class SealOrder:
+    """What to press on every file of a batch, and where."""
+
+    signer: str
+    kind: SealKind
+    page: int = 1
+    at: tuple[float, float] | None = None  # lower-left corner in points; or
+    field_name: str | None = None  # an existing empty signature field
+    size_mm: float | None = None
+    reason: str | None = None
+    certify: bool = False
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file to seal and where its sealed copy goes."""
+
+    source: Path
+    out: Path
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """How one file of a batch went: ``error`` is None when it was sealed and written to ``item.out``."""
+
+    item: BatchItem
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+Progress = Callable[[int, int, BatchResult], None]
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_batch(sources: Sequence[Path], out_dir: Path) -> list[BatchItem]:
+    """The PDFs named (files, or every ``*.pdf`` of a folder) and their places in ``out_dir``.
+
+    Refuses, before anything is sealed, a source that does not exist, two sources of the same name
+    (one would overwrite the other) and an output folder that is a source folder.
+    """
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            if source.resolve() == out_dir.resolve():
+                raise ValidationError(f"--out {out_dir} is the folder being sealed: choose another folder")
+            files.extend(sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() == ".pdf"))
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise ValidationError(f"no such file or folder: {source}")
+    if not files:
+        raise ValidationError("no PDF to seal: the folders given hold no *.pdf files")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.name in seen:
+            raise ValidationError(f"two files are named {path.name} ({seen[path.name]} and {path}): "
+                                  "their sealed copies would overwrite each other in --out")
+        seen[path.name] = path
+    return [BatchItem(path, out_dir / path.name) for path in files]
+
+
+def seal_one(node: Node, order: SealOrder, item: BatchItem, actor: str) -> BatchResult:
+    """Seal one file of a batch with ``node``; any refusal becomes the result's error, not an exception."""
+    service = node.sealing
+    if service is None:
+        return BatchResult(item, "this node has no sealing service")
+    try:
+        pdf = item.source.read_bytes()
+        if order.field_name:
+            placement = SealPlacement(page=order.page, field_name=order.field_name)
+        else:
+            assert order.at is not None
+            placement = service.placement_at(order.signer, order.kind, order.page, *order.at, order.size_mm)
+        sealed = service.seal(pdf, order.signer, order.kind, placement, actor=actor, reason=order.reason,
+                              certify=order.certify, size_mm=order.size_mm)
+        item.out.write_bytes(sealed)
+    except InklessError as exc:
+        return BatchResult(item, str(exc))
+    except OSError as exc:
+        return BatchResult(item, f"{exc.strerror or exc}: {exc.filename or item.source}")
+    return BatchResult(item)
+
+
+# --- worker processes ---------------------------------------------------------------------
+
+
+def _warm(settings: Settings, order: SealOrder, node: Node | None) -> None:
+    # Render the imprint here, before the workers fork: they inherit it (and the fonts it needed) instead
+    # of each loading the CJK fonts again, which costs more than sealing a few documents.
+    from inkless.app import build_node
+    from inkless.seals.sealing import imprint_for, imprint_pdf
+
+    own = node or build_node(settings)
+    try:
+        user = own.directory.user(order.signer)
+        office = own.directory.office_by_id(user.office_id)
+        imprint_pdf(imprint_for(user, office.name, order.kind, own.clock.now(), order.size_mm, settings.tz))
+    except InklessError:
+        pass  # the workers report it for every file
+    finally:
+        if node is None:
+            own.close()
+
+_worker_node: Node | None = None
+
+
+def _start_worker(settings: Settings) -> None:
+    global _worker_node
+    from inkless.app import build_node
+
+    _worker_node = build_node(settings)
+
+
+def _work(order: SealOrder, item: BatchItem, actor: str) -> BatchResult:
+    assert _worker_node is not None
+    try:
+        return seal_one(_worker_node, order, item, actor)
+    except Exception as exc:  # a bug in one file must not lose the others' results
+        return BatchResult(item, f"{type(exc).__name__}: {exc}")
+
+
+def seal_batch(settings: Settings, order: SealOrder, items: Sequence[BatchItem], *, actor: str,
+               workers: int | None = None, progress: Progress | None = None,
+               node: Node | None = None) -> list[BatchResult]:
+    """Seal every item; ``workers`` processes (default: one per core), or this process for one worker.
+
+    With one worker the batch runs here, on ``node`` if given (else one built from ``settings``).
+    """
+    workers = min(workers or default_workers(), len(items)) or 1
+    results: list[BatchResult | None] = [None] * len(items)
+    done = 0
+
+    def finished(index: int, result: BatchResult) -> None:
+        nonlocal done
+        results[index] = result
+        done += 1
+        if progress is not None:
+            progress(done, len(items), result)
+
+    if workers == 1:
+        if node is not None:
+            for index, item in enumerate(items):
+                finished(index, seal_one(node, order, item, actor))
+        else:
+            from inkless.app import build_node
+
+            own = build_node(settings)
+            try:
+                for index, item in enumerate(items):
+                    finished(index, seal_one(own, order, item, actor))
+            finally:
+                own.close()
+    else:
+        _warm(settings, order, node)
+        # fork starts a worker in milliseconds (spawn would import everything again, about a second each);
+        # the workers open their own database connections after the fork.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(settings,)) as pool:
+            futures: dict[Future[BatchResult], int] = {
+                pool.submit(_work, order, item, actor): index for index, item in enumerate(items)
+            }
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # a worker died (killed, out of memory): say so for its file
+                    result = BatchResult(items[index], f"the worker sealing it stopped: {type(exc).__name__}: {exc}")
+                finished(index, result)
+    return [r for r in results if r is not None]
