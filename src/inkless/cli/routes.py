@@ -14,7 +14,7 @@ import typer
 
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.errors import SealError, ValidationError
-from inkless.seals.imprint import SealKind
+from inkless.seals.model import SealKind
 from inkless.seals.routes import ApprovalRoute, ResumeFrom, RouteState, StepPlan
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once

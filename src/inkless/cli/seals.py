@@ -14,8 +14,7 @@ import typer
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, shown_time
 from inkless.errors import ValidationError
 from inkless.seals.batch import SealOrder
-from inkless.seals.imprint import SealKind, render_png
-from inkless.seals.model import Indication, SealPlacement, SealResult, VerificationReport
+from inkless.seals.model import Indication, SealKind, SealPlacement, SealResult, VerificationReport
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
     from inkless.app import Node
@@ -134,6 +133,8 @@ def _preview(login: str, kind: SealKind, size_mm: float | None, out: Path | None
         from inkless.seals.sealing import imprint_for
 
         imprint = imprint_for(user, office.name, kind, node.clock.now(), size_mm, node.settings.tz)
+    from inkless.seals.imprint import render_png
+
     out.write_bytes(render_png(imprint, dpi=dpi))
     typer.echo(f"{kind.value} seal of {login}: {out}")
 

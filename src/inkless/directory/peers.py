@@ -17,9 +17,8 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -59,6 +58,9 @@ from inkless.pki.model import CertPurpose
 _FINGERPRINT_RE = re.compile(r"^(?:sha256:)?((?:[0-9a-f]{2}:?){31}[0-9a-f]{2})$", re.IGNORECASE)
 _URL_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 # Nonces are kept a little longer than a signature can pass the clock check.
+if TYPE_CHECKING:
+    import httpx
+
 NONCE_LIFETIME = timedelta(seconds=2 * httpsig.MAX_SKEW_SECONDS + 60)
 
 
@@ -73,11 +75,19 @@ def normalise_fingerprint(text: str) -> str:
     return "SHA256:" + m.group(1).replace(":", "").upper()
 
 
+def _url_path(url: str) -> str:
+    import httpx
+
+    return str(httpx.URL(url).path)
+
+
 def normalise_url(url: str) -> str:
     """A peer's base URL without trailing slash; ValidationError if it is not http(s)."""
     url = url.strip().rstrip("/")
     if not _URL_RE.match(url):
         raise ValidationError(f"{url!r} is not an http:// or https:// base URL (no query, no fragment)")
+    import httpx
+
     return str(httpx.URL(url)).rstrip("/")
 
 
@@ -597,7 +607,7 @@ class PeerService:
                     action="federation.request_refused",
                     object_type="peer",
                     object_id=keyid,
-                    details={"reason": reason[:500], "method": method, "path": httpx.URL(target_uri).path,
+                    details={"reason": reason[:500], "method": method, "path": _url_path(target_uri),
                              "client": client},
                 ),
             )

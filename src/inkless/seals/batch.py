@@ -9,19 +9,18 @@ finishes.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inkless.errors import InklessError, ValidationError
-from inkless.seals.imprint import SealKind
-from inkless.seals.model import SealPlacement
+from inkless.seals.model import SealKind, SealPlacement
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from inkless.app import Node
     from inkless.config import Settings
 
@@ -190,6 +189,9 @@ def seal_batch(settings: Settings, order: SealOrder, items: Sequence[BatchItem],
             finally:
                 own.close()
     else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
         _warm(settings, order, node)
         # fork starts a worker in milliseconds (spawn would import everything again, about a second each);
         # the workers open their own database connections after the fork.
