@@ -96,7 +96,7 @@ def _probe_loaded(*args: str, heavy: tuple[str, ...]) -> dict[str, object]:
 
 def test_listing_an_inbox_loads_neither_pyhanko_nor_alembic(demo_node: str) -> None:
     result = _probe_loaded("inbox", "civil-affairs", "--as", "tanaka", "--data", demo_node,
-                           heavy=NOT_FOR_ORDINARY_COMMANDS + ("sqlalchemy",))
+                           heavy=(*NOT_FOR_ORDINARY_COMMANDS, "sqlalchemy"))
     assert result["code"] == 0
     assert result["loaded"] == ["sqlalchemy"]  # the node was opened: the probe sees what it loaded
 

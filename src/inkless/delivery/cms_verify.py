@@ -26,7 +26,7 @@ from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from inkless import timefmt
 from inkless.aio import run_sync
-from inkless.delivery.envelope import CLOCK_SKEW, SignedContent, office_address
+from inkless.delivery.signed import CLOCK_SKEW, SignedContent, office_address
 from inkless.errors import EnvelopeError
 
 # Digest algorithms a SignerInfo may declare; pyHanko computes the digest with the declared one.

@@ -24,7 +24,7 @@ import secrets
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.message import Message
 from typing import Any
 
@@ -33,14 +33,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from inkless.delivery.signed import CLOCK_SKEW as CLOCK_SKEW
+from inkless.delivery.signed import OFFICE_URN_PREFIX as OFFICE_URN_PREFIX
+from inkless.delivery.signed import SignedContent
 from inkless.errors import EnvelopeError
 
 METADATA_TYPE = "application/json"
 METADATA_VERSION = 1
 PRIORITIES = ("normal", "urgent")
-OFFICE_URN_PREFIX = "urn:inkless:office:"
-# Clock skew we tolerate between nodes when checking a signing time against the certificate.
-CLOCK_SKEW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -301,28 +301,6 @@ def decrypt(envelope: bytes, certificate: x509.Certificate, key: Any) -> bytes:
         raise EnvelopeError(
             f"the envelope cannot be opened with this office's key: not addressed to it, damaged or not CMS ({exc})"
         ) from None
-
-
-@dataclass(frozen=True)
-class SignedContent:
-    """What a verified CMS SignedData carried, and who signed it when."""
-
-    content: bytes
-    signer: x509.Certificate
-    signer_address: str
-    signing_time: datetime | None
-
-
-def office_address(certificate: x509.Certificate) -> str | None:
-    """The ``office@node`` address in a certificate's SAN (urn:inkless:office:…), if any."""
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith(OFFICE_URN_PREFIX):
-            return str(uri[len(OFFICE_URN_PREFIX):])
-    return None
 
 
 def verify(
