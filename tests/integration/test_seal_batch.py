@@ -96,3 +96,35 @@ def test_a_batch_that_cannot_be_placed_changes_nothing(node_dir: Path, tmp_path:
     assert into_itself.returncode == 2 and "is the folder being sealed" in into_itself.stderr
     assert not out.exists()
     assert sorted(p.name for p in first.iterdir()) == ["same.pdf"]
+
+
+def test_an_approver_stamps_many_routes_at_once_and_a_bad_one_is_named(node_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers.route_docs import sample_pdf as route_pdf
+
+    document = tmp_path / "出張命令.pdf"
+    document.write_bytes(route_pdf(1))
+    ids = []
+    for _ in range(4):
+        started = inkless("route", "start", str(document), "--as", "tanaka", "--step", "sato", "--title", "課長",
+                          "--json", "--data", str(node_dir))
+        assert started.returncode == 0, started.stderr
+        ids.append(str(json.loads(started.stdout)["id"]))
+
+    done = inkless("route", "approve", *ids, "999", "--as", "sato", "--workers", "2", "--data", str(node_dir))
+
+    assert done.returncode == 1
+    progress = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == [f"[{n}/5" for n in range(1, 6)]
+    assert "route 999: FAILED" in done.stderr and "1 failed: route 999" in done.stderr
+    assert "sato stamped 4 of 5 routes" in done.stdout
+    node = build_node(load_settings(node_dir))
+    try:
+        assert node.routes is not None and node.sealing is not None
+        for route_id in ids:
+            assert node.routes.route(int(route_id)).state.value == "awaiting_office_seal"
+            report = node.sealing.verify(node.routes.document(int(route_id)), actor="test")
+            assert report.indication == Indication.PASSED
+    finally:
+        node.close()

@@ -9,11 +9,12 @@ finishes.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from inkless.errors import InklessError, ValidationError
 from inkless.seals.model import SealKind, SealPlacement
@@ -139,7 +140,11 @@ def _warm(settings: Settings, order: SealOrder, node: Node | None) -> None:
         if node is None:
             own.close()
 
+
 _worker_node: Node | None = None
+
+J = TypeVar("J")
+R = TypeVar("R")
 
 
 def _start_worker(settings: Settings) -> None:
@@ -149,12 +154,80 @@ def _start_worker(settings: Settings) -> None:
     _worker_node = build_node(settings)
 
 
-def _work(order: SealOrder, item: BatchItem, actor: str) -> BatchResult:
+def _work(work: Callable[[Node, J], R], failed: Callable[[J, str], R], job: J) -> R:
     assert _worker_node is not None
     try:
-        return seal_one(_worker_node, order, item, actor)
-    except Exception as exc:  # a bug in one file must not lose the others' results
-        return BatchResult(item, f"{type(exc).__name__}: {exc}")
+        return work(_worker_node, job)
+    except Exception as exc:  # a bug in one job must not lose the others' results
+        return failed(job, f"{type(exc).__name__}: {exc}")
+
+
+def run_batch(settings: Settings, jobs: Sequence[J], work: Callable[[Node, J], R], failed: Callable[[J, str], R],
+              *, workers: int | None = None, progress: Callable[[int, int, R], None] | None = None,
+              node: Node | None = None) -> list[R]:
+    """``work(node, job)`` for every job, in ``workers`` processes (default: one per core) or here for one.
+
+    ``work`` and ``failed`` are module-level functions (they are sent to the workers); ``work`` turns
+    expected refusals into its result, ``failed(job, reason)`` stands for a job whose worker raised or
+    died. Results come back in the order of ``jobs``; ``progress(done, total, result)`` as each finishes.
+    With one worker the jobs run here, on ``node`` if given (else one built from ``settings``).
+    """
+    workers = min(workers or default_workers(), len(jobs)) or 1
+    results: list[R | None] = [None] * len(jobs)
+    done = 0
+
+    def finished(index: int, result: R) -> None:
+        nonlocal done
+        results[index] = result
+        done += 1
+        if progress is not None:
+            progress(done, len(jobs), result)
+
+    if workers == 1:
+        from inkless.app import build_node
+
+        own = node or build_node(settings)
+        try:
+            for index, job in enumerate(jobs):
+                finished(index, work(own, job))
+        finally:
+            if node is None:
+                own.close()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # fork starts a worker in milliseconds (spawn would import everything again, about a second each);
+        # the workers open their own database connections after the fork.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        # Objects that exist before the fork move out of the collector's reach: otherwise each worker's
+        # first full collection writes to every inherited page (reference counts) and copies them all.
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                     initargs=(settings,)) as pool:
+                futures: dict[Future[R], int] = {
+                    pool.submit(_work, work, failed, job): index for index, job in enumerate(jobs)
+                }
+                for future in as_completed(futures):
+                    index = futures[future]
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # a worker died (killed, out of memory): say so for its job
+                        result = failed(jobs[index], f"the worker doing it stopped: {type(exc).__name__}: {exc}")
+                    finished(index, result)
+        finally:
+            gc.unfreeze()
+    return [r for r in results if r is not None]
+
+
+def _seal_job(node: Node, job: tuple[SealOrder, BatchItem, str]) -> BatchResult:
+    return seal_one(node, *job)
+
+
+def _seal_failed(job: tuple[SealOrder, BatchItem, str], reason: str) -> BatchResult:
+    return BatchResult(job[1], reason)
 
 
 def seal_batch(settings: Settings, order: SealOrder, items: Sequence[BatchItem], *, actor: str,
@@ -164,49 +237,58 @@ def seal_batch(settings: Settings, order: SealOrder, items: Sequence[BatchItem],
 
     With one worker the batch runs here, on ``node`` if given (else one built from ``settings``).
     """
-    workers = min(workers or default_workers(), len(items)) or 1
-    results: list[BatchResult | None] = [None] * len(items)
-    done = 0
-
-    def finished(index: int, result: BatchResult) -> None:
-        nonlocal done
-        results[index] = result
-        done += 1
-        if progress is not None:
-            progress(done, len(items), result)
-
-    if workers == 1:
-        if node is not None:
-            for index, item in enumerate(items):
-                finished(index, seal_one(node, order, item, actor))
-        else:
-            from inkless.app import build_node
-
-            own = build_node(settings)
-            try:
-                for index, item in enumerate(items):
-                    finished(index, seal_one(own, order, item, actor))
-            finally:
-                own.close()
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
+    if min(workers or default_workers(), len(items)) > 1:
         _warm(settings, order, node)
-        # fork starts a worker in milliseconds (spawn would import everything again, about a second each);
-        # the workers open their own database connections after the fork.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        context = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(settings,)) as pool:
-            futures: dict[Future[BatchResult], int] = {
-                pool.submit(_work, order, item, actor): index for index, item in enumerate(items)
-            }
-            for future in as_completed(futures):
-                index = futures[future]
-                try:
-                    result = future.result()
-                except Exception as exc:  # a worker died (killed, out of memory): say so for its file
-                    result = BatchResult(items[index], f"the worker sealing it stopped: {type(exc).__name__}: {exc}")
-                finished(index, result)
-    return [r for r in results if r is not None]
+    jobs = [(order, item, actor) for item in items]
+    return run_batch(settings, jobs, _seal_job, _seal_failed, workers=workers, progress=progress, node=node)
+
+
+# --- approval routes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteOutcome:
+    """How stamping one route of a batch went: ``done`` says what happened, or ``error`` why not."""
+
+    route_id: int
+    done: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def finish_route(node: Node, job: tuple[int, str, SealKind | None, str | None]) -> RouteOutcome:
+    """``login`` stamps their box of route ``route_id``, or presses the office seal when the route awaits it."""
+    from inkless.seals.routes import RouteState
+
+    route_id, login, kind, comment = job
+    routes = node.routes
+    if routes is None:
+        return RouteOutcome(route_id, error="this node has no approval routes")
+    try:
+        current = routes.route(route_id)
+        if kind is SealKind.OFFICE or (kind is None and current.state is RouteState.AWAITING_OFFICE_SEAL):
+            route = routes.office_seal(route_id, login)
+            done = f"pressed the office seal on route {route.id}: completed, extended to PAdES B-LTA"
+            if route.delivered_message_id:
+                done += f", delivered to {route.deliver_to} as message {route.delivered_message_id}"
+        else:
+            route = routes.approve(route_id, login, kind or SealKind.PERSONAL, comment)
+            done = f"{login} stamped route {route.id}"
+    except InklessError as exc:
+        return RouteOutcome(route_id, error=str(exc))
+    return RouteOutcome(route_id, done)
+
+
+def _route_failed(job: tuple[int, str, SealKind | None, str | None], reason: str) -> RouteOutcome:
+    return RouteOutcome(job[0], error=reason)
+
+
+def finish_routes(settings: Settings, route_ids: Sequence[int], login: str, kind: SealKind | None,
+                  comment: str | None, *, workers: int | None = None,
+                  progress: Callable[[int, int, RouteOutcome], None] | None = None) -> list[RouteOutcome]:
+    """Stamp (or office-seal) many routes in parallel, one result per route, in the order given."""
+    jobs = [(route_id, login, kind, comment) for route_id in route_ids]
+    return run_batch(settings, jobs, finish_route, _route_failed, workers=workers, progress=progress)
