@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from inkless.clock import Clock, SystemClock
 from inkless.config import Settings, write_config
 from inkless.db import tables as t
 from inkless.db.engine import Database
-from inkless.db.migrate import current_heads, describe, script_heads, upgrade
+from inkless.db.schema_heads import expected_heads, stored_heads
 from inkless.directory.service import DirectoryService
 from inkless.errors import ConfigurationError, ConflictError
 from inkless.pki.ca import NodeCA, NodeIdentity
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from inkless.metrics.catalogue import ProcedureCatalogue
     from inkless.metrics.service import MetricsService
     from inkless.pickup.service import PickupService
+    from inkless.seals.model import SealKind, SealPlacement
     from inkless.seals.route_service import RouteService
     from inkless.seals.sealing import SealingService
 
@@ -68,7 +71,6 @@ class Node:
     transport: PeerTransport | None = None
     peers: PeerLookup | None = None
     delivery: DeliveryService | None = None
-    sealing: SealingService | None = None
     routes: RouteService | None = None
     fax: FaxService | None = None
     tokens: ApiTokenService | None = None
@@ -80,10 +82,28 @@ class Node:
     admin: Administration | None = None
     intake: IntakeService | None = None
     metrics: MetricsService | None = None
+    # Built on first use (see the ``sealing`` property): it loads pyHanko, which most commands never need.
+    _sealing_service: SealingService | None = None
+    _sealing_factory: Callable[[], SealingService] | None = None
+    _sealing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def node_id(self) -> str:
         return self.settings.node_id
+
+    @property
+    def sealing(self) -> SealingService | None:
+        """The sealing service (and the node TSA), built the first time something seals or verifies."""
+        if self._sealing_service is None and self._sealing_factory is not None:
+            with self._sealing_lock:  # web requests in several threads may be first at once: build it once
+                if self._sealing_service is None and self._sealing_factory is not None:
+                    self._sealing_service = self._sealing_factory()
+                    self._sealing_factory = None
+        return self._sealing_service
+
+    @sealing.setter
+    def sealing(self, service: SealingService | None) -> None:
+        self._sealing_service, self._sealing_factory = service, None
 
     def close(self) -> None:
         from inkless.directory.peers import PeerService
@@ -155,10 +175,10 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     node.delivery.pickup = node.pickup
     node.notices = InboxNotices(settings, db, clock, audit, directory, node.mail)
     node.delivery.on_received.append(node.notices.on_received)
-    node.sealing = _sealing(node)
+    node._sealing_factory = lambda: _sealing(node)
     from inkless.seals.route_service import RouteService
 
-    node.routes = RouteService(db, node.blobs, directory, node.sealing, audit, clock, courier=node.delivery)
+    node.routes = RouteService(db, node.blobs, directory, _NodeSealer(node), audit, clock, courier=node.delivery)
     from inkless.fax.service import build_fax
 
     node.fax = build_fax(node)
@@ -196,20 +216,46 @@ def open_blob_store(settings: Settings, db: Database, box: SecretBox) -> BlobSto
     return DatabaseBlobStore(db, box)
 
 
+class _NodeSealer:
+    """The node's sealing service as approval routes use it, looked up when a route first seals."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def _service(self) -> SealingService:
+        service = self._node.sealing
+        if service is None:
+            raise ConfigurationError("this node has no sealing service")
+        return service
+
+    async def seal_async(self, pdf: bytes, signer_login: str, kind: SealKind, placement: SealPlacement, *,
+                         actor: str, reason: str | None = None, certify: bool = False,
+                         size_mm: float | None = None) -> bytes:
+        return await self._service().seal_async(pdf, signer_login, kind, placement, actor=actor, reason=reason,
+                                                certify=certify, size_mm=size_mm)
+
+    async def extend_to_lta_async(self, pdf: bytes, *, actor: str = "system") -> bytes:
+        return await self._service().extend_to_lta_async(pdf, actor=actor)
+
+
+def _describe(revisions: frozenset[str]) -> str:
+    return ", ".join(sorted(revisions)) or "empty"
+
+
 def _check_initialised(db: Database, settings: Settings) -> None:
     try:
-        revision = current_heads(db)
+        revision = stored_heads(db)
     except ProgrammingError as exc:
         raise ConfigurationError(f"cannot open the database {settings.backend}: {exc.orig}") from None
     if not revision:
         raise ConfigurationError(
             f"no inkless node in {settings.data_dir} (database {settings.backend}): run 'inkless init --data DIR'"
         )
-    heads = script_heads(db)
+    heads = expected_heads()
     if revision != heads:
         raise ConfigurationError(
-            f"the database schema is at {describe(revision)}, this inkless {__version__} needs "
-            f"{describe(heads)}: run 'inkless migrate'"
+            f"the database schema is at {_describe(revision)}, this inkless {__version__} needs "
+            f"{_describe(heads)}: run 'inkless migrate'"
         )
     with db.read() as conn:
         stored = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
@@ -226,9 +272,11 @@ def init_node(settings: Settings, clock: Clock | None = None) -> Node:
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
+    from inkless.db.migrate import upgrade
+
     db = Database(settings.database_url, create=True, lock_timeout=settings.database_lock_timeout_seconds)
     try:
-        if current_heads(db):
+        if stored_heads(db):
             with db.begin() as conn:
                 existing = conn.execute(select(t.node_meta.c.value).where(t.node_meta.c.key == "node_id")).scalar()
             if existing is not None:
@@ -342,7 +390,7 @@ def _sealing(node: Node) -> SealingService:
         from inkless.directory.peers import PeerService
 
         if isinstance(node.peers, PeerService):
-            return [peer.ca_certificate for peer in node.peers.all()]
+            return node.peers.ca_certificates()
         return []
 
     return SealingService(

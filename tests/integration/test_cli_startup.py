@@ -68,3 +68,60 @@ def test_the_probe_sees_a_command_that_opens_the_node(tmp_path: object) -> None:
     # The check can fail: a command that does work loads the node (SQLAlchemy, cryptography, ...).
     result = _probe("node", "info", "--data", str(tmp_path))
     assert "sqlalchemy" in result["loaded"]  # type: ignore[operator]
+
+
+# What an ordinary command on a node must not load: seals and CMS verification (pyHanko), migrations
+# (Alembic), PDF drawing (reportlab, fontTools, Pillow), password hashing (argon2) and the HTTP client.
+NOT_FOR_ORDINARY_COMMANDS = ("pyhanko", "alembic", "aiohttp", "reportlab", "fontTools", "PIL", "argon2", "pyotp",
+                             "segno", "httpx", "pypdfium2", "ocrmypdf")
+
+
+@pytest.fixture(scope="module")
+def demo_node(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from tests.helpers.cli import inkless
+
+    data = tmp_path_factory.mktemp("startup") / "node"
+    done = inkless("init", "--data", str(data), "--demo")
+    assert done.returncode == 0, done.stderr
+    return str(data)
+
+
+def _probe_loaded(*args: str, heavy: tuple[str, ...]) -> dict[str, object]:
+    script = f"HEAVY = {list(heavy)!r}\n" + _PROBE
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(list(args))],
+                          capture_output=True, text=True, timeout=120, check=True)
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_listing_an_inbox_loads_neither_pyhanko_nor_alembic(demo_node: str) -> None:
+    result = _probe_loaded("inbox", "civil-affairs", "--as", "tanaka", "--data", demo_node,
+                           heavy=(*NOT_FOR_ORDINARY_COMMANDS, "sqlalchemy"))
+    assert result["code"] == 0
+    assert result["loaded"] == ["sqlalchemy"]  # the node was opened: the probe sees what it loaded
+
+
+def test_sending_a_document_loads_neither_pyhanko_nor_alembic(demo_node: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.helpers.seals import sample_pdf
+
+    document = Path(str(tmp_path)) / "通知.pdf"
+    document.write_bytes(sample_pdf(1))
+    result = _probe_loaded("send", str(document), "--from", "civil-affairs", "--to", "civil-affairs@moj",
+                           "--subject", "起動の確認", "--as", "tanaka", "--data", demo_node,
+                           heavy=NOT_FOR_ORDINARY_COMMANDS)
+    assert result["code"] == 0
+    assert result["loaded"] == []
+
+
+def test_the_probe_sees_a_command_that_seals(demo_node: str, tmp_path: object) -> None:
+    # The check can fail: verifying a seal does load pyHanko.
+    from pathlib import Path
+
+    from tests.helpers.seals import sample_pdf
+
+    document = Path(str(tmp_path)) / "unsealed.pdf"
+    document.write_bytes(sample_pdf(1))
+    result = _probe_loaded("verify", str(document), "--data", demo_node, heavy=NOT_FOR_ORDINARY_COMMANDS)
+    assert "pyhanko" in result["loaded"]  # type: ignore[operator]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
-from inkless.aio import run_sync
+from inkless.aio import _thread_loops, run_on_thread_loop, run_sync
 
 
 async def _where() -> str:
@@ -20,5 +21,34 @@ def test_runs_on_its_own_loop_from_plain_sync_code() -> None:
 def test_inside_a_running_loop_it_runs_on_a_worker_thread_instead_of_failing() -> None:
     async def route() -> str:
         return run_sync(_where())  # what an async web route calling the sync TSA does
+
+    assert asyncio.run(route()) != threading.current_thread().name
+
+
+async def _loop_id() -> int:
+    await asyncio.sleep(0)
+    return id(asyncio.get_running_loop())
+
+
+def test_a_thread_reuses_its_loop_and_closes_it_when_the_thread_ends() -> None:
+    seen: list[int] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def work() -> None:
+        seen.extend(run_on_thread_loop(_loop_id()) for _ in range(3))
+        loops.append(_thread_loops.loop)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert len(set(seen)) == 1  # one loop for the three calls
+    del thread
+    gc.collect()
+    assert loops[0].is_closed()
+
+
+def test_inside_a_running_loop_it_does_not_reenter_that_loop() -> None:
+    async def route() -> str:
+        return run_on_thread_loop(_where())
 
     assert asyncio.run(route()) != threading.current_thread().name

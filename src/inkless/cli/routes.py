@@ -14,7 +14,7 @@ import typer
 
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table, shown_time
 from inkless.errors import SealError, ValidationError
-from inkless.seals.imprint import SealKind
+from inkless.seals.model import SealKind
 from inkless.seals.routes import ApprovalRoute, ResumeFrom, RouteState, StepPlan
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
@@ -125,17 +125,27 @@ def status(
 
 @app.command("approve")
 def approve(
-    route_id: Annotated[int, typer.Argument(help="Route id.")],
+    route_ids: Annotated[list[int], typer.Argument(help="Route id; several to stamp them all (in parallel).")],
     login: AsOption,
     kind: Annotated[
         SealKind | None,
         typer.Option("--kind", help="personal (認印) or date (日付印); the office seal when the route awaits it."),
     ] = None,
     comment: CommentOption = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Processes stamping several routes in parallel (default: one per core).")] = None,
     data: DataOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Stamp LOGIN's box of the current step; after the last step, press the office seal (角印) and finish."""
+    """Stamp LOGIN's box of the current step; after the last step, press the office seal (角印) and finish.
+
+    Several route ids are stamped alike in parallel worker processes, with a progress line per route;
+    a route that cannot be stamped is named with the reason and the others go on (exit 1 if any failed).
+    """
+    if len(route_ids) > 1:
+        _approve_many(route_ids, login, kind, comment, workers, data, as_json)
+        return
+    route_id = route_ids[0]
     with open_node(data) as node:
         routes = _routes(node)
         current = routes.route(route_id)
@@ -152,6 +162,31 @@ def approve(
         print_json(found.to_dict())
         return
     typer.echo(done)
+
+
+def _approve_many(route_ids: list[int], login: str, kind: SealKind | None, comment: str | None,
+                  workers: int | None, data: Path | None, as_json: bool) -> None:
+    from inkless.config import load_settings
+    from inkless.seals.batch import RouteOutcome, finish_routes
+
+    if len(set(route_ids)) != len(route_ids):
+        raise ValidationError("a route id is given twice: each route is stamped once")
+
+    def progress(done: int, total: int, result: RouteOutcome) -> None:
+        status = result.done if result.ok else f"FAILED: {result.error}"
+        typer.echo(f"[{done}/{total}] route {result.route_id}: {status}", err=True)
+
+    results = finish_routes(load_settings(data), route_ids, login, kind, comment, workers=workers,
+                            progress=progress)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print_json([{"route_id": r.route_id, "ok": r.ok, "done": r.done or None, "error": r.error}
+                    for r in results])
+    else:
+        typer.echo(f"{login} stamped {len(results) - len(failed)} of {len(results)} routes")
+    if failed:
+        typer.echo(f"{len(failed)} failed: " + ", ".join(f"route {r.route_id}" for r in failed), err=True)
+        raise typer.Exit(1)
 
 
 @app.command("return")

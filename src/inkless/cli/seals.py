@@ -13,8 +13,8 @@ import typer
 
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, shown_time
 from inkless.errors import ValidationError
-from inkless.seals.imprint import SealKind, render_png
-from inkless.seals.model import Indication, SealPlacement, SealResult, VerificationReport
+from inkless.seals.batch import SealOrder
+from inkless.seals.model import Indication, SealKind, SealPlacement, SealResult, VerificationReport
 
 if TYPE_CHECKING:  # imported when a command runs, so that `inkless --help` starts at once
     from inkless.app import Node
@@ -39,7 +39,9 @@ def _point(text: str) -> tuple[float, float]:
 
 
 def seal(
-    args: Annotated[list[str], typer.Argument(help="FILE.pdf to seal, or: preview LOGIN", show_default=False)],
+    args: Annotated[list[str], typer.Argument(
+        help="FILE.pdf to seal; several files or folders to seal them all into --out DIR; or: preview LOGIN",
+        show_default=False)],
     signer: Annotated[str, typer.Option("--as", help="Login of the person who seals.")] = "",
     kind: Annotated[SealKind, typer.Option("--kind", help="personal (認印), date (日付印) or office (角印).")] = (
         SealKind.PERSONAL
@@ -52,9 +54,15 @@ def seal(
     certify: Annotated[bool, typer.Option("--certify", help="Certify (DocMDP, form filling allowed).")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the result.")] = None,
     dpi: Annotated[int, typer.Option("--dpi", help="Preview resolution.")] = 300,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Processes sealing a batch in parallel (default: one per core).")] = None,
     data: DataOption = None,
 ) -> None:
     """Seal a PDF (``inkless seal FILE.pdf --as LOGIN --page N --at X,Y --out OUT.pdf``) or preview a seal.
+
+    Several files, or folders (every ``*.pdf`` in them), are sealed alike into the folder ``--out DIR``
+    in parallel, with a progress line per file; a file that cannot be sealed is named with the reason
+    and the others go on (exit code 1 if any failed).
 
     ``inkless seal preview LOGIN --kind K --out seal.png`` writes the imprint as a PNG.
     """
@@ -63,17 +71,22 @@ def seal(
             raise ValidationError("usage: inkless seal preview LOGIN --kind K --out seal.png")
         _preview(args[1], kind, size_mm, out, dpi, data)
         return
-    if len(args) != 1:
+    if not args:
         raise ValidationError("usage: inkless seal FILE.pdf --as LOGIN --page N --at X,Y --out OUT.pdf")
     if not signer:
         raise ValidationError("--as LOGIN is required: whose seal is it?")
     if out is None:
         raise ValidationError("--out OUT.pdf is required")
+    if bool(at) == bool(field):
+        raise ValidationError("give either --at X,Y or --field NAME")
+    if len(args) > 1 or Path(args[0]).is_dir():
+        order = SealOrder(signer=signer, kind=kind, page=page, at=_point(at) if at else None,
+                          field_name=field or None, size_mm=size_mm, reason=reason, certify=certify)
+        _seal_batch([Path(a) for a in args], out, order, workers, data)
+        return
     source = Path(args[0])
     if not source.is_file():
         raise ValidationError(f"no such file: {source}")
-    if bool(at) == bool(field):
-        raise ValidationError("give either --at X,Y or --field NAME")
     with open_node(data) as node:
         service = _service(node)
         if field:
@@ -87,6 +100,29 @@ def seal(
     typer.echo(f"sealed {source.name} as {signer} ({kind.value}) on page {page}: {out}")
 
 
+def _seal_batch(sources: list[Path], out: Path, order: SealOrder, workers: int | None, data: Path | None) -> None:
+    from inkless.config import load_settings
+    from inkless.seals.batch import BatchResult, plan_batch, seal_batch
+
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"--out {out} is a file: sealing several files wants a folder")
+    items = plan_batch(sources, out)
+    settings = load_settings(data)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def progress(done: int, total: int, result: BatchResult) -> None:
+        status = f"sealed → {result.item.out}" if result.ok else f"FAILED: {result.error}"
+        typer.echo(f"[{done}/{total}] {result.item.source.name}: {status}", err=True)
+
+    results = seal_batch(settings, order, items, actor=order.signer, workers=workers, progress=progress)
+    failed = [r for r in results if not r.ok]
+    typer.echo(f"sealed {len(results) - len(failed)} of {len(results)} files as {order.signer} "
+               f"({order.kind.value}) into {out}")
+    if failed:
+        typer.echo(f"{len(failed)} failed: " + ", ".join(r.item.source.name for r in failed), err=True)
+        raise typer.Exit(1)
+
+
 def _preview(login: str, kind: SealKind, size_mm: float | None, out: Path | None, dpi: int,
              data: Path | None) -> None:
     if out is None:
@@ -97,6 +133,8 @@ def _preview(login: str, kind: SealKind, size_mm: float | None, out: Path | None
         from inkless.seals.sealing import imprint_for
 
         imprint = imprint_for(user, office.name, kind, node.clock.now(), size_mm, node.settings.tz)
+    from inkless.seals.imprint import render_png
+
     out.write_bytes(render_png(imprint, dpi=dpi))
     typer.echo(f"{kind.value} seal of {login}: {out}")
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import pyotp
 from sqlalchemy import Connection, delete, insert, select, update
 
 from inkless.audit.model import AuditEvent, AuditRecorder
@@ -258,6 +257,8 @@ class Administration:
     def reset_totp(self, by: User | None, login: str) -> User:
         """Give the user a new TOTP key: the old authenticator stops working, the next login enrols again."""
         user = self._target(by, login)
+        import pyotp
+
         secret = pyotp.random_base32()
         with self._db.begin() as conn:
             conn.execute(update(t.users).where(t.users.c.id == user.id).values(

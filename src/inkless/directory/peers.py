@@ -10,15 +10,15 @@ receipts) is checked against that CA, and nothing else from it is accepted.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -58,6 +58,9 @@ from inkless.pki.model import CertPurpose
 _FINGERPRINT_RE = re.compile(r"^(?:sha256:)?((?:[0-9a-f]{2}:?){31}[0-9a-f]{2})$", re.IGNORECASE)
 _URL_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 # Nonces are kept a little longer than a signature can pass the clock check.
+if TYPE_CHECKING:
+    import httpx
+
 NONCE_LIFETIME = timedelta(seconds=2 * httpsig.MAX_SKEW_SECONDS + 60)
 
 
@@ -72,11 +75,19 @@ def normalise_fingerprint(text: str) -> str:
     return "SHA256:" + m.group(1).replace(":", "").upper()
 
 
+def _url_path(url: str) -> str:
+    import httpx
+
+    return str(httpx.URL(url).path)
+
+
 def normalise_url(url: str) -> str:
     """A peer's base URL without trailing slash; ValidationError if it is not http(s)."""
     url = url.strip().rstrip("/")
     if not _URL_RE.match(url):
         raise ValidationError(f"{url!r} is not an http:// or https:// base URL (no query, no fragment)")
+    import httpx
+
     return str(httpx.URL(url)).rstrip("/")
 
 
@@ -407,6 +418,12 @@ class PeerService:
                 select(federation_peers.c.node_id).where(federation_peers.c.node_id == node_id)
             ).first() is not None
 
+    def ca_certificates(self) -> list[x509.Certificate]:
+        """The pinned CA certificates of every peer (trust anchors for seals), read with one narrow query."""
+        with self._db.read() as conn:
+            ders = conn.execute(select(federation_peers.c.ca_der).order_by(federation_peers.c.node_id)).scalars()
+            return [_ca_from_der(bytes(der)) for der in ders]
+
     def ca_certificate(self, node_id: str) -> x509.Certificate:
         """The pinned CA certificate of ``node_id``; NotFoundError if not pinned."""
         return self.get(node_id).ca_certificate
@@ -590,7 +607,7 @@ class PeerService:
                     action="federation.request_refused",
                     object_type="peer",
                     object_id=keyid,
-                    details={"reason": reason[:500], "method": method, "path": httpx.URL(target_uri).path,
+                    details={"reason": reason[:500], "method": method, "path": _url_path(target_uri),
                              "client": client},
                 ),
             )
@@ -616,6 +633,12 @@ def _directory_digest(jws: str) -> str:
     except (ValueError, IndexError, AttributeError):
         offices = jws
     return hashlib.sha256(json.dumps(offices, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _ca_from_der(der: bytes) -> x509.Certificate:
+    # A certificate object is immutable: parse each pinned CA once per process, not at every verification.
+    return x509.load_der_x509_certificate(der)
 
 
 def _peer(row: Any) -> Peer:

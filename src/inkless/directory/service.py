@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, Row, func, insert, or_, select, update
 
 from inkless.audit.model import AuditEvent, AuditRecorder
@@ -32,6 +30,9 @@ from inkless.errors import AuthenticationError, ConflictError, NotFoundError, Va
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertificateIssuer
 
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher as Argon2PasswordHasher
+
 TOTP_ISSUER = "inkless"
 # A TOTP code is accepted one step (30 s) either side of now, to forgive clock drift.
 TOTP_WINDOW = 1
@@ -52,7 +53,7 @@ class DirectoryService:
         audit: AuditRecorder,
         box: SecretBox,
         clock: Clock,
-        hasher: PasswordHasher | None = None,
+        hasher: Argon2PasswordHasher | None = None,
     ) -> None:
         self._db = db
         self._node_id = node_id
@@ -60,7 +61,12 @@ class DirectoryService:
         self._audit = audit
         self._box = box
         self._clock = clock
-        self._hasher = hasher or PasswordHasher()
+        self._given_hasher = hasher
+
+    @functools.cached_property
+    def _hasher(self) -> Argon2PasswordHasher:
+        # Made when a password is first hashed or checked: most commands never do, and need not load argon2.
+        return self._given_hasher or PasswordHasher()
 
     # --- offices -------------------------------------------------------------------
 
@@ -135,7 +141,7 @@ class DirectoryService:
             password = _generate_password()
         else:
             check_password_strength(password, login, office_code)
-        totp_secret = pyotp.random_base32()
+        totp_secret = _pyotp().random_base32()
         now = self._clock.now()
         with self._db.begin() as conn:
             office = self.office(office_code, conn)
@@ -171,7 +177,7 @@ class DirectoryService:
                 at=now,
             )
             user = self._user_by(conn, t.users.c.id == user_id)
-        uri = pyotp.TOTP(totp_secret).provisioning_uri(name=f"{login}@{self._node_id}", issuer_name=TOTP_ISSUER)
+        uri = _pyotp().TOTP(totp_secret).provisioning_uri(name=f"{login}@{self._node_id}", issuer_name=TOTP_ISSUER)
         return NewAccount(user=user, password=password, totp_secret=totp_secret, totp_uri=uri)
 
     def user(self, login: str, conn: Connection | None = None) -> User:
@@ -245,7 +251,7 @@ class DirectoryService:
             ).one_or_none()
             if row is None:
                 # Spend the same time as a real check, so that timing does not reveal which logins exist.
-                _verify(self._hasher, _DUMMY_HASH, password)
+                _verify(self._hasher, _dummy_hash(), password)
                 raise failure
             # A locked or deactivated account gets the same answer as a wrong password.
             if not _verify(self._hasher, row.password_hash, password) or not row.active or row.locked_at:
@@ -266,18 +272,18 @@ class DirectoryService:
 
     def current_totp(self, login: str) -> str:
         """The TOTP code valid now for ``login``."""
-        return pyotp.TOTP(self.totp_secret(login)).at(self._clock.now())
+        return str(_pyotp().TOTP(self.totp_secret(login)).at(self._clock.now()))
 
     def totp_uri(self, login: str) -> str:
-        return pyotp.TOTP(self.totp_secret(login)).provisioning_uri(
+        return str(_pyotp().TOTP(self.totp_secret(login)).provisioning_uri(
             name=f"{login}@{self._node_id}", issuer_name=TOTP_ISSUER
-        )
+        ))
 
     def verify_totp(self, login: str, code: str, actor: str | None = None) -> User:
         """Accept ``code`` once: a code (time step) already used is refused, even if still valid."""
         code = code.strip().replace(" ", "")
         secret = self.totp_secret(login)
-        totp = pyotp.TOTP(secret)
+        totp = _pyotp().TOTP(secret)
         now = self._clock.now()
         step_now = int(now.timestamp()) // totp.interval
         with self._db.begin() as c:
@@ -340,14 +346,32 @@ class DirectoryService:
         return _user(row)
 
 
-_DUMMY_HASH = PasswordHasher().hash("inkless-dummy-password")
+def PasswordHasher() -> Argon2PasswordHasher:
+    """argon2's password hasher with its default (RFC 9106) parameters, imported when first needed."""
+    from argon2 import PasswordHasher as Hasher
+
+    return Hasher()
 
 
-def _verify(hasher: PasswordHasher, stored: str, password: str) -> bool:
+@functools.cache
+def _dummy_hash() -> str:
+    # What a login for an unknown user is checked against, so that it takes as long as a real one.
+    return PasswordHasher().hash("inkless-dummy-password")
+
+
+def _verify(hasher: Argon2PasswordHasher, stored: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
     try:
         return hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def _pyotp() -> Any:
+    import pyotp
+
+    return pyotp
 
 
 def _generate_password() -> str:

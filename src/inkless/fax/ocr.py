@@ -1,4 +1,4 @@
-"""A searchable text layer for received faxes: OCRmyPDF with Tesseract (Japanese and English).
+"""A searchable text layer for received faxes: OCRmyPDF with Tesseract (Japanese and English), two passes.
 
 OCRmyPDF runs in its own process: it manages Tesseract subprocesses, temporary files and
 worker pools of its own, which must not share a web or line thread. It is told to keep the
@@ -35,9 +35,11 @@ def add_text_layer(pdf: bytes, languages: str = DEFAULT_LANGUAGES, timeout_s: fl
             "--optimize", "0",
             # A fax page is one image: nothing to skip, but a re-run on an OCRed PDF must not fail.
             "--skip-text",
-            # "One column of text of variable sizes": faxes are letters and notices, and Tesseract's
-            # automatic layout analysis drops large headings on 204×98 pages (a real fax's subject line).
-            "--tesseract-pagesegmode", "4",
+            # Each page is read twice, as one column of text of variable sizes (mode 4: letters and
+            # notices) and as sparse text (mode 11: the large headings and table cells mode 4 drops or
+            # garbles), and the lines are merged: see inkless.fax.ocr_merge.
+            "--plugin", "inkless.fax.ocr_plugin",
+            "--pdf-renderer", "fpdf2",
             "--quiet",
             str(src), str(dst),
         ]

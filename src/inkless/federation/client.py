@@ -17,8 +17,8 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,6 +28,9 @@ from inkless.errors import PeerUnreachableError
 from inkless.federation import httpsig
 from inkless.federation.documents import check_node_certificate
 from inkless.federation.httpsig import HttpMessage, SignatureError
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("inkless.federation")
 
@@ -43,7 +46,9 @@ ENVELOPE_MEDIA_TYPE = "application/pkcs7-mime"
 RECEIPT_MEDIA_TYPE = "application/pkcs7-signature"
 # Answers that mean "not now" rather than "never": the outbox keeps trying.
 RETRYABLE_STATUSES = frozenset({401, 408, 425, 429})
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, write=120.0)
+# httpx.Timeout(30.0, connect=5.0, write=120.0). httpx itself is imported when the first request is made,
+# not when a node is opened: most commands never talk to a peer.
+DEFAULT_TIMEOUT = {"timeout": 30.0, "connect": 5.0, "write": 120.0}
 
 NodeSigner = Callable[[], tuple[ec.EllipticCurvePrivateKey, x509.Certificate]]
 
@@ -102,7 +107,7 @@ class FederationClient:
         signer: NodeSigner,
         clock: Clock,
         http: httpx.Client | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | None = None,
     ) -> None:
         self._node_id = node_id
         self._signer = signer
@@ -128,10 +133,13 @@ class FederationClient:
         with self._lock:
             client = self._pooled.get(pid)
             if client is None:
+                import httpx
+
                 self._pooled.clear()  # a parent's client: its sockets are the parent's to close
                 # No redirects: a signature covers one target URI, and a redirect would change it.
                 client = httpx.Client(
-                    timeout=self._timeout, follow_redirects=False, trust_env=False,
+                    timeout=self._timeout or httpx.Timeout(**DEFAULT_TIMEOUT), follow_redirects=False,
+                    trust_env=False,
                     limits=httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0),
                 )
                 self._pooled[pid] = client
@@ -177,6 +185,8 @@ class FederationClient:
         covered: Mapping[str, str] | None,
         sign: bool,
     ) -> FederationAnswer:
+        import httpx
+
         request = client.build_request(method, url, content=body, headers=headers)
         target_uri = str(request.url)
         if sign:

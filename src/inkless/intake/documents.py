@@ -12,17 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
-import segno
-from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped, unused-ignore]
-from reportlab.lib.utils import ImageReader  # type: ignore[import-untyped, unused-ignore]
-from reportlab.pdfgen import canvas  # type: ignore[import-untyped, unused-ignore]
-
 from inkless import timefmt
-from inkless.seals.imprint import PT_PER_MM
 from inkless.seals.model import SealPlacement
 
 FONT = "InklessGothic"
 # Where the office seal goes on the certificate: 21 mm square, lower right.
+PT_PER_MM = 72 / 25.4
+# reportlab, segno and Pillow are imported by the functions that draw: opening a node must not load them.
+A4 = (595.2755905511812, 841.8897637795277)  # reportlab.lib.pagesizes.A4, in points
 SEAL_BOX_PT = (A4[0] - 60 - 21 * PT_PER_MM, 70.0, A4[0] - 60, 70.0 + 21 * PT_PER_MM)
 
 
@@ -69,6 +66,8 @@ def seal_placement() -> SealPlacement:
 
 def qr_png(url: str, scale: int = 8) -> bytes:
     """The QR code of ``url`` as a PNG (quiet zone included)."""
+    import segno
+
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind="png", scale=scale, border=4)
     return out.getvalue()
@@ -76,6 +75,8 @@ def qr_png(url: str, scale: int = 8) -> bytes:
 
 def qr_svg(url: str) -> bytes:
     """The QR code of ``url`` as a standalone SVG file (no script, no external resource)."""
+    import segno
+
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind="svg", scale=6, border=4, title="QR")
     return out.getvalue()
@@ -93,6 +94,8 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def certificate_pdf(facts: CertificateFacts, tz: tzinfo) -> bytes:
     """The unsealed 受付証明: one A4 page (more if the message is long)."""
+    from reportlab.pdfgen import canvas  # type: ignore[import-untyped, unused-ignore]
+
     font = _font()
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=A4, invariant=True)
@@ -164,6 +167,9 @@ def certificate_pdf(facts: CertificateFacts, tz: tzinfo) -> bytes:
 
 def invitation_pdf(office_name: str, organisation: str, intake_url: str, sent_at: datetime, tz: tzinfo) -> bytes:
     """The invitation letter faxed to a sender: plain Japanese, the URL in large type, and its QR code."""
+    from reportlab.lib.utils import ImageReader  # type: ignore[import-untyped, unused-ignore]
+    from reportlab.pdfgen import canvas  # type: ignore[import-untyped, unused-ignore]
+
     font = _font()
     buf = io.BytesIO()
     c = canvas.Canvas(buf, pagesize=A4, invariant=True)

@@ -225,6 +225,17 @@ class NodeCA:
             raise NotFoundError(f"no private key for {purpose.value} {owner!r}")
         return self._keys.get(conn, row.key_id), x509.load_der_x509_certificate(row.der)
 
+    def key_and_certificate_der(self, conn: Connection, purpose: CertPurpose, owner: str) -> tuple[bytes, bytes]:
+        """The decrypted PKCS#8 key and the certificate of ``purpose`` and ``owner``, both as DER.
+
+        For signing with pyHanko, which wants asn1crypto objects: parsing the DER once is cheaper than
+        building ``cryptography`` objects (with their key checks) only to serialise them again.
+        """
+        row = self._current(conn, purpose, owner)
+        if row.key_id is None:
+            raise NotFoundError(f"no private key for {purpose.value} {owner!r}")
+        return self._keys.get_der(conn, row.key_id), bytes(row.der)
+
     def certificates(self, conn: Connection, owner: str | None = None) -> list[CertificateInfo]:
         query = select(t.certificates).order_by(t.certificates.c.id)
         if owner is not None:

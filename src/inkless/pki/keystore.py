@@ -129,8 +129,11 @@ class KeyStore:
 
     def get(self, conn: Connection, key_id: int) -> PrivateKeyTypes:
         """Open the key with id ``key_id`` (in memory only)."""
+        return serialization.load_der_private_key(self.get_der(conn, key_id), password=None)
+
+    def get_der(self, conn: Connection, key_id: int) -> bytes:
+        """The decrypted PKCS#8 DER of key ``key_id`` (in memory only), for callers that parse it themselves."""
         row = conn.execute(select(t.private_keys).where(t.private_keys.c.id == key_id)).one_or_none()
         if row is None:
             raise NotFoundError(f"private key {key_id} not found")
-        der = self._box.open(row.nonce + row.ciphertext, _key_context(row.purpose, row.owner))
-        return serialization.load_der_private_key(der, password=None)
+        return self._box.open(row.nonce + row.ciphertext, _key_context(row.purpose, row.owner))

@@ -2,23 +2,29 @@
 
 import logging
 
-from inkless.fonts import FontSource
-from inkless.seals.fonts import GlyphOutline, Glyphs, find_cjk_font
-from inkless.seals.imprint import (
-    VERMILION,
-    SealImprint,
-    SealKind,
-    date_seal,
-    era_date_label,
-    is_vertical,
-    office_columns,
-    office_seal,
-    office_seal_text,
-    pdf_to_png,
-    personal_seal,
-    render_pdf,
-    render_png,
-)
+# What the package offers, imported on first use (PEP 562): the imprint and fonts modules load fontTools,
+# which a command that only names a seal kind (every `inkless` start) must not pay for.
+_EXPORTS = {
+    "FontSource": "inkless.fonts",
+    "GlyphOutline": "inkless.seals.fonts",
+    "Glyphs": "inkless.seals.fonts",
+    "find_cjk_font": "inkless.seals.fonts",
+    **{name: "inkless.seals.imprint" for name in (
+        "VERMILION", "SealImprint", "SealKind", "date_seal", "era_date_label", "is_vertical", "office_columns",
+        "office_seal", "office_seal_text", "pdf_to_png", "personal_seal", "render_pdf", "render_png",
+    )},
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name == "fonts":
+        return importlib.import_module("inkless.seals.fonts")
+    raise AttributeError(f"module 'inkless.seals' has no attribute {name!r}")
+
 
 # pyHanko logs advice meant for developers at WARNING ("Document does not have any document timestamps
 # yet ..."). With no logging configured, Python prints such records on stderr, in the middle of a

@@ -16,12 +16,12 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 
 from inkless.errors import SealError, ValidationError
 from inkless.pdfium_lock import PDFIUM_LOCK
 from inkless.seals.fonts import GlyphOutline, Glyphs, glyph_source
+from inkless.seals.model import SealKind as SealKind  # defined there (light to import); named here too
 
 # 朱色 (shu-iro), the vermilion of seal paste.
 VERMILION: tuple[float, float, float] = (0.89, 0.26, 0.20)
@@ -52,14 +52,6 @@ _ERAS: tuple[tuple[date, str], ...] = (
     (date(1989, 1, 8), "H"),  # 平成
     (date(1926, 12, 25), "S"),  # 昭和
 )
-
-
-class SealKind(StrEnum):
-    """The three kinds of seal an office uses."""
-
-    PERSONAL = "personal"  # 認印: surname in a ring
-    DATE = "date"  # 日付印: office name / date / surname in three bands
-    OFFICE = "office"  # 角印: office name in a square grid
 
 
 @dataclass(frozen=True)

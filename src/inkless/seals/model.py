@@ -15,6 +15,14 @@ from typing import Any
 from inkless.errors import ValidationError
 
 
+class SealKind(StrEnum):
+    """The three kinds of seal an office uses."""
+
+    PERSONAL = "personal"  # 認印: surname in a ring
+    DATE = "date"  # 日付印: office name / date / surname in three bands
+    OFFICE = "office"  # 角印: office name in a square grid
+
+
 @dataclass(frozen=True)
 class SealPlacement:
     """Where a seal goes: a new field at ``box`` on ``page`` (1-based), or an existing empty signature field."""

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.orm import aliased
 
 from inkless.db import tables as t
 from inkless.db import tables_seals as s
@@ -103,8 +102,8 @@ def save_route(conn: Connection, route: ApprovalRoute, now: datetime, office_sea
 
 def load_route(conn: Connection, route_id: int, lock: bool = False) -> ApprovalRoute:
     """Read route ``route_id`` (NotFoundError if there is none); ``lock`` holds its row until the transaction ends."""
-    starter = aliased(t.users)
-    sealer = aliased(t.users)
+    starter = t.users.alias()
+    sealer = t.users.alias()
     query = (
         select(
             s.routes,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.orm import aliased
 
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.blobs import BlobStore
@@ -29,8 +28,7 @@ from inkless.directory.service import DirectoryService
 from inkless.errors import ConflictError, NotFoundError, PolicyError, SealError, ValidationError
 from inkless.metrics.model import check_procedure_code
 from inkless.pageview.render import page_count
-from inkless.seals.imprint import SealKind
-from inkless.seals.model import SealPlacement
+from inkless.seals.model import SealKind, SealPlacement
 from inkless.seals.route_rows import add_event, add_revision, load_route, revision_digest, save_route
 from inkless.seals.route_status import DocumentVersion, QueueItem, Revision, RouteEvent, RouteStatus
 from inkless.seals.routes import (
@@ -44,7 +42,6 @@ from inkless.seals.routes import (
     check_plan,
     new_route,
 )
-from inkless.seals.strip import StripStep, add_approval_strip
 
 __all__ = [
     "MAX_PDF_BYTES", "Courier", "DocumentVersion", "QueueItem", "Revision", "RouteEvent", "RouteService",
@@ -145,6 +142,9 @@ class RouteService:
         resume = _resume_from(resume_from)
         user = self._active_user(starter)
         approvers = {login: self._active_user(login) for plan in plans for login in plan.approvers}
+        # The strip is drawn with pyHanko, imported here: listing routes and queues does not need it.
+        from inkless.seals.strip import StripStep, add_approval_strip
+
         # Field names come from the domain; the strip only needs titles and names in step order.
         draft = new_route(0, user.office_code, starter, document_name, plans, 0, self._clock.now())
         stripped = add_approval_strip(
@@ -380,6 +380,8 @@ class RouteService:
         seen = self._route_seen_by(route_id, login)
         seen.check_resubmitter(login)
         start = seen.resume_step
+        from inkless.seals.strip import StripStep, add_approval_strip
+
         stripped = add_approval_strip(
             pdf, [StripStep(st.title, tuple(a.field_name for a in st.approvers)) for st in seen.steps[start:]]
         )
@@ -609,7 +611,7 @@ class RouteService:
             route = load_route(conn, route_id)
             if viewer is not None:
                 self._check_viewer(conn, route, viewer)
-            users = aliased(t.users)
+            users = t.users.alias()
             events = conn.execute(
                 select(s.route_events, users.c.login)
                 .join(users, users.c.id == s.route_events.c.actor_id)

@@ -26,7 +26,6 @@ from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
-from pyhanko.keys import load_private_key_from_pemder_data
 from pyhanko.pdf_utils import content
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.layout import BoxConstraints
@@ -43,6 +42,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from sqlalchemy import Connection, func, select
 
 from inkless import timefmt
+from inkless.aio import run_on_thread_loop
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
 from inkless.db import tables as t
@@ -73,6 +73,9 @@ CRL_REUSE = timedelta(minutes=10)
 OFFICE_SEAL_ROLES = frozenset({Role.ADMIN, Role.APPROVER})
 
 TrustSource = Callable[[], list[cx509.Certificate]]
+# Changes with every revocation: the CRL is signed again only then (built once, not per seal).
+_REVOCATION_MARKER = select(func.count(), func.max(t.certificates.c.revoked_at)).where(
+    t.certificates.c.revoked_at.is_not(None))
 
 
 class _OfflineEmbeddingNotice(logging.Filter):
@@ -133,17 +136,18 @@ def asn1_crl_list(der: bytes) -> asn1_crl.CertificateList:
 
 
 class SignerMaterial:
-    """A key and its chain, as pyHanko wants them (asn1crypto), decrypted only in memory."""
+    """A key and its chain, as pyHanko wants them (asn1crypto), decrypted only in memory.
 
-    def __init__(self, key: Any, cert: cx509.Certificate, ca: cx509.Certificate,
-                 crl: cx509.CertificateRevocationList) -> None:
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        self.key: asn1_keys.PrivateKeyInfo = load_private_key_from_pemder_data(pem, passphrase=None)
-        self.cert = asn1_certificate(cert.public_bytes(serialization.Encoding.DER))
-        self.ca = asn1_certificate(ca.public_bytes(serialization.Encoding.DER))
-        self.crl = asn1_crl_list(crl.public_bytes(serialization.Encoding.DER))
-        self.subject = cert.subject
+    The key is parsed straight from the decrypted PKCS#8 DER: going through ``cryptography`` objects
+    and back (what pyHanko's own loader does) costs two RSA key loads per seal and yields the same bytes.
+    """
+
+    def __init__(self, key_der: bytes, cert_der: bytes, ca: asn1_x509.Certificate,
+                 crl: asn1_crl.CertificateList) -> None:
+        self.key: asn1_keys.PrivateKeyInfo = asn1_keys.PrivateKeyInfo.load(key_der)
+        self.cert = asn1_certificate(cert_der)
+        self.ca = ca
+        self.crl = crl
 
     def signer(self) -> signers.SimpleSigner:
         return signers.SimpleSigner(
@@ -165,7 +169,7 @@ def run_sync(coro: Coroutine[Any, Any, bytes]) -> bytes:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return run_on_thread_loop(coro)
     coro.close()
     raise SealError("the synchronous sealing API was called inside an event loop: use the *_async method")
 
@@ -188,8 +192,9 @@ class SealingService:
         self._organisation = organisation
         self.timestamper = timestamper
         self._trust_source = trust_source
-        self._crl_cache: tuple[tuple[Any, ...], datetime, cx509.CertificateRevocationList] | None = None
+        self._crl_cache: tuple[tuple[Any, ...], datetime, asn1_crl.CertificateList] | None = None
         self._ca_cache: cx509.Certificate | None = None
+        self._anchors_cache: tuple[tuple[bytes, ...], list[asn1_x509.Certificate]] | None = None
 
     # --- sealing ---------------------------------------------------------------------
 
@@ -211,8 +216,9 @@ class SealingService:
         form filling only (a PDF 2.0 field lock with /P 2).
         """
         kind = SealKind(kind)
-        # One transaction for who seals, with what key, under which CA and CRL.
-        with self._db.begin() as conn:
+        # One transaction for who seals, with what key, under which CA and CRL: a read-only one, so that
+        # seals made in parallel (batch sealing) do not queue for the write lock until their audit entry.
+        with self._db.read() as conn:
             user, office_code, office_name = self._signer(conn, signer_login, kind)
             material = self._material(conn, signer_login if kind != SealKind.OFFICE else office_code, kind)
         imprint = imprint_for(user, office_name, kind, self._clock.now(), size_mm, self.timezone)
@@ -226,7 +232,7 @@ class SealingService:
         For documents the node issues by itself for the office, such as the 受付証明 of the public
         intake window: the seal says that this office's node received and recorded what it lists.
         """
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             office = self._directory.office(office_code, conn)
             material = self._material(conn, office.code, SealKind.OFFICE)
         imprint = office_seal(office.name, 21.0)
@@ -305,26 +311,25 @@ class SealingService:
 
     def signer_material(self, owner: str, kind: SealKind) -> SignerMaterial:
         """The decrypted key, certificate, CA and current CRL for a user's or an office's seal."""
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             return self._material(conn, owner, kind)
 
     def _material(self, conn: Connection, owner: str, kind: SealKind) -> SignerMaterial:
         purpose = CertPurpose.OFFICE_SIGNING if kind == SealKind.OFFICE else CertPurpose.USER_SEAL
-        key, cert = self._pki.key_and_certificate(conn, purpose, owner)
-        return SignerMaterial(key, cert, self._own_ca(conn), self._crl(conn))
+        key_der, cert_der = self._pki.key_and_certificate_der(conn, purpose, owner)
+        self._own_ca(conn)
+        return SignerMaterial(key_der, cert_der, self._own_ca_asn1(), self._crl(conn))
 
-    def _crl(self, conn: Connection) -> cx509.CertificateRevocationList:
+    def _crl(self, conn: Connection) -> asn1_crl.CertificateList:
         # Signing a CRL costs a key decryption and a signature per seal or verification. Reuse the
         # last one while no certificate was revoked since (the marker changes with every revocation)
         # and it is younger than CRL_REUSE, so a revocation still shows at the very next check.
-        marker = tuple(conn.execute(
-            select(func.count(), func.max(t.certificates.c.revoked_at)).where(t.certificates.c.revoked_at.is_not(None))
-        ).one())
+        marker = tuple(conn.execute(_REVOCATION_MARKER).one())
         now = self._clock.now()
         cached = self._crl_cache
         if cached is not None and cached[0] == marker and timedelta(0) <= now - cached[1] < CRL_REUSE:
             return cached[2]
-        crl = self._pki.crl(conn)
+        crl = asn1_crl_list(self._pki.crl(conn).public_bytes(serialization.Encoding.DER))
         self._crl_cache = (marker, now, crl)
         return crl
 
@@ -399,6 +404,19 @@ class SealingService:
             self._ca_cache = cx509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
         return self._ca_cache
 
+    def _own_ca_asn1(self) -> asn1_x509.Certificate:
+        assert self._ca_cache is not None
+        return asn1_certificate(self._ca_cache.public_bytes(serialization.Encoding.DER))
+
+    def _trust_roots(self, anchors: list[cx509.Certificate]) -> list[asn1_x509.Certificate]:
+        # The anchors change only when a peer is pinned or unpinned: convert them again only then.
+        ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in anchors)
+        cached = self._anchors_cache
+        if cached is None or cached[0] != ders:
+            cached = (ders, [asn1_certificate(der) for der in ders])
+            self._anchors_cache = cached
+        return list(cached[1])
+
     def trust_anchors(self) -> list[cx509.Certificate]:
         """The CAs whose seals count as trusted: this node's CA and the pinned peers' CAs."""
         # The peers' CAs first, in their own transaction: SQLite allows one writer-style transaction at a time.
@@ -414,9 +432,7 @@ class SealingService:
             own = self._own_ca(conn)
             crl = self._crl(conn)
         anchors = [own] + [c for c in peers if c != own]
-        roots = [asn1_certificate(c.public_bytes(serialization.Encoding.DER)) for c in anchors]
-        crls = [asn1_crl_list(crl.public_bytes(serialization.Encoding.DER))]
-        return validation_context(roots, crls, at)
+        return validation_context(self._trust_roots(anchors), [crl], at)
 
     def verify(self, pdf: bytes, *, actor: str | None = "anonymous", with_imprints: bool = False) -> VerificationReport:
         """Verify every seal of ``pdf``; see :mod:`inkless.seals.verify`.

@@ -63,7 +63,7 @@ class NodeTimeStampAuthority(TimeStamper):
 
     def _load(self) -> tuple[x509.Certificate, x509.Certificate]:
         if self._tsa_chain is None:
-            with self._db.begin() as conn:
+            with self._db.read() as conn:
                 _, cert = self._pki.key_and_certificate(conn, CertPurpose.TSA, self._node_id)
                 ca = self._pki.ca_certificate(conn)
             tsa_cert = to_asn1_certificate(cert)
@@ -99,8 +99,9 @@ class NodeTimeStampAuthority(TimeStamper):
     async def _token(self, tst_info: tsp.TSTInfo, md_algorithm: str, when: datetime,
                      cert_req: bool) -> cms.ContentInfo:
         tsa_cert, ca_cert = self._load()
-        # The key is decrypted for this one signature and dropped: it never leaves memory.
-        with self._db.begin() as conn:
+        # The key is decrypted for this one signature and dropped: it never leaves memory. A read-only
+        # transaction: stamps made in parallel (batch sealing) must not queue for the write lock here.
+        with self._db.read() as conn:
             key, _ = self._pki.key_and_certificate(conn, CertPurpose.TSA, self._node_id)
         signer = SimpleSigner(
             signing_cert=tsa_cert,

@@ -9,7 +9,6 @@ PASSED / INDETERMINATE / FAILED with a sub-indication and a sentence a clerk can
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 from datetime import datetime
@@ -34,6 +33,7 @@ from pyhanko.sign.validation.status import (
 from pyhanko_certvalidator import ValidationContext
 
 from inkless import timefmt
+from inkless.aio import run_on_thread_loop
 from inkless.errors import ValidationError
 from inkless.seals.model import (
     Change,
@@ -64,7 +64,7 @@ def verify_document(pdf: bytes, context: ValidationContext, now: datetime, *, wi
     ``crl_anchors`` names the trust anchors (CN) whose CRL is in ``context``: only seals chaining
     to one of them can be reported with revocation status "good" rather than "unknown".
     """
-    return asyncio.run(verify_document_async(pdf, context, now, with_imprints=with_imprints,
+    return run_on_thread_loop(verify_document_async(pdf, context, now, with_imprints=with_imprints,
                                              crl_anchors=crl_anchors))
 
 

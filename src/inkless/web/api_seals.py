@@ -121,6 +121,7 @@ async def time_stamp(request: Request, node: NodeDep) -> Response:
         body += chunk
         if len(body) > MAX_REQUEST_BYTES:
             break
+    _ = node.sealing  # the node TSA is built with the sealing service, on first use
     tsa = node.extras.get("tsa")
     if not isinstance(tsa, NodeTimeStampAuthority):
         raise ValidationError("this node runs no time-stamping authority")
