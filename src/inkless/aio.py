@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -24,6 +25,21 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 _thread_loops = threading.local()
+
+
+def _forget_inherited_loop() -> None:
+    """In a forked child: the parent's loop of this thread is not ours (its executor's threads did not
+    survive the fork, so ``asyncio.to_thread`` on it would wait for ever); the child makes its own."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
+    _thread_loops.loop = None
+    if loop is not None and not loop.is_closed():
+        try:
+            loop.close()  # the child's copies of its file descriptors; the parent's loop is untouched
+        except Exception:  # noqa: S110 — a half-copied loop must not stop the child from starting
+            pass
+
+
+os.register_at_fork(after_in_child=_forget_inherited_loop)
 
 
 def run_on_thread_loop(coro: Coroutine[Any, Any, T]) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import multiprocessing
 import threading
 
 from inkless.aio import _thread_loops, run_on_thread_loop, run_sync
@@ -52,3 +53,21 @@ def test_inside_a_running_loop_it_does_not_reenter_that_loop() -> None:
         return run_on_thread_loop(_where())
 
     assert asyncio.run(route()) != threading.current_thread().name
+
+
+async def _off_the_loop() -> str:
+    return await asyncio.to_thread(lambda: "done")  # the loop's default executor
+
+
+def test_a_forked_child_does_not_inherit_its_parents_loop() -> None:
+    """The parent's loop of this thread has executor threads that do not exist in a forked child: reusing it
+    there waited for ever (batch sealing in worker processes hung). The child gets a loop of its own."""
+    assert run_on_thread_loop(_off_the_loop()) == "done"  # the parent's loop now has an executor thread
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(run_on_thread_loop_in_child)
+        assert result.get(timeout=30) == "done"
+
+
+def run_on_thread_loop_in_child() -> str:
+    return run_on_thread_loop(_off_the_loop())

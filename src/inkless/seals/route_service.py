@@ -10,25 +10,31 @@ same moment: the later one is sealed again on top of the earlier one's revision)
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import insert, select, update
 
-from inkless.audit.model import AuditEvent, AuditRecorder
-from inkless.blobs import BlobStore
-from inkless.clock import Clock
+from inkless.audit.model import AuditEvent
 from inkless.db import tables as t
 from inkless.db import tables_seals as s
-from inkless.db.engine import Database
 from inkless.directory.model import User
-from inkless.directory.service import DirectoryService
-from inkless.errors import ConflictError, NotFoundError, PolicyError, SealError, ValidationError
+from inkless.errors import ConflictError, PolicyError, ValidationError
 from inkless.metrics.model import check_procedure_code
 from inkless.pageview.render import page_count
 from inkless.seals.model import SealKind, SealPlacement
+from inkless.seals.route_base import (
+    DELIVERY_CLASSIFICATION,
+    MAX_PDF_BYTES,
+    STAMP_ATTEMPTS,
+    Courier,
+    RouteBase,
+    Sealer,
+    check_address,
+    check_resume_from,
+    in_thread,
+    run_route,
+    stamp_kind,
+)
 from inkless.seals.route_rows import add_event, add_revision, load_route, revision_digest, save_route
 from inkless.seals.route_status import DocumentVersion, QueueItem, Revision, RouteEvent, RouteStatus
 from inkless.seals.routes import (
@@ -48,72 +54,9 @@ __all__ = [
     "RouteStatus", "Sealer",
 ]
 
-MAX_PDF_BYTES = 50 * 1024 * 1024
-# How often a stamp is sealed again when another approver of the same step stored theirs first.
-STAMP_ATTEMPTS = 4
-STAMP_KINDS = (SealKind.PERSONAL, SealKind.DATE)
-# A finished route's document goes out as 内部 (internal): routes carry no classification of their own.
-DELIVERY_CLASSIFICATION = 1
 
-T = TypeVar("T")
-
-
-class Sealer(Protocol):
-    """What routes need of the sealing service (a fake in unit tests)."""
-
-    async def seal_async(
-        self,
-        pdf: bytes,
-        signer_login: str,
-        kind: SealKind,
-        placement: SealPlacement,
-        *,
-        actor: str,
-        reason: str | None = None,
-        certify: bool = False,
-    ) -> bytes: ...
-
-    async def extend_to_lta_async(self, pdf: bytes, *, actor: str = "system") -> bytes: ...
-
-
-class Courier(Protocol):
-    """What routes need of the delivery service: hand a finished document to another office."""
-
-    def send(
-        self,
-        sender_login: str | None,
-        from_office: str,
-        to: Sequence[str],
-        list_names: Sequence[str],
-        subject: str,
-        documents: Sequence[Any],
-        classification: int = 0,
-        priority: str = "normal",
-        procedure_code: str | None = None,
-        reply_to: str | None = None,
-    ) -> str: ...
-
-
-class RouteService:
-    """Approval routes on top of the sealing service."""
-
-    def __init__(
-        self,
-        db: Database,
-        blobs: BlobStore,
-        directory: DirectoryService,
-        sealer: Sealer | None,
-        audit: AuditRecorder,
-        clock: Clock,
-        courier: Courier | None = None,
-    ) -> None:
-        self._courier = courier
-        self._db = db
-        self._blobs = blobs
-        self._directory = directory
-        self._sealer = sealer
-        self._audit = audit
-        self._clock = clock
+class RouteService(RouteBase):
+    """Approval routes: start, stamp, return, resubmit, reject, office seal and delivery."""
 
     # --- start ---------------------------------------------------------------------
 
@@ -138,8 +81,8 @@ class RouteService:
             raise ValidationError(f"the PDF is larger than {MAX_PDF_BYTES // (1024 * 1024)} MiB")
         plans = check_plan(steps, document_name)
         comment = check_comment(comment)
-        deliver_to = _check_address(deliver_to)
-        resume = _resume_from(resume_from)
+        deliver_to = check_address(deliver_to)
+        resume = check_resume_from(resume_from)
         user = self._active_user(starter)
         approvers = {login: self._active_user(login) for plan in plans for login in plan.approvers}
         # The strip is drawn with pyHanko, imported here: listing routes and queues does not need it.
@@ -224,20 +167,20 @@ class RouteService:
     def approve(self, route_id: int, login: str, kind: SealKind | str = SealKind.PERSONAL,
                 comment: str | None = None) -> ApprovalRoute:
         """Synchronous :meth:`approve_async` (CLI, tests)."""
-        return _run(self.approve_async(route_id, login, kind, comment))
+        return run_route(self.approve_async(route_id, login, kind, comment))
 
     async def approve_async(
         self, route_id: int, login: str, kind: SealKind | str = SealKind.PERSONAL, comment: str | None = None
     ) -> ApprovalRoute:
         """``login`` stamps their box of the current step with their personal or date seal."""
-        seal_kind = _stamp_kind(kind)
+        seal_kind = stamp_kind(kind)
         comment = check_comment(comment)
         sealer = self._require_sealer()
         for _ in range(STAMP_ATTEMPTS):
-            route = await _thread(self._route_seen_by, route_id, login)
+            route = await in_thread(self._route_seen_by, route_id, login)
             step = route.check_turn(login)
             approver = next(a for a in step.approvers if a.login == login)
-            pdf = await _thread(self._document_at, route_id, route.revision)
+            pdf = await in_thread(self._document_at, route_id, route.revision)
             sealed = await sealer.seal_async(
                 pdf,
                 login,
@@ -246,7 +189,7 @@ class RouteService:
                 actor=login,
                 reason=f"{step.title} (route {route.id}, step {step.index + 1})",
             )
-            stored = await _thread(self._store_stamp, route, login, seal_kind, sealed, comment)
+            stored = await in_thread(self._store_stamp, route, login, seal_kind, sealed, comment)
             if stored is not None:
                 return stored
         raise ConflictError(
@@ -419,31 +362,6 @@ class RouteService:
             )
             return load_route(conn, route_id)
 
-    def returned_to(self, login: str) -> list[ApprovalRoute]:
-        """Routes ``login`` started that were returned to them (差し戻し) and wait for a corrected version."""
-        user = self._directory.user(login)
-        with self._db.read() as conn:
-            ids = conn.execute(
-                select(s.routes.c.id)
-                .where(s.routes.c.starter_id == user.id, s.routes.c.returned_step.is_not(None))
-                .order_by(s.routes.c.id)
-            ).scalars().all()
-            return [load_route(conn, rid) for rid in ids]
-
-    def version_document(self, route_id: int, version: int, viewer: str | None = None) -> bytes:
-        """Version ``version`` (1-based) of the route's document as its starter uploaded it."""
-        with self._db.read() as conn:
-            route = load_route(conn, route_id)
-            if viewer is not None:
-                self._check_viewer(conn, route, viewer)
-            digest = conn.execute(
-                select(s.route_versions.c.original_digest)
-                .where(s.route_versions.c.route_id == route_id, s.route_versions.c.version == version)
-            ).scalar()
-        if digest is None:
-            raise NotFoundError(f"route {route_id} has no version {version}")
-        return self._blobs.get(str(digest))
-
     def reject(self, route_id: int, login: str, comment: str | None) -> ApprovalRoute:
         """Reject the route (却下): it ends, with the reason."""
         comment = check_comment(comment)
@@ -476,7 +394,7 @@ class RouteService:
 
     def office_seal(self, route_id: int, login: str) -> ApprovalRoute:
         """Synchronous :meth:`office_seal_async`."""
-        return _run(self.office_seal_async(route_id, login))
+        return run_route(self.office_seal_async(route_id, login))
 
     async def office_seal_async(self, route_id: int, login: str) -> ApprovalRoute:
         """Press the office seal (角印) that closes the route, then extend the document to PAdES B-LTA.
@@ -491,10 +409,10 @@ class RouteService:
         factor first (the web UI asks for the TOTP again).
         """
         sealer = self._require_sealer()
-        route = await _thread(self._route_seen_by, route_id, login)
-        user = await _thread(self._directory.user, login)
+        route = await in_thread(self._route_seen_by, route_id, login)
+        user = await in_thread(self._directory.user, login)
         check_office_sealer(route, login, user.role.value, user.office_code)
-        pdf = await _thread(self._document_at, route_id, route.revision)
+        pdf = await in_thread(self._document_at, route_id, route.revision)
         sealed = await sealer.seal_async(
             pdf,
             login,
@@ -505,9 +423,9 @@ class RouteService:
             certify=False,
         )
         final = await sealer.extend_to_lta_async(sealed, actor=login)
-        done = await _thread(self._store_office_seal, route, user, sealed, final)
+        done = await in_thread(self._store_office_seal, route, user, sealed, final)
         if done.deliver_to is not None:
-            done = await _thread(self.deliver, done.id, login)
+            done = await in_thread(self.deliver, done.id, login)
         return done
 
     def deliver(self, route_id: int, login: str) -> ApprovalRoute:
@@ -590,186 +508,3 @@ class RouteService:
                 at=now,
             )
             return after
-
-    # --- reading ----------------------------------------------------------------------
-
-    def route(self, route_id: int) -> ApprovalRoute:
-        """The route ``route_id`` as it stands."""
-        with self._db.read() as conn:
-            return load_route(conn, route_id)
-
-    def _route_seen_by(self, route_id: int, login: str) -> ApprovalRoute:
-        # Acting on a route starts like viewing it: outsiders learn nothing, not even whose turn it is.
-        with self._db.begin() as conn:
-            route = load_route(conn, route_id)
-            self._check_viewer(conn, route, login)
-            return route
-
-    def status(self, route_id: int, viewer: str | None = None) -> RouteStatus:
-        """The route with its timeline and revisions; ``viewer`` must be involved or in its office."""
-        with self._db.read() as conn:
-            route = load_route(conn, route_id)
-            if viewer is not None:
-                self._check_viewer(conn, route, viewer)
-            users = t.users.alias()
-            events = conn.execute(
-                select(s.route_events, users.c.login)
-                .join(users, users.c.id == s.route_events.c.actor_id)
-                .where(s.route_events.c.route_id == route_id)
-                .order_by(s.route_events.c.id)
-            ).all()
-            revisions = conn.execute(
-                select(s.route_documents, users.c.login)
-                .outerjoin(users, users.c.id == s.route_documents.c.actor_id)
-                .where(s.route_documents.c.route_id == route_id)
-                .order_by(s.route_documents.c.revision)
-            ).all()
-            versions = conn.execute(
-                select(s.route_versions, users.c.login)
-                .join(users, users.c.id == s.route_versions.c.actor_id)
-                .where(s.route_versions.c.route_id == route_id)
-                .order_by(s.route_versions.c.version)
-            ).all()
-        return RouteStatus(
-            route=route,
-            events=tuple(
-                RouteEvent(e.at, e.login, e.action, e.step_idx, e.to_step, e.revision, e.seal_kind, e.comment)
-                for e in events
-            ),
-            revisions=tuple(Revision(v.revision, v.blob_digest, v.kind, v.login, v.created_at) for v in revisions),
-            versions=tuple(
-                DocumentVersion(v.version, v.original_digest, v.pages, v.revision, v.login, v.created_at, v.comment)
-                for v in versions
-            ),
-        )
-
-    def document(self, route_id: int, viewer: str | None = None, revision: int | None = None) -> bytes:
-        """The route's PDF: the current revision, or an earlier one of its history."""
-        with self._db.read() as conn:
-            route = load_route(conn, route_id)
-            if viewer is not None:
-                self._check_viewer(conn, route, viewer)
-            digest = revision_digest(conn, route_id, route.revision if revision is None else revision)
-        return self._blobs.get(digest)
-
-    def queue(self, login: str) -> list[QueueItem]:
-        """Routes waiting for ``login``: their box to stamp, or (approvers, admins) the office seal to press."""
-        user = self._directory.user(login)
-        with self._db.read() as conn:
-            mine = conn.execute(
-                select(s.route_steps.c.route_id)
-                .join(s.step_approvers, s.step_approvers.c.step_id == s.route_steps.c.id)
-                .join(s.routes, s.routes.c.id == s.route_steps.c.route_id)
-                .where(s.step_approvers.c.user_id == user.id)
-                .where(s.routes.c.state.in_([RouteState.IN_PROGRESS.value, RouteState.AWAITING_OFFICE_SEAL.value]))
-            ).scalars().all()
-            ids = set(mine)
-            if user.role.value == "admin":
-                ids |= set(
-                    conn.execute(
-                        select(s.routes.c.id)
-                        .join(t.offices, t.offices.c.id == s.routes.c.office_id)
-                        .where(t.offices.c.code == user.office_code)
-                        .where(s.routes.c.state == RouteState.AWAITING_OFFICE_SEAL.value)
-                    ).scalars().all()
-                )
-            routes = [load_route(conn, rid) for rid in sorted(ids)]
-        items: list[QueueItem] = []
-        for route in routes:
-            step = route.current
-            if step is not None and login in route.waiting_for():
-                items.append(QueueItem(route, "stamp", step.title, step.deadline))
-            elif route.state is RouteState.AWAITING_OFFICE_SEAL:
-                try:
-                    check_office_sealer(route, login, user.role.value, user.office_code)
-                except PolicyError:
-                    continue
-                items.append(QueueItem(route, "office_seal", route.last_step.title, route.last_step.deadline))
-        return items
-
-    def routes_of_office(self, office_code: str, limit: int = 50) -> list[ApprovalRoute]:
-        """The office's latest routes, newest first."""
-        with self._db.read() as conn:
-            ids = conn.execute(
-                select(s.routes.c.id)
-                .join(t.offices, t.offices.c.id == s.routes.c.office_id)
-                .where(t.offices.c.code == office_code)
-                .order_by(s.routes.c.id.desc())
-                .limit(limit)
-            ).scalars().all()
-            return [load_route(conn, rid) for rid in ids]
-
-    # --- helpers ------------------------------------------------------------------------
-
-    def _require_sealer(self) -> Sealer:
-        if self._sealer is None:
-            raise SealError("this node has no sealing service")
-        return self._sealer
-
-    def _active_user(self, login: str) -> User:
-        try:
-            user = self._directory.user(login)
-        except NotFoundError:
-            raise ValidationError("no user {login!r} on this node", login=login) from None
-        if not user.active:
-            raise ValidationError("user {login!r} is deactivated", login=login)
-        return user
-
-    def _check_viewer(self, conn: Connection, route: ApprovalRoute, viewer: str) -> None:
-        user = self._directory.user(viewer, conn)
-        involved = viewer == route.starter or route.approver(viewer) is not None
-        if not involved and user.office_code != route.office_code:
-            # Same answer as for a route that does not exist: its existence is not for outsiders.
-            raise NotFoundError("no route {route_id}", route_id=route.id)
-
-    def _document_at(self, route_id: int, revision: int) -> bytes:
-        with self._db.read() as conn:
-            digest = revision_digest(conn, route_id, revision)
-        return self._blobs.get(digest)
-
-
-def _resume_from(value: ResumeFrom | str) -> ResumeFrom:
-    try:
-        return ResumeFrom(value)
-    except ValueError:
-        raise ValidationError(
-            f"unknown resume point {value!r}: use 'step' (the step that returned it) or 'start' (step 1)"
-        ) from None
-
-
-def _stamp_kind(kind: SealKind | str) -> SealKind:
-    try:
-        value = SealKind(kind)
-    except ValueError:
-        raise ValidationError("unknown seal kind {kind!r}: use personal or date", kind=kind) from None
-    if value not in STAMP_KINDS:
-        raise ValidationError("an approver stamps with their personal or date seal; the office seal closes the route")
-    return value
-
-
-def _check_address(address: str | None) -> str | None:
-    if address is None or not address.strip():
-        return None
-    address = address.strip()
-    code, at, node = address.partition("@")
-    if not at or not code or not node or len(address) > 200 or any(ch.isspace() for ch in address):
-        raise ValidationError("{address!r} is not an office address like civil-affairs@moj", address=address)
-    return address
-
-
-def sha256(data: bytes) -> str:
-    """Hex SHA-256, as blob addresses are."""
-    return hashlib.sha256(data).hexdigest()
-
-
-async def _thread(fn: Callable[..., T], *args: Any) -> T:
-    # Database and blob I/O is blocking: keep it off the event loop of the web server.
-    return await asyncio.to_thread(fn, *args)
-
-
-def _run(coro: Any) -> ApprovalRoute:
-    from inkless.seals.sealing import run_sync
-
-    result = run_sync(coro)
-    assert isinstance(result, ApprovalRoute)
-    return result
