@@ -39,35 +39,64 @@ class CA:
         self.node = node
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.cert = (
-            x509.CertificateBuilder().subject_name(_name(f"{node} CA")).issuer_name(_name(f"{node} CA"))
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(AT - timedelta(days=30)).not_valid_after(AT + timedelta(days=3650))
+            x509.CertificateBuilder()
+            .subject_name(_name(f"{node} CA"))
+            .issuer_name(_name(f"{node} CA"))
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(AT - timedelta(days=30))
+            .not_valid_after(AT + timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .sign(self.key, hashes.SHA256())
         )
 
-    def office(self, *, digital_signature: bool = True, non_repudiation: bool = True,
-               start: datetime = AT - timedelta(days=1), end: datetime = AT + timedelta(days=365),
-               urls: str | None = None) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    def office(
+        self,
+        *,
+        digital_signature: bool = True,
+        non_repudiation: bool = True,
+        start: datetime = AT - timedelta(days=1),
+        end: datetime = AT + timedelta(days=365),
+        urls: str | None = None,
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
-            x509.CertificateBuilder().subject_name(_name("civil")).issuer_name(self.cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.KeyUsage(digital_signature, non_repudiation, False, False, False, False, False,
-                                         False, False), critical=True)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier(f"urn:inkless:office:civil@{self.node}")]), critical=False)
+            x509.CertificateBuilder()
+            .subject_name(_name("civil"))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(
+                x509.KeyUsage(digital_signature, non_repudiation, False, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"urn:inkless:office:civil@{self.node}")]),
+                critical=False,
+            )
         )
         if urls is not None:
-            builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(f"{urls}/ca.crl")], None, None, None)]), critical=False)
-            builder = builder.add_extension(x509.AuthorityInformationAccess([
-                x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
-                                       x509.UniformResourceIdentifier(f"{urls}/ocsp")),
-                x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
-                                       x509.UniformResourceIdentifier(f"{urls}/ca.crt")),
-            ]), critical=False)
+            builder = builder.add_extension(
+                x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([x509.UniformResourceIdentifier(f"{urls}/ca.crl")], None, None, None)]
+                ),
+                critical=False,
+            )
+            builder = builder.add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(f"{urls}/ocsp")
+                        ),
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(f"{urls}/ca.crt")
+                        ),
+                    ]
+                ),
+                critical=False,
+            )
         return key, builder.sign(self.key, hashes.SHA256())
 
 
@@ -85,7 +114,7 @@ def listener() -> Iterator[tuple[str, list[str]]]:
 
         do_GET = do_POST = _record
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -99,8 +128,7 @@ def listener() -> Iterator[tuple[str, list[str]]]:
         thread.join()
 
 
-def test_the_verifier_fetches_nothing_from_the_addresses_a_certificate_names(
-        listener: tuple[str, list[str]]) -> None:
+def test_the_verifier_fetches_nothing_from_the_addresses_a_certificate_names(listener: tuple[str, list[str]]) -> None:
     """A peer's certificate could name any address (an intranet server): no CRL, OCSP or issuer is fetched."""
     url, requests = listener
     ca = CA("a")
@@ -110,18 +138,23 @@ def test_the_verifier_fetches_nothing_from_the_addresses_a_certificate_names(
     assert verified.content == CONTENT and verified.signer == cert
     # Signed under a CA the receiver does not trust: a fetching validator would look for the issuer there.
     stranger = CA("z")
-    with pytest.raises(EnvelopeError, match=r"^the signer certificate \(CN=civil\) was not issued by the trusted "
-                                            r"CA of the sending node \(CN=z CA\)$"):
+    with pytest.raises(
+        EnvelopeError,
+        match=r"^the signer certificate \(CN=civil\) was not issued by the trusted "
+        r"CA of the sending node \(CN=z CA\)$",
+    ):
         env.verify(cms.simple(CONTENT, key, cert, signing_time=AT), stranger.cert, AT)
     assert requests == []
 
 
-@pytest.mark.parametrize(("start", "end"), [
-    (AT + MINUTES, AT + timedelta(days=365)),  # the sender's clock runs five minutes ahead
-    (AT - timedelta(days=365), AT - MINUTES),  # the certificate ran out five minutes ago by our clock
-])
-def test_a_certificate_a_few_minutes_outside_its_dates_is_within_the_clock_skew(
-        start: datetime, end: datetime) -> None:
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (AT + MINUTES, AT + timedelta(days=365)),  # the sender's clock runs five minutes ahead
+        (AT - timedelta(days=365), AT - MINUTES),  # the certificate ran out five minutes ago by our clock
+    ],
+)
+def test_a_certificate_a_few_minutes_outside_its_dates_is_within_the_clock_skew(start: datetime, end: datetime) -> None:
     ca = CA("a")
     key, cert = ca.office(start=start, end=end)
     signed_at = AT if start > AT else end - MINUTES
@@ -133,9 +166,12 @@ def test_a_certificate_beyond_the_clock_skew_is_refused_for_its_dates() -> None:
     ca = CA("a")
     key, cert = ca.office(start=AT + env.CLOCK_SKEW + MINUTES)
     signed = cms.simple(CONTENT, key, cert, [ca.cert], signing_time=AT)
-    with pytest.raises(EnvelopeError, match=rf"^the signer certificate is not valid now \(valid "
-                                            rf"{cert.not_valid_before_utc:%Y-%m-%d} to "
-                                            rf"{cert.not_valid_after_utc:%Y-%m-%d}\): expired or not yet valid$"):
+    with pytest.raises(
+        EnvelopeError,
+        match=rf"^the signer certificate is not valid now \(valid "
+        rf"{cert.not_valid_before_utc:%Y-%m-%d} to "
+        rf"{cert.not_valid_after_utc:%Y-%m-%d}\): expired or not yet valid$",
+    ):
         env.verify(signed, ca.cert, AT)
 
 
@@ -146,6 +182,9 @@ def test_digital_signature_is_the_key_usage_required_and_non_repudiation_alone_i
     verified = env.verify(cms.simple(CONTENT, key, signing_only, [ca.cert], signing_time=AT), ca.cert, AT)
     assert verified.signer == signing_only
     key, commitment_only = ca.office(digital_signature=False)
-    with pytest.raises(EnvelopeError, match=r"^the signer certificate may not make signatures \(its key usage "
-                                            r"lacks digitalSignature\)$"):
+    with pytest.raises(
+        EnvelopeError,
+        match=r"^the signer certificate may not make signatures \(its key usage "
+        r"lacks digitalSignature\)$",
+    ):
         env.verify(cms.simple(CONTENT, key, commitment_only, [ca.cert], signing_time=AT), ca.cert, AT)
