@@ -151,3 +151,9 @@ def test_only_the_first_section_of_a_long_file_name_names_its_charset() -> None:
     assert sections[0].startswith("filename*0*=utf-8''%E4%BB%A4")
     assert all(s.startswith(f"filename*{i}*=") and "''" not in s for i, s in enumerate(sections[1:], 1)), sections
     assert env.parse_mime(mime)[1][0].name == name
+
+
+def test_receipts_name_an_envelope_by_the_sha256_of_its_bytes() -> None:
+    envelope = b"0\x80\x06\x09*\x86H\x86\xf7\r\x01\x07\x03" + bytes(range(256))
+    assert env.envelope_digest(envelope) == hashlib.sha256(envelope).hexdigest()
+    assert env.envelope_digest(envelope + b"\x00") != env.envelope_digest(envelope)
