@@ -157,3 +157,11 @@ def test_receipts_name_an_envelope_by_the_sha256_of_its_bytes() -> None:
     envelope = b"0\x80\x06\x09*\x86H\x86\xf7\r\x01\x07\x03" + bytes(range(256))
     assert env.envelope_digest(envelope) == hashlib.sha256(envelope).hexdigest()
     assert env.envelope_digest(envelope + b"\x00") != env.envelope_digest(envelope)
+
+
+def test_a_library_error_is_reported_by_its_first_line_cut_at_300_characters() -> None:
+    """What ``verify`` quotes of an error escaping asn1crypto or pyHanko: one line, bounded, never empty."""
+    assert env._first_line(ValueError("x" * 400 + "\n    while parsing asn1crypto.cms.SignerInfo")) == "x" * 300
+    assert env._first_line(ValueError("  Invalid key\nsecond line")) == "Invalid key"
+    assert env._first_line(KeyError()) == "KeyError"
+    assert env._first_line(IndexError(" \n ")) == "IndexError"
