@@ -43,6 +43,7 @@ class FakePeer:
 
     node_id: str
     offices: list[str]
+    base_path: str = ""  # a node behind a reverse proxy under a path
     ca: StandaloneCA = field(init=False)
     answer: Answer | None = None
     answer_path: str | None = None  # the path ``answer`` applies to (all when None)
@@ -58,7 +59,7 @@ class FakePeer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.node_id}.invalid:9"
+        return f"http://{self.node_id}.invalid:9{self.base_path}"
 
     @property
     def fingerprint(self) -> str:
@@ -102,11 +103,12 @@ class FakePeer:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(request)
-        answer = self.answer if self.answer_path in (None, request.url.path) else None
+        path = request.url.path.removeprefix(self.base_path)
+        answer = self.answer if self.answer_path in (None, path) else None
         if isinstance(answer, Exception):
             raise answer
         status, detail, signed = answer or (200, "", True)
-        body = json.dumps(self._document(request.url.path) if status == 200 else {"detail": detail}).encode()
+        body = json.dumps(self._document(path) if status == 200 else {"detail": detail}).encode()
         headers = {"Content-Type": "application/json"}
         if signed:
             message = httpsig.HttpMessage(dict(request.headers.items()), request.method, str(request.url))
@@ -131,7 +133,8 @@ class World:
 
 @pytest.fixture
 def world(node: Node) -> Iterator[World]:
-    """Four peers of ``node``: aomori (no offices), kyoto (two, listed out of order), npa (one), osaka (one)."""
+    """Peers of ``node``: aomori (no offices), kyoto (two, listed out of order), npa (one), osaka (one), and
+    kobe (no offices) behind a reverse proxy under ``/FAX``."""
     peers = {
         p.node_id: p
         for p in (
@@ -139,6 +142,7 @@ def world(node: Node) -> Iterator[World]:
             FakePeer("kyoto", ["b@kyoto", "a@kyoto"]),
             FakePeer("npa", ["security@npa"]),
             FakePeer("osaka", ["port@osaka"]),
+            FakePeer("kobe", [], base_path="/FAX"),
         )
     }
 
@@ -223,6 +227,31 @@ def test_a_peer_that_answers_a_signed_refusal_is_reachable(world: World) -> None
         npa.answer = (status, "no", True)
         assert service.probe("npa") is True
         assert service.get("npa").unreachable_since is None and service.get("npa").last_error is None
+
+
+def test_a_peer_served_under_a_path_is_probed_there(world: World) -> None:
+    world.pin("kobe")
+    kobe = world.peers["kobe"]
+    kobe.seen.clear()
+    assert world.service.probe("kobe") is True
+    assert [str(r.url) for r in kobe.seen] == ["http://kobe.invalid:9/FAX/federation/v1/node"]
+
+
+def test_a_contact_without_a_verdict_is_reachable_exactly_when_it_brought_no_error(world: World) -> None:
+    world.pin("npa")
+    service = world.service
+    service.record_contact("npa", "messages: npa is unreachable")
+    peer = service.get("npa")
+    assert (peer.unreachable_since, peer.last_error) == (world.clock.now(), "messages: npa is unreachable")
+    world.clock.advance(minutes=1)
+    service.record_contact("npa", None)
+    peer = service.get("npa")
+    assert (peer.unreachable_since, peer.last_error, peer.last_seen_at) == (None, None, world.clock.now())
+    # A peer's error text is kept to 2000 characters; a contact for a peer not pinned changes nothing.
+    service.record_contact("npa", "HTTP 503: " + "x" * 2500, reachable=False)
+    assert service.get("npa").last_error == ("HTTP 503: " + "x" * 2500)[:2000]
+    service.record_contact("nowhere", "unreachable", reachable=False)
+    assert [p.node_id for p in service.all()] == ["npa"]
 
 
 # --- the offices of peers in the address book ---------------------------------------------------------------
