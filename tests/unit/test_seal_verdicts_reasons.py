@@ -12,14 +12,28 @@ from typing import Any
 
 import pytest
 from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PdfReadError
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate
 from pyhanko.sign.diff_analysis import DiffResult, ModificationLevel, SuspiciousModification
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 
 from inkless.errors import ValidationError
 from inkless.seals.model import Change, Indication, PadesLevel, SubIndication
-from inkless.seals.verify import CHANGE_SENTENCES, _anchor, _change, _names, _pades_level, _sub, _verdict, one_line
+from inkless.seals.verify import (
+    CHANGE_SENTENCES,
+    _anchor,
+    _certification,
+    _change,
+    _has_dss,
+    _names,
+    _pades_level,
+    _sub,
+    _verdict,
+    _widget_location,
+    one_line,
+)
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # 18:00 JST
 
@@ -271,3 +285,80 @@ def test_the_trust_anchor_is_named_only_for_a_trusted_path() -> None:
     assert _anchor(status(validation_path=path(named), trusted=False)) is None
     assert _anchor(status(validation_path=None)) is None
     assert _anchor(status(validation_path=SimpleNamespace(trust_anchor=SimpleNamespace()))) is None
+
+
+# --- where a seal sits, what it certifies, whether validation data is embedded ---------------------------
+
+
+def _dict(**entries: Any) -> generic.DictionaryObject:
+    return generic.DictionaryObject({generic.NameObject(f"/{k}"): v for k, v in entries.items()})  # type: ignore[no-untyped-call]
+
+
+def _rect(*values: float) -> generic.ArrayObject:
+    return generic.ArrayObject([generic.FloatObject(v) for v in values])  # type: ignore[no-untyped-call]
+
+
+def _page(idnum: int) -> generic.IndirectObject:
+    return generic.IndirectObject(idnum, 0, None)  # type: ignore[no-untyped-call]
+
+
+def test_a_seal_is_located_on_its_page_by_its_widget_rectangle() -> None:
+    pages = {11: 1, 12: 2}
+    # Corners in any order give the same box; the page comes from the widget's /P.
+    sig = SimpleNamespace(sig_field=_dict(Rect=_rect(434, 134, 400, 100), P=_page(12)))
+    assert _widget_location(sig, pages) == (2, (400.0, 100.0, 434.0, 134.0))  # type: ignore[arg-type]
+    # A field whose widget is its only kid.
+    kid = _dict(Rect=_rect(10, 20, 40, 60), P=_page(11))
+    assert _widget_location(SimpleNamespace(sig_field=_dict(Kids=generic.ArrayObject([kid]))), pages) == (  # type: ignore[arg-type]
+        1,
+        (10.0, 20.0, 40.0, 60.0),
+    )
+    # No page reference, or one to no known page: the box without a page.
+    assert _widget_location(SimpleNamespace(sig_field=_dict(Rect=_rect(0, 0, 1, 1))), pages) == (  # type: ignore[arg-type]
+        None,
+        (0.0, 0.0, 1.0, 1.0),
+    )
+    assert _widget_location(SimpleNamespace(sig_field=_dict(Rect=_rect(0, 0, 5, 5), P=_page(99))), pages)[0] is None  # type: ignore[arg-type]
+    # Invisible signatures (narrower or lower than one point) and fields without a rectangle have no place.
+    for rect in (_rect(0, 0, 0.5, 10), _rect(0, 0, 10, 0.9), _rect(5, 5, 5, 5)):
+        assert _widget_location(SimpleNamespace(sig_field=_dict(Rect=rect, P=_page(11))), pages) == (None, None)  # type: ignore[arg-type]
+    assert _widget_location(SimpleNamespace(sig_field=_dict(FT=generic.NameObject("/Sig"))), pages) == (None, None)  # type: ignore[arg-type]
+
+
+def _reader(dss: Any) -> Any:
+    return SimpleNamespace(root=_dict() if dss is None else _dict(DSS=dss))
+
+
+def test_validation_data_counts_only_when_the_dss_holds_some() -> None:
+    assert _has_dss(_reader(None)) is False
+    assert _has_dss(_reader(_dict())) is False
+    assert _has_dss(_reader(_dict(Certs=generic.ArrayObject()))) is False  # present but empty
+    for key in ("Certs", "CRLs", "OCSPs"):
+        assert _has_dss(_reader(_dict(**{key: generic.ArrayObject([generic.NumberObject(1)])}))) is True  # type: ignore[no-untyped-call]
+
+
+def _signature(level: MDPPerm | None, kind: str = "/Sig", transform: str | None = None) -> Any:
+    sig_object = (
+        _dict()
+        if transform is None
+        else _dict(Reference=generic.ArrayObject([_dict(TransformMethod=generic.NameObject(transform))]))
+    )
+    return SimpleNamespace(docmdp_level=level, sig_object_type=kind, sig_object=sig_object)
+
+
+def test_a_certifying_or_closing_seal_says_what_it_allows_afterwards() -> None:
+    assert _certification(_signature(None)) is None
+    assert _certification(_signature(MDPPerm.NO_CHANGES, kind="/DocTimeStamp")) is None
+    assert _certification(_signature(MDPPerm.FILL_FORMS, transform="/DocMDP")) == (
+        "certifies the document (allowed afterwards: form filling)"
+    )
+    assert _certification(_signature(MDPPerm.ANNOTATE, transform="/DocMDP")) == (
+        "certifies the document (allowed afterwards: form filling and annotations)"
+    )
+    # A locking seal (FieldMDP reference, or none) is a closing seal, not a certification.
+    assert _certification(_signature(MDPPerm.NO_CHANGES, transform="/FieldMDP")) == (
+        "closing seal: locks the document (allowed afterwards: no changes)"
+    )
+    assert _certification(_signature(MDPPerm.NO_CHANGES)) == (
+        "closing seal: locks the document (allowed afterwards: no changes)"
+    )
