@@ -161,6 +161,13 @@ def test_a_seal_covering_its_whole_revision_or_file_passes() -> None:
         assert _verdict(status(coverage=coverage), Change.NONE, None, None) == (Indication.PASSED, None, "")
 
 
+def test_a_status_without_pdf_fields_is_judged_on_the_rest() -> None:
+    """pyHanko's plain SignatureStatus has no coverage, DocMDP or difference analysis: nothing fails for them."""
+    plain = SimpleNamespace(intact=True, valid=True, trusted=True, revoked=False, trust_problem_indic=None)
+    assert _verdict(plain, None, None, None) == (Indication.PASSED, None, "")
+    assert _change(plain) == (None, ())
+
+
 def test_a_revocation_is_dated_and_a_timestamp_before_it_only_asks_for_review() -> None:
     revoked_at = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)  # 09:30:00 JST
     details = SimpleNamespace(revocation_date=revoked_at, revocation_reason=SimpleNamespace(native="key_compromise"))
