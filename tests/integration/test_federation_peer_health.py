@@ -24,10 +24,10 @@ from inkless.app import Node
 from inkless.clock import FixedClock
 from inkless.db.tables_federation import federation_peers
 from inkless.db.tables_traffic import anonymous_requests
-from inkless.delivery import httpsig
-from inkless.delivery.transport_http import DIRECTORY_PATH, MESSAGES_PATH, NODE_PATH, certificate_header
-from inkless.directory.documents import DIRECTORY_DOCUMENT, NODE_DOCUMENT, sign_document
 from inkless.directory.peers import PeerService
+from inkless.federation import httpsig
+from inkless.federation.client import DIRECTORY_PATH, MESSAGES_PATH, NODE_PATH, certificate_header
+from inkless.federation.documents import DIRECTORY_DOCUMENT, NODE_DOCUMENT, sign_document
 from inkless.pki.ca import fingerprint
 from tests.helpers.pki import StandaloneCA
 

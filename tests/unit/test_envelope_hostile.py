@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from inkless.delivery import cms_verify
 from inkless.delivery import envelope as env
 from inkless.errors import EnvelopeError
 from tests.helpers import cms
@@ -161,7 +162,7 @@ def test_receipts_name_an_envelope_by_the_sha256_of_its_bytes() -> None:
 
 def test_a_library_error_is_reported_by_its_first_line_cut_at_300_characters() -> None:
     """What ``verify`` quotes of an error escaping asn1crypto or pyHanko: one line, bounded, never empty."""
-    assert env._first_line(ValueError("x" * 400 + "\n    while parsing asn1crypto.cms.SignerInfo")) == "x" * 300
-    assert env._first_line(ValueError("  Invalid key\nsecond line")) == "Invalid key"
-    assert env._first_line(KeyError()) == "KeyError"
-    assert env._first_line(IndexError(" \n ")) == "IndexError"
+    assert cms_verify._first_line(ValueError("x" * 400 + "\n    while parsing asn1crypto.cms.SignerInfo")) == "x" * 300
+    assert cms_verify._first_line(ValueError("  Invalid key\nsecond line")) == "Invalid key"
+    assert cms_verify._first_line(KeyError()) == "KeyError"
+    assert cms_verify._first_line(IndexError(" \n ")) == "IndexError"
