@@ -163,7 +163,7 @@ def test_a_seal_covering_its_whole_revision_or_file_passes() -> None:
 
 def test_a_status_without_pdf_fields_is_judged_on_the_rest() -> None:
     """pyHanko's plain SignatureStatus has no coverage, DocMDP or difference analysis: nothing fails for them."""
-    plain = SimpleNamespace(intact=True, valid=True, trusted=True, revoked=False, trust_problem_indic=None)
+    plain: Any = SimpleNamespace(intact=True, valid=True, trusted=True, revoked=False, trust_problem_indic=None)
     assert _verdict(plain, None, None, None) == (Indication.PASSED, None, "")
     assert _change(plain) == (None, ())
 
@@ -327,8 +327,11 @@ def test_a_seal_is_located_on_its_page_by_its_widget_rectangle() -> None:
     )
     assert _widget_location(SimpleNamespace(sig_field=_dict(Rect=_rect(0, 0, 5, 5), P=_page(99))), pages)[0] is None  # type: ignore[arg-type]
     # Invisible signatures (narrower or lower than one point) and fields without a rectangle have no place.
-    for rect in (_rect(0, 0, 0.5, 10), _rect(0, 0, 10, 0.9), _rect(5, 5, 5, 5)):
+    for rect in (_rect(100, 500, 100.5, 520), _rect(100, 500, 150, 500.9), _rect(5, 5, 5, 5)):
         assert _widget_location(SimpleNamespace(sig_field=_dict(Rect=rect, P=_page(11))), pages) == (None, None)  # type: ignore[arg-type]
+    # A box high on the page (y beyond x) is visible; a field with its own rectangle is its own widget.
+    tall = _dict(Rect=_rect(50, 700, 150, 750), P=_page(11), Kids=generic.ArrayObject([kid]))
+    assert _widget_location(SimpleNamespace(sig_field=tall), pages) == (1, (50.0, 700.0, 150.0, 750.0))  # type: ignore[arg-type]
     assert _widget_location(SimpleNamespace(sig_field=_dict(FT=generic.NameObject("/Sig"))), pages) == (None, None)  # type: ignore[arg-type]
 
 
