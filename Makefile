@@ -31,8 +31,10 @@ test: $(VENV)/.installed-dev system-deps browser-test-deps
 # MUTANTS_JOBS the parallel mutants (default 1: the machine is shared).
 MUTANTS ?=
 MUTANTS_JOBS ?= 1
+# MUTANTS_ONLY a partial run: only the mutants whose names match these patterns (e.g. "*probe__mutmut_*").
+MUTANTS_ONLY ?=
 mutants: $(VENV)/.installed-dev system-deps
-	$(BIN)/python scripts/mutants --jobs $(MUTANTS_JOBS) $(MUTANTS)
+	$(BIN)/python scripts/mutants --jobs $(MUTANTS_JOBS) $(foreach p,$(MUTANTS_ONLY),--only '$(p)') $(MUTANTS)
 
 # Fuzzing (docs/testing.md): FUZZ_SECONDS per target (default 60), FUZZ="sip mime" picks targets.
 FUZZ ?=
