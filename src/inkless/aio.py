@@ -29,16 +29,17 @@ _thread_loops = threading.local()
 
 def _forget_inherited_loop() -> None:
     """In a forked child: the parent's loop of this thread is not ours (its executor's threads did not
-    survive the fork, so ``asyncio.to_thread`` on it would wait for ever); the child makes its own."""
+    survive the fork, so ``asyncio.to_thread`` on it would wait for ever); the child makes its own.
+
+    The inherited loop is left alone, not closed: its epoll instance is shared with the parent, and
+    closing it would unregister the parent's wake-up pipe (the parent's loop would then never wake)."""
     loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
+    if loop is not None:
+        _inherited.append(loop)  # kept, so that it is never collected (and closed) in the child
     _thread_loops.loop = None
-    if loop is not None and not loop.is_closed():
-        try:
-            loop.close()  # the child's copies of its file descriptors; the parent's loop is untouched
-        except Exception:  # noqa: S110 — a half-copied loop must not stop the child from starting
-            pass
 
 
+_inherited: list[asyncio.AbstractEventLoop] = []
 os.register_at_fork(after_in_child=_forget_inherited_loop)
 
 

@@ -67,6 +67,9 @@ def test_a_forked_child_does_not_inherit_its_parents_loop() -> None:
     with context.Pool(1) as pool:
         result = pool.apply_async(run_on_thread_loop_in_child)
         assert result.get(timeout=30) == "done"
+    # and the parent's loop still works: the child left it alone (closing it there unregistered the
+    # parent's wake-up pipe from their shared epoll, and the parent then waited for ever)
+    assert run_on_thread_loop(asyncio.wait_for(_off_the_loop(), timeout=10)) == "done"
 
 
 def run_on_thread_loop_in_child() -> str:
