@@ -82,7 +82,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
     raise SystemExit(f"{url} did not come up")
 
 
-def run_inkless(root: Path, pdf: bytes, n: int) -> float:
+def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4) -> float:
     """Seconds to deliver ``n`` messages end to end between two served nodes."""
     from inkless.app import build_node, init_node
     from inkless.config import load_settings
@@ -118,7 +118,7 @@ def run_inkless(root: Path, pdf: bytes, n: int) -> float:
             assert isinstance(node.peers, PeerService)
             node.peers.add(f"http://127.0.0.1:{ports[other]}", fingerprints[other], actor="bench")
             node.close()
-        sender = build_node(load_settings(root / "pref", env={}))
+        sender = build_node(load_settings(root / "pref", env={}, overrides={"delivery_concurrency": concurrency}))
         assert sender.delivery is not None
         try:
             start = time.perf_counter()
@@ -182,6 +182,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--size-mb", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="deliveries in flight at once on the sender (delivery_concurrency)")
     args = parser.parse_args()
     pdf = big_pdf(args.size_mb)
     n = args.messages
@@ -190,8 +192,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="inkless-bench-") as tmp:
         root = Path(tmp)
         (root / "inkless").mkdir()
-        t_inkless = run_inkless(root / "inkless", pdf, n)
-        print(f"inkless (seal, HTTP between two served nodes, durable store, signed receipt): "
+        t_inkless = run_inkless(root / "inkless", pdf, n, args.concurrency)
+        print(f"inkless, {args.concurrency} in flight (seal, HTTP between two served nodes, durable store, receipt): "
               f"{n / t_inkless:7.2f} messages/s  {mb / t_inkless:7.2f} MB/s  ({t_inkless:.2f} s)")
         why_not = postfix_available()
         if why_not is not None:

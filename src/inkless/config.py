@@ -83,6 +83,7 @@ class Settings:
     delivery_poll_seconds: int = 2
     directory_refresh_seconds: int = 3600
     delivery_lease_seconds: int = 300
+    delivery_concurrency: int = 4  # deliveries of one outbox pass in flight at once (to peers and offices)
     workers: bool = True
     blob_gc_grace_hours: int = 24  # a blob no record names is deleted once it is this old
     log_level: str = "INFO"
@@ -232,7 +233,7 @@ def _validate(settings: Settings) -> None:
                  "login_address_max_failures", "public_requests_per_minute", "audit_tally_seconds",
                  "tree_head_interval_seconds", "max_message_bytes", "delivery_expiry_hours",
                  "delivery_backoff_base_seconds", "delivery_backoff_cap_seconds", "delivery_poll_seconds",
-                 "directory_refresh_seconds", "delivery_lease_seconds", "verify_max_bytes",
+                 "directory_refresh_seconds", "delivery_lease_seconds", "delivery_concurrency", "verify_max_bytes",
                  "body_login_max_bytes", "body_max_bytes", "body_timeout_seconds", "body_min_rate_bytes",
                  "form_max_parts", "form_field_max_bytes", "uploads_in_flight", "max_connections",
                  "smtp_timeout_seconds", "mail_expiry_hours", "mail_backoff_base_seconds",

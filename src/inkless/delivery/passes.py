@@ -4,6 +4,7 @@ keep the receipt, retry with backoff, expire."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -43,13 +44,25 @@ class OutboxPasses(Receiving):
         with self._db.begin() as conn:
             rows = claim_due(conn, now, limit, self._lease())
         counts = {"delivered": 0, "retrying": 0, "expired": 0, "rejected": 0}
-        for row in rows:
+
+        def attempt(row: Row[Any]) -> str | None:
             try:
-                state = self._attempt(row)
+                return self._attempt(row)
             except Exception:  # never let one row stop the pass; the lease brings it back
                 log.exception("delivery of %s to %s failed unexpectedly", row.message_id, row.recipient)
-                continue
-            counts[state] = counts.get(state, 0) + 1
+                return None
+
+        # Several deliveries in flight: while one waits for its peer's answer, the next is read, sent and
+        # its receipt checked (the rows were claimed in priority order and are started in that order).
+        workers = min(self._settings.delivery_concurrency, len(rows))
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="inkless-delivery") as pool:
+                states = list(pool.map(attempt, rows))
+        else:
+            states = [attempt(row) for row in rows]
+        for state in states:
+            if state is not None:
+                counts[state] = counts.get(state, 0) + 1
         return PassResult(**counts)
 
     def claim(self, limit: int = 20) -> list[tuple[str, str]]:
