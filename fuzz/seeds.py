@@ -7,9 +7,11 @@ committed, so that every fuzzing run starts from inputs that reach deep into the
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fuzz.targets import NOW, TARGETS, _pki
 
@@ -105,7 +107,18 @@ def seeds() -> dict[str, list[bytes]]:
         "fax-document": [pdf, tiff],
         "csv-procedures": [csv_rows.encode("utf-8"), csv_rows.encode("cp932")],
         "audit-head": [json.dumps(head.to_json()).encode(), json.dumps(cosig.to_json()).encode()],
+        "intake-upload": ["申請書.pdf\n".encode() + pdf,
+                          b"photo.png\n" + _image(page, "PNG"), b"scan.jpg\n" + _image(page.convert("L"), "JPEG")],
+        "clamd-reply": [b"stream: OK\0", b"stream: Eicar-Test-Signature FOUND\0",
+                        b"INSTREAM size limit exceeded. ERROR\0"],
+        "email-address": [b"taro@example.co.jp", "花子 <hanako@example.jp>".encode(), b" a.b+c@x.example "],
     }
+
+
+def _image(image: Any, kind: str) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=kind)
+    return out.getvalue()
 
 
 def main() -> None:

@@ -176,6 +176,33 @@ def audit_head(data: bytes) -> None:
         Cosignature.from_json(value)
 
 
+@target("intake-upload")
+def intake_upload(data: bytes) -> None:
+    """A file a stranger uploads at the intake window (or a pickup reply): the first line is its file name,
+    the rest its bytes, checked as the window checks it (type by content, pages, pixels, the PDF kept)."""
+    from inkless.untrusted.files import FileLimits, check_file
+
+    name, _, body = data.partition(b"\n")
+    check_file(name.decode("utf-8", "replace"), body, FileLimits(max_bytes=2 * 1024 * 1024, max_pages=20,
+                                                                 max_pixels=4_000_000))
+
+
+@target("clamd-reply")
+def clamd_reply(data: bytes) -> None:
+    """The virus scanner's answer over its socket, as the intake window reads it."""
+    from inkless.untrusted.clamd import parse_reply
+
+    parse_reply(data)
+
+
+@target("email-address")
+def email_address(data: bytes) -> None:
+    """An e-mail address typed by a stranger (intake form) or a clerk (pickup recipient)."""
+    from inkless.mail.address import normalise_email
+
+    normalise_email(data.decode("utf-8", "replace"))
+
+
 def run(name: str, data: bytes) -> None:
     """Run one target; an InklessError is a refusal (fine), anything else propagates as a crash."""
     try:
