@@ -197,6 +197,42 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> N
     raise SystemExit(f"{url} did not come up")
 
 
+@contextmanager
+def served(root: Path, topology: str, port: int, env: dict[str, str]) -> Iterator[str]:
+    """The node served as ``topology`` says; yields the URL the clerks use."""
+    data = str(root / "node")
+    if topology == "one":
+        commands = {"serve": ["serve", "--data", data, "--port", str(port)]}
+        ports = {"serve": port}
+    else:
+        web = [port, free_port()]
+        commands = {
+            f"web{i + 1}": ["serve", "--no-workers", "--data", data, "--port", str(p)] for i, p in enumerate(web)
+        }
+        commands.update({f"worker{i + 1}": ["worker", "--data", data] for i in range(2)})
+        ports = {"web1": web[0], "web2": web[1]}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, command in commands.items():
+            with open(root / f"{name}.log", "wb") as log:
+                procs.append(subprocess.Popen([str(INKLESS), *command], stdout=log, stderr=subprocess.STDOUT, env=env))
+        by_name = dict(zip(commands, procs, strict=True))
+        for name, p in ports.items():
+            wait_http(f"http://127.0.0.1:{p}/healthz", by_name[name])
+        if topology == "one":
+            yield f"http://127.0.0.1:{port}"
+        else:
+            from tests.helpers.haproxy import haproxy
+
+            with haproxy(root, list(ports.values())) as lb_port:
+                yield f"http://127.0.0.1:{lb_port}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
 BARE_APP = '''
 import os, pickle
 from fastapi import FastAPI, Request
@@ -254,29 +290,28 @@ def main() -> None:
     parser.add_argument("--clerks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--topology", choices=("one", "haproxy"), default="one",
+                        help="one inkless serve, or haproxy in front of two serve --no-workers and two workers "
+                             "(PostgreSQL only; the configuration of docs/deployment.md)")
     args = parser.parse_args()
+    if args.topology == "haproxy" and args.backend != "postgresql":
+        parser.error("--topology haproxy needs --backend postgresql (processes share the node through it)")
     from tests.helpers.seals import sample_pdf
 
     pdf = sample_pdf()
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "INKLESS_FAX_LINE": "none",
+           "INKLESS_MAX_CONNECTIONS": str(max(256, 2 * args.clerks))}
     with tempfile.TemporaryDirectory() as tmp, database(args.backend, Path(tmp)) as url:
         root = Path(tmp)
         port = free_port()
         clerks = prepare(root / "node", port, url, args.clerks)
-        with open(root / "serve.log", "wb") as log:
-            proc = subprocess.Popen([str(INKLESS), "serve", "--data", str(root / "node"), "--port", str(port)],
-                                    stdout=log, stderr=subprocess.STDOUT, env=env)
-            try:
-                wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-                print(f"{args.clerks} clerks for {args.seconds:.0f} s each run; node on {args.backend}")
-                tally, elapsed = asyncio.run(drive(clerks, f"http://127.0.0.1:{port}", args.seconds, pdf, False))
-                inkless_rate = report("inkless serve", tally, elapsed)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+        with served(root, args.topology, port, env) as base:
+            print(f"{args.clerks} clerks for {args.seconds:.0f} s each run; node on {args.backend}, {args.topology}")
+            tally, elapsed = asyncio.run(drive(clerks, base, args.seconds, pdf, False))
+            inkless_rate = report(f"inkless ({args.topology})", tally, elapsed)
         missing = [k for k, _ in MIX if k not in tally.bodies]
         if missing:
-            raise SystemExit(f"no successful answer of {', '.join(missing)} to replay; see {root / 'serve.log'}")
+            raise SystemExit(f"no successful answer of {', '.join(missing)} to replay; see the logs in {root}")
         import pickle
 
         (root / "bodies.pickle").write_bytes(pickle.dumps(tally.bodies))
