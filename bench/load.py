@@ -231,6 +231,12 @@ def served(root: Path, topology: str, port: int, env: dict[str, str]) -> Iterato
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=60)
+        for name in commands:  # what the server said about the errors the clerks saw
+            lines = (root / f"{name}.log").read_text(errors="replace").splitlines()
+            problems = list(dict.fromkeys(line for line in lines if " ERROR " in line or line.startswith(
+                ("sqlalchemy.", "inkless.errors.", "psycopg.", "sqlite3."))))
+            for line in problems[:8]:
+                print(f"  {name} log: {line[:300]}")
 
 
 BARE_APP = '''

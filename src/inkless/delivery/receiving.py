@@ -201,6 +201,8 @@ class Receiving(DeliveryBase):
             if not self._blobs.exists(digest):
                 self._blobs.put(envelope)
             now = self._clock.now()
+            # Looked up before the write transaction (a second connection inside it waits behind the lock).
+            sender_name = self._office_name(sender)
             try:
                 with self._db.begin() as conn:
                     inserted = conn.execute(
@@ -229,7 +231,7 @@ class Receiving(DeliveryBase):
                     self.search_index.add_inbox(
                         conn,
                         int(key[0]),
-                        inbox_texts(meta.subject, sender, self._office_name(sender), "\n".join(search_texts) or None),
+                        inbox_texts(meta.subject, sender, sender_name, "\n".join(search_texts) or None),
                     )
                     rollup.add(conn, rollup.message_in(now, office_code, procedure, source))
                     self._audit.record(

@@ -145,6 +145,9 @@ class DeliveryService(OutboxPasses):
         message_id = str(uuid.uuid4())
         now = self._clock.now()
         sender = f"{office.code}@{self.node_id}"
+        # Read before the write transaction: a lookup inside it would take a second connection while the
+        # first holds the (SQLite) write lock, and under load every connection ends up waiting for the lock.
+        office_names = [n for n in (self._office_name(r.address) for r in recipients) if n]
         meta = env.MessageMetadata(
             message_id=message_id, sender=sender, recipients=tuple(r.address for r in recipients),
             subject=subject, classification=classification, priority=priority, created_at=now,
@@ -181,7 +184,7 @@ class DeliveryService(OutboxPasses):
                                    sender_login=actor.login, subject=subject, recipients=new_pickups, now=now)
             self.search_index.add_sent(conn, message_id, sent_texts(
                 subject, [r.address for r in recipients],
-                [n for n in (self._office_name(r.address) for r in recipients) if n], actor.login))
+                office_names, actor.login))
             self._audit.record(conn, AuditEvent(
                 actor=actor.login, action="message.sent", object_type="message", object_id=message_id,
                 digests={"envelope": digest},
