@@ -120,7 +120,7 @@ class Cosignature:
 
         try:
             cert = x509.load_der_x509_certificate(self.certificate_der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise SignatureError("the cosignature's certificate is not a DER certificate") from None
         check_node_certificate(cert, ca, now)
         key = cert.public_key()

@@ -144,7 +144,7 @@ def _verify(
         raise EnvelopeError("the signer's certificate is not included in the signature") from None
     try:
         signer = x509.load_der_x509_certificate(signer_asn1.dump())
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         # asn1crypto reads lazily and leniently; cryptography parses the whole certificate strictly.
         raise EnvelopeError(f"the signer's certificate is malformed ({exc})") from None
     try:

@@ -106,7 +106,7 @@ def _render_page(pdfium: Any, doc: Any, index: int, y_dpi: int) -> Image.Image:
         raise FaxError(f"page {index + 1} of the PDF cannot be read: {exc}") from None
     try:
         width_pt, height_pt = page.get_size()
-        if width_pt <= 0 or height_pt <= 0:
+        if not (math.isfinite(width_pt) and math.isfinite(height_pt)) or width_pt <= 0 or height_pt <= 0:
             raise FaxError(f"page {index + 1} of the PDF has no area")
         # Landscape pages are turned to portrait, as fax software does, to keep them legible.
         rotation = 90 if width_pt > height_pt else 0

@@ -64,7 +64,7 @@ def read_certificate_header(value: str | None) -> x509.Certificate:
         raise SignatureError("no Inkless-Node-Certificate header: the signer's certificate is needed")
     try:
         return x509.load_der_x509_certificate(base64.b64decode(value, validate=True))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise SignatureError("the Inkless-Node-Certificate header is not a base64 DER certificate") from None
 
 

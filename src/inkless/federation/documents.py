@@ -59,7 +59,7 @@ def open_document(jws: str) -> tuple[dict[str, Any], x509.Certificate]:
         certificate = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
     except SignatureError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, x509.InvalidVersion, KeyError, IndexError, TypeError, UnicodeDecodeError) as exc:
         raise SignatureError(f"malformed signed document: {exc}") from None
     if not isinstance(payload, dict):
         raise SignatureError("malformed signed document: the payload is not an object")
