@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,18 +42,13 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.nodes import free_port, wait_healthy
 
 INKLESS = Path(sys.executable).with_name("inkless")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 OFFICES = {"tanaka": ("civil-affairs", "criminal-affairs"), "takahashi": ("criminal-affairs", "civil-affairs")}
 MIX = [("inbox", 40), ("message", 30), ("inbox_api", 10), ("send", 10), ("seal", 10)]
 EXPECTED = {"inbox": 200, "message": 200, "inbox_api": 200, "send": 201, "seal": 200}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -183,20 +177,6 @@ async def drive(clerks: list[Clerk], base: str, seconds: float, pdf: bytes, bare
     return tally, time.perf_counter() - started
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited early ({proc.returncode}); see its log")
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up")
-
-
 @contextmanager
 def served(root: Path, topology: str, port: int, env: dict[str, str]) -> Iterator[str]:
     """The node served as ``topology`` says; yields the URL the clerks use."""
@@ -218,7 +198,8 @@ def served(root: Path, topology: str, port: int, env: dict[str, str]) -> Iterato
                 procs.append(subprocess.Popen([str(INKLESS), *command], stdout=log, stderr=subprocess.STDOUT, env=env))
         by_name = dict(zip(commands, procs, strict=True))
         for name, p in ports.items():
-            wait_http(f"http://127.0.0.1:{p}/healthz", by_name[name])
+            wait_healthy(f"http://127.0.0.1:{p}", alive=lambda proc=by_name[name]: proc.poll() is None,
+                         log=root / f"{name}.log")
         if topology == "one":
             yield f"http://127.0.0.1:{port}"
         else:
@@ -330,7 +311,7 @@ def main() -> None:
                 cwd=root, stdout=log, stderr=subprocess.STDOUT,
                 env={**env, "PYTHONPATH": str(root), "BARE_BODIES": str(root / "bodies.pickle")})
             try:
-                wait_http(f"http://127.0.0.1:{bare_port}/healthz", bare)
+                wait_healthy(f"http://127.0.0.1:{bare_port}", alive=lambda: bare.poll() is None, log=root / "bare.log")
                 tally, elapsed = asyncio.run(drive(clerks, f"http://127.0.0.1:{bare_port}", args.seconds, pdf, True))
                 bare_rate = report("bare FastAPI endpoints answering the same bytes", tally, elapsed)
             finally:
