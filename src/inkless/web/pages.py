@@ -165,7 +165,7 @@ def login_submit(
     try:
         user = node.directory.check_password(login, password)
     except AuthenticationError:
-        record_failed_login(node, services, login, client, "password", counted=True)
+        record_failed_login(node, services, login, client, "password")
         return render.render(
             request,
             "login.html",
@@ -185,16 +185,12 @@ def login_submit(
     return response
 
 
-def record_failed_login(node: Node, services: WebServices, login: str, client: str, step: str, *,
-                        counted: bool = False) -> None:
-    """Count a failed attempt against the login rate limit and audit it (never the secret tried).
-
-    ``counted``: the attempt was already counted when it was let through (``LoginThrottle.reserve``)."""
+def record_failed_login(node: Node, services: WebServices, login: str, client: str, step: str) -> None:
+    """Tally or audit a failed attempt (never the secret tried); it was already counted against the login
+    rate limit when it was let through (``LoginThrottle.reserve``)."""
     if not login:
         return
     with node.db.begin() as conn:
-        if not counted:
-            services.throttle.record(conn, login, client, success=False)
         if step == "password":
             # Anyone can fail a password: counted in the anonymous tally, not one permanent entry each.
             services.traffic.note(conn, "login", client, "password-failed")
@@ -212,7 +208,7 @@ def check_fresh_totp(node: Node, services: WebServices, login: str, code: str, c
     try:
         node.directory.verify_totp(login, code)
     except AuthenticationError:
-        record_failed_login(node, services, login, client, "office-seal", counted=True)
+        record_failed_login(node, services, login, client, "office-seal")
         raise
     with node.db.begin() as conn:
         services.throttle.settle(conn, attempt, success=True)
@@ -320,7 +316,7 @@ def _second_factor(
         user = node.directory.verify_totp(user.login, code)
     except AuthenticationError:
         # Wrong codes count like wrong passwords: six digits must not be guessable at leisure.
-        record_failed_login(node, services, user.login, client, "enrol" if enrolment else "totp", counted=True)
+        record_failed_login(node, services, user.login, client, "enrol" if enrolment else "totp")
         message = render.gettext(request, WRONG_CODE)
         if enrolment:
             return _enrol_page(request, node, render, session, message, 401)

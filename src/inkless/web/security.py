@@ -290,10 +290,6 @@ class LoginThrottle:
         self.backoff_seconds = backoff_seconds
         self.address_max_failures = address_max_failures
 
-    def check(self, conn: Connection, login: str, client: str) -> None:
-        """Raise RateLimitedError if this login from this client, or this client at all, must wait."""
-        self._check(conn, login, client)
-
     def reserve(self, conn: Connection, login: str, client: str) -> int | None:
         """Check, and count this attempt as failed at once (the row id, None without a login name).
 
@@ -320,6 +316,7 @@ class LoginThrottle:
             conn.execute(delete(t.login_attempts).where(t.login_attempts.c.id == attempt))
 
     def _check(self, conn: Connection, login: str, client: str) -> None:
+        """Raise RateLimitedError if this login from this client, or this client at all, must wait."""
         now = self._clock.now()
         since = now - timedelta(seconds=self.window_seconds)
         waits: list[int] = []
