@@ -1,6 +1,6 @@
 """The CLI starts at once: help and argument errors load no database, crypto, PDF or web library.
 
-Timing is a benchmark (bench/cli_startup.py); this test checks the cause that a slow start would have —
+Timing is a benchmark (bench/cli.py); this test checks the cause that a slow start would have —
 which modules a command loads before it does any work — in a fresh interpreter, as `inkless` runs.
 """
 

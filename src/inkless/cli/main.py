@@ -7,6 +7,7 @@ allowed / wrong credentials; 5 integrity check failed; 6 configuration error;
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import stat
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from typer.models import CommandInfo, TyperInfo
 
 from inkless.cli.common import DataOption, JsonOption, open_node, print_json, print_table
 from inkless.config import load_settings
@@ -433,6 +435,62 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _command_name(command: CommandInfo) -> str:
+    if command.name:
+        return command.name
+    assert command.callback is not None
+    return typer.main.get_command_name(command.callback.__name__)
+
+
+def _pruned(typer_app: typer.Typer, path: list[str]) -> typer.Typer:
+    """``typer_app`` with only what the command line ``path`` reaches built into click commands.
+
+    Typer turns every command into a click command, reading each function's signature and type hints,
+    before it looks at the command line: for ~100 commands that is most of the start-up. The command
+    named by ``path`` keeps everything (so its help, errors and parsing are Typer's own); sibling groups
+    keep their names and help but not their commands, which is all a help listing or a "no such
+    command" error shows of them.
+    """
+    pruned = copy.copy(typer_app)
+    name = path[0] if path else None
+    commands = [c for c in typer_app.registered_commands if _command_name(c) == name]
+    groups = [g for g in typer_app.registered_groups if g.name == name]
+    if commands:
+        pruned.registered_commands, pruned.registered_groups = commands[:1], []
+    elif groups and groups[0].typer_instance is not None:
+        pruned.registered_commands = []
+        pruned.registered_groups = [_with_instance(groups[0], _pruned(groups[0].typer_instance, path[1:]))]
+    else:  # a listing (help, or an unknown name): every command, and the groups by name only
+        pruned.registered_commands = list(typer_app.registered_commands)
+        pruned.registered_groups = [_with_instance(g, _shallow(g.typer_instance)) for g in typer_app.registered_groups]
+    return pruned
+
+
+def _with_instance(group: TyperInfo, typer_app: typer.Typer | None) -> TyperInfo:
+    replaced = copy.copy(group)
+    replaced.typer_instance = typer_app
+    return replaced
+
+
+def _shallow(typer_app: typer.Typer | None) -> typer.Typer | None:
+    if typer_app is None:
+        return None
+    shallow = copy.copy(typer_app)
+    shallow.registered_commands, shallow.registered_groups = [], []
+    return shallow
+
+
+def _command_path(args: list[str]) -> list[str]:
+    """The leading words of a command line (``fax send`` of ``fax send FILE --to …``): the root and the
+    groups take no options before a command's name."""
+    path: list[str] = []
+    for arg in args:
+        if arg.startswith("-"):
+            break
+        path.append(arg)
+    return path
+
+
 def main() -> None:
     """Entry point: run the command, turning inkless errors into a message and an exit code."""
     # Everything a command creates (database, WAL, blobs, spool, reports, exports) is the node's alone.
@@ -440,7 +498,7 @@ def main() -> None:
     # composition root would load the database, crypto and PDF libraries before `--help`.
     os.umask(0o077)
     try:
-        app()
+        _pruned(app, _command_path(sys.argv[1:]))()
     except InklessError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -1,6 +1,6 @@
 """Benchmark: how fast the `inkless` command starts.
 
-    .venv/bin/python bench/cli_startup.py [--rounds 7]
+    .venv/bin/python bench/cli.py [--rounds 7]
 
 Wall time (median of rounds, commands alternated in the same run) of `inkless --help`,
 `inkless --version`, `inkless send --help`, `inkless inbox --help` and `inkless fax send --help`
