@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/fax.py [--pages 20] [--rounds 3]
 
-(1) PDF → TIFF-F: inkless (pypdfium2 + Pillow, 204×196, threshold/dither, G4, one
+(1) PDF → TIFF-F: inkless (pypdfium2 + libtiff, 204×196, threshold/dither, G4, one
     strip per page) against Ghostscript's ``tiffg4`` device at ``-r204x196`` on the
     same N-page document, alternating rounds in the same run; prints pages/s of
     each and the ratio (inkless / Ghostscript). Ghostscript renders at page size
@@ -92,7 +92,7 @@ def bench_render(pages: int, rounds: int) -> None:
     ours_rate = pages / min(ours)
     theirs_rate = pages / min(theirs)
     print(f"(1) PDF → TIFF-F, {pages} A4 pages at 204×196, best of {rounds}")
-    print(f"    inkless (pypdfium2 + Pillow G4):  {ours_rate:7.1f} pages/s")
+    print(f"    inkless (pypdfium2 + libtiff G4): {ours_rate:7.1f} pages/s")
     print(f"    Ghostscript tiffg4:               {theirs_rate:7.1f} pages/s")
     print(f"    ratio inkless / Ghostscript:      {ours_rate / theirs_rate:7.2f}")
 

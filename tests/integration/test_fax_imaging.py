@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,98 @@ def test_rendering_from_several_threads_at_once(pdf: bytes) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _n: imaging.pdf_to_tiff(pdf), range(4)))
     assert all(r == results[0] for r in results)
+
+
+def _roll_pdf() -> bytes:
+    """One A4 page, then a page three A4 lengths long (faxed as three pages)."""
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, invariant=True)
+    c.drawString(100, 700, "first")
+    c.showPage()
+    c.setPageSize((A4[0], A4[1] * 3))
+    c.drawString(100, 100, "end of the roll")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def test_the_cover_page_counts_every_fax_page_before_any_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from inkless.fax import render
+    from inkless.fax.model import CoverPage
+
+    covers: list[CoverPage] = []
+    real_cover = render.cover_image
+    monkeypatch.setattr(render, "cover_image", lambda cover: covers.append(cover) or real_cover(cover))
+    cover = CoverPage("市民課", "0312345678", "田中", "0399999999", 0, "件名", datetime(2026, 12, 5, tzinfo=UTC))
+    rendered = render.render_for_fax([three_page_pdf(), _roll_pdf()], cover)
+    # cover + 3 pages + 1 page + a roll cut in three
+    assert rendered.pages == 8 and [c.pages for c in covers] == [8]
+    pages = imaging.read_tiff(rendered.tiff)
+    assert len(pages) == 8 and all(p.y_dpi == 196 for p in pages)
+    assert imaging.pixel_difference(imaging.page_image(pages[0]), real_cover(covers[0])) == 0.0
+    # the documents' pages follow the cover in order, as pdf_to_tiff draws them alone
+    alone = imaging.tiff_images(imaging.pdf_to_tiff(three_page_pdf())) + imaging.tiff_images(
+        imaging.pdf_to_tiff(_roll_pdf()))
+    for got, want in zip([imaging.page_image(p) for p in pages[1:]], alone, strict=True):
+        assert imaging.pixel_difference(got, want) == 0.0
+
+
+def test_a_bad_document_stops_the_fax_before_anything_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[int] = []
+    real = imaging._render_page
+    monkeypatch.setattr(imaging, "_render_page", lambda *args: drawn.append(1) or real(*args))
+    from inkless.fax.render import render_for_fax
+
+    with pytest.raises(FaxError, match="the PDF cannot be rendered"):
+        render_for_fax([three_page_pdf(), three_page_pdf()[:400]], None)
+    assert drawn == []
+
+
+def test_a_failure_while_compressing_stops_the_drawing_and_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from inkless.fax import tiff_writer
+
+    failed = threading.Event()
+    drawn: list[int] = []
+    real = imaging._render_page
+
+    def draw(*args: Any) -> Any:
+        if drawn:  # from the second page on, as if drawing were slow: the first page has failed meanwhile
+            failed.wait(10)
+        drawn.append(1)
+        return real(*args)
+
+    def refuse(self: tiff_writer.TiffWriter, *args: object) -> None:
+        failed.set()
+        raise FaxError("libtiff could not compress page 1")
+
+    monkeypatch.setattr(imaging, "_render_page", draw)
+
+    monkeypatch.setattr(tiff_writer.TiffWriter, "add", refuse)
+    many = _many_pages(30)
+    with pytest.raises(FaxError, match="could not compress page 1"):
+        imaging.pdf_to_tiff(many)  # drawn here, thresholded and compressed in the second thread
+    assert 2 <= len(drawn) < 30  # it stopped drawing once the second thread had failed
+    assert not [t for t in threading.enumerate() if t.name.startswith("fax-binarize")]
+
+
+def _many_pages(count: int) -> bytes:
+    import io
+
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, invariant=True)
+    for n in range(count):
+        c.drawString(100, 700, f"page {n + 1}")
+        c.showPage()
+    c.save()
+    return buf.getvalue()

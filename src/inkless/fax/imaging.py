@@ -12,14 +12,16 @@ import io
 import math
 import struct
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image, ImageChops, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
 from inkless.errors import FaxError
 from inkless.fax.model import FAX_WIDTHS, FaxPage
+from inkless.fax.tiff_writer import COMPRESSION_SCHEMES, TiffWriter
 from inkless.pdfium_lock import PDFIUM_LOCK  # pdfium is not thread-safe: one lock per process
 
 FAX_WIDTH = 1728  # ISO A4 scan width at 8 pels/mm (215 mm)
@@ -39,7 +41,6 @@ A4_LENGTH_MM = 297.0
 PHOTO_TILE_FRACTION = 0.5
 TILE = 32
 
-COMPRESSIONS = {"g4": "group4", "g3": "group3"}
 
 _TIFF_COMPRESSION_TAG = {3: "g3", 4: "g4"}
 
@@ -69,63 +70,136 @@ def is_tiff(data: bytes) -> bool:
 
 def render_pdf(pdf: bytes, *, fine: bool = True) -> list[Image.Image]:
     """Render every page of ``pdf`` to 1-bit fax bitmaps (1728 px wide, 204×196 or 204×98 dpi)."""
-    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+    pages: list[Image.Image] = []
+    with FaxDocuments([pdf], fine=fine) as documents:
+        documents.render(pages.extend)
+    return pages
 
-    _check_size(pdf, "PDF")
-    y_dpi = FINE_Y_DPI if fine else STANDARD_Y_DPI
-    try:
-        with PDFIUM_LOCK:
-            doc = pdfium.PdfDocument(pdf)
-    except pdfium.PdfiumError as exc:
-        raise FaxError(f"the PDF cannot be rendered: {exc}") from None
-    try:
-        with PDFIUM_LOCK:
-            count = len(doc)
-        if count == 0:
-            raise FaxError("the PDF has no pages")
-        if count > MAX_PAGES:
-            raise FaxError(f"the PDF has {count} pages; at most {MAX_PAGES} can be faxed")
-        # Binarising runs outside the lock, in a second thread: while pdfium draws page n (ctypes and
-        # Pillow both release the GIL), page n - 1 is thresholded on the other core.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fax-binarize") as pool:
-            pending: list[Future[list[Image.Image]]] = []
-            for index in range(count):
+
+@dataclass(frozen=True)
+class _PagePlan:
+    """One PDF page as it will be drawn: its place on the scan line, its rows, and its fax pages."""
+
+    index: int
+    width: int
+    rows: int
+    rotation: int
+    pieces: int  # fax pages it becomes (a page longer than B4 is cut)
+
+
+class FaxDocuments:
+    """PDFs opened and measured for faxing: every page is checked (area, length, count) before any
+    is drawn, so the number of fax pages is known up front (a cover page states it) and a bad last
+    page fails a 100-page fax at once rather than after rendering the rest."""
+
+    def __init__(self, pdfs: Sequence[bytes], *, fine: bool = True) -> None:
+        import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+
+        self._pdfium = pdfium
+        self.y_dpi = FINE_Y_DPI if fine else STANDARD_Y_DPI
+        self._docs: list[tuple[Any, list[_PagePlan]]] = []
+        try:
+            for pdf in pdfs:
+                _check_size(pdf, "PDF")
+                try:
+                    with PDFIUM_LOCK:
+                        doc = pdfium.PdfDocument(pdf)
+                except pdfium.PdfiumError as exc:
+                    raise FaxError(f"the PDF cannot be rendered: {exc}") from None
+                self._docs.append((doc, []))
                 with PDFIUM_LOCK:
-                    grey = _render_page(pdfium, doc, index, y_dpi)
-                pending.append(pool.submit(_to_fax_bitmaps, grey, y_dpi))
-            return [bitmap for future in pending for bitmap in future.result()]
-    finally:
+                    count = len(doc)
+                    if count == 0:
+                        raise FaxError("the PDF has no pages")
+                    if count > MAX_PAGES:
+                        raise FaxError(f"the PDF has {count} pages; at most {MAX_PAGES} can be faxed")
+                    self._docs[-1][1].extend(_plan_page(pdfium, doc, index, self.y_dpi) for index in range(count))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def fax_pages(self) -> int:
+        return sum(plan.pieces for _, plans in self._docs for plan in plans)
+
+    def render(self, sink: Callable[[list[Image.Image]], object]) -> None:
+        """Draw every page in order and hand its fax bitmaps to ``sink``, in order.
+
+        Binarising and ``sink`` (encoding, when it is a :class:`TiffWriter`) run in a second thread:
+        while pdfium draws page n (ctypes lets go of the interpreter lock), page n - 1 is thresholded
+        and compressed on the other core.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fax-binarize") as pool:
+            pending: list[Future[object]] = []
+            try:
+                for doc, plans in self._docs:
+                    for plan in plans:
+                        with PDFIUM_LOCK:
+                            grey = _render_page(self._pdfium, doc, plan)
+                        pending.append(pool.submit(_binarized_to, sink, grey, self.y_dpi))
+                        while pending and pending[0].done():  # a failure there stops the drawing here
+                            pending.pop(0).result()
+                for future in pending:
+                    future.result()
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+    def close(self) -> None:
         with PDFIUM_LOCK:
-            doc.close()
+            for doc, _ in self._docs:
+                doc.close()
+        self._docs = []
+
+    def __enter__(self) -> FaxDocuments:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _render_page(pdfium: Any, doc: Any, index: int, y_dpi: int) -> Image.Image:
+def _binarized_to(sink: Callable[[list[Image.Image]], object], grey: Image.Image, y_dpi: int) -> object:
+    return sink(split_long_page(binarize(grey), y_dpi))
+
+
+def _plan_page(pdfium: Any, doc: Any, index: int, y_dpi: int) -> _PagePlan:
     try:
         page = doc[index]
     except pdfium.PdfiumError as exc:
         raise FaxError(f"page {index + 1} of the PDF cannot be read: {exc}") from None
     try:
         width_pt, height_pt = page.get_size()
-        if not (math.isfinite(width_pt) and math.isfinite(height_pt)) or width_pt <= 0 or height_pt <= 0:
-            raise FaxError(f"page {index + 1} of the PDF has no area")
-        # Landscape pages are turned to portrait, as fax software does, to keep them legible.
-        rotation = 90 if width_pt > height_pt else 0
-        if rotation:
-            width_pt, height_pt = height_pt, width_pt
-        # Fit the page width to the scan line (never enlarge beyond 204 dpi).
-        scale = min(X_DPI / 72.0, FAX_WIDTH / width_pt)
-        # Whole pixels, rounded up as pdfium does (an A4 page: 1687 × 2292 at fine resolution).
-        width = min(FAX_WIDTH, max(1, math.ceil(width_pt * scale - 1e-6)))
-        rows = max(1, math.ceil(height_pt * scale * y_dpi / X_DPI - 1e-6))
-        if rows > MAX_ROWS:
-            raise FaxError(
-                f"page {index + 1} of the PDF is {height_pt / 72 * 25.4:.0f} mm long;"
-                f" at most {MAX_ROWS} fax rows can be sent"
-            )
-        try:
-            return _rasterise(pdfium, page, width, rows, rotation)
-        except pdfium.PdfiumError as exc:
-            raise FaxError(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
+    finally:
+        page.close()
+    if not (math.isfinite(width_pt) and math.isfinite(height_pt)) or width_pt <= 0 or height_pt <= 0:
+        raise FaxError(f"page {index + 1} of the PDF has no area")
+    # Landscape pages are turned to portrait, as fax software does, to keep them legible.
+    rotation = 90 if width_pt > height_pt else 0
+    if rotation:
+        width_pt, height_pt = height_pt, width_pt
+    # Fit the page width to the scan line (never enlarge beyond 204 dpi).
+    scale = min(X_DPI / 72.0, FAX_WIDTH / width_pt)
+    # Whole pixels, rounded up as pdfium does (an A4 page: 1687 × 2292 at fine resolution).
+    width = min(FAX_WIDTH, max(1, math.ceil(width_pt * scale - 1e-6)))
+    rows = max(1, math.ceil(height_pt * scale * y_dpi / X_DPI - 1e-6))
+    if rows > MAX_ROWS:
+        raise FaxError(
+            f"page {index + 1} of the PDF is {height_pt / 72 * 25.4:.0f} mm long;"
+            f" at most {MAX_ROWS} fax rows can be sent"
+        )
+    return _PagePlan(index, width, rows, rotation, len(_split_rows(rows, y_dpi)))
+
+
+def _render_page(pdfium: Any, doc: Any, plan: _PagePlan) -> Image.Image:
+    try:
+        page = doc[plan.index]
+    except pdfium.PdfiumError as exc:
+        raise FaxError(f"page {plan.index + 1} of the PDF cannot be read: {exc}") from None
+    try:
+        return _rasterise(pdfium, page, plan.width, plan.rows, plan.rotation)
+    except pdfium.PdfiumError as exc:
+        raise FaxError(f"page {plan.index + 1} of the PDF cannot be rendered: {exc}") from None
     finally:
         page.close()
 
@@ -154,11 +228,6 @@ def _rasterise(pdfium: Any, page: Any, width: int, rows: int, rotation: int) -> 
         bitmap.close()
 
 
-def _to_fax_bitmaps(grey: Image.Image, y_dpi: int) -> list[Image.Image]:
-    bilevel = binarize(grey)
-    return split_long_page(bilevel, y_dpi)
-
-
 def binarize(grey: Image.Image) -> Image.Image:
     """Threshold text and line art; Floyd–Steinberg dither regions that look like photographs."""
     grey = grey.convert("L")
@@ -178,11 +247,18 @@ def binarize(grey: Image.Image) -> Image.Image:
 
 def split_long_page(page: Image.Image, y_dpi: int) -> list[Image.Image]:
     """Cut a page longer than B4 into A4-length pieces (fax machines do the same)."""
-    limit = round(SPLIT_ABOVE_MM / 25.4 * y_dpi)
-    if page.height <= limit:
+    pieces = _split_rows(page.height, y_dpi)
+    if len(pieces) == 1:
         return [page]
+    return [page.crop((0, top, page.width, bottom)) for top, bottom in pieces]
+
+
+def _split_rows(rows: int, y_dpi: int) -> list[tuple[int, int]]:
+    """The row ranges a page of ``rows`` is faxed as."""
+    if rows <= round(SPLIT_ABOVE_MM / 25.4 * y_dpi):
+        return [(0, rows)]
     piece = round(A4_LENGTH_MM / 25.4 * y_dpi)
-    return [page.crop((0, top, page.width, min(top + piece, page.height))) for top in range(0, page.height, piece)]
+    return [(top, min(top + piece, rows)) for top in range(0, rows, piece)]
 
 
 # --------------------------------------------------------------------------- bitmaps → TIFF-F
@@ -192,41 +268,27 @@ def encode_tiff(
     pages: Sequence[Image.Image], *, y_dpi: int | Sequence[int] = FINE_Y_DPI, compression: str = "g4"
 ) -> bytes:
     """Write 1-bit page images as one multi-page TIFF-F (one strip per page, PageNumber n/m)."""
-    if compression not in COMPRESSIONS:
+    if compression not in COMPRESSION_SCHEMES:
         raise FaxError(f"unknown fax compression {compression!r} (use g4 or g3)")
     if not pages:
         raise FaxError("a fax needs at least one page")
     dpis = [y_dpi] * len(pages) if isinstance(y_dpi, int) else list(y_dpi)
-    buf = io.BytesIO()
-    with TiffImagePlugin.AppendingTiffWriter(buf, new=True) as tf:
+    for page in pages:
+        if page.width not in FAX_WIDTHS:
+            raise FaxError(f"a fax page is {page.width} pixels wide; expected one of {FAX_WIDTHS}")
+    writer = TiffWriter(compression)
+    try:
         for page, dpi in zip(pages, dpis, strict=True):
-            if page.width not in FAX_WIDTHS:
-                raise FaxError(f"a fax page is {page.width} pixels wide; expected one of {FAX_WIDTHS}")
-            ifd = TiffImagePlugin.ImageFileDirectory_v2()
-            ifd[254] = 2  # NewSubfileType: one page of a multi-page document
-            ifd.tagtype[254] = 4
-            ifd[_PAGE_NUMBER_TAG] = (0, 0)  # patched below: libtiff cannot take it from Pillow
-            ifd.tagtype[_PAGE_NUMBER_TAG] = 3
-            ifd[327] = 0  # CleanFaxData: clean
-            ifd.tagtype[327] = 3
-            # TIFF-F is min-is-white (a 1 bit is black). Pillow would invert pixel by pixel in Python
-            # for that; inverting here and relabelling the Photometric tag afterwards is the same file.
-            _ink(page).save(
-                tf,
-                format="TIFF",
-                compression=COMPRESSIONS[compression],
-                dpi=(X_DPI, dpi),
-                tiffinfo=ifd,
-                strip_size=1 << 30,  # one strip per page
-            )
-            tf.newFrame()
-    return _patch_tags(buf.getvalue())
+            writer.add(page, dpi, X_DPI)
+    except BaseException:
+        writer.close()
+        raise
+    return finish_tiff(writer)
 
 
-def _ink(page: Image.Image) -> Image.Image:
-    """The page with black as 1 bits: XOR with white, which also normalises any non-zero "1" pixel."""
-    bilevel = page if page.mode == "1" else page.convert("1", dither=Image.Dither.NONE)
-    return ImageChops.logical_xor(bilevel, Image.new("1", bilevel.size, 255))
+def finish_tiff(writer: TiffWriter) -> bytes:
+    """The file ``writer`` wrote, with every page's PageNumber n/m (the total was not known before)."""
+    return _patch_tags(writer.finish())
 
 
 def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
@@ -261,9 +323,16 @@ def _patch_tags(data: bytes) -> bytes:
 
 
 def pdf_to_tiff(pdf: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:
-    """Render a PDF into a multi-page TIFF-F ready to send."""
-    pages = render_pdf(pdf, fine=fine)
-    return encode_tiff(pages, y_dpi=FINE_Y_DPI if fine else STANDARD_Y_DPI, compression=compression)
+    """Render a PDF into a multi-page TIFF-F ready to send (pages drawn, thresholded and compressed
+    in a pipeline across two cores)."""
+    writer = TiffWriter(compression)
+    try:
+        with FaxDocuments([pdf], fine=fine) as documents:
+            documents.render(lambda bitmaps: writer.add_all(bitmaps, documents.y_dpi, X_DPI))
+    except BaseException:
+        writer.close()
+        raise
+    return finish_tiff(writer)
 
 
 def document_to_tiff(data: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:

@@ -91,17 +91,27 @@ def _draw_invitation(page: Image.Image, draw: ImageDraw.ImageDraw, url: str, top
 
 
 def render_for_fax(documents: Sequence[bytes], cover: CoverPage | None) -> RenderedFax:
-    """Render PDFs (and a cover page first, if given) into one multi-page TIFF-F, fine resolution, MMR."""
+    """Render PDFs (and a cover page first, if given) into one multi-page TIFF-F, fine resolution, MMR.
+
+    The documents are measured before anything is drawn, so the cover states the page count and then
+    every page goes straight from pdfium through the threshold into the file (two cores at work).
+    """
     import dataclasses
 
     from inkless.fax import imaging
     from inkless.fax.model import RenderedFax
+    from inkless.fax.tiff_writer import TiffWriter
 
-    pages: list[Image.Image] = []
-    for document in documents:
-        pages.extend(imaging.render_pdf(document, fine=True))
-    if not pages:
+    if not documents:
         raise FaxError("the document has no pages")
-    if cover is not None:
-        pages.insert(0, cover_image(dataclasses.replace(cover, pages=len(pages) + 1)))
-    return RenderedFax(imaging.encode_tiff(pages, y_dpi=imaging.FINE_Y_DPI, compression="g4"), len(pages))
+    writer = TiffWriter("g4")
+    try:
+        with imaging.FaxDocuments(documents, fine=True) as pdfs:
+            pages = pdfs.fax_pages + (1 if cover is not None else 0)
+            if cover is not None:
+                writer.add(cover_image(dataclasses.replace(cover, pages=pages)), imaging.FINE_Y_DPI)
+            pdfs.render(lambda bitmaps: writer.add_all(bitmaps, imaging.FINE_Y_DPI))
+    except BaseException:
+        writer.close()
+        raise
+    return RenderedFax(imaging.finish_tiff(writer), pages)

@@ -1,0 +1,177 @@
+"""TIFF-F pages written by libtiff itself, through ctypes.
+
+Pillow hands libtiff one row at a time while holding the interpreter lock, so its CCITT encoder
+costs ≈ 15 ms a fine page and nothing else in the process runs meanwhile. Here the packed page goes
+to ``TIFFWriteEncodedStrip`` whole: libtiff's T.6 coder takes a few milliseconds, and ctypes lets go
+of the interpreter lock for the call, so pages are encoded on one core while pdfium draws the next
+page on the other (:func:`inkless.fax.imaging.pdf_to_tiff`).
+
+The library is the system's ``libtiff.so.6`` (Debian ``libtiff6``, which spandsp needs anyway), or
+else the copy of libtiff that Pillow's wheels carry.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image
+
+from inkless.errors import FaxError
+
+# tiff.h
+_TAG_SUBFILETYPE = 254
+_TAG_IMAGEWIDTH = 256
+_TAG_IMAGELENGTH = 257
+_TAG_BITSPERSAMPLE = 258
+_TAG_COMPRESSION = 259
+_TAG_PHOTOMETRIC = 262
+_TAG_FILLORDER = 266
+_TAG_SAMPLESPERPIXEL = 277
+_TAG_ROWSPERSTRIP = 278
+_TAG_XRESOLUTION = 282
+_TAG_YRESOLUTION = 283
+_TAG_GROUP3OPTIONS = 292
+_TAG_GROUP4OPTIONS = 293
+_TAG_RESOLUTIONUNIT = 296
+_TAG_PAGENUMBER = 297
+_TAG_CLEANFAXDATA = 327
+_FILETYPE_PAGE = 2
+_PHOTOMETRIC_MINISWHITE = 0
+_FILLORDER_MSB2LSB = 1
+_RESUNIT_INCH = 2
+_CLEANFAXDATA_CLEAN = 0
+# Compression schemes: T.6 (MMR) and T.4 one-dimensional (MH), as fax machines take them.
+COMPRESSION_SCHEMES = {"g4": 4, "g3": 3}
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+
+
+def _candidates() -> list[str]:
+    names = ["libtiff.so.6"]
+    if found := ctypes.util.find_library("tiff"):
+        names.append(found)
+    import PIL
+
+    bundled = Path(PIL.__file__).resolve().parent.parent / "pillow.libs"
+    names += [str(path) for path in sorted(bundled.glob("libtiff*.so*"))]
+    return names
+
+
+def _library() -> ctypes.CDLL:
+    global _lib
+    with _lock:
+        if _lib is None:
+            for name in _candidates():
+                try:
+                    lib = ctypes.CDLL(name)
+                except OSError:
+                    continue
+                lib.TIFFFdOpen.restype = ctypes.c_void_p
+                lib.TIFFFdOpen.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
+                lib.TIFFWriteEncodedStrip.restype = ctypes.c_ssize_t
+                lib.TIFFWriteEncodedStrip.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
+                                                      ctypes.c_ssize_t]
+                lib.TIFFWriteDirectory.restype = ctypes.c_int
+                lib.TIFFWriteDirectory.argtypes = [ctypes.c_void_p]
+                lib.TIFFClose.restype = None
+                lib.TIFFClose.argtypes = [ctypes.c_void_p]
+                lib.TIFFSetField.restype = ctypes.c_int  # variadic: arguments are given typed, per tag
+                _lib = lib
+                break
+            else:
+                raise FaxError("libtiff is not installed (apt-get install libtiff6): fax pages cannot be written")
+        return _lib
+
+
+def _scratch() -> BinaryIO:
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("inkless-fax-tiff", os.MFD_CLOEXEC), "w+b")
+    return tempfile.TemporaryFile()
+
+
+class TiffWriter:
+    """A multi-page TIFF-F being written, one page at a time; ``finish`` returns the file's bytes.
+
+    Pages carry PageNumber n/0: the total is not known until the last page (a long page may be cut
+    in several), so the caller patches it afterwards. Not thread-safe: one thread writes.
+    """
+
+    def __init__(self, compression: str) -> None:
+        if compression not in COMPRESSION_SCHEMES:
+            raise FaxError(f"unknown fax compression {compression!r} (use g4 or g3)")
+        self._lib = _library()
+        self._scheme = COMPRESSION_SCHEMES[compression]
+        self._file = _scratch()
+        # libtiff closes the descriptor it was given: it gets a duplicate, and the file stays readable here.
+        tif = self._lib.TIFFFdOpen(os.dup(self._file.fileno()), b"fax.tif", b"w")
+        if not tif:
+            self._file.close()
+            raise FaxError("libtiff could not start a TIFF file")
+        self._tif: int | None = tif
+        self.pages = 0
+
+    def add(self, page: Image.Image, y_dpi: int, x_dpi: int = 204) -> None:
+        """Append one 1-bit page (Pillow mode ``1``, white 255), compressed as one strip."""
+        if page.mode != "1":
+            page = page.convert("1", dither=Image.Dither.NONE)
+        width, rows = page.size
+        packed = page.tobytes("raw", "1;I")  # min-is-white: a 1 bit is black
+        lib, tif = self._lib, self._tif
+        assert tif is not None, "the TIFF is finished"
+        tif_p = ctypes.c_void_p(tif)
+        fields: list[tuple[int, tuple[ctypes._SimpleCData[int] | ctypes._SimpleCData[float], ...]]] = [
+            (_TAG_SUBFILETYPE, (ctypes.c_uint32(_FILETYPE_PAGE),)),
+            (_TAG_IMAGEWIDTH, (ctypes.c_uint32(width),)),
+            (_TAG_IMAGELENGTH, (ctypes.c_uint32(rows),)),
+            (_TAG_BITSPERSAMPLE, (ctypes.c_int(1),)),
+            (_TAG_SAMPLESPERPIXEL, (ctypes.c_int(1),)),
+            (_TAG_COMPRESSION, (ctypes.c_int(self._scheme),)),
+            (_TAG_PHOTOMETRIC, (ctypes.c_int(_PHOTOMETRIC_MINISWHITE),)),
+            (_TAG_FILLORDER, (ctypes.c_int(_FILLORDER_MSB2LSB),)),
+            (_TAG_ROWSPERSTRIP, (ctypes.c_uint32(rows),)),
+            (_TAG_XRESOLUTION, (ctypes.c_double(x_dpi),)),
+            (_TAG_YRESOLUTION, (ctypes.c_double(y_dpi),)),
+            (_TAG_RESOLUTIONUNIT, (ctypes.c_int(_RESUNIT_INCH),)),
+            (_TAG_PAGENUMBER, (ctypes.c_int(self.pages), ctypes.c_int(0))),
+            (_TAG_CLEANFAXDATA, (ctypes.c_int(_CLEANFAXDATA_CLEAN),)),
+            # T.4 one-dimensional, T.6 plain: what every fax machine decodes
+            ((_TAG_GROUP3OPTIONS if self._scheme == 3 else _TAG_GROUP4OPTIONS), (ctypes.c_uint32(0),)),
+        ]
+        for tag, values in fields:
+            if not lib.TIFFSetField(tif_p, ctypes.c_uint32(tag), *values):
+                raise FaxError(f"libtiff refused TIFF tag {tag} for page {self.pages + 1}")
+        if lib.TIFFWriteEncodedStrip(tif_p, 0, packed, len(packed)) < 0:
+            raise FaxError(f"libtiff could not compress page {self.pages + 1}")
+        if not lib.TIFFWriteDirectory(tif_p):
+            raise FaxError(f"libtiff could not write page {self.pages + 1}")
+        self.pages += 1
+
+    def add_all(self, pages: list[Image.Image], y_dpi: int, x_dpi: int = 204) -> None:
+        for page in pages:
+            self.add(page, y_dpi, x_dpi)
+
+    def finish(self) -> bytes:
+        """Close the file and return its bytes."""
+        self._close_tif()
+        try:
+            self._file.seek(0)
+            return self._file.read()
+        finally:
+            self._file.close()
+
+    def close(self) -> None:
+        """Give everything back without a result (after an error)."""
+        self._close_tif()
+        self._file.close()
+
+    def _close_tif(self) -> None:
+        if self._tif is not None:
+            self._lib.TIFFClose(ctypes.c_void_p(self._tif))
+            self._tif = None
