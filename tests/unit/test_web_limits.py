@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from inkless.config import Settings
-from inkless.web.limits import TOO_MANY_PARTS, BodyGuard, BodyRefused, PartCounter
+from inkless.web.limits import COLLECT_AFTER_BYTES, TOO_MANY_PARTS, BodyGuard, BodyRefused, PartCounter
 
 
 def test_the_part_counter_refuses_the_part_past_the_limit() -> None:
@@ -101,3 +101,49 @@ def test_a_stream_past_the_cap_is_refused_and_the_rest_never_read() -> None:
     scope["headers"] = [(b"transfer-encoding", b"chunked")]
     asyncio.run(guard(scope, receive, send))
     assert sent[0]["status"] == 413 and reads == 4
+
+
+@pytest.mark.parametrize(("size", "freed"), [(COLLECT_AFTER_BYTES, True), (COLLECT_AFTER_BYTES - 1, False)])
+def test_a_large_upload_left_in_a_reference_cycle_is_reclaimed_before_its_slot_is_handed_on(
+    size: int, freed: bool
+) -> None:
+    """A refusal's traceback holds the frames that held the upload; in a cycle it waits for the collector's
+    full pass, and on a busy server such uploads piled up past the documented memory bound."""
+    import gc
+    import weakref
+
+    class Upload:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+            self.me = self  # a reference cycle: only the cyclic collector frees it
+
+    kept: list[weakref.ref[Upload]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        kept.append(weakref.ref(Upload(body)))
+        await PlainTextResponse("no such recipient", status_code=404)(scope, receive, send)
+
+    settings = Settings(data_dir=Path("/nonexistent"), max_message_bytes=2 * COLLECT_AFTER_BYTES)
+    guard = BodyGuard(app, settings, _refuse)
+    chunks = [{"type": "http.request", "body": b"x" * (size // 2), "more_body": True},
+              {"type": "http.request", "body": b"x" * (size - size // 2), "more_body": False}]
+
+    async def receive() -> Message:
+        return chunks.pop(0)
+
+    async def send(message: Message) -> None:
+        pass
+
+    gc.disable()  # no collection but the guard's own
+    try:
+        asyncio.run(guard(_scope("/api/v1/messages", size), receive, send))
+        assert (kept[0]() is None) == freed
+    finally:
+        gc.enable()
+        gc.collect()
