@@ -96,3 +96,27 @@ def test_separate_listener_is_unauthenticated_and_off_when_empty(node: Node, dem
     node.settings = dataclasses.replace(node.settings, metrics_listen="localhost")
     with pytest.raises(Exception, match="metrics_listen = 'localhost' must be HOST:PORT"):
         start_listener(node)
+
+
+def test_rows_of_workers_that_ended_long_ago_are_deleted(node: Node, demo: DemoSample) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from inkless.clock import FixedClock
+    from inkless.db.tables_metrics import metrics_heartbeats
+    from inkless.metrics.openmetrics import HEARTBEAT_KEPT_SECONDS
+
+    now = datetime.now(UTC)
+    kept = timedelta(seconds=HEARTBEAT_KEPT_SECONDS)
+    saved = node.clock
+    try:
+        for name, when in (("ended-last-month", now - kept - timedelta(hours=1)),
+                           ("ended-this-week", now - kept + timedelta(hours=1)), ("worker-a", now)):
+            node.clock = FixedClock(when)
+            heartbeat(node, when, name=name)
+    finally:
+        node.clock = saved
+    with node.db.read() as conn:
+        workers = set(conn.execute(select(metrics_heartbeats.c.worker)).scalars())
+    assert workers == {"ended-this-week", "worker-a"}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from inkless.db import tables as t
 from inkless.db.tables_metrics import metrics_heartbeats, metrics_rollup
@@ -193,6 +193,9 @@ def worker_name() -> str:
 HEARTBEAT_STALE_SECONDS = 45.0
 # /healthz lists workers seen within this; older rows are processes that ended long ago.
 HEARTBEAT_LISTED_SECONDS = 3600.0
+# A worker row is deleted this long after its last beat: each process start adds a row (host:pid), and
+# /metrics shows every row as a series, so ended processes must not pile up for ever.
+HEARTBEAT_KEPT_SECONDS = 7 * 24 * 3600.0
 
 
 def worker_heartbeats(node: Node) -> list[dict[str, object]]:
@@ -221,3 +224,5 @@ def heartbeat(node: Node, started_at: datetime, name: str | None = None) -> None
         conn.execute(stmt.values(worker=name or worker_name(), started_at=started_at, last_seen=now)
                      .on_conflict_do_update(index_elements=[metrics_heartbeats.c.worker],
                                             set_={"last_seen": now}))
+        conn.execute(delete(metrics_heartbeats)
+                     .where(metrics_heartbeats.c.last_seen < now - timedelta(seconds=HEARTBEAT_KEPT_SECONDS)))
