@@ -110,8 +110,10 @@ class TiffWriter:
         self._scheme = COMPRESSION_SCHEMES[compression]
         self._file = _scratch()
         # libtiff closes the descriptor it was given: it gets a duplicate, and the file stays readable here.
-        tif = self._lib.TIFFFdOpen(os.dup(self._file.fileno()), b"fax.tif", b"w")
+        fd = os.dup(self._file.fileno())
+        tif = self._lib.TIFFFdOpen(fd, b"fax.tif", b"w")
         if not tif:
+            os.close(fd)
             self._file.close()
             raise FaxError("libtiff could not start a TIFF file")
         self._tif: int | None = tif
