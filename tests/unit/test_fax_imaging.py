@@ -129,3 +129,25 @@ def test_bad_input_gets_a_clear_error() -> None:
         imaging.document_to_tiff(b"hello")
     with pytest.raises(FaxError, match="unknown fax compression"):
         imaging.encode_tiff([_text_page()], compression="jbig")
+
+
+def test_writing_pages_leaves_no_file_descriptor_open() -> None:
+    import os
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    imaging.encode_tiff([_text_page()])  # libtiff loaded once
+    before = open_fds()
+    for _ in range(20):
+        imaging.encode_tiff([_text_page(), _text_page(1146)], y_dpi=[196, 98], compression="g3")
+        with pytest.raises(FaxError, match="the PDF cannot be rendered"):
+            imaging.pdf_to_tiff(b"%PDF-1.7\nnot a pdf")  # the writer is opened, then the PDF refused
+    assert open_fds() == before
+
+
+def test_pages_written_by_libtiff_read_back_pixel_for_pixel() -> None:
+    pages = [_text_page(), _text_page(1146)]
+    for compression in ("g4", "g3"):
+        back = imaging.tiff_images(imaging.encode_tiff(pages, y_dpi=[196, 98], compression=compression))
+        assert [imaging.pixel_difference(a, b) for a, b in zip(back, pages, strict=True)] == [0.0, 0.0]
