@@ -46,8 +46,8 @@ def seeds() -> dict[str, list[bytes]]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from PIL import Image, ImageDraw
 
+    from inkless.audit.cosignature import Cosignature, cosignature_bytes
     from inkless.audit.log import TreeHead, tree_head_bytes
-    from inkless.audit.witness import Cosignature, cosignature_bytes
     from inkless.delivery import envelope as env
     from inkless.delivery.receipt import ReceiptFacts, make_receipt
     from inkless.fax.imaging import encode_tiff, tiff_to_pdf

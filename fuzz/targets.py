@@ -164,7 +164,7 @@ def csv_procedures(data: bytes) -> None:
 @target("audit-head")
 def audit_head(data: bytes) -> None:
     """A peer's tree head and a witness's cosignature, as JSON from the network."""
-    from inkless.audit.witness import Cosignature, parse_tree_head
+    from inkless.audit.cosignature import Cosignature, parse_tree_head
 
     try:
         value = json.loads(data)

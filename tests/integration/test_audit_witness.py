@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from inkless.app import Node, init_node
+from inkless.audit.cosignature import Cosignature
 from inkless.audit.model import AuditEvent
 from inkless.audit.tasks import sign_tree_head_if_new, witness_peers
-from inkless.audit.witness import COSIGNATURES_PATH, Cosignature, WitnessService, export_head
+from inkless.audit.witness import COSIGNATURES_PATH, WitnessService, export_head
 from inkless.config import load_settings
 from inkless.db import tables as t
 from inkless.db.tables_witness import audit_cosignatures, witness_refusals, witnessed_heads
@@ -253,7 +254,7 @@ def test_the_log_refuses_cosignatures_it_cannot_trust(pair: Pair) -> None:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from inkless.audit.witness import cosignature_bytes
+    from inkless.audit.cosignature import cosignature_bytes
 
     def cosign(root: bytes, signer: ec.EllipticCurvePrivateKey = key) -> Cosignature:
         at = head.timestamp
