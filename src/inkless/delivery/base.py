@@ -223,7 +223,7 @@ class DeliveryBase:
             return None
 
 
-def check_received_text(meta: env.MessageMetadata, docs: Sequence[env.Document]) -> None:
+def check_received_text(meta: env.MessageMetadata, docs: Sequence[env.Document | env.ReceivedDocument]) -> None:
     """A peer's subject and file names pass the same text check as ours (a disguised file name is refused)."""
     fields = [("subject", meta.subject)] + [("document name", d.name) for d in docs]
     for field, value in fields:

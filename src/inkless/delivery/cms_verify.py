@@ -6,6 +6,8 @@ Split from :mod:`inkless.delivery.envelope` (which builds, signs, encrypts and p
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Callable
 from datetime import datetime
 
@@ -26,6 +28,7 @@ from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from inkless import timefmt
 from inkless.aio import run_sync
+from inkless.delivery.cms_stream import SignedDataStream, read_signed
 from inkless.delivery.signed import CLOCK_SKEW, SignedContent, office_address
 from inkless.errors import EnvelopeError
 
@@ -37,22 +40,17 @@ _MECHANISMS_FOR_KEY = {"ec": ("ecdsa",), "rsa": ("rsassa_pkcs1v15", "rsassa_pss"
 _SINGLE_ATTRIBUTES = ("content_type", "message_digest", "signing_time")
 
 
-def _structure(signed: bytes) -> tuple[asn1_cms.SignedData, bytes]:
-    """The SignedData and its attached content; EnvelopeError for anything outside the profile's shape."""
+def _structure(light: bytes, has_content: bool) -> asn1_cms.SignedData:
+    """The SignedData (read without its content); EnvelopeError for anything outside the profile's shape."""
     try:
-        info = asn1_cms.ContentInfo.load(signed, strict=True)
-        if info["content_type"].native != "signed_data":
-            raise EnvelopeError(f"expected CMS SignedData, got {info['content_type'].native}")
+        info = asn1_cms.ContentInfo.load(light, strict=True)
         sd = info["content"]
         eci = sd["encap_content_info"]
-        content = eci["content"].native
         content_type = eci["content_type"].native
         signer_infos = list(sd["signer_infos"])
-    except EnvelopeError:
-        raise
     except Exception as exc:  # asn1crypto raises ValueError/TypeError/… lazily on garbage
         raise EnvelopeError(f"not a valid CMS SignedData ({type(exc).__name__}: {exc})") from None
-    if not isinstance(content, bytes):
+    if not has_content:
         raise EnvelopeError("the signed data carries no content (detached signatures are not accepted)")
     if content_type != "data":
         raise EnvelopeError(f"the signed content is {content_type}, not id-data")
@@ -77,7 +75,7 @@ def _structure(signed: bytes) -> tuple[asn1_cms.SignedData, bytes]:
     multi = [t for t in _SINGLE_ATTRIBUTES if counts.get(t, 1) != 1]
     if multi:
         raise EnvelopeError(f"the signed attribute {', '.join(multi)} must have exactly one value")
-    return sd, content
+    return sd
 
 
 def _trust_problem(status: SignatureStatus, signer: x509.Certificate, trust_anchor: x509.Certificate,
@@ -105,7 +103,20 @@ def verify_signed(
     expected_signer: str | None = None,
     is_revoked: Callable[[x509.Certificate], bool] | None = None,
 ) -> SignedContent:
-    """Check a CMS SignedData and return its content.
+    """Check a CMS SignedData held in memory (a receipt) and return its content; see :func:`verify_read`."""
+    stream = SignedDataStream(io.BytesIO(signed))
+    content = b"".join(read_signed(stream.content()))
+    return dataclasses.replace(verify_read(stream, trust_anchor, now, expected_signer, is_revoked), content=content)
+
+
+def verify_read(
+    stream: SignedDataStream,
+    trust_anchor: x509.Certificate,
+    now: datetime,
+    expected_signer: str | None = None,
+    is_revoked: Callable[[x509.Certificate], bool] | None = None,
+) -> SignedContent:
+    """Check a CMS SignedData whose content was read (and hashed) through ``stream``; the content is not returned.
 
     The profile (attached id-data content, one signer, signed attributes each present once, a
     SHA-2 digest, a mechanism that fits the key) is checked here; the signature itself, the
@@ -115,7 +126,7 @@ def verify_signed(
     which is not in the future, is not revoked, and names ``expected_signer`` (``office@node``).
     """
     try:
-        return _verify(signed, trust_anchor, now, expected_signer, is_revoked)
+        return _verify(stream, trust_anchor, now, expected_signer, is_revoked)
     except EnvelopeError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
@@ -130,14 +141,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _verify(
-    signed: bytes,
+    stream: SignedDataStream,
     trust_anchor: x509.Certificate,
     now: datetime,
     expected_signer: str | None,
     is_revoked: Callable[[x509.Certificate], bool] | None,
 ) -> SignedContent:
-    sd, content = _structure(signed)
+    sd = _structure(stream.light, stream.has_content)
     si = sd["signer_infos"][0]
+    digest_alg = si["digest_algorithm"]["algorithm"].native
+    if digest_alg not in stream.digests:
+        raise EnvelopeError(f"the signer's digest algorithm {digest_alg} is not among those the SignedData declares")
     try:
         signer_asn1 = extract_certificate_info(sd).signer_cert
     except CMSExtractionError:
@@ -161,7 +175,8 @@ def _verify(
     )
     try:
         status = run_sync(async_validate_cms_signature(
-            sd, validation_context=context, key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature"}),
+            sd, raw_digest=stream.digests[digest_alg], validation_context=context,
+            key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature"}),
         ))
     except SignatureValidationError as exc:
         raise EnvelopeError(f"the signature cannot be validated: {exc.failure_message}") from None
@@ -193,6 +208,6 @@ def _verify(
         raise EnvelopeError("the signer certificate names no inkless office")
     if expected_signer is not None and address != expected_signer:
         raise EnvelopeError(f"signed by {address}, but the sender claims to be {expected_signer}")
-    return SignedContent(content=content, signer=signer, signer_address=address, signing_time=signing_time)
+    return SignedContent(content=b"", signer=signer, signer_address=address, signing_time=signing_time)
 
 

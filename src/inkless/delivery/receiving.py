@@ -4,9 +4,10 @@ that brought it and stored durably with its signed receipt; deposits of faxes, i
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography import x509
 from sqlalchemy import insert, select, update
@@ -50,7 +51,7 @@ class Receiving(DeliveryBase):
 
     def receive(
         self,
-        envelope: bytes,
+        envelope: bytes | BinaryIO,
         sender_address: str,
         recipient_address: str,
         fax_first: FaxFirst | None = None,
@@ -63,11 +64,12 @@ class Receiving(DeliveryBase):
         ConflictError (same message id, different envelope) and MessageIdMismatchError (``message_id``,
         the id the delivery names, is not the one inside the signed envelope); all are audited.
         ``fax_first``: the sending node faxed this message before it could deliver it (kept on the
-        inbox row).
+        inbox row). ``envelope`` may be a seekable file: it is read in chunks, never held whole.
         """
-        digest = hashlib.sha256(envelope).hexdigest()
+        stream = io.BytesIO(envelope) if isinstance(envelope, bytes) else envelope
+        digest, size = _digest_of(stream)
         try:
-            return self._receive(envelope, digest, sender_address, recipient_address, fax_first, message_id)
+            return self._receive(stream, digest, size, sender_address, recipient_address, fax_first, message_id)
         except (EnvelopeError, ConflictError) as exc:
             replay = isinstance(exc, ConflictError) and not isinstance(exc, MessageIdMismatchError)
             action = "message.replay_refused" if replay else "message.refused"
@@ -80,24 +82,25 @@ class Receiving(DeliveryBase):
                         object_type="office",
                         object_id=recipient_address[:128],
                         digests={"envelope": digest},
-                        details={"reason": str(exc)[:MAX_ERROR_CHARS], "size": len(envelope)},
+                        details={"reason": str(exc)[:MAX_ERROR_CHARS], "size": size},
                     ),
                 )
             raise
 
     def _receive(
         self,
-        envelope: bytes,
+        envelope: BinaryIO,
         digest: str,
+        size: int,
         sender_address: str,
         recipient_address: str,
         fax_first: FaxFirst | None,
         claimed_id: str | None,
     ) -> bytes:
         limit = int(self._settings.max_message_bytes * ENVELOPE_OVERHEAD) + 65536
-        if len(envelope) > limit:
+        if size > limit:
             raise EnvelopeError(
-                "the envelope is {count:,} bytes, over this node's limit of {limit:,}", count=len(envelope), limit=limit
+                "the envelope is {count:,} bytes, over this node's limit of {limit:,}", count=size, limit=limit
             )
         try:
             code, node = split_address(recipient_address)
@@ -132,15 +135,17 @@ class Receiving(DeliveryBase):
 
         with self._db.begin() as conn:
             key, cert = self._key(conn, CertPurpose.OFFICE_ENCRYPTION, office.code)
-        signed = env.decrypt(envelope, cert, key)
-        verified = env.verify(
-            signed,
+        # One pass, in bounded memory: decrypted, the signed content hashed and its MIME read (documents hashed).
+        envelope.seek(0)
+        read = env.read_envelope(envelope, cert, key)
+        env.verify_read(
+            read.signed,
             self._trust_anchor(sender_node),
             self._clock.now(),
             expected_signer=f"{sender_code}@{sender_node}",
             is_revoked=self._is_revoked if sender_node == self.node_id else None,
         )
-        meta, docs = env.parse_mime(verified.content)
+        meta, docs = read.message()
         check_received_text(meta, docs)
         if meta.sender != sender_address:
             raise EnvelopeError(
@@ -163,6 +168,7 @@ class Receiving(DeliveryBase):
             meta,
             envelope,
             digest,
+            size,
             len(docs),
             sender_address,
             source="inkless",
@@ -175,8 +181,9 @@ class Receiving(DeliveryBase):
         office_id: int,
         office_code: str,
         meta: env.MessageMetadata,
-        envelope: bytes,
+        envelope: BinaryIO,
         digest: str,
+        size: int,
         document_count: int,
         sender: str,
         source: str,
@@ -199,7 +206,9 @@ class Receiving(DeliveryBase):
         if existing is None:
             # Durable first: the blob is fsynced, then the row commits; only then is a receipt signed.
             if not self._blobs.exists(digest):
-                self._blobs.put(envelope)
+                envelope.seek(0)
+                if self._blobs.put_stream(envelope) != digest:
+                    raise EnvelopeError("the envelope changed while it was being stored")
             now = self._clock.now()
             # Looked up before the write transaction (a second connection inside it waits behind the lock).
             sender_name = self._office_name(sender)
@@ -214,7 +223,7 @@ class Receiving(DeliveryBase):
                             priority=meta.priority,
                             subject_enc=self._box.seal(meta.subject.encode(), subject_context(meta.message_id)),
                             envelope_sha256=digest,
-                            envelope_size=len(envelope),
+                            envelope_size=size,
                             document_count=document_count,
                             source=source,
                             authenticated=authenticated,
@@ -329,6 +338,7 @@ class Receiving(DeliveryBase):
         docs = [env.Document(name, ctype, data) for name, data, ctype in documents]
         envelope = self._seal(meta, docs, office.code, [], [])
         digest = hashlib.sha256(envelope).hexdigest()
+
         # The text layer of the deposited PDFs (a fax's OCR) and the sender's station id make it searchable.
         texts = [str(facts.get("tsi") or "")] + [
             pdf_text(data) for _name, data, ctype in documents if ctype == "application/pdf"
@@ -337,8 +347,9 @@ class Receiving(DeliveryBase):
             office.id,
             office.code,
             meta,
-            envelope,
+            io.BytesIO(envelope),
             digest,
+            len(envelope),
             len(docs),
             sender,
             source=source,
@@ -346,3 +357,14 @@ class Receiving(DeliveryBase):
             search_texts=[t for t in texts if t.strip()],
         )
         return message_id
+
+
+def _digest_of(stream: BinaryIO) -> tuple[str, int]:
+    """Hex SHA-256 and size of everything in a seekable stream, read in chunks."""
+    stream.seek(0)
+    sha = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: stream.read(env.CHUNK), b""):
+        sha.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), size

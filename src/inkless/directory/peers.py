@@ -527,7 +527,7 @@ class PeerService:
         method: str,
         target_uri: str,
         headers: dict[str, str],
-        body: bytes,
+        body: bytes | httpsig.BodyDigest,
         covered: tuple[str, ...] = (),
         client: str | None = None,
     ) -> str:

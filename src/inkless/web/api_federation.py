@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO
 
 import httpx
 from fastapi import APIRouter, Request, Response
@@ -125,6 +126,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _spool_body(request: Request, limit: int, spool: BinaryIO, digest: httpsig.BodyDigest) -> None:
+    """The request body written to ``spool`` and hashed as it comes, refusing more than ``limit`` bytes:
+    an envelope of any size is received in bounded memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(limit)
+        digest.update(chunk)
+        spool.write(chunk)
+    spool.flush()
+
+
 async def _signed_by_peer(request: Request, node: Node, too_large: str) -> tuple[str, bytes] | Response:
     """The pinned peer that signed this small request and its body, or the signed refusal to answer with."""
     if (refused := await _strangers_wait(request, node)) is not None:
@@ -172,14 +189,22 @@ async def receive_message(request: Request) -> Response:
     limit = node.settings.max_message_bytes
     if (refused := await _strangers_wait(request, node)) is not None:
         return refused
+    # An envelope (ciphertext) is spooled to a file in the data folder, never held whole in memory.
+    with tempfile.TemporaryFile(dir=node.settings.data_dir, prefix="incoming-") as spool:
+        return await _receive_spooled(request, node, peers, uri, client, limit, spool)
+
+
+async def _receive_spooled(request: Request, node: Node, peers: PeerService, uri: str, client: str | None,
+                           limit: int, spool: BinaryIO) -> Response:
+    headers = dict(request.headers.items())
+    message = HttpMessage(headers=headers)
+    body = httpsig.BodyDigest(message.header("content-digest"))
     try:
-        body = await _read_body(request, limit)
+        await _spool_body(request, limit, spool, body)
     except _TooLarge:
         reason = f"the message is larger than this node's limit of {limit} bytes (max_message_bytes)"
         await run_in_threadpool(peers.refuse, reason, None, "POST", uri, client)
         return _error(request, node, 413, reason)
-    headers = dict(request.headers.items())
-    message = HttpMessage(headers=headers)
     # "Faxed first" (disaster fallback) is believed only when the peer's signature covers it.
     fax_header = message.header(FAX_FIRST_HEADER)
     covered = MESSAGE_HEADERS + ((FAX_FIRST_HEADER,) if fax_header is not None else ())
@@ -209,7 +234,7 @@ async def receive_message(request: Request) -> Response:
         return _error(request, node, 503, "delivery is not available on this node")
     try:
         # The signed header names the message: it must be the id inside the signed envelope (409 otherwise).
-        receipt = await run_in_threadpool(delivery.receive, body, sender, recipient, fax_first, message_id)
+        receipt = await run_in_threadpool(delivery.receive, spool, sender, recipient, fax_first, message_id)
     except MessageTooLargeError as exc:
         return _error(request, node, 413, str(exc))
     except EnvelopeError as exc:
