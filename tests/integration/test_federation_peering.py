@@ -292,7 +292,9 @@ def test_messages_endpoint_refuses_bad_senders_and_oversized_bodies(peered: Pair
     cases = [
         ("security@npa", "civil-affairs@moj", b"x", "may not send for security@npa"),
         ("civil-affairs@moj", "civil-affairs@moj", b"x", "not an office of this node"),
-        ("civil-affairs@moj", "security@npa", b"x" * 5000, "larger than this node's limit of 4096 bytes"),
+        # 4096 bytes of documents: an envelope of up to 1.5 times that and 64 KiB of metadata and CMS.
+        ("civil-affairs@moj", "security@npa", b"x" * 80000, "larger than this node's limit of 71680 bytes "
+                                                            "(max_message_bytes 4096 with the envelope's overhead)"),
     ]
     for sender, recipient, envelope, reason in cases:
         with pytest.raises(DeliveryRejectedError) as info:

@@ -17,12 +17,12 @@ from inkless.audit.model import AuditEvent
 from inkless.db.tables_delivery import inbox
 from inkless.delivery import envelope as env
 from inkless.delivery.base import (
-    ENVELOPE_OVERHEAD,
     MAX_ERROR_CHARS,
     PROCEDURE_RE,
     DeliveryBase,
     check_claimed_id,
     check_received_text,
+    envelope_limit,
     subject_context,
     thread_id_of,
 )
@@ -97,7 +97,7 @@ class Receiving(DeliveryBase):
         fax_first: FaxFirst | None,
         claimed_id: str | None,
     ) -> bytes:
-        limit = int(self._settings.max_message_bytes * ENVELOPE_OVERHEAD) + 65536
+        limit = envelope_limit(self._settings.max_message_bytes)
         if size > limit:
             raise EnvelopeError(
                 "the envelope is {count:,} bytes, over this node's limit of {limit:,}", count=size, limit=limit

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
+from inkless.delivery.base import envelope_limit
 from inkless.delivery.faxnote import FAX_FIRST_HEADER, parse_fax_first
 from inkless.delivery.transport import split_address
 from inkless.directory.peers import PeerService
@@ -186,7 +187,8 @@ async def receive_message(request: Request) -> Response:
     peers = _peers(node)
     uri = target_uri(node, request)
     client = client_address(request)
-    limit = node.settings.max_message_bytes
+    # A message at the documents' limit must pass: the envelope adds base64 and CMS to them.
+    limit = envelope_limit(node.settings.max_message_bytes)
     if (refused := await _strangers_wait(request, node)) is not None:
         return refused
     # An envelope (ciphertext) is spooled to a file in the data folder, never held whole in memory.
@@ -202,7 +204,8 @@ async def _receive_spooled(request: Request, node: Node, peers: PeerService, uri
     try:
         await _spool_body(request, limit, spool, body)
     except _TooLarge:
-        reason = f"the message is larger than this node's limit of {limit} bytes (max_message_bytes)"
+        reason = (f"the envelope is larger than this node's limit of {limit} bytes "
+                  f"(max_message_bytes {node.settings.max_message_bytes} with the envelope's overhead)")
         await run_in_threadpool(peers.refuse, reason, None, "POST", uri, client)
         return _error(request, node, 413, reason)
     # "Faxed first" (disaster fallback) is believed only when the peer's signature covers it.
