@@ -1,6 +1,6 @@
 """Benchmark: secure delivery between two nodes against a local Postfix SMTP relay, same payloads, same run.
 
-    .venv/bin/python bench/delivery.py [--messages 20] [--size-mb 1]
+    .venv/bin/python bench/delivery.py [--messages 20] [--size-mb 1] [--memory 1,20,100]
 
 (1) inkless: two nodes in two data folders, each served by a real ``inkless serve`` process on loopback
     (workers off), peered with each other by URL and CA fingerprint. The sending node runs in this
@@ -15,6 +15,11 @@
     the clock runs from the first submission until the queue is empty (each mail fsynced into the
     queue and delivered to the sink). No encryption, no signatures, no receipts.
 
+(3) Memory: for messages of 1, 20 and 100 MB (``--memory``), fresh nodes deliver a few messages one at a
+    time; the sending node runs in a process of its own, and the peak RSS (VmHWM) of it and of the
+    receiving ``inkless serve`` are printed with their growth over the idle process per MB of message
+    (the bound: at most 2, over a fixed base).
+
 Prints messages/s and MB/s for both and the ratio inkless / Postfix. Postfix comes from Debian
 (``apt-get install postfix``); without it the second part is skipped with a message.
 """
@@ -24,15 +29,19 @@ from __future__ import annotations
 import argparse
 import email.policy
 import io
+import multiprocessing
 import os
+import queue
 import smtplib
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -82,19 +91,94 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
     raise SystemExit(f"{url} did not come up")
 
 
-def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4) -> float:
-    """Seconds to deliver ``n`` messages end to end between two served nodes."""
-    from inkless.app import build_node, init_node
+@dataclass(frozen=True)
+class InklessRun:
+    """One inkless round: its time and the memory of the sending and the receiving node processes (MB)."""
+
+    seconds: float
+    sender_base: float
+    sender_peak: float
+    receiver_base: float
+    receiver_peak: float
+
+
+def memory_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak so far) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024 / 1e6
+    raise SystemExit(f"no {field} in /proc/{pid}/status")
+
+
+def _deliver_all(delivery: Any, n: int) -> None:
+    delivered = 0
+    while delivered < n:
+        result = delivery.deliver_due(limit=n)
+        delivered += result.delivered
+        if result.retrying or result.rejected or result.expired:
+            rows = [r for r in delivery.outbox_rows() if r.state != "delivered"]
+            raise SystemExit(f"delivery failed: {rows[0].state}: {rows[0].last_error}")
+
+
+def _send_and_deliver(root: str, pdf_path: str, n: int, concurrency: int, results: Any, go: Any) -> None:
+    """The sending node's work, in a process of its own (so that its memory is its own): seal, queue, deliver.
+
+    A small message first warms both nodes up (imports, keys, connections): the idle memory is taken after it.
+    """
+    from inkless.app import build_node
     from inkless.config import load_settings
     from inkless.delivery.service import NewDocument
+
+    sender = build_node(load_settings(Path(root) / "pref", env={}, overrides={"delivery_concurrency": concurrency}))
+    assert sender.delivery is not None
+    try:
+        sender.delivery.send("kato", "disaster", ["security@npa"], [], "warm-up", [NewDocument("warm.pdf", b"%PDF")])
+        _deliver_all(sender.delivery, 1)
+        base = memory_mb(os.getpid(), "VmRSS")
+        results.put("warm")
+        go.get(timeout=600)
+        start = time.perf_counter()
+        ids = []
+        for i in range(n):
+            pdf = Path(pdf_path).read_bytes()
+            ids.append(sender.delivery.send("kato", "disaster", ["security@npa"], [], f"ベンチ {i}",
+                                            [NewDocument(f"scan-{i}.pdf", pdf)], classification=1))
+            del pdf
+        _deliver_all(sender.delivery, n)
+        elapsed = time.perf_counter() - start
+        for message_id in ids:
+            [status] = sender.delivery.status(message_id, "kato")
+            assert status.state == "delivered" and status.has_receipt
+    finally:
+        sender.close()
+    results.put((elapsed, base, memory_mb(os.getpid(), "VmHWM")))
+
+
+def _result(results: Any, child: Any) -> Any:
+    """The sending process's next report; SystemExit if it died without one."""
+    while True:
+        try:
+            return results.get(timeout=1)
+        except queue.Empty:
+            if not child.is_alive():
+                raise SystemExit(f"the sending process ended ({child.exitcode}) without reporting") from None
+
+
+def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4) -> InklessRun:
+    """Deliver ``n`` messages end to end between two served nodes: seconds, and both nodes' memory."""
+    from inkless.app import build_node, init_node
+    from inkless.config import load_settings
     from inkless.directory.peers import PeerService
 
     ports = {"pref": free_port(), "npa": free_port()}
     offices = {"pref": ("disaster", "防災課"), "npa": ("security", "警備課")}
     fingerprints = {}
+    # The document limit fits the largest size measured.
+    limit = max(100 * 1024 * 1024, 2 * len(pdf))
     for node_id, port in ports.items():
         settings = load_settings(root / node_id, env={}, overrides={
-            "node_id": node_id, "organisation": node_id, "base_url": f"http://127.0.0.1:{port}"})
+            "node_id": node_id, "organisation": node_id, "base_url": f"http://127.0.0.1:{port}",
+            "max_message_bytes": limit})
         node = init_node(settings)
         node.directory.add_office(*offices[node_id])
         if node_id == "pref":
@@ -103,48 +187,41 @@ def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4) -> float:
             fingerprints[node_id] = node.pki.ca_certificate(conn).fingerprint
         node.close()
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-    procs = []
+    procs = {}
     try:
         for node_id, port in ports.items():
             log = open(root / f"{node_id}.log", "wb")
-            procs.append(subprocess.Popen(
+            procs[node_id] = subprocess.Popen(
                 [str(INKLESS), "serve", "--data", str(root / node_id), "--port", str(port), "--no-workers"],
-                stdout=log, stderr=subprocess.STDOUT, env=env))
-        for (_, port), proc in zip(ports.items(), procs, strict=True):
-            wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        for node_id, port in ports.items():
+            wait_http(f"http://127.0.0.1:{port}/healthz", procs[node_id])
         # The receiver pins the sender first, so that the sender's pin can fetch the receiver's directory.
         for me, other in (("npa", "pref"), ("pref", "npa")):
             node = build_node(load_settings(root / me, env={}))
             assert isinstance(node.peers, PeerService)
             node.peers.add(f"http://127.0.0.1:{ports[other]}", fingerprints[other], actor="bench")
             node.close()
-        sender = build_node(load_settings(root / "pref", env={}, overrides={"delivery_concurrency": concurrency}))
-        assert sender.delivery is not None
-        try:
-            start = time.perf_counter()
-            ids = [
-                sender.delivery.send("kato", "disaster", ["security@npa"], [], f"ベンチ {i}",
-                                     [NewDocument(f"scan-{i}.pdf", pdf)], classification=1)
-                for i in range(n)
-            ]
-            delivered = 0
-            while delivered < n:
-                result = sender.delivery.deliver_due(limit=n)
-                delivered += result.delivered
-                if result.retrying or result.rejected or result.expired:
-                    rows = [r for r in sender.delivery.outbox_rows() if r.state != "delivered"]
-                    raise SystemExit(f"delivery failed: {rows[0].state}: {rows[0].last_error}")
-            elapsed = time.perf_counter() - start
-            for message_id in ids:
-                [status] = sender.delivery.status(message_id, "kato")
-                assert status.state == "delivered" and status.has_receipt
-        finally:
-            sender.close()
-        return elapsed
+        pdf_path = root / "document.pdf"
+        pdf_path.write_bytes(pdf)
+        context = multiprocessing.get_context("spawn")
+        results, go = context.Queue(), context.Queue()
+        child = context.Process(target=_send_and_deliver,
+                                args=(str(root), str(pdf_path), n, concurrency, results, go))
+        child.start()
+        if _result(results, child) != "warm":
+            raise SystemExit("the sending process did not start")
+        receiver_base = memory_mb(procs["npa"].pid, "VmRSS")
+        go.put("go")
+        elapsed, sender_base, sender_peak = _result(results, child)
+        child.join(60)
+        if child.exitcode:
+            raise SystemExit(f"the sending process failed ({child.exitcode})")
+        return InklessRun(elapsed, sender_base, sender_peak, receiver_base, memory_mb(procs["npa"].pid, "VmHWM"))
     finally:
-        for proc in procs:
+        for proc in procs.values():
             proc.terminate()
-        for proc in procs:
+        for proc in procs.values():
             proc.wait(timeout=30)
 
 
@@ -178,13 +255,37 @@ def _postfix_round(postfix: PrivatePostfix, pdf: bytes, n: int) -> float:
     return elapsed
 
 
+def memory_table(sizes: list[float], messages: int) -> None:
+    """Peak memory of both nodes per message size: the ratio is the growth over the idle node per MB of message."""
+    print(f"memory: {messages} messages of each size, one in flight; peak RSS (VmHWM) of each node process, and "
+          "(peak - idle) / message size")
+    print(f"{'message':>10} {'envelope':>10} | {'sender idle':>11} {'peak':>7} {'ratio':>6} | "
+          f"{'receiver idle':>13} {'peak':>7} {'ratio':>6}")
+    for size in sizes:
+        pdf = big_pdf(size)
+        with tempfile.TemporaryDirectory(prefix="inkless-bench-") as tmp:
+            run = run_inkless(Path(tmp), pdf, messages, concurrency=1)
+        mb = len(pdf) / 1e6
+        envelope = mb * 4 / 3 + 0.01  # base64 and CMS
+        print(f"{mb:8.1f}MB {envelope:8.1f}MB | {run.sender_base:9.0f}MB {run.sender_peak:5.0f}MB "
+              f"{(run.sender_peak - run.sender_base) / mb:6.2f} | {run.receiver_base:11.0f}MB "
+              f"{run.receiver_peak:5.0f}MB {(run.receiver_peak - run.receiver_base) / mb:6.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--size-mb", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=4,
                         help="deliveries in flight at once on the sender (delivery_concurrency)")
+    parser.add_argument("--memory", default="1,20,100",
+                        help="message sizes (MB) for the memory table; empty to skip it")
+    parser.add_argument("--memory-messages", type=int, default=2, help="messages of each size in the memory table")
     args = parser.parse_args()
+    if args.memory:
+        memory_table([float(x) for x in args.memory.split(",")], args.memory_messages)
+    if not args.messages:
+        return
     pdf = big_pdf(args.size_mb)
     n = args.messages
     mb = len(pdf) * n / 1e6
@@ -192,9 +293,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="inkless-bench-") as tmp:
         root = Path(tmp)
         (root / "inkless").mkdir()
-        t_inkless = run_inkless(root / "inkless", pdf, n, args.concurrency)
+        run = run_inkless(root / "inkless", pdf, n, args.concurrency)
+        t_inkless = run.seconds
         print(f"inkless, {args.concurrency} in flight (seal, HTTP between two served nodes, durable store, receipt): "
-              f"{n / t_inkless:7.2f} messages/s  {mb / t_inkless:7.2f} MB/s  ({t_inkless:.2f} s)")
+              f"{n / t_inkless:7.2f} messages/s  {mb / t_inkless:7.2f} MB/s  ({t_inkless:.2f} s); "
+              f"peak RSS sender {run.sender_peak:.0f} MB, receiver {run.receiver_peak:.0f} MB")
         why_not = postfix_available()
         if why_not is not None:
             print(f"postfix: skipped — {why_not}")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 
@@ -40,3 +41,17 @@ class ChunkReader(io.RawIOBase):
     def as_binary(self) -> BinaryIO:
         """This reader typed as the binary file object it behaves as."""
         return cast(BinaryIO, self)
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    """Bytes too large to hold, read afresh in chunks whenever needed (a stored envelope on its way to a peer),
+    with their size and SHA-256 known ahead."""
+
+    size: int
+    sha256: str  # hex
+    chunks: Callable[[], Iterator[bytes]]
+
+    def read_all(self) -> bytes:
+        """All of it in memory (small bodies, tests)."""
+        return b"".join(self.chunks())

@@ -17,6 +17,7 @@ from inkless.delivery.service import NewDocument
 from inkless.delivery.transport import RemoteOffice, split_address
 from inkless.errors import DeliveryRejectedError, EnvelopeError, NotFoundError, PolicyError
 from inkless.pki.model import CertPurpose
+from inkless.streams import StoredBody
 from tests.helpers.nodes import refused_url, settle_pending_work
 
 
@@ -56,7 +57,8 @@ class InProcess:
         self.garble_receipt = False
 
     def deliver(self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str,
-                envelope: bytes) -> bytes:
+                body: StoredBody) -> bytes:
+        envelope = body.read_all()
         if self.tamper:
             envelope = envelope[:-20] + bytes([envelope[-20] ^ 1]) + envelope[-19:]
         delivery = self.nodes[peer_node_id].delivery

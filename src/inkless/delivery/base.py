@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +43,7 @@ from inkless.pki.ca import NodeCA
 from inkless.pki.keystore import SecretBox
 from inkless.pki.model import CertPurpose
 from inkless.search.index import SearchIndex, tokens_of
+from inkless.streams import ChunkReader
 from inkless.text import UnsafeTextError, check_text
 
 if TYPE_CHECKING:
@@ -163,9 +164,10 @@ class DeliveryBase:
         from_office: str,
         remote: Iterable[Recipient],
         local_offices: Iterable[str],
-    ) -> bytes:
-        """MIME → signed by the sending office → encrypted to every recipient and the sender."""
-        mime = env.build_mime(meta, docs)
+    ) -> tuple[str, int]:
+        """MIME → signed by the sending office → encrypted to every recipient and the sender, streamed into the
+        blob store (one content key whatever the number of recipients); returns the envelope's digest and size."""
+        message = env.mime_message(meta, docs)
         with self._db.begin() as conn:
             key, cert = self._key(conn, CertPurpose.OFFICE_SIGNING, from_office)
             ca = x509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
@@ -175,8 +177,16 @@ class DeliveryBase:
         for r in remote:
             assert peers is not None
             certs.append(peers.office(r.address).encryption_certificate)
-        signed = env.sign(mime, key, cert, [ca])
-        return env.encrypt(signed, certs)
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in env.seal(message, key, cert, [ca], certs):
+                size += len(chunk)
+                yield chunk
+
+        digest = self._blobs.put_stream(ChunkReader(counted()).as_binary())
+        return digest, size
 
     # --- reading -------------------------------------------------------------------------
 

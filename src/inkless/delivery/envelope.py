@@ -1,8 +1,9 @@
 """The message envelope: MIME multipart → CMS SignedData (office seal key) → CMS EnvelopedData (AES-256).
 
-Everything here is pure: bytes and certificates in, bytes or :class:`EnvelopeError` out. The
-layers are the ones ``openssl cms`` understands, so anyone can open an exported envelope with
-standard tools::
+Everything here is pure: chunks or bytes and certificates in, chunks or bytes or :class:`EnvelopeError`
+out. Envelopes are written (:func:`seal`) and read (:func:`read_envelope`) as streams, in bounded memory
+whatever their size; the whole-bytes functions serve small things (receipts, tests). The layers are the
+ones ``openssl cms`` understands, so anyone can open an exported envelope with standard tools::
 
     openssl cms -decrypt -inform DER -in envelope.p7m -recip office.pem -inkey office.key \\
       | openssl cms -verify -inform DER -CAfile sender-ca.pem
@@ -18,11 +19,9 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.hazmat.primitives.serialization import pkcs7
 
 from inkless.delivery.cms_stream import SignedDataStream, decrypted, read_signed
+from inkless.delivery.cms_write import enveloped, sealed, signed_frame
 from inkless.delivery.mime import CHUNK as CHUNK
 from inkless.delivery.mime import METADATA_TYPE as METADATA_TYPE
 from inkless.delivery.mime import METADATA_VERSION as METADATA_VERSION
@@ -30,8 +29,10 @@ from inkless.delivery.mime import PRIORITIES as PRIORITIES
 from inkless.delivery.mime import Document as Document
 from inkless.delivery.mime import DocumentSink as DocumentSink
 from inkless.delivery.mime import MessageMetadata as MessageMetadata
+from inkless.delivery.mime import MimeMessage as MimeMessage
 from inkless.delivery.mime import ReceivedDocument as ReceivedDocument
 from inkless.delivery.mime import build_mime as build_mime
+from inkless.delivery.mime import mime_message as mime_message
 from inkless.delivery.mime import parse_mime as parse_mime
 from inkless.delivery.mime import read_mime as read_mime
 from inkless.delivery.signed import CLOCK_SKEW as CLOCK_SKEW
@@ -45,25 +46,19 @@ from inkless.streams import ChunkReader
 
 def sign(content: bytes, key: Any, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> bytes:
     """CMS SignedData (DER) with the content attached, signing-time attribute, certificates included."""
-    builder = pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(certificate, key, hashes.SHA256())
-    for cert in chain:
-        builder = builder.add_certificate(cert)
-    # Binary: without it the content would be rewritten as text MIME (CRLF) and the bytes would change.
-    return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    frame = signed_frame(len(content), hashlib.sha256(content).digest(), key, certificate, chain)
+    return frame.head + content + frame.tail
 
 
 def encrypt(content: bytes, recipients: Sequence[x509.Certificate]) -> bytes:
     """CMS EnvelopedData (DER, AES-256-CBC) to every recipient certificate."""
-    if not recipients:
-        raise EnvelopeError("an envelope needs at least one recipient certificate")
-    builder = pkcs7.PKCS7EnvelopeBuilder().set_data(content).set_content_encryption_algorithm(algorithms.AES256)
-    seen: set[bytes] = set()
-    for cert in recipients:
-        der = cert.public_bytes(serialization.Encoding.DER)
-        if der not in seen:
-            seen.add(der)
-            builder = builder.add_recipient(cert)
-    return builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    return b"".join(enveloped(iter([content]), len(content), recipients))
+
+
+def seal(message: MimeMessage, key: Any, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+         recipients: Sequence[x509.Certificate]) -> Iterator[bytes]:
+    """The envelope of a message in chunks: MIME, signed by the office key, encrypted to every recipient."""
+    return sealed(message.chunks, key, certificate, chain, recipients)
 
 
 def decrypt(envelope: bytes, certificate: x509.Certificate, key: Any) -> bytes:

@@ -33,6 +33,7 @@ from inkless.errors import (
     PeerUnreachableError,
 )
 from inkless.metrics import rollup
+from inkless.streams import StoredBody
 
 
 class OutboxPasses(Receiving):
@@ -88,7 +89,8 @@ class OutboxPasses(Receiving):
             office = conn.execute(select(t.offices.c.code).where(t.offices.c.id == msg.office_id)).scalar_one()
         sender = f"{office}@{self.node_id}"
         try:
-            envelope = self._blobs.get(msg.envelope_sha256)
+            digest = msg.envelope_sha256
+            envelope = StoredBody(msg.envelope_size, digest, lambda: self._blobs.stream(digest))
             if row.node_id == self.node_id:
                 try:
                     receipt = self.receive(envelope, sender, row.recipient)

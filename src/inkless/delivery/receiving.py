@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
 import uuid
 from collections.abc import Sequence
 from typing import Any, BinaryIO
@@ -43,6 +44,7 @@ from inkless.metrics import rollup
 from inkless.pki.model import CertPurpose
 from inkless.search.index import inbox_texts
 from inkless.search.text import pdf_text
+from inkless.streams import StoredBody
 from inkless.text import check_text
 
 
@@ -51,7 +53,7 @@ class Receiving(DeliveryBase):
 
     def receive(
         self,
-        envelope: bytes | BinaryIO,
+        envelope: bytes | BinaryIO | StoredBody,
         sender_address: str,
         recipient_address: str,
         fax_first: FaxFirst | None = None,
@@ -64,8 +66,14 @@ class Receiving(DeliveryBase):
         ConflictError (same message id, different envelope) and MessageIdMismatchError (``message_id``,
         the id the delivery names, is not the one inside the signed envelope); all are audited.
         ``fax_first``: the sending node faxed this message before it could deliver it (kept on the
-        inbox row). ``envelope`` may be a seekable file: it is read in chunks, never held whole.
+        inbox row). ``envelope`` may be a seekable file or a stored body: it is read in chunks, never held whole.
         """
+        if isinstance(envelope, StoredBody):
+            # Read several times (digest, opening, storing): a copy of the ciphertext in the data folder.
+            with tempfile.TemporaryFile(dir=self._settings.data_dir, prefix="incoming-") as spool:
+                for chunk in envelope.chunks():
+                    spool.write(chunk)
+                return self.receive(spool, sender_address, recipient_address, fax_first, message_id)
         stream = io.BytesIO(envelope) if isinstance(envelope, bytes) else envelope
         digest, size = _digest_of(stream)
         try:
@@ -181,7 +189,7 @@ class Receiving(DeliveryBase):
         office_id: int,
         office_code: str,
         meta: env.MessageMetadata,
-        envelope: BinaryIO,
+        envelope: BinaryIO | None,
         digest: str,
         size: int,
         document_count: int,
@@ -205,7 +213,7 @@ class Receiving(DeliveryBase):
             )
         if existing is None:
             # Durable first: the blob is fsynced, then the row commits; only then is a receipt signed.
-            if not self._blobs.exists(digest):
+            if envelope is not None and not self._blobs.exists(digest):
                 envelope.seek(0)
                 if self._blobs.put_stream(envelope) != digest:
                     raise EnvelopeError("the envelope changed while it was being stored")
@@ -336,9 +344,7 @@ class Receiving(DeliveryBase):
             reply_to=reply_to,
         )
         docs = [env.Document(name, ctype, data) for name, data, ctype in documents]
-        envelope = self._seal(meta, docs, office.code, [], [])
-        digest = hashlib.sha256(envelope).hexdigest()
-
+        digest, size = self._seal(meta, docs, office.code, [], [])
         # The text layer of the deposited PDFs (a fax's OCR) and the sender's station id make it searchable.
         texts = [str(facts.get("tsi") or "")] + [
             pdf_text(data) for _name, data, ctype in documents if ctype == "application/pdf"
@@ -347,9 +353,9 @@ class Receiving(DeliveryBase):
             office.id,
             office.code,
             meta,
-            io.BytesIO(envelope),
+            None,
             digest,
-            len(envelope),
+            size,
             len(docs),
             sender,
             source=source,

@@ -154,16 +154,15 @@ class DeliveryService(OutboxPasses):
             procedure_code=procedure_code, reply_to=reply_to,
         )
         docs = [env.Document(d.name, d.content_type, d.data) for d in documents]
-        envelope = self._seal(meta, docs, office.code, [r for r in recipients if not r.local],
-                              [r.office for r in recipients if r.local])
-        digest = self._blobs.put(envelope)
+        digest, envelope_size = self._seal(meta, docs, office.code, [r for r in recipients if not r.local],
+                                           [r.office for r in recipients if r.local])
         expires = now + timedelta(hours=self._settings.delivery_expiry_hours)
         with self._db.begin() as conn:
             conn.execute(insert(messages).values(
                 id=message_id, office_id=office.id, sender_login=actor.login, classification=classification,
                 priority=priority, procedure_code=procedure_code, reply_to=reply_to,
                 subject_enc=self._box.seal(subject.encode(), subject_context(message_id)),
-                envelope_sha256=digest, envelope_size=len(envelope), document_count=len(docs), created_at=now,
+                envelope_sha256=digest, envelope_size=envelope_size, document_count=len(docs), created_at=now,
             ))
             rollup.add(conn, rollup.message_out(now, office.code, procedure_code))
             if procedure_code:
@@ -191,7 +190,7 @@ class DeliveryService(OutboxPasses):
                 details={"from": sender, "recipients": [r.address for r in recipients],
                          "email_recipients": len(new_pickups),
                          "classification": classification, "priority": priority,
-                         "documents": len(docs), "size": len(envelope), "reply_to": reply_to},
+                         "documents": len(docs), "size": envelope_size, "reply_to": reply_to},
             ), at=now)
         return message_id
 

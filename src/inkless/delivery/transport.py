@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 
 from inkless.delivery.faxnote import FaxFirst
+from inkless.streams import StoredBody
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,10 @@ class PeerTransport(Protocol):
     """Hands envelopes to peer nodes."""
 
     def deliver(
-        self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str, envelope: bytes,
-        fax_first: FaxFirst | None = None,
+        self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str,
+        envelope: StoredBody, fax_first: FaxFirst | None = None,
     ) -> bytes:
-        """Hand the envelope to the peer; return the receipt (CMS DER).
+        """Hand the envelope (read from the blob store in chunks) to the peer; return the receipt (CMS DER).
 
         ``fax_first``: the disaster fallback already faxed it (the peer marks its inbox copy so).
         Raises PeerUnreachableError (retry later) or DeliveryRejectedError (final).

@@ -29,6 +29,7 @@ from inkless.federation.client import (
     FederationClient,
 )
 from inkless.federation.httpsig import HttpMessage
+from inkless.streams import StoredBody
 
 
 class PinnedPeer(Protocol):
@@ -59,10 +60,10 @@ class HttpTransport:
         self._peers = peers
 
     def deliver(
-        self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str, envelope: bytes,
-        fax_first: FaxFirst | None = None,
+        self, peer_node_id: str, sender_address: str, recipient_address: str, message_id: str,
+        envelope: StoredBody | bytes, fax_first: FaxFirst | None = None,
     ) -> bytes:
-        """Post the envelope to the peer; the receipt (CMS DER) on success."""
+        """Post the envelope to the peer, streamed from the blob store; the receipt (CMS DER) on success."""
         try:
             peer = self._peers.get(peer_node_id)
         except NotFoundError:

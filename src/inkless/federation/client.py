@@ -28,6 +28,7 @@ from inkless.errors import PeerUnreachableError
 from inkless.federation import httpsig
 from inkless.federation.documents import check_node_certificate
 from inkless.federation.httpsig import HttpMessage, SignatureError
+from inkless.streams import StoredBody
 
 if TYPE_CHECKING:
     import httpx
@@ -157,7 +158,7 @@ class FederationClient:
         *,
         peer: str,
         ca: x509.Certificate | None,
-        body: bytes = b"",
+        body: bytes | StoredBody = b"",
         covered: Mapping[str, str] | None = None,
         content_type: str | None = None,
         sign: bool = True,
@@ -165,7 +166,8 @@ class FederationClient:
         """Send one request; network failures raise PeerUnreachableError, every answer is returned.
 
         The answer's signature is checked against ``ca`` (the peer's pinned CA); with
-        ``ca=None`` (pinning has not happened yet) the caller checks it.
+        ``ca=None`` (pinning has not happened yet) the caller checks it. A :class:`StoredBody` is sent
+        in chunks as it is read, with its length and digest known ahead.
         """
         headers: dict[str, str] = {"Accept": "application/json"}
         if content_type:
@@ -180,19 +182,26 @@ class FederationClient:
         url: str,
         peer: str,
         ca: x509.Certificate | None,
-        body: bytes,
+        body: bytes | StoredBody,
         headers: dict[str, str],
         covered: Mapping[str, str] | None,
         sign: bool,
     ) -> FederationAnswer:
         import httpx
 
-        request = client.build_request(method, url, content=body, headers=headers)
+        if isinstance(body, StoredBody):
+            headers["Content-Length"] = str(body.size)
+            request = client.build_request(method, url, content=body.chunks(), headers=headers)
+            held, sha256 = b"", bytes.fromhex(body.sha256)
+        else:
+            request = client.build_request(method, url, content=body, headers=headers)
+            held, sha256 = body, None
         target_uri = str(request.url)
         if sign:
             key, own = self._signer()
             signed = httpsig.sign_request(
-                method, target_uri, body, key, self._node_id, int(self._clock.now().timestamp()), covered=covered
+                method, target_uri, held, key, self._node_id, int(self._clock.now().timestamp()), covered=covered,
+                body_sha256=sha256,
             )
             signed[httpsig.NODE_CERTIFICATE_HEADER] = certificate_header(own)
             request.headers.update(signed)

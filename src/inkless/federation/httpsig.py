@@ -365,19 +365,26 @@ def _timestamp(seconds: int) -> datetime:
 def sign_request(
     method: str, target_uri: str, body: bytes, key: ec.EllipticCurvePrivateKey, keyid: str, created: int,
     nonce: str | None = None, covered: Mapping[str, str] | None = None, expires: int | None = None,
+    body_sha256: bytes | None = None,
 ) -> dict[str, str]:
     """Headers that sign a federation request: Content-Digest (sha-256), Signature-Input, Signature.
 
     ``covered`` are further headers (name: value) sent with the request and covered by the signature.
+    ``body_sha256``: the SHA-256 of a body too large to hold (``body`` is then not read).
     """
     headers = dict(covered or {})
+    signed_body: bytes | None = body
+    if body_sha256 is not None:
+        headers["Content-Digest"] = str(http_sf.ser({"sha-256": body_sha256}))
+        signed_body = None
     components = REQUEST_COMPONENTS + tuple(Component(name.lower()) for name in (covered or {}))
     message = _Request(method.upper(), target_uri, headers)
     try:
         _signer(keyid, key).sign(
             message, key_id=keyid, created=_timestamp(created), nonce=nonce or new_nonce(), label=LABEL, tag=TAG,
             expires=_timestamp(expires) if expires is not None else None,
-            covered_component_ids=[c.identifier() for c in components], body=body,
+            covered_component_ids=[c.identifier() for c in components], body=signed_body,
+            use_existing_digest=body_sha256 is not None,
         )
     except HTTPMessageSignaturesException as exc:
         raise SignatureError(f"the request cannot be signed: {exc}") from None
