@@ -134,6 +134,12 @@ class Settings:
     metrics_listen: str = ""
 
     @property
+    def max_envelope_bytes(self) -> int:
+        """The largest envelope the node takes from a peer: ``max_message_bytes`` of documents with their
+        base64 (a third more), CMS and metadata, so that a message at the limit can cross between nodes."""
+        return int(self.max_message_bytes * 1.5) + 65536
+
+    @property
     def backend(self) -> str:
         """``sqlite`` or ``postgresql``: the kind of database in use."""
         return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"

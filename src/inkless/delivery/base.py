@@ -78,13 +78,6 @@ log = logging.getLogger("inkless.delivery")
 
 LIST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 PROCEDURE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# CMS and base64 add about a third to the documents; refuse envelopes far beyond the limit early.
-ENVELOPE_OVERHEAD = 1.5
-
-
-def envelope_limit(max_message_bytes: int) -> int:
-    """The largest envelope a node takes: its documents' limit, plus base64, CMS and metadata."""
-    return int(max_message_bytes * ENVELOPE_OVERHEAD) + 65536
 MAX_ERROR_CHARS = 500
 
 

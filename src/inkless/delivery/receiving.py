@@ -23,7 +23,6 @@ from inkless.delivery.base import (
     DeliveryBase,
     check_claimed_id,
     check_received_text,
-    envelope_limit,
     subject_context,
     thread_id_of,
 )
@@ -105,7 +104,7 @@ class Receiving(DeliveryBase):
         fax_first: FaxFirst | None,
         claimed_id: str | None,
     ) -> bytes:
-        limit = envelope_limit(self._settings.max_message_bytes)
+        limit = self._settings.max_envelope_bytes
         if size > limit:
             raise EnvelopeError(
                 "the envelope is {count:,} bytes, over this node's limit of {limit:,}", count=size, limit=limit

@@ -24,7 +24,6 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from inkless.app import Node
-from inkless.delivery.base import envelope_limit
 from inkless.delivery.faxnote import FAX_FIRST_HEADER, parse_fax_first
 from inkless.delivery.transport import split_address
 from inkless.directory.peers import PeerService
@@ -188,7 +187,7 @@ async def receive_message(request: Request) -> Response:
     uri = target_uri(node, request)
     client = client_address(request)
     # A message at the documents' limit must pass: the envelope adds base64 and CMS to them.
-    limit = envelope_limit(node.settings.max_message_bytes)
+    limit = node.settings.max_envelope_bytes
     if (refused := await _strangers_wait(request, node)) is not None:
         return refused
     # An envelope (ciphertext) is spooled to a file in the data folder, never held whole in memory.

@@ -46,11 +46,13 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Routes whose bodies are uploads (documents, PDFs, envelopes): max_message_bytes each.
 UPLOAD_ROUTES = (
     "/api/v1/messages", "/api/v1/messages/{id}/reply", "/compose", "/fax/send", "/api/v1/fax/jobs",
-    "/routes", "/api/v1/routes", "/api/v1/seal", "/federation/v1/messages",
+    "/routes", "/api/v1/routes", "/api/v1/seal",
     "/p/{id}/reply",  # files a pickup recipient sends back
     "/routes/{id}/resubmit", "/api/v1/routes/{id}/resubmit",  # a returned route's corrected document
     "/admin/offices/{id}/seal",  # an office's seal image (the console checks its own, smaller limit)
 )
+# A peer's envelope: max_envelope_bytes (the documents' limit with base64 and CMS around them).
+ENVELOPE_ROUTES = ("/federation/v1/messages",)
 # The public intake window's form (files from the public): intake_max_bytes.
 INTAKE_ROUTES = ("/intake/{id}",)
 # The public seal verification: anyone may call it, so it has its own, smaller limit.
@@ -81,6 +83,11 @@ class BodyCaps:
             settings.max_message_bytes + FORM_OVERHEAD,
             f"the upload is larger than this node's limit of {settings.max_message_bytes:,} bytes of documents "
             "(max_message_bytes)", "upload")
+        # Above the endpoint's own limit: a peer a little over it gets the endpoint's signed 413.
+        self.envelope = BodyCap(
+            settings.max_envelope_bytes + FORM_OVERHEAD,
+            f"the envelope is larger than this node's limit of {settings.max_envelope_bytes} bytes "
+            f"(max_message_bytes {settings.max_message_bytes} with the envelope's overhead)", "upload")
         self.verify = BodyCap(
             settings.verify_max_bytes + FORM_OVERHEAD // 16,
             f"the file is larger than this node's limit of {settings.verify_max_bytes:,} bytes for verification "
@@ -95,6 +102,7 @@ class BodyCaps:
                                f"{settings.body_max_bytes:,} bytes for this request (body_max_bytes)")
         self._rules = (
             (_pattern(UPLOAD_ROUTES), self.upload),
+            (_pattern(ENVELOPE_ROUTES), self.envelope),
             (_pattern(VERIFY_ROUTES), self.verify),
             (_pattern(INTAKE_ROUTES), self.intake),
             (_pattern(LOGIN_ROUTES), self.login),
