@@ -8,6 +8,8 @@ import email.policy
 import io
 import json
 import subprocess
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from inkless.app import Node
+from inkless.delivery import envelope as env
 from inkless.delivery.service import NewDocument
 from inkless.directory.demo import DemoSample
 from inkless.errors import EnvelopeError
@@ -81,3 +84,31 @@ def test_exported_envelope_opens_with_openssl_cms(node: Node, demo: DemoSample, 
         assert str(exc)
     else:
         raise AssertionError("a tampered envelope was accepted")
+
+
+# The envelope bytes do not depend on the database: SQLite is enough here.
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_envelope_openssl_writes_as_a_stream_is_received(node: Node, demo: DemoSample, tmp_path: Path) -> None:
+    """Ours accepts theirs: ``openssl cms -sign -stream`` and ``-encrypt -stream`` write BER with indefinite
+    lengths and the content in segments; the receiver reads it as it streams and stores it."""
+    assert node.delivery is not None
+    sign_cert, sign_key = cert_and_key_pem(node, CertPurpose.OFFICE_SIGNING, "civil-affairs", tmp_path)
+    enc_cert, _ = cert_and_key_pem(node, CertPurpose.OFFICE_ENCRYPTION, "criminal-affairs", tmp_path)
+    document = pdf("Written by openssl") + bytes(range(256)) * 4000  # a content of several segments
+    meta = env.MessageMetadata(str(uuid.uuid4()), "civil-affairs@moj", ("criminal-affairs@moj",), "照会", 1,
+                               "normal", datetime.now(UTC))
+    (tmp_path / "message.eml").write_bytes(env.build_mime(meta, [env.Document("照会書.pdf", "application/pdf",
+                                                                              document)]))
+    signed = openssl("cms", "-sign", "-binary", "-stream", "-nodetach", "-outform", "DER", "-in",
+                     str(tmp_path / "message.eml"), "-signer", str(sign_cert), "-inkey", str(sign_key),
+                     "-md", "sha256", "-out", str(tmp_path / "signed.der"))
+    assert signed.returncode == 0, signed.stderr.decode()
+    encrypted = openssl("cms", "-encrypt", "-binary", "-stream", "-aes256", "-outform", "DER", "-in",
+                        str(tmp_path / "signed.der"), "-out", str(tmp_path / "envelope.p7m"), str(enc_cert))
+    assert encrypted.returncode == 0, encrypted.stderr.decode()
+    envelope = (tmp_path / "envelope.p7m").read_bytes()
+    assert envelope[1] == 0x80  # indefinite length: the streamed form
+    receipt = node.delivery.receive(envelope, "civil-affairs@moj", "criminal-affairs@moj")
+    assert receipt
+    opened = node.delivery.open_message(meta.message_id, "takahashi")
+    assert [(d.name, d.data) for d in opened.documents] == [("照会書.pdf", document)]
