@@ -100,6 +100,8 @@ class InklessRun:
     sender_peak: float
     receiver_base: float
     receiver_peak: float
+    upload_base: float = 0.0  # the sending node's server, taking one message through /api/v1/messages
+    upload_peak: float = 0.0
 
 
 def memory_mb(pid: int, field: str) -> float:
@@ -120,20 +122,40 @@ def _deliver_all(delivery: Any, n: int) -> None:
             raise SystemExit(f"delivery failed: {rows[0].state}: {rows[0].last_error}")
 
 
-def _send_and_deliver(root: str, pdf_path: str, n: int, concurrency: int, results: Any, go: Any) -> None:
-    """The sending node's work, in a process of its own (so that its memory is its own): seal, queue, deliver.
+def _upload(url: str | None, headers: dict[str, str], name: str, path: Path) -> None:
+    """One message through the sending node's web API (multipart, the file streamed from disk)."""
+    if url is None:
+        return
+    with path.open("rb") as fh:
+        answer = httpx.post(f"{url}/api/v1/messages", headers=headers, timeout=600,
+                            files={"files": (name, fh, "application/pdf")},
+                            data={"to": "security@npa", "subject": "upload", "classification": "1"})
+    if answer.status_code != 201:
+        raise SystemExit(f"the upload was refused: {answer.status_code} {answer.text[:300]}")
+
+
+def _send_and_deliver(root: str, pdf_path: str, n: int, concurrency: int, results: Any, go: Any,
+                      upload_url: str | None) -> None:
+    """The sending node's work, in a process of its own (so that its memory is its own): seal, queue, deliver;
+    with ``upload_url``, one more message goes through the sending node's server (the web upload path).
 
     A small message first warms both nodes up (imports, keys, connections): the idle memory is taken after it.
     """
+    from tests.helpers.web import bearer
+
     from inkless.app import build_node
     from inkless.config import load_settings
     from inkless.delivery.service import NewDocument
 
     sender = build_node(load_settings(Path(root) / "pref", env={}, overrides={"delivery_concurrency": concurrency}))
     assert sender.delivery is not None
+    headers = bearer(sender, "kato")
     try:
         sender.delivery.send("kato", "disaster", ["security@npa"], [], "warm-up", [NewDocument("warm.pdf", b"%PDF")])
-        _deliver_all(sender.delivery, 1)
+        small = Path(root) / "warm.pdf"
+        small.write_bytes(b"%PDF-1.7\n" + b"0" * 1000)
+        _upload(upload_url, headers, "warm.pdf", small)
+        _deliver_all(sender.delivery, 1 if upload_url is None else 2)
         base = memory_mb(os.getpid(), "VmRSS")
         results.put("warm")
         go.get(timeout=600)
@@ -144,7 +166,8 @@ def _send_and_deliver(root: str, pdf_path: str, n: int, concurrency: int, result
             ids.append(sender.delivery.send("kato", "disaster", ["security@npa"], [], f"ベンチ {i}",
                                             [NewDocument(f"scan-{i}.pdf", pdf)], classification=1))
             del pdf
-        _deliver_all(sender.delivery, n)
+        _upload(upload_url, headers, "upload.pdf", Path(pdf_path))
+        _deliver_all(sender.delivery, n if upload_url is None else n + 1)
         elapsed = time.perf_counter() - start
         for message_id in ids:
             [status] = sender.delivery.status(message_id, "kato")
@@ -164,7 +187,7 @@ def _result(results: Any, child: Any) -> Any:
                 raise SystemExit(f"the sending process ended ({child.exitcode}) without reporting") from None
 
 
-def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4) -> InklessRun:
+def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4, upload: bool = False) -> InklessRun:
     """Deliver ``n`` messages end to end between two served nodes: seconds, and both nodes' memory."""
     from inkless.app import build_node, init_node
     from inkless.config import load_settings
@@ -207,17 +230,20 @@ def run_inkless(root: Path, pdf: bytes, n: int, concurrency: int = 4) -> Inkless
         context = multiprocessing.get_context("spawn")
         results, go = context.Queue(), context.Queue()
         child = context.Process(target=_send_and_deliver,
-                                args=(str(root), str(pdf_path), n, concurrency, results, go))
+                                args=(str(root), str(pdf_path), n, concurrency, results, go,
+                                      f"http://127.0.0.1:{ports['pref']}" if upload else None))
         child.start()
         if _result(results, child) != "warm":
             raise SystemExit("the sending process did not start")
         receiver_base = memory_mb(procs["npa"].pid, "VmRSS")
+        upload_base = memory_mb(procs["pref"].pid, "VmRSS")
         go.put("go")
         elapsed, sender_base, sender_peak = _result(results, child)
         child.join(60)
         if child.exitcode:
             raise SystemExit(f"the sending process failed ({child.exitcode})")
-        return InklessRun(elapsed, sender_base, sender_peak, receiver_base, memory_mb(procs["npa"].pid, "VmHWM"))
+        return InklessRun(elapsed, sender_base, sender_peak, receiver_base, memory_mb(procs["npa"].pid, "VmHWM"),
+                          upload_base, memory_mb(procs["pref"].pid, "VmHWM"))
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -256,20 +282,22 @@ def _postfix_round(postfix: PrivatePostfix, pdf: bytes, n: int) -> float:
 
 
 def memory_table(sizes: list[float], messages: int) -> None:
-    """Peak memory of both nodes per message size: the ratio is the growth over the idle node per MB of message."""
-    print(f"memory: {messages} messages of each size, one in flight; peak RSS (VmHWM) of each node process, and "
-          "(peak - idle) / message size")
-    print(f"{'message':>10} {'envelope':>10} | {'sender idle':>11} {'peak':>7} {'ratio':>6} | "
-          f"{'receiver idle':>13} {'peak':>7} {'ratio':>6}")
+    """Peak memory of the nodes per message size: the ratio is the growth over the idle process per MB of message."""
+    print(f"memory: {messages} messages of each size sent by a sending process, one more uploaded through the "
+          "sending node's web API; one in flight.\npeak RSS (VmHWM) of each process, and (peak - idle) / message "
+          "size (idle: after a small message)")
+    print(f"{'message':>9} | {'sender':^20} | {'web upload (serve)':^20} | {'receiver (serve)':^20}")
+    print(f"{'':>9} | {'idle':>6} {'peak':>6} {'ratio':>6} | {'idle':>6} {'peak':>6} {'ratio':>6} | "
+          f"{'idle':>6} {'peak':>6} {'ratio':>6}")
     for size in sizes:
         pdf = big_pdf(size)
         with tempfile.TemporaryDirectory(prefix="inkless-bench-") as tmp:
-            run = run_inkless(Path(tmp), pdf, messages, concurrency=1)
+            run = run_inkless(Path(tmp), pdf, messages, concurrency=1, upload=True)
         mb = len(pdf) / 1e6
-        envelope = mb * 4 / 3 + 0.01  # base64 and CMS
-        print(f"{mb:8.1f}MB {envelope:8.1f}MB | {run.sender_base:9.0f}MB {run.sender_peak:5.0f}MB "
-              f"{(run.sender_peak - run.sender_base) / mb:6.2f} | {run.receiver_base:11.0f}MB "
-              f"{run.receiver_peak:5.0f}MB {(run.receiver_peak - run.receiver_base) / mb:6.2f}", flush=True)
+        columns = [(run.sender_base, run.sender_peak), (run.upload_base, run.upload_peak),
+                   (run.receiver_base, run.receiver_peak)]
+        print(f"{mb:7.1f}MB | " + " | ".join(f"{idle:5.0f}M {peak:5.0f}M {(peak - idle) / mb:6.2f}"
+                                              for idle, peak in columns), flush=True)
 
 
 def main() -> None:
