@@ -7,11 +7,14 @@ federation endpoint (which calls ``receive`` there) for a remote one.
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
@@ -55,6 +58,7 @@ from inkless.errors import (
 from inkless.metrics import memory, rollup
 from inkless.pki.model import CertPurpose
 from inkless.search.index import sent_texts
+from inkless.streams import ChunkReader
 from inkless.text import check_text
 
 __all__ = ["DeliveryService", "EmailRecipients", "NewDocument", "build_delivery"]
@@ -323,6 +327,20 @@ class DeliveryService(OutboxPasses):
         return opened
 
     def _open(self, actor: Actor, message_id: str) -> OpenedMessage:
+        buffers: dict[int, io.BytesIO] = {}
+
+        def sink(number: int) -> BinaryIO:
+            buffers[number] = io.BytesIO()
+            return buffers[number]
+
+        opened, found = self._read(actor, message_id, sink)
+        documents = [env.Document(d.name, d.content_type, buffers[i].getvalue()) for i, d in enumerate(found, 1)]
+        return dataclasses.replace(opened, documents=documents)
+
+    def _read(self, actor: Actor, message_id: str,
+              sink: env.DocumentSink) -> tuple[OpenedMessage, list[env.ReceivedDocument]]:
+        """Decrypt, verify and read a message for ``actor`` in one pass, its documents into ``sink``; the
+        OpenedMessage comes without documents (what the sink kept is the caller's)."""
         sent, copies, level = self._holders(message_id)
         offices = set(copies) | ({sent.code} if sent is not None else set())
         check_view(actor, offices, level, message_id)
@@ -334,21 +352,21 @@ class DeliveryService(OutboxPasses):
             assert sent is not None
             office, copy, digest, authenticated = sent.code, "sent", sent.envelope_sha256, True
             sender = f"{sent.code}@{self.node_id}"
-        envelope = self._blobs.get(digest)
         with self._db.begin() as conn:
             key, cert = self._key(conn, CertPurpose.OFFICE_ENCRYPTION, office)
-        signed = env.decrypt(envelope, cert, key)
+        read = env.read_envelope(ChunkReader(self._blobs.stream(digest)).as_binary(), cert, key, sink)
         if authenticated:
             _, sender_node = split_address(sender)
             anchor_node = sender_node
         else:
             anchor_node = self.node_id  # deposits are sealed by the receiving office itself
         # Opening re-checks the signature: stored bytes are trusted no more than received ones.
-        verified = env.verify(signed, self._trust_anchor(anchor_node), self._clock.now())
-        meta, docs = env.parse_mime(verified.content)
-        return OpenedMessage(metadata=meta, documents=docs, envelope_sha256=digest,
-                             signer_address=verified.signer_address, authenticated=authenticated,
-                             copy=copy, office=office)
+        verified = env.verify_read(read.signed, self._trust_anchor(anchor_node), self._clock.now())
+        meta, found = read.message()
+        opened = OpenedMessage(metadata=meta, documents=[], envelope_sha256=digest,
+                               signer_address=verified.signer_address, authenticated=authenticated,
+                               copy=copy, office=office)
+        return opened, found
 
     def status(self, message_id: str, viewer: str | None) -> list[RecipientStatus]:
         """Per-recipient delivery status, for the sending office."""
@@ -393,19 +411,42 @@ class DeliveryService(OutboxPasses):
             return ReceiptInfo(recipient, receipt, None, None, str(exc))
 
     def export(self, message_id: str, viewer: str | None, out_dir: Path) -> list[Path]:
-        """Write the documents, the raw ``envelope.p7m`` and the receipts (``.p7s``) into ``out_dir``."""
+        """Write the documents, the raw ``envelope.p7m`` and the receipts (``.p7s``) into ``out_dir``.
+
+        Streamed: each document is decoded into a temporary file in ``out_dir`` as the envelope is read, and
+        takes its name only once the signature holds; a message of any size is exported in bounded memory.
+        """
         actor = self.actor(viewer)
-        opened = self._open(actor, message_id)
-        receipts = self.receipts(message_id, viewer)
         out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for i, doc in enumerate(opened.documents, 1):
-            name = Path(doc.name).name or f"document-{i}"
-            path = out_dir / name
-            path.write_bytes(doc.data)
-            written.append(path)
+        parts: dict[int, Path] = {}
+        files: list[BinaryIO] = []
+        # Names no document can take (a document's name comes from the sender).
+        token = secrets.token_hex(8)
+
+        def sink(number: int) -> BinaryIO:
+            parts[number] = out_dir / f".inkless-{token}-{number}.part"
+            files.append(parts[number].open("wb"))
+            return files[-1]
+
+        try:
+            try:
+                opened, found = self._read(actor, message_id, sink)
+            finally:
+                for fh in files:
+                    fh.close()
+            receipts = self.receipts(message_id, viewer)
+            written = []
+            for i, doc in enumerate(found, 1):
+                path = out_dir / (Path(doc.name).name or f"document-{i}")
+                parts.pop(i).replace(path)
+                written.append(path)
+        finally:
+            for leftover in parts.values():
+                leftover.unlink(missing_ok=True)
         path = out_dir / "envelope.p7m"
-        path.write_bytes(self._blobs.get(opened.envelope_sha256))
+        with path.open("wb") as fh:
+            for chunk in self._blobs.stream(opened.envelope_sha256):
+                fh.write(chunk)
         written.append(path)
         for r in receipts:
             path = out_dir / f"receipt-{r.recipient.replace('@', '_at_')}.p7s"
