@@ -108,3 +108,20 @@ def test_many_recipients_share_one_encrypted_content(world: dict[str, Office]) -
     assert len(three) - len(one) < 2 * 600
     for office in (recipient, fire, sender):
         assert env.verify_read(read(three, office).signed, sender.pki.ca, datetime.now(UTC)).signer == sender.sign_cert
+
+
+def test_a_signer_digest_the_signed_data_does_not_declare_is_refused(world: dict[str, Office]) -> None:
+    """The content is hashed as it streams with the algorithms declared before it: a signer's other one is refused."""
+    from asn1crypto import cms as asn1_cms
+
+    from tests.helpers import cms
+
+    sender = world["sender"]
+    content = b"MIME-Version: 1.0\r\n\r\nsigned content"
+    info = asn1_cms.ContentInfo.load(cms.simple(content, sender.sign_key, sender.sign_cert, digest="sha512"))
+    sd = info["content"]
+    sd["digest_algorithms"] = [{"algorithm": "sha384"}]
+    relabelled = asn1_cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump(force=True)
+    with pytest.raises(EnvelopeError, match=r"^the signer's digest algorithm sha512 is not among those the "
+                                            r"SignedData declares$"):
+        env.verify(relabelled, sender.pki.ca, datetime.now(UTC))

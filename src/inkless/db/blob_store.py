@@ -16,7 +16,6 @@ which keeps them from the collector as rewriting a blob file does.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from inkless.blobs import _CHUNK, _FILE_ID, LocalBlobStore, _check_digest, _chun
 from inkless.db.engine import Database
 from inkless.db.tables_blobs import blob_chunks, blobs
 from inkless.errors import IntegrityError, KeyStoreError, NotFoundError
+from inkless.streams import ChunkReader
 
 if TYPE_CHECKING:
     from inkless.pki.keystore import SecretBox
@@ -212,27 +212,6 @@ class BlobMove:
     files_removed: int
 
 
-class _ChunkReader(io.RawIOBase):
-    """A read()-able view of a chunk iterator, so a file blob can be streamed into ``put_stream``."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return b""
-            self._pending = chunk
-        size = len(self._pending) if size < 0 else size
-        out, self._pending = self._pending[:size], self._pending[size:]
-        return out
-
-
 def _verify(store: DatabaseBlobStore, digest: str) -> None:
     for _ in store.stream(digest):
         pass
@@ -270,7 +249,7 @@ def move_blob_folder(
             else:
                 # Not there yet, or a damaged copy (it goes, and the file's bytes take its place).
                 store.delete(digest)
-                stored = store.put_stream(_ChunkReader(folder.stream(digest)))  # type: ignore[arg-type]
+                stored = store.put_stream(ChunkReader(folder.stream(digest)).as_binary())
                 if stored != digest:  # the stream raises first; this is the belt to its braces
                     raise IntegrityError(f"blob {digest} is corrupt (it hashes to {stored})")
                 _verify(store, digest)
