@@ -198,6 +198,8 @@ class Receiving(DeliveryBase):
         fax_first: FaxFirst | None = None,
         search_texts: Sequence[str] = (),
     ) -> bytes:
+        """Store the inbox row (and the envelope from ``envelope``, unless it is None: stored already) and sign
+        the receipt; ``digest`` and ``size`` are the envelope's."""
         recipient = f"{office_code}@{self.node_id}"
         # A peer's procedure code is kept only when it is well-formed: counted, never trusted further.
         procedure = meta.procedure_code if meta.procedure_code and PROCEDURE_RE.match(meta.procedure_code) else None
