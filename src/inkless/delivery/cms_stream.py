@@ -249,8 +249,9 @@ def _recipient_key(infos: Any, certificate: x509.Certificate, key: rsa.RSAPrivat
             if name in ("rsaes_pkcs1v15", "rsa"):
                 cek = key.decrypt(ktri["encrypted_key"].native, asym_padding.PKCS1v15())
             elif name == "rsaes_oaep":
-                params = algorithm["parameters"]
-                sha256 = params["hash_algorithm"]["algorithm"].native == "sha256"
+                # Parameters absent: RFC 8017's defaults, SHA-1 for the hash and for MGF1.
+                params = algorithm["parameters"].native or {}
+                sha256 = (params.get("hash_algorithm") or {}).get("algorithm") == "sha256"
                 digest = hashes.SHA256() if sha256 else hashes.SHA1()  # noqa: S303 (OAEP's default hash, not a signature)
                 oaep = asym_padding.OAEP(asym_padding.MGF1(digest), digest, None)
                 cek = key.decrypt(ktri["encrypted_key"].native, oaep)
