@@ -53,11 +53,12 @@ def _ktri(office: Office, cek: bytes, transport: str) -> bytes:
 
 
 def enveloped(office: Office, *, cipher: str = "aes256_cbc", transport: str = "rsaes_pkcs1v15",
-              change: Callable[[dict[str, bytes]], None] | None = None, indefinite: bool = False) -> bytes:
+              change: Callable[[dict[str, bytes]], None] | None = None, indefinite: bool = False,
+              padded: bool = True) -> bytes:
     size = {"aes128_cbc": 16, "aes192_cbc": 24, "aes256_cbc": 32}.get(cipher, 24)
     cek, iv = os.urandom(size), os.urandom(16)
     padder = padding.PKCS7(128).padder()
-    plain = padder.update(SIGNED) + padder.finalize()
+    plain = padder.update(SIGNED) + padder.finalize() if padded else SIGNED + b"\x00" * 11
     if cipher.startswith("aes"):
         encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         ciphertext = encryptor.update(plain) + encryptor.finalize()
@@ -157,3 +158,59 @@ def test_an_unterminated_indefinite_envelope_or_bytes_after_it_do_not_open(offic
         with pytest.raises(EnvelopeError) as refused:
             opened(damaged, office)
         assert str(refused.value).startswith(NOT_OPENED) and reason in str(refused.value), str(refused.value)
+
+
+def test_a_content_whose_padding_is_wrong_does_not_decrypt(office: Office) -> None:
+    with pytest.raises(EnvelopeError) as refused:
+        opened(enveloped(office, padded=False), office)
+    assert str(refused.value) == NOT_OPENED + "not addressed to it, damaged or not CMS (the content does not decrypt)"
+    with pytest.raises(EnvelopeError) as refused:
+        opened(enveloped(office) + b"\x00", office)
+    assert str(refused.value) == NOT_OPENED + ("not addressed to it, damaged or not CMS (ValueError: there are bytes "
+                                               "after the CMS structure)")
+
+
+def test_an_enveloped_data_that_is_not_a_sequence_is_refused(office: Office) -> None:
+    broken = der(0x30, asn1_cms.ContentType("enveloped_data").dump() + der(0xA0, der(0x31, b"")))
+    with pytest.raises(EnvelopeError) as refused:
+        opened(broken, office)
+    assert str(refused.value) == NOT_OPENED + ("not addressed to it, damaged or not CMS (ValueError: expected an "
+                                               "EnvelopedData SEQUENCE (tag 0x30), found tag 0x31)")
+
+
+def test_other_recipient_infos_before_ours_are_passed_over(office: Office) -> None:
+    """A key-encryption-key recipient, and a key transport named by subject key identifier, come first."""
+    kekri = asn1_cms.RecipientInfo({"kekri": {"version": "v4", "kekid": {"key_identifier": b"k"},
+                                              "key_encryption_algorithm": {"algorithm": "aes256_wrap"},
+                                              "encrypted_key": b"\x00" * 40}}).dump()
+    by_key_id = asn1_cms.RecipientInfo({"ktri": {"version": "v2", "rid": {"subject_key_identifier": b"\x01" * 20},
+                                                 "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15"},
+                                                 "encrypted_key": b"\x00" * 256}}).dump()
+
+    def others_first(parts: dict[str, bytes]) -> None:
+        ours = parts["recipients"][2 if parts["recipients"][1] < 0x80 else 2 + (parts["recipients"][1] & 0x7F):]
+        parts["recipients"] = der(0x31, kekri + by_key_id + ours)
+
+    assert opened(enveloped(office, change=others_first), office) == SIGNED
+
+
+def test_a_key_transport_that_does_not_decrypt_gives_a_random_key(office: Office,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """As OpenSSL does: no answer tells a padding failure of the key transport from a wrong content."""
+    from inkless.delivery import cms_stream
+
+    short = os.urandom(16)
+    drawn: list[int] = []
+
+    def urandom(size: int) -> bytes:
+        drawn.append(size)
+        return b"\x07" * size
+
+    monkeypatch.setattr(cms_stream.os, "urandom", urandom)
+    for cek in (short, b"garbage"):  # a key of the wrong size; a transport that does not decrypt
+        infos = asn1_cms.RecipientInfos.load(der(0x31, _ktri(office, cek, "rsaes_pkcs1v15")))
+        if cek == b"garbage":
+            info = infos[0].chosen
+            info["encrypted_key"] = b"\x01" * 256
+        assert cms_stream._recipient_key(infos, office.enc_cert, office.enc_key, 32) == b"\x07" * 32
+    assert drawn == [32, 32]

@@ -246,7 +246,7 @@ def _recipient_key(infos: Any, certificate: x509.Certificate, key: rsa.RSAPrivat
         algorithm = ktri["key_encryption_algorithm"]
         name = algorithm["algorithm"].native
         try:
-            if name in ("rsaes_pkcs1v15", "rsa"):
+            if name == "rsaes_pkcs1v15":
                 cek = key.decrypt(ktri["encrypted_key"].native, asym_padding.PKCS1v15())
             elif name == "rsaes_oaep":
                 # Parameters absent: RFC 8017's defaults, SHA-1 for the hash and for MGF1.
