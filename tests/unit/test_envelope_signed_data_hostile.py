@@ -30,7 +30,8 @@ def _parts(office: Office) -> dict[str, bytes]:
     sd = good["content"]
     return {"version": sd["version"].dump(), "algorithms": sd["digest_algorithms"].dump(),
             "type": asn1_cms.ContentType("data").dump(), "content": der(0xA0, der(0x04, CONTENT)), "more": b"",
-            "certificates": sd["certificates"].dump(), "signers": sd["signer_infos"].dump(), "after": b""}
+            "certificates": sd["certificates"].dump(), "signers": sd["signer_infos"].dump(), "after": b"",
+            "after_signed_data": b""}
 
 
 def signed(office: Office, change: Callable[[dict[str, bytes]], None] | None = None, *,
@@ -47,7 +48,7 @@ def signed(office: Office, change: Callable[[dict[str, bytes]], None] | None = N
         return b"\x30\x80" + kind + b"\xa0\x80" + sd + b"\x00\x00" * 2 + parts["after"]
     eci = der(0x30, parts["type"] + parts["content"] + parts["more"])
     sd = der(0x30, parts["version"] + parts["algorithms"] + eci + parts["certificates"] + parts["signers"])
-    return der(0x30, kind + der(0xA0, sd)) + parts["after"]
+    return der(0x30, kind + der(0xA0, sd + parts["after_signed_data"])) + parts["after"]
 
 
 def checked(data: bytes, office: Office) -> bytes:
@@ -73,6 +74,9 @@ def test_the_indefinite_form_with_segments_and_the_definite_one_verify_alike(off
     (lambda p: p.__setitem__("content", b"\xa0\x02\x04\x05ab"),
      "a CMS value runs past the end of the structure holding it"),
     (lambda p: p.__setitem__("after", b"\x00"), "there are bytes after the CMS structure"),
+    (lambda p: p.__setitem__("content", der(0xA0, b"\x05\x80")), "a primitive value has an indefinite length"),
+    (lambda p: p.update(signers=p["signers"] + b"\x04\x03", after_signed_data=b"abc"),
+     "a CMS value runs past the end of the structure holding it"),
 ])
 def test_a_signed_data_outside_the_profile_is_refused_with_its_reason(office: Office,
                                                                       change: Callable[[dict[str, bytes]], None],
@@ -116,3 +120,23 @@ def test_der_lengths_at_their_boundaries_read_back(size: int) -> None:
     header = reader.header()
     assert (header.length, header.end, len(reader.value(header))) == (size, len(value), len(value))
     assert value[1] == size if size < 0x80 else value[1] == 0x80 | ((size.bit_length() + 7) // 8)
+
+
+def test_a_stream_that_gives_a_few_bytes_at_a_time_reads_the_same() -> None:
+    """A pipe, a socket or a decrypting reader answers short reads: headers and values are read whole anyway."""
+    from inkless.delivery.cms_stream import DerReader
+    from inkless.streams import ChunkReader
+
+    value = der(0x30, der(0x04, b"x" * 300) + der(0x04, b"y" * 5))
+    pieces = ChunkReader(iter([value[i:i + 7] for i in range(0, len(value), 7)])).as_binary()
+    reader = DerReader(pieces)
+    outer = reader.header()
+    assert [reader.value(child) for child in reader.children(outer)] == [der(0x04, b"x" * 300), der(0x04, b"y" * 5)]
+    assert reader.at_end()
+
+
+def test_a_length_of_eight_bytes_is_read() -> None:
+    from inkless.delivery.cms_stream import DerReader
+
+    reader = DerReader(io.BytesIO(b"\x04\x88" + (5).to_bytes(8, "big") + b"abcde"))
+    assert reader.value(reader.header()) == b"\x04\x88" + (5).to_bytes(8, "big") + b"abcde"

@@ -185,7 +185,7 @@ class SignedDataStream:
         version = reader.value(next(fields))
         algorithms_tlv = reader.value(next(fields))
         declared = {a["algorithm"].native for a in asn1_cms.DigestAlgorithms.load(algorithms_tlv)}
-        hashers = {name: hashlib.new(name) for name in STREAM_DIGESTS if name in declared or name == "sha256"}
+        hashers = {name: hashlib.new(name) for name in STREAM_DIGESTS if name in declared}
         eci = next(fields)
         if eci.tag != _SEQUENCE:
             raise ValueError("the encapsulated content info is not a SEQUENCE")
