@@ -140,3 +140,19 @@ def test_a_length_of_eight_bytes_is_read() -> None:
 
     reader = DerReader(io.BytesIO(b"\x04\x88" + (5).to_bytes(8, "big") + b"abcde"))
     assert reader.value(reader.header()) == b"\x04\x88" + (5).to_bytes(8, "big") + b"abcde"
+
+
+def test_a_signed_data_that_ends_early_is_refused_naming_what_is_missing(office: Office) -> None:
+    """Found by fuzzing: a bare ``next`` on the fields raised StopIteration, a RuntimeError out of the reader."""
+    kind = asn1_cms.ContentType("signed_data").dump()
+    parts = _parts(office)
+    cases = [
+        (b"", "the SignedData's version"),
+        (parts["version"], "the SignedData's digest algorithms"),
+        (parts["version"] + parts["algorithms"], "the encapsulated content info"),
+        (parts["version"] + parts["algorithms"] + der(0x30, b""), "the encapsulated content type"),
+    ]
+    for fields, missing in cases:
+        with pytest.raises(EnvelopeError) as refused:
+            checked(der(0x30, kind + der(0xA0, der(0x30, fields))), office)
+        assert str(refused.value) == NOT_CMS + f"{missing} is missing)"

@@ -214,3 +214,25 @@ def test_a_key_transport_that_does_not_decrypt_gives_a_random_key(office: Office
             info["encrypted_key"] = b"\x01" * 256
         assert cms_stream._recipient_key(infos, office.enc_cert, office.enc_key, 32) == b"\x07" * 32
     assert drawn == [32, 32]
+
+
+_ENVELOPED_OID = asn1_cms.ContentType("enveloped_data").dump()
+_ID_DATA = asn1_cms.ContentType("data").dump()
+
+
+@pytest.mark.parametrize(("fields", "missing"), [
+    (b"", "the EnvelopedData's version"),
+    (b"\x02\x01\x00", "the recipient infos"),
+    (b"\x02\x01\x00" + der(0xA0, b""), "the recipient infos"),  # originator info, then nothing
+    (b"\x02\x01\x00" + der(0x31, b""), "the encrypted content info"),
+    (b"\x02\x01\x00" + der(0x31, b"") + der(0x30, b""), "the encrypted content type"),
+    (b"\x02\x01\x00" + der(0x31, b"") + der(0x30, _ID_DATA), "the content encryption algorithm"),
+])
+def test_an_enveloped_data_that_ends_early_is_refused_naming_what_is_missing(office: Office, fields: bytes,
+                                                                              missing: str) -> None:
+    """Found by fuzzing: a bare ``next`` on the fields raised StopIteration, a RuntimeError out of the reader."""
+    envelope = der(0x30, _ENVELOPED_OID + der(0xA0, der(0x30, fields)))
+    with pytest.raises(EnvelopeError) as refused:
+        opened(envelope, office)
+    assert str(refused.value) == NOT_OPENED + (
+        f"not addressed to it, damaged or not CMS (ValueError: {missing} is missing)")

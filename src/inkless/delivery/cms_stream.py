@@ -150,6 +150,17 @@ def der(tag: int, content: bytes) -> bytes:
     return bytes([tag, 0x80 | len(octets)]) + octets + content
 
 
+def _child(children: Iterator[Header], what: str) -> Header:
+    """The next child of a constructed value; a value that ends before it is refused naming what is missing.
+
+    (A bare ``next`` would raise StopIteration, which inside the content generators becomes a RuntimeError.)
+    """
+    child = next(children, None)
+    if child is None:
+        raise ValueError(f"{what} is missing")
+    return child
+
+
 def _content_type(reader: DerReader, expected: str) -> tuple[Header, Header]:
     """The outer ContentInfo SEQUENCE and its [0] header, after checking its content type."""
     outer = reader.expect(_SEQUENCE, "a ContentInfo SEQUENCE")
@@ -182,15 +193,15 @@ class SignedDataStream:
         outer, explicit = _content_type(reader, "signed_data")
         sd = reader.expect(_SEQUENCE, "a SignedData SEQUENCE")
         fields = reader.children(sd)
-        version = reader.value(next(fields))
-        algorithms_tlv = reader.value(next(fields))
+        version = reader.value(_child(fields, "the SignedData's version"))
+        algorithms_tlv = reader.value(_child(fields, "the SignedData's digest algorithms"))
         declared = {a["algorithm"].native for a in asn1_cms.DigestAlgorithms.load(algorithms_tlv)}
         hashers = {name: hashlib.new(name) for name in STREAM_DIGESTS if name in declared}
-        eci = next(fields)
+        eci = _child(fields, "the encapsulated content info")
         if eci.tag != _SEQUENCE:
             raise ValueError("the encapsulated content info is not a SEQUENCE")
         eci_fields = reader.children(eci)
-        content_type = reader.value(next(eci_fields))
+        content_type = reader.value(_child(eci_fields, "the encapsulated content type"))
         for wrapper in eci_fields:
             if wrapper.tag != _CONTEXT_0 or self.has_content:
                 raise ValueError("the encapsulated content info holds more than a type and a content")
@@ -288,20 +299,20 @@ def _decrypted(reader: DerReader, certificate: x509.Certificate, key: Any) -> It
     outer, explicit = _content_type(reader, "enveloped_data")
     ed = reader.expect(_SEQUENCE, "an EnvelopedData SEQUENCE")
     fields = reader.children(ed)
-    reader.value(next(fields))  # version
-    field = next(fields)
+    reader.value(_child(fields, "the EnvelopedData's version"))
+    field = _child(fields, "the recipient infos")
     if field.tag == _CONTEXT_0:  # originatorInfo: certificates we do not need
         reader.value(field)
-        field = next(fields)
+        field = _child(fields, "the recipient infos")
     if field.tag != _SET:
         raise ValueError("the recipient infos are not a SET")
     infos = asn1_cms.RecipientInfos.load(reader.value(field))
-    eci = next(fields)
+    eci = _child(fields, "the encrypted content info")
     if eci.tag != _SEQUENCE:
         raise ValueError("the encrypted content info is not a SEQUENCE")
     eci_fields = reader.children(eci)
-    reader.value(next(eci_fields))  # content type (id-data; what it is, the signed data says)
-    algorithm = asn1_cms.EncryptionAlgorithm.load(reader.value(next(eci_fields)))
+    reader.value(_child(eci_fields, "the encrypted content type"))  # id-data; what it is, the signed data says
+    algorithm = asn1_cms.EncryptionAlgorithm.load(reader.value(_child(eci_fields, "the content encryption algorithm")))
     if algorithm.encryption_cipher != "aes" or algorithm.encryption_mode != "cbc":
         raise EnvelopeError(f"content encryption {algorithm['algorithm'].native} is not supported (AES-CBC only)")
     cek = _recipient_key(infos, certificate, key, algorithm.key_length)
