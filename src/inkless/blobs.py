@@ -193,14 +193,19 @@ class LocalBlobStore:
             index += 1
 
     def stream(self, digest: str) -> Iterator[bytes]:
+        path = self._path(digest)
+        if not path.is_file():
+            raise NotFoundError(f"blob {digest} not found")
+        # The file is opened by the generator's first step, so a stream that is never read (an upload
+        # whose connection failed first) leaves no open file behind.
+        return self._stream(digest, path)
+
+    def _stream(self, digest: str, path: Path) -> Iterator[bytes]:
+        sha = hashlib.sha256()
         try:
-            fh = self._path(digest).open("rb")
+            fh = path.open("rb")
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found") from None
-        return self._stream(digest, fh)
-
-    def _stream(self, digest: str, fh: BinaryIO) -> Iterator[bytes]:
-        sha = hashlib.sha256()
         with fh:
             total = os.fstat(fh.fileno()).st_size
             head = fh.read(len(MAGIC) + _FILE_ID)

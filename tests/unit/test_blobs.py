@@ -152,3 +152,25 @@ def test_streaming_out_a_damaged_blob_fails(tmp_path: Path, sealed: bool) -> Non
     with pytest.raises(IntegrityError, match="corrupt"):
         for _ in store.stream(digest):
             pass
+
+
+def test_a_stream_that_is_never_read_or_read_halfway_leaves_no_file_open(tmp_path: Path) -> None:
+    """An upload whose connection fails before (or while) it reads the envelope drops its stream."""
+    import gc
+    import os
+    import warnings
+
+    store = LocalBlobStore(tmp_path / "blobs", SecretBox(b"k" * 32))
+    digest = store.put(os.urandom(3 * 1024 * 1024))
+    before = len(os.listdir("/proc/self/fd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        untouched = store.stream(digest)
+        assert len(os.listdir("/proc/self/fd")) == before  # nothing is opened until the stream is read
+        halfway = store.stream(digest)
+        next(halfway)
+        del untouched, halfway
+        gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(NotFoundError, match="not found"):
+        store.stream("0" * 64)  # a missing blob is still said at once, before any reading
