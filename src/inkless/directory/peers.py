@@ -347,19 +347,21 @@ class PeerService:
 
     def _refresh_one(self, node_id: str, actor: str) -> RefreshResult:
         peer = self.get(node_id)
+        # Only a properly signed answer shows the peer is up, whatever it says (a refusal, a bad directory).
+        reachable = False
         try:
             answer = self.client.request("GET", peer.url + DIRECTORY_PATH, peer=node_id, ca=peer.ca_certificate)
             if not answer.verified:
                 raise PeerUnreachableError(
                     f"{node_id} answered HTTP {answer.status} without a valid signature: {answer.signature_problem}"
                 )
+            reachable = True
             if answer.status != 200:
                 raise PeerUnreachableError(f"{node_id} refused the directory request ({answer.status}): "
                                            f"{answer.detail()}")
             jws = json.loads(answer.body)["signed"]
             offices = self._parse_directory(node_id, jws, peer.ca_certificate)
         except (PeerUnreachableError, SignatureError, PKIError, ValueError, KeyError, TypeError) as exc:
-            reachable = not isinstance(exc, PeerUnreachableError) or "refused" in str(exc)
             self.record_contact(node_id, f"directory: {exc}", reachable=reachable)
             return RefreshResult(node_id, False, 0, False, str(exc))
         now = self._clock.now()
@@ -624,15 +626,20 @@ class PeerService:
         self._refused(reason, keyid, method, target_uri, client)
 
 
-def _directory_digest(jws: str) -> str:
-    # The offices only: a freshly signed but otherwise identical directory is no change.
+def _stored_offices(jws: str) -> Any:
+    """The ``offices`` of a stored directory's payload, read without checking its signature; None if unreadable."""
     try:
         body = jws.split(".")[1]
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        offices = payload.get("offices", [])
+        return payload.get("offices", [])
     except (ValueError, IndexError, AttributeError):
-        offices = jws
-    return hashlib.sha256(json.dumps(offices, sort_keys=True).encode("utf-8")).hexdigest()
+        return None
+
+
+def _directory_digest(jws: str) -> str:
+    # The offices only: a freshly signed but otherwise identical directory is no change.
+    offices = _stored_offices(jws)
+    return hashlib.sha256(json.dumps(jws if offices is None else offices, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @functools.lru_cache(maxsize=256)
@@ -642,16 +649,9 @@ def _ca_from_der(der: bytes) -> x509.Certificate:
 
 
 def _peer(row: Any) -> Peer:
-    offices = 0
-    if row.directory_jws:
-        try:
-            body = row.directory_jws.split(".")[1]
-            payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            offices = len(payload.get("offices", []))
-        except (ValueError, IndexError):
-            offices = 0
+    listed = _stored_offices(row.directory_jws) if row.directory_jws else None
     return Peer(
         node_id=row.node_id, url=row.url, fingerprint=row.fingerprint, ca_der=row.ca_der, added_at=row.added_at,
         last_seen_at=row.last_seen_at, last_error=row.last_error, unreachable_since=row.unreachable_since,
-        directory_fetched_at=row.directory_fetched_at, office_count=offices,
+        directory_fetched_at=row.directory_fetched_at, office_count=len(listed) if isinstance(listed, list) else 0,
     )
