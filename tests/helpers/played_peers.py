@@ -144,6 +144,8 @@ class PlayedPeer:
         self.seen.append(request)
         path = request.url.path.removeprefix(self.base_path)
         answer = self.answer if self.answer_path in (None, path) else None
+        if request.method != "GET":  # a node serves its documents to GET only
+            answer = (405, f"{request.method} is not allowed here", True)
         if isinstance(answer, Exception):
             raise answer
         status, detail, signed = answer or (200, "", True)

@@ -75,16 +75,41 @@ def test_a_refresh_records_a_changed_directory_once_and_an_unchanged_one_silentl
     world.clock.advance(minutes=10)
     assert world.service.refresh("npa", actor="admin:taro") == [RefreshResult("npa", True, 2, True, None)]
     latest = _audit(world, "peer.directory_updated")[-1]
-    assert (latest.actor, latest.object_type, latest.object_id, latest.details) == (
-        "admin:taro", "peer", "npa", {"offices": 2})
+    assert (latest.at, latest.actor, latest.object_type, latest.object_id, latest.details) == (
+        world.clock.now(), "admin:taro", "peer", "npa", {"offices": 2})
     assert latest.digests["directory"] != _audit(world, "peer.directory_updated")[0].digests["directory"]
     assert world.service.get("npa").office_count == 2
+
+
+def test_the_same_offices_written_in_another_key_order_are_no_change(world: PeerWorld) -> None:
+    world.pin("npa")
+    npa = world.peers["npa"]
+    npa.listed = [dict(reversed(entry.items())) for entry in npa.listed]
+    world.clock.advance(minutes=1)
+    assert world.service.refresh("npa") == [RefreshResult("npa", True, 1, False, None)]
+    assert len(_audit(world, "peer.directory_updated")) == 1
+
+
+def test_a_stored_directory_that_cannot_be_read_is_replaced_as_a_change(world: PeerWorld) -> None:
+    world.pin("npa")
+    with world.node.db.begin() as conn:
+        conn.execute(update(federation_peers).where(federation_peers.c.node_id == "npa").values(directory_jws="x"))
+    assert world.service.refresh("npa") == [RefreshResult("npa", True, 1, True, None)]
+    assert len(_audit(world, "peer.directory_updated")) == 2
 
 
 def test_refreshing_every_peer_and_an_unknown_one(world: PeerWorld) -> None:
     world.pin("npa", "kyoto")
     assert world.service.refresh() == [RefreshResult("kyoto", True, 2, False, None),
                                        RefreshResult("npa", True, 1, False, None)]
+    for peer in world.peers.values():
+        peer.listed.pop()
+    assert world.service.refresh(actor="admin:taro") == [RefreshResult("kyoto", True, 1, True, None),
+                                                         RefreshResult("npa", True, 0, True, None)]
+    world.peers["npa"].listed.append(world.peers["npa"].office_entry("security@npa"))
+    assert world.service.refresh("npa") == [RefreshResult("npa", True, 1, True, None)]
+    assert [(e.actor, e.object_id) for e in _audit(world, "peer.directory_updated")][2:] == [
+        ("admin:taro", "kyoto"), ("admin:taro", "npa"), ("system", "npa")]
     with pytest.raises(NotFoundError, match=r"^no pinned peer 'osaka'$"):
         world.service.refresh("osaka")
 
@@ -120,6 +145,18 @@ def test_a_signed_refusal_is_an_error_from_a_reachable_peer(world: PeerWorld) ->
     _refresh_fails(world, "npa refused the directory request (403): moj may not read this directory")
     peer = world.service.get("npa")
     assert (peer.unreachable_since, peer.last_seen_at) == (None, world.clock.now())
+
+
+def test_a_good_refresh_clears_the_last_error_and_the_unreachable_flag(world: PeerWorld) -> None:
+    world.pin("npa")
+    world.peers["npa"].answer = httpx.ConnectError("connection refused")
+    world.service.refresh("npa")
+    assert world.service.get("npa").unreachable_since is not None
+    world.peers["npa"].answer = None
+    world.clock.advance(minutes=1)
+    assert world.service.refresh("npa") == [RefreshResult("npa", True, 1, False, None)]
+    peer = world.service.get("npa")
+    assert (peer.last_error, peer.unreachable_since, peer.last_seen_at) == (None, None, world.clock.now())
 
 
 def _payload_of(body: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +236,13 @@ def test_an_office_is_read_with_every_field_its_peer_signed(world: PeerWorld) ->
     assert b.address == "b@kyoto"
 
 
+def test_a_directory_without_an_office_list_lists_no_offices(world: PeerWorld) -> None:
+    world.peers["npa"].payload_edit[DIRECTORY_PATH] = lambda p: {k: v for k, v in p.items() if k != "offices"}
+    world.pin("npa")
+    assert world.service.refresh("npa") == [RefreshResult("npa", True, 0, False, None)]
+    assert world.service.remote_offices() == [] and world.service.get("npa").office_count == 0
+
+
 def test_empty_readings_are_none(world: PeerWorld) -> None:
     npa = world.peers["npa"]
     npa.organisation = ""
@@ -250,6 +294,8 @@ def test_a_directory_is_fetched_on_first_use_when_none_came_at_pinning(world: Pe
     office = world.service.office("security@npa")
     assert office.address == "security@npa"
     assert world.service.get("npa").directory_fetched_at == world.clock.now()
+    [fetched] = _audit(world, "peer.directory_updated")
+    assert (fetched.actor, fetched.object_id, fetched.details) == ("system", "npa", {"offices": 1})
 
 
 def test_a_directory_that_cannot_be_fetched_on_first_use_is_not_found_with_the_reason(world: PeerWorld) -> None:
@@ -308,7 +354,9 @@ def test_a_parsed_directory_is_kept_until_the_next_fetch(world: PeerWorld) -> No
     other.clock.advance(minutes=2)
     other.service.refresh("npa")
     other.service.client.close()
-    assert world.service.office("security@npa").name == "警備局第二"
+    again = world.service.office("security@npa")
+    assert again.name == "警備局第二"
+    assert world.service.office("security@npa") is again  # parsed once, then kept
 
 
 def test_a_stored_directory_that_is_not_a_signed_document_counts_no_offices(world: PeerWorld) -> None:

@@ -78,10 +78,11 @@ def test_pinning_stores_the_peer_its_ca_and_its_directory_and_audits_it(world: P
         None, None, now, 1)
     assert peer.ca_certificate == npa.ca.cert
     [added] = _audit(world, "peer.added")
-    assert (added.actor, added.object_type, added.object_id, added.digests, added.details) == (
-        "admin:taro", "peer", "npa", {"ca": npa.fingerprint}, {"url": npa.url})
+    assert (added.at, added.actor, added.object_type, added.object_id, added.digests, added.details) == (
+        now, "admin:taro", "peer", "npa", {"ca": npa.fingerprint}, {"url": npa.url})
     [updated] = _audit(world, "peer.directory_updated")
-    assert (updated.actor, updated.object_id, updated.details) == ("admin:taro", "npa", {"offices": 1})
+    assert (updated.at, updated.actor, updated.object_id, updated.details) == (now, "admin:taro", "npa",
+                                                                               {"offices": 1})
     # The node document was asked for unsigned (nothing is pinned yet), the directory signed.
     assert [(r.method, r.url.path) for r in npa.seen] == [("GET", NODE_PATH), ("GET", DIRECTORY_PATH)]
     assert "signature" not in npa.seen[0].headers
@@ -316,6 +317,20 @@ def test_presented_shows_what_a_node_presents_without_trusting_it(world: PeerWor
     npa.answer = (200, "", False)  # not even signed: nothing is trusted here
     assert world.service.presented(npa.url + "/") == ("npa", npa.fingerprint)
     assert _stored(world) == 0
+    # Asked like any stranger would: a GET without a signature (this node is not pinned there yet).
+    [request] = npa.seen
+    assert (request.method, str(request.url)) == ("GET", npa.url + NODE_PATH)
+    assert "signature" not in request.headers and "signature-input" not in request.headers
+
+
+def test_a_node_that_cannot_be_reached_is_named_by_its_url(world: PeerWorld) -> None:
+    npa = world.peers["npa"]
+    npa.answer = httpx.ConnectError("connection refused")
+    for call in (world.service.add, lambda url, _: world.service.presented(url)):
+        with pytest.raises(PeerUnreachableError) as info:
+            call(npa.url, npa.fingerprint)
+        assert str(info.value) == f"{npa.url} is unreachable: connection refused ({npa.url}{NODE_PATH})"
+    assert _stored(world) == 0
 
 
 def test_removing_a_peer_forgets_it_its_nonces_and_its_offices(world: PeerWorld) -> None:
@@ -335,6 +350,32 @@ def test_removing_a_peer_forgets_it_its_nonces_and_its_offices(world: PeerWorld)
     # Pinned again, it is a new peer with a fresh directory.
     peer, result = _add(world)
     assert (peer.node_id, result.ok, result.changed) == ("npa", True, True)
+    world.service.remove("npa")  # by the operator unless said otherwise
+    assert [e.actor for e in _audit(world, "peer.removed")] == ["admin:taro", "system"]
+
+
+def test_a_peer_removed_before_its_directory_came_is_removed(world: PeerWorld) -> None:
+    npa = world.peers["npa"]
+    npa.answer, npa.answer_path = (503, "busy", True), DIRECTORY_PATH
+    _add(world)
+    world.service.remove("npa")
+    assert world.service.all() == []
+
+
+def test_a_peer_re_pinned_elsewhere_after_its_removal_is_read_afresh(world: PeerWorld) -> None:
+    """Removed here and pinned again by another process (the CLI) in the same second: the offices this
+    process had read from the old directory are not served for the new one."""
+    _add(world)
+    assert world.service.office("security@npa").name == "office security@npa"
+    world.service.remove("npa")
+    npa = world.play(PlayedPeer("npa", ["security@npa"]))
+    npa.listed[0]["name"] = "警備局"
+    cli = peer_world(world.node, [npa])
+    cli.clock.current = world.clock.now()
+    cli.service.add(npa.url, npa.fingerprint)
+    cli.service.client.close()
+    assert world.service.get("npa").directory_fetched_at == world.clock.now()
+    assert world.service.office("security@npa").name == "警備局"
 
 
 # --- what this node presents ------------------------------------------------------------------------------

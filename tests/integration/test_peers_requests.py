@@ -103,6 +103,26 @@ def test_expired_nonces_are_forgotten(world: PeerWorld) -> None:
     assert [n for _, n, _ in _nonces(world)] == ["new", "newer"]
 
 
+def test_a_nonce_is_refused_until_the_end_of_its_lifetime_included(world: PeerWorld) -> None:
+    _verify(world, _signed(world, nonce="n-1"))
+    world.clock.advance(seconds=NONCE_LIFETIME.total_seconds())
+    # Signed anew (a valid time), with the nonce of a request made exactly one lifetime ago.
+    with pytest.raises(SignatureError) as info:
+        _verify(world, _signed(world, nonce="n-1"))
+    assert str(info.value) == "replayed request: the nonce 'n-1' of npa was already used"
+    world.clock.advance(seconds=1)
+    assert _verify(world, _signed(world, nonce="n-1")) == "npa"
+
+
+def test_removing_a_peer_forgets_its_nonces_only(world: PeerWorld) -> None:
+    kyoto = world.peers["kyoto"]
+    world.pin("kyoto")
+    _verify(world, _signed(world, nonce="n-1"))
+    _verify(world, _signed(world, keyid="kyoto", nonce="n-2", signer=(kyoto.key, kyoto.cert)))
+    world.service.remove("npa")
+    assert [(node, n) for node, n, _ in _nonces(world)] == [("kyoto", "n-2")]
+
+
 def test_a_nonce_longer_than_128_characters_is_refused(world: PeerWorld) -> None:
     assert _verify(world, _signed(world, nonce="n" * 128)) == "npa"
     with pytest.raises(SignatureError) as info:

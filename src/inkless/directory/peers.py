@@ -564,7 +564,7 @@ class PeerService:
             # the caller gets the reason in the signed 401, a real peer sees it in its peer list.
             if keyid is None:
                 outcome = "unsigned"
-            elif self._is_pinned(keyid):
+            elif self.is_pinned(keyid):
                 outcome = f"refused:{keyid}"
             else:
                 outcome = "not-pinned"
@@ -573,31 +573,18 @@ class PeerService:
             raise
         return keyid
 
-    def _is_pinned(self, node_id: str) -> bool:
-        try:
-            self.get(node_id)
-        except NotFoundError:
-            return False
-        return True
-
     def _remember_nonce(self, node_id: str, nonce: str, now: datetime) -> None:
         if len(nonce) > 128:
             raise SignatureError("the nonce is longer than 128 characters")
         try:
             with self._db.begin() as conn:
                 conn.execute(delete(federation_nonces).where(federation_nonces.c.expires_at < now))
-                seen = conn.execute(
-                    select(federation_nonces.c.nonce).where(
-                        federation_nonces.c.node_id == node_id, federation_nonces.c.nonce == nonce
-                    )
-                ).first()
-                if seen is not None:
-                    raise SignatureError(f"replayed request: the nonce {nonce!r} of {node_id} was already used")
                 conn.execute(
                     insert(federation_nonces).values(node_id=node_id, nonce=nonce, expires_at=now + NONCE_LIFETIME)
                 )
         except DBIntegrityError:
-            # A concurrent copy of the same request won the insert: this one is the replay.
+            # The key (node, nonce) is taken: an earlier request, or a concurrent copy of this one, used the
+            # nonce. The insert is the check, so that two copies at once cannot both pass a lookup first.
             raise SignatureError(f"replayed request: the nonce {nonce!r} of {node_id} was already used") from None
 
     def _refused(self, reason: str, keyid: str | None, method: str, target_uri: str, client: str | None) -> None:
@@ -637,9 +624,9 @@ def _stored_offices(jws: str) -> Any:
 
 
 def _directory_digest(jws: str) -> str:
-    # The offices only: a freshly signed but otherwise identical directory is no change.
-    offices = _stored_offices(jws)
-    return hashlib.sha256(json.dumps(jws if offices is None else offices, sort_keys=True).encode("utf-8")).hexdigest()
+    # The offices only: a freshly signed but otherwise identical directory is no change. An unreadable
+    # stored one digests as null, which no verified directory (whose offices are a list) does.
+    return hashlib.sha256(json.dumps(_stored_offices(jws), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @functools.lru_cache(maxsize=256)
