@@ -22,21 +22,22 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import func, select
 
 from inkless.db.tables_federation import federation_peers
-from inkless.directory.peers import Peer, RefreshResult
+from inkless.directory.peers import Peer, PeerService, RefreshResult
 from inkless.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
     PeerUnreachableError,
+    PKIError,
     ValidationError,
 )
 from inkless.federation.client import DIRECTORY_PATH, NODE_PATH
 from inkless.federation.documents import DIRECTORY_DOCUMENT, NODE_DOCUMENT, verify_document
 from inkless.federation.httpsig import parse_signature
-from inkless.pki.ca import fingerprint
+from inkless.pki.ca import NodeCA, fingerprint
 from inkless.pki.model import CertPurpose
 from tests.helpers.pki import StandaloneCA
-from tests.helpers.played_peers import NODE_URL, PeerWorld, PlayedPeer, node_copy, peer_world
+from tests.helpers.played_peers import NODE_URL, PeerWorld, PlayedPeer, encryption_key, node_copy, peer_world
 
 
 @pytest.fixture
@@ -95,7 +96,9 @@ def test_pinning_stores_the_peer_its_ca_and_its_directory_and_audits_it(world: P
 
 def test_peers_are_listed_by_node_id_with_their_office_counts(world: PeerWorld) -> None:
     _add(world, "npa")
-    _add(world, "kyoto")
+    world.pin("kyoto")  # by the operator unless said otherwise
+    assert [(e.actor, e.object_id) for e in _audit(world, "peer.added")] == [("admin:taro", "npa"),
+                                                                            ("system", "kyoto")]
     assert [(p.node_id, p.office_count) for p in world.service.all()] == [("kyoto", 2), ("npa", 1)]
     assert world.service.ca_certificates() == [world.peers["kyoto"].ca.cert, world.peers["npa"].ca.cert]
     with pytest.raises(NotFoundError, match=r"^no pinned peer 'osaka'$"):
@@ -121,8 +124,10 @@ def test_bad_input_is_refused_before_anything_is_asked(world: PeerWorld) -> None
     npa = world.peers["npa"]
     with pytest.raises(ValidationError, match="is not an http:// or https:// base URL"):
         world.service.add("npa.invalid:9", npa.fingerprint)
-    with pytest.raises(ValidationError, match="is not a SHA-256 fingerprint"):
+    with pytest.raises(ValidationError) as info:
         world.service.add(npa.url, "SHA1:abcd")
+    assert str(info.value) == ("'SHA1:abcd' is not a SHA-256 fingerprint (expected SHA256: followed by 64 hex "
+                               "digits, as printed by 'inkless node info' on the peer)")
     assert npa.seen == [] and _stored(world) == 0
 
 
@@ -354,6 +359,18 @@ def test_removing_a_peer_forgets_it_its_nonces_and_its_offices(world: PeerWorld)
     assert [e.actor for e in _audit(world, "peer.removed")] == ["admin:taro", "system"]
 
 
+def test_a_peer_pinned_while_its_directory_cannot_be_fetched_was_seen_at_pinning(world: PeerWorld) -> None:
+    npa = world.peers["npa"]
+    npa.answer, npa.answer_path = httpx.ConnectError("connection reset"), DIRECTORY_PATH
+    peer, result = _add(world)
+    error = f"npa is unreachable: connection reset ({npa.url}{DIRECTORY_PATH})"
+    assert result == RefreshResult("npa", False, 0, False, error)
+    now = world.clock.now()
+    peer = world.service.get("npa")
+    assert (peer.added_at, peer.last_seen_at, peer.unreachable_since, peer.directory_fetched_at, peer.last_error) == (
+        now, now, now, None, f"directory: {error}")
+
+
 def test_a_peer_removed_before_its_directory_came_is_removed(world: PeerWorld) -> None:
     npa = world.peers["npa"]
     npa.answer, npa.answer_path = (503, "busy", True), DIRECTORY_PATH
@@ -424,3 +441,24 @@ def test_the_directory_lists_every_office_with_its_certificates_signed(world: Pe
             for purpose, key in ((CertPurpose.OFFICE_ENCRYPTION, "encryption_certificate"),
                                  (CertPurpose.OFFICE_SIGNING, "signing_certificate")):
                 assert base64.b64decode(office[key]) == world.node.pki.certificate(conn, purpose, code).der
+
+
+class _RsaNodeKey:
+    """A node CA whose node key is RSA (as a hand-edited or foreign key store could hold)."""
+
+    def __init__(self, pki: NodeCA) -> None:
+        self._pki = pki
+
+    def key_and_certificate(self, conn: Any, purpose: CertPurpose, owner: str) -> tuple[Any, x509.Certificate]:
+        _, cert = self._pki.key_and_certificate(conn, purpose, owner)
+        return encryption_key(), cert
+
+
+def test_a_node_key_that_is_not_ecdsa_is_refused(world: PeerWorld) -> None:
+    node = world.node
+    service = PeerService(node.db, "moj", NODE_URL, "法務省", _RsaNodeKey(node.pki),  # type: ignore[arg-type]
+                          node.directory, node.audit, world.clock)
+    with pytest.raises(PKIError) as info:
+        service.node_key()
+    assert str(info.value) == "the node key is not an ECDSA key"
+    service.client.close()
