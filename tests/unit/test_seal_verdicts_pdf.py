@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from asn1crypto import crl as asn1_crl
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -66,7 +67,7 @@ class Pki:
     tsa: DummyTimeStamper
 
     @staticmethod
-    def create(cn: str = "moj CA") -> Pki:
+    def create(cn: str = "moj CA", crl_url: str | None = None) -> Pki:
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca = (
             x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(ca_key.public_key())
@@ -88,6 +89,9 @@ class Pki:
             )
             if eku is not None:
                 builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=True)
+            if crl_url is not None:
+                builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                    [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
             return key, builder.sign(ca_key, hashes.SHA256())
 
         seal_key, seal_cert = leaf(_name("田中 太郎", "民事局", "法務省"), 0x1234, None)
@@ -170,6 +174,38 @@ def test_revocation_is_good_only_under_an_anchor_whose_crl_is_at_hand() -> None:
     assert result.revocation == "good"
     [result] = verify_document(sealed(), pki().context(), NOW, crl_anchors=frozenset({"npa CA"})).seals
     assert result.revocation == "unknown"
+
+
+def test_a_revoked_seal_fails_and_says_so() -> None:
+    revoking = Pki.create("moj CA", crl_url="http://moj.invalid/crl")
+    crl = (
+        x509.CertificateRevocationListBuilder().issuer_name(revoking.ca.subject)
+        .last_update(NOW - timedelta(days=1)).next_update(NOW + timedelta(days=7))
+        .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(0x1234)
+                                 .revocation_date(NOW - timedelta(hours=1)).build())
+        .sign(revoking.ca_key, hashes.SHA256())
+    )
+    context = ValidationContext(trust_roots=[_asn1(revoking.ca)], allow_fetching=False, moment=NOW,
+                                crls=[asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))])
+    pdf = seal(sample_pdf(), "課長", by=revoking)
+    [result] = verify_document(pdf, context, NOW, crl_anchors=frozenset({"moj CA"})).seals
+    assert (result.indication, result.subindication, result.revocation, result.trusted) == (
+        Indication.FAILED, SubIndication.REVOKED, "revoked", False)
+    assert result.reason.startswith("The signer's certificate has been revoked on ")
+    assert result.reason.endswith(" JST (unspecified).")
+    # Without the CRL the same seal passes, its revocation unknown unless its anchor's CRL is at hand.
+    [result] = verify_document(pdf, revoking.context(), NOW).seals
+    assert (result.indication, result.revocation) == (Indication.PASSED, "unknown")
+
+
+def test_a_seal_whose_timestamp_comes_from_an_unknown_tsa_asks_for_proof_of_existence() -> None:
+    stranger = replace(pki(), tsa=Pki.create("x CA").tsa)
+    [result] = verify_document(seal(sample_pdf(), "課長", timestamp=True, by=stranger), pki().context(), NOW).seals
+    assert (result.indication, result.subindication, result.pades_level) == (
+        Indication.INDETERMINATE, SubIndication.NO_POE, PadesLevel.B_T)
+    assert result.reason == ("The seal itself verifies, but its timestamp token is not from a trusted "
+                             "time-stamping authority.")
+    assert result.timestamp_time is not None
 
 
 def test_a_seal_under_an_unknown_ca_is_indeterminate_and_names_no_anchor() -> None:
