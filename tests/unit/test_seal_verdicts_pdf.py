@@ -23,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.fields import SigFieldSpec, SigSeedSubFilter
@@ -360,3 +362,57 @@ def test_an_imprint_of_a_file_pdfium_cannot_open_is_refused() -> None:
     with pytest.raises(ValidationError) as info:
         render_region(b"%PDF-1.7 broken", 1, BOX)
     assert str(info.value).startswith("pdfium cannot open the PDF: ")
+
+
+def _nested_page_tree() -> bytes:
+    """Three pages whose second and third hang under an intermediate /Pages node."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(sample_pdf(pages=3)))
+    pages = writer.root["/Pages"]
+    kids = pages["/Kids"]
+    refs = [kids.raw_get(i) for i in range(len(kids))]
+    middle = writer.add_object(generic.DictionaryObject({
+        pdf_name("/Type"): pdf_name("/Pages"), pdf_name("/Kids"): generic.ArrayObject(refs[1:]),
+        pdf_name("/Count"): generic.NumberObject(2), pdf_name("/Parent"): writer.root.raw_get("/Pages"),
+    }))
+    for ref in refs[1:]:
+        page = ref.get_object()
+        page[pdf_name("/Parent")] = middle
+        writer.update_container(page)
+    pages[pdf_name("/Kids")] = generic.ArrayObject([refs[0], middle])
+    writer.update_container(pages)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _untyped_inner_node(pdf: bytes) -> bytes:
+    """``pdf`` updated so that its intermediate page-tree node has /Kids but no /Type (as some writers leave it)."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    middle = writer.root["/Pages"]["/Kids"][1]
+    del middle["/Type"]
+    writer.update_container(middle)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_pages_in_nested_page_trees_are_numbered_in_reading_order() -> None:
+    pdf = seal(seal(_nested_page_tree(), "課長", page=3), "部長", page=2, box=(100.0, 100.0, 150.0, 140.0))
+    report = verify_document(pdf, pki().context(), NOW)
+    assert [(s.field_name, s.page, s.indication) for s in report.seals] == [
+        ("課長", 3, Indication.PASSED), ("部長", 2, Indication.PASSED)]
+    # An inner node is recognised by its /Kids too.
+    report = verify_document(_untyped_inner_node(pdf), pki().context(), NOW)
+    assert [(s.field_name, s.page) for s in report.seals] == [("課長", 3), ("部長", 2)]
+
+
+def test_a_page_tree_that_cannot_be_walked_is_refused_with_its_reason() -> None:
+    writer = IncrementalPdfFileWriter(io.BytesIO(sample_pdf()))
+    pages = writer.root["/Pages"]
+    pages[pdf_name("/Kids")] = generic.ArrayObject([generic.NumberObject(7)])  # a number, not a page
+    writer.update_container(pages)
+    out = io.BytesIO()
+    writer.write(out)
+    with pytest.raises(ValidationError) as info:
+        verify_document(out.getvalue(), pki().context(), NOW)
+    assert str(info.value) == "the PDF cannot be read: AttributeError: 'NumberObject' object has no attribute 'get'"
