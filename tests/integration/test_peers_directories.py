@@ -96,6 +96,11 @@ def test_a_stored_directory_that_cannot_be_read_is_replaced_as_a_change(world: P
         conn.execute(update(federation_peers).where(federation_peers.c.node_id == "npa").values(directory_jws="x"))
     assert world.service.refresh("npa") == [RefreshResult("npa", True, 1, True, None)]
     assert len(_audit(world, "peer.directory_updated")) == 2
+    # Replaced by a directory that lists no offices at all: a change too.
+    with world.node.db.begin() as conn:
+        conn.execute(update(federation_peers).where(federation_peers.c.node_id == "npa").values(directory_jws="x"))
+    world.peers["npa"].payload_edit[DIRECTORY_PATH] = lambda p: {k: v for k, v in p.items() if k != "offices"}
+    assert world.service.refresh("npa") == [RefreshResult("npa", True, 0, True, None)]
 
 
 def test_refreshing_every_peer_and_an_unknown_one(world: PeerWorld) -> None:
