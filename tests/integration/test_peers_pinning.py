@@ -423,6 +423,14 @@ def test_the_node_document_is_signed_by_the_node_and_says_the_same_outside(world
     assert world.service.node_key()[1] == cert
 
 
+def test_the_node_document_gives_the_base_url_without_a_trailing_slash(world: PeerWorld) -> None:
+    node = world.node
+    service = PeerService(node.db, "moj", NODE_URL + "/", "法務省", node.pki, node.directory, node.audit,
+                          world.clock)
+    assert service.node_document()["base_url"] == NODE_URL
+    service.client.close()
+
+
 def test_the_directory_lists_every_office_with_its_certificates_signed(world: PeerWorld) -> None:
     ca, _ = _ca(world)
     document = world.service.directory_document()

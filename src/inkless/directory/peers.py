@@ -83,7 +83,7 @@ def _url_path(url: str) -> str:
 
 def normalise_url(url: str) -> str:
     """A peer's base URL without trailing slash; ValidationError if it is not http(s)."""
-    url = url.strip().rstrip("/")
+    url = url.strip()
     if not _URL_RE.match(url):
         raise ValidationError(f"{url!r} is not an http:// or https:// base URL (no query, no fragment)")
     import httpx
