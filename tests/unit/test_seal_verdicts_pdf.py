@@ -361,7 +361,67 @@ def test_a_pdf_header_after_blank_lines_is_a_pdf_that_cannot_be_read() -> None:
 def test_an_imprint_of_a_file_pdfium_cannot_open_is_refused() -> None:
     with pytest.raises(ValidationError) as info:
         render_region(b"%PDF-1.7 broken", 1, BOX)
-    assert str(info.value).startswith("pdfium cannot open the PDF: ")
+    assert str(info.value) == "pdfium cannot open the PDF: Failed to load document (PDFium: Data format error)."
+
+
+@functools.cache
+def _pressed(box: tuple[float, float, float, float]) -> bytes:
+    """A sample PDF with the personal seal 田中 pressed in ``box`` on page 1, drawn as the node draws it."""
+    from pyhanko.stamp import StaticStampStyle
+
+    from inkless.seals.imprint import personal_seal
+    from inkless.seals.sealing import ImprintPage, imprint_pdf
+
+    style = StaticStampStyle(background=ImprintPage(imprint_pdf(personal_seal("田中"))), border_width=0)
+    meta = signers.PdfSignatureMetadata(field_name="課長", md_algorithm="sha256", subfilter=SigSeedSubFilter.PADES)
+    x1, y1, x2, y2 = (int(v) for v in box)
+    spec = SigFieldSpec(sig_field_name="課長", on_page=0, box=(x1, y1, x2, y2))
+    out = io.BytesIO()
+    signers.PdfSigner(meta, pki().seal, stamp_style=style, new_field_spec=spec).sign_pdf(
+        IncrementalPdfFileWriter(io.BytesIO(sample_pdf())), output=out)
+    return out.getvalue()
+
+
+def _pixels(png: bytes) -> tuple[tuple[int, int], list[tuple[int, int, int, int]]]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.mode == "RGBA"
+        raw = image.tobytes()
+        return image.size, [(raw[i], raw[i + 1], raw[i + 2], raw[i + 3]) for i in range(0, len(raw), 4)]
+
+
+# Inside the page, at the lower-left corner and at the upper-right corner of an A4 page (595 x 842 pt).
+@pytest.mark.parametrize("box", [BOX, (0.0, 0.0, 34.0, 34.0), (561.0, 808.0, 595.0, 842.0)])
+def test_the_imprint_is_the_red_seal_on_a_transparent_ground_at_200_dpi(box: tuple[float, float, float, float]
+                                                                       ) -> None:
+    [result] = verify_document(_pressed(box), pki().context(), NOW, with_imprints=True).seals
+    assert (result.page, result.rect) == (1, box)
+    assert result.imprint_png is not None
+    (width, height), pixels = _pixels(result.imprint_png)
+    # 34 points at 200 dpi are 94.4 pixels, cut at a pixel edge: the whole box, even at the page's edges.
+    assert 93 <= width <= 95 and 93 <= height <= 95
+    vermilion = [p for p in pixels if p[0] > 150 and p[1] < 120 and p[2] < 120 and p[3] > 128]
+    assert len(vermilion) > 1000
+    # A round seal leaves the corners of its box unpainted: transparent, not white.
+    assert pixels[0] == pixels[-1] == (255, 255, 255, 0)
+
+
+def test_a_region_is_drawn_at_the_resolution_asked() -> None:
+    pdf = _pressed(BOX)
+    (width, height), _ = _pixels(render_region(pdf, 1, BOX, dpi=720))
+    assert abs(width - 340) <= 1 and abs(height - 340) <= 1
+
+
+def test_a_seal_whose_widget_names_no_page_has_a_place_but_no_page_and_no_imprint() -> None:
+    writer = IncrementalPdfFileWriter(io.BytesIO(_pressed(BOX)))
+    field = writer.root["/AcroForm"]["/Fields"][0]
+    del field["/P"]
+    writer.update_container(field)
+    out = io.BytesIO()
+    writer.write(out)
+    [result] = verify_document(out.getvalue(), pki().context(), NOW, with_imprints=True).seals
+    assert (result.page, result.rect, result.imprint_png) == (None, BOX, None)
 
 
 def _nested_page_tree() -> bytes:
