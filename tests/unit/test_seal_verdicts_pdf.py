@@ -61,7 +61,7 @@ def _key_info(key: Any) -> asn1_keys.PrivateKeyInfo:
 
 @dataclass(frozen=True)
 class Pki:
-    """A CA with a seal certificate (serial 0x1234) and a TSA certificate under it."""
+    """A CA with a seal certificate (serial 0x1234AB) and a TSA certificate under it."""
 
     ca: x509.Certificate
     ca_key: ec.EllipticCurvePrivateKey
@@ -96,7 +96,7 @@ class Pki:
                     [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
             return key, builder.sign(ca_key, hashes.SHA256())
 
-        seal_key, seal_cert = leaf(_name("田中 太郎", "民事局", "法務省"), 0x1234, None)
+        seal_key, seal_cert = leaf(_name("田中 太郎", "民事局", "法務省"), 0x1234AB, None)
         tsa_key, tsa_cert = leaf(_name("moj TSA"), 0x99, ExtendedKeyUsageOID.TIME_STAMPING,
                                  rsa.generate_private_key(65537, 2048))
         registry = SimpleCertificateStore.from_certs([_asn1(ca)])  # type: ignore[no-untyped-call]
@@ -146,7 +146,7 @@ def expected_seal(**changes: object) -> SealResult:
     values: dict[str, object] = {
         "index": 1, "field_name": "課長", "kind": "seal", "indication": Indication.PASSED, "subindication": None,
         "reason": "", "signer_name": "田中 太郎", "office": "民事局", "organisation": "法務省",
-        "certificate_serial": "1234", "timestamp_time": None, "intact": True, "valid": True, "trusted": True,
+        "certificate_serial": "1234ab", "timestamp_time": None, "intact": True, "valid": True, "trusted": True,
         "trust_anchor": "moj CA", "revocation": "unknown", "coverage": "ENTIRE_FILE", "change": Change.NONE,
         "change_summary": CHANGE_SENTENCES[Change.NONE], "changed_fields": (), "certification": None,
         "docmdp_ok": True, "pades_level": PadesLevel.B_B, "page": 1, "rect": BOX,
@@ -183,7 +183,7 @@ def test_a_revoked_seal_fails_and_says_so() -> None:
     crl = (
         x509.CertificateRevocationListBuilder().issuer_name(revoking.ca.subject)
         .last_update(NOW - timedelta(days=1)).next_update(NOW + timedelta(days=7))
-        .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(0x1234)
+        .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(0x1234AB)
                                  .revocation_date(NOW - timedelta(hours=1)).build())
         .sign(revoking.ca_key, hashes.SHA256())
     )
@@ -257,6 +257,20 @@ def test_a_seal_with_a_signature_timestamp_is_b_t_and_carries_its_time() -> None
     [result] = verify_document(pdf, pki().context(), NOW).seals
     assert result.timestamp_time is not None and abs(result.timestamp_time - NOW) < timedelta(minutes=5)
     assert _without_times(result) == expected_seal(pades_level=PadesLevel.B_T)
+
+
+def test_a_seal_whose_timestamp_token_was_damaged_asks_for_proof_of_existence() -> None:
+    pdf = seal(sample_pdf(), "課長", timestamp=True)
+    start, _ = _contents(pdf)
+    der = bytes.fromhex(pdf[start:pdf.index(b">", start)].decode())
+    assert der[:2] == b"\x30\x82"
+    # Ten bytes before the end of the CMS: inside the token's own signature (outside the PDF's signed bytes).
+    at = start + 2 * (4 + int.from_bytes(der[2:4], "big") - 10)
+    damaged = pdf[:at] + b"%02x" % (int(pdf[at:at + 2], 16) ^ 0xFF) + pdf[at + 2:]
+    [result] = verify_document(damaged, pki().context(), NOW).seals
+    assert (result.indication, result.subindication, result.intact, result.valid) == (
+        Indication.INDETERMINATE, SubIndication.NO_POE, True, True)
+    assert result.reason == "The seal itself verifies, but its timestamp token does not verify."
 
 
 def test_a_document_timestamp_is_reported_but_is_no_seal() -> None:
