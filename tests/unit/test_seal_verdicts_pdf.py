@@ -480,6 +480,23 @@ def test_pages_in_nested_page_trees_are_numbered_in_reading_order() -> None:
     assert [(s.field_name, s.page) for s in report.seals] == [("課長", 3), ("部長", 2)]
 
 
+def test_an_empty_page_tree_node_is_no_page() -> None:
+    """A /Pages node without /Kids (an empty subtree, put first by an update) counts no page."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(sealed()))
+    pages = writer.root["/Pages"]
+    kids = pages["/Kids"]
+    empty = writer.add_object(generic.DictionaryObject({
+        pdf_name("/Type"): pdf_name("/Pages"), pdf_name("/Count"): generic.NumberObject(0),
+        pdf_name("/Parent"): writer.root.raw_get("/Pages"),
+    }))
+    pages[pdf_name("/Kids")] = generic.ArrayObject([empty] + [kids.raw_get(i) for i in range(len(kids))])
+    writer.update_container(pages)
+    out = io.BytesIO()
+    writer.write(out)
+    [result] = verify_document(out.getvalue(), pki().context(), NOW).seals
+    assert (result.field_name, result.page) == ("課長", 1)
+
+
 def test_a_page_tree_that_cannot_be_walked_is_refused_with_its_reason() -> None:
     writer = IncrementalPdfFileWriter(io.BytesIO(sample_pdf()))
     pages = writer.root["/Pages"]
