@@ -429,6 +429,11 @@ def test_the_node_document_gives_the_base_url_without_a_trailing_slash(world: Pe
                           world.clock)
     assert service.node_document()["base_url"] == NODE_URL
     service.client.close()
+    # Under a path ending in X, only the slash goes.
+    service = PeerService(node.db, "moj", NODE_URL + "/FAX/", "法務省", node.pki, node.directory, node.audit,
+                          world.clock)
+    assert service.node_document()["base_url"] == NODE_URL + "/FAX"
+    service.client.close()
 
 
 def test_the_directory_lists_every_office_with_its_certificates_signed(world: PeerWorld) -> None:
