@@ -9,168 +9,48 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from sqlalchemy import select, update
 
 from inkless.app import Node
-from inkless.clock import FixedClock
 from inkless.db.tables_federation import federation_peers
 from inkless.db.tables_traffic import anonymous_requests
 from inkless.directory.peers import PeerService
 from inkless.federation import httpsig
-from inkless.federation.client import DIRECTORY_PATH, MESSAGES_PATH, NODE_PATH, certificate_header
-from inkless.federation.documents import DIRECTORY_DOCUMENT, NODE_DOCUMENT, sign_document
-from inkless.pki.ca import fingerprint
-from tests.helpers.pki import StandaloneCA
-
-NODE_EKU = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-OFFICE_EKU = [ExtendedKeyUsageOID.EMAIL_PROTECTION]
-# What a peer answers instead of its document: (status, JSON detail, signed), or an exception to raise.
-Answer = tuple[int, str, bool] | Exception
-
-
-@dataclass
-class FakePeer:
-    """Node ``node_id`` at ``url`` (never dialled): honest, unless ``answer`` says otherwise."""
-
-    node_id: str
-    offices: list[str]
-    base_path: str = ""  # a node behind a reverse proxy under a path
-    ca: StandaloneCA = field(init=False)
-    answer: Answer | None = None
-    answer_path: str | None = None  # the path ``answer`` applies to (all when None)
-    clock: FixedClock = field(default_factory=lambda: FixedClock(datetime.now(UTC).replace(microsecond=0)))
-    seen: list[httpx.Request] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.ca = StandaloneCA(f"{self.node_id} CA")
-        key, self.cert = self.ca.issue(NODE_EKU)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        self.key = key
-        self.listed = [self._office(address) for address in self.offices]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.node_id}.invalid:9{self.base_path}"
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.ca.cert.public_bytes(serialization.Encoding.DER))
-
-    def _office(self, address: str) -> dict[str, Any]:
-        _, enc = self.ca.issue(OFFICE_EKU, encipher=True, office=address)
-        _, sig = self.ca.issue(OFFICE_EKU, office=address)
-        return {
-            "address": address,
-            "name": f"office {address}",
-            "fax_number": None,
-            "encryption_certificate": base64.b64encode(enc.public_bytes(serialization.Encoding.DER)).decode(),
-            "signing_certificate": base64.b64encode(sig.public_bytes(serialization.Encoding.DER)).decode(),
-        }
-
-    def _document(self, path: str) -> dict[str, Any]:
-        now = self.clock.now().isoformat()
-        if path == NODE_PATH:
-            payload = {
-                "type": NODE_DOCUMENT,
-                "node_id": self.node_id,
-                "organisation": "org",
-                "base_url": self.url,
-                "ca_certificate": self.ca.pem,
-                "ca_fingerprint": self.fingerprint,
-                "issued_at": now,
-            }
-            return {
-                **{k: v for k, v in payload.items() if k != "type"},
-                "signed": sign_document(payload, self.key, self.cert),
-            }
-        assert path == DIRECTORY_PATH, path
-        directory: dict[str, Any] = {"type": DIRECTORY_DOCUMENT, "node_id": self.node_id, "issued_at": now}
-        directory["offices"] = self.listed
-        return {
-            "node_id": self.node_id,
-            "offices": len(self.listed),
-            "signed": sign_document(directory, self.key, self.cert),
-        }
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(request)
-        path = request.url.path.removeprefix(self.base_path)
-        answer = self.answer if self.answer_path in (None, path) else None
-        if isinstance(answer, Exception):
-            raise answer
-        status, detail, signed = answer or (200, "", True)
-        body = json.dumps(self._document(path) if status == 200 else {"detail": detail}).encode()
-        headers = {"Content-Type": "application/json"}
-        if signed:
-            message = httpsig.HttpMessage(dict(request.headers.items()), request.method, str(request.url))
-            headers |= httpsig.sign_response(
-                status, body, message, self.key, self.node_id, int(self.clock.now().timestamp())
-            )
-            headers[httpsig.NODE_CERTIFICATE_HEADER] = certificate_header(self.cert)
-        return httpx.Response(status, content=body, headers=headers)
-
-
-@dataclass
-class World:
-    node: Node
-    service: PeerService
-    clock: FixedClock
-    peers: dict[str, FakePeer]
-
-    def pin(self, *node_ids: str) -> None:
-        for node_id in node_ids:
-            self.service.add(self.peers[node_id].url, self.peers[node_id].fingerprint)
+from inkless.federation.client import DIRECTORY_PATH, MESSAGES_PATH, NODE_PATH
+from inkless.federation.documents import DIRECTORY_DOCUMENT
+from tests.helpers.played_peers import Answer, PeerWorld, PlayedPeer, node_copy, peer_world
 
 
 @pytest.fixture
-def world(node: Node) -> Iterator[World]:
-    """Peers of ``node``: aomori (no offices), kyoto (two, listed out of order), npa (one), osaka (one), and
-    kobe (no offices) behind a reverse proxy under ``/FAX``."""
-    peers = {
-        p.node_id: p
-        for p in (
-            FakePeer("aomori", []),
-            FakePeer("kyoto", ["b@kyoto", "a@kyoto"]),
-            FakePeer("npa", ["security@npa"]),
-            FakePeer("osaka", ["port@osaka"]),
-            FakePeer("kobe", [], base_path="/FAX"),
-        )
-    }
-
-    def route(request: httpx.Request) -> httpx.Response:
-        return peers[request.url.host.removesuffix(".invalid")].handle(request)
-
-    clock = FixedClock(datetime.now(UTC).replace(microsecond=0))
-    for peer in peers.values():
-        peer.clock = clock
-    settings = node.settings
-    service = PeerService(
-        node.db,
-        settings.node_id,
-        settings.base_url,
-        settings.organisation,
-        node.pki,
-        node.directory,
-        node.audit,
-        clock,
-        http=httpx.Client(transport=httpx.MockTransport(route)),
-    )
-    yield World(node, service, clock, peers)
+def world(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PeerWorld]:
+    """Peers of the node: aomori (no offices), kyoto (two, listed out of order), npa (one), osaka (one), and
+    kobe (no offices) behind a reverse proxy under ``/FAX``. On SQLite the node is a copy of one initialised
+    per process (fast enough for mutation runs); on PostgreSQL a fresh one."""
+    node: Node = node_copy(tmp_path) if backend == "sqlite" else request.getfixturevalue("node")
+    world = peer_world(node, [
+        PlayedPeer("aomori", []),
+        PlayedPeer("kyoto", ["b@kyoto", "a@kyoto"]),
+        PlayedPeer("npa", ["security@npa"]),
+        PlayedPeer("osaka", ["port@osaka"]),
+        PlayedPeer("kobe", [], base_path="/FAX"),
+    ])
+    try:
+        yield world
+    finally:
+        world.service.client.close()
+        if backend == "sqlite":
+            node.close()
 
 
 # --- the probe the fax fallback asks right before faxing ---------------------------------------------------
 
 
-def test_a_probe_answered_with_a_signed_answer_clears_the_unreachable_flag(world: World) -> None:
+def test_a_probe_answered_with_a_signed_answer_clears_the_unreachable_flag(world: PeerWorld) -> None:
     world.pin("npa")
     service, npa = world.service, world.peers["npa"]
     service.record_contact("npa", "messages: npa is unreachable", reachable=False)
@@ -200,7 +80,7 @@ def test_a_probe_answered_with_a_signed_answer_clears_the_unreachable_flag(world
     ],
 )
 def test_a_probe_that_fails_keeps_the_peer_unreachable_since_the_first_failure(
-    world: World, answer: Answer, error: str
+    world: PeerWorld, answer: Answer, error: str
 ) -> None:
     world.pin("npa")
     service, npa = world.service, world.peers["npa"]
@@ -218,7 +98,7 @@ def test_a_probe_that_fails_keeps_the_peer_unreachable_since_the_first_failure(
     assert peer.last_seen_at == pinned_at  # the last answer that came
 
 
-def test_a_peer_that_answers_a_signed_refusal_is_reachable(world: World) -> None:
+def test_a_peer_that_answers_a_signed_refusal_is_reachable(world: PeerWorld) -> None:
     """A signed 401 or 404 proves the peer is up: the fallback must not fax it."""
     world.pin("npa")
     service, npa = world.service, world.peers["npa"]
@@ -229,7 +109,7 @@ def test_a_peer_that_answers_a_signed_refusal_is_reachable(world: World) -> None
         assert service.get("npa").unreachable_since is None and service.get("npa").last_error is None
 
 
-def test_a_peer_served_under_a_path_is_probed_there(world: World) -> None:
+def test_a_peer_served_under_a_path_is_probed_there(world: PeerWorld) -> None:
     world.pin("kobe")
     kobe = world.peers["kobe"]
     kobe.seen.clear()
@@ -237,7 +117,7 @@ def test_a_peer_served_under_a_path_is_probed_there(world: World) -> None:
     assert [str(r.url) for r in kobe.seen] == ["http://kobe.invalid:9/FAX/federation/v1/node"]
 
 
-def test_a_contact_without_a_verdict_is_reachable_exactly_when_it_brought_no_error(world: World) -> None:
+def test_a_contact_without_a_verdict_is_reachable_exactly_when_it_brought_no_error(world: PeerWorld) -> None:
     world.pin("npa")
     service = world.service
     service.record_contact("npa", "messages: npa is unreachable")
@@ -261,7 +141,7 @@ def _addresses(service: PeerService, node_id: str | None = None) -> list[str]:
     return [o.address for o in service.remote_offices(node_id)]
 
 
-def test_remote_offices_come_from_every_fetched_directory_in_address_order(world: World) -> None:
+def test_remote_offices_come_from_every_fetched_directory_in_address_order(world: PeerWorld) -> None:
     service = world.service
     assert _addresses(service) == []
     world.pin("kyoto", "npa", "osaka")
@@ -273,7 +153,7 @@ def test_remote_offices_come_from_every_fetched_directory_in_address_order(world
     assert (office.name, office.organisation) == ("office security@npa", None)
 
 
-def test_a_peer_without_a_directory_is_skipped_not_the_end_of_the_list(world: World) -> None:
+def test_a_peer_without_a_directory_is_skipped_not_the_end_of_the_list(world: PeerWorld) -> None:
     # aomori sorts first: its directory request is refused, so nothing of it is known yet.
     world.peers["aomori"].answer = (401, "moj is not pinned here", True)
     world.peers["aomori"].answer_path = DIRECTORY_PATH
@@ -283,7 +163,7 @@ def test_a_peer_without_a_directory_is_skipped_not_the_end_of_the_list(world: Wo
     assert _addresses(world.service) == ["security@npa"]
 
 
-def test_a_stored_directory_that_no_longer_verifies_is_left_out(world: World) -> None:
+def test_a_stored_directory_that_no_longer_verifies_is_left_out(world: PeerWorld) -> None:
     world.pin("kyoto", "npa")
     with world.node.db.begin() as conn:
         jws = conn.execute(
@@ -302,7 +182,7 @@ def test_a_stored_directory_that_no_longer_verifies_is_left_out(world: World) ->
     assert _addresses(world.service) == []
 
 
-def test_a_peer_marked_fetched_without_a_stored_directory_is_skipped(world: World) -> None:
+def test_a_peer_marked_fetched_without_a_stored_directory_is_skipped(world: PeerWorld) -> None:
     world.pin("kyoto", "npa")
     with world.node.db.begin() as conn:
         conn.execute(update(federation_peers).where(federation_peers.c.node_id == "kyoto").values(directory_jws=None))
@@ -330,7 +210,7 @@ def _tally(node: Node) -> dict[tuple[str, str, str], int]:
     return {(r.endpoint, r.client, r.outcome): int(r.n) for r in rows}
 
 
-def test_a_refusal_of_a_signed_request_is_audited_with_its_peer_reason_method_path_and_client(world: World) -> None:
+def test_a_refusal_of_a_signed_request_is_audited_with_its_peer_reason_method_path_and_client(world: PeerWorld) -> None:
     world.pin("npa")
     node, service = world.node, world.service
     reason = "the envelope is larger than this node's limit of 4096 bytes " + "x" * 600
@@ -354,7 +234,7 @@ def test_a_refusal_of_a_signed_request_is_audited_with_its_peer_reason_method_pa
     assert not [k for k in _tally(node) if k[0] == "federation"]
 
 
-def test_a_refusal_before_any_signature_is_counted_not_audited(world: World) -> None:
+def test_a_refusal_before_any_signature_is_counted_not_audited(world: PeerWorld) -> None:
     node, service = world.node, world.service
     for _ in range(2):
         service.refuse(

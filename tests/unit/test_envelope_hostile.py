@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import ExtensionOID
 
 from inkless.delivery import cms_verify
 from inkless.delivery import envelope as env
@@ -107,6 +108,32 @@ def test_a_signer_key_of_a_type_the_profile_does_not_know_is_refused_for_its_mec
     )
     signed = cms.simple(CONTENT, key, ed_cert, [ca.cert], signing_time=AT)
     assert _refusal(signed, ca) == "signature algorithm ecdsa does not fit the signer's ed25519 key"
+
+
+def test_a_pinned_ca_with_a_malformed_extension_anchors_no_path() -> None:
+    """cryptography reads a certificate's extensions only when asked, so such a CA can be pinned; pyHanko
+    reads them all when it takes the CA as a trust anchor."""
+    ca = CA("a")
+    ca.cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca.cert.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(ca.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(AT - timedelta(days=30))
+        .not_valid_after(AT + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # A subject key identifier that is a NULL, not an OCTET STRING.
+        .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, b"\x05\x00"),
+                       critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    key, cert = ca.office()
+    signed = cms.simple(CONTENT, key, cert, [], signing_time=AT)
+    assert _refusal(signed, ca) == (
+        "the signer certificate does not chain to the sending node's CA "
+        "(Error parsing asn1crypto.core.OctetString - tag should have been 4, but 5 was found)"
+    )
 
 
 # --- MIME ---------------------------------------------------------------------------------------------

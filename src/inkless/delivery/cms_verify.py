@@ -169,11 +169,13 @@ def _verify(
     key_type = signer_asn1.public_key.algorithm
     if mechanism not in _MECHANISMS_FOR_KEY.get(key_type, ()):
         raise EnvelopeError(f"signature algorithm {mechanism} does not fit the signer's {key_type} key")
-    context = ValidationContext(
-        trust_roots=[asn1_x509.Certificate.load(trust_anchor.public_bytes(serialization.Encoding.DER))],
-        allow_fetching=False, moment=now, time_tolerance=CLOCK_SKEW,
-    )
     try:
+        # The pinned CA is read here in full (cryptography reads its extensions only when asked):
+        # one whose extension is malformed cannot anchor any path.
+        context = ValidationContext(
+            trust_roots=[asn1_x509.Certificate.load(trust_anchor.public_bytes(serialization.Encoding.DER))],
+            allow_fetching=False, moment=now, time_tolerance=CLOCK_SKEW,
+        )
         status = run_sync(async_validate_cms_signature(
             sd, raw_digest=stream.digests[digest_alg], validation_context=context,
             key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature"}),
@@ -181,8 +183,8 @@ def _verify(
     except SignatureValidationError as exc:
         raise EnvelopeError(f"the signature cannot be validated: {exc.failure_message}") from None
     except (CertValidationError, PathError, ValueError) as exc:
-        # pyHanko reports most path problems in the status, but a certificate whose own signature
-        # does not verify under the CA (a damaged or forged signer certificate) escapes as an error.
+        # pyHanko reports most path problems in the status, but a trust anchor it cannot read, and in
+        # some versions a certificate whose own signature does not verify under the CA, escape as errors.
         raise EnvelopeError(
             f"the signer certificate does not chain to the sending node's CA ({_first_line(exc)})"
         ) from None

@@ -83,7 +83,7 @@ def _url_path(url: str) -> str:
 
 def normalise_url(url: str) -> str:
     """A peer's base URL without trailing slash; ValidationError if it is not http(s)."""
-    url = url.strip().rstrip("/")
+    url = url.strip()
     if not _URL_RE.match(url):
         raise ValidationError(f"{url!r} is not an http:// or https:// base URL (no query, no fragment)")
     import httpx
@@ -347,19 +347,21 @@ class PeerService:
 
     def _refresh_one(self, node_id: str, actor: str) -> RefreshResult:
         peer = self.get(node_id)
+        # Only a properly signed answer shows the peer is up, whatever it says (a refusal, a bad directory).
+        reachable = False
         try:
             answer = self.client.request("GET", peer.url + DIRECTORY_PATH, peer=node_id, ca=peer.ca_certificate)
             if not answer.verified:
                 raise PeerUnreachableError(
                     f"{node_id} answered HTTP {answer.status} without a valid signature: {answer.signature_problem}"
                 )
+            reachable = True
             if answer.status != 200:
                 raise PeerUnreachableError(f"{node_id} refused the directory request ({answer.status}): "
                                            f"{answer.detail()}")
             jws = json.loads(answer.body)["signed"]
             offices = self._parse_directory(node_id, jws, peer.ca_certificate)
         except (PeerUnreachableError, SignatureError, PKIError, ValueError, KeyError, TypeError) as exc:
-            reachable = not isinstance(exc, PeerUnreachableError) or "refused" in str(exc)
             self.record_contact(node_id, f"directory: {exc}", reachable=reachable)
             return RefreshResult(node_id, False, 0, False, str(exc))
         now = self._clock.now()
@@ -562,7 +564,7 @@ class PeerService:
             # the caller gets the reason in the signed 401, a real peer sees it in its peer list.
             if keyid is None:
                 outcome = "unsigned"
-            elif self._is_pinned(keyid):
+            elif self.is_pinned(keyid):
                 outcome = f"refused:{keyid}"
             else:
                 outcome = "not-pinned"
@@ -571,31 +573,18 @@ class PeerService:
             raise
         return keyid
 
-    def _is_pinned(self, node_id: str) -> bool:
-        try:
-            self.get(node_id)
-        except NotFoundError:
-            return False
-        return True
-
     def _remember_nonce(self, node_id: str, nonce: str, now: datetime) -> None:
         if len(nonce) > 128:
             raise SignatureError("the nonce is longer than 128 characters")
         try:
             with self._db.begin() as conn:
                 conn.execute(delete(federation_nonces).where(federation_nonces.c.expires_at < now))
-                seen = conn.execute(
-                    select(federation_nonces.c.nonce).where(
-                        federation_nonces.c.node_id == node_id, federation_nonces.c.nonce == nonce
-                    )
-                ).first()
-                if seen is not None:
-                    raise SignatureError(f"replayed request: the nonce {nonce!r} of {node_id} was already used")
                 conn.execute(
                     insert(federation_nonces).values(node_id=node_id, nonce=nonce, expires_at=now + NONCE_LIFETIME)
                 )
         except DBIntegrityError:
-            # A concurrent copy of the same request won the insert: this one is the replay.
+            # The key (node, nonce) is taken: an earlier request, or a concurrent copy of this one, used the
+            # nonce. The insert is the check, so that two copies at once cannot both pass a lookup first.
             raise SignatureError(f"replayed request: the nonce {nonce!r} of {node_id} was already used") from None
 
     def _refused(self, reason: str, keyid: str | None, method: str, target_uri: str, client: str | None) -> None:
@@ -624,15 +613,20 @@ class PeerService:
         self._refused(reason, keyid, method, target_uri, client)
 
 
-def _directory_digest(jws: str) -> str:
-    # The offices only: a freshly signed but otherwise identical directory is no change.
+def _stored_offices(jws: str) -> Any:
+    """The ``offices`` of a stored directory's payload, read without checking its signature; None if unreadable."""
     try:
         body = jws.split(".")[1]
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        offices = payload.get("offices", [])
+        return payload.get("offices", [])
     except (ValueError, IndexError, AttributeError):
-        offices = jws
-    return hashlib.sha256(json.dumps(offices, sort_keys=True).encode("utf-8")).hexdigest()
+        return None
+
+
+def _directory_digest(jws: str) -> str:
+    # The offices only: a freshly signed but otherwise identical directory is no change. An unreadable
+    # stored one digests as null, which no verified directory (whose offices are a list) does.
+    return hashlib.sha256(json.dumps(_stored_offices(jws), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 @functools.lru_cache(maxsize=256)
@@ -642,16 +636,9 @@ def _ca_from_der(der: bytes) -> x509.Certificate:
 
 
 def _peer(row: Any) -> Peer:
-    offices = 0
-    if row.directory_jws:
-        try:
-            body = row.directory_jws.split(".")[1]
-            payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            offices = len(payload.get("offices", []))
-        except (ValueError, IndexError):
-            offices = 0
+    listed = _stored_offices(row.directory_jws) if row.directory_jws else None
     return Peer(
         node_id=row.node_id, url=row.url, fingerprint=row.fingerprint, ca_der=row.ca_der, added_at=row.added_at,
         last_seen_at=row.last_seen_at, last_error=row.last_error, unreachable_since=row.unreachable_since,
-        directory_fetched_at=row.directory_fetched_at, office_count=offices,
+        directory_fetched_at=row.directory_fetched_at, office_count=len(listed) if isinstance(listed, list) else 0,
     )
