@@ -86,8 +86,9 @@ def test_an_envelope_with_a_disguised_file_name_is_refused_on_receipt_and_audite
     meta = env.MessageMetadata(
         message_id=str(uuid.uuid4()), sender="secretariat@moj", recipients=("civil-affairs@moj",),
         subject="請求書送付", classification=0, priority="normal", created_at=node.clock.now())
-    envelope = delivery._seal(meta, [env.Document(DISGUISED, "application/pdf", b"%PDF-1.4")], "secretariat", [],
-                              ["civil-affairs"])
+    digest, _size = delivery._seal(meta, [env.Document(DISGUISED, "application/pdf", b"%PDF-1.4")], "secretariat",
+                                   [], ["civil-affairs"])  # the envelope, streamed into the blob store
+    envelope = node.blobs.get(digest)
     with pytest.raises(EnvelopeError, match="the envelope's document name: contains U\\+202E"):
         delivery.receive(envelope, "secretariat@moj", "civil-affairs@moj")
     [refusal] = _refusals(node)

@@ -166,7 +166,8 @@ def test_an_untouched_seal_passes_with_every_field_read_from_it() -> None:
     assert (report.document_sha256, report.indication, report.subindication, report.reason, report.validated_at) == (
         hashlib.sha256(pdf).hexdigest(), Indication.PASSED, None, "All 1 signature(s) passed.", NOW)
     [result] = report.seals
-    assert result.signing_time is not None and abs(result.signing_time - NOW) < timedelta(minutes=5)
+    # read from the seal: made after this module was loaded and before now (a loaded machine may be minutes apart)
+    assert result.signing_time is not None and NOW <= result.signing_time <= datetime.now(UTC)
     assert _without_times(result) == expected_seal()
     assert result.imprint_png is None
 
@@ -255,7 +256,7 @@ def test_a_visible_seal_comes_with_its_imprint_as_a_reader_draws_it() -> None:
 def test_a_seal_with_a_signature_timestamp_is_b_t_and_carries_its_time() -> None:
     pdf = seal(sample_pdf(), "課長", timestamp=True)
     [result] = verify_document(pdf, pki().context(), NOW).seals
-    assert result.timestamp_time is not None and abs(result.timestamp_time - NOW) < timedelta(minutes=5)
+    assert result.timestamp_time is not None and NOW <= result.timestamp_time <= datetime.now(UTC)
     assert _without_times(result) == expected_seal(pades_level=PadesLevel.B_T)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from asn1crypto import crl as asn1_crl
 from cryptography import x509
@@ -86,15 +86,17 @@ def test_page_content_changed_after_a_seal_fails_it() -> None:
 
 def test_a_revocation_after_the_seals_timestamp_asks_for_review() -> None:
     revoking = Pki.create("moj CA", crl_url="http://moj.invalid/crl")
-    revoked_at = NOW + timedelta(minutes=5)
+    # The seal's timestamp is taken now (the TSA's clock), not when this module was loaded.
+    start = datetime.now(UTC).replace(microsecond=0)
+    revoked_at = start + timedelta(minutes=5)
     crl = (
         x509.CertificateRevocationListBuilder().issuer_name(revoking.ca.subject)
-        .last_update(NOW).next_update(NOW + timedelta(days=7))
+        .last_update(start).next_update(start + timedelta(days=7))
         .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(0x1234AB)
                                  .revocation_date(revoked_at).build())
         .sign(revoking.ca_key, hashes.SHA256())
     )
-    later = NOW + timedelta(minutes=10)
+    later = start + timedelta(minutes=10)
     context = ValidationContext(trust_roots=[_asn1(revoking.ca)], allow_fetching=False, moment=later,
                                 crls=[asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))])
     pdf = seal(sample_pdf(), "課長", timestamp=True, by=revoking)
