@@ -259,13 +259,13 @@ class _Body:
     def parts(self) -> Iterator[Iterator[bytes]]:
         """Each part's bytes in chunks; a part must be read to its end before the next is asked for."""
         delimiter = self._delimiter
-        trimmed = False
         while (pos := self._buf.find(delimiter)) < 0:
-            if len(self._buf) > len(delimiter):
-                self._buf, trimmed = self._buf[-len(delimiter):], True
+            # The preamble is dropped but for its last len(delimiter) bytes: a delimiter may begin among them,
+            # and one found later has the byte before it in view (so it is never at 0 after a cut).
+            self._buf = self._buf[-len(delimiter):]
             if not self._more():
                 raise _BrokenStructure("the multipart body has no parts")
-        if (pos == 0 and trimmed) or (pos > 0 and self._buf[pos - 1:pos] != b"\n"):
+        if pos > 0 and self._buf[pos - 1:pos] != b"\n":  # a delimiter starts a line, or the body
             raise _BrokenStructure("the multipart body has no parts")
         while True:
             after = pos + len(delimiter)
@@ -306,11 +306,19 @@ class _Decoder:
         if self.encoding not in ("base64", "quoted-printable", "7bit", "8bit", "binary"):
             raise EnvelopeError(f"unsupported content transfer encoding {self.encoding!r}")
         self._pending = b""
+        self._padded = False
 
     def feed(self, chunk: bytes) -> bytes:
         if self.encoding == "base64":
-            # Line breaks and other characters outside the alphabet are skipped, as binascii does.
-            self._pending += chunk.translate(None, _NOT_BASE64)
+            # Line breaks and other characters outside the alphabet are skipped, as binascii does. Data after
+            # the padding is refused: binascii would decode it differently depending on where the chunks are cut.
+            text = chunk.translate(None, _NOT_BASE64)
+            padding = 0 if self._padded else text.find(b"=")
+            if padding >= 0:
+                if text[padding:].strip(b"="):
+                    raise ValueError("base64 data follows its padding")
+                self._padded = True
+            self._pending += text
             whole = len(self._pending) // 4 * 4
             data, self._pending = self._pending[:whole], self._pending[whole:]
             return binascii.a2b_base64(data)
