@@ -10,7 +10,7 @@ import io
 import json
 import quopri
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import pytest
 
@@ -123,3 +123,45 @@ def test_base64_data_after_its_padding_is_refused_however_it_is_cut(size: int) -
     # Padding at the end, however long the line before it, and extra padding after it, decode as binascii does.
     assert _read(_one_base64_part(b"QUJD\r\nRA==", b"ABCD"), size)[1] == [("document", "text/plain", b"ABCD")]
     assert _read(_one_base64_part(b"QUJDRA==\r\n==", b"ABCD"), size)[1] == [("document", "text/plain", b"ABCD")]
+
+
+class _Watched(io.RawIOBase):
+    """A stream that records what it was asked for and how far it has been read."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data, self._size, self.position = data, size, 0
+        self.asked: list[int | None] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(size)
+        n = len(self._data) if size is None or size < 0 else min(size, self._size)
+        out = self._data[self.position:self.position + n]
+        self.position += len(out)
+        return out
+
+
+def test_documents_reach_the_sink_as_the_body_is_read_never_all_at_once() -> None:
+    """Bounded memory: the body is asked for in chunks, and each document's bytes go to the sink while its part
+    is still being read (a quoted-printable one line by line), not when its end was found."""
+    mime = _foreign(b"\r\n")[0]
+    stream = _Watched(mime, 64)
+    first_write: dict[int, int] = {}
+
+    class Sink(io.BytesIO):
+        def __init__(self, number: int) -> None:
+            super().__init__()
+            self.number = number
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            if data:
+                first_write.setdefault(self.number, stream.position)
+            return super().write(data)
+
+    env.read_mime(cast(BinaryIO, stream), Sink)
+    assert stream.asked and all(isinstance(n, int) and 0 < n <= env.CHUNK for n in stream.asked), stream.asked
+    for number, marker in [(1, b"Content-Type: application/pdf"), (2, b"Content-Type: text/plain; charset")]:
+        part_end = mime.index(b"\r\n--b1", mime.index(marker))
+        assert first_write[number] < part_end - 64, (number, first_write, part_end)
