@@ -193,3 +193,24 @@ def test_a_library_error_is_reported_by_its_first_line_cut_at_300_characters() -
     assert cms_verify._first_line(ValueError("  Invalid key\nsecond line")) == "Invalid key"
     assert cms_verify._first_line(KeyError()) == "KeyError"
     assert cms_verify._first_line(IndexError(" \n ")) == "IndexError"
+
+
+def test_a_truncated_body_is_named_as_such_even_after_a_part_was_refused() -> None:
+    """The structure is read to its end before a part's own problem is reported: a body cut short two parts
+    after metadata that is not JSON is refused as not terminated, not for the JSON."""
+    head = b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+    body = head + b"--b1\r\nContent-Type: application/json\r\n\r\n{not json\r\n" + b"".join(
+        b"--b1\r\nContent-Type: text/plain\r\n\r\n" + text for text in (b"a whole part\r\n", b"a part cut short"))
+    with pytest.raises(EnvelopeError) as refused:
+        env.parse_mime(body)
+    assert str(refused.value) == "the multipart body is not terminated"
+    with pytest.raises(EnvelopeError, match=r"^the message metadata is not valid JSON \("):
+        env.parse_mime(body + b"\r\n--b1--\r\n")
+
+
+def test_a_boundary_that_is_not_ascii_is_not_valid_mime() -> None:
+    body = 'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="境界"\r\n\r\n--境界\r\n'.encode()
+    with pytest.raises(EnvelopeError) as refused:
+        env.parse_mime(body)
+    assert str(refused.value).startswith("the message body is not valid MIME ('ascii' codec can't encode"), str(
+        refused.value)
