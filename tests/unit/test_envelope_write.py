@@ -1,0 +1,77 @@
+"""Envelopes written as streams: what ``seal`` writes opens and verifies, each recipient once, and a content source
+that changes between its two readings or an encryption certificate without an RSA key is refused by name."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped,unused-ignore]
+
+from inkless.delivery import cms_write
+from inkless.delivery import envelope as env
+from inkless.errors import EnvelopeError
+from tests.unit.test_delivery_envelope import PKI, Office, message
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, Office]:
+    a, b = PKI("a"), PKI("b")
+    return {"sender": a.office("civil"), "recipient": b.office("police"), "fire": b.office("fire")}
+
+
+def _recipients(envelope: bytes) -> list[int]:
+    """The serial numbers the envelope's key transports name, in order."""
+    infos = asn1_cms.ContentInfo.load(envelope)["content"]["recipient_infos"]
+    return [info.chosen["rid"].chosen["serial_number"].native for info in infos]
+
+
+def test_a_sealed_message_opens_verifies_and_reads_back_with_its_documents(world: dict[str, Office]) -> None:
+    sender, recipient = world["sender"], world["recipient"]
+    meta, docs = message(sender, recipient)
+    envelope = b"".join(env.seal(env.mime_message(meta, docs), sender.sign_key, sender.sign_cert, [sender.pki.ca],
+                                 [recipient.enc_cert]))
+    opened = env.read_envelope(io.BytesIO(envelope), recipient.enc_cert, recipient.enc_key)
+    checked = env.verify_read(opened.signed, sender.pki.ca, datetime.now(UTC), expected_signer=sender.address)
+    assert checked.signer_address == sender.address
+    got_meta, got = opened.message()
+    assert got_meta.message_id == meta.message_id
+    assert [(d.name, d.content_type, d.size, d.sha256) for d in got] == [
+        (d.name, d.content_type, len(d.data), d.sha256) for d in docs]
+
+
+def test_content_that_changes_between_its_two_readings_is_refused(world: dict[str, Office]) -> None:
+    """The content is hashed, then read again to be encrypted: a source that gives more or less the second
+    time would be signed for one thing and carry another."""
+    sender, recipient = world["sender"], world["recipient"]
+    readings: list[bytes] = [b"the content as hashed", b"the content as encrypted, longer"]
+
+    def content() -> Iterator[bytes]:
+        yield readings.pop(0)
+
+    with pytest.raises(EnvelopeError) as refused:
+        b"".join(cms_write.sealed(content, sender.sign_key, sender.sign_cert, [], [recipient.enc_cert]))
+    found = re.fullmatch(r"the content to encrypt was (\d+) bytes, not the (\d+) announced", str(refused.value))
+    assert found, str(refused.value)
+    assert int(found[1]) - int(found[2]) == len(b"the content as encrypted, longer") - len(b"the content as hashed")
+
+
+def test_each_recipient_certificate_gets_one_key_transport_however_often_it_is_given(
+        world: dict[str, Office]) -> None:
+    """The sender's own office among the recipients, or an office named twice: one RecipientInfo each, and the
+    ones after a repeat are still there."""
+    recipient, fire = world["recipient"], world["fire"]
+    envelope = env.encrypt(b"content", [recipient.enc_cert, recipient.enc_cert, fire.enc_cert, recipient.enc_cert])
+    assert _recipients(envelope) == [recipient.enc_cert.serial_number, fire.enc_cert.serial_number]
+    for office in (recipient, fire):
+        assert env.decrypt(envelope, office.enc_cert, office.enc_key) == b"content"
+
+
+def test_an_encryption_certificate_without_an_rsa_key_is_refused(world: dict[str, Office]) -> None:
+    sender = world["sender"]
+    with pytest.raises(EnvelopeError) as refused:
+        env.encrypt(b"content", [sender.sign_cert])  # an EC key: no RSA key transport to it
+    assert str(refused.value) == "an office encryption certificate must hold an RSA key"
