@@ -66,6 +66,8 @@ def test_each_recipient_certificate_gets_one_key_transport_however_often_it_is_g
     recipient, fire = world["recipient"], world["fire"]
     envelope = env.encrypt(b"content", [recipient.enc_cert, recipient.enc_cert, fire.enc_cert, recipient.enc_cert])
     assert _recipients(envelope) == [recipient.enc_cert.serial_number, fire.enc_cert.serial_number]
+    # RFC 5652 §6.1: version 0 with no originator info, no unprotected attributes, only version 0 recipient infos.
+    assert asn1_cms.ContentInfo.load(envelope)["content"]["version"].native == "v0"
     for office in (recipient, fire):
         assert env.decrypt(envelope, office.enc_cert, office.enc_key) == b"content"
 
