@@ -77,3 +77,14 @@ def test_an_encryption_certificate_without_an_rsa_key_is_refused(world: dict[str
     with pytest.raises(EnvelopeError) as refused:
         env.encrypt(b"content", [sender.sign_cert])  # an EC key: no RSA key transport to it
     assert str(refused.value) == "an office encryption certificate must hold an RSA key"
+
+
+@pytest.mark.parametrize("size", [111, 112, 127, 128, 255, 256, 65535, 65536])
+def test_contents_whose_lengths_cross_a_der_length_form_open_and_verify(world: dict[str, Office], size: int) -> None:
+    """127 bytes is the last short-form length, 128 the first long one (``0x81 0x80``, never the ``0x80`` of the
+    indefinite form); 112 to 127 bytes of content encrypt to 128."""
+    sender, recipient = world["sender"], world["recipient"]
+    content = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    signed = env.sign(content, sender.sign_key, sender.sign_cert, [sender.pki.ca])
+    assert env.verify(signed, sender.pki.ca, datetime.now(UTC)).content == content
+    assert env.decrypt(env.encrypt(content, [recipient.enc_cert]), recipient.enc_cert, recipient.enc_key) == content
