@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 from asn1crypto import cms as asn1_cms  # type: ignore[import-untyped,unused-ignore]
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from inkless.delivery import cms_write
 from inkless.delivery import envelope as env
+from inkless.delivery.cms_stream import der
 from inkless.errors import EnvelopeError
 from tests.unit.test_delivery_envelope import PKI, Office, message
 
@@ -87,5 +89,23 @@ def test_contents_whose_lengths_cross_a_der_length_form_open_and_verify(world: d
     sender, recipient = world["sender"], world["recipient"]
     content = bytes(range(256)) * (size // 256) + bytes(size % 256)
     signed = env.sign(content, sender.sign_key, sender.sign_cert, [sender.pki.ca])
+    assert der(0x04, content) in signed  # DER: the shortest length form, as a strict reader requires
     assert env.verify(signed, sender.pki.ca, datetime.now(UTC)).content == content
     assert env.decrypt(env.encrypt(content, [recipient.enc_cert]), recipient.enc_cert, recipient.enc_key) == content
+
+
+def test_an_rsa_seal_key_signs_and_a_key_of_another_type_is_refused(world: dict[str, Office]) -> None:
+    """An office may hold an RSA seal key (PKCS #1 v1.5 with SHA-256); an Ed25519 one has no mechanism here."""
+    sender = world["sender"]
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    rsa_cert = sender.pki.leaf("civil", rsa_key, True)
+    signed = env.sign(b"content", rsa_key, rsa_cert, [sender.pki.ca])
+    checked = env.verify(signed, sender.pki.ca, datetime.now(UTC), expected_signer=sender.address)
+    assert (checked.content, checked.signer) == (b"content", rsa_cert)
+    info = asn1_cms.ContentInfo.load(signed)["content"]
+    # RFC 5652 §5.1: version 1 for signers named by issuer and serial over id-data.
+    assert info["version"].native == "v1"
+    assert info["signer_infos"][0]["signature_algorithm"]["algorithm"].native == "rsassa_pkcs1v15"
+    with pytest.raises(EnvelopeError) as refused:
+        env.sign(b"content", ed25519.Ed25519PrivateKey.generate(), rsa_cert, [])
+    assert str(refused.value) == "an office seal key of type Ed25519PrivateKey cannot sign"
