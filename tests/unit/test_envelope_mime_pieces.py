@@ -143,11 +143,14 @@ class _Watched(io.RawIOBase):
         return out
 
 
-def test_documents_reach_the_sink_as_the_body_is_read_never_all_at_once() -> None:
-    """Bounded memory: the body is asked for in chunks, and each document's bytes go to the sink while its part
-    is still being read (a quoted-printable one line by line), not when its end was found."""
-    mime = _foreign(b"\r\n")[0]
-    stream = _Watched(mime, 64)
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+@pytest.mark.parametrize("size", [1, 64])
+def test_documents_reach_the_sink_as_the_body_is_read_never_all_at_once(eol: bytes, size: int) -> None:
+    """Bounded memory: the body is asked for in chunks, header sections end at their blank line however it is cut,
+    and each document's bytes go to the sink while its part is still being read (a quoted-printable one line by
+    line), not when its end was found."""
+    mime = _foreign(eol)[0]
+    stream = _Watched(mime, size)
     first_write: dict[int, int] = {}
 
     class Sink(io.BytesIO):
@@ -163,5 +166,5 @@ def test_documents_reach_the_sink_as_the_body_is_read_never_all_at_once() -> Non
     env.read_mime(cast(BinaryIO, stream), Sink)
     assert stream.asked and all(isinstance(n, int) and 0 < n <= env.CHUNK for n in stream.asked), stream.asked
     for number, marker in [(1, b"Content-Type: application/pdf"), (2, b"Content-Type: text/plain; charset")]:
-        part_end = mime.index(b"\r\n--b1", mime.index(marker))
+        part_end = mime.index(eol + b"--b1", mime.index(marker))
         assert first_write[number] < part_end - 64, (number, first_write, part_end)
