@@ -125,3 +125,15 @@ def test_a_signer_digest_the_signed_data_does_not_declare_is_refused(world: dict
     with pytest.raises(EnvelopeError, match=r"^the signer's digest algorithm sha512 is not among those the "
                                             r"SignedData declares$"):
         env.verify(relabelled, sender.pki.ca, datetime.now(UTC))
+
+
+def test_a_read_envelope_is_refused_for_another_claimed_sender_or_a_revoked_signer(world: dict[str, Office]) -> None:
+    sender, recipient = world["sender"], world["recipient"]
+    with pytest.raises(EnvelopeError) as refused:
+        env.verify_read(read(sealed(sender, recipient), recipient).signed, sender.pki.ca, datetime.now(UTC),
+                        expected_signer="tax@a")
+    assert str(refused.value) == f"signed by {sender.address}, but the sender claims to be tax@a"
+    with pytest.raises(EnvelopeError) as refused:
+        env.verify_read(read(sealed(sender, recipient), recipient).signed, sender.pki.ca, datetime.now(UTC),
+                        expected_signer=sender.address, is_revoked=lambda cert: cert == sender.sign_cert)
+    assert str(refused.value) == f"the signer certificate (serial {sender.sign_cert.serial_number:x}) is revoked"
