@@ -137,3 +137,18 @@ def test_a_read_envelope_is_refused_for_another_claimed_sender_or_a_revoked_sign
         env.verify_read(read(sealed(sender, recipient), recipient).signed, sender.pki.ca, datetime.now(UTC),
                         expected_signer=sender.address, is_revoked=lambda cert: cert == sender.sign_cert)
     assert str(refused.value) == f"the signer certificate (serial {sender.sign_cert.serial_number:x}) is revoked"
+
+
+def test_garbage_from_a_damaged_envelope_is_refused_as_not_opening_not_as_bad_cms(world: dict[str, Office]) -> None:
+    """Damage that makes the decrypted SignedData garbage and its padding wrong: the reason given is that the
+    envelope does not open (what a wrong key looks like too), not the garbage it decrypted to."""
+    sender, recipient = world["sender"], world["recipient"]
+    envelope = bytearray(sealed(sender, recipient))
+    plain = env.decrypt(bytes(envelope), recipient.enc_cert, recipient.enc_key)
+    padding = 16 - len(plain) % 16
+    envelope[-(len(plain) + padding)] ^= 0xFF  # garbles the first plaintext block: the SignedData's header
+    envelope[-17] ^= padding  # the last plaintext byte becomes 0, never a valid padding
+    with pytest.raises(EnvelopeError) as refused:
+        read(bytes(envelope), recipient)
+    assert str(refused.value) == (f"{NOT_OPENED}: not addressed to it, damaged or not CMS (the content does not "
+                                  "decrypt)")
