@@ -156,3 +156,22 @@ def test_a_signed_data_that_ends_early_is_refused_naming_what_is_missing(office:
         with pytest.raises(EnvelopeError) as refused:
             checked(der(0x30, kind + der(0xA0, der(0x30, fields))), office)
         assert str(refused.value) == NOT_CMS + f"{missing} is missing)"
+
+
+def test_signer_infos_that_are_not_signer_infos_are_refused_as_not_cms(office: Office) -> None:
+    data = signed(office, lambda parts: parts.__setitem__("signers", der(0x31, der(0x02, b"\x01"))))
+    with pytest.raises(EnvelopeError) as refused:
+        checked(data, office)
+    assert str(refused.value) == NOT_CMS + (
+        "Error parsing asn1crypto.cms.SignerInfo - method should have been constructed, but primitive was found)")
+
+
+def test_a_signed_data_read_as_a_stream_is_judged_without_handing_its_content_back(office: Office) -> None:
+    from inkless.delivery.cms_stream import SignedDataStream, read_signed
+    from inkless.delivery.cms_verify import verify_read
+
+    stream = SignedDataStream(io.BytesIO(signed(office)))
+    content = b"".join(read_signed(stream.content()))
+    result = verify_read(stream, office.pki.ca, datetime.now(UTC))
+    # the content went to whoever read the stream; the verdict carries none of it
+    assert content == CONTENT and result.content == b""
