@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,3 +240,21 @@ def node_copy(folder: Path) -> Node:
     shutil.copytree(_template(), data)
     settings = load_settings(data, env={}, overrides={"database_url": f"sqlite:///{data / 'inkless.db'}"})
     return build_node(settings)
+
+
+@contextlib.contextmanager
+def copied_world(folder: Path, peers: list[PlayedPeer]) -> Iterator[PeerWorld]:
+    """``peers`` played for a node copied into ``folder``; the client and the node are closed afterwards."""
+    node = node_copy(folder)
+    world = peer_world(node, peers)
+    try:
+        yield world
+    finally:
+        world.service.client.close()
+        node.close()
+
+
+def audit_entries(world: PeerWorld, action: str) -> list[Any]:
+    """The node's audit entries of one action, oldest first."""
+    with world.node.db.read() as conn:
+        return world.node.audit.entries(conn, 0, 1000, action=action)

@@ -24,23 +24,17 @@ from inkless.errors import NotFoundError, PKIError
 from inkless.federation.client import DIRECTORY_PATH, NODE_PATH
 from inkless.federation.documents import NODE_DOCUMENT
 from tests.helpers.pki import StandaloneCA
-from tests.helpers.played_peers import PeerWorld, PlayedPeer, node_copy, peer_world
+from tests.helpers.played_peers import PeerWorld, PlayedPeer, audit_entries, copied_world, peer_world
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[PeerWorld]:
-    node = node_copy(tmp_path)
-    world = peer_world(node, [PlayedPeer("npa", ["security@npa"]), PlayedPeer("kyoto", ["b@kyoto", "a@kyoto"])])
-    try:
+    with copied_world(tmp_path, [PlayedPeer("npa", ["security@npa"]),
+                                 PlayedPeer("kyoto", ["b@kyoto", "a@kyoto"])]) as world:
         yield world
-    finally:
-        world.service.client.close()
-        node.close()
 
 
-def _audit(world: PeerWorld, action: str) -> list[Any]:
-    with world.node.db.read() as conn:
-        return world.node.audit.entries(conn, 0, 1000, action=action)
+_audit = audit_entries
 
 
 def _stored_directory(world: PeerWorld, node_id: str) -> str | None:

@@ -24,7 +24,7 @@ from inkless.federation import httpsig
 from inkless.federation.client import MESSAGES_PATH, certificate_header
 from inkless.federation.httpsig import SignatureError
 from tests.helpers.pki import StandaloneCA
-from tests.helpers.played_peers import NODE_URL, PeerWorld, PlayedPeer, node_copy, peer_world
+from tests.helpers.played_peers import NODE_URL, PeerWorld, PlayedPeer, copied_world
 
 TARGET = NODE_URL + MESSAGES_PATH
 BODY = b"envelope"
@@ -32,14 +32,9 @@ BODY = b"envelope"
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[PeerWorld]:
-    node = node_copy(tmp_path)
-    world = peer_world(node, [PlayedPeer("npa", ["security@npa"]), PlayedPeer("kyoto", [])])
-    world.pin("npa")
-    try:
+    with copied_world(tmp_path, [PlayedPeer("npa", ["security@npa"]), PlayedPeer("kyoto", [])]) as world:
+        world.pin("npa")
         yield world
-    finally:
-        world.service.client.close()
-        node.close()
 
 
 def _signed(world: PeerWorld, *, keyid: str = "npa", nonce: str | None = None,
