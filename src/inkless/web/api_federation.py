@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
 import httpx
@@ -111,32 +112,28 @@ async def _strangers_wait(request: Request, node: Node) -> Response | None:
     return refused
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, streamed, refusing more than ``limit`` bytes without reading them all."""
+async def _limited_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it streams in, refusing more than ``limit`` bytes without reading them all."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _TooLarge(limit)
-    chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _TooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, streamed, refusing more than ``limit`` bytes without reading them all."""
+    return b"".join([chunk async for chunk in _limited_chunks(request, limit)])
 
 
 async def _spool_body(request: Request, limit: int, spool: BinaryIO, digest: httpsig.BodyDigest) -> None:
     """The request body written to ``spool`` and hashed as it comes, refusing more than ``limit`` bytes:
     an envelope of any size is received in bounded memory."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(limit)
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(limit)
+    async for chunk in _limited_chunks(request, limit):
         digest.update(chunk)
         spool.write(chunk)
     spool.flush()
