@@ -177,3 +177,44 @@ def test_sync_seal_inside_an_event_loop_is_refused(snode: Node) -> None:
 
     with pytest.raises(SealError, match="_async method"):
         asyncio.run(call())
+
+
+# A worker's first job is often an envelope, a route's seal comes later, in the same process.
+_DELIVER_THEN_SEAL = """
+import datetime, sys
+from pathlib import Path
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from inkless.app import build_node
+from inkless.config import load_settings
+from inkless.delivery.envelope import sign
+from inkless.seals.imprint import SealKind
+from inkless.seals.model import SealPlacement
+
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "first envelope")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256()))
+sign(b"an envelope", key, cert, [])  # builds CMS attributes before pyHanko was ever imported
+node = build_node(load_settings(Path(sys.argv[1])))
+pdf = Path(sys.argv[2]).read_bytes()
+sealed = node.sealing.seal(pdf, "tanaka", SealKind.PERSONAL, SealPlacement(page=1, box=(400, 100, 434, 134)),
+                           actor="tanaka")
+print(node.sealing.verify(sealed).indication.value)
+"""
+
+
+def test_a_process_that_delivered_first_still_seals(tmp_path: Path) -> None:
+    folder = tmp_path / "node"
+    with demo_node("sqlite", folder):
+        pass
+    pdf = tmp_path / "request.pdf"
+    pdf.write_bytes(sample_pdf())
+    done = subprocess.run([sys.executable, "-c", _DELIVER_THEN_SEAL, str(folder), str(pdf)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == Indication.PASSED.value

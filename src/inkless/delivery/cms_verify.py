@@ -31,6 +31,7 @@ from inkless.aio import run_sync
 from inkless.delivery.cms_stream import SignedDataStream, read_signed
 from inkless.delivery.signed import CLOCK_SKEW, SignedContent, office_address
 from inkless.errors import EnvelopeError
+from inkless.pki import asn1names  # noqa: F401  (pyHanko's OID names, known by name)
 
 # Digest algorithms a SignerInfo may declare; pyHanko computes the digest with the declared one.
 ACCEPTED_DIGESTS = ("sha256", "sha384", "sha512")

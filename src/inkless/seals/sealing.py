@@ -49,6 +49,7 @@ from inkless.db import tables as t
 from inkless.db.engine import Database
 from inkless.directory.model import Role, User
 from inkless.errors import InklessError, PolicyError, SealError, ValidationError
+from inkless.pki import asn1names  # noqa: F401  (pyHanko's OID names, known by name)
 from inkless.pki.ca import NodeCA
 from inkless.pki.model import CertPurpose
 from inkless.seals.imprint import (

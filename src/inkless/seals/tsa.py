@@ -28,6 +28,7 @@ from inkless.aio import run_sync
 from inkless.audit.model import AuditEvent, AuditRecorder
 from inkless.clock import Clock
 from inkless.db.engine import Database
+from inkless.pki import asn1names  # noqa: F401  (pyHanko's OID names, known by name)
 from inkless.pki.ca import NodeCA
 from inkless.pki.model import CertPurpose
 

@@ -35,6 +35,7 @@ from pyhanko_certvalidator import ValidationContext
 from inkless import timefmt
 from inkless.aio import run_on_thread_loop
 from inkless.errors import ValidationError
+from inkless.pki import asn1names  # noqa: F401  (pyHanko's OID names, known by name)
 from inkless.seals.model import (
     Change,
     Indication,
