@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar, cast, overload
 
 from cryptography import x509
 from sqlalchemy import insert, select
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.admin import Administration
+    from inkless.directory.peers import PeerService
     from inkless.directory.tokens import ApiTokenService
     from inkless.fax.service import FaxService
     from inkless.intake.service import IntakeService
@@ -51,11 +52,66 @@ if TYPE_CHECKING:
     from inkless.seals.sealing import SealingService
 
 log = logging.getLogger("inkless")
+S = TypeVar("S")
+
+
+class _Service(Generic[S]):
+    """A service of the node, built from ``factory(node)`` the first time it is read.
+
+    A short CLI command needs two or three of the node's services; building every one of them
+    imports most of inkless (fax imaging, seals, intake, metrics…), which each start of
+    ``inkless inbox`` used to pay. Assigning a value (a test's fake, ``None`` for "this node has
+    none") replaces the factory. Building is serialised per node (web requests in several threads
+    may be first at once) and a factory that reads itself, directly or through others, is refused.
+    """
+
+    def __init__(self, factory: Callable[[Node], S | None]) -> None:
+        self._factory = factory
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, node: None, owner: type | None = None) -> _Service[S]: ...
+
+    @overload
+    def __get__(self, node: Node, owner: type | None = None) -> S | None: ...
+
+    def __get__(self, node: Node | None, owner: type | None = None) -> _Service[S] | S | None:
+        if node is None:
+            return self
+        built = node.__dict__
+        if self._name in built:
+            return cast("S | None", built[self._name])
+        with node._building_lock:
+            if self._name not in built:
+                if self._name in node._building:
+                    raise RuntimeError(f"building the node's {self._name} service needs itself: "
+                                       f"{' → '.join([*node._building, self._name])}")
+                node._building.append(self._name)
+                try:
+                    value = self._factory(node)
+                finally:
+                    node._building.remove(self._name)
+                built.setdefault(self._name, value)  # a factory may have set it already (wiring)
+            return cast("S | None", built[self._name])
+
+    def __set__(self, node: Node, value: S | None) -> None:
+        node.__dict__[self._name] = value
+
+    def built(self, node: Node) -> bool:
+        """Whether the service exists already (closing a node must not build what nobody used)."""
+        return self._name in node.__dict__
 
 
 @dataclass
 class Node:
-    """One running inkless node: its settings and its services."""
+    """One running inkless node: its settings and its services.
+
+    The core (database, blobs, keys, audit log, directory) is built with the node; every other
+    service is built on first use (:class:`_Service`), in the order the caller needs them.
+    """
 
     settings: Settings
     db: Database
@@ -67,48 +123,35 @@ class Node:
     audit: AuditLog
     directory: DirectoryService
     extras: dict[str, object] = field(default_factory=dict)
-    # Federation fills these in (HTTP transport, pinned peers); delivery adds its service.
-    transport: PeerTransport | None = None
-    peers: PeerLookup | None = None
-    delivery: DeliveryService | None = None
-    routes: RouteService | None = None
-    fax: FaxService | None = None
-    tokens: ApiTokenService | None = None
-    mail: MailOutbox | None = None
-    procedures: ProcedureCatalogue | None = None
-    witness: WitnessService | None = None
-    pickup: PickupService | None = None
-    notices: InboxNotices | None = None
-    admin: Administration | None = None
-    intake: IntakeService | None = None
-    metrics: MetricsService | None = None
-    # Built on first use (see the ``sealing`` property): it loads pyHanko, which most commands never need.
-    _sealing_service: SealingService | None = None
-    _sealing_factory: Callable[[], SealingService] | None = None
-    _sealing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _building_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    _building: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    # Federation: the HTTP envelope transport and the pinned peers; delivery reads them late.
+    peers = _Service["PeerLookup"](lambda node: _peers(node))
+    transport = _Service["PeerTransport"](lambda node: _transport(node))
+    witness = _Service["WitnessService"](lambda node: _witness(node))
+    mail = _Service["MailOutbox"](lambda node: _mail(node))
+    tokens = _Service["ApiTokenService"](lambda node: _tokens(node))
+    delivery = _Service["DeliveryService"](lambda node: _delivery(node))
+    pickup = _Service["PickupService"](lambda node: _pickup(node))
+    notices = _Service["InboxNotices"](lambda node: _notices(node))
+    # The sealing service (and the node TSA) loads pyHanko, which most commands never need.
+    sealing = _Service["SealingService"](lambda node: _sealing(node))
+    routes = _Service["RouteService"](lambda node: _routes(node))
+    fax = _Service["FaxService"](lambda node: _fax(node))
+    procedures = _Service["ProcedureCatalogue"](lambda node: _procedures(node))
+    admin = _Service["Administration"](lambda node: _admin(node))
+    intake = _Service["IntakeService"](lambda node: _intake(node))
+    metrics = _Service["MetricsService"](lambda node: _metrics(node))
 
     @property
     def node_id(self) -> str:
         return self.settings.node_id
 
-    @property
-    def sealing(self) -> SealingService | None:
-        """The sealing service (and the node TSA), built the first time something seals or verifies."""
-        if self._sealing_service is None and self._sealing_factory is not None:
-            with self._sealing_lock:  # web requests in several threads may be first at once: build it once
-                if self._sealing_service is None and self._sealing_factory is not None:
-                    self._sealing_service = self._sealing_factory()
-                    self._sealing_factory = None
-        return self._sealing_service
-
-    @sealing.setter
-    def sealing(self, service: SealingService | None) -> None:
-        self._sealing_service, self._sealing_factory = service, None
-
     def close(self) -> None:
         from inkless.directory.peers import PeerService
 
-        if isinstance(self.peers, PeerService):
+        if Node.peers.built(self) and isinstance(self.peers, PeerService):
             self.peers.client.close()
         self.db.dispose()
 
@@ -155,51 +198,10 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     pki = NodeCA(keystore, identity, clock)
     audit = AuditLog(clock)
     directory = DirectoryService(db, settings.node_id, pki, audit, box, clock)
-    node = Node(
+    return Node(
         settings=settings, db=db, blobs=open_blob_store(settings, db, box), clock=clock, box=box,
         keystore=keystore, pki=pki, audit=audit, directory=directory,
     )
-    node.mail = _mail(node)
-    from inkless.directory.tokens import ApiTokenService
-
-    node.tokens = ApiTokenService(db, directory, audit, clock)
-    _federation(node)
-    from inkless.delivery.service import build_delivery
-
-    node.delivery = build_delivery(node)
-    from inkless.mail.notices import InboxNotices
-    from inkless.pickup.service import PickupService
-
-    node.pickup = PickupService(settings, db, clock, audit, box, node.blobs, directory, node.mail,
-                                delivery=lambda: node.delivery)
-    node.delivery.pickup = node.pickup
-    node.notices = InboxNotices(settings, db, clock, audit, directory, node.mail)
-    node.delivery.on_received.append(node.notices.on_received)
-    node._sealing_factory = lambda: _sealing(node)
-    from inkless.seals.route_service import RouteService
-
-    node.routes = RouteService(db, node.blobs, directory, _NodeSealer(node), audit, clock, courier=node.delivery)
-    from inkless.fax.service import build_fax
-
-    node.fax = build_fax(node)
-    from inkless.metrics.catalogue import ProcedureCatalogue
-
-    node.procedures = ProcedureCatalogue(db, audit, clock)
-    from inkless.directory.admin import Administration
-
-    def cover_default(code: str, on: bool, actor: str) -> None:
-        # Read late: the fax service is the one the node has when the setting changes.
-        if node.fax is None:
-            raise ConfigurationError("this node has no fax service")
-        node.fax.set_office_settings(code, cover_page_default=on, actor=actor)
-
-    node.admin = Administration(db, settings.node_id, directory, audit, box, clock, cover_default=cover_default)
-    node.intake = _intake(node)
-    from inkless.metrics.service import MetricsService
-    from inkless.metrics.uptake import RemoteUptake
-
-    node.metrics = MetricsService(db, node.procedures, audit, clock, remote_status=RemoteUptake(box))
-    return node
 
 
 def open_blob_store(settings: Settings, db: Database, box: SecretBox) -> BlobStore:
@@ -361,20 +363,119 @@ def _mail(node: Node) -> MailOutbox:
     )
 
 
-def _federation(node: Node) -> None:
-    """The pinned-peer directory, the HTTP envelope transport and the witness of peers' audit logs."""
-    from inkless.audit.witness import WitnessService
-    from inkless.delivery.transport_http import HttpTransport
+def _peers(node: Node) -> PeerLookup:
+    """The pinned-peer directory (federation)."""
     from inkless.directory.peers import PeerService
 
     settings = node.settings
-    peers = PeerService(
+    return PeerService(
         node.db, settings.node_id, settings.base_url, settings.organisation, node.pki, node.directory, node.audit,
         node.clock,
     )
-    node.peers = peers
-    node.transport = HttpTransport(peers)
-    node.witness = WitnessService(node.db, settings.node_id, node.audit, peers, node.clock)
+
+
+def _peer_service(node: Node) -> PeerService:
+    from inkless.directory.peers import PeerService
+
+    peers = node.peers
+    if not isinstance(peers, PeerService):
+        raise ConfigurationError("this node has no federation peers")
+    return peers
+
+
+def _transport(node: Node) -> PeerTransport:
+    """The HTTP envelope transport to pinned peers."""
+    from inkless.delivery.transport_http import HttpTransport
+
+    return HttpTransport(_peer_service(node))
+
+
+def _witness(node: Node) -> WitnessService:
+    """The witness of peers' audit logs."""
+    from inkless.audit.witness import WitnessService
+
+    return WitnessService(node.db, node.settings.node_id, node.audit, _peer_service(node), node.clock)
+
+
+def _tokens(node: Node) -> ApiTokenService:
+    from inkless.directory.tokens import ApiTokenService
+
+    return ApiTokenService(node.db, node.directory, node.audit, node.clock)
+
+
+def _delivery(node: Node) -> DeliveryService:
+    """Delivery; it hands e-mail recipients to pickup and tells notices of what arrived."""
+    from inkless.delivery.service import build_delivery
+
+    service = build_delivery(node)
+    service.pickup = node.pickup
+    notices = node.notices
+    if notices is not None:
+        service.on_received.append(notices.on_received)
+    return service
+
+
+def _pickup(node: Node) -> PickupService:
+    from inkless.pickup.service import PickupService
+
+    return PickupService(node.settings, node.db, node.clock, node.audit, node.box, node.blobs, node.directory,
+                         node.mail, delivery=lambda: node.delivery)
+
+
+def _notices(node: Node) -> InboxNotices:
+    from inkless.mail.notices import InboxNotices
+
+    return InboxNotices(node.settings, node.db, node.clock, node.audit, node.directory, node.mail)
+
+
+def _routes(node: Node) -> RouteService:
+    from inkless.seals.route_service import RouteService
+
+    return RouteService(node.db, node.blobs, node.directory, _NodeSealer(node), node.audit, node.clock,
+                        courier=node.delivery)
+
+
+def _fax(node: Node) -> FaxService:
+    """The fax service; its cover pages invite to the office's intake window, when it has one."""
+    from inkless.fax.service import build_fax
+
+    service = build_fax(node)
+
+    def invitation_for(office_code: str) -> str | None:
+        intake = node.intake  # read late: most faxes never need the intake service built
+        return intake.invitation_for(office_code) if intake is not None else None
+
+    service.invitation_for = invitation_for
+    return service
+
+
+def _procedures(node: Node) -> ProcedureCatalogue:
+    from inkless.metrics.catalogue import ProcedureCatalogue
+
+    return ProcedureCatalogue(node.db, node.audit, node.clock)
+
+
+def _admin(node: Node) -> Administration:
+    from inkless.directory.admin import Administration
+
+    def cover_default(code: str, on: bool, actor: str) -> None:
+        # Read late: the fax service is the one the node has when the setting changes.
+        if node.fax is None:
+            raise ConfigurationError("this node has no fax service")
+        node.fax.set_office_settings(code, cover_page_default=on, actor=actor)
+
+    return Administration(node.db, node.settings.node_id, node.directory, node.audit, node.box, node.clock,
+                          cover_default=cover_default)
+
+
+def _metrics(node: Node) -> MetricsService:
+    from inkless.metrics.service import MetricsService
+    from inkless.metrics.uptake import RemoteUptake
+
+    procedures = node.procedures
+    if procedures is None:
+        raise ConfigurationError("this node has no procedure catalogue")
+    return MetricsService(node.db, procedures, node.audit, node.clock, remote_status=RemoteUptake(node.box))
 
 
 def _sealing(node: Node) -> SealingService:
@@ -416,7 +517,7 @@ def _intake(node: Node) -> IntakeService:
         assert catalogue is not None
         return [(p.code, p.name) for p in catalogue.procedures(office_code)]
 
-    service = IntakeService(
+    return IntakeService(
         node.db, node.blobs, node.box, node.clock, node.audit, node.directory,
         AnonymousTraffic(node.db, node.clock, node.audit, settings.public_requests_per_minute,
                          settings.audit_tally_seconds),
@@ -427,6 +528,3 @@ def _intake(node: Node) -> IntakeService:
         mailer=OutboxMailer(node.mail) if node.mail is not None else NoMailer(),
         scanner=scanner_for(settings.clamd_socket), procedures=listed if catalogue is not None else None,
     )
-    if node.fax is not None:
-        node.fax.invitation_for = service.invitation_for
-    return service

@@ -26,13 +26,13 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-loaded = sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))
+loaded = sorted({name if MODULES else name.split(".")[0] for name in sys.modules} & set(HEAVY))
 print("\\n" + json.dumps({"code": code, "loaded": loaded}))
 """
 
 
 def _probe(*args: str) -> dict[str, object]:
-    script = f"HEAVY = {list(HEAVY)!r}\n" + _PROBE
+    script = f"HEAVY = {list(HEAVY)!r}\nMODULES = False\n" + _PROBE
     done = subprocess.run([sys.executable, "-c", script, json.dumps(list(args))],
                           capture_output=True, text=True, timeout=120, check=True)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,8 +86,9 @@ def demo_node(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(data)
 
 
-def _probe_loaded(*args: str, heavy: tuple[str, ...]) -> dict[str, object]:
-    script = f"HEAVY = {list(heavy)!r}\n" + _PROBE
+def _probe_loaded(*args: str, heavy: tuple[str, ...], modules: bool = False) -> dict[str, object]:
+    """What ``inkless ARGS`` loaded of ``heavy``: top-level packages, or whole module names (``modules``)."""
+    script = f"HEAVY = {list(heavy)!r}\nMODULES = {modules!r}\n" + _PROBE
     done = subprocess.run([sys.executable, "-c", script, json.dumps(list(args))],
                           capture_output=True, text=True, timeout=120, check=True)
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -125,3 +126,19 @@ def test_the_probe_sees_a_command_that_seals(demo_node: str, tmp_path: object) -
     document.write_bytes(sample_pdf(1))
     result = _probe_loaded("verify", str(document), "--data", demo_node, heavy=NOT_FOR_ORDINARY_COMMANDS)
     assert "pyhanko" in result["loaded"]  # type: ignore[operator]
+
+
+# The node builds a service the first time a command uses it: listing an inbox needs delivery, not
+# the fax bridge, approval routes, the intake window, the metrics or the administration console.
+NOT_FOR_AN_INBOX = ("inkless.fax.service", "inkless.fax.imaging", "inkless.seals.route_service",
+                    "inkless.intake.service", "inkless.metrics.service", "inkless.directory.admin",
+                    "inkless.audit.witness", "inkless.directory.tokens")
+
+
+def test_listing_an_inbox_builds_only_the_services_it_uses(demo_node: str) -> None:
+    listed = _probe_loaded("inbox", "civil-affairs", "--as", "tanaka", "--data", demo_node,
+                           heavy=(*NOT_FOR_AN_INBOX, "inkless.delivery.service"), modules=True)
+    assert listed["code"] == 0
+    assert listed["loaded"] == ["inkless.delivery.service"]  # delivery was built: the probe sees it
+    faxes = _probe_loaded("fax", "jobs", "--data", demo_node, heavy=NOT_FOR_AN_INBOX, modules=True)
+    assert faxes["code"] == 0 and "inkless.fax.service" in faxes["loaded"]  # type: ignore[operator]
