@@ -34,7 +34,12 @@ from inkless.pki.ca import NodeCA, NodeIdentity
 from inkless.pki.keystore import KeyStore, SecretBox, create_master_key_file, load_master_key
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.engine import Connection
+
     from inkless.audit.witness import WitnessService
+    from inkless.delivery.policy import Actor
     from inkless.delivery.service import DeliveryService
     from inkless.delivery.transport import PeerLookup, PeerTransport
     from inkless.directory.admin import Administration
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
     from inkless.mail.outbox import MailOutbox
     from inkless.metrics.catalogue import ProcedureCatalogue
     from inkless.metrics.service import MetricsService
+    from inkless.pickup.model import NewPickup
     from inkless.pickup.service import PickupService
     from inkless.seals.model import SealKind, SealPlacement
     from inkless.seals.route_service import RouteService
@@ -149,10 +155,11 @@ class Node:
         return self.settings.node_id
 
     def close(self) -> None:
-        from inkless.directory.peers import PeerService
+        if Node.peers.built(self):  # a command that never talked to peers has no client to close
+            from inkless.directory.peers import PeerService
 
-        if Node.peers.built(self) and isinstance(self.peers, PeerService):
-            self.peers.client.close()
+            if isinstance(self.peers, PeerService):
+                self.peers.client.close()
         self.db.dispose()
 
 
@@ -408,11 +415,42 @@ def _delivery(node: Node) -> DeliveryService:
     from inkless.delivery.service import build_delivery
 
     service = build_delivery(node)
-    service.pickup = node.pickup
-    notices = node.notices
-    if notices is not None:
-        service.on_received.append(notices.on_received)
+    service.pickup = _NodePickup(node)
+
+    def tell_notices(conn: Connection, office_id: int, office_code: str, at: datetime) -> None:
+        notices = node.notices  # built when the first message arrives, not when delivery is
+        if notices is not None:
+            notices.on_received(conn, office_id, office_code, at)
+
+    service.on_received.append(tell_notices)
     return service
+
+
+class _NodePickup:
+    """Secure pickup as delivery uses it, built when a message first goes to an e-mail address."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @property
+    def enabled(self) -> bool:
+        pickup = self._node.pickup
+        return pickup is not None and pickup.enabled
+
+    def _pickup(self) -> PickupService:
+        pickup = self._node.pickup
+        if pickup is None:
+            raise ConfigurationError("this node has no secure pickup")
+        return pickup
+
+    def check(self, actor: Actor, office_code: str, classification: int, recipients: Sequence[NewPickup],
+              confirmed: bool) -> None:
+        self._pickup().check(actor, office_code, classification, recipients, confirmed)
+
+    def record(self, conn: Connection, *, message_id: str, office_id: int, office_code: str, sender_login: str,
+               subject: str, recipients: Sequence[NewPickup], now: datetime) -> list[int]:
+        return self._pickup().record(conn, message_id=message_id, office_id=office_id, office_code=office_code,
+                                     sender_login=sender_login, subject=subject, recipients=recipients, now=now)
 
 
 def _pickup(node: Node) -> PickupService:
