@@ -18,7 +18,7 @@ import pytest
 from inkless.fax.sip import sdp
 from inkless.fax.sip.call import CallPolicy, SipCall
 from inkless.fax.sip.dialog import Dialog
-from inkless.fax.sip.media import T38Params
+from inkless.fax.sip.media_model import T38Params
 from inkless.fax.sip.message import SipMessage, new_tag, parse, response_to
 from inkless.fax.sip.transaction import ServerTransaction
 from inkless.fax.sip.ua import UserAgent

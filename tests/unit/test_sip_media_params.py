@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inkless.fax import spandsp as sd
-from inkless.fax.sip.media import T38Params
+from inkless.fax.sip.media_model import T38Params
 
 
 def test_max_bit_rate_limits_the_modems() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from inkless.errors import SipMessageError
 from inkless.fax.sip import sdp
-from inkless.fax.sip.media import T38Params
+from inkless.fax.sip.media_model import T38Params
 
 AUDIO_OFFER = (b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
                b"m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")

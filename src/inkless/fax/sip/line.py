@@ -201,7 +201,7 @@ class SipLine:
         return port, session
 
     def _t38_params(self) -> T38Params:
-        from inkless.fax.sip.media import T38Params
+        from inkless.fax.sip.media_model import T38Params
 
         return T38Params()
 

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from inkless.errors import SipMessageError
-from inkless.fax.sip.media import T38Params
+from inkless.fax.sip.media_model import T38Params
 
 STATIC_PAYLOADS = {"PCMU": 0, "PCMA": 8}
 # RFC 2198 redundant audio (ITU-T V.152 advises it for voice-band data): each packet also carries the
