@@ -276,19 +276,33 @@ def encode_tiff(
     for page in pages:
         if page.width not in FAX_WIDTHS:
             raise FaxError(f"a fax page is {page.width} pixels wide; expected one of {FAX_WIDTHS}")
-    writer = TiffWriter(compression)
-    try:
+    with TiffWriter(compression) as writer:
         for page, dpi in zip(pages, dpis, strict=True):
             writer.add(page, dpi, X_DPI)
-    except BaseException:
-        writer.close()
-        raise
-    return finish_tiff(writer)
+        return finish_tiff(writer)
 
 
 def finish_tiff(writer: TiffWriter) -> bytes:
     """The file ``writer`` wrote, with every page's PageNumber n/m (the total was not known before)."""
     return _patch_tags(writer.finish())
+
+
+def raw_strips(data: bytes) -> list[tuple[int, int, bytes]]:
+    """Width, rows and the compressed strip of every page of a one-strip-per-page TIFF ``TiffWriter`` wrote."""
+    order, offsets = _ifd_offsets(data)
+    pages: list[tuple[int, int, bytes]] = []
+    for offset in offsets:
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
+        values: dict[int, int] = {}
+        for k in range(count):
+            entry = offset + 2 + 12 * k
+            tag, kind, n = struct.unpack(order + "HHI", data[entry : entry + 8])
+            if tag in (256, 257, 273, 279) and n == 1 and kind in (3, 4):  # SHORT or LONG, one value
+                values[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, entry + 8)[0]
+        if len(values) != 4:
+            raise FaxError("a rendered page is not one strip")  # TiffWriter writes exactly one
+        pages.append((values[256], values[257], data[values[273] : values[273] + values[279]]))
+    return pages
 
 
 def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
