@@ -98,6 +98,7 @@ class FaxDocuments:
         self._pdfium = pdfium
         self.y_dpi = FINE_Y_DPI if fine else STANDARD_Y_DPI
         self._docs: list[tuple[Any, list[_PagePlan]]] = []
+        self._sources = list(pdfs)  # for the render pool's processes, which open their own copies
         try:
             for pdf in pdfs:
                 _check_size(pdf, "PDF")
@@ -121,6 +122,24 @@ class FaxDocuments:
     @property
     def fax_pages(self) -> int:
         return sum(plan.pieces for _, plans in self._docs for plan in plans)
+
+    def write(self, writer: TiffWriter, *, parallel: bool = True) -> None:
+        """Draw, threshold and compress every page into ``writer``, in order.
+
+        With ``parallel`` and at least :data:`~inkless.fax.render_pool.POOL_MIN_PAGES` fax pages, the
+        render pool's processes do it, a range of pages each, and only the compressed strips come back
+        here; a smaller document (or ``parallel=False``) is drawn in this process (:meth:`render`).
+        Both ways write the same file, byte for byte.
+        """
+        from inkless.fax import render_pool
+
+        if parallel and self.fax_pages >= render_pool.POOL_MIN_PAGES and render_pool.processes() > 1:
+            render_pool.write_pages(
+                [(pdf, plans) for pdf, (_, plans) in zip(self._sources, self._docs, strict=True)],
+                self.y_dpi, writer,
+            )
+        else:
+            self.render(lambda bitmaps: writer.add_all(bitmaps, self.y_dpi, X_DPI))
 
     def render(self, sink: Callable[[list[Image.Image]], object]) -> None:
         """Draw every page in order and hand its fax bitmaps to ``sink``, in order.
@@ -336,17 +355,12 @@ def _patch_tags(data: bytes) -> bytes:
     return bytes(out)
 
 
-def pdf_to_tiff(pdf: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:
-    """Render a PDF into a multi-page TIFF-F ready to send (pages drawn, thresholded and compressed
-    in a pipeline across two cores)."""
-    writer = TiffWriter(compression)
-    try:
-        with FaxDocuments([pdf], fine=fine) as documents:
-            documents.render(lambda bitmaps: writer.add_all(bitmaps, documents.y_dpi, X_DPI))
-    except BaseException:
-        writer.close()
-        raise
-    return finish_tiff(writer)
+def pdf_to_tiff(pdf: bytes, *, fine: bool = True, compression: str = "g4", parallel: bool = True) -> bytes:
+    """Render a PDF into a multi-page TIFF-F ready to send: in the render pool's processes, or for a
+    short document (or ``parallel=False``) here, in a pipeline across two threads (:meth:`FaxDocuments.write`)."""
+    with TiffWriter(compression) as writer, FaxDocuments([pdf], fine=fine) as documents:
+        documents.write(writer, parallel=parallel)
+        return finish_tiff(writer)
 
 
 def document_to_tiff(data: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:
