@@ -251,6 +251,10 @@ def binarize(grey: Image.Image) -> Image.Image:
     """Threshold text and line art; Floyd–Steinberg dither regions that look like photographs."""
     grey = grey.convert("L")
     text = grey.convert("1", dither=Image.Dither.NONE)  # a plain threshold at 128
+    # Text and rules are drawn without anti-aliasing: the usual text page is black and white only,
+    # so no tile can be a photograph (a comparison with its threshold costs a fifth of the tile count).
+    if ImageChops.difference(grey, text.convert("L")).getbbox() is None:
+        return text
     # Photographs are mostly mid-tones; anti-aliased text edges are only a thin rim.
     midtones = grey.point(lambda v: 255 if 40 <= v <= 215 else 0)
     tiles = midtones.resize(
