@@ -49,6 +49,9 @@ _IN_FLIGHT_PER_PROCESS = 2
 # A PDF larger than this reaches the workers as the name of an in-memory file, not as bytes in every task.
 SHARE_ABOVE_BYTES = 1024 * 1024
 
+# Freed image blocks a worker keeps for the next page (a fine page is about four 4 MB images).
+_CACHED_IMAGE_BLOCKS = 8
+
 Strip = tuple[int, int, bytes]  # width, rows, compressed strip of one fax page
 
 _lock = threading.Lock()
@@ -187,10 +190,15 @@ def _start_worker() -> None:
     # Ctrl-C is for the parent, which stops the pool; a worker would only print a second traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import pypdfium2  # type: ignore[import-untyped, unused-ignore]  # noqa: F401  (loaded before the first page)
+    from PIL import _imaging as pillow_core
 
     from inkless.fax import tiff_writer
 
     tiff_writer._library()
+    # Pillow hands every freed image back to malloc, which unmaps blocks this large: a fresh worker
+    # then faulted in some 16 MB of zeroed pages per fax page (a fifth of its CPU, in the kernel).
+    # A few freed blocks kept for the next page avoid that, at the cost of one page's memory.
+    pillow_core.set_blocks_max(_CACHED_IMAGE_BLOCKS)  # what PILLOW_BLOCKS_MAX sets
 
 
 # The document a worker drew its last range from, kept open for the next range of the same one:
