@@ -144,3 +144,22 @@ def test_a_program_that_used_the_pool_exits_at_once_and_leaves_no_process() -> N
     pages, pids = done.stdout.splitlines()
     assert pages == "3" and len(pids.split()) == 2
     assert not [pid for pid in map(int, pids.split()) if _alive(pid)]
+
+
+def test_a_program_that_renders_from_unguarded_top_level_code_is_told_why(tmp_path: Path) -> None:
+    # Spawned workers import the main module again; unguarded, it would start pools of its own.
+    script = tmp_path / "fax_it.py"
+    script.write_text(
+        "from inkless.fax import imaging, render_pool\n"
+        "from tests.helpers.faxdocs import three_page_pdf\n"
+        "render_pool.configure(2)\n"
+        "imaging.pdf_to_tiff(three_page_pdf())\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert "FaxError: the fax rendering processes could not start" in done.stderr
+    assert "if __name__ == '__main__'" in done.stderr

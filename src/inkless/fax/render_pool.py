@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -59,6 +60,7 @@ _documents = itertools.count(1)  # names each document of each render, for the w
 _configured = 0
 _executor: ProcessPoolExecutor | None = None
 _executor_pid = 0
+_proven: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()  # have drawn a range: their workers did start
 
 
 def default_processes() -> int:
@@ -147,12 +149,21 @@ def write_pages(
         try:
             for key, source, plans_of_range in ranges:
                 if len(pending) >= count * _IN_FLIGHT_PER_PROCESS:
-                    _write(pending.popleft(), writer, y_dpi)
+                    _write(pending.popleft(), writer, y_dpi, executor)
                 pending.append(executor.submit(_draw_range, key, source, plans_of_range, y_dpi, writer.compression))
             while pending:
-                _write(pending.popleft(), writer, y_dpi)
+                _write(pending.popleft(), writer, y_dpi, executor)
         except BrokenProcessPool:
+            started = executor in _proven
             _let_go(executor)
+            if not started:
+                # Typically a program whose top-level code renders, unguarded: each spawned worker
+                # imports the main module again and would start a pool of its own.
+                raise FaxError(
+                    "the fax rendering processes could not start (a program that renders faxes keeps its"
+                    " top-level code under if __name__ == '__main__'; fax_render_processes = 1 draws in"
+                    " the calling process)"
+                ) from None
             raise FaxError(
                 "a fax rendering process stopped (killed, or out of memory), so the fax was not rendered;"
                 " the next try starts new processes"
@@ -162,9 +173,10 @@ def write_pages(
                 future.cancel()
 
 
-def _write(future: Future[list[Strip]], writer: TiffWriter, y_dpi: int) -> None:
+def _write(future: Future[list[Strip]], writer: TiffWriter, y_dpi: int, executor: ProcessPoolExecutor) -> None:
     for width, rows, strip in future.result():
         writer.add_strip(strip, width, rows, y_dpi, imaging.X_DPI)
+    _proven.add(executor)
 
 
 @contextlib.contextmanager
