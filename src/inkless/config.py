@@ -104,7 +104,7 @@ class Settings:
     fax_loopback_remote: Path = field(default=Path())  # where outbound calls go; default DATA/fax/remote.sock
     fax_spool_dir: Path = field(default=Path())  # default DATA/fax/spool
     fax_max_calls: int = 8  # simultaneous calls a line takes; more get "busy"
-    # Processes that draw a long fax's pages (docs/fax.md): 0 = one per core (at most 8), 1 = no pool.
+    # Processes that draw a long fax's pages (docs/fax-rendering.md): 0 = one per core (at most 8), 1 = no pool.
     fax_render_processes: int = 0
     # The SIP line (fax_line = "sip"): see docs/fax-sip.md.
     fax_sip_listen: str = "0.0.0.0:5060"  # HOST:PORT for SIP over UDP
