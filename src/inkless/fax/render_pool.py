@@ -30,14 +30,20 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
 
 from inkless.config import MAX_FAX_RENDER_PROCESSES
 from inkless.errors import FaxError
-from inkless.fax import imaging
-from inkless.fax.tiff_writer import TiffWriter
 from inkless.pdfium_lock import PDFIUM_LOCK
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from inkless.fax.imaging import _PagePlan
+    from inkless.fax.tiff_writer import TiffWriter
+
+# Pillow, pdfium and the process pool are imported where they are used: the fax service sets the
+# pool's size while a node is built, which must not load them.
 
 # One or two pages are drawn in the calling process: handing them to the pool costs more than it saves.
 POOL_MIN_PAGES = 3
@@ -113,6 +119,8 @@ def worker_pids() -> list[int]:
 
 
 def _pool() -> ProcessPoolExecutor:
+    from concurrent.futures import ProcessPoolExecutor
+
     global _executor, _executor_pid
     with _lock:
         # A forked child inherits the parent's executor object, whose processes are not its own.
@@ -133,13 +141,15 @@ def _let_go(executor: ProcessPoolExecutor) -> None:
 
 
 def write_pages(
-    documents: Sequence[tuple[bytes, Sequence[imaging._PagePlan]]], y_dpi: int, writer: TiffWriter
+    documents: Sequence[tuple[bytes, Sequence[_PagePlan]]], y_dpi: int, writer: TiffWriter
 ) -> None:
     """Draw the planned pages of each PDF in the pool and write them into ``writer``, in order."""
+    from concurrent.futures.process import BrokenProcessPool
+
     executor = _pool()
     count = processes()
     with contextlib.ExitStack() as stack:
-        ranges: list[tuple[str, str | bytes, tuple[imaging._PagePlan, ...]]] = []
+        ranges: list[tuple[str, str | bytes, tuple[_PagePlan, ...]]] = []
         for pdf, plans in documents:
             key = f"{os.getpid()}:{next(_documents)}"
             source = stack.enter_context(_shared(pdf))
@@ -174,8 +184,10 @@ def write_pages(
 
 
 def _write(future: Future[list[Strip]], writer: TiffWriter, y_dpi: int, executor: ProcessPoolExecutor) -> None:
+    from inkless.fax.imaging import X_DPI
+
     for width, rows, strip in future.result():
-        writer.add_strip(strip, width, rows, y_dpi, imaging.X_DPI)
+        writer.add_strip(strip, width, rows, y_dpi, X_DPI)
     _proven.add(executor)
 
 
@@ -204,7 +216,7 @@ def _start_worker() -> None:
     import pypdfium2  # type: ignore[import-untyped, unused-ignore]  # noqa: F401  (loaded before the first page)
     from PIL import _imaging as pillow_core
 
-    from inkless.fax import tiff_writer
+    from inkless.fax import imaging, tiff_writer  # noqa: F401  (imaging: loaded before the first page)
 
     tiff_writer._library()
     # Pillow hands every freed image back to malloc, which unmaps blocks this large: a fresh worker
@@ -242,10 +254,13 @@ def _document(key: str, source: str | bytes) -> object:
 
 
 def _draw_range(
-    key: str, source: str | bytes, plans: tuple[imaging._PagePlan, ...], y_dpi: int, compression: str
+    key: str, source: str | bytes, plans: tuple[_PagePlan, ...], y_dpi: int, compression: str
 ) -> list[Strip]:
     """Draw, threshold and compress a range of pages as the calling process would; the strips only."""
     import pypdfium2 as pdfium
+
+    from inkless.fax import imaging
+    from inkless.fax.tiff_writer import TiffWriter
 
     doc = _document(key, source)
     with TiffWriter(compression) as writer:
