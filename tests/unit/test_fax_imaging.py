@@ -178,3 +178,19 @@ def test_a_writer_left_by_an_error_gives_its_file_back() -> None:
             writer.add(_text_page(), 196)
             raise FaxError("a page that is not one of ours")
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_pages_of_any_width_are_packed_as_libtiff_expects() -> None:
+    # A stray pixel at each end of the row and odd widths (the padding bits of the last byte).
+    from inkless.fax.tiff_writer import TiffWriter
+
+    for width in (1728, 1727, 9):
+        page = Image.new("1", (width, 3), 1)
+        page.putpixel((0, 0), 0)
+        page.putpixel((width - 1, 1), 0)
+        with TiffWriter("g4") as writer:
+            writer.add(page, 196)
+            data = writer.finish()
+        back = Image.open(io.BytesIO(data))
+        assert back.size == (width, 3)
+        assert [back.getpixel((0, 0)), back.getpixel((width - 1, 1)), back.getpixel((1, 2))] == [0, 0, 255]
