@@ -1,13 +1,15 @@
 """Benchmark: the fax engine's rendering speed and line efficiency.
 
-    .venv/bin/python bench/fax.py [--pages 20] [--rounds 3]
+    .venv/bin/python bench/fax.py [--pages 20] [--rounds 5] [--no-line]
 
 (1) PDF → TIFF-F: inkless (pypdfium2 + libtiff, 204×196, threshold/dither, G4, one
-    strip per page) against Ghostscript's ``tiffg4`` device at ``-r204x196`` on the
-    same N-page document, alternating rounds in the same run; prints pages/s of
-    each and the ratio (inkless / Ghostscript). Ghostscript renders at page size
-    (A4 → 1687 px wide), inkless fits the 1728 px scan line, so inkless does a
-    little more work per page.
+    strip per page) in one process and in its render pool (``fax_render_processes``
+    worker processes, one per core by default; started before the first timed round,
+    its start-up printed apart) against Ghostscript's ``tiffg4`` device at
+    ``-r204x196`` on the same N-page document, alternating rounds in the same run;
+    prints pages/s of each and the ratios against Ghostscript. Ghostscript renders at
+    page size (A4 → 1687 px wide), inkless fits the 1728 px scan line, so inkless does
+    a little more work per page.
 
 (2) Line seconds per page at V.17 14,400 bit/s for a text page and a photo page,
     with and without ECM and with T.6 MMR vs T.4 MH (MMR needs ECM, so "MMR
@@ -21,16 +23,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from inkless.fax import imaging
+from inkless.fax import imaging, render_pool
 from inkless.fax import spandsp as sd
 from inkless.fax.terminal import AudioTerminal, TerminalOptions, run_audio_back_to_back
 
@@ -69,32 +74,58 @@ def _document(pages: int) -> bytes:
     return buf.getvalue()
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process, of its reaped children (Ghostscript) and of the render pool's live workers."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers = 0
+    for pid in render_pool.worker_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        workers += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime + workers / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(work: Callable[[], object], walls: list[float], cpus: list[float]) -> None:
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    work()
+    walls.append(time.perf_counter() - wall)
+    cpus.append(_cpu_seconds() - cpu)
+
+
 def bench_render(pages: int, rounds: int) -> None:
     gs = shutil.which("gs")
     if gs is None:
         sys.exit("Ghostscript (gs) is not installed: apt-get install ghostscript")
     pdf = _document(pages)
-    ours: list[float] = []
-    theirs: list[float] = []
+    t = time.perf_counter()
+    single = imaging.pdf_to_tiff(pdf, parallel=False)
+    first_single = time.perf_counter() - t
+    t = time.perf_counter()
+    pooled = imaging.pdf_to_tiff(pdf)  # starts the pool's processes
+    first_pool = time.perf_counter() - t
+    assert pooled == single, "the pool must write the file one process writes"
+    assert len(imaging.read_tiff(pooled)) == pages
+    runs: dict[str, tuple[list[float], list[float]]] = {"one": ([], []), "pool": ([], []), "gs": ([], [])}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "doc.pdf"
         src.write_bytes(pdf)
         out = Path(tmp) / "gs.tif"
+        command = [gs, "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=tiffg4", "-r204x196",
+                   f"-sOutputFile={out}", str(src)]
         for _ in range(rounds):
-            t = time.perf_counter()
-            tiff = imaging.pdf_to_tiff(pdf)
-            ours.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            subprocess.run([gs, "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=tiffg4", "-r204x196",
-                            f"-sOutputFile={out}", str(src)], check=True)
-            theirs.append(time.perf_counter() - t)
-        assert len(imaging.read_tiff(tiff)) == pages
-    ours_rate = pages / min(ours)
-    theirs_rate = pages / min(theirs)
-    print(f"(1) PDF → TIFF-F, {pages} A4 pages at 204×196, best of {rounds}")
-    print(f"    inkless (pypdfium2 + libtiff G4): {ours_rate:7.1f} pages/s")
-    print(f"    Ghostscript tiffg4:               {theirs_rate:7.1f} pages/s")
-    print(f"    ratio inkless / Ghostscript:      {ours_rate / theirs_rate:7.2f}")
+            _timed(lambda: imaging.pdf_to_tiff(pdf, parallel=False), *runs["one"])
+            _timed(lambda: imaging.pdf_to_tiff(pdf), *runs["pool"])
+            _timed(lambda: subprocess.run(command, check=True), *runs["gs"])
+    rate = {name: pages / min(walls) for name, (walls, _) in runs.items()}
+    cpu_ms = {name: 1000 * min(cpus) / pages for name, (_, cpus) in runs.items()}
+    names = {"one": "inkless, one process", "pool": f"inkless, pool of {render_pool.processes()} processes",
+             "gs": "Ghostscript tiffg4"}
+    print(f"(1) PDF → TIFF-F, {pages} A4 pages at 204×196, best of {rounds} (alternating rounds)")
+    print(f"    {'':30} {'pages/s':>8} {'ratio to gs':>12} {'CPU ms/page':>12}")
+    for name in ("one", "pool", "gs"):
+        print(f"    {names[name]:30} {rate[name]:8.1f} {rate[name] / rate['gs']:12.2f} {cpu_ms[name]:12.1f}")
+    print(f"    pool / one process: {rate['pool'] / rate['one']:.2f}")
+    print(f"    first render (pool start-up included): one process {first_single:.2f} s, pool {first_pool:.2f} s")
 
 
 def _text_page() -> Image.Image:
@@ -154,10 +185,12 @@ def bench_line() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-line", action="store_true", help="only (1), without the line calls")
     args = parser.parse_args()
     bench_render(args.pages, args.rounds)
-    bench_line()
+    if not args.no_line:
+        bench_line()
 
 
 if __name__ == "__main__":

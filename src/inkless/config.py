@@ -34,6 +34,7 @@ FAX_LINES = ("loopback", "spool", "sip", "none")
 BLOB_STORES = ("auto", "files", "database")
 # The shortest fax_fallback_after_minutes: 0.1 min = 6 s, about the time a peer needs to answer a probe.
 FALLBACK_MIN_MINUTES = 0.1
+MAX_FAX_RENDER_PROCESSES = 64
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class Settings:
     fax_loopback_remote: Path = field(default=Path())  # where outbound calls go; default DATA/fax/remote.sock
     fax_spool_dir: Path = field(default=Path())  # default DATA/fax/spool
     fax_max_calls: int = 8  # simultaneous calls a line takes; more get "busy"
+    # Processes that draw a long fax's pages (docs/fax-rendering.md): 0 = one per core (at most 8), 1 = no pool.
+    fax_render_processes: int = 0
     # The SIP line (fax_line = "sip"): see docs/fax-sip.md.
     fax_sip_listen: str = "0.0.0.0:5060"  # HOST:PORT for SIP over UDP
     fax_sip_registrar: str = ""  # sip:HOST:PORT; empty = no registration
@@ -223,6 +226,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(f"fax_line {settings.fax_line!r} must be one of {', '.join(FAX_LINES)}")
     if settings.fax_max_calls <= 0:
         raise ConfigurationError("fax_max_calls must be positive")
+    if not 0 <= settings.fax_render_processes <= MAX_FAX_RENDER_PROCESSES:
+        raise ConfigurationError(
+            f"fax_render_processes must be 0 (one per core), 1 (no pool) or up to {MAX_FAX_RENDER_PROCESSES}"
+        )
     from inkless.fax.sip.options import sip_options
 
     # Checked on every node (a typo must not wait for the day the line is switched to sip);

@@ -210,7 +210,7 @@ def test_a_failure_while_compressing_stops_the_drawing_and_is_reported(monkeypat
     monkeypatch.setattr(tiff_writer.TiffWriter, "add", refuse)
     many = _many_pages(30)
     with pytest.raises(FaxError, match="could not compress page 1"):
-        imaging.pdf_to_tiff(many)  # drawn here, thresholded and compressed in the second thread
+        imaging.pdf_to_tiff(many, parallel=False)  # drawn here, thresholded and compressed in the second thread
     assert 1 <= len(drawn) < 30  # it stopped drawing once the second thread had failed
     assert not [t for t in threading.enumerate() if t.name.startswith("fax-binarize")]
 

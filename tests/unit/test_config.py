@@ -68,6 +68,8 @@ def test_unknown_environment_variable_is_an_error(tmp_path: Path) -> None:
         ({"INKLESS_DEFAULT_LANGUAGE": "fr"}, "default_language"),
         ({"INKLESS_WORKERS": "perhaps"}, "workers"),
         ({"INKLESS_SESSION_MINUTES": "0"}, "session_minutes"),
+        ({"INKLESS_FAX_RENDER_PROCESSES": "-1"}, "fax_render_processes"),
+        ({"INKLESS_FAX_RENDER_PROCESSES": "65"}, "fax_render_processes"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, env: dict[str, str], message: str) -> None:

@@ -151,3 +151,46 @@ def test_pages_written_by_libtiff_read_back_pixel_for_pixel() -> None:
     for compression in ("g4", "g3"):
         back = imaging.tiff_images(imaging.encode_tiff(pages, y_dpi=[196, 98], compression=compression))
         assert [imaging.pixel_difference(a, b) for a, b in zip(back, pages, strict=True)] == [0.0, 0.0]
+
+
+def test_strips_compressed_by_one_writer_are_written_by_another_byte_for_byte() -> None:
+    # The render pool's processes compress pages; the calling process puts the file together.
+    from inkless.fax.tiff_writer import TiffWriter
+
+    pages = [_text_page(), _text_page(1146)]
+    for compression in ("g4", "g3"):
+        whole = imaging.encode_tiff(pages, y_dpi=[196, 98], compression=compression)
+        with TiffWriter(compression) as writer:
+            for (width, rows, strip), dpi in zip(imaging.raw_strips(whole), [196, 98], strict=True):
+                writer.add_strip(strip, width, rows, dpi)
+            assert imaging.finish_tiff(writer) == whole
+
+
+def test_a_writer_left_by_an_error_gives_its_file_back() -> None:
+    import os
+
+    from inkless.fax.tiff_writer import TiffWriter
+
+    imaging.encode_tiff([_text_page()])  # libtiff loaded once
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(FaxError, match="not one of"), TiffWriter("g4") as writer:
+            writer.add(_text_page(), 196)
+            raise FaxError("a page that is not one of ours")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_pages_of_any_width_are_packed_as_libtiff_expects() -> None:
+    # A stray pixel at each end of the row and odd widths (the padding bits of the last byte).
+    from inkless.fax.tiff_writer import TiffWriter
+
+    for width in (1728, 1727, 9):
+        page = Image.new("1", (width, 3), 1)
+        page.putpixel((0, 0), 0)
+        page.putpixel((width - 1, 1), 0)
+        with TiffWriter("g4") as writer:
+            writer.add(page, 196)
+            data = writer.finish()
+        back = Image.open(io.BytesIO(data))
+        assert back.size == (width, 3)
+        assert [back.getpixel((0, 0)), back.getpixel((width - 1, 1)), back.getpixel((1, 2))] == [0, 0, 255]

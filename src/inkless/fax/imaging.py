@@ -98,6 +98,7 @@ class FaxDocuments:
         self._pdfium = pdfium
         self.y_dpi = FINE_Y_DPI if fine else STANDARD_Y_DPI
         self._docs: list[tuple[Any, list[_PagePlan]]] = []
+        self._sources = list(pdfs)  # for the render pool's processes, which open their own copies
         try:
             for pdf in pdfs:
                 _check_size(pdf, "PDF")
@@ -121,6 +122,24 @@ class FaxDocuments:
     @property
     def fax_pages(self) -> int:
         return sum(plan.pieces for _, plans in self._docs for plan in plans)
+
+    def write(self, writer: TiffWriter, *, parallel: bool = True) -> None:
+        """Draw, threshold and compress every page into ``writer``, in order.
+
+        With ``parallel`` and at least :data:`~inkless.fax.render_pool.POOL_MIN_PAGES` fax pages, the
+        render pool's processes do it, a range of pages each, and only the compressed strips come back
+        here; a smaller document (or ``parallel=False``) is drawn in this process (:meth:`render`).
+        Both ways write the same file, byte for byte.
+        """
+        from inkless.fax import render_pool
+
+        if parallel and self.fax_pages >= render_pool.POOL_MIN_PAGES and render_pool.processes() > 1:
+            render_pool.write_pages(
+                [(pdf, plans) for pdf, (_, plans) in zip(self._sources, self._docs, strict=True)],
+                self.y_dpi, writer,
+            )
+        else:
+            self.render(lambda bitmaps: writer.add_all(bitmaps, self.y_dpi, X_DPI))
 
     def render(self, sink: Callable[[list[Image.Image]], object]) -> None:
         """Draw every page in order and hand its fax bitmaps to ``sink``, in order.
@@ -232,6 +251,10 @@ def binarize(grey: Image.Image) -> Image.Image:
     """Threshold text and line art; Floyd–Steinberg dither regions that look like photographs."""
     grey = grey.convert("L")
     text = grey.convert("1", dither=Image.Dither.NONE)  # a plain threshold at 128
+    # Text and rules are drawn without anti-aliasing: the usual text page is black and white only,
+    # so no tile can be a photograph (a comparison with its threshold costs a fifth of the tile count).
+    if ImageChops.difference(grey, text.convert("L")).getbbox() is None:
+        return text
     # Photographs are mostly mid-tones; anti-aliased text edges are only a thin rim.
     midtones = grey.point(lambda v: 255 if 40 <= v <= 215 else 0)
     tiles = midtones.resize(
@@ -276,19 +299,33 @@ def encode_tiff(
     for page in pages:
         if page.width not in FAX_WIDTHS:
             raise FaxError(f"a fax page is {page.width} pixels wide; expected one of {FAX_WIDTHS}")
-    writer = TiffWriter(compression)
-    try:
+    with TiffWriter(compression) as writer:
         for page, dpi in zip(pages, dpis, strict=True):
             writer.add(page, dpi, X_DPI)
-    except BaseException:
-        writer.close()
-        raise
-    return finish_tiff(writer)
+        return finish_tiff(writer)
 
 
 def finish_tiff(writer: TiffWriter) -> bytes:
     """The file ``writer`` wrote, with every page's PageNumber n/m (the total was not known before)."""
     return _patch_tags(writer.finish())
+
+
+def raw_strips(data: bytes) -> list[tuple[int, int, bytes]]:
+    """Width, rows and the compressed strip of every page of a one-strip-per-page TIFF ``TiffWriter`` wrote."""
+    order, offsets = _ifd_offsets(data)
+    pages: list[tuple[int, int, bytes]] = []
+    for offset in offsets:
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
+        values: dict[int, int] = {}
+        for k in range(count):
+            entry = offset + 2 + 12 * k
+            tag, kind, n = struct.unpack(order + "HHI", data[entry : entry + 8])
+            if tag in (256, 257, 273, 279) and n == 1 and kind in (3, 4):  # SHORT or LONG, one value
+                values[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, entry + 8)[0]
+        if len(values) != 4:
+            raise FaxError("a rendered page is not one strip")  # TiffWriter writes exactly one
+        pages.append((values[256], values[257], data[values[273] : values[273] + values[279]]))
+    return pages
 
 
 def _ifd_offsets(data: bytes) -> tuple[str, list[int]]:
@@ -322,17 +359,12 @@ def _patch_tags(data: bytes) -> bytes:
     return bytes(out)
 
 
-def pdf_to_tiff(pdf: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:
-    """Render a PDF into a multi-page TIFF-F ready to send (pages drawn, thresholded and compressed
-    in a pipeline across two cores)."""
-    writer = TiffWriter(compression)
-    try:
-        with FaxDocuments([pdf], fine=fine) as documents:
-            documents.render(lambda bitmaps: writer.add_all(bitmaps, documents.y_dpi, X_DPI))
-    except BaseException:
-        writer.close()
-        raise
-    return finish_tiff(writer)
+def pdf_to_tiff(pdf: bytes, *, fine: bool = True, compression: str = "g4", parallel: bool = True) -> bytes:
+    """Render a PDF into a multi-page TIFF-F ready to send: in the render pool's processes, or for a
+    short document (or ``parallel=False``) here, in a pipeline across two threads (:meth:`FaxDocuments.write`)."""
+    with TiffWriter(compression) as writer, FaxDocuments([pdf], fine=fine) as documents:
+        documents.write(writer, parallel=parallel)
+        return finish_tiff(writer)
 
 
 def document_to_tiff(data: bytes, *, fine: bool = True, compression: str = "g4") -> bytes:

@@ -90,11 +90,12 @@ def _draw_invitation(page: Image.Image, draw: ImageDraw.ImageDraw, url: str, top
     page.paste(code.resize((side, side), Image.Resampling.NEAREST), (1588 - side, top + 420))
 
 
-def render_for_fax(documents: Sequence[bytes], cover: CoverPage | None) -> RenderedFax:
+def render_for_fax(documents: Sequence[bytes], cover: CoverPage | None, *, parallel: bool = True) -> RenderedFax:
     """Render PDFs (and a cover page first, if given) into one multi-page TIFF-F, fine resolution, MMR.
 
-    The documents are measured before anything is drawn, so the cover states the page count and then
-    every page goes straight from pdfium through the threshold into the file (two cores at work).
+    The documents are measured before anything is drawn, so the cover states the page count; then the
+    pages are drawn, thresholded and compressed in the render pool's processes (a long fax) or here
+    (``parallel=False``, or one or two pages), with the same result (:meth:`FaxDocuments.write`).
     """
     import dataclasses
 
@@ -104,14 +105,9 @@ def render_for_fax(documents: Sequence[bytes], cover: CoverPage | None) -> Rende
 
     if not documents:
         raise FaxError("the document has no pages")
-    writer = TiffWriter("g4")
-    try:
-        with imaging.FaxDocuments(documents, fine=True) as pdfs:
-            pages = pdfs.fax_pages + (1 if cover is not None else 0)
-            if cover is not None:
-                writer.add(cover_image(dataclasses.replace(cover, pages=pages)), imaging.FINE_Y_DPI)
-            pdfs.render(lambda bitmaps: writer.add_all(bitmaps, imaging.FINE_Y_DPI))
-    except BaseException:
-        writer.close()
-        raise
-    return RenderedFax(imaging.finish_tiff(writer), pages)
+    with TiffWriter("g4") as writer, imaging.FaxDocuments(documents, fine=True) as pdfs:
+        pages = pdfs.fax_pages + (1 if cover is not None else 0)
+        if cover is not None:
+            writer.add(cover_image(dataclasses.replace(cover, pages=pages)), imaging.FINE_Y_DPI)
+        pdfs.write(writer, parallel=parallel)
+        return RenderedFax(imaging.finish_tiff(writer), pages)

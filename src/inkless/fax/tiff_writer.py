@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from PIL import Image
@@ -46,6 +47,7 @@ _PHOTOMETRIC_MINISWHITE = 0
 _FILLORDER_MSB2LSB = 1
 _RESUNIT_INCH = 2
 _CLEANFAXDATA_CLEAN = 0
+_REVERSED_BITS = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
 # Compression schemes: T.6 (MMR) and T.4 one-dimensional (MH), as fax machines take them.
 COMPRESSION_SCHEMES = {"g4": 4, "g3": 3}
 
@@ -75,9 +77,9 @@ def _library() -> ctypes.CDLL:
                     continue
                 lib.TIFFFdOpen.restype = ctypes.c_void_p
                 lib.TIFFFdOpen.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p]
-                lib.TIFFWriteEncodedStrip.restype = ctypes.c_ssize_t
-                lib.TIFFWriteEncodedStrip.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p,
-                                                      ctypes.c_ssize_t]
+                for write in (lib.TIFFWriteEncodedStrip, lib.TIFFWriteRawStrip):
+                    write.restype = ctypes.c_ssize_t
+                    write.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_ssize_t]
                 lib.TIFFWriteDirectory.restype = ctypes.c_int
                 lib.TIFFWriteDirectory.argtypes = [ctypes.c_void_p]
                 lib.TIFFClose.restype = None
@@ -100,12 +102,14 @@ class TiffWriter:
     """A multi-page TIFF-F being written, one page at a time; ``finish`` returns the file's bytes.
 
     Pages carry PageNumber n/0: the total is not known until the last page (a long page may be cut
-    in several), so the caller patches it afterwards. Not thread-safe: one thread writes.
+    in several), so the caller patches it afterwards. Not thread-safe: one thread writes. As a
+    context manager it gives everything back on the way out; ``finish`` inside the block.
     """
 
     def __init__(self, compression: str) -> None:
         if compression not in COMPRESSION_SCHEMES:
             raise FaxError(f"unknown fax compression {compression!r} (use g4 or g3)")
+        self.compression = compression
         self._lib = _library()
         self._scheme = COMPRESSION_SCHEMES[compression]
         self._file = _scratch()
@@ -123,8 +127,27 @@ class TiffWriter:
         """Append one 1-bit page (Pillow mode ``1``, white 255), compressed as one strip."""
         if page.mode != "1":
             page = page.convert("1", dither=Image.Dither.NONE)
-        width, rows = page.size
-        packed = page.tobytes("raw", "1;I")  # min-is-white: a 1 bit is black
+        # Min-is-white (a 1 bit is black), first pixel in the high bit. Pillow packs inverted bits with
+        # the first pixel in the low bit ("1;IR") in two thirds of the time of "1;I"; turning each
+        # byte round afterwards is a table lookup: 3 ms a fine page instead of 5, the same bytes.
+        packed = page.tobytes("raw", "1;IR").translate(_REVERSED_BITS)
+        tif_p = self._page_fields(*page.size, y_dpi, x_dpi)
+        if self._lib.TIFFWriteEncodedStrip(tif_p, 0, packed, len(packed)) < 0:
+            raise FaxError(f"libtiff could not compress page {self.pages + 1}")
+        self._end_page(tif_p)
+
+    def add_strip(self, strip: bytes, width: int, rows: int, y_dpi: int, x_dpi: int = 204) -> None:
+        """Append one page whose strip another writer of the same compression has already compressed.
+
+        The page comes out as :meth:`add` would have written it, byte for byte: the render pool's
+        processes compress, and the file is put together here (:mod:`inkless.fax.render_pool`).
+        """
+        tif_p = self._page_fields(width, rows, y_dpi, x_dpi)
+        if self._lib.TIFFWriteRawStrip(tif_p, 0, strip, len(strip)) < 0:
+            raise FaxError(f"libtiff could not write page {self.pages + 1}")
+        self._end_page(tif_p)
+
+    def _page_fields(self, width: int, rows: int, y_dpi: int, x_dpi: int) -> ctypes.c_void_p:
         lib, tif = self._lib, self._tif
         assert tif is not None, "the TIFF is finished"
         tif_p = ctypes.c_void_p(tif)
@@ -149,9 +172,10 @@ class TiffWriter:
         for tag, values in fields:
             if not lib.TIFFSetField(tif_p, ctypes.c_uint32(tag), *values):
                 raise FaxError(f"libtiff refused TIFF tag {tag} for page {self.pages + 1}")
-        if lib.TIFFWriteEncodedStrip(tif_p, 0, packed, len(packed)) < 0:
-            raise FaxError(f"libtiff could not compress page {self.pages + 1}")
-        if not lib.TIFFWriteDirectory(tif_p):
+        return tif_p
+
+    def _end_page(self, tif_p: ctypes.c_void_p) -> None:
+        if not self._lib.TIFFWriteDirectory(tif_p):
             raise FaxError(f"libtiff could not write page {self.pages + 1}")
         self.pages += 1
 
@@ -169,9 +193,17 @@ class TiffWriter:
             self._file.close()
 
     def close(self) -> None:
-        """Give everything back without a result (after an error)."""
+        """Give everything back without a result (after an error; harmless after ``finish``)."""
         self._close_tif()
         self._file.close()
+
+    def __enter__(self) -> TiffWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def _close_tif(self) -> None:
         if self._tif is not None:
