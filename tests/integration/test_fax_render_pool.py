@@ -146,6 +146,32 @@ def test_a_program_that_used_the_pool_exits_at_once_and_leaves_no_process() -> N
     assert not [pid for pid in map(int, pids.split()) if _alive(pid)]
 
 
+def test_the_workers_of_a_killed_process_end_too() -> None:
+    # kill -9 of a server stops nothing cleanly: its workers notice they were left and end within seconds.
+    program = (
+        "import time\n"
+        "from inkless.fax import imaging, render_pool\n"
+        "from tests.helpers.faxdocs import three_page_pdf\n"
+        "render_pool.configure(2)\n"
+        "imaging.pdf_to_tiff(three_page_pdf())\n"
+        "print(*render_pool.worker_pids(), flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INKLESS_")}
+    with subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          text=True) as server:
+        try:
+            assert server.stdout is not None
+            pids = [int(pid) for pid in server.stdout.readline().split()]
+            assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        finally:
+            server.kill()
+    deadline = time.monotonic() + 10 * render_pool.PARENT_WATCH_S + 20
+    while [pid for pid in pids if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _alive(pid)]
+
+
 def test_a_program_that_renders_from_unguarded_top_level_code_is_told_why(tmp_path: Path) -> None:
     # Spawned workers import the main module again; unguarded, it would start pools of its own.
     script = tmp_path / "fax_it.py"

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -126,7 +127,8 @@ def _pool() -> ProcessPoolExecutor:
         # A forked child inherits the parent's executor object, whose processes are not its own.
         if _executor is None or _executor_pid != os.getpid():
             _executor = ProcessPoolExecutor(
-                max_workers=processes(), mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+                max_workers=processes(), mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                initargs=(os.getpid(),),
             )
             _executor_pid = os.getpid()
         return _executor
@@ -210,9 +212,14 @@ def _shared(pdf: bytes) -> Iterator[str | bytes]:
 # --------------------------------------------------------------------------- in the workers
 
 
-def _start_worker() -> None:
+# How often a worker looks whether the process that started it is still there.
+PARENT_WATCH_S = 1.0
+
+
+def _start_worker(parent: int) -> None:
     # Ctrl-C is for the parent, which stops the pool; a worker would only print a second traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), name="fax-render-parent", daemon=True).start()
     import pypdfium2  # type: ignore[import-untyped, unused-ignore]  # noqa: F401  (loaded before the first page)
     from PIL import _imaging as pillow_core
 
@@ -223,6 +230,18 @@ def _start_worker() -> None:
     # then faulted in some 16 MB of zeroed pages per fax page (a fifth of its CPU, in the kernel).
     # A few freed blocks kept for the next page avoid that, at the cost of one page's memory.
     pillow_core.set_blocks_max(_CACHED_IMAGE_BLOCKS)  # what PILLOW_BLOCKS_MAX sets
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker once the process that started it is gone.
+
+    A server killed with SIGKILL never stops its pool: the workers would wait for work forever,
+    orphans holding pdfium's memory. (Not PR_SET_PDEATHSIG: it fires when the *thread* that
+    started the worker ends, and the pool starts workers from whichever thread submits.)
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_WATCH_S)
+    os._exit(0)
 
 
 # The document a worker drew its last range from, kept open for the next range of the same one:
