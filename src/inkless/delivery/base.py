@@ -214,7 +214,7 @@ class DeliveryBase:
         return peers.ca_certificate(node_id)
 
     def _is_revoked(self, cert: x509.Certificate) -> bool:
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             revoked = conn.execute(
                 select(t.certificates.c.revoked_at).where(t.certificates.c.serial == format(cert.serial_number, "x"))
             ).scalar()

@@ -84,7 +84,7 @@ class OutboxPasses(Receiving):
                 f"after {row.attempts} attempts; last error: {row.last_error or 'none'}"
             )
             return self._finish(row, "expired", reason, "message.expired")
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             msg = conn.execute(select(messages).where(messages.c.id == row.message_id)).one()
             office = conn.execute(select(t.offices.c.code).where(t.offices.c.id == msg.office_id)).scalar_one()
         sender = f"{office}@{self.node_id}"

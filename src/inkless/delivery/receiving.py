@@ -8,6 +8,7 @@ import io
 import tempfile
 import uuid
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any, BinaryIO
 
 from cryptography import x509
@@ -43,7 +44,7 @@ from inkless.metrics import rollup
 from inkless.pki.model import CertPurpose
 from inkless.search.index import inbox_texts
 from inkless.search.text import pdf_text
-from inkless.streams import StoredBody
+from inkless.streams import ChunkReader, StoredBody
 from inkless.text import check_text
 
 
@@ -57,6 +58,8 @@ class Receiving(DeliveryBase):
         recipient_address: str,
         fax_first: FaxFirst | None = None,
         message_id: str | None = None,
+        *,
+        sha256: str | None = None,
     ) -> bytes:
         """Store an envelope for a local office durably and return the signed receipt (CMS DER).
 
@@ -66,15 +69,27 @@ class Receiving(DeliveryBase):
         the id the delivery names, is not the one inside the signed envelope); all are audited.
         ``fax_first``: the sending node faxed this message before it could deliver it (kept on the
         inbox row). ``envelope`` may be a seekable file or a stored body: it is read in chunks, never held whole.
+        ``sha256``: the hex digest of a seekable file's bytes, when the caller hashed them as they arrived
+        (the federation endpoint does, for the Content-Digest); otherwise the file is read once more to hash it.
         """
         if isinstance(envelope, StoredBody):
-            # Read several times (digest, opening, storing): a copy of the ciphertext in the data folder.
-            with tempfile.TemporaryFile(dir=self._settings.data_dir, prefix="incoming-") as spool:
-                for chunk in envelope.chunks():
-                    spool.write(chunk)
-                return self.receive(spool, sender_address, recipient_address, fax_first, message_id)
-        stream = io.BytesIO(envelope) if isinstance(envelope, bytes) else envelope
-        digest, size = _digest_of(stream)
+            if not self._blobs.exists(envelope.sha256):
+                # Read several times (opening, storing): a copy of the ciphertext in the data folder.
+                with tempfile.TemporaryFile(dir=self._settings.data_dir, prefix="incoming-") as spool:
+                    for chunk in envelope.chunks():
+                        spool.write(chunk)
+                    return self.receive(spool, sender_address, recipient_address, fax_first, message_id,
+                                        sha256=envelope.sha256)
+            # Already in this node's blob store (a delivery between two offices of this node): read from there,
+            # verified by its address as it streams; nothing to copy and nothing to store again.
+            stream: BinaryIO | StoredBody = envelope
+            digest, size = envelope.sha256, envelope.size
+        else:
+            stream = io.BytesIO(envelope) if isinstance(envelope, bytes) else envelope
+            if sha256 is None:
+                digest, size = _digest_of(stream)
+            else:
+                digest, size = sha256, stream.seek(0, io.SEEK_END)
         try:
             return self._receive(stream, digest, size, sender_address, recipient_address, fax_first, message_id)
         except (EnvelopeError, ConflictError) as exc:
@@ -96,7 +111,7 @@ class Receiving(DeliveryBase):
 
     def _receive(
         self,
-        envelope: BinaryIO,
+        envelope: BinaryIO | StoredBody,
         digest: str,
         size: int,
         sender_address: str,
@@ -130,7 +145,8 @@ class Receiving(DeliveryBase):
             ) from None
 
         # Fast path for a repeated delivery: same office, same bytes → the receipt we already gave.
-        with self._db.begin() as conn:
+        # Lookups read without the write lock: envelopes arriving together are opened side by side.
+        with self._db.read() as conn:
             row = conn.execute(
                 select(inbox).where(
                     inbox.c.office_id == office.id, inbox.c.envelope_sha256 == digest, inbox.c.sender == sender_address
@@ -140,11 +156,10 @@ class Receiving(DeliveryBase):
             check_claimed_id(claimed_id, row.message_id)
             return bytes(row.receipt)
 
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             key, cert = self._key(conn, CertPurpose.OFFICE_ENCRYPTION, office.code)
         # One pass, in bounded memory: decrypted, the signed content hashed and its MIME read (documents hashed).
-        envelope.seek(0)
-        read = env.read_envelope(envelope, cert, key)
+        read = env.read_envelope(_reopen(envelope), cert, key)
         env.verify_read(
             read.signed,
             self._trust_anchor(sender_node),
@@ -188,7 +203,7 @@ class Receiving(DeliveryBase):
         office_id: int,
         office_code: str,
         meta: env.MessageMetadata,
-        envelope: BinaryIO | None,
+        envelope: BinaryIO | StoredBody | None,
         digest: str,
         size: int,
         document_count: int,
@@ -203,7 +218,7 @@ class Receiving(DeliveryBase):
         recipient = f"{office_code}@{self.node_id}"
         # A peer's procedure code is kept only when it is well-formed: counted, never trusted further.
         procedure = meta.procedure_code if meta.procedure_code and PROCEDURE_RE.match(meta.procedure_code) else None
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             existing = conn.execute(
                 select(inbox).where(inbox.c.message_id == meta.message_id, inbox.c.office_id == office_id)
             ).first()
@@ -213,14 +228,18 @@ class Receiving(DeliveryBase):
                 "replay or tampering refused"
             )
         if existing is None:
-            # Durable first: the blob is fsynced, then the row commits; only then is a receipt signed.
+            # Durable first: the blob is fsynced, then the row commits with its receipt; the receipt leaves
+            # only after that commit. A kill -9 before it leaves nothing to answer for (the sender retries).
             if envelope is not None and not self._blobs.exists(digest):
-                envelope.seek(0)
-                if self._blobs.put_stream(envelope) != digest:
+                if self._blobs.put_stream(_reopen(envelope)) != digest:
                     raise EnvelopeError("the envelope changed while it was being stored")
-            now = self._clock.now()
-            # Looked up before the write transaction (a second connection inside it waits behind the lock).
+            now = self._clock.now().astimezone(UTC)
+            # Looked up before the write transaction (a second connection inside it waits behind the lock);
+            # the receipt is signed before it too, so that row and receipt commit together, in one transaction
+            # that holds the write lock only for the inserts.
             sender_name = self._office_name(sender)
+            receipt = (self._sign_receipt(office_code, ReceiptFacts(meta.message_id, digest, recipient, now))
+                       if authenticated else None)
             try:
                 with self._db.begin() as conn:
                     inserted = conn.execute(
@@ -237,7 +256,7 @@ class Receiving(DeliveryBase):
                             source=source,
                             authenticated=authenticated,
                             received_at=now,
-                            receipt=None,
+                            receipt=receipt,
                             fax_first=fax_first.header() if fax_first else None,
                             fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
                             procedure_code=procedure,
@@ -271,10 +290,11 @@ class Receiving(DeliveryBase):
                     )
                     for listener in self.on_received:
                         listener(conn, office_id, office_code, now)
+                return receipt or b""
             except DBIntegrityError:
                 # A concurrent delivery of the same message stored it first: fall through to its row.
                 pass
-        with self._db.begin() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(inbox).where(inbox.c.message_id == meta.message_id, inbox.c.office_id == office_id)
             ).one()
@@ -286,15 +306,19 @@ class Receiving(DeliveryBase):
             return bytes(row.receipt)
         if not authenticated:
             return b""
-        facts = ReceiptFacts(meta.message_id, digest, recipient, row.received_at)
-        with self._db.begin() as conn:
-            key, cert = self._key(conn, CertPurpose.OFFICE_SIGNING, office_code)
-            ca = x509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
-        receipt = make_receipt(facts, key, cert, [ca])
+        # A row stored without its receipt (by an earlier version, which signed it in a second transaction).
+        receipt = self._sign_receipt(office_code, ReceiptFacts(meta.message_id, digest, recipient, row.received_at))
         with self._db.begin() as conn:
             conn.execute(update(inbox).where(inbox.c.id == row.id, inbox.c.receipt.is_(None)).values(receipt=receipt))
             stored = conn.execute(select(inbox.c.receipt).where(inbox.c.id == row.id)).scalar_one()
         return bytes(stored)
+
+    def _sign_receipt(self, office_code: str, facts: ReceiptFacts) -> bytes:
+        """The receipt for ``facts``, signed with the receiving office's signing key."""
+        with self._db.read() as conn:
+            key, cert = self._key(conn, CertPurpose.OFFICE_SIGNING, office_code)
+            ca = x509.load_der_x509_certificate(self._pki.ca_certificate(conn).der)
+        return make_receipt(facts, key, cert, [ca])
 
     def deposit_external(
         self,
@@ -364,6 +388,14 @@ class Receiving(DeliveryBase):
             search_texts=[t for t in texts if t.strip()],
         )
         return message_id
+
+
+def _reopen(envelope: BinaryIO | StoredBody) -> BinaryIO:
+    """The envelope from its first byte: a file rewound, a stored body read afresh."""
+    if isinstance(envelope, StoredBody):
+        return ChunkReader(envelope.chunks()).as_binary()
+    envelope.seek(0)
+    return envelope
 
 
 def _digest_of(stream: BinaryIO) -> tuple[str, int]:

@@ -233,7 +233,11 @@ async def _receive_spooled(request: Request, node: Node, peers: PeerService, uri
         return _error(request, node, 503, "delivery is not available on this node")
     try:
         # The signed header names the message: it must be the id inside the signed envelope (409 otherwise).
-        receipt = await run_in_threadpool(delivery.receive, spool, sender, recipient, fax_first, message_id)
+        # The spool was hashed as it was written (for the Content-Digest): the store need not read it again.
+        sha256 = body.digest("sha-256")
+        assert sha256 is not None  # BodyDigest always keeps SHA-256
+        receipt = await run_in_threadpool(delivery.receive, spool, sender, recipient, fax_first, message_id,
+                                          sha256=sha256.hex())
     except MessageTooLargeError as exc:
         return _error(request, node, 413, str(exc))
     except EnvelopeError as exc:
