@@ -27,7 +27,7 @@ from pyhanko_certvalidator.errors import PathError
 from pyhanko_certvalidator.errors import ValidationError as CertValidationError
 
 from inkless import timefmt
-from inkless.aio import run_sync
+from inkless.aio import run_on_thread_loop
 from inkless.delivery.cms_stream import SignedDataStream, read_signed
 from inkless.delivery.signed import CLOCK_SKEW, SignedContent, office_address
 from inkless.errors import EnvelopeError
@@ -177,7 +177,7 @@ def _verify(
             trust_roots=[asn1_x509.Certificate.load(trust_anchor.public_bytes(serialization.Encoding.DER))],
             allow_fetching=False, moment=now, time_tolerance=CLOCK_SKEW,
         )
-        status = run_sync(async_validate_cms_signature(
+        status = run_on_thread_loop(async_validate_cms_signature(
             sd, raw_digest=stream.digests[digest_alg], validation_context=context,
             key_usage_settings=KeyUsageConstraints(key_usage={"digital_signature"}),
         ))
