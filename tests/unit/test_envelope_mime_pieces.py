@@ -168,3 +168,22 @@ def test_documents_reach_the_sink_as_the_body_is_read_never_all_at_once(eol: byt
     for number, marker in [(1, b"Content-Type: application/pdf"), (2, b"Content-Type: text/plain; charset")]:
         part_end = mime.index(eol + b"--b1", mime.index(marker))
         assert first_write[number] < part_end - 64, (number, first_write, part_end)
+
+
+@pytest.mark.parametrize(("eol", "other"), [(b"\r\n", b"\n\n"), (b"\n", b"\r\n\r\n")])
+@pytest.mark.parametrize("size", [1, 5, 4096])
+def test_a_header_section_ends_at_its_first_blank_line_whatever_kind_the_body_holds_later(
+        eol: bytes, other: bytes, size: int) -> None:
+    text = b"first" + other + b"Content-Type: text/html" + other + b"last"
+    documents = [("memo.txt", "text/plain", text)]
+    metadata = json.dumps({**_meta().to_json(), "documents": _listed(*documents)}).encode("ascii")
+    mime = eol.join([
+        b"MIME-Version: 1.0", b'Content-Type: multipart/mixed; boundary="b1"', b"",
+        b"--b1", b"Content-Type: application/json", b"", metadata,
+        b"--b1", b"Content-Type: text/plain", b"Content-Transfer-Encoding: 8bit",
+        b'Content-Disposition: attachment; filename="memo.txt"', b"", text,
+        b"--b1--", b"",
+    ])
+    meta, got = _read(mime, size)
+    assert meta.subject == "至急：照会"
+    assert got == documents

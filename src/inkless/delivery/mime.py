@@ -214,7 +214,10 @@ def _split_head(part: bytes) -> tuple[bytes, bytes]:
         return b"", part[2:]
     if part.startswith(b"\n"):
         return b"", part[1:]
-    crlf, lf = part.find(b"\r\n\r\n"), part.find(b"\n\n")
+    crlf = part.find(b"\r\n\r\n")
+    # A bare blank line counts only if it comes first: searched no further than the CRLF one (the body after
+    # it is a megabyte of base64 lines, and a search through all of it costs more than decoding it).
+    lf = part.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(part))
     if crlf >= 0 and (lf < 0 or crlf <= lf):
         return part[:crlf + 2], part[crlf + 4:]
     if lf >= 0:
@@ -230,7 +233,8 @@ def _head_of(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
         buf += chunk
         if buf == b"\r":
             continue
-        if buf.startswith((b"\r\n", b"\n")) or buf.find(b"\n\n", searched) >= 0 or buf.find(b"\r\n\r\n", searched) >= 0:
+        # CRLF first: when it is there (as inkless writes it), the whole chunk is not searched for a bare one too.
+        if buf.startswith((b"\r\n", b"\n")) or buf.find(b"\r\n\r\n", searched) >= 0 or buf.find(b"\n\n", searched) >= 0:
             head, body = _split_head(buf)
             return head, itertools.chain([body], chunks)
     head, body = _split_head(buf)
