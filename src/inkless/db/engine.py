@@ -58,16 +58,37 @@ class Database:
             _configure_sqlite(self.engine, lock_timeout)
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self, *, durable: bool = True) -> Iterator[Connection]:
         """A transaction: committed when the block ends, rolled back on an exception.
 
         On SQLite every transaction takes the write lock up front (BEGIN IMMEDIATE),
         the SQLite equivalent of row locks: two workers never interleave a
         read-then-write on the same rows.
+
+        ``durable=False``: the commit does not wait for the disk (SQLite: no fsync of the WAL for this
+        commit; PostgreSQL: ``synchronous_commit = off`` for this transaction). Its rows still survive a
+        killed process (they are in the operating system's hands), and the next durable commit makes them
+        durable with its own (the log is written in order); only a power cut before that may lose them.
+        For bookkeeping whose loss is harmless (a replay nonce of a request that changed nothing).
         """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            if durable:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            with self.engine.connect() as conn:
+                relaxed = self.backend == "sqlite"
+                if relaxed:
+                    # Outside any transaction (the driver is in autocommit mode): the setting holds for the commit.
+                    conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                try:
+                    with conn.begin():
+                        if not relaxed:
+                            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                        yield conn
+                finally:
+                    if relaxed:
+                        conn.connection.driver_connection.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
         except exc.OperationalError as error:
             raise storage_error(error) from error
 

@@ -577,7 +577,10 @@ class PeerService:
         if len(nonce) > 128:
             raise SignatureError("the nonce is longer than 128 characters")
         try:
-            with self._db.begin() as conn:
+            # Not durable on its own: whatever the request goes on to change commits durably after it, which
+            # makes the nonce durable too (the log is written in order); a power cut can lose only the nonce
+            # of a request that changed nothing, and replaying that one changes nothing either.
+            with self._db.begin(durable=False) as conn:
                 conn.execute(delete(federation_nonces).where(federation_nonces.c.expires_at < now))
                 conn.execute(
                     insert(federation_nonces).values(node_id=node_id, nonce=nonce, expires_at=now + NONCE_LIFETIME)
