@@ -1,10 +1,14 @@
 """Commits that need not wait for the disk (Database.begin(durable=False)) still commit, roll back like any
-other, and leave the connection they used durable for the next transaction (SQLite and PostgreSQL)."""
+other, and leave the connection they used durable for the next transaction; work handed in together
+(Database.together) commits for every thread, each with its own outcome (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from inkless.app import Node
 from inkless.db.tables_federation import federation_nonces
@@ -39,3 +43,38 @@ def test_a_commit_that_does_not_wait_for_the_disk_is_seen_by_others_and_leaves_t
     # The pool hands the same connection back: it waits for the disk again.
     for _ in range(3):
         assert _durability(node) == "FULL"
+
+
+def test_work_handed_in_together_commits_for_each_thread_and_a_refusal_stays_with_its_own(node: Node) -> None:
+    now = node.clock.now()
+    start = threading.Barrier(6)
+    outcomes: dict[int, object] = {}
+
+    def hand_in(number: int) -> None:
+        def work(conn: Connection) -> int:
+            conn.execute(insert(federation_nonces).values(node_id="npa", nonce=f"t-{number}", expires_at=now))
+            if number == 3:
+                raise ValueError("refused")
+            return number
+
+        start.wait()
+        try:
+            outcomes[number] = node.db.together(work)
+        except ValueError as exc:
+            outcomes[number] = exc
+
+    threads = [threading.Thread(target=hand_in, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert {n: o for n, o in outcomes.items() if n != 3} == {0: 0, 1: 1, 2: 2, 4: 4, 5: 5}
+    assert isinstance(outcomes[3], ValueError)
+    with node.db.read() as conn:
+        stored = set(conn.execute(select(federation_nonces.c.nonce)).scalars())
+    assert stored == {"t-0", "t-1", "t-2", "t-4", "t-5"}
+    # The same nonce twice in one shared transaction: the second gets the database's refusal, the first stays.
+    with pytest.raises(IntegrityError):
+        node.db.together(lambda conn: conn.execute(
+            insert(federation_nonces).values(node_id="npa", nonce="t-0", expires_at=now)))
+    assert _nonces(node) == 5

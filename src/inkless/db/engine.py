@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
@@ -24,6 +26,18 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+T = TypeVar("T")
+
+
+@dataclass
+class _SharedWork:
+    """One thread's part of a shared transaction (:meth:`Database.together`)."""
+
+    work: Callable[[Connection], Any]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
 
 
 class Database:
@@ -56,6 +70,10 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.backend == "sqlite":
             _configure_sqlite(self.engine, lock_timeout)
+        # Group commit (together()): the work handed in while a shared transaction commits, and whether one does.
+        self._sharing = threading.Condition()
+        self._queued: list[_SharedWork] = []
+        self._committing = False
 
     @contextmanager
     def begin(self, *, durable: bool = True) -> Iterator[Connection]:
@@ -91,6 +109,51 @@ class Database:
                         conn.connection.driver_connection.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]
         except exc.OperationalError as error:
             raise storage_error(error) from error
+
+    def together(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a write transaction shared with the work other threads of this process hand in at the
+        same moment (group commit), and return its result once that transaction has committed.
+
+        Nobody waits for company: the first thread commits at once what is there; the work handed in while it
+        commits goes into the next transaction, one commit (one fsync) for all of it. Each work runs in a
+        savepoint of its own, so one that raises is rolled back alone and its thread gets its error; if the
+        commit fails, every thread of that transaction gets the failure and nothing of it is stored.
+        """
+        mine = _SharedWork(work)
+        with self._sharing:
+            self._queued.append(mine)
+            while self._committing and not mine.done:
+                self._sharing.wait()
+            lead = not mine.done
+            if lead:
+                self._committing = True
+                batch, self._queued = self._queued, []
+        if lead:
+            try:
+                self._commit_together(batch)
+            finally:
+                with self._sharing:
+                    for shared in batch:
+                        shared.done = True
+                    self._committing = False
+                    self._sharing.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        return cast(T, mine.result)
+
+    def _commit_together(self, batch: list[_SharedWork]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                for shared in batch:
+                    try:
+                        with conn.begin_nested():
+                            shared.result = shared.work(conn)
+                    except Exception as error:  # this thread's error, raised in this thread
+                        shared.error = storage_error(error) if isinstance(error, exc.OperationalError) else error
+        except Exception as error:  # the transaction failed as a whole: nothing of it is stored
+            for shared in batch:
+                if shared.error is None:
+                    shared.error = storage_error(error) if isinstance(error, exc.OperationalError) else error
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

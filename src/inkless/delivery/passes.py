@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from inkless.audit.model import AuditEvent
 from inkless.db import tables as t
@@ -121,7 +121,8 @@ class OutboxPasses(Receiving):
         except Exception as exc:  # an unexpected failure is still a visible, retried state
             return self._retry(row, f"{type(exc).__name__}: {exc}", None)
         done = self._clock.now()
-        with self._db.begin() as conn:
+
+        def store(conn: Connection) -> None:
             result = conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row.id, outbox.c.state.in_(PENDING))
@@ -149,6 +150,9 @@ class OutboxPasses(Receiving):
                     ),
                     at=done,
                 )
+
+        # Receipts coming back together are stored in one transaction (one commit, one fsync).
+        self._db.together(store)
         return "delivered"
 
     def _retry(self, row: Row[Any], error: str, retry_after: float | None) -> str:

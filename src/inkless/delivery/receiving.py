@@ -12,7 +12,7 @@ from datetime import UTC
 from typing import Any, BinaryIO
 
 from cryptography import x509
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from inkless.audit.model import AuditEvent
@@ -240,56 +240,61 @@ class Receiving(DeliveryBase):
             sender_name = self._office_name(sender)
             receipt = (self._sign_receipt(office_code, ReceiptFacts(meta.message_id, digest, recipient, now))
                        if authenticated else None)
+
+            def store(conn: Connection) -> None:
+                inserted = conn.execute(
+                    insert(inbox).values(
+                        message_id=meta.message_id,
+                        office_id=office_id,
+                        sender=sender[:200],
+                        classification=meta.classification,
+                        priority=meta.priority,
+                        subject_enc=self._box.seal(meta.subject.encode(), subject_context(meta.message_id)),
+                        envelope_sha256=digest,
+                        envelope_size=size,
+                        document_count=document_count,
+                        source=source,
+                        authenticated=authenticated,
+                        received_at=now,
+                        receipt=receipt,
+                        fax_first=fax_first.header() if fax_first else None,
+                        fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
+                        procedure_code=procedure,
+                        reply_to=thread_id_of(meta.reply_to),
+                    )
+                )
+                key = inserted.inserted_primary_key
+                assert key is not None  # inbox rows have an integer key
+                self.search_index.add_inbox(
+                    conn,
+                    int(key[0]),
+                    inbox_texts(meta.subject, sender, sender_name, "\n".join(search_texts) or None),
+                )
+                rollup.add(conn, rollup.message_in(now, office_code, procedure, source))
+                self._audit.record(
+                    conn,
+                    AuditEvent(
+                        actor=sender[:128],
+                        action="message.received",
+                        object_type="message",
+                        object_id=meta.message_id,
+                        digests={"envelope": digest},
+                        details={
+                            "recipient": recipient,
+                            "classification": meta.classification,
+                            "source": source,
+                            "authenticated": authenticated,
+                        },
+                    ),
+                    at=now,
+                )
+                for listener in self.on_received:
+                    listener(conn, office_id, office_code, now)
+
             try:
-                with self._db.begin() as conn:
-                    inserted = conn.execute(
-                        insert(inbox).values(
-                            message_id=meta.message_id,
-                            office_id=office_id,
-                            sender=sender[:200],
-                            classification=meta.classification,
-                            priority=meta.priority,
-                            subject_enc=self._box.seal(meta.subject.encode(), subject_context(meta.message_id)),
-                            envelope_sha256=digest,
-                            envelope_size=size,
-                            document_count=document_count,
-                            source=source,
-                            authenticated=authenticated,
-                            received_at=now,
-                            receipt=receipt,
-                            fax_first=fax_first.header() if fax_first else None,
-                            fax_copy_message_id=find_fax_copy(conn, office_id, fax_first) if fax_first else None,
-                            procedure_code=procedure,
-                            reply_to=thread_id_of(meta.reply_to),
-                        )
-                    )
-                    key = inserted.inserted_primary_key
-                    assert key is not None  # inbox rows have an integer key
-                    self.search_index.add_inbox(
-                        conn,
-                        int(key[0]),
-                        inbox_texts(meta.subject, sender, sender_name, "\n".join(search_texts) or None),
-                    )
-                    rollup.add(conn, rollup.message_in(now, office_code, procedure, source))
-                    self._audit.record(
-                        conn,
-                        AuditEvent(
-                            actor=sender[:128],
-                            action="message.received",
-                            object_type="message",
-                            object_id=meta.message_id,
-                            digests={"envelope": digest},
-                            details={
-                                "recipient": recipient,
-                                "classification": meta.classification,
-                                "source": source,
-                                "authenticated": authenticated,
-                            },
-                        ),
-                        at=now,
-                    )
-                    for listener in self.on_received:
-                        listener(conn, office_id, office_code, now)
+                # Envelopes arriving together share one transaction (one commit, one fsync); each thread
+                # returns only once it has committed.
+                self._db.together(store)
                 return receipt or b""
             except DBIntegrityError:
                 # A concurrent delivery of the same message stored it first: fall through to its row.
