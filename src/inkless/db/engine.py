@@ -142,6 +142,7 @@ class Database:
         return cast(T, mine.result)
 
     def _commit_together(self, batch: list[_SharedWork]) -> None:
+        committed = False
         try:
             with self.engine.begin() as conn:
                 for shared in batch:
@@ -150,10 +151,16 @@ class Database:
                             shared.result = shared.work(conn)
                     except Exception as error:  # this thread's error, raised in this thread
                         shared.error = storage_error(error) if isinstance(error, exc.OperationalError) else error
+            committed = True
         except Exception as error:  # the transaction failed as a whole: nothing of it is stored
             for shared in batch:
                 if shared.error is None:
                     shared.error = storage_error(error) if isinstance(error, exc.OperationalError) else error
+        finally:
+            if not committed:  # interrupted (a BaseException in this thread): no other thread may think it stored
+                for shared in batch:
+                    if shared.error is None:
+                        shared.error = StorageError("the shared transaction was interrupted before it committed")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
