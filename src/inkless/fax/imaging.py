@@ -136,7 +136,7 @@ class FaxDocuments:
         if parallel and self.fax_pages >= render_pool.POOL_MIN_PAGES and render_pool.processes() > 1:
             render_pool.write_pages(
                 [(pdf, plans) for pdf, (_, plans) in zip(self._sources, self._docs, strict=True)],
-                self.y_dpi, writer,
+                self.y_dpi, X_DPI, writer, draw=_draw_range, prepare=_prepare_render_worker,
             )
         else:
             self.render(lambda bitmaps: writer.add_all(bitmaps, self.y_dpi, X_DPI))
@@ -176,6 +176,63 @@ class FaxDocuments:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- in a render pool worker (inkless.fax.render_pool runs these by name)
+
+# Freed image blocks a worker keeps for the next page (a fine page is about four 4 MB images).
+_CACHED_IMAGE_BLOCKS = 8
+# The document a worker drew its last range from, kept open for the next range of the same one:
+# pdfium keeps its parsed fonts and drawn glyphs per document, and a text page draws a third faster
+# with them. It is closed when a range of another document arrives.
+_worker_open: tuple[str, Any] | None = None
+
+
+def _prepare_render_worker() -> None:
+    import pypdfium2  # type: ignore[import-untyped, unused-ignore]  # noqa: F401  (loaded before the first page)
+    from PIL import _imaging as pillow_core
+
+    from inkless.fax import tiff_writer
+
+    tiff_writer._library()
+    # Pillow hands every freed image back to malloc, which unmaps blocks this large: a fresh worker
+    # then faulted in some 16 MB of zeroed pages per fax page (a fifth of its CPU, in the kernel).
+    # A few freed blocks kept for the next page avoid that, at the cost of one page's memory.
+    pillow_core.set_blocks_max(_CACHED_IMAGE_BLOCKS)  # what PILLOW_BLOCKS_MAX sets
+
+
+def _worker_document(pdfium: Any, key: str, source: str | bytes) -> Any:
+    global _worker_open
+    if _worker_open is not None and _worker_open[0] == key:
+        return _worker_open[1]
+    if _worker_open is not None:
+        with PDFIUM_LOCK:
+            _worker_open[1].close()
+        _worker_open = None
+    if isinstance(source, str):  # an in-memory file of the calling process, by its /proc name
+        with open(source, "rb") as file:
+            source = file.read()
+    try:
+        with PDFIUM_LOCK:
+            doc = pdfium.PdfDocument(source)
+    except pdfium.PdfiumError as exc:
+        raise FaxError(f"the PDF cannot be rendered: {exc}") from None
+    _worker_open = (key, doc)
+    return doc
+
+
+def _draw_range(key: str, source: str | bytes, plans: tuple[_PagePlan, ...], y_dpi: int,
+                compression: str) -> list[tuple[int, int, bytes]]:
+    """Draw, threshold and compress a range of pages as the calling process would; the strips only."""
+    import pypdfium2 as pdfium  # type: ignore[import-untyped, unused-ignore]
+
+    doc = _worker_document(pdfium, key, source)
+    with TiffWriter(compression) as writer:
+        for plan in plans:
+            with PDFIUM_LOCK:
+                grey = _render_page(pdfium, doc, plan)
+            writer.add_all(split_long_page(binarize(grey), y_dpi), y_dpi, X_DPI)
+        return raw_strips(writer.finish())
 
 
 def _binarized_to(sink: Callable[[list[Image.Image]], object], grey: Image.Image, y_dpi: int) -> object:

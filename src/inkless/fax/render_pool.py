@@ -31,16 +31,15 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from inkless.config import MAX_FAX_RENDER_PROCESSES
 from inkless.errors import FaxError
-from inkless.pdfium_lock import PDFIUM_LOCK
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Future, ProcessPoolExecutor
 
-    from inkless.fax.imaging import _PagePlan
     from inkless.fax.tiff_writer import TiffWriter
 
 # Pillow, pdfium and the process pool are imported where they are used: the fax service sets the
@@ -57,10 +56,8 @@ _IN_FLIGHT_PER_PROCESS = 2
 # A PDF larger than this reaches the workers as the name of an in-memory file, not as bytes in every task.
 SHARE_ABOVE_BYTES = 1024 * 1024
 
-# Freed image blocks a worker keeps for the next page (a fine page is about four 4 MB images).
-_CACHED_IMAGE_BLOCKS = 8
-
 Strip = tuple[int, int, bytes]  # width, rows, compressed strip of one fax page
+Plan = TypeVar("Plan")  # what the drawing code needs to know of a page, opaque here
 
 _lock = threading.Lock()
 _documents = itertools.count(1)  # names each document of each render, for the workers' open copy
@@ -119,7 +116,7 @@ def worker_pids() -> list[int]:
     return sorted(pid for pid, process in workers.items() if process.is_alive())
 
 
-def _pool() -> ProcessPoolExecutor:
+def _pool(prepare: Callable[[], None]) -> ProcessPoolExecutor:
     from concurrent.futures import ProcessPoolExecutor
 
     global _executor, _executor_pid
@@ -128,7 +125,7 @@ def _pool() -> ProcessPoolExecutor:
         if _executor is None or _executor_pid != os.getpid():
             _executor = ProcessPoolExecutor(
                 max_workers=processes(), mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), prepare),
             )
             _executor_pid = os.getpid()
         return _executor
@@ -143,15 +140,21 @@ def _let_go(executor: ProcessPoolExecutor) -> None:
 
 
 def write_pages(
-    documents: Sequence[tuple[bytes, Sequence[_PagePlan]]], y_dpi: int, writer: TiffWriter
+    documents: Sequence[tuple[bytes, Sequence[Plan]]], y_dpi: int, x_dpi: int, writer: TiffWriter, *,
+    draw: Callable[[str, str | bytes, tuple[Plan, ...], int, str], list[Strip]], prepare: Callable[[], None],
 ) -> None:
-    """Draw the planned pages of each PDF in the pool and write them into ``writer``, in order."""
+    """Draw the planned pages of each PDF in the pool and write them into ``writer``, in order.
+
+    ``draw(key, source, plans, y_dpi, compression)`` runs in a worker (a module-level function: it is
+    sent by name) and returns the compressed strips of its range of page plans; ``prepare`` runs once
+    in each new worker. :mod:`inkless.fax.imaging` supplies both: this module only schedules.
+    """
     from concurrent.futures.process import BrokenProcessPool
 
-    executor = _pool()
+    executor = _pool(prepare)
     count = processes()
     with contextlib.ExitStack() as stack:
-        ranges: list[tuple[str, str | bytes, tuple[_PagePlan, ...]]] = []
+        ranges: list[tuple[str, str | bytes, tuple[Plan, ...]]] = []
         for pdf, plans in documents:
             key = f"{os.getpid()}:{next(_documents)}"
             source = stack.enter_context(_shared(pdf))
@@ -161,10 +164,10 @@ def write_pages(
         try:
             for key, source, plans_of_range in ranges:
                 if len(pending) >= count * _IN_FLIGHT_PER_PROCESS:
-                    _write(pending.popleft(), writer, y_dpi, executor)
-                pending.append(executor.submit(_draw_range, key, source, plans_of_range, y_dpi, writer.compression))
+                    _write(pending.popleft(), writer, y_dpi, x_dpi, executor)
+                pending.append(executor.submit(draw, key, source, plans_of_range, y_dpi, writer.compression))
             while pending:
-                _write(pending.popleft(), writer, y_dpi, executor)
+                _write(pending.popleft(), writer, y_dpi, x_dpi, executor)
         except BrokenProcessPool:
             started = executor in _proven
             _let_go(executor)
@@ -185,11 +188,10 @@ def write_pages(
                 future.cancel()
 
 
-def _write(future: Future[list[Strip]], writer: TiffWriter, y_dpi: int, executor: ProcessPoolExecutor) -> None:
-    from inkless.fax.imaging import X_DPI
-
+def _write(future: Future[list[Strip]], writer: TiffWriter, y_dpi: int, x_dpi: int,
+           executor: ProcessPoolExecutor) -> None:
     for width, rows, strip in future.result():
-        writer.add_strip(strip, width, rows, y_dpi, X_DPI)
+        writer.add_strip(strip, width, rows, y_dpi, x_dpi)
     _proven.add(executor)
 
 
@@ -216,20 +218,11 @@ def _shared(pdf: bytes) -> Iterator[str | bytes]:
 PARENT_WATCH_S = 1.0
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker(parent: int, prepare: Callable[[], None]) -> None:
     # Ctrl-C is for the parent, which stops the pool; a worker would only print a second traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), name="fax-render-parent", daemon=True).start()
-    import pypdfium2  # type: ignore[import-untyped, unused-ignore]  # noqa: F401  (loaded before the first page)
-    from PIL import _imaging as pillow_core
-
-    from inkless.fax import imaging, tiff_writer  # noqa: F401  (imaging: loaded before the first page)
-
-    tiff_writer._library()
-    # Pillow hands every freed image back to malloc, which unmaps blocks this large: a fresh worker
-    # then faulted in some 16 MB of zeroed pages per fax page (a fifth of its CPU, in the kernel).
-    # A few freed blocks kept for the next page avoid that, at the cost of one page's memory.
-    pillow_core.set_blocks_max(_CACHED_IMAGE_BLOCKS)  # what PILLOW_BLOCKS_MAX sets
+    prepare()
 
 
 def _watch_parent(parent: int) -> None:
@@ -242,49 +235,3 @@ def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_WATCH_S)
     os._exit(0)
-
-
-# The document a worker drew its last range from, kept open for the next range of the same one:
-# pdfium keeps its parsed fonts and drawn glyphs per document, and a text page draws a third faster
-# with them. It is closed when a range of another document arrives.
-_open: tuple[str, object] | None = None
-
-
-def _document(key: str, source: str | bytes) -> object:
-    global _open
-    import pypdfium2 as pdfium
-
-    if _open is not None and _open[0] == key:
-        return _open[1]
-    if _open is not None:
-        with PDFIUM_LOCK:
-            _open[1].close()  # type: ignore[attr-defined]
-        _open = None
-    if isinstance(source, str):
-        with open(source, "rb") as file:
-            source = file.read()
-    try:
-        with PDFIUM_LOCK:
-            doc = pdfium.PdfDocument(source)
-    except pdfium.PdfiumError as exc:
-        raise FaxError(f"the PDF cannot be rendered: {exc}") from None
-    _open = (key, doc)
-    return doc
-
-
-def _draw_range(
-    key: str, source: str | bytes, plans: tuple[_PagePlan, ...], y_dpi: int, compression: str
-) -> list[Strip]:
-    """Draw, threshold and compress a range of pages as the calling process would; the strips only."""
-    import pypdfium2 as pdfium
-
-    from inkless.fax import imaging
-    from inkless.fax.tiff_writer import TiffWriter
-
-    doc = _document(key, source)
-    with TiffWriter(compression) as writer:
-        for plan in plans:
-            with PDFIUM_LOCK:
-                grey = imaging._render_page(pdfium, doc, plan)
-            writer.add_all(imaging.split_long_page(imaging.binarize(grey), y_dpi), y_dpi, imaging.X_DPI)
-        return imaging.raw_strips(writer.finish())
