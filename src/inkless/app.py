@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from inkless.fax.service import FaxService
     from inkless.intake.service import IntakeService
     from inkless.mail.notices import InboxNotices
-    from inkless.mail.outbox import MailOutbox
+    from inkless.mail.outbox import MailOutbox, MailStatus
     from inkless.metrics.catalogue import ProcedureCatalogue
     from inkless.metrics.service import MetricsService
     from inkless.pickup.model import NewPickup
@@ -362,12 +362,22 @@ def _mail(node: Node) -> MailOutbox:
     settings = node.settings
     options = smtp_options(settings)
     transport = SmtpTransport(options, helo_name=helo_name(settings.base_url)) if options.enabled else None
-    return MailOutbox(
+    outbox = MailOutbox(
         node.db, node.box, node.clock, node.audit, options, transport,
         expiry=timedelta(hours=settings.mail_expiry_hours),
         backoff_base=float(settings.mail_backoff_base_seconds), backoff_cap=float(settings.mail_backoff_cap_seconds),
         lease=timedelta(seconds=max(60.0, 4 * options.timeout)),
     )
+
+    def pickup_notice_ended(conn: Connection, status: MailStatus) -> None:
+        # The mail worker that sent a pickup notice marks the pickup notified (通知済み) or bounced,
+        # building the pickup service if this process had not needed it yet.
+        pickup = node.pickup
+        if pickup is not None:
+            pickup.notice_ended(conn, status)
+
+    outbox.listen("pickup.notice", pickup_notice_ended)
+    return outbox
 
 
 def _peers(node: Node) -> PeerLookup:

@@ -412,3 +412,23 @@ def test_a_refused_reply_says_why_in_japanese_and_stores_nothing(
         assert conn.execute(select(func.count()).select_from(inbox)).scalar_one() == before
         assert conn.execute(select(func.count()).select_from(pickup_replies).join(
             pickups, pickups.c.id == pickup_replies.c.pickup_id).where(pickups.c.recipient == to)).scalar_one() == 0
+
+
+def test_a_worker_that_never_built_pickup_still_marks_the_notice_sent(app: object, node: Node,
+                                                                       postfix: PrivatePostfix) -> None:
+    # `inkless worker` opens the node and sends the outbox's mail; it need not have touched pickup before.
+    from inkless.app import build_node
+
+    to = address()
+    status, _ = send(app, node, to, [sample_pdf()])
+    assert status == 303
+    worker = build_node(node.settings)
+    try:
+        assert not Node.pickup.built(worker)
+        deliver_queued_mail(worker)
+    finally:
+        worker.close()
+    assert postfix.wait_for(to)
+    with node.db.read() as conn:
+        row = conn.execute(select(pickups).where(pickups.c.recipient == to)).one()
+    assert row.notified_at is not None and row.bounced_at is None

@@ -106,8 +106,6 @@ class PickupService:
         self.directory = directory
         self.mail = mail
         self._delivery = delivery  # read late: the delivery service is built before this one
-        if mail is not None:
-            mail.listen("pickup.notice", self._notice_ended)
 
     def _deliveries(self) -> DeliveryService:
         delivery = self._delivery()
@@ -209,8 +207,12 @@ class PickupService:
         )
         return MailContent(subject=f"【{sender}】文書のお受け取りのご案内 / Documents for you", text=text)
 
-    def _notice_ended(self, conn: Connection, status: MailStatus) -> None:
-        """The notice mail was sent (通知済み) or bounced / expired (不達)."""
+    def notice_ended(self, conn: Connection, status: MailStatus) -> None:
+        """The notice mail was sent (通知済み) or bounced / expired (不達).
+
+        The node's mail outbox calls this for every ``pickup.notice`` mail that ends (the composition
+        root listens for it when the outbox is built: the process sending the mail may never have
+        built this service otherwise)."""
         if not status.ref or not status.ref.startswith("pickup:"):
             return
         pickup_id = int(status.ref.split(":", 1)[1])
