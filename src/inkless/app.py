@@ -196,6 +196,11 @@ def build_node(settings: Settings, clock: Clock | None = None, *, check_schema: 
     clock = clock or SystemClock()
     restrict_file_modes()
     _tighten_sqlite_files(settings)
+    from inkless.fax import render_pool
+
+    # One pool per process, shared by its nodes; set here, because pages are drawn by more than the fax
+    # service (the spool, intake cover pages, previews).
+    render_pool.configure(settings.fax_render_processes)
     db = Database(settings.database_url, lock_timeout=settings.database_lock_timeout_seconds)
     if check_schema:
         _check_initialised(db, settings)

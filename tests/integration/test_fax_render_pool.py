@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from inkless.config import Settings
 from inkless.errors import FaxError
 from inkless.fax import imaging, render, render_pool
 from inkless.fax.model import CoverPage
@@ -189,3 +191,16 @@ def test_a_program_that_renders_from_unguarded_top_level_code_is_told_why(tmp_pa
     assert done.returncode != 0
     assert "FaxError: the fax rendering processes could not start" in done.stderr
     assert "if __name__ == '__main__'" in done.stderr
+
+
+def test_opening_a_node_sets_its_pool_size(settings: Settings) -> None:
+    # Pages are drawn by more than the fax service (the spool, cover pages, previews): the node sets the size.
+    from inkless.app import init_node
+
+    node = init_node(dataclasses.replace(settings, fax_render_processes=1))
+    try:
+        assert render_pool.processes() == 1
+        assert not render_pool.worker_pids()
+    finally:
+        node.close()
+        render_pool.configure(0)

@@ -357,11 +357,9 @@ class FaxService(FaxInbound):
 
 def build_fax(node: Any) -> FaxService:
     """The fax service of ``node`` (a :class:`inkless.app.Node`); delivery is read late, when a fax arrives."""
-    from inkless.fax import render_pool
     from inkless.fax.ocr import searchable_pdf
 
     settings = node.settings
-    render_pool.configure(settings.fax_render_processes)  # one pool per process, shared by its nodes
     languages = settings.fax_ocr_languages
     return FaxService(
         node.db, node.blobs, node.clock, node.audit, node.directory, settings.node_id,
