@@ -1,6 +1,6 @@
 """Benchmark: secure delivery between two nodes against a local Postfix SMTP relay, same payloads, same run.
 
-    .venv/bin/python bench/delivery.py [--messages 20] [--size-mb 1] [--memory 1,20,100]
+    .venv/bin/python bench/delivery.py [--messages 20,200] [--size-mb 1,20] [--rounds 3] [--memory 1,20,100]
 
 (1) inkless: two nodes in two data folders, each served by a real ``inkless serve`` process on loopback
     (workers off), peered with each other by URL and CA fingerprint. The sending node runs in this
@@ -20,7 +20,9 @@
     receiving ``inkless serve`` are printed with their growth over the idle process per MB of message
     (the bound: at most 2, over a fixed base).
 
-Prints messages/s and MB/s for both and the ratio inkless / Postfix. Postfix comes from Debian
+Prints, for every message count and size, messages/s of both and the ratio inkless / Postfix: the
+median of ``--rounds`` alternating rounds on fresh nodes and a fresh Postfix, with the rounds' spread
+(on a shared machine one round of 20 × 1 MB takes a few seconds and moves with the load). Postfix comes from Debian
 (``apt-get install postfix``); without it the second part is skipped with a message.
 """
 
@@ -34,6 +36,7 @@ import os
 import queue
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -300,10 +303,56 @@ def memory_table(sizes: list[float], messages: int) -> None:
                                               for idle, peak in columns), flush=True)
 
 
+def _numbers(text: str, kind: type[float] | type[int]) -> list[Any]:
+    return [kind(x) for x in text.split(",") if x.strip()]
+
+
+def throughput_table(counts: list[int], sizes: list[float], rounds: int, concurrency: int) -> None:
+    """inkless and Postfix on the same payloads, for every message count and size, in alternating rounds.
+
+    Each round runs on fresh nodes and a fresh Postfix; the ratio is taken per round (both measured
+    minutes apart at most) and the median of the rounds' ratios is printed with their spread.
+    """
+    why_not = postfix_available()
+    if why_not is not None:
+        print(f"postfix: skipped — {why_not}")
+    print(f"throughput: inkless ({concurrency} in flight: seal, HTTP between two served nodes, durable store, "
+          "signed receipt) against Postfix (SMTP relay into a discard sink: no crypto, no receipts);\n"
+          f"median of {rounds} alternating rounds, each on fresh nodes")
+    print(f"{'messages':>8} {'size':>7} | {'inkless msg/s':>13} {'postfix msg/s':>13} | {'ratio':>5} "
+          f"{'(min–max)':>11} | {'receiver peak':>13}")
+    for size in sizes:
+        pdf = big_pdf(size)
+        for n in counts:
+            ours: list[float] = []
+            theirs: list[float] = []
+            ratios: list[float] = []
+            peaks: list[float] = []
+            for _ in range(rounds):
+                with tempfile.TemporaryDirectory(prefix="inkless-bench-") as tmp:
+                    root = Path(tmp)
+                    (root / "inkless").mkdir()
+                    run = run_inkless(root / "inkless", pdf, n, concurrency)
+                    ours.append(n / run.seconds)
+                    peaks.append(run.receiver_peak)
+                    if why_not is None:
+                        t_postfix = run_postfix(root / "postfix", pdf, n)
+                        theirs.append(n / t_postfix)
+                        ratios.append(t_postfix / run.seconds)
+            line = f"{n:8d} {len(pdf) / 1e6:6.1f}M | {statistics.median(ours):13.2f} "
+            if ratios:
+                line += (f"{statistics.median(theirs):13.2f} | {statistics.median(ratios):5.2f} "
+                         f"({min(ratios):.2f}–{max(ratios):.2f}) | ")
+            else:
+                line += f"{'—':>13} | {'—':>5} {'':>11} | "
+            print(line + f"{max(peaks):11.0f}MB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--size-mb", type=float, default=1.0)
+    parser.add_argument("--messages", default="20,200", help="message counts, comma-separated (0: no throughput)")
+    parser.add_argument("--size-mb", default="1,20", help="message sizes (MB) for the throughput, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per count and size (median)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="deliveries in flight at once on the sender (delivery_concurrency)")
     parser.add_argument("--memory", default="1,20,100",
@@ -311,29 +360,10 @@ def main() -> None:
     parser.add_argument("--memory-messages", type=int, default=2, help="messages of each size in the memory table")
     args = parser.parse_args()
     if args.memory:
-        memory_table([float(x) for x in args.memory.split(",")], args.memory_messages)
-    if not args.messages:
-        return
-    pdf = big_pdf(args.size_mb)
-    n = args.messages
-    mb = len(pdf) * n / 1e6
-    print(f"{n} messages, one PDF of {len(pdf) / 1e6:.2f} MB each ({mb:.1f} MB in all)")
-    with tempfile.TemporaryDirectory(prefix="inkless-bench-") as tmp:
-        root = Path(tmp)
-        (root / "inkless").mkdir()
-        run = run_inkless(root / "inkless", pdf, n, args.concurrency)
-        t_inkless = run.seconds
-        print(f"inkless, {args.concurrency} in flight (seal, HTTP between two served nodes, durable store, receipt): "
-              f"{n / t_inkless:7.2f} messages/s  {mb / t_inkless:7.2f} MB/s  ({t_inkless:.2f} s); "
-              f"peak RSS sender {run.sender_peak:.0f} MB, receiver {run.receiver_peak:.0f} MB")
-        why_not = postfix_available()
-        if why_not is not None:
-            print(f"postfix: skipped — {why_not}")
-            return
-        t_postfix = run_postfix(root / "postfix", pdf, n)
-        print(f"postfix (SMTP relay into a discard sink, no crypto, no receipts):            "
-              f"{n / t_postfix:7.2f} messages/s  {mb / t_postfix:7.2f} MB/s  ({t_postfix:.2f} s)")
-        print(f"ratio inkless / postfix (throughput): {t_postfix / t_inkless:.2f}")
+        memory_table(_numbers(args.memory, float), args.memory_messages)
+    counts = [n for n in _numbers(args.messages, int) if n > 0]
+    if counts:
+        throughput_table(counts, _numbers(args.size_mb, float), max(1, args.rounds), args.concurrency)
 
 
 if __name__ == "__main__":
