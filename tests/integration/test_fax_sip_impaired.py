@@ -22,7 +22,7 @@ from tests.helpers.kamailio import Kamailio, free_udp_port, running_kamailio
 from tests.helpers.udp_impair import UdpImpairRelay
 
 # Paced in real time: a stall of the machine breaks a call as a bad line would (see test_sip_media.py).
-pytestmark = [pytest.mark.slow, pytest.mark.realtime, pytest.mark.flaky(reruns=1, only_rerun=["AssertionError"])]
+pytestmark = [pytest.mark.slow, pytest.mark.realtime, pytest.mark.flaky(reruns=2, only_rerun=["AssertionError"])]
 
 A, B = "0669410351", "0335804111"
 PASSWORDS = {A: "a-impaired", B: "b-impaired"}
