@@ -129,8 +129,8 @@ class Node:
     audit: AuditLog
     directory: DirectoryService
     extras: dict[str, object] = field(default_factory=dict)
-    _building_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
-    _building: list[str] = field(default_factory=list, repr=False, compare=False)
+    _building_lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
+    _building: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
     # Federation: the HTTP envelope transport and the pinned peers; delivery reads them late.
     peers = _Service["PeerLookup"](lambda node: _peers(node))
